@@ -1,0 +1,359 @@
+//! Validated configuration: what the rest of the node reads. Every value here has been
+//! checked, every reference resolved and every camera has its defaults merged in.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::secret::Secret;
+use super::units::Schedule;
+use crate::geometry::{Polygon, Polyline};
+
+/// How RTP packets travel from the camera.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    /// RTP interleaved in the RTSP TCP connection (default: works through NAT and firewalls).
+    Tcp,
+    /// RTP over UDP (less latency, loses packets on a busy network).
+    Udp,
+}
+
+/// Which frames reach the decoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecodeMode {
+    /// Only key frames are decoded: decode cost falls by about the GOP length.
+    Keyframes,
+    /// Every frame is decoded, then at most `detect_fps` frames are handed on.
+    All,
+    /// `keyframes` when `detect_fps` is at or below the measured key-frame rate, else `all`.
+    Auto,
+}
+
+/// Hardware decoder preference; falls back to software with a logged reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HwDecode {
+    None,
+    Auto,
+    Vaapi,
+    Nvdec,
+}
+
+/// Coordinate system of a camera's zones and lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Coordinates {
+    /// Fractions of the frame width and height, 0.0–1.0 (survives resolution changes).
+    Normalized,
+    /// Pixels of the camera's native frame.
+    Pixel,
+}
+
+/// ONNX Runtime execution provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    Cpu,
+    Cuda,
+    Tensorrt,
+    Openvino,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleKindName {
+    ZoneDwell,
+    LineCross,
+    Crowd,
+    ZoneEnter,
+    FaceInZone,
+}
+
+impl RuleKindName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ZoneDwell => "zone_dwell",
+            Self::LineCross => "line_cross",
+            Self::Crowd => "crowd",
+            Self::ZoneEnter => "zone_enter",
+            Self::FaceInZone => "face_in_zone",
+        }
+    }
+}
+
+/// Which way a track must cross a line, as seen walking from the line's first point
+/// towards its last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Either,
+    LeftToRight,
+    RightToLeft,
+}
+
+/// What snapshots do with faces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FacePolicy {
+    /// Every detected face is blurred (default).
+    Blur,
+    /// Faces are left as captured; only for cameras whose legal basis allows it.
+    Raw,
+}
+
+/// Model family: decides pre- and post-processing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    Yolox,
+    Yunet,
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Yolox => "yolox",
+            Self::Yunet => "yunet",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub node: Node,
+    /// `None`: the node runs an embedded broker on 127.0.0.1.
+    pub mqtt: Option<Mqtt>,
+    pub storage: Storage,
+    pub http: Http,
+    pub models: BTreeMap<String, ModelSpec>,
+    pub inference: Inference,
+    pub cameras: Vec<Camera>,
+    pub grid: Grid,
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Mqtt {
+    pub host: String,
+    pub port: u16,
+    pub tls: Option<Tls>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub client_id: String,
+    pub topic_prefix: String,
+    pub keep_alive: Duration,
+    pub max_inflight: u16,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub ca_file: Option<PathBuf>,
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Storage {
+    pub data_dir: PathBuf,
+    pub models_dir: PathBuf,
+    pub snapshot_dir: PathBuf,
+    pub snapshot_max_age: Duration,
+    pub snapshot_max_bytes: u64,
+    pub outbox_max_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Http {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelSpec {
+    pub name: String,
+    pub family: Family,
+    pub path: PathBuf,
+    /// Fixed by the file, or the configured size for a dynamic file. (width, height)
+    pub input_size: (u32, u32),
+    /// Whether the file accepts other input sizes (per camera).
+    pub dynamic: bool,
+    pub score_threshold: f32,
+    pub nms_iou: f32,
+    /// Class ids kept; empty keeps all.
+    pub classes: Vec<usize>,
+    pub labels: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Inference {
+    pub provider: Provider,
+    pub workers: usize,
+    pub threads_per_worker: usize,
+    pub max_batch: usize,
+    pub max_wait: Duration,
+    pub queue_per_camera: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Camera {
+    pub id: String,
+    pub name: String,
+    pub url: RtspUrl,
+    pub credentials: Option<Credentials>,
+    pub enabled: bool,
+    pub transport: Transport,
+    pub decode: DecodeMode,
+    pub hw_decode: HwDecode,
+    pub detect_fps: f64,
+    pub models: Vec<String>,
+    pub input_size: Option<(u32, u32)>,
+    pub micro_grid: Option<String>,
+    pub stall_timeout: Duration,
+    pub motion_gate: bool,
+    pub full_detect_interval: Duration,
+    pub coordinates: Coordinates,
+    pub zones: BTreeMap<String, Polygon>,
+    pub lines: BTreeMap<String, Polyline>,
+    pub rules: Vec<Rule>,
+    pub faces: FacePolicy,
+}
+
+#[derive(Clone)]
+pub struct Credentials {
+    pub username: String,
+    pub password: Secret,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials").field("username", &self.username).field("password", &self.password).finish()
+    }
+}
+
+/// An RTSP address without credentials: safe to print.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtspUrl {
+    pub secure: bool,
+    pub host: String,
+    pub port: Option<u16>,
+    /// Path and query, starting with `/` (or empty).
+    pub path: String,
+}
+
+impl fmt::Display for RtspUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.secure { "rtsps" } else { "rtsp" };
+        write!(f, "{scheme}://{}", self.host)?;
+        if let Some(p) = self.port {
+            write!(f, ":{p}")?;
+        }
+        f.write_str(&self.path)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub id: String,
+    pub category: String,
+    pub severity: Severity,
+    pub min_score: f32,
+    pub cooldown: Duration,
+    pub dispatch: bool,
+    pub kind: RuleKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum RuleKind {
+    ZoneDwell { zone: String, classes: Vec<String>, min_duration: Duration, stationary_only: bool },
+    LineCross { line: String, classes: Vec<String>, direction: Direction },
+    Crowd { zone: String, classes: Vec<String>, min_count: u32, min_duration: Duration },
+    ZoneEnter { zone: String, classes: Vec<String>, schedule: Schedule },
+    FaceInZone { zone: String, schedule: Schedule },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Grid {
+    pub communities: Vec<Community>,
+    pub grids: Vec<GridCell>,
+    pub micro_grids: Vec<MicroGrid>,
+    pub inspectors: Vec<Inspector>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Community {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct GridCell {
+    pub id: String,
+    pub name: String,
+    pub community: String,
+    pub leader: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MicroGrid {
+    pub id: String,
+    pub name: String,
+    pub grid: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Inspector {
+    pub id: String,
+    pub name: String,
+    pub grid: String,
+    pub contact_topic: Option<String>,
+    pub duty: Schedule,
+}
+
+impl Config {
+    /// The grid cell a camera belongs to, through its micro-grid.
+    pub fn grid_of(&self, camera: &Camera) -> Option<&str> {
+        let mg = camera.micro_grid.as_deref()?;
+        self.grid.micro_grids.iter().find(|m| m.id == mg).map(|m| m.grid.as_str())
+    }
+
+    /// One line for logs and `check-config`.
+    pub fn summary(&self) -> String {
+        let enabled = self.cameras.iter().filter(|c| c.enabled).count();
+        let rules: usize = self.cameras.iter().map(|c| c.rules.len()).sum();
+        let broker = match &self.mqtt {
+            Some(m) => format!("{}:{}{}", m.host, m.port, if m.tls.is_some() { " (tls)" } else { "" }),
+            None => "embedded".to_string(),
+        };
+        format!(
+            "node {}: {} cameras ({} enabled), {} rules, {} models, {} micro-grids, {} inspectors, broker {}",
+            self.node.id,
+            self.cameras.len(),
+            enabled,
+            rules,
+            self.models.len(),
+            self.grid.micro_grids.len(),
+            self.grid.inspectors.len(),
+            broker
+        )
+    }
+}

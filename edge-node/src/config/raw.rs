@@ -1,0 +1,334 @@
+//! The config file as written: serde types that refuse unknown fields. Every field's doc
+//! comment is the operator's manual for it; `deploy/edge-node.example.toml` shows them all.
+//! Nothing here is checked beyond its TOML type: `validate` does the rest.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::model::{
+    Coordinates, DecodeMode, Direction, FacePolicy, HwDecode, Provider, RuleKindName, Severity, Transport,
+};
+
+/// A point: `[x, y]` in the camera's `coordinates`.
+pub type RawPoint = [f64; 2];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Config format version. Must be `1`.
+    pub version: i64,
+    pub node: RawNode,
+    /// The MQTT broker. Leave the section out to run an embedded broker on 127.0.0.1
+    /// (demo and single-box use).
+    pub mqtt: Option<RawMqtt>,
+    #[serde(default)]
+    pub storage: RawStorage,
+    #[serde(default)]
+    pub http: RawHttp,
+    /// Detection models by name (`[models.objects]`, `[models.faces]`); cameras refer to these names.
+    #[serde(default)]
+    pub models: BTreeMap<String, RawModel>,
+    #[serde(default)]
+    pub inference: RawInference,
+    /// Values every camera inherits unless it sets its own.
+    #[serde(default)]
+    pub defaults: RawDefaults,
+    #[serde(default)]
+    pub cameras: Vec<RawCamera>,
+    #[serde(default)]
+    pub grid: RawGrid,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNode {
+    /// Unique id of this node in the district: lowercase letters, digits, `-` and `_`.
+    /// Used in MQTT topics and the MQTT client id.
+    pub id: String,
+    /// Human name shown on dashboards. Default: the id.
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMqtt {
+    /// Broker host name or address.
+    pub host: String,
+    /// Broker port. Default: 1883, or 8883 with `tls = true`.
+    pub port: Option<u16>,
+    /// Connect with TLS. Default: false.
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM file with the CA that signed the broker's certificate. Default: the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS (with `client_key_file`).
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key for `client_cert_file`.
+    pub client_key_file: Option<PathBuf>,
+    /// User name for the broker.
+    pub username: Option<String>,
+    /// Password for the broker. Prefer `password_file`; never both.
+    pub password: Option<String>,
+    /// File holding the broker password (first line, surrounding whitespace trimmed).
+    pub password_file: Option<PathBuf>,
+    /// MQTT client id. Default: `gridsight-<node id>`; must be unique per broker.
+    pub client_id: Option<String>,
+    /// First topic level. Default: `gridsight`.
+    pub topic_prefix: Option<String>,
+    /// MQTT keep-alive. Default: `"30s"`.
+    pub keep_alive: Option<String>,
+    /// Publishes awaiting PUBACK at once. Default: 100.
+    pub max_inflight: Option<u16>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    /// Folder for the outbox and dispatch databases. Default: `/var/lib/gridsight`.
+    /// Relative paths in this file are relative to the file's own folder.
+    pub data_dir: Option<PathBuf>,
+    /// Folder holding the ONNX files and their `manifest.toml`. Default: `/usr/share/gridsight/models`.
+    pub models_dir: Option<PathBuf>,
+    /// Folder for alert snapshots. Default: `<data_dir>/snapshots`.
+    pub snapshot_dir: Option<PathBuf>,
+    /// Snapshots older than this are deleted. Default: `"7d"`.
+    pub snapshot_max_age: Option<String>,
+    /// Oldest snapshots are deleted beyond this total. Default: `"2GiB"`.
+    pub snapshot_max_size: Option<String>,
+    /// Outbox size limit; when full, oldest unsent snapshots go first, alerts never. Default: `"512MiB"`.
+    pub outbox_max_size: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    /// Address of `/metrics`, `/healthz`, `/readyz` and the status page. Default: `"127.0.0.1:9090"`.
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    /// ONNX file in `storage.models_dir`; must be listed in its `manifest.toml`.
+    pub file: String,
+    /// Input `[width, height]` for files with a dynamic size (multiples of 32).
+    /// Default: the size the file declares; dynamic files default to `[640, 384]`.
+    pub input_size: Option<[u32; 2]>,
+    /// Minimum score to keep a detection, 0–1. Default: 0.35 (yolox), 0.7 (yunet).
+    pub score_threshold: Option<f64>,
+    /// IoU above which overlapping boxes of one class are merged, 0–1. Default: 0.45 (yolox), 0.3 (yunet).
+    pub nms_iou: Option<f64>,
+    /// Keep only these class labels (e.g. `["person", "car"]`). Default: all.
+    pub classes: Option<Vec<String>>,
+    /// Label per class id, for a model trained on other classes. Default: the family's labels.
+    pub labels: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInference {
+    /// Execution provider: `cpu`, `cuda`, `tensorrt` or `openvino`. Default: `cpu`; a provider the
+    /// library lacks falls back to CPU with a logged reason.
+    pub provider: Option<Provider>,
+    /// Inference worker threads, each with its own sessions. Default: 0 = one per core, at most 4.
+    pub workers: Option<u32>,
+    /// ONNX Runtime intra-op threads per worker. Default: 1.
+    pub threads_per_worker: Option<u32>,
+    /// Most frames batched across cameras into one run (1 for fixed-batch models). Default: 1.
+    pub max_batch: Option<u32>,
+    /// Longest a frame waits for a batch to fill. Default: `"10ms"`.
+    pub max_wait: Option<String>,
+    /// Frames a camera may have queued for inference; more are dropped and counted. Default: 2.
+    pub queue_per_camera: Option<u32>,
+}
+
+/// Settings a camera inherits; every field may also be set per camera.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    /// `tcp` (default) or `udp`.
+    pub transport: Option<Transport>,
+    /// `keyframes`, `all` or `auto` (default).
+    pub decode: Option<DecodeMode>,
+    /// Hardware decoder: `none` (default), `auto`, `vaapi`, `nvdec`.
+    pub hw_decode: Option<HwDecode>,
+    /// Frames per second handed to detection, > 0. Default: 1.0.
+    pub detect_fps: Option<f64>,
+    /// Names of `[models.*]` to run. Default: every model defined.
+    pub models: Option<Vec<String>>,
+    /// No frame for this long ⇒ the stream is torn down and reconnected. Default: `"10s"`.
+    pub stall_timeout: Option<String>,
+    /// Skip inference on frames without motion (and without live tracks). Default: true.
+    pub motion_gate: Option<bool>,
+    /// With the motion gate on, still run a full detection at least this often. Default: `"30s"`.
+    pub full_detect_interval: Option<String>,
+    /// `normalized` (default: 0–1 fractions of the frame) or `pixel`.
+    pub coordinates: Option<Coordinates>,
+    pub privacy: Option<RawPrivacy>,
+    /// Defaults for every rule.
+    pub rules: Option<RawRuleDefaults>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrivacy {
+    /// Faces in snapshots: `blur` (default) or `raw`.
+    pub faces: Option<FacePolicy>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRuleDefaults {
+    /// `info`, `low`, `medium` (default), `high`, `critical`.
+    pub severity: Option<Severity>,
+    /// Minimum detection score for a rule to consider an object, 0–1. Default: 0.5.
+    pub min_score: Option<f64>,
+    /// After a rule fires for a track, the same rule and zone stay quiet this long. Default: `"60s"`.
+    pub cooldown: Option<String>,
+    /// Whether alerts of the rule create dispatch orders. Default: true.
+    pub dispatch: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCamera {
+    /// Unique camera id: lowercase letters, digits, `-` and `_` (used in MQTT topics).
+    pub id: String,
+    /// Human name. Default: the id.
+    pub name: Option<String>,
+    /// `rtsp://host[:port]/path` or `rtsps://...`. Credentials may be embedded
+    /// (`rtsp://user:pass@host/...`) but `username` with `password_file` is better.
+    pub url: String,
+    /// RTSP user name.
+    pub username: Option<String>,
+    /// RTSP password; prefer `password_file`; never both.
+    pub password: Option<String>,
+    /// File holding the RTSP password.
+    pub password_file: Option<PathBuf>,
+    /// `false` keeps the camera in the file but does not connect. Default: true.
+    pub enabled: Option<bool>,
+    pub transport: Option<Transport>,
+    pub decode: Option<DecodeMode>,
+    pub hw_decode: Option<HwDecode>,
+    pub detect_fps: Option<f64>,
+    pub models: Option<Vec<String>>,
+    /// Model input `[width, height]` for this camera (dynamic models only; multiples of 32),
+    /// e.g. `[640, 384]` for a 16:9 camera.
+    pub input_size: Option<[u32; 2]>,
+    /// Micro-grid (from `[[grid.micro_grids]]`) the camera watches; alerts route to its grid.
+    pub micro_grid: Option<String>,
+    pub stall_timeout: Option<String>,
+    pub motion_gate: Option<bool>,
+    pub full_detect_interval: Option<String>,
+    pub coordinates: Option<Coordinates>,
+    /// Named polygon zones: `[cameras.zones.loading_bay] polygon = [[x, y], ...]`.
+    #[serde(default)]
+    pub zones: BTreeMap<String, RawZone>,
+    /// Named polylines: `[cameras.lines.gate] points = [[x, y], ...]`.
+    #[serde(default)]
+    pub lines: BTreeMap<String, RawLine>,
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+    pub privacy: Option<RawPrivacy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawZone {
+    /// Corners in order around the area (at least 3, not crossing itself).
+    pub polygon: Vec<RawPoint>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLine {
+    /// At least 2 points. Direction (`left_to_right`) is as seen walking from first to last.
+    pub points: Vec<RawPoint>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    /// Unique per camera.
+    pub id: String,
+    /// `zone_dwell`, `line_cross`, `crowd`, `zone_enter` or `face_in_zone`.
+    pub kind: RuleKindName,
+    /// Alert category, snake_case (e.g. `illegal_parking`, `loitering`, `intrusion`); dispatch routes by it.
+    pub category: String,
+    /// Zone name (all kinds but `line_cross`).
+    pub zone: Option<String>,
+    /// Line name (`line_cross` only).
+    pub line: Option<String>,
+    /// Object labels the rule watches (e.g. `["car", "truck"]`). Required except for `face_in_zone`.
+    pub classes: Option<Vec<String>>,
+    /// `zone_dwell`, `crowd`: how long the condition must hold, e.g. `"5m"`.
+    pub min_duration: Option<String>,
+    /// `zone_dwell`: count only stationary objects (illegal parking). Default: false.
+    pub stationary_only: Option<bool>,
+    /// `line_cross`: `either` (default), `left_to_right`, `right_to_left`.
+    pub direction: Option<Direction>,
+    /// `crowd`: at least this many objects, ≥ 1.
+    pub min_count: Option<u32>,
+    /// `zone_enter`, `face_in_zone`: active windows, e.g. `["mon-fri 22:00-06:00"]`. Default: always.
+    pub schedule: Option<Vec<String>>,
+    pub severity: Option<Severity>,
+    pub min_score: Option<f64>,
+    pub cooldown: Option<String>,
+    pub dispatch: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGrid {
+    #[serde(default)]
+    pub communities: Vec<RawCommunity>,
+    #[serde(default)]
+    pub grids: Vec<RawGridCell>,
+    #[serde(default)]
+    pub micro_grids: Vec<RawMicroGrid>,
+    #[serde(default)]
+    pub inspectors: Vec<RawInspector>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCommunity {
+    pub id: String,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGridCell {
+    pub id: String,
+    pub name: Option<String>,
+    /// Community id.
+    pub community: String,
+    /// Inspector id of the grid leader, first escalation step.
+    pub leader: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMicroGrid {
+    pub id: String,
+    pub name: Option<String>,
+    /// Grid id.
+    pub grid: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInspector {
+    pub id: String,
+    pub name: String,
+    /// Grid id the inspector works in.
+    pub grid: String,
+    /// MQTT topic the inspector's app listens on. Default: `gridsight/dispatch/inspectors/<id>`.
+    pub contact_topic: Option<String>,
+    /// Weekly duty windows, e.g. `["mon-fri 08:00-18:00"]`. Default: always on duty.
+    #[serde(default)]
+    pub duty: Vec<String>,
+}

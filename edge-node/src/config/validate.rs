@@ -1,0 +1,782 @@
+//! Raw config → validated [`Config`]. Reports every problem at once, each with the TOML
+//! path it concerns and what would be valid. Values of passwords never enter a message.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::manifest::Manifest;
+use super::model::*;
+use super::raw::*;
+use super::secret::Secret;
+use super::units::{Schedule, parse_bytes, parse_duration};
+use crate::geometry::{Point, Polygon, Polyline};
+use crate::inference::labels::default_labels;
+
+/// Problems found, as (TOML path, message).
+pub type Problems = Vec<(String, String)>;
+
+const ID_HINT: &str = "use lowercase letters, digits, '-' and '_' (1-64 characters)";
+
+struct Validator<'a> {
+    problems: Problems,
+    /// Folder of the config file: relative paths are resolved against it.
+    base: &'a Path,
+}
+
+fn valid_id(s: &str) -> bool {
+    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn snake_case(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+impl Validator<'_> {
+    fn err(&mut self, path: impl Into<String>, msg: impl Into<String>) {
+        self.problems.push((path.into(), msg.into()));
+    }
+
+    fn path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() { p.to_path_buf() } else { self.base.join(p) }
+    }
+
+    fn id(&mut self, path: String, id: &str, what: &str) {
+        if !valid_id(id) {
+            self.err(path, format!("{what} id \"{id}\" is not valid; {ID_HINT}"));
+        }
+    }
+
+    fn duration(&mut self, path: String, value: Option<&String>, default: Duration) -> Duration {
+        match value.map(|v| parse_duration(v)) {
+            None => default,
+            Some(Ok(d)) if d > Duration::ZERO => d,
+            Some(Ok(_)) => {
+                self.err(path, "must be longer than zero");
+                default
+            }
+            Some(Err(e)) => {
+                self.err(path, e);
+                default
+            }
+        }
+    }
+
+    fn bytes(&mut self, path: &str, value: Option<&String>, default: u64) -> u64 {
+        match value.map(|v| parse_bytes(v)) {
+            None => default,
+            Some(Ok(b)) => b,
+            Some(Err(e)) => {
+                self.err(path, e);
+                default
+            }
+        }
+    }
+
+    fn fraction(&mut self, path: String, value: Option<f64>, default: f32) -> f32 {
+        match value {
+            None => default,
+            Some(v) if v > 0.0 && v <= 1.0 => v as f32,
+            Some(v) => {
+                self.err(path, format!("{v} is out of range; use a number above 0 and at most 1"));
+                default
+            }
+        }
+    }
+
+    fn readable(&mut self, path: String, file: &Path, what: &str) -> PathBuf {
+        let full = self.path(file);
+        if let Err(e) = std::fs::File::open(&full) {
+            self.err(path, format!("cannot read {what} {}: {e}", full.display()));
+        }
+        full
+    }
+
+    /// Password from `password` or `password_file`, never both.
+    fn password(&mut self, at: &str, inline: Option<&String>, file: Option<&PathBuf>) -> Option<Secret> {
+        match (inline, file) {
+            (Some(_), Some(_)) => {
+                self.err(format!("{at}password_file"), "set either password or password_file, not both");
+                None
+            }
+            (Some(p), None) => Some(Secret::new(p.clone())),
+            (None, Some(f)) => {
+                let full = self.path(f);
+                match std::fs::read_to_string(&full) {
+                    Ok(text) => Some(Secret::new(text.lines().next().unwrap_or("").trim())),
+                    Err(e) => {
+                        self.err(
+                            format!("{at}password_file"),
+                            format!("cannot read password file {}: {e}; the file must exist and be readable by the node", full.display()),
+                        );
+                        None
+                    }
+                }
+            }
+            (None, None) => None,
+        }
+    }
+
+    fn duplicates<'i>(&mut self, list: &str, ids: impl Iterator<Item = &'i str>, what: &str) {
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, id) in ids.enumerate() {
+            if let Some(first) = seen.insert(id, i) {
+                self.err(format!("{list}[{i}].id"), format!("duplicate {what} id \"{id}\" (also at {list}[{first}]); ids must be unique"));
+                seen.insert(id, first);
+            }
+        }
+    }
+}
+
+pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
+    let mut v = Validator { problems: Vec::new(), base };
+    if raw.version != 1 {
+        v.err("version", format!("unsupported config version {}; this edge-node reads version = 1", raw.version));
+    }
+
+    v.id("node.id".into(), &raw.node.id, "node");
+    let node = Node { name: raw.node.name.clone().unwrap_or_else(|| raw.node.id.clone()), id: raw.node.id.clone() };
+
+    let mqtt = raw.mqtt.as_ref().map(|m| mqtt(&mut v, m, &node.id));
+    let storage = storage(&mut v, &raw.storage);
+    let listen = raw.http.listen.as_deref().unwrap_or("127.0.0.1:9090");
+    let http = Http {
+        listen: listen.parse::<SocketAddr>().unwrap_or_else(|_| {
+            v.err("http.listen", format!("\"{listen}\" is not an address; use IP:PORT such as \"127.0.0.1:9090\" or \"0.0.0.0:9090\""));
+            SocketAddr::from(([127, 0, 0, 1], 9090))
+        }),
+    };
+    let models = models(&mut v, &raw.models, &storage.models_dir);
+    let inference = inference(&mut v, &raw.inference);
+    let grid = grid(&mut v, &raw.grid);
+    let defaults = CameraDefaults::new(&mut v, &raw.defaults, &models);
+
+    v.duplicates("cameras", raw.cameras.iter().map(|c| c.id.as_str()), "camera");
+    let cameras = raw
+        .cameras
+        .iter()
+        .enumerate()
+        .map(|(i, c)| camera(&mut v, i, c, &defaults, &models, &grid))
+        .collect();
+
+    if v.problems.is_empty() {
+        Ok(Config { node, mqtt, storage, http, models, inference, cameras, grid })
+    } else {
+        Err(v.problems)
+    }
+}
+
+fn mqtt(v: &mut Validator, m: &RawMqtt, node_id: &str) -> Mqtt {
+    if m.host.trim().is_empty() || m.host.contains(['/', ' ']) {
+        v.err("mqtt.host", format!("\"{}\" is not a host name; use a name or address such as \"broker.local\" or \"10.0.0.5\"", m.host));
+    }
+    if m.port == Some(0) {
+        v.err("mqtt.port", "port 0 is not valid; use 1-65535 (1883 plain, 8883 TLS)");
+    }
+    let password = v.password("mqtt.", m.password.as_ref(), m.password_file.as_ref());
+    if password.is_some() && m.username.is_none() {
+        v.err("mqtt.username", "a password is set but no username; MQTT needs both");
+    }
+    let any_tls_file = m.ca_file.is_some() || m.client_cert_file.is_some() || m.client_key_file.is_some();
+    if any_tls_file && !m.tls {
+        v.err("mqtt.tls", "TLS files are set but tls = false; set tls = true or remove them");
+    }
+    if m.client_cert_file.is_some() != m.client_key_file.is_some() {
+        v.err("mqtt.client_key_file", "client_cert_file and client_key_file go together; set both or neither");
+    }
+    let tls = m.tls.then(|| Tls {
+        ca_file: m.ca_file.as_ref().map(|f| v.readable("mqtt.ca_file".into(), f, "CA file")),
+        client_cert_file: m.client_cert_file.as_ref().map(|f| v.readable("mqtt.client_cert_file".into(), f, "certificate")),
+        client_key_file: m.client_key_file.as_ref().map(|f| v.readable("mqtt.client_key_file".into(), f, "key")),
+    });
+    let client_id = m.client_id.clone().unwrap_or_else(|| format!("gridsight-{node_id}"));
+    if client_id.is_empty() || client_id.len() > 128 || client_id.contains(['/', '+', '#']) {
+        v.err("mqtt.client_id", "client id must be 1-128 characters without '/', '+' or '#'");
+    }
+    let topic_prefix = m.topic_prefix.clone().unwrap_or_else(|| "gridsight".into());
+    if topic_prefix.is_empty() || topic_prefix.contains(['+', '#']) || topic_prefix.starts_with('/') || topic_prefix.ends_with('/') {
+        v.err("mqtt.topic_prefix", format!("\"{topic_prefix}\" cannot start a topic; use levels without wildcards, e.g. \"gridsight\" or \"district7/gridsight\""));
+    }
+    if m.max_inflight == Some(0) {
+        v.err("mqtt.max_inflight", "must be at least 1");
+    }
+    Mqtt {
+        host: m.host.clone(),
+        port: m.port.unwrap_or(if m.tls { 8883 } else { 1883 }),
+        tls,
+        username: m.username.clone(),
+        password,
+        client_id,
+        topic_prefix,
+        keep_alive: v.duration("mqtt.keep_alive".into(), m.keep_alive.as_ref(), Duration::from_secs(30)),
+        max_inflight: m.max_inflight.unwrap_or(100),
+    }
+}
+
+fn storage(v: &mut Validator, s: &RawStorage) -> Storage {
+    let data_dir = v.path(s.data_dir.as_deref().unwrap_or(Path::new("/var/lib/gridsight")));
+    let models_dir = v.path(s.models_dir.as_deref().unwrap_or(Path::new("/usr/share/gridsight/models")));
+    Storage {
+        snapshot_dir: s.snapshot_dir.as_ref().map(|p| v.path(p)).unwrap_or_else(|| data_dir.join("snapshots")),
+        snapshot_max_age: v.duration("storage.snapshot_max_age".into(), s.snapshot_max_age.as_ref(), Duration::from_secs(7 * 86400)),
+        snapshot_max_bytes: v.bytes("storage.snapshot_max_size", s.snapshot_max_size.as_ref(), 2 << 30),
+        outbox_max_bytes: v.bytes("storage.outbox_max_size", s.outbox_max_size.as_ref(), 512 << 20),
+        data_dir,
+        models_dir,
+    }
+}
+
+fn models(v: &mut Validator, raw: &BTreeMap<String, RawModel>, dir: &Path) -> BTreeMap<String, ModelSpec> {
+    if raw.is_empty() {
+        return BTreeMap::new();
+    }
+    let manifest_path = dir.join("manifest.toml");
+    let manifest = match Manifest::load(&manifest_path) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            v.err("storage.models_dir", format!("{e}; models_dir must hold the models and their manifest.toml (run `make setup`)"));
+            None
+        }
+    };
+    let mut out = BTreeMap::new();
+    for (name, m) in raw {
+        let at = format!("models.{name}");
+        if !valid_id(name) {
+            v.err(at.clone(), format!("model name \"{name}\" is not valid; {ID_HINT}"));
+        }
+        let Some(manifest) = &manifest else { continue };
+        let Some(entry) = manifest.by_file(&m.file) else {
+            let known: Vec<&str> = manifest.models.iter().map(|m| m.file.as_str()).collect();
+            v.err(format!("{at}.file"), format!("\"{}\" is not in {}; use one of: {}", m.file, manifest_path.display(), known.join(", ")));
+            continue;
+        };
+        let path = dir.join(&entry.file);
+        if !path.is_file() {
+            v.err(format!("{at}.file"), format!("{} is listed in the manifest but not installed; run `make setup`", path.display()));
+        }
+        let fixed = entry.input.fixed_size();
+        let input_size = match (fixed, m.input_size) {
+            (Some(f), Some([w, h])) if (w, h) != f => {
+                v.err(format!("{at}.input_size"), format!("{} has a fixed input of {}x{}; remove input_size or use a dynamic model file", entry.file, f.0, f.1));
+                f
+            }
+            (Some(f), _) => f,
+            (None, Some([w, h])) => {
+                check_size(v, format!("{at}.input_size"), w, h);
+                (w, h)
+            }
+            (None, None) => (640, 384),
+        };
+        let (score_default, nms_default) = match entry.family {
+            Family::Yolox => (0.35, 0.45),
+            Family::Yunet => (0.7, 0.3),
+        };
+        let labels: Vec<String> = match &m.labels {
+            Some(l) if l.is_empty() => {
+                v.err(format!("{at}.labels"), "labels must not be empty; leave it out to use the family's labels");
+                Vec::new()
+            }
+            Some(l) => l.clone(),
+            None => default_labels(entry.family).iter().map(|s| s.to_string()).collect(),
+        };
+        let mut classes = Vec::new();
+        for (i, c) in m.classes.iter().flatten().enumerate() {
+            match labels.iter().position(|l| l == c) {
+                Some(id) => classes.push(id),
+                None => v.err(format!("{at}.classes[{i}]"), format!("unknown class \"{c}\" for a {} model; {}", entry.family, label_hint(&labels))),
+            }
+        }
+        out.insert(
+            name.clone(),
+            ModelSpec {
+                name: name.clone(),
+                family: entry.family,
+                path,
+                input_size,
+                dynamic: fixed.is_none(),
+                score_threshold: v.fraction(format!("{at}.score_threshold"), m.score_threshold, score_default),
+                nms_iou: v.fraction(format!("{at}.nms_iou"), m.nms_iou, nms_default),
+                classes,
+                labels,
+            },
+        );
+    }
+    out
+}
+
+fn label_hint(labels: &[String]) -> String {
+    let shown: Vec<&str> = labels.iter().take(12).map(String::as_str).collect();
+    let more = if labels.len() > shown.len() { ", ..." } else { "" };
+    format!("valid labels: {}{more}", shown.join(", "))
+}
+
+fn check_size(v: &mut Validator, path: String, w: u32, h: u32) {
+    if w % 32 != 0 || h % 32 != 0 || !(32..=4096).contains(&w) || !(32..=4096).contains(&h) {
+        v.err(path, format!("[{w}, {h}] is not a valid input size; width and height must be multiples of 32 between 32 and 4096, e.g. [640, 384]"));
+    }
+}
+
+fn inference(v: &mut Validator, r: &RawInference) -> Inference {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let positive = |v: &mut Validator, name: &str, value: Option<u32>, default: usize, max: u32| match value {
+        None => default,
+        Some(n) if (1..=max).contains(&n) => n as usize,
+        Some(n) => {
+            v.err(format!("inference.{name}"), format!("{n} is out of range; use 1-{max}"));
+            default
+        }
+    };
+    let workers = match r.workers {
+        None | Some(0) => cores.clamp(1, 4),
+        Some(n) if n <= 64 => n as usize,
+        Some(n) => {
+            v.err("inference.workers", format!("{n} workers is too many; use 0 (one per core) to 64"));
+            1
+        }
+    };
+    Inference {
+        provider: r.provider.unwrap_or(Provider::Cpu),
+        workers,
+        threads_per_worker: positive(v, "threads_per_worker", r.threads_per_worker, 1, 64),
+        max_batch: positive(v, "max_batch", r.max_batch, 1, 64),
+        max_wait: v.duration("inference.max_wait".into(), r.max_wait.as_ref(), Duration::from_millis(10)),
+        queue_per_camera: positive(v, "queue_per_camera", r.queue_per_camera, 2, 64),
+    }
+}
+
+fn grid(v: &mut Validator, g: &RawGrid) -> Grid {
+    v.duplicates("grid.communities", g.communities.iter().map(|c| c.id.as_str()), "community");
+    v.duplicates("grid.grids", g.grids.iter().map(|c| c.id.as_str()), "grid");
+    v.duplicates("grid.micro_grids", g.micro_grids.iter().map(|c| c.id.as_str()), "micro-grid");
+    v.duplicates("grid.inspectors", g.inspectors.iter().map(|c| c.id.as_str()), "inspector");
+    let communities: HashSet<&str> = g.communities.iter().map(|c| c.id.as_str()).collect();
+    let grids: HashSet<&str> = g.grids.iter().map(|c| c.id.as_str()).collect();
+    let inspectors: HashSet<&str> = g.inspectors.iter().map(|c| c.id.as_str()).collect();
+    let unknown = |kind: &str, id: &str, known: &HashSet<&str>| {
+        let mut k: Vec<&&str> = known.iter().collect();
+        k.sort();
+        let list = if k.is_empty() { "none is defined".to_string() } else { format!("known: {}", k.iter().map(|s| **s).collect::<Vec<_>>().join(", ")) };
+        format!("unknown {kind} \"{id}\"; {list}")
+    };
+
+    let mut out = Grid::default();
+    for (i, c) in g.communities.iter().enumerate() {
+        v.id(format!("grid.communities[{i}].id"), &c.id, "community");
+        out.communities.push(Community { id: c.id.clone(), name: c.name.clone().unwrap_or_else(|| c.id.clone()) });
+    }
+    for (i, c) in g.grids.iter().enumerate() {
+        v.id(format!("grid.grids[{i}].id"), &c.id, "grid");
+        if !communities.contains(c.community.as_str()) {
+            v.err(format!("grid.grids[{i}].community"), unknown("community", &c.community, &communities));
+        }
+        if let Some(l) = &c.leader
+            && !inspectors.contains(l.as_str())
+        {
+            v.err(format!("grid.grids[{i}].leader"), unknown("inspector", l, &inspectors));
+        }
+        out.grids.push(GridCell { id: c.id.clone(), name: c.name.clone().unwrap_or_else(|| c.id.clone()), community: c.community.clone(), leader: c.leader.clone() });
+    }
+    for (i, m) in g.micro_grids.iter().enumerate() {
+        v.id(format!("grid.micro_grids[{i}].id"), &m.id, "micro-grid");
+        if !grids.contains(m.grid.as_str()) {
+            v.err(format!("grid.micro_grids[{i}].grid"), unknown("grid", &m.grid, &grids));
+        }
+        out.micro_grids.push(MicroGrid { id: m.id.clone(), name: m.name.clone().unwrap_or_else(|| m.id.clone()), grid: m.grid.clone() });
+    }
+    for (i, p) in g.inspectors.iter().enumerate() {
+        v.id(format!("grid.inspectors[{i}].id"), &p.id, "inspector");
+        if !grids.contains(p.grid.as_str()) {
+            v.err(format!("grid.inspectors[{i}].grid"), unknown("grid", &p.grid, &grids));
+        }
+        let duty = Schedule::parse(&p.duty).unwrap_or_else(|(j, e)| {
+            v.err(format!("grid.inspectors[{i}].duty[{j}]"), e);
+            Schedule::always()
+        });
+        out.inspectors.push(Inspector { id: p.id.clone(), name: p.name.clone(), grid: p.grid.clone(), contact_topic: p.contact_topic.clone(), duty });
+    }
+    out
+}
+
+/// `[defaults]` validated once, so an error there is reported at `defaults.*`, not per camera.
+struct CameraDefaults {
+    transport: Transport,
+    decode: DecodeMode,
+    hw_decode: HwDecode,
+    detect_fps: f64,
+    models: Vec<String>,
+    stall_timeout: Duration,
+    motion_gate: bool,
+    full_detect_interval: Duration,
+    coordinates: Coordinates,
+    faces: FacePolicy,
+    severity: Severity,
+    min_score: f32,
+    cooldown: Duration,
+    dispatch: bool,
+}
+
+impl CameraDefaults {
+    fn new(v: &mut Validator, d: &RawDefaults, models: &BTreeMap<String, ModelSpec>) -> Self {
+        let rules = d.rules.as_ref();
+        Self {
+            transport: d.transport.unwrap_or(Transport::Tcp),
+            decode: d.decode.unwrap_or(DecodeMode::Auto),
+            hw_decode: d.hw_decode.unwrap_or(HwDecode::None),
+            detect_fps: fps(v, "defaults.detect_fps".into(), d.detect_fps, 1.0),
+            models: model_list(v, "defaults.models", d.models.as_ref(), models, models.keys().cloned().collect()),
+            stall_timeout: v.duration("defaults.stall_timeout".into(), d.stall_timeout.as_ref(), Duration::from_secs(10)),
+            motion_gate: d.motion_gate.unwrap_or(true),
+            full_detect_interval: v.duration("defaults.full_detect_interval".into(), d.full_detect_interval.as_ref(), Duration::from_secs(30)),
+            coordinates: d.coordinates.unwrap_or(Coordinates::Normalized),
+            faces: d.privacy.as_ref().and_then(|p| p.faces).unwrap_or(FacePolicy::Blur),
+            severity: rules.and_then(|r| r.severity).unwrap_or(Severity::Medium),
+            min_score: v.fraction("defaults.rules.min_score".into(), rules.and_then(|r| r.min_score), 0.5),
+            cooldown: v.duration("defaults.rules.cooldown".into(), rules.and_then(|r| r.cooldown.as_ref()), Duration::from_secs(60)),
+            dispatch: rules.and_then(|r| r.dispatch).unwrap_or(true),
+        }
+    }
+}
+
+fn fps(v: &mut Validator, path: String, value: Option<f64>, default: f64) -> f64 {
+    match value {
+        None => default,
+        Some(f) if f > 0.0 && f <= 60.0 => f,
+        Some(f) => {
+            v.err(path, format!("detect_fps {f} is out of range; use a rate above 0 and at most 60 frames per second (e.g. 1, 2.5)"));
+            default
+        }
+    }
+}
+
+fn model_list(v: &mut Validator, path: &str, names: Option<&Vec<String>>, models: &BTreeMap<String, ModelSpec>, default: Vec<String>) -> Vec<String> {
+    let Some(names) = names else { return default };
+    for (i, n) in names.iter().enumerate() {
+        if !models.contains_key(n) {
+            let known: Vec<&str> = models.keys().map(String::as_str).collect();
+            v.err(format!("{path}[{i}]"), format!("unknown model \"{n}\"; defined in [models.*]: {}", if known.is_empty() { "none".into() } else { known.join(", ") }));
+        }
+    }
+    names.clone()
+}
+
+fn camera(v: &mut Validator, i: usize, c: &RawCamera, d: &CameraDefaults, models: &BTreeMap<String, ModelSpec>, grid: &Grid) -> Camera {
+    let at = format!("cameras[{i}].");
+    v.id(format!("{at}id"), &c.id, "camera");
+    let (url, url_credentials) = match parse_rtsp_url(&c.url) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            v.err(format!("{at}url"), e);
+            (RtspUrl { secure: false, host: String::new(), port: None, path: String::new() }, None)
+        }
+    };
+    let password = v.password(&at, c.password.as_ref(), c.password_file.as_ref());
+    let credentials = match (url_credentials, &c.username, password) {
+        (Some(_), Some(_), _) => {
+            v.err(format!("{at}username"), "credentials are both in the url and in username; keep one (username with password_file is safer)");
+            None
+        }
+        (Some(creds), None, None) => Some(creds),
+        (Some(_), None, Some(_)) => {
+            v.err(format!("{at}password"), "the url already holds credentials; remove them from the url or remove the password");
+            None
+        }
+        (None, Some(u), p) => Some(Credentials { username: u.clone(), password: p.unwrap_or_else(|| Secret::new("")) }),
+        (None, None, Some(_)) => {
+            v.err(format!("{at}username"), "a password is set but no username");
+            None
+        }
+        (None, None, None) => None,
+    };
+
+    let camera_models = model_list(v, &format!("{at}models"), c.models.as_ref(), models, d.models.clone());
+    if let Some([w, h]) = c.input_size {
+        check_size(v, format!("{at}input_size"), w, h);
+        for name in &camera_models {
+            if let Some(m) = models.get(name)
+                && !m.dynamic
+                && m.input_size != (w, h)
+            {
+                v.err(format!("{at}input_size"), format!("model \"{name}\" has a fixed {}x{} input; use a dynamic model file or remove input_size", m.input_size.0, m.input_size.1));
+            }
+        }
+    }
+    if let Some(mg) = &c.micro_grid
+        && !grid.micro_grids.iter().any(|m| &m.id == mg)
+    {
+        let known: Vec<&str> = grid.micro_grids.iter().map(|m| m.id.as_str()).collect();
+        v.err(format!("{at}micro_grid"), format!("unknown micro-grid \"{mg}\"; defined in [[grid.micro_grids]]: {}", if known.is_empty() { "none".into() } else { known.join(", ") }));
+    }
+
+    let coordinates = c.coordinates.unwrap_or(d.coordinates);
+    let points = |v: &mut Validator, path: &str, raw: &[RawPoint]| -> Vec<Point> {
+        for (k, [x, y]) in raw.iter().enumerate() {
+            let ok = match coordinates {
+                Coordinates::Normalized => (0.0..=1.0).contains(x) && (0.0..=1.0).contains(y),
+                Coordinates::Pixel => *x >= 0.0 && *y >= 0.0 && x.is_finite() && y.is_finite(),
+            };
+            if !ok {
+                let hint = match coordinates {
+                    Coordinates::Normalized => "normalized coordinates are fractions of the frame between 0 and 1 (or set coordinates = \"pixel\")",
+                    Coordinates::Pixel => "pixel coordinates must be 0 or more",
+                };
+                v.err(format!("{path}[{k}]"), format!("point [{x}, {y}] is outside the frame; {hint}"));
+            }
+        }
+        raw.iter().map(|[x, y]| Point::new(*x, *y)).collect()
+    };
+    let mut zones = BTreeMap::new();
+    for (name, z) in &c.zones {
+        let path = format!("{at}zones.{name}.polygon");
+        if !valid_id(name) {
+            v.err(format!("{at}zones.{name}"), format!("zone name \"{name}\" is not valid; {ID_HINT}"));
+        }
+        let pts = points(v, &path, &z.polygon);
+        match Polygon::new(pts) {
+            Ok(p) => {
+                zones.insert(name.clone(), p);
+            }
+            Err(e) => v.err(path, format!("zone polygon {e}")),
+        }
+    }
+    let mut lines = BTreeMap::new();
+    for (name, l) in &c.lines {
+        let path = format!("{at}lines.{name}.points");
+        if !valid_id(name) {
+            v.err(format!("{at}lines.{name}"), format!("line name \"{name}\" is not valid; {ID_HINT}"));
+        }
+        let pts = points(v, &path, &l.points);
+        match Polyline::new(pts) {
+            Ok(p) => {
+                lines.insert(name.clone(), p);
+            }
+            Err(e) => v.err(path, format!("line {e}")),
+        }
+    }
+
+    v.duplicates(&format!("{at}rules"), c.rules.iter().map(|r| r.id.as_str()), "rule");
+    let labels: Vec<&String> = camera_models.iter().filter_map(|n| models.get(n)).filter(|m| m.family != Family::Yunet).flat_map(|m| &m.labels).collect();
+    let has_faces = camera_models.iter().filter_map(|n| models.get(n)).any(|m| m.family == Family::Yunet);
+    let ctx = RuleContext { zones: &c.zones, lines: &c.lines, labels: &labels, has_faces, defaults: d };
+    let rules = c.rules.iter().enumerate().filter_map(|(j, r)| rule(v, &format!("{at}rules[{j}]"), r, &ctx)).collect();
+
+    Camera {
+        id: c.id.clone(),
+        name: c.name.clone().unwrap_or_else(|| c.id.clone()),
+        url,
+        credentials,
+        enabled: c.enabled.unwrap_or(true),
+        transport: c.transport.unwrap_or(d.transport),
+        decode: c.decode.unwrap_or(d.decode),
+        hw_decode: c.hw_decode.unwrap_or(d.hw_decode),
+        detect_fps: fps(v, format!("{at}detect_fps"), c.detect_fps, d.detect_fps),
+        models: camera_models,
+        input_size: c.input_size.map(|[w, h]| (w, h)),
+        micro_grid: c.micro_grid.clone(),
+        stall_timeout: v.duration(format!("{at}stall_timeout"), c.stall_timeout.as_ref(), d.stall_timeout),
+        motion_gate: c.motion_gate.unwrap_or(d.motion_gate),
+        full_detect_interval: v.duration(format!("{at}full_detect_interval"), c.full_detect_interval.as_ref(), d.full_detect_interval),
+        coordinates,
+        zones,
+        lines,
+        rules,
+        faces: c.privacy.as_ref().and_then(|p| p.faces).unwrap_or(d.faces),
+    }
+}
+
+struct RuleContext<'a> {
+    zones: &'a BTreeMap<String, RawZone>,
+    lines: &'a BTreeMap<String, RawLine>,
+    labels: &'a [&'a String],
+    has_faces: bool,
+    defaults: &'a CameraDefaults,
+}
+
+fn rule(v: &mut Validator, at: &str, r: &RawRule, ctx: &RuleContext) -> Option<Rule> {
+    let before = v.problems.len();
+    let kind_name = r.kind.as_str();
+    v.id(format!("{at}.id"), &r.id, "rule");
+    if !snake_case(&r.category) {
+        v.err(format!("{at}.category"), format!("category \"{}\" is not valid; use snake_case such as \"illegal_parking\" or \"intrusion\"", r.category));
+    }
+
+    let forbid = |v: &mut Validator, field: &str, set: bool| {
+        if set {
+            v.err(format!("{at}.{field}"), format!("{field} does not apply to a {kind_name} rule; remove it"));
+        }
+    };
+    let uses_zone = r.kind != RuleKindName::LineCross;
+    forbid(v, "zone", !uses_zone && r.zone.is_some());
+    forbid(v, "line", uses_zone && r.line.is_some());
+    forbid(v, "min_duration", !matches!(r.kind, RuleKindName::ZoneDwell | RuleKindName::Crowd) && r.min_duration.is_some());
+    forbid(v, "stationary_only", r.kind != RuleKindName::ZoneDwell && r.stationary_only.is_some());
+    forbid(v, "direction", r.kind != RuleKindName::LineCross && r.direction.is_some());
+    forbid(v, "min_count", r.kind != RuleKindName::Crowd && r.min_count.is_some());
+    forbid(v, "schedule", !matches!(r.kind, RuleKindName::ZoneEnter | RuleKindName::FaceInZone) && r.schedule.is_some());
+    forbid(v, "classes", r.kind == RuleKindName::FaceInZone && r.classes.is_some());
+
+    let zone = if uses_zone {
+        match &r.zone {
+            None => {
+                v.err(format!("{at}.zone"), format!("a {kind_name} rule needs zone = \"<name of a zone of this camera>\""));
+                String::new()
+            }
+            Some(z) if !ctx.zones.contains_key(z) => {
+                let known: Vec<&str> = ctx.zones.keys().map(String::as_str).collect();
+                v.err(format!("{at}.zone"), format!("unknown zone \"{z}\"; this camera's zones: {}", if known.is_empty() { "none".into() } else { known.join(", ") }));
+                String::new()
+            }
+            Some(z) => z.clone(),
+        }
+    } else {
+        String::new()
+    };
+    let classes = match (&r.classes, r.kind) {
+        (_, RuleKindName::FaceInZone) => Vec::new(),
+        (None, _) => {
+            v.err(format!("{at}.classes"), format!("a {kind_name} rule needs classes, e.g. [\"person\"] or [\"car\", \"truck\"]"));
+            Vec::new()
+        }
+        (Some(list), _) if list.is_empty() => {
+            v.err(format!("{at}.classes"), "classes must name at least one label, e.g. [\"person\"]");
+            Vec::new()
+        }
+        (Some(list), _) => {
+            for (k, c) in list.iter().enumerate() {
+                if !ctx.labels.iter().any(|l| *l == c) {
+                    let hint = if ctx.labels.is_empty() { "this camera runs no object model".to_string() } else { format!("not a label of this camera's object models (e.g. {})", ctx.labels.iter().take(8).map(|s| s.as_str()).collect::<Vec<_>>().join(", ")) };
+                    v.err(format!("{at}.classes[{k}]"), format!("unknown class \"{c}\": {hint}"));
+                }
+            }
+            list.clone()
+        }
+    };
+    if r.kind == RuleKindName::FaceInZone && !ctx.has_faces {
+        v.err(format!("{at}.kind"), "face_in_zone needs a face model (family yunet) among this camera's models");
+    }
+    let schedule = Schedule::parse(r.schedule.as_deref().unwrap_or(&[])).unwrap_or_else(|(k, e)| {
+        v.err(format!("{at}.schedule[{k}]"), e);
+        Schedule::always()
+    });
+    let min_duration = |v: &mut Validator| match &r.min_duration {
+        None => {
+            v.err(format!("{at}.min_duration"), format!("a {kind_name} rule needs min_duration, e.g. \"5m\""));
+            Duration::ZERO
+        }
+        Some(_) => v.duration(format!("{at}.min_duration"), r.min_duration.as_ref(), Duration::ZERO),
+    };
+    let kind = match r.kind {
+        RuleKindName::ZoneDwell => RuleKind::ZoneDwell { zone, classes, min_duration: min_duration(v), stationary_only: r.stationary_only.unwrap_or(false) },
+        RuleKindName::Crowd => {
+            let min_count = match r.min_count {
+                Some(n) if n >= 1 => n,
+                Some(_) => {
+                    v.err(format!("{at}.min_count"), "min_count must be at least 1");
+                    1
+                }
+                None => {
+                    v.err(format!("{at}.min_count"), "a crowd rule needs min_count, e.g. 10");
+                    1
+                }
+            };
+            RuleKind::Crowd { zone, classes, min_count, min_duration: min_duration(v) }
+        }
+        RuleKindName::ZoneEnter => RuleKind::ZoneEnter { zone, classes, schedule },
+        RuleKindName::FaceInZone => RuleKind::FaceInZone { zone, schedule },
+        RuleKindName::LineCross => {
+            let line = match &r.line {
+                None => {
+                    v.err(format!("{at}.line"), "a line_cross rule needs line = \"<name of a line of this camera>\"");
+                    String::new()
+                }
+                Some(l) if !ctx.lines.contains_key(l) => {
+                    let known: Vec<&str> = ctx.lines.keys().map(String::as_str).collect();
+                    v.err(format!("{at}.line"), format!("unknown line \"{l}\"; this camera's lines: {}", if known.is_empty() { "none".into() } else { known.join(", ") }));
+                    String::new()
+                }
+                Some(l) => l.clone(),
+            };
+            RuleKind::LineCross { line, classes, direction: r.direction.unwrap_or(Direction::Either) }
+        }
+    };
+    let d = ctx.defaults;
+    let rule = Rule {
+        id: r.id.clone(),
+        category: r.category.clone(),
+        severity: r.severity.unwrap_or(d.severity),
+        min_score: v.fraction(format!("{at}.min_score"), r.min_score, d.min_score),
+        cooldown: v.duration(format!("{at}.cooldown"), r.cooldown.as_ref(), d.cooldown),
+        dispatch: r.dispatch.unwrap_or(d.dispatch),
+        kind,
+    };
+    (v.problems.len() == before).then_some(rule)
+}
+
+/// Splits `rtsp[s]://[user[:pass]@]host[:port][/path]` into a printable address and the
+/// credentials. Errors never repeat the address (it may hold a password).
+pub fn parse_rtsp_url(url: &str) -> Result<(RtspUrl, Option<Credentials>), String> {
+    let hint = "use rtsp://host[:port]/path or rtsps://host[:port]/path";
+    let (secure, rest) = if let Some(r) = url.strip_prefix("rtsp://") {
+        (false, r)
+    } else if let Some(r) = url.strip_prefix("rtsps://") {
+        (true, r)
+    } else {
+        let scheme = url.split_once("://").map_or("no scheme", |(s, _)| s);
+        let scheme = if scheme.len() > 16 { "unknown" } else { scheme };
+        return Err(format!("the url is not an RTSP address (scheme: {scheme}); {hint}"));
+    };
+    let (authority, path) = rest.find(['/', '?']).map_or((rest, ""), |i| (&rest[..i], &rest[i..]));
+    let (userinfo, hostport) = authority.rsplit_once('@').map_or((None, authority), |(u, h)| (Some(u), h));
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') && !p.contains(']') => match p.parse::<u16>() {
+            Ok(port) if port > 0 => (h, Some(port)),
+            _ => return Err(format!("the url has an invalid port; {hint}")),
+        },
+        _ => (hostport, None),
+    };
+    if host.is_empty() || host.contains([' ', '/']) {
+        return Err(format!("the url has no valid host; {hint}"));
+    }
+    let credentials = userinfo.map(|u| {
+        let (user, pass) = u.split_once(':').unwrap_or((u, ""));
+        Credentials { username: percent_decode(user), password: Secret::new(percent_decode(pass)) }
+    });
+    Ok((RtspUrl { secure, host: host.to_string(), port, path: path.to_string() }, credentials))
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rtsp_urls_lose_their_credentials() {
+        let (url, creds) = parse_rtsp_url("rtsp://admin:p%40ss@10.0.0.7:554/Streaming/Channels/101").unwrap();
+        assert_eq!(url.to_string(), "rtsp://10.0.0.7:554/Streaming/Channels/101");
+        let creds = creds.unwrap();
+        assert_eq!((creds.username.as_str(), creds.password.expose()), ("admin", "p@ss"));
+        assert_eq!(parse_rtsp_url("rtsps://cam.local/live").unwrap().0.to_string(), "rtsps://cam.local/live");
+        let e = parse_rtsp_url("http://admin:secret@cam/x").unwrap_err();
+        assert!(e.contains("scheme: http") && !e.contains("secret"), "{e}");
+        assert!(parse_rtsp_url("rtsp://cam:99999/x").is_err());
+        assert!(parse_rtsp_url("rtsp:///x").is_err());
+    }
+}

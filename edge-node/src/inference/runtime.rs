@@ -1,0 +1,95 @@
+//! Finding and loading ONNX Runtime (`ort` with `load-dynamic`), and building sessions.
+//!
+//! The library is `libonnxruntime.so.1.31.1` from the PyPI wheel, installed by `make setup`
+//! into `.cache/onnxruntime/`. `ORT_DYLIB_PATH` wins when set; otherwise the usual places
+//! are searched. A missing library is reported with the command that fixes it.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+
+pub const LIBRARY_FILE: &str = "libonnxruntime.so.1.31.1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrtError {
+    #[error(
+        "ONNX Runtime library {LIBRARY_FILE} not found (looked in: {looked}); run `make setup` in the \
+         gridsight checkout, or set ORT_DYLIB_PATH to the library's path"
+    )]
+    NotFound { looked: String },
+    #[error("ORT_DYLIB_PATH is {path} but no such file exists; run `make setup` or correct the variable")]
+    EnvMissing { path: PathBuf },
+    #[error("cannot load ONNX Runtime from {path}: {reason}")]
+    Load { path: PathBuf, reason: String },
+    #[error("cannot load model {path}: {reason}")]
+    Model { path: PathBuf, reason: String },
+}
+
+/// Where the library is: `ORT_DYLIB_PATH`, or `.cache/onnxruntime/` above the executable or
+/// the working directory, or a system library folder.
+pub fn library_path() -> Result<PathBuf, OrtError> {
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
+        let p = PathBuf::from(p);
+        return if p.is_file() { Ok(p) } else { Err(OrtError::EnvMissing { path: p }) };
+    }
+    let mut candidates = Vec::new();
+    let mut roots: Vec<PathBuf> = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        roots.extend(exe.ancestors().skip(1).map(Path::to_path_buf));
+    }
+    if let Ok(cwd) = std::env::current_dir() {
+        roots.extend(cwd.ancestors().map(Path::to_path_buf));
+    }
+    roots.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."));
+    for root in roots {
+        candidates.push(root.join(".cache/onnxruntime").join(LIBRARY_FILE));
+    }
+    for dir in ["/usr/lib/gridsight", "/usr/local/lib", "/usr/lib/x86_64-linux-gnu"] {
+        candidates.push(Path::new(dir).join(LIBRARY_FILE));
+    }
+    candidates.dedup();
+    if let Some(found) = candidates.iter().find(|p| p.is_file()) {
+        return Ok(found.clone());
+    }
+    let looked = candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+    Err(OrtError::NotFound { looked })
+}
+
+/// The environment must outlive every session: `ort` keeps only a weak reference to it.
+static RUNTIME: OnceLock<Result<(PathBuf, ort::environment::Environment), String>> = OnceLock::new();
+
+/// Loads the library and creates the process-wide environment, once. Returns the
+/// library's path and the environment sessions are built in.
+pub fn init_runtime() -> Result<(&'static Path, &'static ort::environment::Environment), OrtError> {
+    let result = RUNTIME.get_or_init(|| {
+        let path = library_path().map_err(|e| e.to_string())?;
+        let builder = ort::init_from(&path).map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", path.display()))?;
+        let env = builder.with_name("gridsight").build().map_err(|e| format!("cannot create the ONNX Runtime environment: {e}"))?;
+        Ok((path, env))
+    });
+    match result {
+        Ok((path, env)) => Ok((path.as_path(), env)),
+        Err(reason) => Err(match library_path() {
+            Err(e) => e,
+            Ok(path) => OrtError::Load { path, reason: reason.clone() },
+        }),
+    }
+}
+
+/// Builds a CPU session with full graph optimisation, `threads` intra-op threads and no
+/// spinning (spinning threads burn CPU that the decoders need).
+pub fn load_session(path: &Path, threads: usize) -> Result<Session, OrtError> {
+    let (_, env) = init_runtime()?;
+    let fail = |reason: String| OrtError::Model { path: path.to_path_buf(), reason };
+    let builder = Session::builder(env).map_err(|e| fail(e.to_string()))?;
+    builder
+        .with_optimization_level(GraphOptimizationLevel::Level3)
+        .and_then(|b| b.with_intra_threads(threads))
+        .and_then(|b| b.with_intra_op_spinning(false))
+        .and_then(|b| b.with_inter_op_spinning(false))
+        .map_err(|e| fail(e.to_string()))?
+        .commit_from_file(path)
+        .map_err(|e| fail(e.to_string()))
+}

@@ -1,0 +1,29 @@
+//! gridsight edge node: RTSP cameras in, detections, violation alerts and dispatch orders out.
+//!
+//! # Layout
+//!
+//! Modules follow the data flow of `ARCHITECTURE.md` §2; each stage's `mod.rs` opens with
+//! its input, output, queue policy and shutdown behaviour.
+//!
+//! - [`config`]: the one TOML file: raw serde types → `validate()` (every error, with TOML
+//!   path, line and column) → validated [`config::Config`] with defaults merged per camera.
+//! - [`geometry`]: polygons and polylines for zones and lines, with the checks that keep
+//!   them simple and non-degenerate.
+//! - [`inference`]: ONNX Runtime loading (`ORT_DYLIB_PATH` or `.cache/onnxruntime`), model
+//!   sessions and each family's labels.
+//! - [`node`]: the `run` daemon: builds the stages from a config, runs until SIGINT/SIGTERM,
+//!   shuts down within a deadline.
+//! - [`telemetry`]: structured logging (and, later, metrics and status).
+//!
+//! Stages still to come, in data-flow order: `source` and `sim` (RTSP ingest, camera
+//! simulator), `motion`, the inference pool, `track`, `rules`, `alert`, `outbox`, `mqtt`,
+//! `dispatch`.
+
+pub mod config;
+pub mod geometry;
+pub mod inference;
+pub mod node;
+pub mod telemetry;
+
+/// Exit status for a config that fails validation (`EX_USAGE`).
+pub const EXIT_BAD_CONFIG: i32 = 64;
