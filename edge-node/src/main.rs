@@ -22,9 +22,7 @@ enum Command {
         config: PathBuf,
     },
     /// Check a config file: print every problem and exit 64, or a one-line summary and exit 0.
-    CheckConfig {
-        file: PathBuf,
-    },
+    CheckConfig { file: PathBuf },
 }
 
 fn load(path: &PathBuf) -> Result<config::Config, ExitCode> {

@@ -58,7 +58,8 @@ fn render(path: &Path, diagnostics: &[Diagnostic]) -> String {
 
 /// Reads and validates a config file. Relative paths inside it resolve against its folder.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
     let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     parse(&text, base).map_err(|diagnostics| ConfigError::Invalid { path: path.to_path_buf(), diagnostics })
 }
@@ -69,7 +70,12 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<Diagnostic>> {
         Ok(doc) => doc,
         Err(e) => {
             let (line, column) = span::line_col(text, e.span().map_or(0, |s| s.start));
-            return Err(vec![Diagnostic { path: String::new(), line, column, message: format!("not valid TOML: {}", e.message().trim()) }]);
+            return Err(vec![Diagnostic {
+                path: String::new(),
+                line,
+                column,
+                message: format!("not valid TOML: {}", e.message().trim()),
+            }]);
         }
     };
     let index = SpanIndex::new(text, doc.clone());
@@ -85,7 +91,10 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<Diagnostic>> {
             } else {
                 with_suggestion(inner.message().trim())
             };
-            let at = inner.span().filter(|s| s.start > 0 || path.is_empty()).map_or_else(|| index.span_of(&path).start, |s| s.start);
+            let at = inner
+                .span()
+                .filter(|s| s.start > 0 || path.is_empty())
+                .map_or_else(|| index.span_of(&path).start, |s| s.start);
             let (line, column) = span::line_col(text, at);
             return Err(vec![Diagnostic { path, line, column, message }]);
         }

@@ -26,7 +26,8 @@ struct Validator<'a> {
 }
 
 fn valid_id(s: &str) -> bool {
-    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    (1..=64).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 fn snake_case(s: &str) -> bool {
@@ -108,7 +109,10 @@ impl Validator<'_> {
                     Err(e) => {
                         self.err(
                             format!("{at}password_file"),
-                            format!("cannot read password file {}: {e}; the file must exist and be readable by the node", full.display()),
+                            format!(
+                                "cannot read password file {}: {e}; the file must exist and be readable by the node",
+                                full.display()
+                            ),
                         );
                         None
                     }
@@ -122,7 +126,10 @@ impl Validator<'_> {
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, id) in ids.enumerate() {
             if let Some(first) = seen.insert(id, i) {
-                self.err(format!("{list}[{i}].id"), format!("duplicate {what} id \"{id}\" (also at {list}[{first}]); ids must be unique"));
+                self.err(
+                    format!("{list}[{i}].id"),
+                    format!("duplicate {what} id \"{id}\" (also at {list}[{first}]); ids must be unique"),
+                );
                 seen.insert(id, first);
             }
         }
@@ -143,7 +150,10 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
     let listen = raw.http.listen.as_deref().unwrap_or("127.0.0.1:9090");
     let http = Http {
         listen: listen.parse::<SocketAddr>().unwrap_or_else(|_| {
-            v.err("http.listen", format!("\"{listen}\" is not an address; use IP:PORT such as \"127.0.0.1:9090\" or \"0.0.0.0:9090\""));
+            v.err(
+                "http.listen",
+                format!("\"{listen}\" is not an address; use IP:PORT such as \"127.0.0.1:9090\" or \"0.0.0.0:9090\""),
+            );
             SocketAddr::from(([127, 0, 0, 1], 9090))
         }),
     };
@@ -153,12 +163,8 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
     let defaults = CameraDefaults::new(&mut v, &raw.defaults, &models);
 
     v.duplicates("cameras", raw.cameras.iter().map(|c| c.id.as_str()), "camera");
-    let cameras = raw
-        .cameras
-        .iter()
-        .enumerate()
-        .map(|(i, c)| camera(&mut v, i, c, &defaults, &models, &grid))
-        .collect();
+    let cameras =
+        raw.cameras.iter().enumerate().map(|(i, c)| camera(&mut v, i, c, &defaults, &models, &grid)).collect();
 
     if v.problems.is_empty() {
         Ok(Config { node, mqtt, storage, http, models, inference, cameras, grid })
@@ -169,7 +175,13 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
 
 fn mqtt(v: &mut Validator, m: &RawMqtt, node_id: &str) -> Mqtt {
     if m.host.trim().is_empty() || m.host.contains(['/', ' ']) {
-        v.err("mqtt.host", format!("\"{}\" is not a host name; use a name or address such as \"broker.local\" or \"10.0.0.5\"", m.host));
+        v.err(
+            "mqtt.host",
+            format!(
+                "\"{}\" is not a host name; use a name or address such as \"broker.local\" or \"10.0.0.5\"",
+                m.host
+            ),
+        );
     }
     if m.port == Some(0) {
         v.err("mqtt.port", "port 0 is not valid; use 1-65535 (1883 plain, 8883 TLS)");
@@ -187,7 +199,10 @@ fn mqtt(v: &mut Validator, m: &RawMqtt, node_id: &str) -> Mqtt {
     }
     let tls = m.tls.then(|| Tls {
         ca_file: m.ca_file.as_ref().map(|f| v.readable("mqtt.ca_file".into(), f, "CA file")),
-        client_cert_file: m.client_cert_file.as_ref().map(|f| v.readable("mqtt.client_cert_file".into(), f, "certificate")),
+        client_cert_file: m
+            .client_cert_file
+            .as_ref()
+            .map(|f| v.readable("mqtt.client_cert_file".into(), f, "certificate")),
         client_key_file: m.client_key_file.as_ref().map(|f| v.readable("mqtt.client_key_file".into(), f, "key")),
     });
     let client_id = m.client_id.clone().unwrap_or_else(|| format!("gridsight-{node_id}"));
@@ -195,7 +210,11 @@ fn mqtt(v: &mut Validator, m: &RawMqtt, node_id: &str) -> Mqtt {
         v.err("mqtt.client_id", "client id must be 1-128 characters without '/', '+' or '#'");
     }
     let topic_prefix = m.topic_prefix.clone().unwrap_or_else(|| "gridsight".into());
-    if topic_prefix.is_empty() || topic_prefix.contains(['+', '#']) || topic_prefix.starts_with('/') || topic_prefix.ends_with('/') {
+    if topic_prefix.is_empty()
+        || topic_prefix.contains(['+', '#'])
+        || topic_prefix.starts_with('/')
+        || topic_prefix.ends_with('/')
+    {
         v.err("mqtt.topic_prefix", format!("\"{topic_prefix}\" cannot start a topic; use levels without wildcards, e.g. \"gridsight\" or \"district7/gridsight\""));
     }
     if m.max_inflight == Some(0) {
@@ -219,7 +238,11 @@ fn storage(v: &mut Validator, s: &RawStorage) -> Storage {
     let models_dir = v.path(s.models_dir.as_deref().unwrap_or(Path::new("/usr/share/gridsight/models")));
     Storage {
         snapshot_dir: s.snapshot_dir.as_ref().map(|p| v.path(p)).unwrap_or_else(|| data_dir.join("snapshots")),
-        snapshot_max_age: v.duration("storage.snapshot_max_age".into(), s.snapshot_max_age.as_ref(), Duration::from_secs(7 * 86400)),
+        snapshot_max_age: v.duration(
+            "storage.snapshot_max_age".into(),
+            s.snapshot_max_age.as_ref(),
+            Duration::from_secs(7 * 86400),
+        ),
         snapshot_max_bytes: v.bytes("storage.snapshot_max_size", s.snapshot_max_size.as_ref(), 2 << 30),
         outbox_max_bytes: v.bytes("storage.outbox_max_size", s.outbox_max_size.as_ref(), 512 << 20),
         data_dir,
@@ -235,7 +258,10 @@ fn models(v: &mut Validator, raw: &BTreeMap<String, RawModel>, dir: &Path) -> BT
     let manifest = match Manifest::load(&manifest_path) {
         Ok(m) => Some(m),
         Err(e) => {
-            v.err("storage.models_dir", format!("{e}; models_dir must hold the models and their manifest.toml (run `make setup`)"));
+            v.err(
+                "storage.models_dir",
+                format!("{e}; models_dir must hold the models and their manifest.toml (run `make setup`)"),
+            );
             None
         }
     };
@@ -248,17 +274,29 @@ fn models(v: &mut Validator, raw: &BTreeMap<String, RawModel>, dir: &Path) -> BT
         let Some(manifest) = &manifest else { continue };
         let Some(entry) = manifest.by_file(&m.file) else {
             let known: Vec<&str> = manifest.models.iter().map(|m| m.file.as_str()).collect();
-            v.err(format!("{at}.file"), format!("\"{}\" is not in {}; use one of: {}", m.file, manifest_path.display(), known.join(", ")));
+            v.err(
+                format!("{at}.file"),
+                format!("\"{}\" is not in {}; use one of: {}", m.file, manifest_path.display(), known.join(", ")),
+            );
             continue;
         };
         let path = dir.join(&entry.file);
         if !path.is_file() {
-            v.err(format!("{at}.file"), format!("{} is listed in the manifest but not installed; run `make setup`", path.display()));
+            v.err(
+                format!("{at}.file"),
+                format!("{} is listed in the manifest but not installed; run `make setup`", path.display()),
+            );
         }
         let fixed = entry.input.fixed_size();
         let input_size = match (fixed, m.input_size) {
             (Some(f), Some([w, h])) if (w, h) != f => {
-                v.err(format!("{at}.input_size"), format!("{} has a fixed input of {}x{}; remove input_size or use a dynamic model file", entry.file, f.0, f.1));
+                v.err(
+                    format!("{at}.input_size"),
+                    format!(
+                        "{} has a fixed input of {}x{}; remove input_size or use a dynamic model file",
+                        entry.file, f.0, f.1
+                    ),
+                );
                 f
             }
             (Some(f), _) => f,
@@ -284,7 +322,10 @@ fn models(v: &mut Validator, raw: &BTreeMap<String, RawModel>, dir: &Path) -> BT
         for (i, c) in m.classes.iter().flatten().enumerate() {
             match labels.iter().position(|l| l == c) {
                 Some(id) => classes.push(id),
-                None => v.err(format!("{at}.classes[{i}]"), format!("unknown class \"{c}\" for a {} model; {}", entry.family, label_hint(&labels))),
+                None => v.err(
+                    format!("{at}.classes[{i}]"),
+                    format!("unknown class \"{c}\" for a {} model; {}", entry.family, label_hint(&labels)),
+                ),
             }
         }
         out.insert(
@@ -356,7 +397,11 @@ fn grid(v: &mut Validator, g: &RawGrid) -> Grid {
     let unknown = |kind: &str, id: &str, known: &HashSet<&str>| {
         let mut k: Vec<&&str> = known.iter().collect();
         k.sort();
-        let list = if k.is_empty() { "none is defined".to_string() } else { format!("known: {}", k.iter().map(|s| **s).collect::<Vec<_>>().join(", ")) };
+        let list = if k.is_empty() {
+            "none is defined".to_string()
+        } else {
+            format!("known: {}", k.iter().map(|s| **s).collect::<Vec<_>>().join(", "))
+        };
         format!("unknown {kind} \"{id}\"; {list}")
     };
 
@@ -375,14 +420,23 @@ fn grid(v: &mut Validator, g: &RawGrid) -> Grid {
         {
             v.err(format!("grid.grids[{i}].leader"), unknown("inspector", l, &inspectors));
         }
-        out.grids.push(GridCell { id: c.id.clone(), name: c.name.clone().unwrap_or_else(|| c.id.clone()), community: c.community.clone(), leader: c.leader.clone() });
+        out.grids.push(GridCell {
+            id: c.id.clone(),
+            name: c.name.clone().unwrap_or_else(|| c.id.clone()),
+            community: c.community.clone(),
+            leader: c.leader.clone(),
+        });
     }
     for (i, m) in g.micro_grids.iter().enumerate() {
         v.id(format!("grid.micro_grids[{i}].id"), &m.id, "micro-grid");
         if !grids.contains(m.grid.as_str()) {
             v.err(format!("grid.micro_grids[{i}].grid"), unknown("grid", &m.grid, &grids));
         }
-        out.micro_grids.push(MicroGrid { id: m.id.clone(), name: m.name.clone().unwrap_or_else(|| m.id.clone()), grid: m.grid.clone() });
+        out.micro_grids.push(MicroGrid {
+            id: m.id.clone(),
+            name: m.name.clone().unwrap_or_else(|| m.id.clone()),
+            grid: m.grid.clone(),
+        });
     }
     for (i, p) in g.inspectors.iter().enumerate() {
         v.id(format!("grid.inspectors[{i}].id"), &p.id, "inspector");
@@ -393,7 +447,13 @@ fn grid(v: &mut Validator, g: &RawGrid) -> Grid {
             v.err(format!("grid.inspectors[{i}].duty[{j}]"), e);
             Schedule::always()
         });
-        out.inspectors.push(Inspector { id: p.id.clone(), name: p.name.clone(), grid: p.grid.clone(), contact_topic: p.contact_topic.clone(), duty });
+        out.inspectors.push(Inspector {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            grid: p.grid.clone(),
+            contact_topic: p.contact_topic.clone(),
+            duty,
+        });
     }
     out
 }
@@ -425,14 +485,26 @@ impl CameraDefaults {
             hw_decode: d.hw_decode.unwrap_or(HwDecode::None),
             detect_fps: fps(v, "defaults.detect_fps".into(), d.detect_fps, 1.0),
             models: model_list(v, "defaults.models", d.models.as_ref(), models, models.keys().cloned().collect()),
-            stall_timeout: v.duration("defaults.stall_timeout".into(), d.stall_timeout.as_ref(), Duration::from_secs(10)),
+            stall_timeout: v.duration(
+                "defaults.stall_timeout".into(),
+                d.stall_timeout.as_ref(),
+                Duration::from_secs(10),
+            ),
             motion_gate: d.motion_gate.unwrap_or(true),
-            full_detect_interval: v.duration("defaults.full_detect_interval".into(), d.full_detect_interval.as_ref(), Duration::from_secs(30)),
+            full_detect_interval: v.duration(
+                "defaults.full_detect_interval".into(),
+                d.full_detect_interval.as_ref(),
+                Duration::from_secs(30),
+            ),
             coordinates: d.coordinates.unwrap_or(Coordinates::Normalized),
             faces: d.privacy.as_ref().and_then(|p| p.faces).unwrap_or(FacePolicy::Blur),
             severity: rules.and_then(|r| r.severity).unwrap_or(Severity::Medium),
             min_score: v.fraction("defaults.rules.min_score".into(), rules.and_then(|r| r.min_score), 0.5),
-            cooldown: v.duration("defaults.rules.cooldown".into(), rules.and_then(|r| r.cooldown.as_ref()), Duration::from_secs(60)),
+            cooldown: v.duration(
+                "defaults.rules.cooldown".into(),
+                rules.and_then(|r| r.cooldown.as_ref()),
+                Duration::from_secs(60),
+            ),
             dispatch: rules.and_then(|r| r.dispatch).unwrap_or(true),
         }
     }
@@ -443,24 +515,48 @@ fn fps(v: &mut Validator, path: String, value: Option<f64>, default: f64) -> f64
         None => default,
         Some(f) if f > 0.0 && f <= 60.0 => f,
         Some(f) => {
-            v.err(path, format!("detect_fps {f} is out of range; use a rate above 0 and at most 60 frames per second (e.g. 1, 2.5)"));
+            v.err(
+                path,
+                format!(
+                    "detect_fps {f} is out of range; use a rate above 0 and at most 60 frames per second (e.g. 1, 2.5)"
+                ),
+            );
             default
         }
     }
 }
 
-fn model_list(v: &mut Validator, path: &str, names: Option<&Vec<String>>, models: &BTreeMap<String, ModelSpec>, default: Vec<String>) -> Vec<String> {
+fn model_list(
+    v: &mut Validator,
+    path: &str,
+    names: Option<&Vec<String>>,
+    models: &BTreeMap<String, ModelSpec>,
+    default: Vec<String>,
+) -> Vec<String> {
     let Some(names) = names else { return default };
     for (i, n) in names.iter().enumerate() {
         if !models.contains_key(n) {
             let known: Vec<&str> = models.keys().map(String::as_str).collect();
-            v.err(format!("{path}[{i}]"), format!("unknown model \"{n}\"; defined in [models.*]: {}", if known.is_empty() { "none".into() } else { known.join(", ") }));
+            v.err(
+                format!("{path}[{i}]"),
+                format!(
+                    "unknown model \"{n}\"; defined in [models.*]: {}",
+                    if known.is_empty() { "none".into() } else { known.join(", ") }
+                ),
+            );
         }
     }
     names.clone()
 }
 
-fn camera(v: &mut Validator, i: usize, c: &RawCamera, d: &CameraDefaults, models: &BTreeMap<String, ModelSpec>, grid: &Grid) -> Camera {
+fn camera(
+    v: &mut Validator,
+    i: usize,
+    c: &RawCamera,
+    d: &CameraDefaults,
+    models: &BTreeMap<String, ModelSpec>,
+    grid: &Grid,
+) -> Camera {
     let at = format!("cameras[{i}].");
     v.id(format!("{at}id"), &c.id, "camera");
     let (url, url_credentials) = match parse_rtsp_url(&c.url) {
@@ -473,12 +569,18 @@ fn camera(v: &mut Validator, i: usize, c: &RawCamera, d: &CameraDefaults, models
     let password = v.password(&at, c.password.as_ref(), c.password_file.as_ref());
     let credentials = match (url_credentials, &c.username, password) {
         (Some(_), Some(_), _) => {
-            v.err(format!("{at}username"), "credentials are both in the url and in username; keep one (username with password_file is safer)");
+            v.err(
+                format!("{at}username"),
+                "credentials are both in the url and in username; keep one (username with password_file is safer)",
+            );
             None
         }
         (Some(creds), None, None) => Some(creds),
         (Some(_), None, Some(_)) => {
-            v.err(format!("{at}password"), "the url already holds credentials; remove them from the url or remove the password");
+            v.err(
+                format!("{at}password"),
+                "the url already holds credentials; remove them from the url or remove the password",
+            );
             None
         }
         (None, Some(u), p) => Some(Credentials { username: u.clone(), password: p.unwrap_or_else(|| Secret::new("")) }),
@@ -497,7 +599,13 @@ fn camera(v: &mut Validator, i: usize, c: &RawCamera, d: &CameraDefaults, models
                 && !m.dynamic
                 && m.input_size != (w, h)
             {
-                v.err(format!("{at}input_size"), format!("model \"{name}\" has a fixed {}x{} input; use a dynamic model file or remove input_size", m.input_size.0, m.input_size.1));
+                v.err(
+                    format!("{at}input_size"),
+                    format!(
+                        "model \"{name}\" has a fixed {}x{} input; use a dynamic model file or remove input_size",
+                        m.input_size.0, m.input_size.1
+                    ),
+                );
             }
         }
     }
@@ -505,7 +613,13 @@ fn camera(v: &mut Validator, i: usize, c: &RawCamera, d: &CameraDefaults, models
         && !grid.micro_grids.iter().any(|m| &m.id == mg)
     {
         let known: Vec<&str> = grid.micro_grids.iter().map(|m| m.id.as_str()).collect();
-        v.err(format!("{at}micro_grid"), format!("unknown micro-grid \"{mg}\"; defined in [[grid.micro_grids]]: {}", if known.is_empty() { "none".into() } else { known.join(", ") }));
+        v.err(
+            format!("{at}micro_grid"),
+            format!(
+                "unknown micro-grid \"{mg}\"; defined in [[grid.micro_grids]]: {}",
+                if known.is_empty() { "none".into() } else { known.join(", ") }
+            ),
+        );
     }
 
     let coordinates = c.coordinates.unwrap_or(d.coordinates);
@@ -517,7 +631,9 @@ fn camera(v: &mut Validator, i: usize, c: &RawCamera, d: &CameraDefaults, models
             };
             if !ok {
                 let hint = match coordinates {
-                    Coordinates::Normalized => "normalized coordinates are fractions of the frame between 0 and 1 (or set coordinates = \"pixel\")",
+                    Coordinates::Normalized => {
+                        "normalized coordinates are fractions of the frame between 0 and 1 (or set coordinates = \"pixel\")"
+                    }
                     Coordinates::Pixel => "pixel coordinates must be 0 or more",
                 };
                 v.err(format!("{path}[{k}]"), format!("point [{x}, {y}] is outside the frame; {hint}"));
@@ -555,7 +671,12 @@ fn camera(v: &mut Validator, i: usize, c: &RawCamera, d: &CameraDefaults, models
     }
 
     v.duplicates(&format!("{at}rules"), c.rules.iter().map(|r| r.id.as_str()), "rule");
-    let labels: Vec<&String> = camera_models.iter().filter_map(|n| models.get(n)).filter(|m| m.family != Family::Yunet).flat_map(|m| &m.labels).collect();
+    let labels: Vec<&String> = camera_models
+        .iter()
+        .filter_map(|n| models.get(n))
+        .filter(|m| m.family != Family::Yunet)
+        .flat_map(|m| &m.labels)
+        .collect();
     let has_faces = camera_models.iter().filter_map(|n| models.get(n)).any(|m| m.family == Family::Yunet);
     let ctx = RuleContext { zones: &c.zones, lines: &c.lines, labels: &labels, has_faces, defaults: d };
     let rules = c.rules.iter().enumerate().filter_map(|(j, r)| rule(v, &format!("{at}rules[{j}]"), r, &ctx)).collect();
@@ -575,7 +696,11 @@ fn camera(v: &mut Validator, i: usize, c: &RawCamera, d: &CameraDefaults, models
         micro_grid: c.micro_grid.clone(),
         stall_timeout: v.duration(format!("{at}stall_timeout"), c.stall_timeout.as_ref(), d.stall_timeout),
         motion_gate: c.motion_gate.unwrap_or(d.motion_gate),
-        full_detect_interval: v.duration(format!("{at}full_detect_interval"), c.full_detect_interval.as_ref(), d.full_detect_interval),
+        full_detect_interval: v.duration(
+            format!("{at}full_detect_interval"),
+            c.full_detect_interval.as_ref(),
+            d.full_detect_interval,
+        ),
         coordinates,
         zones,
         lines,
@@ -597,7 +722,13 @@ fn rule(v: &mut Validator, at: &str, r: &RawRule, ctx: &RuleContext) -> Option<R
     let kind_name = r.kind.as_str();
     v.id(format!("{at}.id"), &r.id, "rule");
     if !snake_case(&r.category) {
-        v.err(format!("{at}.category"), format!("category \"{}\" is not valid; use snake_case such as \"illegal_parking\" or \"intrusion\"", r.category));
+        v.err(
+            format!("{at}.category"),
+            format!(
+                "category \"{}\" is not valid; use snake_case such as \"illegal_parking\" or \"intrusion\"",
+                r.category
+            ),
+        );
     }
 
     let forbid = |v: &mut Validator, field: &str, set: bool| {
@@ -608,22 +739,39 @@ fn rule(v: &mut Validator, at: &str, r: &RawRule, ctx: &RuleContext) -> Option<R
     let uses_zone = r.kind != RuleKindName::LineCross;
     forbid(v, "zone", !uses_zone && r.zone.is_some());
     forbid(v, "line", uses_zone && r.line.is_some());
-    forbid(v, "min_duration", !matches!(r.kind, RuleKindName::ZoneDwell | RuleKindName::Crowd) && r.min_duration.is_some());
+    forbid(
+        v,
+        "min_duration",
+        !matches!(r.kind, RuleKindName::ZoneDwell | RuleKindName::Crowd) && r.min_duration.is_some(),
+    );
     forbid(v, "stationary_only", r.kind != RuleKindName::ZoneDwell && r.stationary_only.is_some());
     forbid(v, "direction", r.kind != RuleKindName::LineCross && r.direction.is_some());
     forbid(v, "min_count", r.kind != RuleKindName::Crowd && r.min_count.is_some());
-    forbid(v, "schedule", !matches!(r.kind, RuleKindName::ZoneEnter | RuleKindName::FaceInZone) && r.schedule.is_some());
+    forbid(
+        v,
+        "schedule",
+        !matches!(r.kind, RuleKindName::ZoneEnter | RuleKindName::FaceInZone) && r.schedule.is_some(),
+    );
     forbid(v, "classes", r.kind == RuleKindName::FaceInZone && r.classes.is_some());
 
     let zone = if uses_zone {
         match &r.zone {
             None => {
-                v.err(format!("{at}.zone"), format!("a {kind_name} rule needs zone = \"<name of a zone of this camera>\""));
+                v.err(
+                    format!("{at}.zone"),
+                    format!("a {kind_name} rule needs zone = \"<name of a zone of this camera>\""),
+                );
                 String::new()
             }
             Some(z) if !ctx.zones.contains_key(z) => {
                 let known: Vec<&str> = ctx.zones.keys().map(String::as_str).collect();
-                v.err(format!("{at}.zone"), format!("unknown zone \"{z}\"; this camera's zones: {}", if known.is_empty() { "none".into() } else { known.join(", ") }));
+                v.err(
+                    format!("{at}.zone"),
+                    format!(
+                        "unknown zone \"{z}\"; this camera's zones: {}",
+                        if known.is_empty() { "none".into() } else { known.join(", ") }
+                    ),
+                );
                 String::new()
             }
             Some(z) => z.clone(),
@@ -634,7 +782,10 @@ fn rule(v: &mut Validator, at: &str, r: &RawRule, ctx: &RuleContext) -> Option<R
     let classes = match (&r.classes, r.kind) {
         (_, RuleKindName::FaceInZone) => Vec::new(),
         (None, _) => {
-            v.err(format!("{at}.classes"), format!("a {kind_name} rule needs classes, e.g. [\"person\"] or [\"car\", \"truck\"]"));
+            v.err(
+                format!("{at}.classes"),
+                format!("a {kind_name} rule needs classes, e.g. [\"person\"] or [\"car\", \"truck\"]"),
+            );
             Vec::new()
         }
         (Some(list), _) if list.is_empty() => {
@@ -644,7 +795,14 @@ fn rule(v: &mut Validator, at: &str, r: &RawRule, ctx: &RuleContext) -> Option<R
         (Some(list), _) => {
             for (k, c) in list.iter().enumerate() {
                 if !ctx.labels.iter().any(|l| *l == c) {
-                    let hint = if ctx.labels.is_empty() { "this camera runs no object model".to_string() } else { format!("not a label of this camera's object models (e.g. {})", ctx.labels.iter().take(8).map(|s| s.as_str()).collect::<Vec<_>>().join(", ")) };
+                    let hint = if ctx.labels.is_empty() {
+                        "this camera runs no object model".to_string()
+                    } else {
+                        format!(
+                            "not a label of this camera's object models (e.g. {})",
+                            ctx.labels.iter().take(8).map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                        )
+                    };
                     v.err(format!("{at}.classes[{k}]"), format!("unknown class \"{c}\": {hint}"));
                 }
             }
@@ -666,7 +824,12 @@ fn rule(v: &mut Validator, at: &str, r: &RawRule, ctx: &RuleContext) -> Option<R
         Some(_) => v.duration(format!("{at}.min_duration"), r.min_duration.as_ref(), Duration::ZERO),
     };
     let kind = match r.kind {
-        RuleKindName::ZoneDwell => RuleKind::ZoneDwell { zone, classes, min_duration: min_duration(v), stationary_only: r.stationary_only.unwrap_or(false) },
+        RuleKindName::ZoneDwell => RuleKind::ZoneDwell {
+            zone,
+            classes,
+            min_duration: min_duration(v),
+            stationary_only: r.stationary_only.unwrap_or(false),
+        },
         RuleKindName::Crowd => {
             let min_count = match r.min_count {
                 Some(n) if n >= 1 => n,
@@ -691,7 +854,13 @@ fn rule(v: &mut Validator, at: &str, r: &RawRule, ctx: &RuleContext) -> Option<R
                 }
                 Some(l) if !ctx.lines.contains_key(l) => {
                     let known: Vec<&str> = ctx.lines.keys().map(String::as_str).collect();
-                    v.err(format!("{at}.line"), format!("unknown line \"{l}\"; this camera's lines: {}", if known.is_empty() { "none".into() } else { known.join(", ") }));
+                    v.err(
+                        format!("{at}.line"),
+                        format!(
+                            "unknown line \"{l}\"; this camera's lines: {}",
+                            if known.is_empty() { "none".into() } else { known.join(", ") }
+                        ),
+                    );
                     String::new()
                 }
                 Some(l) => l.clone(),

@@ -65,8 +65,12 @@ static RUNTIME: OnceLock<Result<(PathBuf, ort::environment::Environment), String
 pub fn init_runtime() -> Result<(&'static Path, &'static ort::environment::Environment), OrtError> {
     let result = RUNTIME.get_or_init(|| {
         let path = library_path().map_err(|e| e.to_string())?;
-        let builder = ort::init_from(&path).map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", path.display()))?;
-        let env = builder.with_name("gridsight").build().map_err(|e| format!("cannot create the ONNX Runtime environment: {e}"))?;
+        let builder =
+            ort::init_from(&path).map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", path.display()))?;
+        let env = builder
+            .with_name("gridsight")
+            .build()
+            .map_err(|e| format!("cannot create the ONNX Runtime environment: {e}"))?;
         Ok((path, env))
     });
     match result {

@@ -1,0 +1,41 @@
+# gridsight: `make demo` and `make test` are the two commands; both install what they need.
+SHELL := /bin/bash
+CARGO ?= cargo
+export ORT_DYLIB_PATH ?= $(CURDIR)/.cache/onnxruntime/libonnxruntime.so.1.31.1
+export GRIDSIGHT_SHARED ?= $(abspath $(CURDIR)/../shared)
+export GRIDSIGHT_MEDIA ?= $(CURDIR)/.cache/media
+
+.PHONY: setup build demo test check-config bench fmt lint clean
+
+## setup: install Debian packages, ONNX Runtime, models and media (idempotent)
+setup:
+	@bash deploy/setup.sh
+
+## build: release build of the edge-node binary
+build: setup
+	$(CARGO) build --release --locked --bin edge-node
+
+## demo: run the daemon on deploy/demo.toml until Ctrl-C
+demo: build
+	./target/release/edge-node run --config deploy/demo.toml
+
+## test: every test (unit, config suite, ONNX Runtime, end-to-end)
+test: setup
+	$(CARGO) test --workspace --locked
+
+## check-config FILE=...: validate a config file
+check-config:
+	$(CARGO) run --quiet --locked --bin edge-node -- check-config $(FILE)
+
+## bench: the benchmarks under benches/
+bench: setup
+	$(CARGO) bench --workspace --locked
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+clean:
+	rm -rf target var

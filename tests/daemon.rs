@@ -1,0 +1,76 @@
+//! The daemon starts on the demo config, keeps running, and exits 0 promptly on SIGINT
+//! or SIGTERM; without ONNX Runtime it says exactly what to run.
+//!
+//!   edge-node run --config deploy/demo.toml ─► "model ready" ×2 ─► SIGINT ─► exit 0 (< 5 s)
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn demo_config() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/demo.toml")
+}
+
+fn stops_cleanly_on(signal: &str) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edge-node"))
+        .args(["run", "--config"])
+        .arg(demo_config())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while log.iter().filter(|l: &&String| l.contains("model ready")).count() < 2 {
+        let line =
+            rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("models load within 60 s");
+        log.push(line);
+    }
+    // Still running a moment later.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(child.try_wait().unwrap().is_none(), "daemon exited early:\n{}", log.join("\n"));
+
+    let sent = Instant::now();
+    Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(sent.elapsed() < Duration::from_secs(5), "daemon did not stop within 5 s of {signal}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    log.extend(rx.try_iter());
+    assert!(status.success(), "exit {status:?}\n{}", log.join("\n"));
+    assert!(log.iter().any(|l| l.contains("shutting down")), "{}", log.join("\n"));
+}
+
+#[test]
+fn demo_runs_until_sigint_then_exits_zero() {
+    stops_cleanly_on("-INT");
+}
+
+#[test]
+fn demo_runs_until_sigterm_then_exits_zero() {
+    stops_cleanly_on("-TERM");
+}
+
+#[test]
+fn missing_onnx_runtime_names_the_fix() {
+    let out = Command::new(env!("CARGO_BIN_EXE_edge-node"))
+        .args(["run", "--config"])
+        .arg(demo_config())
+        .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so.1.31.1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("make setup") && stderr.contains("/nonexistent/libonnxruntime.so.1.31.1"), "{stderr}");
+}
