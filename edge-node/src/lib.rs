@@ -23,7 +23,16 @@ pub mod config;
 pub mod geometry;
 pub mod inference;
 pub mod node;
+pub mod sim;
 pub mod telemetry;
+
+/// Initialises GStreamer once per process.
+pub fn init_gstreamer() -> Result<(), gstreamer::glib::Error> {
+    static INIT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    INIT.get_or_init(|| gstreamer::init().map_err(|e| e.to_string()))
+        .clone()
+        .map_err(|e| gstreamer::glib::Error::new(gstreamer::CoreError::Failed, &e))
+}
 
 /// Exit status for a config that fails validation (`EX_USAGE`).
 pub const EXIT_BAD_CONFIG: i32 = 64;

