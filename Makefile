@@ -15,9 +15,9 @@ setup:
 build: setup
 	$(CARGO) build --release --locked --bin edge-node
 
-## demo: run the daemon on deploy/demo.toml until Ctrl-C
+## demo: run the camera simulator and the daemon on deploy/demo.toml until Ctrl-C
 demo: build
-	./target/release/edge-node run --config deploy/demo.toml
+	@bash deploy/demo.sh
 
 ## test: every test (unit, config suite, ONNX Runtime, end-to-end)
 test: setup

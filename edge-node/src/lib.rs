@@ -11,12 +11,15 @@
 //!   them simple and non-degenerate.
 //! - [`inference`]: ONNX Runtime loading (`ORT_DYLIB_PATH` or `.cache/onnxruntime`), model
 //!   sessions and each family's labels.
+//! - [`source`]: one GStreamer pipeline per camera (RTSP, H.264/H.265, key-frame-only or
+//!   rate-limited decoding, scale then convert), supervised: states, backoff, stalls.
+//! - [`sim`]: the RTSP camera simulator used by tests, benchmarks and the demo.
+//! - [`types`]: messages that cross stages (`Frame`).
 //! - [`node`]: the `run` daemon: builds the stages from a config, runs until SIGINT/SIGTERM,
 //!   shuts down within a deadline.
 //! - [`telemetry`]: structured logging (and, later, metrics and status).
 //!
-//! Stages still to come, in data-flow order: `source` and `sim` (RTSP ingest, camera
-//! simulator), `motion`, the inference pool, `track`, `rules`, `alert`, `outbox`, `mqtt`,
+//! Stages still to come, in data-flow order: `motion`, the inference pool, `track`, `rules`, `alert`, `outbox`, `mqtt`,
 //! `dispatch`.
 
 pub mod config;
@@ -24,7 +27,9 @@ pub mod geometry;
 pub mod inference;
 pub mod node;
 pub mod sim;
+pub mod source;
 pub mod telemetry;
+pub mod types;
 
 /// Initialises GStreamer once per process.
 pub fn init_gstreamer() -> Result<(), gstreamer::glib::Error> {

@@ -85,7 +85,7 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             telemetry::init_logging();
-            match node::run(cfg) {
+            match node::run(cfg, config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e}");

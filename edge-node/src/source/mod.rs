@@ -1,0 +1,594 @@
+//! source: RTSP cameras in, decoded frames out, with a supervisor that keeps every
+//! camera streaming by itself.
+//!
+//! Input: [`CameraSpec`]s (from the validated config). Output: [`Frame`]s through a
+//! callback, at most `detect_fps` per camera, scaled to fit the camera's detection size,
+//! BGR. Queues: each pipeline's appsink keeps only the newest frame (a slow consumer never
+//! stalls the RTSP session); the callback runs on the camera's streaming thread and must
+//! return quickly.
+//!
+//! One supervisor thread runs the state machine of every camera (`connecting → streaming
+//! → stalled | backoff | failed: <reason> → connecting …`): GStreamer bus errors arrive as
+//! messages, a camera whose frames stop for `stall_timeout` is torn down, and every retry
+//! waits a capped exponential backoff with jitter. Pipelines are stopped on helper
+//! threads, so a camera that hangs in teardown never delays another.
+//! [`Ingest::apply`] diffs a new camera list and restarts only the cameras that changed.
+//! Shutdown: [`Ingest::shutdown`] stops every pipeline within a deadline.
+
+mod backoff;
+mod gate;
+mod pipeline;
+mod reason;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use tracing::{info, warn};
+
+pub use backoff::Backoff;
+pub use gate::{KeyframeGate, RateLimiter};
+pub use pipeline::fit_size;
+pub use reason::FailReason;
+
+use crate::config::{self, DecodeMode, HwDecode, Secret, Transport};
+use crate::types::Frame;
+
+/// Receives every frame a camera hands on. Runs on the camera's streaming thread.
+pub type FrameCallback = Arc<dyn Fn(Frame) + Send + Sync>;
+
+/// What ingest needs to know about one camera.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CameraSpec {
+    pub id: String,
+    /// RTSP address without credentials (safe to log).
+    pub location: String,
+    pub credentials: Option<(String, Secret)>,
+    pub transport: Transport,
+    pub decode: DecodeMode,
+    pub hw_decode: HwDecode,
+    pub detect_fps: f64,
+    /// Frames are scaled to fit inside this (width, height), keeping the aspect ratio.
+    pub fit: (u32, u32),
+    pub stall_timeout: Duration,
+}
+
+impl CameraSpec {
+    /// From a validated camera; `fit` is the camera's input size or its largest model input.
+    pub fn from_config(cam: &config::Camera, cfg: &config::Config) -> Self {
+        let fit = cam.input_size.unwrap_or_else(|| {
+            cam.models
+                .iter()
+                .filter_map(|m| cfg.models.get(m))
+                .map(|m| m.input_size)
+                .max_by_key(|(w, h)| w * h)
+                .unwrap_or((640, 384))
+        });
+        Self {
+            id: cam.id.clone(),
+            location: cam.url.to_string(),
+            credentials: cam.credentials.as_ref().map(|c| (c.username.clone(), c.password.clone())),
+            transport: cam.transport,
+            decode: cam.decode,
+            hw_decode: cam.hw_decode,
+            detect_fps: cam.detect_fps,
+            fit,
+            stall_timeout: cam.stall_timeout,
+        }
+    }
+}
+
+/// Per-camera counters, monotonic since the camera was added.
+#[derive(Default, Debug)]
+pub struct Counters {
+    /// Access units received (after the parser), every frame of the stream.
+    pub received: AtomicU64,
+    pub keyframes: AtomicU64,
+    /// Pictures out of the decoder.
+    pub decoded: AtomicU64,
+    /// Frames handed to the consumer.
+    pub handed_on: AtomicU64,
+    /// Intended: delta frames not decoded (key-frame mode).
+    pub dropped_delta: AtomicU64,
+    /// Intended: frames beyond `detect_fps`.
+    pub dropped_rate: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub stalls: AtomicU64,
+}
+
+/// Shared between a camera's pipeline callbacks and the supervisor.
+#[derive(Default)]
+pub struct CameraShared {
+    pub counters: Counters,
+    /// Milliseconds after the supervisor's epoch of the last access unit (+1; 0 = none yet).
+    last_unit_ms: AtomicU64,
+    /// Source width << 32 | height.
+    source_size: AtomicU64,
+    decoding_all: AtomicBool,
+    status: Mutex<StatusInner>,
+}
+
+#[derive(Default, Clone)]
+struct StatusInner {
+    state: CameraState,
+    last_error: Option<String>,
+    fps_in: f64,
+    fps_decoded: f64,
+    fps_out: f64,
+}
+
+/// Where a camera is in its life.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum CameraState {
+    #[default]
+    Connecting,
+    Streaming,
+    /// Frames stopped; reconnecting after `retry_in`.
+    Stalled {
+        retry_in: Duration,
+    },
+    /// Lost (stream ended, connection dropped, timeout); reconnecting after `retry_in`.
+    Backoff {
+        reason: FailReason,
+        retry_in: Duration,
+    },
+    /// Refused (unauthorized, no such stream, unsupported codec); still retried.
+    Failed {
+        reason: FailReason,
+        retry_in: Duration,
+    },
+}
+
+impl CameraState {
+    /// `connecting`, `streaming`, `stalled`, `backoff`, `failed`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Connecting => "connecting",
+            Self::Streaming => "streaming",
+            Self::Stalled { .. } => "stalled",
+            Self::Backoff { .. } => "backoff",
+            Self::Failed { .. } => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for CameraState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Connecting | Self::Streaming => f.write_str(self.name()),
+            Self::Stalled { retry_in } => write!(f, "stalled (retry in {:.1}s)", retry_in.as_secs_f64()),
+            Self::Backoff { reason, retry_in } => {
+                write!(f, "backoff: {reason} (retry in {:.1}s)", retry_in.as_secs_f64())
+            }
+            Self::Failed { reason, retry_in } => {
+                write!(f, "failed: {reason} (retry in {:.1}s)", retry_in.as_secs_f64())
+            }
+        }
+    }
+}
+
+/// A camera's status for logs, the status API and MQTT.
+#[derive(Debug, Clone)]
+pub struct CameraStatus {
+    pub id: String,
+    pub state: CameraState,
+    pub last_error: Option<String>,
+    /// Rates over the last status window, per second.
+    pub fps_in: f64,
+    pub fps_decoded: f64,
+    pub fps_out: f64,
+    pub received: u64,
+    pub keyframes: u64,
+    pub decoded: u64,
+    pub handed_on: u64,
+    pub dropped_delta: u64,
+    pub dropped_rate: u64,
+    pub reconnects: u64,
+    pub stalls: u64,
+    /// Whether every frame is being decoded (`all`, or `auto` that chose it).
+    pub decoding_all: bool,
+    pub source_size: (u32, u32),
+}
+
+#[derive(Debug)]
+enum PipelineEvent {
+    Failed(FailReason, String),
+    Ended,
+}
+
+enum Msg {
+    Apply(Vec<CameraSpec>),
+    Pipeline { id: String, generation: u64, event: PipelineEvent },
+    Shutdown,
+}
+
+/// Timing of the supervisor; tests shorten them.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Streaming this long resets the backoff.
+    pub stable_after: Duration,
+    /// A status line per camera this often (zero: never).
+    pub status_every: Duration,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        Self {
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(30),
+            stable_after: Duration::from_secs(10),
+            status_every: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Every camera of the node, supervised by one thread.
+pub struct Ingest {
+    tx: Sender<Msg>,
+    thread: Option<JoinHandle<()>>,
+    cameras: Arc<Mutex<BTreeMap<String, Arc<CameraShared>>>>,
+    teardowns: Arc<AtomicUsize>,
+}
+
+impl Ingest {
+    pub fn start(
+        specs: Vec<CameraSpec>,
+        on_frame: FrameCallback,
+        options: IngestOptions,
+    ) -> Result<Self, gst::glib::Error> {
+        crate::init_gstreamer()?;
+        let (tx, rx) = mpsc::channel();
+        let cameras = Arc::new(Mutex::new(BTreeMap::new()));
+        let teardowns = Arc::new(AtomicUsize::new(0));
+        let mut sup = Supervisor {
+            slots: BTreeMap::new(),
+            tx: tx.clone(),
+            on_frame,
+            options,
+            epoch: Instant::now(),
+            cameras: cameras.clone(),
+            teardowns: teardowns.clone(),
+            next_generation: 1,
+            last_status: Instant::now(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("ingest-supervisor".into())
+            .spawn(move || sup.run(rx))
+            .expect("spawn ingest supervisor");
+        let ingest = Self { tx, thread: Some(thread), cameras, teardowns };
+        ingest.apply(specs);
+        Ok(ingest)
+    }
+
+    /// Replaces the camera list: new cameras start, removed ones stop, changed ones
+    /// restart; the others are untouched.
+    pub fn apply(&self, specs: Vec<CameraSpec>) {
+        let _ = self.tx.send(Msg::Apply(specs));
+    }
+
+    pub fn status(&self) -> Vec<CameraStatus> {
+        self.cameras.lock().unwrap().iter().map(|(id, s)| status_of(id, s)).collect()
+    }
+
+    pub fn camera(&self, id: &str) -> Option<CameraStatus> {
+        self.cameras.lock().unwrap().get(id).map(|s| status_of(id, s))
+    }
+
+    /// Stops every pipeline; returns false when some did not stop before the deadline.
+    pub fn shutdown(mut self, deadline: Duration) -> bool {
+        self.stop(deadline)
+    }
+
+    fn stop(&mut self, deadline: Duration) -> bool {
+        let Some(thread) = self.thread.take() else { return true };
+        let _ = self.tx.send(Msg::Shutdown);
+        let _ = thread.join();
+        let until = Instant::now() + deadline;
+        while self.teardowns.load(Ordering::SeqCst) > 0 {
+            if Instant::now() >= until {
+                warn!(
+                    pending = self.teardowns.load(Ordering::SeqCst),
+                    "camera pipelines did not stop before the deadline"
+                );
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
+}
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(5));
+    }
+}
+
+fn status_of(id: &str, s: &CameraShared) -> CameraStatus {
+    let inner = s.status.lock().unwrap().clone();
+    let c = &s.counters;
+    let size = s.source_size.load(Ordering::Relaxed);
+    CameraStatus {
+        id: id.to_string(),
+        state: inner.state,
+        last_error: inner.last_error,
+        fps_in: inner.fps_in,
+        fps_decoded: inner.fps_decoded,
+        fps_out: inner.fps_out,
+        received: c.received.load(Ordering::Relaxed),
+        keyframes: c.keyframes.load(Ordering::Relaxed),
+        decoded: c.decoded.load(Ordering::Relaxed),
+        handed_on: c.handed_on.load(Ordering::Relaxed),
+        dropped_delta: c.dropped_delta.load(Ordering::Relaxed),
+        dropped_rate: c.dropped_rate.load(Ordering::Relaxed),
+        reconnects: c.reconnects.load(Ordering::Relaxed),
+        stalls: c.stalls.load(Ordering::Relaxed),
+        decoding_all: s.decoding_all.load(Ordering::Relaxed),
+        source_size: ((size >> 32) as u32, (size & 0xffff_ffff) as u32),
+    }
+}
+
+/// The supervisor's view of one camera.
+struct Slot {
+    spec: CameraSpec,
+    shared: Arc<CameraShared>,
+    pipeline: Option<gst::Pipeline>,
+    generation: u64,
+    phase: Phase,
+    backoff: Backoff,
+    /// Counter snapshot for rates: (when, received, decoded, handed_on).
+    window: (Instant, u64, u64, u64),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    Connecting { since: Instant },
+    Streaming { since: Instant },
+    Waiting { until: Instant },
+}
+
+struct Supervisor {
+    slots: BTreeMap<String, Slot>,
+    tx: Sender<Msg>,
+    on_frame: FrameCallback,
+    options: IngestOptions,
+    epoch: Instant,
+    cameras: Arc<Mutex<BTreeMap<String, Arc<CameraShared>>>>,
+    teardowns: Arc<AtomicUsize>,
+    next_generation: u64,
+    last_status: Instant,
+}
+
+const TICK: Duration = Duration::from_millis(100);
+
+impl Supervisor {
+    fn run(&mut self, rx: Receiver<Msg>) {
+        loop {
+            match rx.recv_timeout(TICK) {
+                Ok(Msg::Apply(specs)) => self.apply(specs),
+                Ok(Msg::Pipeline { id, generation, event }) => self.on_event(&id, generation, event),
+                Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            self.tick();
+        }
+        let ids: Vec<String> = self.slots.keys().cloned().collect();
+        for id in ids {
+            self.remove(&id);
+        }
+    }
+
+    fn apply(&mut self, specs: Vec<CameraSpec>) {
+        let wanted: BTreeMap<String, CameraSpec> = specs.into_iter().map(|s| (s.id.clone(), s)).collect();
+        let gone: Vec<String> = self.slots.keys().filter(|id| !wanted.contains_key(*id)).cloned().collect();
+        for id in gone {
+            info!(camera = %id, "camera removed");
+            self.remove(&id);
+        }
+        for (id, spec) in wanted {
+            match self.slots.get(&id) {
+                Some(slot) if slot.spec == spec => {}
+                Some(_) => {
+                    info!(camera = %id, "camera changed; restarting its pipeline");
+                    let slot = self.slots.get_mut(&id).unwrap();
+                    slot.spec = spec;
+                    slot.backoff.reset();
+                    self.teardown(&id);
+                    self.connect(&id);
+                }
+                None => {
+                    let shared = Arc::new(CameraShared::default());
+                    self.cameras.lock().unwrap().insert(id.clone(), shared.clone());
+                    let seed =
+                        id.bytes().fold(self.epoch.elapsed().as_nanos() as u64, |h, b| h.rotate_left(5) ^ b as u64);
+                    let now = Instant::now();
+                    self.slots.insert(
+                        id.clone(),
+                        Slot {
+                            spec,
+                            shared,
+                            pipeline: None,
+                            generation: 0,
+                            phase: Phase::Connecting { since: now },
+                            backoff: Backoff::new(self.options.backoff_base, self.options.backoff_max, seed),
+                            window: (now, 0, 0, 0),
+                        },
+                    );
+                    self.connect(&id);
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, id: &str) {
+        self.teardown(id);
+        self.slots.remove(id);
+        self.cameras.lock().unwrap().remove(id);
+    }
+
+    fn connect(&mut self, id: &str) {
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let Some(slot) = self.slots.get_mut(id) else { return };
+        slot.generation = generation;
+        slot.phase = Phase::Connecting { since: Instant::now() };
+        slot.shared.last_unit_ms.store(0, Ordering::Relaxed);
+        set_state(&slot.shared, CameraState::Connecting, None);
+        info!(camera = %id, url = %slot.spec.location, transport = ?slot.spec.transport, decode = ?slot.spec.decode, "connecting");
+        let built = pipeline::build(
+            &slot.spec,
+            slot.shared.clone(),
+            generation,
+            self.epoch,
+            self.tx.clone(),
+            self.on_frame.clone(),
+        );
+        match built.and_then(|p| {
+            p.set_state(gst::State::Playing).map_err(|_| FailReason::Other("pipeline refused to start".into()))?;
+            Ok(p)
+        }) {
+            Ok(p) => slot.pipeline = Some(p),
+            Err(reason) => self.fail(id, reason, String::new()),
+        }
+    }
+
+    /// Stops the camera's pipeline on a helper thread; late messages from it are ignored
+    /// (their generation is stale).
+    fn teardown(&mut self, id: &str) {
+        let Some(slot) = self.slots.get_mut(id) else { return };
+        slot.generation = 0;
+        if let Some(p) = slot.pipeline.take() {
+            self.teardowns.fetch_add(1, Ordering::SeqCst);
+            let pending = self.teardowns.clone();
+            let spawned = std::thread::Builder::new().name(format!("teardown-{id}")).spawn(move || {
+                let _ = p.set_state(gst::State::Null);
+                drop(p);
+                pending.fetch_sub(1, Ordering::SeqCst);
+            });
+            if spawned.is_err() {
+                self.teardowns.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    fn on_event(&mut self, id: &str, generation: u64, event: PipelineEvent) {
+        let Some(slot) = self.slots.get(id) else { return };
+        if slot.generation != generation || generation == 0 {
+            return;
+        }
+        match event {
+            PipelineEvent::Failed(reason, detail) => self.fail(id, reason, detail),
+            PipelineEvent::Ended => self.fail(id, FailReason::StreamEnded, String::new()),
+        }
+    }
+
+    /// Tears down and schedules a retry, naming why.
+    fn fail(&mut self, id: &str, reason: FailReason, detail: String) {
+        self.teardown(id);
+        let Some(slot) = self.slots.get_mut(id) else { return };
+        let delay = slot.backoff.next_delay();
+        slot.phase = Phase::Waiting { until: Instant::now() + delay };
+        let attempt = slot.backoff.attempts();
+        let state = match &reason {
+            FailReason::Stalled => CameraState::Stalled { retry_in: delay },
+            r if r.is_hard() => CameraState::Failed { reason: reason.clone(), retry_in: delay },
+            _ => CameraState::Backoff { reason: reason.clone(), retry_in: delay },
+        };
+        warn!(camera = %id, state = %state.name(), reason = %reason, attempt, backoff_ms = delay.as_millis() as u64, detail = %detail, "camera not streaming; will retry");
+        set_state(&slot.shared, state, Some(reason.to_string()));
+    }
+
+    fn tick(&mut self) {
+        let now = Instant::now();
+        let now_ms = self.epoch.elapsed().as_millis() as u64;
+        let mut actions: Vec<(String, Option<FailReason>)> = Vec::new();
+        for (id, slot) in &mut self.slots {
+            let last = slot.shared.last_unit_ms.load(Ordering::Relaxed);
+            match slot.phase {
+                Phase::Connecting { since } => {
+                    if last > 0 {
+                        slot.phase = Phase::Streaming { since: now };
+                        info!(camera = %id, after_ms = since.elapsed().as_millis() as u64, "streaming");
+                        set_state(&slot.shared, CameraState::Streaming, None);
+                    } else if since.elapsed() > slot.spec.stall_timeout.max(Duration::from_secs(10)) {
+                        actions.push((id.clone(), Some(FailReason::Timeout)));
+                    }
+                }
+                Phase::Streaming { since } => {
+                    let silent = Duration::from_millis(now_ms.saturating_sub(last.saturating_sub(1)));
+                    if silent > slot.spec.stall_timeout {
+                        slot.shared.counters.stalls.fetch_add(1, Ordering::Relaxed);
+                        warn!(camera = %id, silent_ms = silent.as_millis() as u64, "stalled: no frames; reconnecting");
+                        actions.push((id.clone(), Some(FailReason::Stalled)));
+                    } else if since.elapsed() > self.options.stable_after && slot.backoff.attempts() > 0 {
+                        slot.backoff.reset();
+                    }
+                }
+                Phase::Waiting { until } => {
+                    if now >= until {
+                        slot.shared.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+                        actions.push((id.clone(), None));
+                    }
+                }
+            }
+            // Rates over windows of at least two seconds.
+            let (t0, r0, d0, h0) = slot.window;
+            let dt = now.duration_since(t0).as_secs_f64();
+            if dt >= 2.0 {
+                let c = &slot.shared.counters;
+                let (r, d, h) = (
+                    c.received.load(Ordering::Relaxed),
+                    c.decoded.load(Ordering::Relaxed),
+                    c.handed_on.load(Ordering::Relaxed),
+                );
+                let mut st = slot.shared.status.lock().unwrap();
+                st.fps_in = (r - r0) as f64 / dt;
+                st.fps_decoded = (d - d0) as f64 / dt;
+                st.fps_out = (h - h0) as f64 / dt;
+                slot.window = (now, r, d, h);
+            }
+        }
+        for (id, action) in actions {
+            match action {
+                Some(reason) => self.fail(&id, reason, String::new()),
+                None => {
+                    info!(camera = %id, attempt = self.slots[&id].backoff.attempts(), "reconnecting");
+                    self.connect(&id)
+                }
+            }
+        }
+        if !self.options.status_every.is_zero() && self.last_status.elapsed() >= self.options.status_every {
+            self.last_status = now;
+            for (id, slot) in &self.slots {
+                let s = status_of(id, &slot.shared);
+                info!(
+                    camera = %id,
+                    state = %s.state,
+                    fps_in = format!("{:.1}", s.fps_in),
+                    fps_decoded = format!("{:.1}", s.fps_decoded),
+                    fps_out = format!("{:.1}", s.fps_out),
+                    decode = if s.decoding_all { "all" } else { "keyframes" },
+                    size = format!("{}x{}", s.source_size.0, s.source_size.1),
+                    reconnects = s.reconnects,
+                    stalls = s.stalls,
+                    "camera status"
+                );
+            }
+        }
+    }
+}
+
+fn set_state(shared: &CameraShared, state: CameraState, error: Option<String>) {
+    let mut st = shared.status.lock().unwrap();
+    st.state = state;
+    if error.is_some() {
+        st.last_error = error;
+    }
+}

@@ -1,0 +1,322 @@
+//! One camera's GStreamer pipeline:
+//!
+//! ```text
+//! rtspsrc ─► rtph26Xdepay ─► h26Xparse ─[gate: key frames only / rate]─► decoder
+//!         ─[rate limit, size]─► videoscale ─► videoconvert (BGR) ─► appsink (newest only)
+//! ```
+//!
+//! The gate drops delta frames before the decoder in `keyframes` mode (a probe after the
+//! parser: `avdec_h264`'s skip-frame does nothing in GStreamer 1.22). In `all` mode the
+//! decoder sees everything and frames beyond `detect_fps` are dropped right after it, so
+//! scaling and conversion run only for frames that are handed on. Scaling comes before
+//! conversion (converting a full frame first costs more than decoding it).
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use tracing::{info, warn};
+
+use super::gate::{KeyframeGate, RateLimiter};
+use super::reason::FailReason;
+use super::{CameraShared, CameraSpec, FrameCallback, Msg, PipelineEvent};
+use crate::config::{HwDecode, Transport};
+use crate::types::Frame;
+
+/// Ingest decisions shared by the probes of one pipeline.
+struct Gates {
+    keyframes: KeyframeGate,
+    rate: RateLimiter,
+}
+
+fn element(factory: &str) -> Result<gst::Element, FailReason> {
+    gst::ElementFactory::make(factory)
+        .build()
+        .map_err(|_| FailReason::UnsupportedCodec(format!("GStreamer element {factory} is missing; run `make setup`")))
+}
+
+/// Picks the decoder for a codec; hardware when asked for and present, else software.
+fn decoder(camera: &str, codec: &str, hw: HwDecode) -> Result<gst::Element, FailReason> {
+    let hw_names: &[&str] = match (codec, hw) {
+        (_, HwDecode::None) => &[],
+        ("h264", HwDecode::Vaapi) => &["vah264dec", "vaapih264dec"],
+        ("h265", HwDecode::Vaapi) => &["vah265dec", "vaapih265dec"],
+        ("h264", HwDecode::Nvdec) => &["nvh264dec"],
+        ("h265", HwDecode::Nvdec) => &["nvh265dec"],
+        ("h264", HwDecode::Auto) => &["nvh264dec", "vah264dec", "vaapih264dec"],
+        ("h265", HwDecode::Auto) => &["nvh265dec", "vah265dec", "vaapih265dec"],
+        _ => &[],
+    };
+    for name in hw_names {
+        if let Ok(dec) = gst::ElementFactory::make(name).build() {
+            info!(camera, decoder = name, "hardware decoder");
+            return Ok(dec);
+        }
+    }
+    if !hw_names.is_empty() {
+        warn!(camera, wanted = ?hw, tried = hw_names.join(","), "no hardware decoder available; falling back to software");
+    }
+    let dec = element(&format!("avdec_{codec}"))?;
+    // One thread per decoder: hundreds of cameras share the cores; frame threads would
+    // multiply threads and memory per camera for no throughput gain.
+    dec.set_property("max-threads", 1i32);
+    Ok(dec)
+}
+
+/// The largest even size inside `fit` with the source's aspect ratio; never upscales.
+pub fn fit_size(src: (u32, u32), fit: (u32, u32)) -> (u32, u32) {
+    let scale = (fit.0 as f64 / src.0 as f64).min(fit.1 as f64 / src.1 as f64).min(1.0);
+    let w = ((src.0 as f64 * scale).round() as u32 & !1).max(2);
+    let h = ((src.1 as f64 * scale).round() as u32 & !1).max(2);
+    (w, h)
+}
+
+pub fn build(
+    spec: &CameraSpec,
+    shared: Arc<CameraShared>,
+    generation: u64,
+    epoch: Instant,
+    events: Sender<Msg>,
+    on_frame: FrameCallback,
+) -> Result<gst::Pipeline, FailReason> {
+    let pipeline = gst::Pipeline::with_name(&format!("camera-{}", spec.id));
+    let src = element("rtspsrc")?;
+    src.set_property("location", &spec.location);
+    src.set_property("latency", 200u32);
+    src.set_property("tcp-timeout", 5_000_000u64);
+    src.set_property("timeout", 5_000_000u64);
+    src.set_property("drop-on-latency", true);
+    src.set_property("do-retransmission", false);
+    src.set_property_from_str("protocols", if spec.transport == Transport::Tcp { "tcp" } else { "udp" });
+    if let Some((user, password)) = &spec.credentials {
+        src.set_property("user-id", user);
+        src.set_property("user-pw", password.expose());
+    }
+    // Video only: audio tracks are never set up.
+    src.connect("select-stream", false, |args| {
+        let caps = args[2].get::<gst::Caps>().ok()?;
+        let video = caps.structure(0).and_then(|s| s.get::<&str>("media").ok()) == Some("video");
+        Some(video.to_value())
+    });
+
+    let scale = element("videoscale")?;
+    let convert = element("videoconvert")?;
+    let filter = element("capsfilter")?;
+    filter.set_property("caps", gst::Caps::builder("video/x-raw").field("format", "BGR").build());
+    let sink = gst_app::AppSink::builder().max_buffers(1).drop(true).sync(false).build();
+    pipeline
+        .add_many([&src, &scale, &convert, &filter, sink.upcast_ref()])
+        .map_err(|e| FailReason::Other(e.to_string()))?;
+    gst::Element::link_many([&scale, &convert, &filter, sink.upcast_ref()])
+        .map_err(|e| FailReason::Other(e.to_string()))?;
+
+    let gates = Arc::new(Mutex::new(Gates {
+        keyframes: KeyframeGate::new(spec.decode, spec.detect_fps),
+        rate: RateLimiter::new(spec.detect_fps),
+    }));
+
+    // Errors and end of stream go straight to the supervisor; nothing accumulates on the bus.
+    let bus = pipeline.bus().unwrap();
+    let (tx, id) = (events.clone(), spec.id.clone());
+    bus.set_sync_handler(move |_, msg| {
+        let event = match msg.view() {
+            gst::MessageView::Error(e) => {
+                let debug = e.debug().map(|d| d.to_string());
+                Some(PipelineEvent::Failed(
+                    FailReason::from_gst(&e.error(), debug.as_deref()),
+                    debug.unwrap_or_default(),
+                ))
+            }
+            gst::MessageView::Eos(_) => Some(PipelineEvent::Ended),
+            _ => None,
+        };
+        if let Some(event) = event {
+            let _ = tx.send(Msg::Pipeline { id: id.clone(), generation, event });
+        }
+        gst::BusSyncReply::Drop
+    });
+
+    let (pipeline_weak, scale_weak, filter_weak) = (pipeline.downgrade(), scale.downgrade(), filter.downgrade());
+    let (camera, hw, fit) = (spec.id.clone(), spec.hw_decode, spec.fit);
+    let (shared_pad, gates_pad, tx) = (shared.clone(), gates.clone(), events.clone());
+    src.connect_pad_added(move |_, pad| {
+        let (Some(pipeline), Some(scale), Some(filter)) =
+            (pipeline_weak.upgrade(), scale_weak.upgrade(), filter_weak.upgrade())
+        else {
+            return;
+        };
+        let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+        let encoding = caps.structure(0).and_then(|s| s.get::<String>("encoding-name").ok()).unwrap_or_default();
+        let codec = match encoding.as_str() {
+            "H264" => "h264",
+            "H265" => "h265",
+            other => {
+                let reason = FailReason::UnsupportedCodec(format!("{other} (only H.264 and H.265 are supported)"));
+                let _ = tx.send(Msg::Pipeline {
+                    id: camera.clone(),
+                    generation,
+                    event: PipelineEvent::Failed(reason, String::new()),
+                });
+                return;
+            }
+        };
+        let chain = (|| -> Result<(), FailReason> {
+            let depay = element(&format!("rtp{codec}depay"))?;
+            let parse = element(&format!("{codec}parse"))?;
+            let dec = decoder(&camera, codec, hw)?;
+            pipeline.add_many([&depay, &parse, &dec]).map_err(|e| FailReason::Other(e.to_string()))?;
+            gst::Element::link_many([&depay, &parse, &dec, &scale]).map_err(|e| FailReason::Other(e.to_string()))?;
+            add_gate_probes(&parse, &dec, &filter, fit, shared_pad.clone(), gates_pad.clone(), epoch);
+            for e in [&depay, &parse, &dec] {
+                e.sync_state_with_parent().map_err(|e| FailReason::Other(e.to_string()))?;
+            }
+            pad.link(&depay.static_pad("sink").unwrap()).map_err(|e| FailReason::Other(format!("link: {e:?}")))?;
+            Ok(())
+        })();
+        if let Err(reason) = chain {
+            let _ = tx.send(Msg::Pipeline {
+                id: camera.clone(),
+                generation,
+                event: PipelineEvent::Failed(reason, String::new()),
+            });
+        }
+    });
+
+    let camera: Arc<str> = Arc::from(spec.id.as_str());
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                if let Some(frame) = to_frame(&camera, &sample, &shared) {
+                    shared.counters.handed_on.fetch_add(1, Ordering::Relaxed);
+                    on_frame(frame);
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    Ok(pipeline)
+}
+
+fn add_gate_probes(
+    parse: &gst::Element,
+    dec: &gst::Element,
+    filter: &gst::Element,
+    fit: (u32, u32),
+    shared: Arc<CameraShared>,
+    gates: Arc<Mutex<Gates>>,
+    epoch: Instant,
+) {
+    let (s, g) = (shared.clone(), gates.clone());
+    parse.static_pad("src").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        let Some(buffer) = info.buffer() else { return gst::PadProbeReturn::Ok };
+        let c = &s.counters;
+        let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+        c.received.fetch_add(1, Ordering::Relaxed);
+        if keyframe {
+            c.keyframes.fetch_add(1, Ordering::Relaxed);
+        }
+        s.last_unit_ms.store(epoch.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
+        let pts = buffer.pts().map(|t| t.nseconds());
+        let mut g = g.lock().unwrap();
+        if !g.keyframes.admit(pts, keyframe) {
+            c.dropped_delta.fetch_add(1, Ordering::Relaxed);
+            return gst::PadProbeReturn::Drop;
+        }
+        // Key frames only: each is decodable alone, so surplus ones are dropped before decoding.
+        if !g.keyframes.decoding_all() && !g.rate.admit(pts) {
+            c.dropped_rate.fetch_add(1, Ordering::Relaxed);
+            return gst::PadProbeReturn::Drop;
+        }
+        s.decoding_all.store(g.keyframes.decoding_all(), Ordering::Relaxed);
+        gst::PadProbeReturn::Ok
+    });
+
+    let filter = filter.downgrade();
+    dec.static_pad("src").unwrap().add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |_, info| {
+            if let Some(gst::PadProbeData::Event(event)) = &info.data {
+                if let gst::EventView::Caps(caps) = event.view()
+                    && let Some(st) = caps.caps().structure(0)
+                    && let (Ok(w), Ok(h)) = (st.get::<i32>("width"), st.get::<i32>("height"))
+                    && let Some(filter) = filter.upgrade()
+                {
+                    let (ow, oh) = fit_size((w as u32, h as u32), fit);
+                    shared.source_size.store(((w as u64) << 32) | h as u64, Ordering::Relaxed);
+                    filter.set_property(
+                        "caps",
+                        gst::Caps::builder("video/x-raw")
+                            .field("format", "BGR")
+                            .field("width", ow as i32)
+                            .field("height", oh as i32)
+                            .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+                            .build(),
+                    );
+                }
+                return gst::PadProbeReturn::Ok;
+            }
+            let Some(buffer) = info.buffer() else { return gst::PadProbeReturn::Ok };
+            shared.counters.decoded.fetch_add(1, Ordering::Relaxed);
+            let mut g = gates.lock().unwrap();
+            if g.keyframes.decoding_all() && !g.rate.admit(buffer.pts().map(|t| t.nseconds())) {
+                shared.counters.dropped_rate.fetch_add(1, Ordering::Relaxed);
+                return gst::PadProbeReturn::Drop;
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+}
+
+fn to_frame(camera: &Arc<str>, sample: &gst::Sample, shared: &CameraShared) -> Option<Frame> {
+    let caps = sample.caps()?;
+    let st = caps.structure(0)?;
+    let (w, h) = (st.get::<i32>("width").ok()? as usize, st.get::<i32>("height").ok()? as usize);
+    let buffer = sample.buffer()?;
+    let map = buffer.map_readable().ok()?;
+    let row = w * 3;
+    // GStreamer pads packed 24-bit rows to 4 bytes.
+    let stride = (row + 3) & !3;
+    if map.len() < stride * (h - 1) + row {
+        return None;
+    }
+    let data: Arc<[u8]> = if stride == row {
+        Arc::from(&map[..row * h])
+    } else {
+        let mut packed = Vec::with_capacity(row * h);
+        for y in 0..h {
+            packed.extend_from_slice(&map[y * stride..y * stride + row]);
+        }
+        Arc::from(packed)
+    };
+    let src = shared.source_size.load(Ordering::Relaxed);
+    Some(Frame {
+        camera: camera.clone(),
+        seq: shared.counters.handed_on.load(Ordering::Relaxed),
+        pts: buffer.pts().map(|t| Duration::from_nanos(t.nseconds())),
+        wall: SystemTime::now(),
+        width: w as u32,
+        height: h as u32,
+        source_width: (src >> 32) as u32,
+        source_height: (src & 0xffff_ffff) as u32,
+        keyframe: !shared.decoding_all.load(Ordering::Relaxed),
+        data,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit_size;
+
+    #[test]
+    fn fits_inside_the_detection_size_keeping_aspect() {
+        assert_eq!(fit_size((1920, 1080), (640, 384)), (640, 360));
+        assert_eq!(fit_size((640, 272), (416, 416)), (416, 176));
+        assert_eq!(fit_size((176, 144), (640, 640)), (176, 144), "never upscales");
+        assert_eq!(fit_size((720, 405), (640, 640)), (640, 360));
+    }
+}
