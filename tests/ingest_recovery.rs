@@ -1,0 +1,104 @@
+//! Cameras recover by themselves: from the simulator being killed and restarted 10 s
+//! later, and from a stream that stalls while its TCP connection stays open.
+//!
+//!   edge-node sim (child) ──kill -9──(10 s)──restart──►  every camera: backoff … streaming
+//!   in-process sim: stall(mount) ─► camera "stalled" ─► reconnect ─► resume ─► streaming
+
+mod common;
+
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use common::*;
+use edge_node::config::DecodeMode;
+use edge_node::sim::{Auth, Simulator, StreamSpec};
+use edge_node::source::{CameraState, Ingest, IngestOptions};
+
+fn spawn_sim(port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_edge-node"))
+        .args(["sim", "--port", &port.to_string()])
+        .args([
+            "--stream",
+            "a=pattern:ball:4,size=320x240,keyint=1s",
+            "--stream",
+            "b=pattern:smpte:4,size=320x240,keyint=1s",
+        ])
+        .env("GRIDSIGHT_MEDIA", media_dir())
+        .spawn()
+        .unwrap()
+}
+
+fn options() -> IngestOptions {
+    IngestOptions { backoff_max: std::time::Duration::from_secs(4), ..IngestOptions::default() }
+}
+
+#[test]
+fn cameras_return_after_the_server_is_killed_and_restarted() {
+    let _logs = captured_logs();
+    let port = free_port();
+    let mut sim = spawn_sim(port);
+    let frames = Frames::default();
+    let url = |m: &str| format!("rtsp://127.0.0.1:{port}/{m}");
+    let cams =
+        vec![camera("cam-a", &url("a"), DecodeMode::Keyframes, 1.0), camera("cam-b", &url("b"), DecodeMode::All, 1.0)];
+    let ingest = Ingest::start(cams, frames.callback(), options()).unwrap();
+    let all_streaming = |ingest: &Ingest| ingest.status().iter().all(|s| s.state == CameraState::Streaming);
+    assert!(wait_until(Duration::from_secs(20), || all_streaming(&ingest)), "{:#?}", ingest.status());
+
+    sim.kill().unwrap();
+    sim.wait().unwrap();
+    let killed = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(10), || ingest.status().iter().all(|s| s.state != CameraState::Streaming)),
+        "cameras did not notice the server died: {:#?}",
+        ingest.status()
+    );
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(killed.elapsed()));
+    let counts: Vec<usize> = ["cam-a", "cam-b"].iter().map(|c| frames.count(c)).collect();
+    let mut sim = spawn_sim(port);
+    assert!(wait_until(Duration::from_secs(30), || all_streaming(&ingest)), "did not recover: {:#?}", ingest.status());
+    assert!(
+        wait_until(Duration::from_secs(10), || frames.count("cam-a") > counts[0] && frames.count("cam-b") > counts[1])
+    );
+    for s in ingest.status() {
+        assert!(s.reconnects >= 2, "{}: {} reconnects", s.id, s.reconnects);
+    }
+    let logs = logs_text();
+    assert!(logs.contains("will retry") && logs.contains("backoff_ms="), "the log shows no backoff");
+    assert!(logs.contains("reconnecting"));
+    ingest.shutdown(Duration::from_secs(5));
+    let _ = sim.kill();
+    let _ = sim.wait();
+}
+
+#[test]
+fn a_stalled_stream_is_detected_and_reconnected() {
+    let media = media_dir();
+    let sim = Simulator::start(
+        "127.0.0.1",
+        0,
+        &[StreamSpec::parse("s=pattern:ball:4,size=320x240,keyint=1s", &media).unwrap()],
+        Auth::None,
+    )
+    .unwrap();
+    let frames = Frames::default();
+    let mut cam = camera("stally", &sim.url("s"), DecodeMode::Keyframes, 1.0);
+    cam.stall_timeout = Duration::from_secs(2);
+    let ingest = Ingest::start(vec![cam], frames.callback(), options()).unwrap();
+    let state = || ingest.camera("stally").unwrap().state;
+    assert!(wait_until(Duration::from_secs(15), || state() == CameraState::Streaming));
+
+    sim.stall("s");
+    assert!(
+        wait_until(Duration::from_secs(8), || matches!(state(), CameraState::Stalled { .. })),
+        "stall not detected: {:?}",
+        state()
+    );
+    assert_eq!(ingest.camera("stally").unwrap().stalls, 1);
+    sim.resume("s");
+    assert!(wait_until(Duration::from_secs(15), || state() == CameraState::Streaming), "{:?}", state());
+    let n = frames.count("stally");
+    assert!(wait_until(Duration::from_secs(5), || frames.count("stally") > n), "no frames after recovery");
+    assert!(ingest.camera("stally").unwrap().reconnects >= 1);
+    ingest.shutdown(Duration::from_secs(5));
+}
