@@ -24,6 +24,7 @@ packages=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp gstreamer1.0-tools
   mosquitto mosquitto-clients libsqlite3-dev
+  vlc-bin vlc-plugin-base
 )
 
 say() { printf 'setup: %s\n' "$*"; }
