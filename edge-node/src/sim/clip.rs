@@ -20,9 +20,28 @@ pub enum Picture {
     Pattern { pattern: String, seconds: u32 },
 }
 
-/// How a stream is encoded. All `None`: pass the clip through untouched when possible.
+/// Video codec of a served stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Codec {
+    #[default]
+    H264,
+    H265,
+}
+
+impl Codec {
+    /// The GStreamer name stem: `h264` or `h265`.
+    pub fn stem(self) -> &'static str {
+        match self {
+            Self::H264 => "h264",
+            Self::H265 => "h265",
+        }
+    }
+}
+
+/// How a stream is encoded. All defaults: pass the clip through untouched when possible.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Encoding {
+    pub codec: Codec,
     pub size: Option<(u32, u32)>,
     pub fps: Option<u32>,
     pub keyframe_interval: Option<Duration>,
@@ -51,6 +70,7 @@ pub struct EncodedClip {
     pub height: u32,
     /// Whether the clip was re-encoded (false: passed through).
     pub encoded: bool,
+    pub codec: Codec,
 }
 
 impl EncodedClip {
@@ -68,7 +88,9 @@ impl EncodedClip {
     }
 }
 
-const AU_CAPS: &str = "video/x-h264,stream-format=byte-stream,alignment=au";
+fn au_caps(codec: Codec) -> String {
+    format!("video/x-{},stream-format=byte-stream,alignment=au", codec.stem())
+}
 
 /// Reads or encodes the stream's access units.
 pub fn load(picture: &Picture, encoding: &Encoding) -> Result<EncodedClip, SimError> {
@@ -78,11 +100,12 @@ pub fn load(picture: &Picture, encoding: &Encoding) -> Result<EncodedClip, SimEr
         }
         if *encoding == Encoding::default() {
             let launch = format!(
-                "filesrc location=\"{}\" ! parsebin ! h264parse config-interval=-1 ! {AU_CAPS} ! appsink name=sink sync=false",
-                escape(path)
+                "filesrc location=\"{}\" ! parsebin ! h264parse config-interval=-1 ! {} ! appsink name=sink sync=false",
+                escape(path),
+                au_caps(Codec::H264)
             );
             // Not H.264 (or not parseable): fall through to encoding.
-            if let Ok(clip) = collect(&launch, false)
+            if let Ok(clip) = collect(&launch, false, Codec::H264)
                 && clip.max_gop() <= MAX_PASSTHROUGH_GOP
             {
                 return Ok(clip);
@@ -107,10 +130,17 @@ pub fn load(picture: &Picture, encoding: &Encoding) -> Result<EncodedClip, SimEr
     let raw = format!("video/x-raw,format=I420,width={w},height={h},framerate={fps}/1,pixel-aspect-ratio=1/1");
     // I420 forced before x264enc: Debian's x264 otherwise picks 10-bit 4:4:4.
     // scenecut=0 keeps the GOP fixed; no B-frames keeps the stream cheap to decode.
-    let encode = format!(
-        "x264enc bitrate={bitrate} key-int-max={key_int} speed-preset=superfast bframes=0 \
-         option-string=scenecut=0:min-keyint={key_int} ! video/x-h264,profile=high ! h264parse config-interval=-1 ! {AU_CAPS} ! appsink name=sink sync=false"
-    );
+    let au = au_caps(encoding.codec);
+    let encode = match encoding.codec {
+        Codec::H264 => format!(
+            "x264enc bitrate={bitrate} key-int-max={key_int} speed-preset=superfast bframes=0 \
+             option-string=scenecut=0:min-keyint={key_int} ! video/x-h264,profile=high ! h264parse config-interval=-1 ! {au} ! appsink name=sink sync=false"
+        ),
+        Codec::H265 => format!(
+            "x265enc bitrate={bitrate} key-int-max={key_int} speed-preset=superfast \
+             option-string=\"scenecut=0:bframes=0:min-keyint={key_int}\" ! h265parse config-interval=-1 ! {au} ! appsink name=sink sync=false"
+        ),
+    };
     let launch = match picture {
         Picture::Clip(path) => format!(
             "filesrc location=\"{}\" ! decodebin ! videoconvert ! videoscale ! videorate ! {raw} ! {encode}",
@@ -121,7 +151,7 @@ pub fn load(picture: &Picture, encoding: &Encoding) -> Result<EncodedClip, SimEr
             format!("videotestsrc pattern={pattern} num-buffers={frames} ! {raw} ! {encode}")
         }
     };
-    collect(&launch, true)
+    collect(&launch, true, encoding.codec)
 }
 
 fn escape(path: &Path) -> String {
@@ -149,7 +179,7 @@ fn probe(path: &Path) -> Result<(u32, u32, f64), SimError> {
 }
 
 /// Runs a pipeline ending in `appsink name=sink` to EOS and keeps every access unit.
-fn collect(launch: &str, encoded: bool) -> Result<EncodedClip, SimError> {
+fn collect(launch: &str, encoded: bool, codec: Codec) -> Result<EncodedClip, SimError> {
     let pipeline =
         gst::parse::launch(launch).map_err(|e| SimError::Media(e.to_string()))?.downcast::<gst::Pipeline>().unwrap();
     let sink = pipeline.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
@@ -206,5 +236,5 @@ fn collect(launch: &str, encoded: bool) -> Result<EncodedClip, SimError> {
         // Presentation may run past the last decode time with B-frames.
         units.iter().map(|u| u.pts).max().unwrap_or(gst::ClockTime::ZERO) + default_duration,
     );
-    Ok(EncodedClip { caps, units, period, width, height, encoded })
+    Ok(EncodedClip { caps, units, period, width, height, encoded, codec })
 }

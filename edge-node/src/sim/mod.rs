@@ -15,7 +15,7 @@
 mod clip;
 mod server;
 
-pub use clip::{EncodedClip, Encoding, MAX_PASSTHROUGH_GOP, Picture, load};
+pub use clip::{Codec, EncodedClip, Encoding, MAX_PASSTHROUGH_GOP, Picture, load};
 pub use server::{Auth, Simulator, StreamSpec};
 
 #[derive(Debug, thiserror::Error)]

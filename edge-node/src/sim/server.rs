@@ -14,7 +14,7 @@ use gstreamer_rtsp_server as rtsp;
 use gstreamer_rtsp_server::prelude::*;
 
 use super::SimError;
-use super::clip::{EncodedClip, Encoding, Picture, load};
+use super::clip::{Codec, EncodedClip, Encoding, Picture, load};
 
 /// One served stream.
 #[derive(Debug, Clone)]
@@ -26,7 +26,7 @@ pub struct StreamSpec {
 }
 
 impl StreamSpec {
-    /// Parses `MOUNT=SOURCE[,size=WxH][,fps=N][,keyint=DURATION][,bitrate=KBPS]` where SOURCE
+    /// Parses `MOUNT=SOURCE[,size=WxH][,fps=N][,keyint=DURATION][,bitrate=KBPS][,codec=h265]` where SOURCE
     /// is a file (relative to `media_dir`) or `pattern:NAME[:SECONDS]`.
     pub fn parse(spec: &str, media_dir: &std::path::Path) -> Result<Self, SimError> {
         let bad = |reason: &str| SimError::Spec { spec: spec.to_string(), reason: reason.to_string() };
@@ -54,7 +54,14 @@ impl StreamSpec {
                 "fps" => encoding.fps = Some(v.parse().map_err(|_| bad("fps is a whole number"))?),
                 "keyint" => encoding.keyframe_interval = Some(crate::config::parse_duration(v).map_err(|e| bad(&e))?),
                 "bitrate" => encoding.bitrate_kbps = Some(v.parse().map_err(|_| bad("bitrate is kbit/s"))?),
-                _ => return Err(bad("unknown option; use size, fps, keyint or bitrate")),
+                "codec" => {
+                    encoding.codec = match v {
+                        "h264" => Codec::H264,
+                        "h265" => Codec::H265,
+                        _ => return Err(bad("codec is h264 or h265")),
+                    }
+                }
+                _ => return Err(bad("unknown option; use size, fps, keyint, bitrate or codec")),
             }
         }
         if mount.is_empty() || mount.contains(['/', ' ']) {
@@ -131,10 +138,11 @@ impl Simulator {
             let clip = Arc::new(load(&spec.picture, &spec.encoding)?);
             let control = Arc::new(MountControl::default());
             let factory = rtsp::RTSPMediaFactory::new();
-            factory.set_launch(
+            let codec = clip.codec.stem();
+            factory.set_launch(&format!(
                 "( appsrc name=src is-live=true format=time do-timestamp=false max-bytes=2000000 block=true \
-                 ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 )",
-            );
+                 ! {codec}parse ! rtp{codec}pay name=pay0 pt=96 config-interval=-1 )"
+            ));
             factory.set_shared(true);
             if !matches!(auth, Auth::None) {
                 factory.add_role_from_structure(
