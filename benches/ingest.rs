@@ -244,6 +244,8 @@ fn restarts(sim: &Sim, cycles: usize) {
 }
 
 fn main() {
+    // As the daemon does at start.
+    edge_node::tune_allocator();
     // `cargo bench` passes --bench; anything else selects scenarios.
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let want = |name: &str| args.is_empty() || args.iter().any(|a| a == name);

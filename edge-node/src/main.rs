@@ -60,6 +60,7 @@ fn load(path: &PathBuf) -> Result<config::Config, ExitCode> {
 }
 
 fn main() -> ExitCode {
+    edge_node::tune_allocator();
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { file } => match load(&file) {
