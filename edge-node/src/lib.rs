@@ -15,6 +15,7 @@
 //!   rate-limited decoding, scale then convert), supervised: states, backoff, stalls.
 //! - [`sim`]: the RTSP camera simulator used by tests, benchmarks and the demo.
 //! - [`types`]: messages that cross stages (`Frame`).
+//! - [`detect`]: `edge-node detect` — the detection path on image files and clips.
 //! - [`node`]: the `run` daemon: builds the stages from a config, runs until SIGINT/SIGTERM,
 //!   shuts down within a deadline.
 //! - [`telemetry`]: structured logging (and, later, metrics and status).
@@ -23,6 +24,7 @@
 //! `dispatch`.
 
 pub mod config;
+pub mod detect;
 pub mod geometry;
 pub mod inference;
 pub mod node;

@@ -45,6 +45,26 @@ enum Command {
         #[arg(long, default_value = "digest")]
         auth: String,
     },
+    /// Detect faces and objects in images or clips with a config's models, as the node would.
+    Detect {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Use this camera's models and detect_fps (default: every model, 1 frame/s of clips).
+        #[arg(long)]
+        camera: Option<String>,
+        /// Frames per second sampled from clips.
+        #[arg(long)]
+        fps: Option<f64>,
+        /// Print JSON: {"file": {"faces": [...], "objects": [...]}}.
+        #[arg(long)]
+        json: bool,
+        /// Write annotated PNGs into this folder.
+        #[arg(long)]
+        annotate: Option<PathBuf>,
+        /// Images (png, jpg) or clips (any format GStreamer reads).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Check a config file: print every problem and exit 64, or a one-line summary and exit 0.
     CheckConfig { file: PathBuf },
 }
@@ -74,6 +94,30 @@ fn main() -> ExitCode {
             telemetry::init_logging();
             match run_sim(&bind, port, media, streams, user, password, &auth) {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Detect { config, camera, fps, json, annotate, files } => {
+            let cfg = match load(&config) {
+                Ok(cfg) => cfg,
+                Err(code) => return code,
+            };
+            let opts = edge_node::detect::DetectOptions { camera, fps, annotate };
+            match edge_node::detect::run(&cfg, &files, &opts) {
+                Ok(results) if json => {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&edge_node::detect::to_json(&results)).unwrap_or_default()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Ok(results) => {
+                    print!("{}", edge_node::detect::to_text(&results));
+                    ExitCode::SUCCESS
+                }
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::FAILURE

@@ -35,3 +35,30 @@ impl std::fmt::Debug for Frame {
             .finish()
     }
 }
+
+/// An object found by an object model, in the camera's own pixels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Object {
+    /// `[x1, y1, x2, y2]`.
+    pub bbox: [f32; 4],
+    pub score: f32,
+    pub class_id: usize,
+    pub label: Arc<str>,
+}
+
+/// A face found by a face model, in the camera's own pixels. Detected, never identified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Face {
+    /// `[x1, y1, x2, y2]`.
+    pub bbox: [f32; 4],
+    pub score: f32,
+    /// Right eye, left eye, nose tip, right and left mouth corners: `[x, y]` each.
+    pub landmarks: [[f32; 2]; 5],
+}
+
+/// What detection found in one frame.
+#[derive(Debug, Clone, Default)]
+pub struct Detections {
+    pub faces: Vec<Face>,
+    pub objects: Vec<Object>,
+}

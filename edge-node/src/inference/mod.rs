@@ -1,9 +1,24 @@
-//! inference: ONNX Runtime, the model families' labels, and (later) the shared worker pool.
+//! inference: face and object detection on ONNX Runtime.
 //!
-//! Today: finding and loading the ONNX Runtime library (`runtime`) and building sessions
-//! for the configured models. Pre/post-processing and the pool arrive with issue 4.
+//! - `runtime`: finding and loading the ONNX Runtime library; sessions (graph optimisation,
+//!   no spinning).
+//! - `preprocess`: letterbox and tensor fill straight from the frame (pure).
+//! - `family` + `yolox`, `yunet`: each family's padding and output decoding (pure); a new
+//!   family is one module.
+//! - `nms`: class-aware non-maximum suppression (pure).
+//! - `detector`: a worker's models; runs a camera's models on frames, batching frames of
+//!   equal input size where the file allows it; boxes come back in camera pixels.
+//! - `labels`: class labels per family.
 
+pub mod detector;
+pub mod family;
 pub mod labels;
+pub mod nms;
+pub mod preprocess;
 pub mod runtime;
+pub mod yolox;
+pub mod yunet;
 
+pub use detector::{Detector, Job, Model};
+pub use preprocess::{ImageView, Letterbox};
 pub use runtime::{OrtError, init_runtime, library_path, load_session};
