@@ -61,35 +61,48 @@ impl KeyframeGate {
     }
 }
 
-/// Hands on at most `fps` frames per second of stream time.
+/// Hands on at most `fps` frames per second of stream time: never more than ⌈fps⌉ frames
+/// in any one-second span (any 1/fps span below 1 fps), evenly spaced when frames are dense.
 #[derive(Debug, Clone)]
 pub struct RateLimiter {
     interval_ns: u64,
+    window_ns: u64,
+    cap: usize,
     next_due: Option<u64>,
+    recent: std::collections::VecDeque<u64>,
 }
 
 impl RateLimiter {
     pub fn new(fps: f64) -> Self {
-        Self { interval_ns: (1e9 / fps) as u64, next_due: None }
+        let interval_ns = (1e9 / fps) as u64;
+        let window_ns = interval_ns.max(1_000_000_000);
+        let cap = ((fps * window_ns as f64 / 1e9) - 1e-9).ceil().max(1.0) as usize;
+        Self { interval_ns, window_ns, cap, next_due: None, recent: Default::default() }
     }
 
     pub fn admit(&mut self, pts_ns: Option<u64>) -> bool {
         let Some(t) = pts_ns else { return true };
-        // A little tolerance so a stream at exactly the target rate is not halved by jitter.
+        // The schedule tolerates a little jitter so a stream at exactly the target rate is
+        // not halved; the window below keeps the hard limit.
         let slack = self.interval_ns / 10;
-        match self.next_due {
-            Some(due) if t + slack < due => false,
-            Some(due) => {
-                // Fell behind (a gap in the stream): restart the schedule from now.
-                self.next_due =
-                    Some(if t > due + self.interval_ns { t + self.interval_ns } else { due + self.interval_ns });
-                true
-            }
-            None => {
-                self.next_due = Some(t + self.interval_ns);
-                true
-            }
+        if let Some(due) = self.next_due
+            && t + slack < due
+        {
+            return false;
         }
+        while self.recent.front().is_some_and(|&r| r + self.window_ns <= t) {
+            self.recent.pop_front();
+        }
+        if self.recent.len() >= self.cap {
+            return false;
+        }
+        self.recent.push_back(t);
+        self.next_due = Some(match self.next_due {
+            // Fell behind (a gap in the stream): restart the schedule from now.
+            Some(due) if t <= due + self.interval_ns => due + self.interval_ns,
+            _ => t + self.interval_ns,
+        });
+        true
     }
 }
 
@@ -135,10 +148,16 @@ mod tests {
     #[test]
     fn rate_limiter_caps_rate() {
         let mut r = RateLimiter::new(2.0);
-        let n = (0..250).filter(|i| r.admit(Some(i * 40 * MS))).count();
-        assert_eq!(n, 20, "10 s of 25 fps at 2 fps");
+        let admitted: Vec<u64> = (0..250).map(|i| i * 40 * MS).filter(|t| r.admit(Some(*t))).collect();
+        assert_eq!(admitted.len(), 20, "10 s of 25 fps at 2 fps");
+        for (i, t) in admitted.iter().enumerate() {
+            assert!(admitted[i..].iter().take_while(|u| **u < t + 1000 * MS).count() <= 2);
+        }
         // A stream slower than the limit passes whole.
         let mut r = RateLimiter::new(1.0);
         assert_eq!((0..10).filter(|i| r.admit(Some(i * 1000 * MS))).count(), 10);
+        // Below 1 fps: one frame per 1/fps.
+        let mut r = RateLimiter::new(0.5);
+        assert_eq!((0..100).filter(|i| r.admit(Some(i * 200 * MS))).count(), 10);
     }
 }

