@@ -16,17 +16,19 @@
 //! - [`sim`]: the RTSP camera simulator used by tests, benchmarks and the demo.
 //! - [`types`]: messages that cross stages (`Frame`).
 //! - [`detect`]: `edge-node detect` — the detection path on image files and clips.
+//! - [`motion`]: the per-camera motion gate in front of inference.
 //! - [`node`]: the `run` daemon: builds the stages from a config, runs until SIGINT/SIGTERM,
 //!   shuts down within a deadline.
 //! - [`telemetry`]: structured logging (and, later, metrics and status).
 //!
-//! Stages still to come, in data-flow order: `motion`, the inference pool, `track`, `rules`, `alert`, `outbox`, `mqtt`,
+//! Stages still to come, in data-flow order: `track`, `rules`, `alert`, `outbox`, `mqtt`,
 //! `dispatch`.
 
 pub mod config;
 pub mod detect;
 pub mod geometry;
 pub mod inference;
+pub mod motion;
 pub mod node;
 pub mod sim;
 pub mod source;

