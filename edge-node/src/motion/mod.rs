@@ -210,7 +210,7 @@ mod tests {
 
     #[test]
     fn slow_lighting_drift_is_not_motion() {
-        let mut g = MotionGate::new(MotionOptions::default());
+        let mut g = MotionGate::new(MotionOptions { full_interval: Duration::from_secs(3600), ..Default::default() });
         // Half a grey level per frame: minutes of dusk at 1-2 frames per second.
         for s in 0..40u8 {
             let f = vec![60 + s / 2; 128 * 64 * 3];
