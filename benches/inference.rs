@@ -168,13 +168,26 @@ fn pipeline() {
     }
     let mut models = BTreeMap::new();
     models.insert("objects".to_string(), s.clone());
-    let opts = Inference { provider: Provider::Cpu, workers: 2, threads_per_worker: 1, max_batch: 1, max_wait: Duration::ZERO, queue_per_camera: 2 };
+    let opts = Inference {
+        provider: Provider::Cpu,
+        workers: 2,
+        threads_per_worker: 1,
+        max_batch: 1,
+        max_wait: Duration::ZERO,
+        queue_per_camera: 2,
+    };
     let processed = Arc::new(AtomicU64::new(0));
     let p2 = processed.clone();
-    let pool = Arc::new(InferencePool::start(&models, &opts, Arc::new(move |_, _, _| {
-        p2.fetch_add(1, Ordering::Relaxed);
-    }))
-    .unwrap());
+    let pool = Arc::new(
+        InferencePool::start(
+            &models,
+            &opts,
+            Arc::new(move |_, _, _| {
+                p2.fetch_add(1, Ordering::Relaxed);
+            }),
+        )
+        .unwrap(),
+    );
     let cameras = 8;
     let specs: Vec<CameraSpec> = (0..cameras)
         .map(|i| {
@@ -193,9 +206,13 @@ fn pipeline() {
         })
         .collect();
     let p = pool.clone();
-    let ingest = Ingest::start(specs, Arc::new(move |f| {
-        p.submit(f);
-    }), IngestOptions { status_every: Duration::ZERO, ..Default::default() })
+    let ingest = Ingest::start(
+        specs,
+        Arc::new(move |f| {
+            p.submit(f);
+        }),
+        IngestOptions { status_every: Duration::ZERO, ..Default::default() },
+    )
     .unwrap();
     std::thread::sleep(Duration::from_secs(5));
     let n0 = processed.load(Ordering::Relaxed);

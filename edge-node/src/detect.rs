@@ -112,8 +112,10 @@ fn read_clip(path: &Path, fps: f64, name: &str) -> Result<Vec<(String, Picture)>
     let step = (1e9 / fps.max(0.001)) as u64;
     let mut next_due = 0u64;
     let mut out = Vec::new();
+    let mut last_progress = std::time::Instant::now();
     let error = loop {
         if let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_mseconds(100)) {
+            last_progress = std::time::Instant::now();
             let pts = sample.buffer().and_then(|b| b.pts()).map_or(0, |t| t.nseconds());
             if pts + step / 10 < next_due {
                 continue;
@@ -131,6 +133,8 @@ fn read_clip(path: &Path, fps: f64, name: &str) -> Result<Vec<(String, Picture)>
             out.push((format!("{name}@{:.3}s", pts as f64 / 1e9), (w, h, bgr)));
         } else if sink.is_eos() {
             break None;
+        } else if last_progress.elapsed() > std::time::Duration::from_secs(20) {
+            break Some("no video frames for 20 s (unsupported or broken file)".to_string());
         }
         if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error])
             && let gst::MessageView::Error(e) = msg.view()

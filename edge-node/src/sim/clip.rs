@@ -98,7 +98,10 @@ pub fn load(picture: &Picture, encoding: &Encoding) -> Result<EncodedClip, SimEr
         if !path.is_file() {
             return Err(SimError::Media(format!("{} does not exist (run `make setup`)", path.display())));
         }
-        if *encoding == Encoding::default() {
+        // Only containers that commonly carry H.264 are tried as they are.
+        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
+        let may_be_h264 = matches!(ext.as_str(), "mp4" | "m4v" | "mov" | "mkv" | "h264" | "264" | "ts");
+        if *encoding == Encoding::default() && may_be_h264 {
             let launch = format!(
                 "filesrc location=\"{}\" ! parsebin ! h264parse config-interval=-1 ! {} ! appsink name=sink sync=false",
                 escape(path),
@@ -186,12 +189,17 @@ fn collect(launch: &str, encoded: bool, codec: Codec) -> Result<EncodedClip, Sim
     pipeline.set_state(gst::State::Playing).map_err(|e| SimError::Media(format!("cannot start: {e}")))?;
     let bus = pipeline.bus().unwrap();
     let mut samples = Vec::new();
-    // A failing pipeline never reaches EOS: watch the bus while pulling.
+    // A failing pipeline may never reach EOS nor post an error (a demuxer pad nobody can
+    // link just waits): watch the bus while pulling, and give up when nothing comes.
+    let mut last_progress = std::time::Instant::now();
     let error = loop {
         if let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_mseconds(50)) {
             samples.push(sample);
+            last_progress = std::time::Instant::now();
         } else if sink.is_eos() {
             break None;
+        } else if last_progress.elapsed() > std::time::Duration::from_secs(20) {
+            break Some("no frames for 20 s (unsupported or broken input)".to_string());
         }
         if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error])
             && let gst::MessageView::Error(e) = msg.view()
