@@ -26,6 +26,9 @@ pub struct Model {
     pub batchable: bool,
     labels: Vec<Arc<str>>,
     buffer: Vec<f32>,
+    /// Time split of the last [`Model::infer`]: the ONNX Runtime run, and decoding + NMS.
+    pub last_run: std::time::Duration,
+    pub last_post: std::time::Duration,
 }
 
 /// A frame to detect on: the picture, and the camera's own resolution to map boxes to.
@@ -49,6 +52,8 @@ impl Model {
             spec: spec.clone(),
             session,
             buffer: Vec::new(),
+            last_run: Default::default(),
+            last_post: Default::default(),
         })
     }
 
@@ -78,10 +83,13 @@ impl Model {
         let fail = |e: ort::Error| OrtError::Model { path: self.spec.path.clone(), reason: e.to_string() };
         let shape = vec![n as i64, 3, input.1 as i64, input.0 as i64];
         let tensor = TensorRef::from_array_view((shape, &self.buffer[..])).map_err(fail)?;
+        let started = std::time::Instant::now();
         let outputs = self
             .session
             .run(ort::inputs![self.input_name.as_str() => tensor])
             .map_err(|e| OrtError::Model { path: self.spec.path.clone(), reason: e.to_string() })?;
+        let ran = std::time::Instant::now();
+        self.last_run = ran - started;
         let mut views = Vec::with_capacity(self.output_names.len());
         for name in &self.output_names {
             let (shape, data) = outputs[name.as_str()]
@@ -89,7 +97,7 @@ impl Model {
                 .map_err(|e| OrtError::Model { path: self.spec.path.clone(), reason: e.to_string() })?;
             views.push(Output { name, shape, data });
         }
-        Ok((0..n)
+        let found = (0..n)
             .map(|b| {
                 let raw = self.codec.decode(&views, b, input, self.spec.score_threshold, &self.spec.classes);
                 let kept = nms(raw.iter().map(|r| r.candidate).collect(), self.spec.nms_iou);
@@ -100,7 +108,9 @@ impl Model {
                     })
                     .collect()
             })
-            .collect())
+            .collect();
+        self.last_post = ran.elapsed();
+        Ok(found)
     }
 
     /// Detects on frames that share one input size; boxes in each job's source pixels.

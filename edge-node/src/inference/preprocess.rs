@@ -69,14 +69,17 @@ pub fn fill_tensor(img: &ImageView, lb: &Letterbox, pad: f32, out: &mut [f32]) {
     let inv = 1.0 / lb.scale;
     if sw == fw && sh == fh {
         // Same size: a straight copy (the usual case: ingest already scaled the frame).
+        let (b, rest) = out.split_at_mut(plane);
+        let (g, r) = rest.split_at_mut(plane);
         for y in 0..sh {
             let row = &img.data[y * img.stride..y * img.stride + fw * 3];
-            for x in 0..sw {
-                let p = &row[x * 3..x * 3 + 3];
-                let o = y * iw + x;
-                out[o] = p[0] as f32;
-                out[plane + o] = p[1] as f32;
-                out[2 * plane + o] = p[2] as f32;
+            let o = y * iw;
+            for (((px, bo), go), ro) in
+                row.chunks_exact(3).zip(&mut b[o..o + sw]).zip(&mut g[o..o + sw]).zip(&mut r[o..o + sw])
+            {
+                *bo = px[0] as f32;
+                *go = px[1] as f32;
+                *ro = px[2] as f32;
             }
         }
         return;
