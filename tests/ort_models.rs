@@ -30,6 +30,17 @@ fn input(w: u32, h: u32) -> Array4<f32> {
     })
 }
 
+#[test]
+fn a_provider_the_library_lacks_falls_back_to_cpu() {
+    use edge_node::config::Provider;
+    // The PyPI wheel is CPU only: CUDA is reported missing and the session still loads.
+    assert!(inference::runtime::provider_available(Provider::Cpu));
+    assert!(!inference::runtime::provider_available(Provider::Cuda));
+    let model = root().join("models/face_detection_yunet_2023mar.onnx");
+    let session = inference::runtime::load_session_with(&model, 1, Provider::Cuda).expect("falls back to CPU");
+    assert_eq!(session.inputs()[0].name(), "input");
+}
+
 fn matches(declared: &[i64], contract: &[Dim]) -> bool {
     declared.len() == contract.len()
         && declared.iter().zip(contract).all(|(d, c)| match c {

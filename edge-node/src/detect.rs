@@ -55,7 +55,7 @@ pub fn run(config: &Config, files: &[PathBuf], opts: &DetectOptions) -> Result<V
         None => (config.models.keys().cloned().collect::<Vec<_>>(), 1.0),
     };
     let fps = opts.fps.unwrap_or(fps);
-    let mut detector = Detector::new(&config.models, config.inference.threads_per_worker)?;
+    let mut detector = Detector::on(&config.models, config.inference.threads_per_worker, config.inference.provider)?;
     let mut results = Vec::new();
     for path in files {
         let name =

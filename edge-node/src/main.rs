@@ -101,6 +101,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Detect { config, camera, fps, json, annotate, files } => {
+            telemetry::init_logging();
             let cfg = match load(&config) {
                 Ok(cfg) => cfg,
                 Err(code) => return code,

@@ -11,8 +11,8 @@ use ort::value::TensorRef;
 use super::family::{FamilyCodec, Output, RawDetection, codec_for};
 use super::nms::nms;
 use super::preprocess::{ImageView, Letterbox, dynamic_input, fill_tensor};
-use super::runtime::{OrtError, load_session};
-use crate::config::{Family, ModelSpec};
+use super::runtime::{OrtError, load_session_with};
+use crate::config::{Family, ModelSpec, Provider};
 use crate::types::{Detections, Face, Object};
 
 /// One model, owned by one worker.
@@ -40,7 +40,12 @@ pub struct Job<'a> {
 
 impl Model {
     pub fn load(spec: &ModelSpec, threads: usize) -> Result<Self, OrtError> {
-        let session = load_session(&spec.path, threads)?;
+        Self::load_on(spec, threads, Provider::Cpu)
+    }
+
+    /// Loads the model on an execution provider (CPU when the library lacks it).
+    pub fn load_on(spec: &ModelSpec, threads: usize, provider: Provider) -> Result<Self, OrtError> {
+        let session = load_session_with(&spec.path, threads, provider)?;
         let input = &session.inputs()[0];
         let batchable = input.dtype().tensor_shape().is_some_and(|s| s.first() == Some(&-1));
         Ok(Self {
@@ -167,9 +172,14 @@ pub struct Detector {
 
 impl Detector {
     pub fn new(specs: &BTreeMap<String, ModelSpec>, threads: usize) -> Result<Self, OrtError> {
+        Self::on(specs, threads, Provider::Cpu)
+    }
+
+    /// Every model on an execution provider (CPU when the library lacks it).
+    pub fn on(specs: &BTreeMap<String, ModelSpec>, threads: usize, provider: Provider) -> Result<Self, OrtError> {
         let models = specs
             .iter()
-            .map(|(name, spec)| Ok((name.clone(), Model::load(spec, threads)?)))
+            .map(|(name, spec)| Ok((name.clone(), Model::load_on(spec, threads, provider)?)))
             .collect::<Result<_, OrtError>>()?;
         Ok(Self { models })
     }

@@ -75,7 +75,7 @@ impl InferencePool {
             capacity: opts.queue_per_camera.max(1),
         });
         let detectors = (0..opts.workers.max(1))
-            .map(|_| Detector::new(models, opts.threads_per_worker))
+            .map(|_| Detector::on(models, opts.threads_per_worker, opts.provider))
             .collect::<Result<Vec<_>, _>>()?;
         let workers = detectors
             .into_iter()

@@ -10,6 +10,8 @@ use std::sync::OnceLock;
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 
+use crate::config::Provider;
+
 pub const LIBRARY_FILE: &str = "libonnxruntime.so.1.31.1";
 
 #[derive(Debug, thiserror::Error)]
@@ -85,9 +87,45 @@ pub fn init_runtime() -> Result<(&'static Path, &'static ort::environment::Envir
 /// Builds a CPU session with full graph optimisation, `threads` intra-op threads and no
 /// spinning (spinning threads burn CPU that the decoders need).
 pub fn load_session(path: &Path, threads: usize) -> Result<Session, OrtError> {
+    load_session_with(path, threads, Provider::Cpu)
+}
+
+/// Whether this ONNX Runtime build has the provider (the PyPI `onnxruntime` wheel is CPU only).
+pub fn provider_available(provider: Provider) -> bool {
+    use ort::ep::ExecutionProvider;
+    if init_runtime().is_err() {
+        return provider == Provider::Cpu;
+    }
+    match provider {
+        Provider::Cpu => true,
+        Provider::Cuda => ort::ep::CUDA::is_available().unwrap_or(false),
+        Provider::Tensorrt => ort::ep::TensorRT::is_available().unwrap_or(false),
+        Provider::Openvino => ort::ep::OpenVINO::is_available().unwrap_or(false),
+    }
+}
+
+/// As [`load_session`], on the configured execution provider when the library has it; a
+/// provider it lacks falls back to CPU with one log line saying why.
+pub fn load_session_with(path: &Path, threads: usize, provider: Provider) -> Result<Session, OrtError> {
     let (_, env) = init_runtime()?;
     let fail = |reason: String| OrtError::Model { path: path.to_path_buf(), reason };
-    let builder = Session::builder(env).map_err(|e| fail(e.to_string()))?;
+    let mut builder = Session::builder(env).map_err(|e| fail(e.to_string()))?;
+    if provider != Provider::Cpu {
+        if provider_available(provider) {
+            let ep = match provider {
+                Provider::Cuda => ort::ep::CUDA::default().build(),
+                Provider::Tensorrt => ort::ep::TensorRT::default().build(),
+                _ => ort::ep::OpenVINO::default().build(),
+            };
+            builder = builder.with_execution_providers([ep]).map_err(|e| fail(e.to_string()))?;
+            tracing::info!(?provider, model = %path.display(), "execution provider registered");
+        } else {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(?provider, "this ONNX Runtime build has no such execution provider (the PyPI onnxruntime wheel is CPU only); using CPU");
+            });
+        }
+    }
     builder
         .with_optimization_level(GraphOptimizationLevel::Level3)
         .and_then(|b| b.with_intra_threads(threads))
