@@ -21,8 +21,12 @@
 //!   shuts down within a deadline.
 //! - [`telemetry`]: structured logging (and, later, metrics and status).
 //!
-//! Stages still to come, in data-flow order: `track`, `rules`, `alert`, `outbox`, `mqtt`,
-//! `dispatch`.
+//! - [`track`]: per-camera tracker (stable ids, stationary flag, faces on people).
+//! - [`rules`]: per-camera rule engine (dwell, line crossing, crowd, zone entry, faces in
+//!   a zone) turning tracks into incident events.
+//!
+//! Stages still to come, in data-flow order: `alert` (events, blurred snapshots),
+//! `outbox`, `mqtt`, `dispatch`.
 
 pub mod config;
 pub mod detect;
@@ -30,9 +34,11 @@ pub mod geometry;
 pub mod inference;
 pub mod motion;
 pub mod node;
+pub mod rules;
 pub mod sim;
 pub mod source;
 pub mod telemetry;
+pub mod track;
 pub mod types;
 
 /// Initialises GStreamer once per process.

@@ -1,0 +1,276 @@
+//! Table-driven rule tests on a 100x100 pixel frame with pixel coordinates.
+//! Zone "bay": the square 20..80 × 20..80. Line "gate": vertical x = 50, from y 0 to 100
+//! (walking down the screen, left is +x... see `side`: right of a downward walk is -x).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::*;
+use crate::config::{Coordinates, Direction, Rule, RuleKind, Schedule, Severity};
+use crate::geometry::{Point, Polygon, Polyline};
+use crate::track::Track;
+use crate::types::Face;
+
+fn sec(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+fn rule(kind: RuleKind, cooldown: f64) -> Rule {
+    Rule {
+        id: "r".into(),
+        category: "cat".into(),
+        severity: Severity::Medium,
+        min_score: 0.5,
+        cooldown: sec(cooldown),
+        dispatch: true,
+        kind,
+    }
+}
+
+fn engine(r: Rule) -> RuleEngine {
+    let mut zones = BTreeMap::new();
+    zones.insert(
+        "bay".to_string(),
+        Polygon::new(vec![Point::new(20., 20.), Point::new(80., 20.), Point::new(80., 80.), Point::new(20., 80.)])
+            .unwrap(),
+    );
+    let mut lines = BTreeMap::new();
+    lines.insert("gate".to_string(), Polyline::new(vec![Point::new(50., 0.), Point::new(50., 100.)]).unwrap());
+    RuleEngine::new(vec![r], zones, lines, Coordinates::Pixel)
+}
+
+/// A person or car standing with its feet (bottom-centre) at (x, y).
+fn at(id: u64, label: &str, x: f32, y: f32, stationary: bool) -> Track {
+    Track::at(id, label, [x - 5.0, y - 20.0, x + 5.0, y], 0.9, stationary, Duration::ZERO)
+}
+
+const NOON: LocalTime = LocalTime { weekday: 2, minute: 12 * 60 };
+
+/// Runs frames of (time, tracks, ended, local time); returns the events as "t:kind:track".
+fn run(engine: &mut RuleEngine, frames: &[(f64, Vec<Track>, Vec<Track>, LocalTime)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (t, tracks, ended, local) in frames {
+        let refs: Vec<&Track> = tracks.iter().collect();
+        let scene = Scene { tracks: &refs, faces: &[], ended, frame: (100, 100), t: sec(*t), local: *local };
+        for e in engine.evaluate(&scene) {
+            out.push(format!("{t}:{:?}:{}", e.kind, e.track.map_or("-".into(), |t| t.to_string())));
+        }
+    }
+    out
+}
+
+fn dwell(stationary_only: bool, min: f64) -> RuleKind {
+    RuleKind::ZoneDwell { zone: "bay".into(), classes: vec!["car".into()], min_duration: sec(min), stationary_only }
+}
+
+#[test]
+fn zone_dwell_table() {
+    struct Case {
+        name: &'static str,
+        kind: RuleKind,
+        frames: Vec<(f64, Vec<Track>, Vec<Track>, LocalTime)>,
+        want: Vec<&'static str>,
+    }
+    let car = |x, y, st| vec![at(1, "car", x, y, st)];
+    let cases = vec![
+        Case {
+            name: "parked past the minimum, then leaves",
+            kind: dwell(false, 10.0),
+            frames: vec![
+                (0.0, car(50., 50., false), vec![], NOON),
+                (9.0, car(50., 50., true), vec![], NOON),
+                (10.0, car(50., 50., true), vec![], NOON),
+                (12.0, car(95., 50., false), vec![], NOON),
+            ],
+            want: vec!["10:New:1", "12:End:1"],
+        },
+        Case {
+            name: "on the border counts as inside",
+            kind: dwell(false, 1.0),
+            frames: vec![(0.0, car(20., 50., true), vec![], NOON), (1.0, car(20., 50., true), vec![], NOON)],
+            want: vec!["1:New:1"],
+        },
+        Case {
+            name: "just outside never fires",
+            kind: dwell(false, 1.0),
+            frames: vec![(0.0, car(19.9, 50., true), vec![], NOON), (5.0, car(19.9, 50., true), vec![], NOON)],
+            want: vec![],
+        },
+        Case {
+            name: "stationary_only: a car that keeps moving in the zone never fires",
+            kind: dwell(true, 2.0),
+            frames: vec![
+                (0.0, car(30., 50., false), vec![], NOON),
+                (2.0, car(50., 50., false), vec![], NOON),
+                (4.0, car(70., 50., false), vec![], NOON),
+            ],
+            want: vec![],
+        },
+        Case {
+            name: "stationary_only: counts from when it stopped",
+            kind: dwell(true, 2.0),
+            frames: vec![
+                (0.0, car(30., 50., false), vec![], NOON),
+                (5.0, car(50., 50., true), vec![], NOON),
+                (6.0, car(50., 50., true), vec![], NOON),
+                (7.0, car(50., 50., true), vec![], NOON),
+            ],
+            want: vec!["7:New:1"],
+        },
+        Case {
+            name: "the track ends inside: incident ends",
+            kind: dwell(false, 1.0),
+            frames: vec![
+                (0.0, car(50., 50., true), vec![], NOON),
+                (1.0, car(50., 50., true), vec![], NOON),
+                (5.0, vec![], car(50., 50., true), NOON),
+            ],
+            want: vec!["1:New:1", "5:End:1"],
+        },
+    ];
+    for c in cases {
+        let got = run(&mut engine(rule(c.kind, 60.0)), &c.frames);
+        assert_eq!(got, c.want, "{}", c.name);
+    }
+}
+
+#[test]
+fn zone_enter_cooldown_and_midnight_schedule() {
+    let enter = |sched: &[&str]| RuleKind::ZoneEnter {
+        zone: "bay".into(),
+        classes: vec!["person".into()],
+        schedule: Schedule::parse(&sched.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap(),
+    };
+    let p = |x| vec![at(7, "person", x, 50., false)];
+    // Enter, leave, re-enter within the 30 s cooldown (quiet), again after it (fires).
+    let mut e = engine(rule(enter(&[]), 30.0));
+    let got = run(
+        &mut e,
+        &[
+            (0.0, p(10.), vec![], NOON),
+            (1.0, p(50.), vec![], NOON),
+            (2.0, p(90.), vec![], NOON),
+            (10.0, p(50.), vec![], NOON),
+            (11.0, p(90.), vec![], NOON),
+            (40.0, p(50.), vec![], NOON),
+        ],
+    );
+    assert_eq!(got, ["1:New:7", "2:End:7", "40:New:7"]);
+
+    // Night-only rule across midnight: Tuesday 23:59 fires, Wednesday 05:59 still open,
+    // 06:00 closes it; a new entry at 06:01 does not fire.
+    let t = |weekday, h: u16, m: u16| LocalTime { weekday, minute: h * 60 + m };
+    let mut e = engine(rule(enter(&["daily 22:00-06:00"]), 1.0));
+    let got = run(
+        &mut e,
+        &[
+            (0.0, p(50.), vec![], t(1, 21, 59)),
+            (1.0, p(50.), vec![], t(1, 23, 59)),
+            (2.0, p(50.), vec![], t(2, 5, 59)),
+            (3.0, p(50.), vec![], t(2, 6, 0)),
+            (4.0, p(90.), vec![], t(2, 6, 1)),
+            (5.0, p(50.), vec![], t(2, 6, 1)),
+        ],
+    );
+    assert_eq!(got, ["1:New:7", "3:End:7"]);
+}
+
+#[test]
+fn line_cross_directions_and_back_and_forth() {
+    let cross = |d| RuleKind::LineCross { line: "gate".into(), classes: vec!["person".into()], direction: d };
+    let walk = |xs: &[f32]| -> Vec<(f64, Vec<Track>, Vec<Track>, LocalTime)> {
+        xs.iter().enumerate().map(|(i, x)| (i as f64, vec![at(3, "person", *x, 50., false)], vec![], NOON)).collect()
+    };
+    // Walking the line from (50,0) down to (50,100): +x is the walker's left on screen.
+    // x 40 → 60 is right-to-left for this line.
+    assert_eq!(run(&mut engine(rule(cross(Direction::RightToLeft), 0.001)), &walk(&[40., 60.])), ["1:New:3"]);
+    assert_eq!(run(&mut engine(rule(cross(Direction::LeftToRight), 0.001)), &walk(&[40., 60.])), Vec::<String>::new());
+    assert_eq!(run(&mut engine(rule(cross(Direction::LeftToRight), 0.001)), &walk(&[60., 40.])), ["1:New:3"]);
+    // Back and forth: every crossing counts with `either` and no cooldown to speak of ...
+    assert_eq!(
+        run(&mut engine(rule(cross(Direction::Either), 0.001)), &walk(&[40., 60., 40., 60.])),
+        ["1:New:3", "2:New:3", "3:New:3"]
+    );
+    // ... and only the first within a cooldown.
+    assert_eq!(run(&mut engine(rule(cross(Direction::Either), 10.0)), &walk(&[40., 60., 40., 60.])), ["1:New:3"]);
+    // Standing on the line, then stepping off, is not a crossing.
+    assert_eq!(run(&mut engine(rule(cross(Direction::Either), 0.001)), &walk(&[50., 60.])), Vec::<String>::new());
+    // Passing beside the line's end (its extension) is not a crossing.
+    let beyond: Vec<_> = [40f32, 60.]
+        .iter()
+        .enumerate()
+        .map(|(i, x)| (i as f64, vec![at(3, "person", *x, 150., false)], vec![], NOON))
+        .collect();
+    assert_eq!(run(&mut engine(rule(cross(Direction::Either), 0.001)), &beyond), Vec::<String>::new());
+}
+
+#[test]
+fn crowd_builds_updates_and_ends() {
+    let kind =
+        RuleKind::Crowd { zone: "bay".into(), classes: vec!["person".into()], min_count: 3, min_duration: sec(5.0) };
+    let people = |n: u64| (0..n).map(|i| at(i + 1, "person", 30. + i as f32 * 5., 50., false)).collect::<Vec<_>>();
+    let frames = vec![
+        (0.0, people(3), vec![], NOON),
+        (4.0, people(3), vec![], NOON),
+        (5.0, people(3), vec![], NOON), // 5 s at 3: fires
+        (6.0, people(4), vec![], NOON), // +1: not material
+        (7.0, people(6), vec![], NOON), // +3 from 3: update
+        (8.0, people(2), vec![], NOON), // below: end only after 3 s
+        (10.0, people(2), vec![], NOON),
+        (11.0, people(2), vec![], NOON),
+    ];
+    let got = run(&mut engine(rule(kind, 60.0)), &frames);
+    assert_eq!(got, ["5:New:-", "7:Update:-", "11:End:-"]);
+}
+
+#[test]
+fn face_in_zone_fires_once_then_ends() {
+    let kind = RuleKind::FaceInZone { zone: "bay".into(), schedule: Schedule::always() };
+    let mut e = engine(rule(kind, 30.0));
+    let face = Face { bbox: [40., 40., 50., 52.], score: 0.9, landmarks: [[0.0; 2]; 5] };
+    let mut kinds = Vec::new();
+    for (t, faces) in
+        [(0.0, vec![face.clone()]), (1.0, vec![face.clone()]), (3.0, vec![]), (7.0, vec![]), (8.0, vec![face.clone()])]
+    {
+        let scene = Scene { tracks: &[], faces: &faces, ended: &[], frame: (100, 100), t: sec(t), local: NOON };
+        for ev in e.evaluate(&scene) {
+            kinds.push(format!("{t}:{:?}:{}", ev.kind, ev.label));
+        }
+    }
+    // Gone 5 s after the last sighting (t = 6, seen at t = 7): ends; t = 8 is within the cooldown.
+    assert_eq!(kinds, ["0:New:face", "7:End:face"]);
+}
+
+#[test]
+fn events_carry_rule_data_and_one_incident_id() {
+    let mut e = engine(rule(dwell(false, 1.0), 60.0));
+    let car = vec![at(1, "car", 50., 50., true)];
+    let refs: Vec<&Track> = car.iter().collect();
+    let mut all = Vec::new();
+    for t in [0.0, 1.0] {
+        all.extend(e.evaluate(&Scene {
+            tracks: &refs,
+            faces: &[],
+            ended: &[],
+            frame: (100, 100),
+            t: sec(t),
+            local: NOON,
+        }));
+    }
+    all.extend(e.evaluate(&Scene {
+        tracks: &[],
+        faces: &[],
+        ended: &car,
+        frame: (100, 100),
+        t: sec(3.0),
+        local: NOON,
+    }));
+    assert_eq!(all.len(), 2);
+    let (new, end) = (&all[0], &all[1]);
+    assert_eq!((new.kind, end.kind), (EventKind::New, EventKind::End));
+    assert_eq!(new.incident, end.incident);
+    assert_eq!((new.category.as_str(), new.label.as_str(), new.zone.as_deref()), ("cat", "car", Some("bay")));
+    assert_eq!(new.started_at, sec(0.0));
+    assert_eq!(end.ended_at, Some(sec(3.0)));
+    assert!(new.bbox.is_some());
+}
