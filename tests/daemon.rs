@@ -1,7 +1,8 @@
 //! The daemon starts on the demo config, keeps running, and exits 0 promptly on SIGINT
 //! or SIGTERM; without ONNX Runtime it says exactly what to run.
 //!
-//!   edge-node run --config deploy/demo.toml ─► "model ready" ×2 ─► SIGINT ─► exit 0 (< 5 s)
+//!   edge-node run --config deploy/demo.toml ─► "running" ─► SIGINT ─► exit 0 (< 5 s)
+//!   (and a signal during start-up also ends in a clean exit)
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -29,11 +30,12 @@ fn stops_cleanly_on(signal: &str) {
     });
     let mut log = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while log.iter().filter(|l: &&String| l.contains("model ready")).count() < 2 {
+    while !log.iter().any(|l: &String| l.contains(" running ")) {
         let line =
-            rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("models load within 60 s");
+            rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("the node runs within 60 s");
         log.push(line);
     }
+    assert_eq!(log.iter().filter(|l| l.contains("model ready")).count(), 2, "{}", log.join("\n"));
     // Still running a moment later.
     std::thread::sleep(Duration::from_millis(500));
     assert!(child.try_wait().unwrap().is_none(), "daemon exited early:\n{}", log.join("\n"));
@@ -60,6 +62,28 @@ fn demo_runs_until_sigint_then_exits_zero() {
 #[test]
 fn demo_runs_until_sigterm_then_exits_zero() {
     stops_cleanly_on("-TERM");
+}
+
+#[test]
+fn a_signal_during_start_up_still_exits_cleanly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edge-node"))
+        .args(["run", "--config"])
+        .arg(demo_config())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Signals are installed before the models load; give the process a moment to exist.
+    std::thread::sleep(Duration::from_millis(300));
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no exit after SIGTERM during start-up");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
 }
 
 #[test]

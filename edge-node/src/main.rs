@@ -173,6 +173,11 @@ fn run_sim(
         (Some(_), Some(_), other) => anyhow::bail!("--auth {other}: use basic or digest"),
         _ => Auth::None,
     };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let mut signals = {
+        let _entered = rt.enter();
+        node::Signals::install()?
+    };
     let started = std::time::Instant::now();
     let sim = Simulator::start(bind, port, &specs, auth)?;
     for spec in &specs {
@@ -189,8 +194,7 @@ fn run_sim(
     }
     tracing::info!(port = sim.port(), ready_ms = started.elapsed().as_millis() as u64, "simulator ready");
     println!("simulator listening on {bind}:{}", sim.port());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let signal = rt.block_on(node::wait_for_shutdown())?;
+    let signal = rt.block_on(signals.shutdown());
     tracing::info!(signal, "simulator stopping");
     drop(sim);
     Ok(())

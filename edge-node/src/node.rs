@@ -83,6 +83,17 @@ fn wire_cameras(config: &Config, pool: &InferencePool, stages: &Stages) {
 
 /// Runs the node until a shutdown signal arrives. `path` is re-read on SIGHUP.
 pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
+    // Signals first: a SIGTERM during start-up must still end in a clean shutdown.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("edge-node")
+        .build()
+        .map_err(NodeError::Runtime)?;
+    let mut signals = {
+        let _entered = rt.enter();
+        Signals::install().map_err(NodeError::Signals)?
+    };
     info!(summary = %config.summary(), "starting");
     let (lib, _) = inference::init_runtime()?;
     info!(library = %lib.display(), "onnx runtime loaded");
@@ -147,27 +158,22 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
     let ingest = Ingest::start(camera_specs(&config), on_frame, IngestOptions::default())
         .map_err(|e| NodeError::Gstreamer(e.to_string()))?;
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .thread_name("edge-node")
-        .build()
-        .map_err(NodeError::Runtime)?;
+    info!(cameras = config.cameras.iter().filter(|c| c.enabled).count(), "running");
     rt.block_on(async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hup = signal(SignalKind::hangup()).map_err(NodeError::Signals)?;
-        let shutdown = wait_for_shutdown();
-        tokio::pin!(shutdown);
         let mut report = tokio::time::interval(std::time::Duration::from_secs(10));
         report.tick().await;
         loop {
             tokio::select! {
                 _ = report.tick() => log_detections(&found, &stages, &pool),
-                signal = &mut shutdown => {
-                    info!(signal = signal.map_err(NodeError::Signals)?, "shutting down");
+                _ = signals.term.recv() => {
+                    info!(signal = "SIGTERM", "shutting down");
                     return Ok::<_, NodeError>(());
                 }
-                _ = hup.recv() => match config::load(&path) {
+                _ = signals.int.recv() => {
+                    info!(signal = "SIGINT", "shutting down");
+                    return Ok(());
+                }
+                _ = signals.hup.recv() => match config::load(&path) {
                     Ok(new) => {
                         info!(summary = %new.summary(), "config reloaded");
                         wire_cameras(&new, &pool, &stages);
@@ -216,13 +222,29 @@ fn log_detections(found: &Mutex<HashMap<Arc<str>, Found>>, stages: &Stages, pool
     }
 }
 
-/// Resolves on SIGTERM or SIGINT, naming which.
-pub async fn wait_for_shutdown() -> std::io::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// The signals the node answers: TERM and INT stop it, HUP reloads the config.
+/// Install them (inside a tokio runtime) before any slow start-up work.
+pub struct Signals {
+    pub term: tokio::signal::unix::Signal,
+    pub int: tokio::signal::unix::Signal,
+    pub hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Resolves on SIGTERM or SIGINT, naming which.
+    pub async fn shutdown(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }
