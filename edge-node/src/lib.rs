@@ -25,8 +25,10 @@
 //! - [`rules`]: per-camera rule engine (dwell, line crossing, crowd, zone entry, faces in
 //!   a zone) turning tracks into incident events.
 //!
-//! Stages still to come, in data-flow order: `alert` (events, blurred snapshots),
-//! `outbox`, `mqtt`, `dispatch`.
+//! - [`outbox`]: SQLite store of every message that must not be lost, until its PUBACK.
+//!
+//! Stages still to come, in data-flow order: `alert` (events, blurred snapshots), `mqtt`,
+//! `dispatch`.
 
 pub mod config;
 pub mod detect;
@@ -34,6 +36,7 @@ pub mod geometry;
 pub mod inference;
 pub mod motion;
 pub mod node;
+pub mod outbox;
 pub mod rules;
 pub mod sim;
 pub mod source;

@@ -1,0 +1,204 @@
+//! outbox: every message that must not be lost, in SQLite, until the broker confirms it.
+//!
+//! Input: messages (topic, payload, QoS, retain, kind) from the alert stage, written
+//! synchronously before anything is published. Output: the pending rows, oldest first, for
+//! the MQTT link; a row is deleted only when the broker's PUBACK for it arrives. The
+//! database runs in WAL mode with `synchronous = FULL`, so a committed row survives a
+//! crash or power cut. Bounded by size: when over `max_bytes`, the oldest unsent
+//! snapshots are deleted first; alerts are never deleted (the write still succeeds and the
+//! overflow is counted). Shutdown: nothing to do; rows wait for the next start.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("outbox database {path}: {source}")]
+    Open { path: String, source: rusqlite::Error },
+    #[error("outbox: {0}")]
+    Sql(#[from] rusqlite::Error),
+}
+
+/// What a message is, for the overflow policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Alert,
+    Snapshot,
+    Order,
+    Status,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Alert => "alert",
+            Self::Snapshot => "snapshot",
+            Self::Order => "order",
+            Self::Status => "status",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub retain: bool,
+    pub kind: Kind,
+}
+
+/// A stored message awaiting its PUBACK.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub id: i64,
+    pub message: Message,
+}
+
+pub struct Outbox {
+    conn: Connection,
+    max_bytes: u64,
+    /// Snapshots dropped to stay under the size limit.
+    pub dropped_snapshots: u64,
+}
+
+impl Outbox {
+    pub fn open(path: &Path, max_bytes: u64) -> Result<Self, OutboxError> {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let conn = Connection::open(path).map_err(|source| OutboxError::Open { path: path.display().to_string(), source })?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS outbox (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                topic TEXT NOT NULL,
+                payload BLOB NOT NULL,
+                retain INTEGER NOT NULL,
+                kind TEXT NOT NULL,
+                created_ms INTEGER NOT NULL
+            );",
+        )?;
+        Ok(Self { conn, max_bytes, dropped_snapshots: 0 })
+    }
+
+    /// Stores a message (committed before this returns) and returns its row id.
+    pub fn push(&mut self, m: &Message) -> Result<i64, OutboxError> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        self.conn.execute(
+            "INSERT INTO outbox (topic, payload, retain, kind, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![m.topic, m.payload, m.retain, m.kind.as_str(), now],
+        )?;
+        let id = self.conn.last_insert_rowid();
+        self.enforce_limit()?;
+        Ok(id)
+    }
+
+    /// Deletes the oldest snapshots while the stored payloads exceed the limit.
+    fn enforce_limit(&mut self) -> Result<(), OutboxError> {
+        loop {
+            if self.bytes()? <= self.max_bytes {
+                return Ok(());
+            }
+            let oldest: Option<i64> = self.conn.query_row("SELECT id FROM outbox WHERE kind = 'snapshot' ORDER BY id LIMIT 1", [], |r| r.get(0)).optional()?;
+            match oldest {
+                Some(id) => {
+                    self.conn.execute("DELETE FROM outbox WHERE id = ?1", [id])?;
+                    self.dropped_snapshots += 1;
+                }
+                // Only alerts and orders left: they are kept whatever the size.
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Pending rows with id greater than `after`, oldest first.
+    pub fn pending(&self, after: i64, limit: usize) -> Result<Vec<Row>, OutboxError> {
+        let mut stmt = self.conn.prepare_cached("SELECT id, topic, payload, retain, kind FROM outbox WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+        let rows = stmt.query_map(params![after, limit as i64], |r| {
+            let kind: String = r.get(4)?;
+            Ok(Row {
+                id: r.get(0)?,
+                message: Message {
+                    topic: r.get(1)?,
+                    payload: r.get(2)?,
+                    retain: r.get(3)?,
+                    kind: match kind.as_str() {
+                        "snapshot" => Kind::Snapshot,
+                        "order" => Kind::Order,
+                        "status" => Kind::Status,
+                        _ => Kind::Alert,
+                    },
+                },
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The broker confirmed the row: it leaves the outbox.
+    pub fn ack(&mut self, id: i64) -> Result<(), OutboxError> {
+        self.conn.execute("DELETE FROM outbox WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    pub fn len(&self) -> Result<u64, OutboxError> {
+        Ok(self.conn.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    pub fn is_empty(&self) -> Result<bool, OutboxError> {
+        Ok(self.len()? == 0)
+    }
+
+    pub fn bytes(&self) -> Result<u64, OutboxError> {
+        Ok(self.conn.query_row("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM outbox", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(kind: Kind, size: usize) -> Message {
+        Message { topic: "t".into(), payload: vec![7; size], retain: false, kind }
+    }
+
+    fn temp() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("gridsight-outbox-{}-{:?}", std::process::id(), std::thread::current().id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir.join("outbox.db")
+    }
+
+    #[test]
+    fn rows_survive_reopening_until_acked() {
+        let path = temp();
+        {
+            let mut o = Outbox::open(&path, 1 << 20).unwrap();
+            let a = o.push(&msg(Kind::Alert, 10)).unwrap();
+            let b = o.push(&msg(Kind::Alert, 10)).unwrap();
+            assert!(b > a);
+            o.ack(a).unwrap();
+        }
+        let o = Outbox::open(&path, 1 << 20).unwrap();
+        let rows = o.pending(0, 10).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].message, msg(Kind::Alert, 10));
+        assert!(o.pending(rows[0].id, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn over_the_limit_oldest_snapshots_go_first_and_alerts_never() {
+        let mut o = Outbox::open(&temp(), 250).unwrap();
+        o.push(&msg(Kind::Snapshot, 100)).unwrap();
+        o.push(&msg(Kind::Alert, 100)).unwrap();
+        o.push(&msg(Kind::Snapshot, 100)).unwrap(); // 300 > 250: the first snapshot goes
+        let kinds: Vec<Kind> = o.pending(0, 10).unwrap().iter().map(|r| r.message.kind).collect();
+        assert_eq!(kinds, [Kind::Alert, Kind::Snapshot]);
+        o.push(&msg(Kind::Alert, 100)).unwrap(); // 300: the last snapshot goes
+        o.push(&msg(Kind::Alert, 100)).unwrap(); // 300 alerts: over, but alerts stay
+        let kinds: Vec<Kind> = o.pending(0, 10).unwrap().iter().map(|r| r.message.kind).collect();
+        assert_eq!(kinds, [Kind::Alert; 3]);
+        assert_eq!(o.dropped_snapshots, 2);
+    }
+}
