@@ -27,14 +27,18 @@
 //!
 //! - [`outbox`]: SQLite store of every message that must not be lost, until its PUBACK.
 //!
-//! Stages still to come, in data-flow order: `alert` (events, blurred snapshots), `mqtt`,
-//! `dispatch`.
+//! - [`mqtt`]: the broker connection: publishes outbox rows at QoS 1, removes them on
+//!   PUBACK, reconnects with backoff; availability with Last Will.
+//!
+//! Stages still to come, in data-flow order: `alert` (events, blurred snapshots) and its
+//! wiring into the daemon, `dispatch`.
 
 pub mod config;
 pub mod detect;
 pub mod geometry;
 pub mod inference;
 pub mod motion;
+pub mod mqtt;
 pub mod node;
 pub mod outbox;
 pub mod rules;

@@ -68,7 +68,8 @@ impl Outbox {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let conn = Connection::open(path).map_err(|source| OutboxError::Open { path: path.display().to_string(), source })?;
+        let conn =
+            Connection::open(path).map_err(|source| OutboxError::Open { path: path.display().to_string(), source })?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(
@@ -102,7 +103,10 @@ impl Outbox {
             if self.bytes()? <= self.max_bytes {
                 return Ok(());
             }
-            let oldest: Option<i64> = self.conn.query_row("SELECT id FROM outbox WHERE kind = 'snapshot' ORDER BY id LIMIT 1", [], |r| r.get(0)).optional()?;
+            let oldest: Option<i64> = self
+                .conn
+                .query_row("SELECT id FROM outbox WHERE kind = 'snapshot' ORDER BY id LIMIT 1", [], |r| r.get(0))
+                .optional()?;
             match oldest {
                 Some(id) => {
                     self.conn.execute("DELETE FROM outbox WHERE id = ?1", [id])?;
@@ -116,7 +120,9 @@ impl Outbox {
 
     /// Pending rows with id greater than `after`, oldest first.
     pub fn pending(&self, after: i64, limit: usize) -> Result<Vec<Row>, OutboxError> {
-        let mut stmt = self.conn.prepare_cached("SELECT id, topic, payload, retain, kind FROM outbox WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, topic, payload, retain, kind FROM outbox WHERE id > ?1 ORDER BY id LIMIT ?2")?;
         let rows = stmt.query_map(params![after, limit as i64], |r| {
             let kind: String = r.get(4)?;
             Ok(Row {
@@ -152,7 +158,8 @@ impl Outbox {
     }
 
     pub fn bytes(&self) -> Result<u64, OutboxError> {
-        Ok(self.conn.query_row("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM outbox", [], |r| r.get::<_, i64>(0))? as u64)
+        Ok(self.conn.query_row("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM outbox", [], |r| r.get::<_, i64>(0))?
+            as u64)
     }
 }
 
@@ -165,7 +172,11 @@ mod tests {
     }
 
     fn temp() -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("gridsight-outbox-{}-{:?}", std::process::id(), std::thread::current().id()));
+        let dir = std::env::temp_dir().join(format!(
+            "gridsight-outbox-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         dir.join("outbox.db")
     }
