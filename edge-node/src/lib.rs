@@ -30,9 +30,12 @@
 //! - [`mqtt`]: the broker connection: publishes outbox rows at QoS 1, removes them on
 //!   PUBACK, reconnects with backoff; availability with Last Will.
 //!
-//! Stages still to come, in data-flow order: `alert` (events, blurred snapshots) and its
-//! wiring into the daemon, `dispatch`.
+//! - [`alert`]: rule events → small JSON alerts and face-pixelated JPEG snapshots, into
+//!   the outbox.
+//!
+//! Still to come: wiring tracking, rules and alerts into the daemon; `dispatch`.
 
+pub mod alert;
 pub mod config;
 pub mod detect;
 pub mod geometry;

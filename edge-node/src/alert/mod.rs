@@ -1,0 +1,268 @@
+//! alert: rule events become small JSON alerts and privacy-safe snapshots, written to the
+//! outbox before anything is published.
+//!
+//! Input: [`RuleEvent`]s of a camera with the frame they came from. Output: outbox rows —
+//! one alert per event on `<prefix>/<node>/alerts` (schema `gridsight.alert`, version 1,
+//! well under 4 KiB), and for each `new` event a JPEG on `<prefix>/<node>/snapshots/<id>`
+//! with the triggering box drawn and every face pixelated (unless the camera's privacy
+//! setting is `raw`), downscaled to at most 640 pixels wide, also kept on disk. Writes are
+//! synchronous: when `emit` returns, the alert is durable.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+
+use crate::config::{FacePolicy, Severity};
+use crate::outbox::{Kind, Message, Outbox, OutboxError};
+use crate::rules::{EventKind, RuleEvent};
+use crate::types::{Face, Frame};
+
+/// Where alerts of one node go.
+pub struct AlertSink {
+    node: String,
+    prefix: String,
+    snapshot_dir: Option<PathBuf>,
+    /// Distinguishes this process's ids from those of earlier runs.
+    nonce: u32,
+    seq: AtomicU64,
+}
+
+/// Camera facts an alert carries.
+pub struct CameraInfo<'a> {
+    pub id: &'a str,
+    pub micro_grid: Option<&'a str>,
+    pub grid: Option<&'a str>,
+    pub faces: FacePolicy,
+}
+
+pub const SNAPSHOT_MAX_WIDTH: u32 = 640;
+
+impl AlertSink {
+    pub fn new(node: &str, prefix: &str, snapshot_dir: Option<PathBuf>) -> Self {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let nonce = (now.subsec_nanos() ^ std::process::id().rotate_left(16)) & 0xffff_ffff;
+        Self { node: node.into(), prefix: prefix.into(), snapshot_dir, nonce, seq: AtomicU64::new(0) }
+    }
+
+    /// A unique, time-ordered id: milliseconds, this run's nonce, a counter.
+    pub fn next_id(&self) -> String {
+        let ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
+        format!("{ms:013}-{:08x}-{:06}", self.nonce, self.seq.fetch_add(1, Ordering::Relaxed))
+    }
+
+    pub fn alerts_topic(&self) -> String {
+        format!("{}/{}/alerts", self.prefix, self.node)
+    }
+
+    /// Builds the alert (and, for `new`, the snapshot) and stores both in the outbox.
+    /// Returns the alert's JSON.
+    pub fn emit(
+        &self,
+        outbox: &mut Outbox,
+        cam: &CameraInfo,
+        event: &RuleEvent,
+        frame: Option<&Frame>,
+        faces: &[Face],
+        wall: SystemTime,
+    ) -> Result<serde_json::Value, OutboxError> {
+        let id = self.next_id();
+        let snapshot_topic = format!("{}/{}/snapshots/{id}", self.prefix, self.node);
+        let jpeg = match (event.kind, frame) {
+            (EventKind::New, Some(f)) => snapshot(f, event.bbox, faces, cam.faces),
+            _ => None,
+        };
+        let alert = alert_json(&id, &self.node, cam, event, wall, jpeg.as_ref().map(|_| snapshot_topic.as_str()));
+        let payload = serde_json::to_vec(&alert).unwrap_or_default();
+        outbox.push(&Message { topic: self.alerts_topic(), payload, retain: false, kind: Kind::Alert })?;
+        if let Some(jpeg) = jpeg {
+            if let Some(dir) = &self.snapshot_dir
+                && std::fs::create_dir_all(dir).is_ok()
+            {
+                let _ = std::fs::write(dir.join(format!("{id}.jpg")), &jpeg);
+            }
+            outbox.push(&Message { topic: snapshot_topic, payload: jpeg, retain: false, kind: Kind::Snapshot })?;
+        }
+        Ok(alert)
+    }
+}
+
+fn severity(s: Severity) -> &'static str {
+    match s {
+        Severity::Info => "info",
+        Severity::Low => "low",
+        Severity::Medium => "medium",
+        Severity::High => "high",
+        Severity::Critical => "critical",
+    }
+}
+
+/// The alert document (documented in the README's MQTT contract).
+pub fn alert_json(
+    id: &str,
+    node: &str,
+    cam: &CameraInfo,
+    e: &RuleEvent,
+    wall: SystemTime,
+    snapshot: Option<&str>,
+) -> serde_json::Value {
+    // Event times are stream-relative; place them on the wall clock relative to `wall`,
+    // the moment of the frame that produced the event.
+    let now = e.ended_at.unwrap_or(e.started_at).max(e.started_at);
+    let at = |t: Duration| rfc3339(wall.checked_sub(now.saturating_sub(t)).unwrap_or(wall));
+    let round = |v: f32| (v * 10.0).round() / 10.0;
+    json!({
+        "schema": "gridsight.alert",
+        "version": 1,
+        "id": id,
+        "type": match e.kind { EventKind::New => "new", EventKind::Update => "update", EventKind::End => "end" },
+        "incident": format!("{node}/{}/{}/{}", cam.id, e.rule, e.incident),
+        "node": node,
+        "camera": cam.id,
+        "rule": e.rule,
+        "category": e.category,
+        "severity": severity(e.severity),
+        "dispatch": e.dispatch,
+        "label": e.label,
+        "score": (e.score * 1000.0).round() / 1000.0,
+        "track": e.track,
+        "zone": e.zone,
+        "count": e.count,
+        "box": e.bbox.map(|b| b.map(round)),
+        "micro_grid": cam.micro_grid,
+        "grid": cam.grid,
+        "started_at": at(e.started_at),
+        "ended_at": e.ended_at.map(at),
+        "snapshot": snapshot,
+    })
+}
+
+/// `2026-11-27T10:12:55.123Z`.
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// JPEG of the frame: faces pixelated (unless `raw`), the triggering box drawn, at most
+/// [`SNAPSHOT_MAX_WIDTH`] wide. Boxes are in camera pixels and mapped to the frame.
+pub fn snapshot(frame: &Frame, bbox: Option<[f32; 4]>, faces: &[Face], policy: FacePolicy) -> Option<Vec<u8>> {
+    let (w, h) = (frame.width, frame.height);
+    let sx = w as f32 / frame.source_width.max(frame.width) as f32;
+    let sy = h as f32 / frame.source_height.max(frame.height) as f32;
+    let to_frame = |b: [f32; 4]| [b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy];
+    let mut rgb: Vec<u8> = frame.data.chunks_exact(3).flat_map(|p| [p[2], p[1], p[0]]).collect();
+    if policy == FacePolicy::Blur {
+        for f in faces {
+            pixelate(&mut rgb, w, h, to_frame(f.bbox));
+        }
+    }
+    if let Some(b) = bbox {
+        crate::detect::draw_box(&mut rgb, w, h, to_frame(b), [255, 60, 0]);
+    }
+    let img = image::RgbImage::from_raw(w, h, rgb)?;
+    let img = if w > SNAPSHOT_MAX_WIDTH {
+        let nh = (h as f32 * SNAPSHOT_MAX_WIDTH as f32 / w as f32).round().max(1.0) as u32;
+        image::imageops::resize(&img, SNAPSHOT_MAX_WIDTH, nh, image::imageops::FilterType::Triangle)
+    } else {
+        img
+    };
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80).encode_image(&img).ok()?;
+    Some(out)
+}
+
+/// Replaces a region (grown by 25% each side, so hair line and chin go too) with coarse
+/// blocks: about five across the face, too few to recognise anyone.
+pub fn pixelate(rgb: &mut [u8], w: u32, h: u32, b: [f32; 4]) {
+    let (bw, bh) = (b[2] - b[0], b[3] - b[1]);
+    let x0 = (b[0] - bw * 0.25).max(0.0) as u32;
+    let y0 = (b[1] - bh * 0.25).max(0.0) as u32;
+    let x1 = ((b[2] + bw * 0.25) as u32).min(w);
+    let y1 = ((b[3] + bh * 0.25) as u32).min(h);
+    if x1 <= x0 || y1 <= y0 {
+        return;
+    }
+    let block = ((x1 - x0).max(y1 - y0) / 5).max(2);
+    let mut by = y0;
+    while by < y1 {
+        let ey = (by + block).min(y1);
+        let mut bx = x0;
+        while bx < x1 {
+            let ex = (bx + block).min(x1);
+            let mut sum = [0u64; 3];
+            let n = ((ex - bx) * (ey - by)) as u64;
+            for y in by..ey {
+                for x in bx..ex {
+                    let i = ((y * w + x) * 3) as usize;
+                    for c in 0..3 {
+                        sum[c] += rgb[i + c] as u64;
+                    }
+                }
+            }
+            let avg = sum.map(|s| (s / n) as u8);
+            for y in by..ey {
+                for x in bx..ex {
+                    let i = ((y * w + x) * 3) as usize;
+                    rgb[i..i + 3].copy_from_slice(&avg);
+                }
+            }
+            bx = ex;
+        }
+        by = ey;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_by_hand() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_millis(1_795_774_375_123)), "2026-11-27T10:12:55.123Z");
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn ids_are_unique_and_ordered() {
+        let s = AlertSink::new("n", "gridsight", None);
+        let ids: Vec<String> = (0..1000).map(|_| s.next_id()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted, ids);
+    }
+
+    #[test]
+    fn pixelation_flattens_the_region_only() {
+        let (w, h) = (40u32, 20u32);
+        let mut rgb: Vec<u8> = (0..w * h * 3).map(|i| (i * 37 % 251) as u8).collect();
+        let before = rgb.clone();
+        pixelate(&mut rgb, w, h, [10.0, 5.0, 20.0, 15.0]);
+        // Outside the grown region nothing changed.
+        assert_eq!(&rgb[..3 * 5], &before[..3 * 5]);
+        // Inside, neighbours within a block are equal.
+        let px = |x: u32, y: u32| &rgb[((y * w + x) * 3) as usize..((y * w + x) * 3 + 3) as usize];
+        assert_eq!(px(10, 5), px(11, 5));
+        assert_ne!(before, rgb);
+    }
+}
