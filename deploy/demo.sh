@@ -1,20 +1,43 @@
 #!/usr/bin/env bash
-# The demo: the camera simulator serves the test clips on 127.0.0.1:8554, and the node
-# ingests them per deploy/demo.toml. Ctrl-C stops both; the exit status is the node's.
+# The demo: the camera simulator serves the test clips on 127.0.0.1:8554, Debian's
+# Mosquitto listens on 127.0.0.1:18830, and the node runs on deploy/demo.toml.
+# Ctrl-C stops everything; the exit status is the node's.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bin=./target/release/edge-node
 port=${GRIDSIGHT_DEMO_PORT:-8554}
+mqtt_port=18830
+run=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  rm -rf "$run"
+}
+trap cleanup EXIT
+
+wait_port() { # PORT PID NAME
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    kill -0 "$2" 2>/dev/null || { echo "demo: $3 did not start" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "demo: $3 is not listening on $1" >&2; exit 1
+}
+
+printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$mqtt_port" >"$run/mosquitto.conf"
+mosquitto -c "$run/mosquitto.conf" >"$run/mosquitto.log" 2>&1 &
+pids+=($!)
+wait_port "$mqtt_port" "${pids[-1]}" mosquitto
 
 "$bin" sim --port "$port" &
-sim=$!
-trap 'kill -TERM $sim 2>/dev/null; wait $sim 2>/dev/null' EXIT
-# The simulator encodes a few clips at start; wait until it listens.
-for _ in $(seq 1 100); do
-  (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break
-  kill -0 $sim 2>/dev/null || { echo "demo: the simulator did not start" >&2; exit 1; }
-  sleep 0.1
-done
-# Ctrl-C reaches both processes (same process group); the node exits 0 on it.
+pids+=($!)
+# The simulator encodes a few clips at start.
+wait_port "$port" "${pids[-1]}" "the simulator"
+
+# Ctrl-C reaches every process of the group; the node exits 0 on it.
 trap ':' INT
 "$bin" run --config deploy/demo.toml
+status=$?
+trap cleanup EXIT
+exit $status

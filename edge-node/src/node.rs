@@ -18,11 +18,16 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::UNIX_EPOCH;
 
+use crate::alert::{AlertSink, CameraInfo};
 use crate::config::{self, Config};
 use crate::inference;
 use crate::inference::InferencePool;
 use crate::motion::{Gate, MotionGate, MotionOptions};
+use crate::mqtt::{LinkOptions, MqttLink};
+use crate::outbox::{Kind, Message, Outbox, OutboxError};
+use crate::rules::{LocalTime, RuleEngine, Scene};
 use crate::source::{CameraSpec, Ingest, IngestOptions};
+use crate::track::{Track, Tracker, TrackerOptions};
 use crate::types::{Detections, Frame};
 
 /// How long shutdown may take before the process exits anyway.
@@ -38,6 +43,61 @@ pub enum NodeError {
     Signals(std::io::Error),
     #[error("cannot start GStreamer: {0}")]
     Gstreamer(String),
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    #[error("cannot read the MQTT CA file: {0}")]
+    Tls(std::io::Error),
+}
+
+/// The broker confirmed a message: alerts are logged (the demo shows them this way).
+fn log_delivered(m: &Message) {
+    if m.kind != Kind::Alert {
+        return;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap_or_default();
+    let s = |k: &str| v[k].as_str().unwrap_or("-").to_string();
+    info!(alert = %s("id"), r#type = %s("type"), camera = %s("camera"), category = %s("category"), label = %s("label"), zone = %s("zone"), grid = %s("grid"), "alert delivered (PUBACK)");
+}
+
+/// Local weekday (0 = Monday) and minute, from the system's time zone (glibc `localtime_r`).
+fn local_time(t: std::time::SystemTime) -> LocalTime {
+    #[repr(C)]
+    struct Tm {
+        sec: i32,
+        min: i32,
+        hour: i32,
+        mday: i32,
+        mon: i32,
+        year: i32,
+        wday: i32,
+        yday: i32,
+        isdst: i32,
+        gmtoff: i64,
+        zone: *const std::ffi::c_char,
+    }
+    unsafe extern "C" {
+        fn localtime_r(t: *const i64, out: *mut Tm) -> *mut Tm;
+    }
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let mut tm = Tm {
+        sec: 0,
+        min: 0,
+        hour: 0,
+        mday: 0,
+        mon: 0,
+        year: 0,
+        wday: 0,
+        yday: 0,
+        isdst: 0,
+        gmtoff: 0,
+        zone: std::ptr::null(),
+    };
+    // SAFETY: both pointers are valid for the call; localtime_r is thread-safe.
+    let ok = unsafe { !localtime_r(&secs, &mut tm).is_null() };
+    if !ok {
+        return LocalTime { weekday: 0, minute: 0 };
+    }
+    LocalTime { weekday: ((tm.wday + 6) % 7) as u8, minute: (tm.hour * 60 + tm.min) as u16 }
 }
 
 fn camera_specs(config: &Config) -> Vec<CameraSpec> {
@@ -48,6 +108,11 @@ fn camera_specs(config: &Config) -> Vec<CameraSpec> {
 struct CameraStage {
     gate: Option<MotionGate>,
     skipped_motion: u64,
+    tracker: Tracker,
+    rules: RuleEngine,
+    micro_grid: Option<String>,
+    grid: Option<String>,
+    faces: config::FacePolicy,
 }
 
 /// What detection found per camera since the last report.
@@ -77,7 +142,16 @@ fn wire_cameras(config: &Config, pool: &InferencePool, stages: &Stages) {
         let gate = cam.motion_gate.then(|| {
             MotionGate::new(MotionOptions { full_interval: cam.full_detect_interval, ..MotionOptions::default() })
         });
-        map.insert(Arc::from(cam.id.as_str()), Mutex::new(CameraStage { gate, skipped_motion: 0 }));
+        let stage = CameraStage {
+            gate,
+            skipped_motion: 0,
+            tracker: Tracker::new(TrackerOptions::default()),
+            rules: RuleEngine::for_camera(cam),
+            micro_grid: cam.micro_grid.clone(),
+            grid: config.grid_of(cam).map(str::to_string),
+            faces: cam.faces,
+        };
+        map.insert(Arc::from(cam.id.as_str()), Mutex::new(stage));
     }
 }
 
@@ -121,23 +195,94 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
         );
     }
 
+    // Alerts: written to the outbox first, published by the MQTT link.
+    let outbox_path = config.storage.data_dir.join("outbox.db");
+    let outbox = Arc::new(Mutex::new(Outbox::open(&outbox_path, config.storage.outbox_max_bytes)?));
+    let pending = outbox.lock().unwrap().len().unwrap_or(0);
+    info!(path = %outbox_path.display(), pending, "outbox open");
+    let prefix = config.mqtt.as_ref().map_or("gridsight".to_string(), |m| m.topic_prefix.clone());
+    let alerts = Arc::new(AlertSink::new(&config.node.id, &prefix, Some(config.storage.snapshot_dir.clone())));
+    let link = match &config.mqtt {
+        Some(m) => {
+            let opts = LinkOptions::from_config(m, &config.node.id).map_err(NodeError::Tls)?;
+            let _entered = rt.enter();
+            Some(MqttLink::start(opts, outbox.clone(), Arc::new(log_delivered)))
+        }
+        None => {
+            warn!(
+                "no [mqtt] section: alerts are kept in the outbox until a broker is configured (the embedded broker is not built yet)"
+            );
+            None
+        }
+    };
+    let notify: Arc<dyn Fn() + Send + Sync> = match &link {
+        Some(l) => {
+            let n = l.notifier();
+            Arc::new(move || n.notify_one())
+        }
+        None => Arc::new(|| {}),
+    };
+
     let found: Arc<Mutex<HashMap<Arc<str>, Found>>> = Arc::default();
-    let sink = found.clone();
+    let stages: Stages = Arc::default();
+    let (sink, stages_out, node_id) = (found.clone(), stages.clone(), config.node.id.clone());
     let pool = Arc::new(InferencePool::start(
         &config.models,
         &config.inference,
         Arc::new(move |frame: &Frame, d: Detections, took| {
-            let mut all = sink.lock().unwrap();
-            let f = all.entry(frame.camera.clone()).or_default();
-            f.frames += 1;
-            f.faces += d.faces.len() as u64;
-            f.infer += took;
-            for o in &d.objects {
-                *f.objects.entry(o.label.to_string()).or_default() += 1;
+            {
+                let mut all = sink.lock().unwrap();
+                let f = all.entry(frame.camera.clone()).or_default();
+                f.frames += 1;
+                f.faces += d.faces.len() as u64;
+                f.infer += took;
+                for o in &d.objects {
+                    *f.objects.entry(o.label.to_string()).or_default() += 1;
+                }
             }
+            let map = stages_out.read().unwrap();
+            let Some(stage) = map.get(&frame.camera) else { return };
+            let mut stage = stage.lock().unwrap();
+            let t = frame.wall.duration_since(UNIX_EPOCH).unwrap_or_default();
+            let update = stage.tracker.update(&d, t);
+            let tracks: Vec<Track> = stage.tracker.confirmed().cloned().collect();
+            let refs: Vec<&Track> = tracks.iter().collect();
+            let scene = Scene {
+                tracks: &refs,
+                faces: &d.faces,
+                ended: &update.ended,
+                frame: (frame.source_width.max(frame.width), frame.source_height.max(frame.height)),
+                t,
+                local: local_time(frame.wall),
+            };
+            let events = stage.rules.evaluate(&scene);
+            if events.is_empty() {
+                return;
+            }
+            let cam = CameraInfo {
+                id: &frame.camera,
+                micro_grid: stage.micro_grid.as_deref(),
+                grid: stage.grid.as_deref(),
+                faces: stage.faces,
+            };
+            for e in &events {
+                match alerts.emit(&mut outbox.lock().unwrap(), &cam, e, Some(frame), &d.faces, frame.wall) {
+                    Ok(a) => info!(
+                        node = %node_id,
+                        camera = %frame.camera,
+                        alert = %a["id"].as_str().unwrap_or(""),
+                        r#type = %a["type"].as_str().unwrap_or(""),
+                        category = %e.category,
+                        label = %e.label,
+                        zone = %e.zone.as_deref().unwrap_or("-"),
+                        "alert stored"
+                    ),
+                    Err(err) => tracing::error!(camera = %frame.camera, "cannot store alert: {err}"),
+                }
+            }
+            notify();
         }),
     )?);
-    let stages: Stages = Arc::default();
     wire_cameras(&config, &pool, &stages);
     let (pool_in, stages_in) = (pool.clone(), stages.clone());
     let on_frame = Arc::new(move |frame: Frame| {
@@ -145,9 +290,10 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
         let Some(stage) = map.get(&frame.camera) else { return };
         let mut stage = stage.lock().unwrap();
         let now = frame.wall.duration_since(UNIX_EPOCH).unwrap_or_default();
-        // No tracker yet: no live tracks keep the gate open.
+        // Live tracks keep detection running even when nothing moves much.
+        let live = stage.tracker.has_live();
         if let Some(gate) = stage.gate.as_mut()
-            && gate.check(&frame.data, frame.width, frame.height, false, now) == Gate::Skip
+            && gate.check(&frame.data, frame.width, frame.height, live, now) == Gate::Skip
         {
             stage.skipped_motion += 1;
             return;
@@ -192,6 +338,9 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
         && !pool.shutdown(SHUTDOWN_DEADLINE.saturating_sub(started.elapsed()))
     {
         warn!("inference workers did not stop before the deadline");
+    }
+    if let Some(link) = link {
+        rt.block_on(link.shutdown(Duration::from_secs(3)));
     }
     rt.shutdown_timeout(SHUTDOWN_DEADLINE.saturating_sub(started.elapsed()));
     info!("stopped");

@@ -111,7 +111,8 @@ pub fn alert_json(
     // the moment of the frame that produced the event.
     let now = e.ended_at.unwrap_or(e.started_at).max(e.started_at);
     let at = |t: Duration| rfc3339(wall.checked_sub(now.saturating_sub(t)).unwrap_or(wall));
-    let round = |v: f32| (v * 10.0).round() / 10.0;
+    // Through f64, so 258.4 prints as 258.4 and not 258.3999938964844.
+    let round = |v: f32| (v as f64 * 10.0).round() / 10.0;
     json!({
         "schema": "gridsight.alert",
         "version": 1,
@@ -125,7 +126,7 @@ pub fn alert_json(
         "severity": severity(e.severity),
         "dispatch": e.dispatch,
         "label": e.label,
-        "score": (e.score * 1000.0).round() / 1000.0,
+        "score": (e.score as f64 * 1000.0).round() / 1000.0,
         "track": e.track,
         "zone": e.zone,
         "count": e.count,

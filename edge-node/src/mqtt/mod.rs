@@ -97,6 +97,11 @@ impl MqttLink {
         self.notify.notify_one();
     }
 
+    /// A handle other threads can use to say new rows are in the outbox.
+    pub fn notifier(&self) -> Arc<Notify> {
+        self.notify.clone()
+    }
+
     /// Publishes `offline` (retained) and disconnects, within `deadline`.
     pub async fn shutdown(mut self, deadline: Duration) {
         self.stopping.store(true, Ordering::SeqCst);
