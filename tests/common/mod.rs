@@ -163,12 +163,35 @@ impl Drop for Mosquitto {
     }
 }
 
-/// Subscribes (QoS 1, persistent session) and records every payload received.
+/// Subscribes (QoS 1, persistent session) and records every payload received, as text.
 pub fn subscriber(port: u16, topic: &str) -> Arc<Mutex<Vec<String>>> {
+    let raw = subscriber_raw(port, topic, "text");
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let out = got.clone();
+    std::thread::spawn(move || {
+        let mut seen = 0;
+        loop {
+            {
+                let r = raw.lock().unwrap();
+                let mut o = out.lock().unwrap();
+                for (_, p) in &r[seen..] {
+                    o.push(String::from_utf8_lossy(p).into_owned());
+                }
+                seen = r.len();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    got
+}
+
+/// Subscribes (QoS 1, persistent session named after `name`) and records (topic, payload).
+pub fn subscriber_raw(port: u16, topic: &str, name: &str) -> Arc<Mutex<Vec<(String, Vec<u8>)>>> {
     let got = Arc::new(Mutex::new(Vec::new()));
     let sink = got.clone();
-    let mut opts = rumqttc::MqttOptions::new(format!("test-sub-{}", std::process::id()), "127.0.0.1", port);
+    let mut opts = rumqttc::MqttOptions::new(format!("test-sub-{name}-{}", std::process::id()), "127.0.0.1", port);
     opts.set_clean_session(false);
+    opts.set_max_packet_size(8 << 20, 8 << 20);
     opts.set_keep_alive(Duration::from_secs(5));
     let (client, mut connection) = rumqttc::Client::new(opts, 100);
     let topic = topic.to_string();
@@ -179,7 +202,7 @@ pub fn subscriber(port: u16, topic: &str) -> Arc<Mutex<Vec<String>>> {
                     let _ = client.try_subscribe(topic.clone(), rumqttc::QoS::AtLeastOnce);
                 }
                 Ok(rumqttc::Event::Incoming(rumqttc::Incoming::Publish(p))) => {
-                    sink.lock().unwrap().push(String::from_utf8_lossy(&p.payload).into_owned());
+                    sink.lock().unwrap().push((p.topic.clone(), p.payload.to_vec()));
                 }
                 Ok(_) => {}
                 Err(_) => std::thread::sleep(Duration::from_millis(200)),

