@@ -2,14 +2,15 @@
 //!
 //!   simulator ─► edge-node run (detection ─► tracking ─► rules ─► outbox ─► MQTT) ─► Mosquitto ─► subscriber
 //!   1. a person/bicycle entering the street zone ⇒ an `intrusion` alert with zone and grid cell;
-//!      a face in the cabin camera ⇒ a `restricted_area` alert whose snapshot has no face YuNet can find
+//!      a face in the cabin camera ⇒ a `restricted_area` alert whose snapshot has no face YuNet can find;
+//!      a retained status per camera
 //!   2. broker stopped: alerts pile up in the outbox; the node is killed with SIGKILL
 //!   3. broker and node restarted: every pending alert arrives; none delivered before the crash comes again
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use common::*;
@@ -89,13 +90,31 @@ grid = "g2"
     path
 }
 
-fn node(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_edge-node"))
-        .args(["run", "--config"])
-        .arg(config)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+/// The node as a child process, its log in `<dir>/node-N.log`; killed if the test fails.
+struct Node(Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn node(config: &std::path::Path, n: u32) -> Node {
+    let log = std::fs::File::create(config.with_file_name(format!("node-{n}.log"))).unwrap();
+    Node(
+        Command::new(env!("CARGO_BIN_EXE_edge-node"))
+            .args(["run", "--config"])
+            .arg(config)
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn log_tail(config: &std::path::Path, n: u32) -> String {
+    let text = std::fs::read_to_string(config.with_file_name(format!("node-{n}.log"))).unwrap_or_default();
+    text.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
 }
 
 type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
@@ -142,7 +161,7 @@ fn alerts_arrive_survive_an_outage_and_a_crash() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = config(&dir, sim.port(), mqtt_port);
-    let mut daemon = node(&cfg);
+    let mut daemon = node(&cfg, 1);
 
     // 1. Alerts with the right category, zone and grid cell; a face-free snapshot.
     let ok = wait_until(Duration::from_secs(90), || {
@@ -183,6 +202,16 @@ fn alerts_arrive_survive_an_outage_and_a_crash() {
         .faces;
     assert!(faces.is_empty(), "the published snapshot shows {} face(s)", faces.len());
 
+    // Retained per-camera status.
+    let status_seen = wait_until(Duration::from_secs(30), || {
+        got.lock().unwrap().iter().any(|(t, p)| {
+            t == "gridsight/e2e/cameras/street/status"
+                && serde_json::from_slice::<serde_json::Value>(p)
+                    .is_ok_and(|v| v["state"] == "streaming" && v["fps_in"].as_f64().unwrap_or(0.0) > 10.0)
+        })
+    });
+    assert!(status_seen, "no camera status published");
+
     // 2. Broker down: alerts wait in the outbox. Then the node is killed.
     let before: BTreeSet<String> = alerts(&got).iter().filter_map(|v| v["id"].as_str().map(String::from)).collect();
     broker.stop();
@@ -191,19 +220,19 @@ fn alerts_arrive_survive_an_outage_and_a_crash() {
         wait_until(Duration::from_secs(60), || pending_ids(&db).len() >= 2),
         "no alerts piled up during the outage"
     );
-    daemon.kill().unwrap();
-    daemon.wait().unwrap();
+    daemon.0.kill().unwrap();
+    daemon.0.wait().unwrap();
     let pending = pending_ids(&db);
     assert!(!pending.is_empty());
 
     // 3. Broker and node back: every pending alert arrives.
     broker.restart();
-    let mut daemon = node(&cfg);
-    let ok = wait_until(Duration::from_secs(60), || {
+    let mut daemon = node(&cfg, 2);
+    let ok = wait_until(Duration::from_secs(90), || {
         let ids: BTreeSet<String> = alerts(&got).iter().filter_map(|v| v["id"].as_str().map(String::from)).collect();
         pending.iter().all(|p| ids.contains(p))
     });
-    assert!(ok, "pending alerts lost: {pending:?}");
+    assert!(ok, "pending alerts lost: {pending:?}\nnode log:\n{}", log_tail(&cfg, 2));
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for v in alerts(&got) {
         *counts.entry(v["id"].as_str().unwrap_or("").to_string()).or_default() += 1;
@@ -211,7 +240,7 @@ fn alerts_arrive_survive_an_outage_and_a_crash() {
     for id in &before {
         assert_eq!(counts.get(id), Some(&1), "alert {id}, acknowledged before the crash, was delivered again");
     }
-    Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status().unwrap();
-    assert!(daemon.wait().unwrap().success());
+    Command::new("kill").args(["-TERM", &daemon.0.id().to_string()]).status().unwrap();
+    assert!(daemon.0.wait().unwrap().success());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -49,6 +49,50 @@ pub enum NodeError {
     Tls(std::io::Error),
 }
 
+/// Retained status per camera and for the node, through the outbox (a newer status
+/// replaces an unsent older one).
+fn publish_status(config: &Config, prefix: &str, ingest: &Ingest, outbox: &Mutex<Outbox>) {
+    let node = &config.node.id;
+    let at = crate::alert::rfc3339(std::time::SystemTime::now());
+    let cams = ingest.status();
+    let mut out = outbox.lock().unwrap();
+    for c in &cams {
+        let v = serde_json::json!({
+            "schema": "gridsight.camera_status", "version": 1, "node": node, "camera": c.id,
+            "state": c.state.name(), "detail": c.state.to_string(),
+            "fps_in": (c.fps_in * 10.0).round() / 10.0, "fps_decoded": (c.fps_decoded * 10.0).round() / 10.0,
+            "fps_out": (c.fps_out * 10.0).round() / 10.0,
+            "decode": if c.decoding_all { "all" } else { "keyframes" },
+            "received": c.received, "decoded": c.decoded, "handed_on": c.handed_on,
+            "reconnects": c.reconnects, "stalls": c.stalls, "last_error": c.last_error, "at": at,
+        });
+        let m = Message {
+            topic: format!("{prefix}/{node}/cameras/{}/status", c.id),
+            payload: serde_json::to_vec(&v).unwrap_or_default(),
+            retain: true,
+            kind: Kind::Status,
+        };
+        if let Err(e) = out.push_latest(&m) {
+            warn!(camera = %c.id, "cannot store camera status: {e}");
+        }
+    }
+    let streaming = cams.iter().filter(|c| c.state.name() == "streaming").count();
+    let v = serde_json::json!({
+        "schema": "gridsight.node_status", "version": 1, "node": node, "name": config.node.name,
+        "cameras": cams.len(), "streaming": streaming, "outbox_pending": out.len().unwrap_or(0),
+        "outbox_dropped_snapshots": out.dropped_snapshots, "at": at,
+    });
+    let m = Message {
+        topic: format!("{prefix}/{node}/status"),
+        payload: serde_json::to_vec(&v).unwrap_or_default(),
+        retain: true,
+        kind: Kind::Status,
+    };
+    if let Err(e) = out.push_latest(&m) {
+        warn!("cannot store node status: {e}");
+    }
+}
+
 /// The broker confirmed a message: alerts are logged (the demo shows them this way).
 fn log_delivered(m: &Message) {
     if m.kind != Kind::Alert {
@@ -226,6 +270,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
     let found: Arc<Mutex<HashMap<Arc<str>, Found>>> = Arc::default();
     let stages: Stages = Arc::default();
     let (sink, stages_out, node_id) = (found.clone(), stages.clone(), config.node.id.clone());
+    let (outbox_in, notify_in) = (outbox.clone(), notify.clone());
     let pool = Arc::new(InferencePool::start(
         &config.models,
         &config.inference,
@@ -266,7 +311,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                 faces: stage.faces,
             };
             for e in &events {
-                match alerts.emit(&mut outbox.lock().unwrap(), &cam, e, Some(frame), &d.faces, frame.wall) {
+                match alerts.emit(&mut outbox_in.lock().unwrap(), &cam, e, Some(frame), &d.faces, frame.wall) {
                     Ok(a) => info!(
                         node = %node_id,
                         camera = %frame.camera,
@@ -280,7 +325,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                     Err(err) => tracing::error!(camera = %frame.camera, "cannot store alert: {err}"),
                 }
             }
-            notify();
+            notify_in();
         }),
     )?);
     wire_cameras(&config, &pool, &stages);
@@ -308,9 +353,23 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
     rt.block_on(async {
         let mut report = tokio::time::interval(std::time::Duration::from_secs(10));
         report.tick().await;
+        let mut ticks = 0u64;
         loop {
             tokio::select! {
-                _ = report.tick() => log_detections(&found, &stages, &pool),
+                _ = report.tick() => {
+                    log_detections(&found, &stages, &pool);
+                    ticks += 1;
+                    if ticks % 3 == 1 {
+                        publish_status(&config, &prefix, &ingest, &outbox);
+                        notify();
+                        let s = &config.storage;
+                        match crate::alert::prune_snapshots(&s.snapshot_dir, s.snapshot_max_age, s.snapshot_max_bytes, std::time::SystemTime::now()) {
+                            Ok((removed, _)) if removed > 0 => info!(removed, "old snapshots deleted"),
+                            Err(e) if e.kind() != std::io::ErrorKind::NotFound => warn!(dir = %s.snapshot_dir.display(), "cannot prune snapshots: {e}"),
+                            _ => {}
+                        }
+                    }
+                }
                 _ = signals.term.recv() => {
                     info!(signal = "SIGTERM", "shutting down");
                     return Ok::<_, NodeError>(());

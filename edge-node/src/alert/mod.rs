@@ -233,9 +233,66 @@ pub fn pixelate(rgb: &mut [u8], w: u32, h: u32, b: [f32; 4]) {
     }
 }
 
+/// Deletes snapshot files older than `max_age`, then the oldest ones while the folder holds
+/// more than `max_bytes`. Returns (files removed, bytes kept).
+pub fn prune_snapshots(
+    dir: &std::path::Path,
+    max_age: Duration,
+    max_bytes: u64,
+    now: SystemTime,
+) -> std::io::Result<(usize, u64)> {
+    let mut files: Vec<(SystemTime, u64, PathBuf)> = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if meta.is_file() && entry.path().extension().is_some_and(|e| e == "jpg") {
+            files.push((meta.modified().unwrap_or(now), meta.len(), entry.path()));
+        }
+    }
+    files.sort();
+    let mut removed = 0;
+    let mut total: u64 = files.iter().map(|f| f.1).sum();
+    for (modified, len, path) in files {
+        let too_old = now.duration_since(modified).unwrap_or_default() > max_age;
+        if too_old || total > max_bytes {
+            std::fs::remove_file(&path)?;
+            removed += 1;
+            total -= len;
+        }
+    }
+    Ok((removed, total))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retention_by_age_then_by_size() {
+        let dir = std::env::temp_dir().join(format!("gridsight-snaps-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let now = SystemTime::now();
+        for (name, age_s) in [("a.jpg", 10_000u64), ("b.jpg", 300), ("c.jpg", 200), ("d.jpg", 100)] {
+            let p = dir.join(name);
+            std::fs::write(&p, vec![0u8; 100]).unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_modified(now - Duration::from_secs(age_s))
+                .unwrap();
+        }
+        std::fs::write(dir.join("notes.txt"), "not a snapshot").unwrap();
+        // a.jpg is past the age limit; then 300 bytes > 250: b.jpg (oldest) goes too.
+        let (removed, kept) = prune_snapshots(&dir, Duration::from_secs(3600), 250, now).unwrap();
+        assert_eq!((removed, kept), (2, 200));
+        let mut left: Vec<String> =
+            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        assert_eq!(left, ["c.jpg", "d.jpg", "notes.txt"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn rfc3339_by_hand() {

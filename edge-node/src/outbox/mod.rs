@@ -97,6 +97,13 @@ impl Outbox {
         Ok(id)
     }
 
+    /// Stores a message that supersedes any unsent one on the same topic (retained status:
+    /// only the latest matters, so an outage does not pile up stale ones).
+    pub fn push_latest(&mut self, m: &Message) -> Result<i64, OutboxError> {
+        self.conn.execute("DELETE FROM outbox WHERE topic = ?1 AND kind = ?2", params![m.topic, m.kind.as_str()])?;
+        self.push(m)
+    }
+
     /// Deletes the oldest snapshots while the stored payloads exceed the limit.
     fn enforce_limit(&mut self) -> Result<(), OutboxError> {
         loop {
@@ -196,6 +203,23 @@ mod tests {
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].message, msg(Kind::Alert, 10));
         assert!(o.pending(rows[0].id, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_newer_status_replaces_an_unsent_one() {
+        let mut o = Outbox::open(&temp(), 1 << 20).unwrap();
+        let status = |v: &str| Message {
+            topic: "n/cameras/a/status".into(),
+            payload: v.as_bytes().to_vec(),
+            retain: true,
+            kind: Kind::Status,
+        };
+        o.push(&msg(Kind::Alert, 3)).unwrap();
+        o.push_latest(&status("1")).unwrap();
+        o.push_latest(&status("2")).unwrap();
+        let rows = o.pending(0, 10).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1].message.payload, b"2");
     }
 
     #[test]
