@@ -117,6 +117,9 @@ impl Mosquitto {
     pub fn start(port: u16) -> Self {
         let dir = std::env::temp_dir().join(format!("gridsight-mosquitto-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
+        // Started as root, Mosquitto drops to its own user: it must be able to save its
+        // sessions here, or a restart forgets the subscriber's queue.
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
         let mut m = Self { child: None, port, dir };
         m.restart();
         m
@@ -187,6 +190,18 @@ pub fn subscriber(port: u16, topic: &str) -> Arc<Mutex<Vec<String>>> {
 
 /// Subscribes (QoS 1, persistent session named after `name`) and records (topic, payload).
 pub fn subscriber_raw(port: u16, topic: &str, name: &str) -> Arc<Mutex<Vec<(String, Vec<u8>)>>> {
+    subscriber_with_state(port, topic, name).0
+}
+
+/// As [`subscriber_raw`], with a flag that is true while the subscription is in place
+/// (set on SUBACK, cleared on a connection error).
+pub fn subscriber_with_state(
+    port: u16,
+    topic: &str,
+    name: &str,
+) -> (Arc<Mutex<Vec<(String, Vec<u8>)>>>, Arc<std::sync::atomic::AtomicBool>) {
+    let subscribed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = subscribed.clone();
     let got = Arc::new(Mutex::new(Vec::new()));
     let sink = got.clone();
     let mut opts = rumqttc::MqttOptions::new(format!("test-sub-{name}-{}", std::process::id()), "127.0.0.1", port);
@@ -204,10 +219,16 @@ pub fn subscriber_raw(port: u16, topic: &str, name: &str) -> Arc<Mutex<Vec<(Stri
                 Ok(rumqttc::Event::Incoming(rumqttc::Incoming::Publish(p))) => {
                     sink.lock().unwrap().push((p.topic.clone(), p.payload.to_vec()));
                 }
+                Ok(rumqttc::Event::Incoming(rumqttc::Incoming::SubAck(_))) => {
+                    flag.store(true, std::sync::atomic::Ordering::SeqCst)
+                }
                 Ok(_) => {}
-                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+                Err(_) => {
+                    flag.store(false, std::sync::atomic::Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(200));
+                }
             }
         }
     });
-    got
+    (got, subscribed)
 }
