@@ -26,7 +26,8 @@ wait_port() { # PORT PID NAME
 }
 
 printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$mqtt_port" >"$run/mosquitto.conf"
-mosquitto -c "$run/mosquitto.conf" >"$run/mosquitto.log" 2>&1 &
+# Its own session: Ctrl-C stops the node first, which then says `offline` to the broker.
+setsid mosquitto -c "$run/mosquitto.conf" >"$run/mosquitto.log" 2>&1 &
 pids+=($!)
 wait_port "$mqtt_port" "${pids[-1]}" mosquitto
 
