@@ -289,9 +289,9 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
             let Some(stage) = map.get(&frame.camera) else { return };
             let mut stage = stage.lock().unwrap();
             let t = frame.wall.duration_since(UNIX_EPOCH).unwrap_or_default();
+            let stage = &mut *stage;
             let update = stage.tracker.update(&d, t);
-            let tracks: Vec<Track> = stage.tracker.confirmed().cloned().collect();
-            let refs: Vec<&Track> = tracks.iter().collect();
+            let refs: Vec<&Track> = stage.tracker.confirmed().collect();
             let scene = Scene {
                 tracks: &refs,
                 faces: &d.faces,

@@ -8,6 +8,7 @@
 //! people and vehicles); a point on a zone's border counts as inside.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{Coordinates, Direction, Rule, RuleKind, Severity};
@@ -95,9 +96,10 @@ struct RuleState {
 }
 
 pub struct RuleEngine {
-    rules: Vec<Rule>,
-    zones: BTreeMap<String, Polygon>,
-    lines: BTreeMap<String, Polyline>,
+    // Shared so evaluating a frame borrows them cheaply instead of copying them.
+    rules: Vec<Arc<Rule>>,
+    zones: BTreeMap<String, Arc<Polygon>>,
+    lines: BTreeMap<String, Arc<Polyline>>,
     coordinates: Coordinates,
     state: Vec<RuleState>,
     next_incident: u64,
@@ -136,6 +138,11 @@ fn side(line: &Polyline, p: Point) -> f32 {
     if side.abs() < 1e-9 { 0.0 } else { side.signum() as f32 }
 }
 
+/// Whether a rule looks at this track: one of its classes, scored well enough.
+fn watches(rule: &Rule, classes: &[String], tr: &Track) -> bool {
+    tr.best_score >= rule.min_score && classes.iter().any(|c| c == tr.label.as_ref())
+}
+
 /// Whether the move a→b crosses any segment of the line.
 fn crosses(line: &Polyline, a: Point, b: Point) -> bool {
     line.points().windows(2).any(|w| crate::geometry::segments_intersect(a, b, w[0], w[1]))
@@ -149,7 +156,14 @@ impl RuleEngine {
         coordinates: Coordinates,
     ) -> Self {
         let state = rules.iter().map(|_| RuleState::default()).collect();
-        Self { rules, zones, lines, coordinates, state, next_incident: 1 }
+        Self {
+            rules: rules.into_iter().map(Arc::new).collect(),
+            zones: zones.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
+            lines: lines.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
+            coordinates,
+            state,
+            next_incident: 1,
+        }
     }
 
     /// From a validated camera.
@@ -169,7 +183,7 @@ impl RuleEngine {
     pub fn evaluate(&mut self, scene: &Scene) -> Vec<RuleEvent> {
         let mut events = Vec::new();
         for i in 0..self.rules.len() {
-            let rule = self.rules[i].clone();
+            let rule = Arc::clone(&self.rules[i]);
             match &rule.kind {
                 RuleKind::ZoneDwell { zone, classes, min_duration, stationary_only } => {
                     self.track_rule(i, &rule, scene, zone, classes, *stationary_only, &mut events, |_, since, t| {
@@ -254,7 +268,7 @@ impl RuleEngine {
         let t = scene.t;
         let mut present = Vec::new();
         for tr in scene.tracks {
-            if !classes.iter().any(|c| c == tr.label.as_ref()) || tr.best_score < rule.min_score {
+            if !watches(rule, classes, tr) {
                 continue;
             }
             let p = self.point(tr.ground_point(), scene.frame);
@@ -319,7 +333,7 @@ impl RuleEngine {
         let Some(pl) = self.lines.get(line).cloned() else { return };
         let t = scene.t;
         for tr in scene.tracks {
-            if !classes.iter().any(|c| c == tr.label.as_ref()) || tr.best_score < rule.min_score {
+            if !watches(rule, classes, tr) {
                 continue;
             }
             let p = self.point(tr.ground_point(), scene.frame);
@@ -366,7 +380,7 @@ impl RuleEngine {
         let members: Vec<&&Track> = scene
             .tracks
             .iter()
-            .filter(|tr| classes.iter().any(|c| c == tr.label.as_ref()) && tr.best_score >= rule.min_score)
+            .filter(|tr| watches(rule, classes, tr))
             .filter(|tr| inside(&poly, self.point(tr.ground_point(), scene.frame)))
             .collect();
         let count = members.len() as u32;
