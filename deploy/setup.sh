@@ -23,7 +23,7 @@ packages=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp gstreamer1.0-tools
-  mosquitto mosquitto-clients libsqlite3-dev libssl-dev
+  mosquitto mosquitto-clients libsqlite3-dev libssl-dev tzdata openssl
   vlc-bin vlc-plugin-base
 )
 

@@ -40,6 +40,7 @@ pub mod config;
 pub mod detect;
 pub mod geometry;
 pub mod inference;
+pub mod localtime;
 pub mod motion;
 pub mod mqtt;
 pub mod node;

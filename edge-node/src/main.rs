@@ -130,6 +130,11 @@ fn main() -> ExitCode {
                 Ok(cfg) => cfg,
                 Err(code) => return code,
             };
+            if let Some(tz) = &cfg.node.time_zone {
+                // SAFETY: nothing has started a thread yet (logging, GStreamer, ONNX Runtime
+                // and the async runtime all start after this).
+                unsafe { edge_node::localtime::apply(tz) };
+            }
             telemetry::init_logging();
             match node::run(cfg, config) {
                 Ok(()) => ExitCode::SUCCESS,

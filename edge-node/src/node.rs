@@ -22,10 +22,11 @@ use crate::alert::{AlertSink, CameraInfo};
 use crate::config::{self, Config};
 use crate::inference;
 use crate::inference::InferencePool;
+use crate::localtime::local_time;
 use crate::motion::{Gate, MotionGate, MotionOptions};
 use crate::mqtt::{LinkOptions, MqttLink};
 use crate::outbox::{Kind, Message, Outbox, OutboxError};
-use crate::rules::{LocalTime, RuleEngine, Scene};
+use crate::rules::{RuleEngine, Scene};
 use crate::source::{CameraSpec, Ingest, IngestOptions};
 use crate::track::{Track, Tracker, TrackerOptions};
 use crate::types::{Detections, Frame};
@@ -45,8 +46,8 @@ pub enum NodeError {
     Gstreamer(String),
     #[error(transparent)]
     Outbox(#[from] OutboxError),
-    #[error("cannot read the MQTT CA file: {0}")]
-    Tls(std::io::Error),
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// Retained status per camera and for the node, through the outbox (a newer status
@@ -101,47 +102,6 @@ fn log_delivered(m: &Message) {
     let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap_or_default();
     let s = |k: &str| v[k].as_str().unwrap_or("-").to_string();
     info!(alert = %s("id"), r#type = %s("type"), camera = %s("camera"), category = %s("category"), label = %s("label"), zone = %s("zone"), grid = %s("grid"), "alert delivered (PUBACK)");
-}
-
-/// Local weekday (0 = Monday) and minute, from the system's time zone (glibc `localtime_r`).
-fn local_time(t: std::time::SystemTime) -> LocalTime {
-    #[repr(C)]
-    struct Tm {
-        sec: i32,
-        min: i32,
-        hour: i32,
-        mday: i32,
-        mon: i32,
-        year: i32,
-        wday: i32,
-        yday: i32,
-        isdst: i32,
-        gmtoff: i64,
-        zone: *const std::ffi::c_char,
-    }
-    unsafe extern "C" {
-        fn localtime_r(t: *const i64, out: *mut Tm) -> *mut Tm;
-    }
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    let mut tm = Tm {
-        sec: 0,
-        min: 0,
-        hour: 0,
-        mday: 0,
-        mon: 0,
-        year: 0,
-        wday: 0,
-        yday: 0,
-        isdst: 0,
-        gmtoff: 0,
-        zone: std::ptr::null(),
-    };
-    // SAFETY: both pointers are valid for the call; localtime_r is thread-safe.
-    let ok = unsafe { !localtime_r(&secs, &mut tm).is_null() };
-    if !ok {
-        return LocalTime { weekday: 0, minute: 0 };
-    }
-    LocalTime { weekday: ((tm.wday + 6) % 7) as u8, minute: (tm.hour * 60 + tm.min) as u16 }
 }
 
 fn camera_specs(config: &Config) -> Vec<CameraSpec> {
@@ -212,7 +172,8 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
         let _entered = rt.enter();
         Signals::install().map_err(NodeError::Signals)?
     };
-    info!(summary = %config.summary(), "starting");
+    let tz = std::env::var("TZ").unwrap_or_else(|_| "system".into());
+    info!(summary = %config.summary(), time_zone = %tz.trim_start_matches(':'), "starting");
     let (lib, _) = inference::init_runtime()?;
     info!(library = %lib.display(), "onnx runtime loaded");
     for (name, spec) in &config.models {
@@ -381,6 +342,9 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                 _ = signals.hup.recv() => match config::load(&path) {
                     Ok(new) => {
                         info!(summary = %new.summary(), "config reloaded");
+                        if new.node.time_zone != config.node.time_zone {
+                            warn!("node.time_zone changed: it applies after a restart");
+                        }
                         wire_cameras(&new, &pool, &stages);
                         ingest.apply(camera_specs(&new));
                     }

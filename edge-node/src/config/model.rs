@@ -151,6 +151,8 @@ pub struct Config {
 pub struct Node {
     pub id: String,
     pub name: String,
+    /// The `TZ` value for `node.time_zone` (see `localtime::tz_value`); `None`: the machine's zone.
+    pub time_zone: Option<String>,
 }
 
 #[derive(Debug, Clone)]

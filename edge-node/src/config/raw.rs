@@ -49,6 +49,10 @@ pub struct RawNode {
     pub id: String,
     /// Human name shown on dashboards. Default: the id.
     pub name: Option<String>,
+    /// Time zone of weekly schedules (rules' active hours, inspectors' duty): an IANA name
+    /// (`"Asia/Shanghai"`), `"UTC"` or a fixed offset (`"UTC+08:00"`). Default: the machine's.
+    /// Changing it needs a restart.
+    pub time_zone: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -143,7 +143,15 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
     }
 
     v.id("node.id".into(), &raw.node.id, "node");
-    let node = Node { name: raw.node.name.clone().unwrap_or_else(|| raw.node.id.clone()), id: raw.node.id.clone() };
+    let time_zone = raw.node.time_zone.as_ref().and_then(|tz| match crate::localtime::tz_value(tz) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            v.err("node.time_zone", e);
+            None
+        }
+    });
+    let node =
+        Node { name: raw.node.name.clone().unwrap_or_else(|| raw.node.id.clone()), id: raw.node.id.clone(), time_zone };
 
     let mqtt = raw.mqtt.as_ref().map(|m| mqtt(&mut v, m, &node.id));
     let storage = storage(&mut v, &raw.storage);

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rumqttc::tokio_native_tls::native_tls;
 use rumqttc::{
     AsyncClient, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing, QoS, TlsConfiguration, Transport,
 };
@@ -31,21 +32,64 @@ pub struct LinkOptions {
     pub port: u16,
     pub client_id: String,
     pub credentials: Option<(String, Option<Secret>)>,
-    /// `None`: plain TCP. `Some(None)`: TLS with the system roots. `Some(Some(pem))`: TLS with this CA.
-    pub tls: Option<Option<Vec<u8>>>,
+    /// `None`: plain TCP.
+    pub tls: Option<TlsFiles>,
     pub keep_alive: Duration,
     pub max_inflight: u16,
     /// `<prefix>/<node>/availability`.
     pub availability_topic: String,
     pub backoff_max: Duration,
+    /// Topic filters subscribed (QoS 1) on every connection; messages go to the [`Inbound`] handler.
+    pub subscriptions: Vec<String>,
+    /// `false`: the broker keeps this client's subscriptions and queues QoS 1 messages while
+    /// it is away (the dispatcher uses this so that alerts sent while it was down still reach it).
+    pub clean_session: bool,
+    /// Larger incoming payloads are refused before any parsing (logged, counted).
+    pub max_inbound_bytes: usize,
+}
+
+/// Largest inbound payload handed to a handler by default (commands and updates are small).
+pub const MAX_INBOUND_BYTES: usize = 64 * 1024;
+
+impl LinkOptions {
+    /// Plain TCP, no credentials, clean session, no subscriptions.
+    pub fn new(host: &str, port: u16, client_id: &str, availability_topic: &str) -> Self {
+        Self {
+            host: host.to_string(),
+            port,
+            client_id: client_id.to_string(),
+            credentials: None,
+            tls: None,
+            keep_alive: Duration::from_secs(30),
+            max_inflight: 100,
+            availability_topic: availability_topic.to_string(),
+            backoff_max: Duration::from_secs(30),
+            subscriptions: Vec::new(),
+            clean_session: true,
+            max_inbound_bytes: MAX_INBOUND_BYTES,
+        }
+    }
 }
 
 impl LinkOptions {
-    pub fn from_config(m: &Mqtt, node_id: &str) -> std::io::Result<Self> {
+    /// Reads the TLS files and checks they make a usable TLS set-up; the error names the field.
+    pub fn from_config(m: &Mqtt, node_id: &str) -> Result<Self, String> {
+        let read = |field: &str, p: &std::path::PathBuf| {
+            std::fs::read(p).map_err(|e| format!("mqtt.{field}: cannot read {}: {e}", p.display()))
+        };
         let tls = match &m.tls {
             None => None,
-            Some(t) => Some(t.ca_file.as_ref().map(std::fs::read).transpose()?),
+            Some(t) => Some(TlsFiles {
+                ca: t.ca_file.as_ref().map(|p| read("ca_file", p)).transpose()?,
+                identity: match (&t.client_cert_file, &t.client_key_file) {
+                    (Some(c), Some(k)) => Some((read("client_cert_file", c)?, read("client_key_file", k)?)),
+                    _ => None,
+                },
+            }),
         };
+        if let Some(t) = &tls {
+            t.connector()?;
+        }
         Ok(Self {
             host: m.host.clone(),
             port: m.port,
@@ -56,7 +100,38 @@ impl LinkOptions {
             max_inflight: m.max_inflight,
             availability_topic: format!("{}/{node_id}/availability", m.topic_prefix),
             backoff_max: Duration::from_secs(30),
+            subscriptions: Vec::new(),
+            clean_session: true,
+            max_inbound_bytes: MAX_INBOUND_BYTES,
         })
+    }
+}
+
+/// TLS material, read once at start (PEM).
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// CA that signed the broker's certificate; `None`: the system roots.
+    pub ca: Option<Vec<u8>>,
+    /// Client certificate chain and PKCS#8 private key for mutual TLS.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl TlsFiles {
+    /// A TLS connector from these files; the error says which part is unusable.
+    pub fn connector(&self) -> Result<native_tls::TlsConnector, String> {
+        let mut b = native_tls::TlsConnector::builder();
+        if let Some(ca) = &self.ca {
+            let cert = native_tls::Certificate::from_pem(ca)
+                .map_err(|e| format!("mqtt.ca_file: not a PEM certificate: {e}"))?;
+            b.add_root_certificate(cert);
+        }
+        if let Some((cert, key)) = &self.identity {
+            let id = native_tls::Identity::from_pkcs8(cert, key).map_err(|e| {
+                format!("mqtt.client_cert_file/client_key_file: not a PEM certificate and PKCS#8 key pair: {e}")
+            })?;
+            b.identity(id);
+        }
+        b.build().map_err(|e| format!("mqtt TLS set-up: {e}"))
     }
 }
 
@@ -67,10 +142,18 @@ pub struct LinkStats {
     pub published: AtomicU64,
     pub acked: AtomicU64,
     pub connects: AtomicU64,
+    pub received: AtomicU64,
+    /// Inbound messages refused by the link itself (too large).
+    pub refused: AtomicU64,
 }
 
 /// Called for each row the broker confirmed (the demo prints alerts this way).
 pub type AckCallback = Arc<dyn Fn(&Message) + Send + Sync>;
+
+/// Called for each message received on a subscribed topic, on the link's task: it must
+/// not block (validate, then hand work to another thread). Payloads over
+/// `max_inbound_bytes` never reach it.
+pub type InboundHandler = Arc<dyn Fn(&str, &[u8]) + Send + Sync>;
 
 pub struct MqttLink {
     notify: Arc<Notify>,
@@ -83,12 +166,31 @@ pub struct MqttLink {
 impl MqttLink {
     /// Starts the link on the current tokio runtime.
     pub fn start(opts: LinkOptions, outbox: Arc<Mutex<Outbox>>, on_ack: AckCallback) -> Self {
+        Self::start_with_inbound(opts, outbox, on_ack, Arc::new(|_, _| {}))
+    }
+
+    /// As [`start`](Self::start), handing messages on `opts.subscriptions` to `inbound`.
+    pub fn start_with_inbound(
+        opts: LinkOptions,
+        outbox: Arc<Mutex<Outbox>>,
+        on_ack: AckCallback,
+        inbound: InboundHandler,
+    ) -> Self {
         let notify = Arc::new(Notify::new());
         let stop = Arc::new(Notify::new());
         let stopping = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(LinkStats::default());
-        let task =
-            tokio::spawn(run(opts, outbox, on_ack, notify.clone(), stop.clone(), stopping.clone(), stats.clone()));
+        let ctx = Ctx {
+            opts,
+            outbox,
+            on_ack,
+            inbound,
+            notify: notify.clone(),
+            stop: stop.clone(),
+            stopping: stopping.clone(),
+            stats: stats.clone(),
+        };
+        let task = tokio::spawn(run(ctx));
         Self { notify, stop, stopping, stats, task: Some(task) }
     }
 
@@ -117,24 +219,24 @@ impl MqttLink {
 fn mqtt_options(opts: &LinkOptions) -> MqttOptions {
     let mut o = MqttOptions::new(&opts.client_id, &opts.host, opts.port);
     o.set_keep_alive(opts.keep_alive);
-    o.set_clean_session(true);
+    o.set_clean_session(opts.clean_session);
     o.set_inflight(opts.max_inflight.max(1));
-    o.set_max_packet_size(4 << 20, 4 << 20);
+    // Incoming: a packet over this limit ends the connection (rumqttc), so it is generous;
+    // the handler's own, smaller limit applies after (`max_inbound_bytes`).
+    o.set_max_packet_size(32 << 20, 4 << 20);
     o.set_last_will(LastWill::new(&opts.availability_topic, "offline", QoS::AtLeastOnce, true));
     if let Some((user, pass)) = &opts.credentials {
         o.set_credentials(user, pass.as_ref().map(|p| p.expose().to_string()).unwrap_or_default());
     }
-    match &opts.tls {
-        None => {}
-        Some(None) => {
-            o.set_transport(Transport::tls_with_config(TlsConfiguration::Native));
-        }
-        Some(Some(ca)) => {
-            o.set_transport(Transport::tls_with_config(TlsConfiguration::SimpleNative {
-                ca: ca.clone(),
-                client_auth: None,
-            }));
-        }
+    if let Some(tls) = &opts.tls {
+        match tls.connector() {
+            Ok(c) => o.set_transport(Transport::tls_with_config(TlsConfiguration::NativeConnector(c))),
+            // Checked at start (`LinkOptions::from_config`), so this is not reached in practice.
+            Err(e) => {
+                warn!("{e}");
+                o.set_transport(Transport::tls_with_config(TlsConfiguration::Native))
+            }
+        };
     }
     o
 }
@@ -150,27 +252,32 @@ struct Session {
     last_sent: i64,
 }
 
-async fn run(
+/// Everything the link's task owns.
+struct Ctx {
     opts: LinkOptions,
     outbox: Arc<Mutex<Outbox>>,
     on_ack: AckCallback,
+    inbound: InboundHandler,
     notify: Arc<Notify>,
     stop: Arc<Notify>,
     stopping: Arc<AtomicBool>,
     stats: Arc<LinkStats>,
-) {
+}
+
+async fn run(cx: Ctx) {
+    let opts = &cx.opts;
     let mut backoff = Duration::from_millis(500);
+    let mut refusals = RefusalLog::default();
     loop {
-        if stopping.load(Ordering::SeqCst) {
+        if cx.stopping.load(Ordering::SeqCst) {
             return;
         }
-        let (client, mut eventloop) = AsyncClient::new(mqtt_options(&opts), 1024);
+        let (client, mut eventloop) = AsyncClient::new(mqtt_options(opts), 1024);
         let mut s = Session { requested: VecDeque::new(), inflight: HashMap::new(), last_sent: 0 };
         let _ = client.try_publish(&opts.availability_topic, QoS::AtLeastOnce, true, "online");
         s.requested.push_back(None);
-        let outcome =
-            serve(&opts, &client, &mut eventloop, &mut s, &outbox, &on_ack, &notify, &stop, &stopping, &stats).await;
-        stats.connected.store(false, Ordering::SeqCst);
+        let outcome = serve(&cx, &client, &mut eventloop, &mut s, &mut refusals).await;
+        cx.stats.connected.store(false, Ordering::SeqCst);
         match outcome {
             Ok(()) => {
                 // Clean shutdown: availability offline, then disconnect.
@@ -189,45 +296,61 @@ async fn run(
                 return;
             }
             Err(e) => {
-                let pending = outbox.lock().unwrap().len().unwrap_or(0);
+                let pending = cx.outbox.lock().unwrap().len().unwrap_or(0);
                 warn!(broker = %format!("{}:{}", opts.host, opts.port), error = %e, pending, retry_ms = backoff.as_millis() as u64, "mqtt connection lost; messages wait in the outbox");
             }
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
-            _ = stop.notified() => return,
+            _ = cx.stop.notified() => return,
         }
         backoff = (backoff * 2).min(opts.backoff_max);
-        if stats.connects.load(Ordering::SeqCst) > 0 && stats.connected.load(Ordering::SeqCst) {
+        if cx.stats.connects.load(Ordering::SeqCst) > 0 && cx.stats.connected.load(Ordering::SeqCst) {
             backoff = Duration::from_millis(500);
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Logs refused inbound messages at most once a second, with how many were not logged,
+/// so a flood of garbage cannot flood the log too.
+#[derive(Default)]
+struct RefusalLog {
+    last: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl RefusalLog {
+    fn refuse(&mut self, topic: &str, reason: &str) {
+        let now = std::time::Instant::now();
+        if self.last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+            self.suppressed += 1;
+            return;
+        }
+        warn!(topic, suppressed = self.suppressed, "inbound message refused: {reason}");
+        self.last = Some(now);
+        self.suppressed = 0;
+    }
+}
+
 async fn serve(
-    opts: &LinkOptions,
+    cx: &Ctx,
     client: &AsyncClient,
     eventloop: &mut EventLoop,
     s: &mut Session,
-    outbox: &Arc<Mutex<Outbox>>,
-    on_ack: &AckCallback,
-    notify: &Notify,
-    stop: &Notify,
-    stopping: &AtomicBool,
-    stats: &LinkStats,
+    refusals: &mut RefusalLog,
 ) -> Result<(), rumqttc::ConnectionError> {
+    let opts = &cx.opts;
     let window = opts.max_inflight.max(1) as usize;
     let mut connected = false;
     loop {
-        if stopping.load(Ordering::SeqCst) {
+        if cx.stopping.load(Ordering::SeqCst) {
             return Ok(());
         }
         // Fill the window from the outbox once connected.
         if connected {
             let room = window.saturating_sub(s.requested.len() + s.inflight.len());
             if room > 0 {
-                let rows = outbox.lock().unwrap().pending(s.last_sent, room).unwrap_or_default();
+                let rows = cx.outbox.lock().unwrap().pending(s.last_sent, room).unwrap_or_default();
                 for row in rows {
                     let m = &row.message;
                     if client.try_publish(&m.topic, QoS::AtLeastOnce, m.retain, m.payload.clone()).is_err() {
@@ -242,29 +365,46 @@ async fn serve(
             event = eventloop.poll() => match event? {
                 Event::Incoming(Incoming::ConnAck(_)) => {
                     connected = true;
-                    stats.connected.store(true, Ordering::SeqCst);
-                    stats.connects.fetch_add(1, Ordering::SeqCst);
-                    info!(broker = %format!("{}:{}", opts.host, opts.port), client_id = %opts.client_id, "mqtt connected");
+                    cx.stats.connected.store(true, Ordering::SeqCst);
+                    cx.stats.connects.fetch_add(1, Ordering::SeqCst);
+                    for topic in &opts.subscriptions {
+                        let _ = client.try_subscribe(topic, QoS::AtLeastOnce);
+                    }
+                    info!(broker = %format!("{}:{}", opts.host, opts.port), client_id = %opts.client_id, subscriptions = opts.subscriptions.len(), "mqtt connected");
                 }
                 Event::Outgoing(Outgoing::Publish(pkid)) => {
                     if let Some(Some(row)) = s.requested.pop_front() {
-                        stats.published.fetch_add(1, Ordering::Relaxed);
+                        cx.stats.published.fetch_add(1, Ordering::Relaxed);
                         s.inflight.insert(pkid, row);
                     }
                 }
                 Event::Incoming(Incoming::PubAck(ack)) => {
                     if let Some((id, message)) = s.inflight.remove(&ack.pkid) {
-                        if let Err(e) = outbox.lock().unwrap().ack(id) {
+                        if let Err(e) = cx.outbox.lock().unwrap().ack(id) {
                             warn!("outbox: cannot remove acknowledged row {id}: {e}");
                         }
-                        stats.acked.fetch_add(1, Ordering::Relaxed);
-                        on_ack(&message);
+                        cx.stats.acked.fetch_add(1, Ordering::Relaxed);
+                        (cx.on_ack)(&message);
+                    }
+                }
+                Event::Incoming(Incoming::Publish(p)) => {
+                    cx.stats.received.fetch_add(1, Ordering::Relaxed);
+                    if p.payload.len() > opts.max_inbound_bytes {
+                        cx.stats.refused.fetch_add(1, Ordering::Relaxed);
+                        refusals.refuse(&p.topic, &format!("payload of {} bytes is over the {} byte limit", p.payload.len(), opts.max_inbound_bytes));
+                    } else {
+                        (cx.inbound)(&p.topic, &p.payload);
+                    }
+                }
+                Event::Incoming(Incoming::SubAck(ack)) => {
+                    if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {
+                        warn!(topics = ?opts.subscriptions, "the broker refused a subscription (check its ACL)");
                     }
                 }
                 _ => {}
             },
-            _ = notify.notified() => {}
-            _ = stop.notified() => return Ok(()),
+            _ = cx.notify.notified() => {}
+            _ = cx.stop.notified() => return Ok(()),
         }
     }
 }
