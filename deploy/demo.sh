@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
-# The demo: the camera simulator serves the test clips on 127.0.0.1:8554, Debian's
-# Mosquitto listens on 127.0.0.1:18830, and the node runs on deploy/demo.toml.
+# The demo: the camera simulator serves the test clips on 127.0.0.1:8554 and the node runs
+# on deploy/demo.toml, with its embedded MQTT broker on 127.0.0.1:18830.
 # Ctrl-C stops everything; the exit status is the node's.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bin=./target/release/edge-node
 port=${GRIDSIGHT_DEMO_PORT:-8554}
-mqtt_port=18830
 run=$(mktemp -d)
 pids=()
 cleanup() {
@@ -24,12 +23,6 @@ wait_port() { # PORT PID NAME
   done
   echo "demo: $3 is not listening on $1" >&2; exit 1
 }
-
-printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$mqtt_port" >"$run/mosquitto.conf"
-# Its own session: Ctrl-C stops the node first, which then says `offline` to the broker.
-setsid mosquitto -c "$run/mosquitto.conf" >"$run/mosquitto.log" 2>&1 &
-pids+=($!)
-wait_port "$mqtt_port" "${pids[-1]}" mosquitto
 
 "$bin" sim --port "$port" &
 pids+=($!)

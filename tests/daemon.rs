@@ -10,8 +10,20 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// The demo config, with its embedded broker on a port of this test's own (tests run in
+/// parallel) and its relative paths made absolute.
 fn demo_config() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/demo.toml")
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let text = std::fs::read_to_string(deploy.join("demo.toml"))
+        .unwrap()
+        .replace("127.0.0.1:18830", &format!("127.0.0.1:{port}"))
+        .replace("\"../", &format!("\"{}/../", deploy.display()));
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let path = std::env::temp_dir().join(format!("gridsight-daemon-{}-{n}.toml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
 }
 
 fn stops_cleanly_on(signal: &str) {

@@ -34,15 +34,10 @@ fn alerts_written_during_an_outage_arrive_afterwards() {
     let outbox = Arc::new(Mutex::new(Outbox::open(&db, 64 << 20).unwrap()));
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let opts = LinkOptions {
-        host: "127.0.0.1".into(),
-        port,
-        client_id: "gridsight-test-node".into(),
-        credentials: None,
-        tls: None,
         keep_alive: Duration::from_secs(5),
         max_inflight: 10,
-        availability_topic: "gridsight/test/availability".into(),
         backoff_max: Duration::from_secs(2),
+        ..LinkOptions::new("127.0.0.1", port, "gridsight-test-node", "gridsight/test/availability")
     };
     let acked = Arc::new(Mutex::new(0usize));
     let a2 = acked.clone();

@@ -36,7 +36,9 @@
 //! Still to come: wiring tracking, rules and alerts into the daemon; `dispatch`.
 
 pub mod alert;
+pub mod broker;
 pub mod config;
+pub mod control;
 pub mod detect;
 pub mod geometry;
 pub mod inference;

@@ -20,11 +20,12 @@ use std::time::UNIX_EPOCH;
 
 use crate::alert::{AlertSink, CameraInfo};
 use crate::config::{self, Config};
+use crate::control;
 use crate::inference;
 use crate::inference::InferencePool;
 use crate::localtime::local_time;
 use crate::motion::{Gate, MotionGate, MotionOptions};
-use crate::mqtt::{LinkOptions, MqttLink};
+use crate::mqtt::{LinkOptions, MqttLink, RefusalLog};
 use crate::outbox::{Kind, Message, Outbox, OutboxError};
 use crate::rules::{RuleEngine, Scene};
 use crate::source::{CameraSpec, Ingest, IngestOptions};
@@ -48,6 +49,8 @@ pub enum NodeError {
     Outbox(#[from] OutboxError),
     #[error("{0}")]
     Tls(String),
+    #[error(transparent)]
+    Broker(#[from] crate::broker::BrokerError),
 }
 
 /// Retained status per camera and for the node, through the outbox (a newer status
@@ -91,6 +94,26 @@ fn publish_status(config: &Config, prefix: &str, ingest: &Ingest, outbox: &Mutex
     };
     if let Err(e) = out.push_latest(&m) {
         warn!("cannot store node status: {e}");
+    }
+}
+
+/// Replies to refused commands: at most 10 a second, so a flood of garbage cannot fill
+/// the outbox with answers (it is still logged, rate-limited, by the link).
+#[derive(Default)]
+struct ReplyBudget {
+    window: Option<Instant>,
+    used: u32,
+}
+
+impl ReplyBudget {
+    fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        if self.window.is_none_or(|w| now.duration_since(w) >= Duration::from_secs(1)) {
+            self.window = Some(now);
+            self.used = 0;
+        }
+        self.used += 1;
+        self.used <= 10
     }
 }
 
@@ -207,25 +230,40 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
     info!(path = %outbox_path.display(), pending, "outbox open");
     let prefix = config.mqtt.as_ref().map_or("gridsight".to_string(), |m| m.topic_prefix.clone());
     let alerts = Arc::new(AlertSink::new(&config.node.id, &prefix, Some(config.storage.snapshot_dir.clone())));
-    let link = match &config.mqtt {
-        Some(m) => {
-            let opts = LinkOptions::from_config(m, &config.node.id).map_err(NodeError::Tls)?;
-            let _entered = rt.enter();
-            Some(MqttLink::start(opts, outbox.clone(), Arc::new(log_delivered)))
-        }
-        None => {
-            warn!(
-                "no [mqtt] section: alerts are kept in the outbox until a broker is configured (the embedded broker is not built yet)"
-            );
-            None
+    let node = &config.node.id;
+    let mut link_opts = match (&config.mqtt, config.embedded_broker) {
+        (Some(m), _) => LinkOptions::from_config(m, node).map_err(NodeError::Tls)?,
+        (None, addr) => {
+            let addr = addr.unwrap_or_else(|| ([127, 0, 0, 1], 1883).into());
+            crate::broker::start(addr)?;
+            let availability = format!("{prefix}/{node}/availability");
+            LinkOptions::new(&addr.ip().to_string(), addr.port(), &format!("gridsight-{node}"), &availability)
         }
     };
-    let notify: Arc<dyn Fn() + Send + Sync> = match &link {
-        Some(l) => {
-            let n = l.notifier();
-            Arc::new(move || n.notify_one())
-        }
-        None => Arc::new(|| {}),
+    let commands_topic = format!("{prefix}/{node}/commands");
+    link_opts.subscriptions.push(commands_topic.clone());
+    let (command_tx, mut command_rx) = tokio::sync::mpsc::channel::<Result<control::Request, control::Refusal>>(64);
+    let link = {
+        let _entered = rt.enter();
+        let refusals = Mutex::new(RefusalLog::default());
+        MqttLink::start_with_inbound(
+            link_opts,
+            outbox.clone(),
+            Arc::new(log_delivered),
+            Arc::new(move |topic: &str, payload: &[u8]| {
+                let parsed = control::parse(payload);
+                if let Err(r) = &parsed {
+                    refusals.lock().unwrap().refuse(topic, &r.reason);
+                }
+                if command_tx.try_send(parsed).is_err() {
+                    refusals.lock().unwrap().refuse(topic, "too many commands at once; dropped");
+                }
+            }),
+        )
+    };
+    let notify: Arc<dyn Fn() + Send + Sync> = {
+        let n = link.notifier();
+        Arc::new(move || n.notify_one())
     };
 
     let found: Arc<Mutex<HashMap<Arc<str>, Found>>> = Arc::default();
@@ -315,8 +353,38 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
         let mut report = tokio::time::interval(std::time::Duration::from_secs(10));
         report.tick().await;
         let mut ticks = 0u64;
+        let mut replies = ReplyBudget::default();
         loop {
             tokio::select! {
+                Some(cmd) = command_rx.recv() => {
+                    let reply_topic = format!("{commands_topic}/reply");
+                    let (id, command, result) = match cmd {
+                        Err(r) => {
+                            if !replies.allow() {
+                                continue;
+                            }
+                            (r.id, None, Err(r.reason))
+                        }
+                        Ok(req) => {
+                            let result = match req.command {
+                                control::Command::Ping => Ok("pong".to_string()),
+                                control::Command::Status => {
+                                    publish_status(&config, &prefix, &ingest, &outbox);
+                                    Ok("status published".to_string())
+                                }
+                                control::Command::Reload => reload(&config, &path, &pool, &stages, &ingest, "command"),
+                            };
+                            info!(command = req.command.name(), id = req.id.as_deref().unwrap_or("-"), ok = result.is_ok(), "command");
+                            (req.id, Some(req.command), result)
+                        }
+                    };
+                    let v = control::reply(node, id.as_deref(), command, result.as_deref().map_err(String::as_str));
+                    let m = Message { topic: reply_topic, payload: serde_json::to_vec(&v).unwrap_or_default(), retain: false, kind: Kind::Status };
+                    if let Err(e) = outbox.lock().unwrap().push(&m) {
+                        warn!("cannot store command reply: {e}");
+                    }
+                    notify();
+                }
                 _ = report.tick() => {
                     log_detections(&found, &stages, &pool);
                     ticks += 1;
@@ -339,17 +407,9 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                     info!(signal = "SIGINT", "shutting down");
                     return Ok(());
                 }
-                _ = signals.hup.recv() => match config::load(&path) {
-                    Ok(new) => {
-                        info!(summary = %new.summary(), "config reloaded");
-                        if new.node.time_zone != config.node.time_zone {
-                            warn!("node.time_zone changed: it applies after a restart");
-                        }
-                        wire_cameras(&new, &pool, &stages);
-                        ingest.apply(camera_specs(&new));
-                    }
-                    Err(e) => warn!("config reload refused, keeping the running config: {e}"),
-                },
+                _ = signals.hup.recv() => {
+                    let _ = reload(&config, &path, &pool, &stages, &ingest, "SIGHUP");
+                }
             }
         }
     })?;
@@ -362,12 +422,37 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
     {
         warn!("inference workers did not stop before the deadline");
     }
-    if let Some(link) = link {
-        rt.block_on(link.shutdown(Duration::from_secs(3)));
-    }
+    rt.block_on(link.shutdown(Duration::from_secs(3)));
     rt.shutdown_timeout(SHUTDOWN_DEADLINE.saturating_sub(started.elapsed()));
     info!("stopped");
     Ok(())
+}
+
+/// Re-reads the config file: a valid one is applied (only changed cameras restart), an
+/// invalid one is reported and the running config stays.
+fn reload(
+    running: &Config,
+    path: &std::path::Path,
+    pool: &InferencePool,
+    stages: &Stages,
+    ingest: &Ingest,
+    cause: &str,
+) -> Result<String, String> {
+    match config::load(path) {
+        Ok(new) => {
+            info!(summary = %new.summary(), cause, "config reloaded");
+            if new.node.time_zone != running.node.time_zone {
+                warn!("node.time_zone changed: it applies after a restart");
+            }
+            wire_cameras(&new, pool, stages);
+            ingest.apply(camera_specs(&new));
+            Ok(new.summary())
+        }
+        Err(e) => {
+            warn!(cause, "config reload refused, keeping the running config: {e}");
+            Err(format!("reload refused, running config kept: {e}"))
+        }
+    }
 }
 
 /// One line per camera: what detection found since the last report.

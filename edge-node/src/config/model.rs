@@ -137,8 +137,10 @@ impl fmt::Display for Family {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub node: Node,
-    /// `None`: the node runs an embedded broker on 127.0.0.1.
+    /// `None`: the node runs an embedded broker on `embedded_broker`.
     pub mqtt: Option<Mqtt>,
+    /// Where the embedded broker listens (a loopback address); `None` when `[mqtt]` is set.
+    pub embedded_broker: Option<SocketAddr>,
     pub storage: Storage,
     pub http: Http,
     pub models: BTreeMap<String, ModelSpec>,
@@ -344,7 +346,7 @@ impl Config {
         let rules: usize = self.cameras.iter().map(|c| c.rules.len()).sum();
         let broker = match &self.mqtt {
             Some(m) => format!("{}:{}{}", m.host, m.port, if m.tls.is_some() { " (tls)" } else { "" }),
-            None => "embedded".to_string(),
+            None => format!("embedded on {}", self.embedded_broker.map_or("-".into(), |a| a.to_string())),
         };
         format!(
             "node {}: {} cameras ({} enabled), {} rules, {} models, {} micro-grids, {} inspectors, broker {}",

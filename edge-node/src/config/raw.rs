@@ -23,6 +23,8 @@ pub struct RawConfig {
     /// The MQTT broker. Leave the section out to run an embedded broker on 127.0.0.1
     /// (demo and single-box use).
     pub mqtt: Option<RawMqtt>,
+    /// The embedded broker, used when there is no `[mqtt]` section.
+    pub embedded_broker: Option<RawEmbeddedBroker>,
     #[serde(default)]
     pub storage: RawStorage,
     #[serde(default)]
@@ -85,6 +87,14 @@ pub struct RawMqtt {
     pub keep_alive: Option<String>,
     /// Publishes awaiting PUBACK at once. Default: 100.
     pub max_inflight: Option<u16>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmbeddedBroker {
+    /// Loopback address the embedded broker listens on (no TLS, no authentication).
+    /// Default: `"127.0.0.1:1883"`.
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

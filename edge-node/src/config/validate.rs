@@ -155,6 +155,30 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
 
     let mqtt = raw.mqtt.as_ref().map(|m| mqtt(&mut v, m, &node.id));
     let storage = storage(&mut v, &raw.storage);
+    let embedded_broker = match (&raw.mqtt, &raw.embedded_broker) {
+        (Some(_), Some(_)) => {
+            v.err("embedded_broker", "[embedded_broker] is only used without [mqtt]; remove one of the two sections");
+            None
+        }
+        (Some(_), None) => None,
+        (None, b) => {
+            let listen = b.as_ref().and_then(|b| b.listen.as_deref()).unwrap_or("127.0.0.1:1883");
+            match listen.parse::<SocketAddr>() {
+                Ok(a) if a.ip().is_loopback() => Some(a),
+                Ok(_) => {
+                    v.err("embedded_broker.listen", format!("\"{listen}\" is not a loopback address; the embedded broker has no authentication, so it listens on 127.0.0.1 or [::1] only (use an external broker in [mqtt] for other clients)"));
+                    None
+                }
+                Err(_) => {
+                    v.err(
+                        "embedded_broker.listen",
+                        format!("\"{listen}\" is not an address; use IP:PORT such as \"127.0.0.1:1883\""),
+                    );
+                    None
+                }
+            }
+        }
+    };
     let listen = raw.http.listen.as_deref().unwrap_or("127.0.0.1:9090");
     let http = Http {
         listen: listen.parse::<SocketAddr>().unwrap_or_else(|_| {
@@ -175,7 +199,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
         raw.cameras.iter().enumerate().map(|(i, c)| camera(&mut v, i, c, &defaults, &models, &grid)).collect();
 
     if v.problems.is_empty() {
-        Ok(Config { node, mqtt, storage, http, models, inference, cameras, grid })
+        Ok(Config { node, mqtt, embedded_broker, storage, http, models, inference, cameras, grid })
     } else {
         Err(v.problems)
     }

@@ -314,13 +314,13 @@ async fn run(cx: Ctx) {
 /// Logs refused inbound messages at most once a second, with how many were not logged,
 /// so a flood of garbage cannot flood the log too.
 #[derive(Default)]
-struct RefusalLog {
+pub struct RefusalLog {
     last: Option<std::time::Instant>,
     suppressed: u64,
 }
 
 impl RefusalLog {
-    fn refuse(&mut self, topic: &str, reason: &str) {
+    pub fn refuse(&mut self, topic: &str, reason: &str) {
         let now = std::time::Instant::now();
         if self.last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
             self.suppressed += 1;

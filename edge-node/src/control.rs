@@ -1,0 +1,152 @@
+//! control: commands an operator or a control room sends to a node over MQTT, and the
+//! node's replies.
+//!
+//! Input: payloads on `<prefix>/<node>/commands`, at most `mqtt::MAX_INBOUND_BYTES`
+//! (the link refuses larger ones before they get here). Output: a validated [`Request`],
+//! or the reason it was refused. Every request gets a reply on
+//! `<prefix>/<node>/commands/reply` carrying the request's `id`.
+//!
+//! ```json
+//! {"id": "42", "command": "status"}   // publish node and camera status now
+//! {"id": "43", "command": "reload"}   // re-read the config file (as SIGHUP)
+//! {"id": "44", "command": "ping"}     // answer at once
+//! ```
+
+use serde::Deserialize;
+
+/// What a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Command {
+    Status,
+    Reload,
+    Ping,
+}
+
+impl Command {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Status => "status",
+            Self::Reload => "reload",
+            Self::Ping => "ping",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    /// Echoed in the reply so the sender can match them; 1–64 printable characters.
+    #[serde(default)]
+    pub id: Option<String>,
+    pub command: Command,
+}
+
+/// A refused message: the reason, and the request id when one could be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub id: Option<String>,
+    pub reason: String,
+}
+
+/// Parses and checks one payload. Never panics, whatever the bytes.
+pub fn parse(payload: &[u8]) -> Result<Request, Refusal> {
+    let text =
+        std::str::from_utf8(payload).map_err(|_| Refusal { id: None, reason: "payload is not UTF-8 JSON".into() })?;
+    // serde would also read a struct from a JSON array; only the documented object form is accepted.
+    if !text.trim_start().starts_with('{') {
+        return Err(Refusal {
+            id: None,
+            reason: "not a JSON object; expected {\"id\": \"...\", \"command\": \"status\" | \"reload\" | \"ping\"}"
+                .into(),
+        });
+    }
+    let req: Request = serde_json::from_str(text).map_err(|e| Refusal {
+        id: request_id(text),
+        reason: format!(
+            "not a valid command: {e}; expected {{\"id\": \"...\", \"command\": \"status\" | \"reload\" | \"ping\"}}"
+        ),
+    })?;
+    if let Some(id) = &req.id
+        && !valid_id(id)
+    {
+        return Err(Refusal { id: None, reason: "id must be 1-64 printable characters".into() });
+    }
+    Ok(req)
+}
+
+pub fn valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.chars().all(|c| !c.is_control())
+}
+
+/// The `id` of a request that failed to parse, when it is there and usable (so the refusal
+/// can name it).
+fn request_id(text: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    v.get("id")?.as_str().filter(|id| valid_id(id)).map(str::to_string)
+}
+
+/// The reply JSON (`schema: gridsight.command_reply`).
+pub fn reply(node: &str, id: Option<&str>, command: Option<Command>, result: Result<&str, &str>) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "schema": "gridsight.command_reply", "version": 1, "node": node, "id": id,
+        "command": command.map(Command::name), "ok": result.is_ok(),
+        "at": crate::alert::rfc3339(std::time::SystemTime::now()),
+    });
+    match result {
+        Ok(detail) => v["detail"] = detail.into(),
+        Err(reason) => v["reason"] = reason.into(),
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_commands() {
+        assert_eq!(
+            parse(br#"{"id":"7","command":"status"}"#).unwrap(),
+            Request { id: Some("7".into()), command: Command::Status }
+        );
+        assert_eq!(parse(br#"{"command":"ping"}"#).unwrap().command, Command::Ping);
+        assert_eq!(parse(br#"{"command":"reload"}"#).unwrap().command, Command::Reload);
+    }
+
+    /// Every kind of hostile or broken payload is refused with a reason, never a panic.
+    #[test]
+    fn hostile_payloads_are_refused_with_a_reason() {
+        let deep = "[".repeat(100_000);
+        let deep_in_object = format!(r#"{{"id": {}"#, "{\"a\":".repeat(50_000));
+        let long_id = format!(r#"{{"id":"{}","command":"ping"}}"#, "x".repeat(65));
+        let cases: Vec<(&[u8], &str)> = vec![
+            (b"", "not a JSON object"),
+            (b"\xff\xfe\x00garbage", "not UTF-8"),
+            (b"not json", "not a JSON object"),
+            (b"{]", "not a valid command"),
+            (b"[1,2,3]", "not a JSON object"),
+            (br#"{"command": 5}"#, "not a valid command"),
+            (br#"{"command": "format_disk"}"#, "unknown variant"),
+            (br#"{"command": "ping", "extra": 1}"#, "unknown field"),
+            (br#"{"id": 12, "command": "ping"}"#, "invalid type"),
+            (br#"{"id": "a", "command": "ping""#, "EOF"),
+            (deep.as_bytes(), "not a JSON object"),
+            (deep_in_object.as_bytes(), "not a valid command"),
+            (br#"["7", "ping"]"#, "not a JSON object"),
+            (long_id.as_bytes(), "1-64"),
+            (br#"{"id":"","command":"ping"}"#, "1-64"),
+        ];
+        for (payload, want) in cases {
+            let r = parse(payload).unwrap_err();
+            assert!(
+                r.reason.contains(want),
+                "{:?}: {}",
+                String::from_utf8_lossy(&payload[..payload.len().min(40)]),
+                r.reason
+            );
+        }
+        // The id of a readable but wrong request is echoed.
+        assert_eq!(parse(br#"{"id":"9","command":"nope"}"#).unwrap_err().id.as_deref(), Some("9"));
+    }
+}

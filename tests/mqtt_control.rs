@@ -1,0 +1,144 @@
+//! The embedded broker, and commands over MQTT, including hostile ones.
+//!
+//!   edge-node run (no [mqtt]: embedded rumqttd on a free port) ◄─► test client
+//!   1. availability `online` (retained), node status published
+//!   2. hostile payloads on `<prefix>/<node>/commands` (bad JSON, wrong types, 1 MiB,
+//!      binary, deep nesting, unknown command, a flood of 3000) ⇒ refused with a logged
+//!      reason and a reply; the node keeps answering (`ping` right after the flood)
+//!   3. `status` ⇒ fresh status; `reload` with a broken file ⇒ refused, running config kept
+//!   4. SIGTERM ⇒ exit 0, availability `offline`
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn config(dir: &std::path::Path, port: u16, extra: &str) -> String {
+    format!(
+        r#"version = 1
+[node]
+id = "ctl"
+time_zone = "UTC+08:00"
+[embedded_broker]
+listen = "127.0.0.1:{port}"
+[storage]
+data_dir = "{data}"
+models_dir = "{models}"
+{extra}
+"#,
+        data = dir.join("data").display(),
+        models = root().join("models").display()
+    )
+}
+
+fn replies(got: &Received) -> Vec<serde_json::Value> {
+    got.lock()
+        .unwrap()
+        .iter()
+        .filter(|(t, _)| t == "gridsight/ctl/commands/reply")
+        .filter_map(|(_, p)| serde_json::from_slice(p).ok())
+        .collect()
+}
+
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+fn reply_to(got: &Received, id: &str) -> Option<serde_json::Value> {
+    replies(got).into_iter().find(|r| r["id"] == id)
+}
+
+#[test]
+fn commands_and_hostile_input_over_the_embedded_broker() {
+    let dir = std::env::temp_dir().join(format!("gridsight-ctl-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let path = dir.join("node.toml");
+    std::fs::write(&path, config(&dir, port, "")).unwrap();
+    let log_path = dir.join("node.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edge-node"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let (got, subscribed) = subscriber_with_state(port, "gridsight/ctl/#", "ctl");
+    assert!(
+        wait_until(Duration::from_secs(30), || subscribed.load(std::sync::atomic::Ordering::SeqCst)),
+        "embedded broker did not start:\n{}",
+        log()
+    );
+    let seen = |topic: &str, payload: &str| {
+        got.lock().unwrap().iter().any(|(t, p)| t == topic && (payload.is_empty() || p == payload.as_bytes()))
+    };
+    assert!(wait_until(Duration::from_secs(20), || seen("gridsight/ctl/availability", "online")), "{}", log());
+
+    // A client of the test's own, to send commands.
+    let mut opts = rumqttc::MqttOptions::new("test-sender", "127.0.0.1", port);
+    opts.set_max_packet_size(4 << 20, 4 << 20);
+    let (client, mut connection) = rumqttc::Client::new(opts, 4000);
+    std::thread::spawn(move || for _ in connection.iter() {});
+    let send =
+        |payload: Vec<u8>| client.publish("gridsight/ctl/commands", rumqttc::QoS::AtLeastOnce, false, payload).unwrap();
+
+    let hostile: Vec<(&str, Vec<u8>)> = vec![
+        ("bad json", br#"{"id":"h1","command":"#.to_vec()),
+        ("wrong type", br#"{"id":"h2","command":42}"#.to_vec()),
+        ("unknown command", br#"{"id":"h3","command":"rm -rf /"}"#.to_vec()),
+        ("unknown field", br#"{"id":"h4","command":"ping","as_root":true}"#.to_vec()),
+        ("binary", vec![0xff, 0x00, 0xfe, 0x13, 0x37]),
+        ("deep nesting", "[".repeat(50_000).into_bytes()),
+        ("1 MiB", vec![b'{'; 1 << 20]),
+    ];
+    for (_, p) in &hostile {
+        send(p.clone());
+    }
+    // h1 is cut short, so its id cannot be read; the others are echoed. 6 replies: the
+    // 1 MiB payload is refused by the link before parsing and not answered.
+    assert!(wait_until(Duration::from_secs(15), || replies(&got).len() >= 6), "{:?}\n{}", replies(&got), log());
+    for i in 2..=4 {
+        let r = reply_to(&got, &format!("h{i}")).unwrap();
+        assert_eq!(r["ok"], false, "{r}");
+        assert!(r["reason"].as_str().is_some_and(|s| s.len() > 10), "{r}");
+    }
+    let text = log();
+    assert!(text.contains("inbound message refused"), "{text}");
+    assert!(text.contains("over the 65536 byte limit"), "the 1 MiB payload is refused by size:\n{text}");
+
+    // A flood of garbage, then a ping: still answered promptly.
+    for i in 0..3000 {
+        send(format!("garbage {i}").into_bytes());
+    }
+    send(br#"{"id":"p1","command":"ping"}"#.to_vec());
+    let t0 = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(30), || reply_to(&got, "p1").is_some()),
+        "no pong after the flood:\n{}",
+        log()
+    );
+    println!("pong {} ms after the flood", t0.elapsed().as_millis());
+    assert_eq!(reply_to(&got, "p1").unwrap()["detail"], "pong");
+    // Refusal replies are rate-limited: far fewer than 3000.
+    let refused = replies(&got).iter().filter(|r| r["ok"] == false).count();
+    assert!(refused < 200, "{refused} refusal replies");
+
+    // status: a fresh node status; reload of a broken file: refused, nothing changes.
+    got.lock().unwrap().retain(|(t, _)| !t.ends_with("/status"));
+    send(br#"{"id":"s1","command":"status"}"#.to_vec());
+    assert!(wait_until(Duration::from_secs(10), || reply_to(&got, "s1").is_some() && seen("gridsight/ctl/status", "")));
+    std::fs::write(&path, config(&dir, port, "[[cameras]]\nid = \"Bad Id\"\n")).unwrap();
+    send(br#"{"id":"r1","command":"reload"}"#.to_vec());
+    assert!(wait_until(Duration::from_secs(10), || reply_to(&got, "r1").is_some()));
+    let r = reply_to(&got, "r1").unwrap();
+    assert_eq!(r["ok"], false, "{r}");
+    assert!(r["reason"].as_str().unwrap().contains("cameras[0]"), "{r}");
+    assert!(child.try_wait().unwrap().is_none(), "the node died:\n{}", log());
+
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{}", log());
+    assert!(log().contains("time_zone=<+0800>-08:00"), "{}", log());
+}
