@@ -310,7 +310,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                 faces: stage.faces,
             };
             for e in &events {
-                match alerts.emit(&mut outbox_in.lock().unwrap(), &cam, e, Some(frame), &d.faces, frame.wall) {
+                match alerts.emit(&outbox_in, &cam, e, Some(frame), &d.faces, frame.wall) {
                     Ok(a) => info!(
                         node = %node_id,
                         camera = %frame.camera,

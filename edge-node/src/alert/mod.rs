@@ -9,6 +9,7 @@
 //! synchronous: when `emit` returns, the alert is durable.
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -58,9 +59,12 @@ impl AlertSink {
 
     /// Builds the alert (and, for `new`, the snapshot) and stores both in the outbox.
     /// Returns the alert's JSON.
+    /// Builds the alert (and for a `new` event, its snapshot) and stores both in the
+    /// outbox in one transaction. The slow part, the JPEG, is made before the outbox lock
+    /// is taken, so the MQTT link is never kept waiting by it.
     pub fn emit(
         &self,
-        outbox: &mut Outbox,
+        outbox: &Mutex<Outbox>,
         cam: &CameraInfo,
         event: &RuleEvent,
         frame: Option<&Frame>,
@@ -75,15 +79,16 @@ impl AlertSink {
         };
         let alert = alert_json(&id, &self.node, cam, event, wall, jpeg.as_ref().map(|_| snapshot_topic.as_str()));
         let payload = serde_json::to_vec(&alert).unwrap_or_default();
-        outbox.push(&Message { topic: self.alerts_topic(), payload, retain: false, kind: Kind::Alert })?;
+        let mut messages = vec![Message { topic: self.alerts_topic(), payload, retain: false, kind: Kind::Alert }];
         if let Some(jpeg) = jpeg {
             if let Some(dir) = &self.snapshot_dir
                 && std::fs::create_dir_all(dir).is_ok()
             {
                 let _ = std::fs::write(dir.join(format!("{id}.jpg")), &jpeg);
             }
-            outbox.push(&Message { topic: snapshot_topic, payload: jpeg, retain: false, kind: Kind::Snapshot })?;
+            messages.push(Message { topic: snapshot_topic, payload: jpeg, retain: false, kind: Kind::Snapshot });
         }
+        outbox.lock().unwrap().push_all(&messages)?;
         Ok(alert)
     }
 }

@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
@@ -59,6 +59,8 @@ pub struct Row {
 pub struct Outbox {
     conn: Connection,
     max_bytes: u64,
+    /// Sum of the stored payloads, kept current (no table scan per write).
+    stored_bytes: u64,
     /// Snapshots dropped to stay under the size limit.
     pub dropped_snapshots: u64,
 }
@@ -82,47 +84,69 @@ impl Outbox {
                 created_ms INTEGER NOT NULL
             );",
         )?;
-        Ok(Self { conn, max_bytes, dropped_snapshots: 0 })
+        let stored_bytes =
+            conn.query_row("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM outbox", [], |r| r.get::<_, i64>(0))? as u64;
+        Ok(Self { conn, max_bytes, stored_bytes, dropped_snapshots: 0 })
     }
 
     /// Stores a message (committed before this returns) and returns its row id.
     pub fn push(&mut self, m: &Message) -> Result<i64, OutboxError> {
+        Ok(self.push_all(std::slice::from_ref(m))?[0])
+    }
+
+    /// Stores messages in one transaction (all or none, one disk sync) and returns their
+    /// row ids, in order.
+    pub fn push_all(&mut self, messages: &[Message]) -> Result<Vec<i64>, OutboxError> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-        self.conn.execute(
-            "INSERT INTO outbox (topic, payload, retain, kind, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![m.topic, m.payload, m.retain, m.kind.as_str(), now],
-        )?;
-        let id = self.conn.last_insert_rowid();
+        let tx = self.conn.transaction()?;
+        let mut ids = Vec::with_capacity(messages.len());
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO outbox (topic, payload, retain, kind, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for m in messages {
+                insert.execute(params![m.topic, m.payload, m.retain, m.kind.as_str(), now])?;
+                ids.push(tx.last_insert_rowid());
+            }
+        }
+        tx.commit()?;
+        self.stored_bytes += messages.iter().map(|m| m.payload.len() as u64).sum::<u64>();
         self.enforce_limit()?;
-        Ok(id)
+        Ok(ids)
+    }
+
+    /// Runs a `DELETE … RETURNING LENGTH(payload)` and keeps the byte count; returns the rows deleted.
+    fn delete(&mut self, sql: &str, p: impl rusqlite::Params) -> Result<usize, OutboxError> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let lengths: Vec<i64> = stmt.query_map(p, |r| r.get(0))?.collect::<Result<_, _>>()?;
+        self.stored_bytes = self.stored_bytes.saturating_sub(lengths.iter().sum::<i64>() as u64);
+        Ok(lengths.len())
     }
 
     /// Stores a message that supersedes any unsent one on the same topic (retained status:
     /// only the latest matters, so an outage does not pile up stale ones).
     pub fn push_latest(&mut self, m: &Message) -> Result<i64, OutboxError> {
-        self.conn.execute("DELETE FROM outbox WHERE topic = ?1 AND kind = ?2", params![m.topic, m.kind.as_str()])?;
+        self.delete(
+            "DELETE FROM outbox WHERE topic = ?1 AND kind = ?2 RETURNING LENGTH(payload)",
+            params![m.topic, m.kind.as_str()],
+        )?;
         self.push(m)
     }
 
     /// Deletes the oldest snapshots while the stored payloads exceed the limit.
     fn enforce_limit(&mut self) -> Result<(), OutboxError> {
-        loop {
-            if self.bytes()? <= self.max_bytes {
-                return Ok(());
-            }
-            let oldest: Option<i64> = self
-                .conn
-                .query_row("SELECT id FROM outbox WHERE kind = 'snapshot' ORDER BY id LIMIT 1", [], |r| r.get(0))
-                .optional()?;
-            match oldest {
-                Some(id) => {
-                    self.conn.execute("DELETE FROM outbox WHERE id = ?1", [id])?;
-                    self.dropped_snapshots += 1;
-                }
-                // Only alerts and orders left: they are kept whatever the size.
-                None => return Ok(()),
+        while self.stored_bytes > self.max_bytes {
+            let n = self.delete(
+                "DELETE FROM outbox WHERE id = (SELECT id FROM outbox WHERE kind = 'snapshot' ORDER BY id LIMIT 1) RETURNING LENGTH(payload)",
+                [],
+            );
+            match n {
+                Ok(0) => return Ok(()), // only alerts and orders left: they are kept whatever the size
+                Ok(_) => self.dropped_snapshots += 1,
+                Err(e) => return Err(e),
             }
         }
+        Ok(())
     }
 
     /// Pending rows with id greater than `after`, oldest first.
@@ -152,7 +176,7 @@ impl Outbox {
 
     /// The broker confirmed the row: it leaves the outbox.
     pub fn ack(&mut self, id: i64) -> Result<(), OutboxError> {
-        self.conn.execute("DELETE FROM outbox WHERE id = ?1", [id])?;
+        self.delete("DELETE FROM outbox WHERE id = ?1 RETURNING LENGTH(payload)", [id])?;
         Ok(())
     }
 
@@ -164,9 +188,9 @@ impl Outbox {
         Ok(self.len()? == 0)
     }
 
+    /// Sum of the stored payloads.
     pub fn bytes(&self) -> Result<u64, OutboxError> {
-        Ok(self.conn.query_row("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM outbox", [], |r| r.get::<_, i64>(0))?
-            as u64)
+        Ok(self.stored_bytes)
     }
 }
 
@@ -199,6 +223,7 @@ mod tests {
             o.ack(a).unwrap();
         }
         let o = Outbox::open(&path, 1 << 20).unwrap();
+        assert_eq!(o.bytes().unwrap(), 10);
         let rows = o.pending(0, 10).unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].message, msg(Kind::Alert, 10));
@@ -220,6 +245,20 @@ mod tests {
         let rows = o.pending(0, 10).unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[1].message.payload, b"2");
+        assert_eq!(o.bytes().unwrap(), 4);
+    }
+
+    #[test]
+    fn push_all_is_one_transaction_in_order() {
+        let mut o = Outbox::open(&temp(), 1 << 20).unwrap();
+        let ids = o.push_all(&[msg(Kind::Alert, 5), msg(Kind::Snapshot, 50)]).unwrap();
+        assert_eq!(ids.len(), 2);
+        assert!(ids[1] > ids[0]);
+        let kinds: Vec<Kind> = o.pending(0, 10).unwrap().iter().map(|r| r.message.kind).collect();
+        assert_eq!(kinds, [Kind::Alert, Kind::Snapshot]);
+        assert_eq!(o.bytes().unwrap(), 55);
+        o.ack(ids[1]).unwrap();
+        assert_eq!(o.bytes().unwrap(), 5);
     }
 
     #[test]
@@ -235,5 +274,6 @@ mod tests {
         let kinds: Vec<Kind> = o.pending(0, 10).unwrap().iter().map(|r| r.message.kind).collect();
         assert_eq!(kinds, [Kind::Alert; 3]);
         assert_eq!(o.dropped_snapshots, 2);
+        assert_eq!(o.bytes().unwrap(), 300);
     }
 }
