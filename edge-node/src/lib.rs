@@ -40,6 +40,7 @@ pub mod broker;
 pub mod config;
 pub mod control;
 pub mod detect;
+pub mod dispatch;
 pub mod geometry;
 pub mod inference;
 pub mod localtime;

@@ -1,4 +1,5 @@
-//! The `edge-node` command: `run` the daemon, `check-config` a file.
+//! The `edge-node` command: `run` the daemon, `dispatch` alone, `inspector` (an inspector's
+//! app in miniature), `sim` cameras, `detect` on files, `check-config` a file.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,6 +66,35 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Run only the dispatcher, for the alerts of every node on the broker (a district).
+    Dispatch {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Act as an inspector's app: send one order update and print the reply (exit 0 when
+    /// accepted, 1 when refused, 2 without a reply), or `watch` what the dispatcher sends.
+    Inspector {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Inspector id (from [[grid.inspectors]]), or `control_room`.
+        #[arg(long)]
+        id: String,
+        /// accept, reject, arrive, resolve, cancel, assign, or watch.
+        action: String,
+        /// The order id (all actions but watch).
+        order: Option<String>,
+        /// Why (reject and cancel need one).
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        note: Option<String>,
+        /// assign: the inspector to give the order to.
+        #[arg(long)]
+        to: Option<String>,
+        /// Seconds to wait for the reply.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
     /// Check a config file: print every problem and exit 64, or a one-line summary and exit 0.
     CheckConfig { file: PathBuf },
 }
@@ -122,6 +152,60 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Dispatch { config } => {
+            let cfg = match load(&config) {
+                Ok(cfg) => cfg,
+                Err(code) => return code,
+            };
+            if let Some(tz) = &cfg.node.time_zone {
+                // SAFETY: no thread has started yet.
+                unsafe { edge_node::localtime::apply(tz) };
+            }
+            telemetry::init_logging();
+            match node::run_dispatch(cfg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Inspector { config, id, action, order, reason, note, to, timeout } => {
+            let cfg = match load(&config) {
+                Ok(cfg) => cfg,
+                Err(code) => return code,
+            };
+            if action == "watch" {
+                return match edge_node::dispatch::inspector::watch(&cfg, &id) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        ExitCode::from(2)
+                    }
+                };
+            }
+            let Some(order) = order else {
+                eprintln!("error: {action} needs an order id");
+                return ExitCode::from(2);
+            };
+            let req = edge_node::dispatch::inspector::Request {
+                action: &action,
+                order: &order,
+                reason: reason.as_deref(),
+                note: note.as_deref(),
+                to: to.as_deref(),
+            };
+            match edge_node::dispatch::inspector::send(&cfg, &id, &req, std::time::Duration::from_secs(timeout)) {
+                Ok(reply) => {
+                    println!("{reply}");
+                    if reply["ok"] == true { ExitCode::SUCCESS } else { ExitCode::from(1) }
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
                 }
             }
         }

@@ -21,6 +21,7 @@ use std::time::UNIX_EPOCH;
 use crate::alert::{AlertSink, CameraInfo};
 use crate::config::{self, Config};
 use crate::control;
+use crate::dispatch::service::DispatchService;
 use crate::inference;
 use crate::inference::InferencePool;
 use crate::localtime::local_time;
@@ -51,6 +52,8 @@ pub enum NodeError {
     Tls(String),
     #[error(transparent)]
     Broker(#[from] crate::broker::BrokerError),
+    #[error(transparent)]
+    Dispatch(#[from] crate::dispatch::DispatchError),
 }
 
 /// Retained status per camera and for the node, through the outbox (a newer status
@@ -95,6 +98,50 @@ fn publish_status(config: &Config, prefix: &str, ingest: &Ingest, outbox: &Mutex
     if let Err(e) = out.push_latest(&m) {
         warn!("cannot store node status: {e}");
     }
+}
+
+/// How this node reaches its broker: `[mqtt]`, or the embedded broker (started here when
+/// `start_embedded`). The client id is `mqtt.client_id` or `gridsight-<node>`.
+pub fn broker_options(config: &Config, start_embedded: bool) -> Result<LinkOptions, NodeError> {
+    let node = &config.node.id;
+    match (&config.mqtt, config.embedded_broker) {
+        (Some(m), _) => LinkOptions::from_config(m, node).map_err(NodeError::Tls),
+        (None, addr) => {
+            let addr = addr.unwrap_or_else(|| ([127, 0, 0, 1], 1883).into());
+            if start_embedded {
+                crate::broker::start(addr)?;
+            }
+            let availability = format!("gridsight/{node}/availability");
+            Ok(LinkOptions::new(&addr.ip().to_string(), addr.port(), &format!("gridsight-{node}"), &availability))
+        }
+    }
+}
+
+/// `edge-node dispatch`: the dispatcher alone, for every node's alerts, until SIGINT/SIGTERM.
+pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("dispatch")
+        .build()
+        .map_err(NodeError::Runtime)?;
+    let mut signals = {
+        let _entered = rt.enter();
+        Signals::install().map_err(NodeError::Signals)?
+    };
+    let prefix = config.mqtt.as_ref().map_or("gridsight".to_string(), |m| m.topic_prefix.clone());
+    let base = broker_options(&config, true)?;
+    let service = {
+        let _entered = rt.enter();
+        DispatchService::start(&config, &base, &format!("{prefix}/+/alerts"))?
+    };
+    info!(node = %config.node.id, inspectors = config.grid.inspectors.len(), grids = config.grid.grids.len(), "dispatcher running");
+    let signal = rt.block_on(signals.shutdown());
+    info!(signal, "shutting down");
+    rt.block_on(service.shutdown(Duration::from_secs(3)));
+    rt.shutdown_timeout(Duration::from_secs(3));
+    info!("stopped");
+    Ok(())
 }
 
 /// Replies to refused commands: at most 10 a second, so a flood of garbage cannot fill
@@ -231,15 +278,8 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
     let prefix = config.mqtt.as_ref().map_or("gridsight".to_string(), |m| m.topic_prefix.clone());
     let alerts = Arc::new(AlertSink::new(&config.node.id, &prefix, Some(config.storage.snapshot_dir.clone())));
     let node = &config.node.id;
-    let mut link_opts = match (&config.mqtt, config.embedded_broker) {
-        (Some(m), _) => LinkOptions::from_config(m, node).map_err(NodeError::Tls)?,
-        (None, addr) => {
-            let addr = addr.unwrap_or_else(|| ([127, 0, 0, 1], 1883).into());
-            crate::broker::start(addr)?;
-            let availability = format!("{prefix}/{node}/availability");
-            LinkOptions::new(&addr.ip().to_string(), addr.port(), &format!("gridsight-{node}"), &availability)
-        }
-    };
+    let base = broker_options(&config, true)?;
+    let mut link_opts = base.clone();
     let commands_topic = format!("{prefix}/{node}/commands");
     link_opts.subscriptions.push(commands_topic.clone());
     let (command_tx, mut command_rx) = tokio::sync::mpsc::channel::<Result<control::Request, control::Refusal>>(64);
@@ -258,12 +298,20 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                 if command_tx.try_send(parsed).is_err() {
                     refusals.lock().unwrap().refuse(topic, "too many commands at once; dropped");
                 }
+                true
             }),
         )
     };
     let notify: Arc<dyn Fn() + Send + Sync> = {
         let n = link.notifier();
         Arc::new(move || n.notify_one())
+    };
+    let dispatch = if config.dispatch.enabled {
+        let _entered = rt.enter();
+        Some(DispatchService::start(&config, &base, &format!("{prefix}/{node}/alerts"))?)
+    } else {
+        info!("dispatch runs elsewhere ([dispatch] enabled = false)");
+        None
     };
 
     let found: Arc<Mutex<HashMap<Arc<str>, Found>>> = Arc::default();
@@ -421,6 +469,9 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
         && !pool.shutdown(SHUTDOWN_DEADLINE.saturating_sub(started.elapsed()))
     {
         warn!("inference workers did not stop before the deadline");
+    }
+    if let Some(d) = dispatch {
+        rt.block_on(d.shutdown(Duration::from_secs(2)));
     }
     rt.block_on(link.shutdown(Duration::from_secs(3)));
     rt.shutdown_timeout(SHUTDOWN_DEADLINE.saturating_sub(started.elapsed()));

@@ -43,7 +43,7 @@ pub const SNAPSHOT_MAX_WIDTH: u32 = 640;
 impl AlertSink {
     pub fn new(node: &str, prefix: &str, snapshot_dir: Option<PathBuf>) -> Self {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        let nonce = (now.subsec_nanos() ^ std::process::id().rotate_left(16)) & 0xffff_ffff;
+        let nonce = now.subsec_nanos() ^ std::process::id().rotate_left(16);
         Self { node: node.into(), prefix: prefix.into(), snapshot_dir, nonce, seq: AtomicU64::new(0) }
     }
 

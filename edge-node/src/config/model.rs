@@ -67,6 +67,72 @@ pub enum Provider {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "snake_case")]
+pub enum Priority {
+    Low,
+    Normal,
+    High,
+    Urgent,
+}
+
+impl Priority {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Normal => "normal",
+            Self::High => "high",
+            Self::Urgent => "urgent",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EscalationStep {
+    Leader,
+    ControlRoom,
+}
+
+/// `[dispatch]`: whether the dispatcher runs in-process, and the routes by category.
+#[derive(Debug, Clone)]
+pub struct Dispatch {
+    pub enabled: bool,
+    pub stats_interval: Duration,
+    pub retention: Duration,
+    pub routes: Vec<Route>,
+}
+
+impl Dispatch {
+    /// The route for a category: its own, else `"*"`, else none (no order).
+    pub fn route(&self, category: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.category == category).or_else(|| self.routes.iter().find(|r| r.category == "*"))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub category: String,
+    pub priority: Priority,
+    pub accept_within: Duration,
+    pub resolve_within: Duration,
+    pub reassign: u32,
+    pub escalate: Vec<EscalationStep>,
+}
+
+impl Route {
+    pub fn default_for(category: &str) -> Self {
+        Self {
+            category: category.to_string(),
+            priority: Priority::Normal,
+            accept_within: Duration::from_secs(600),
+            resolve_within: Duration::from_secs(7200),
+            reassign: 1,
+            escalate: vec![EscalationStep::Leader, EscalationStep::ControlRoom],
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Severity {
     Info,
     Low,
@@ -147,6 +213,7 @@ pub struct Config {
     pub inference: Inference,
     pub cameras: Vec<Camera>,
     pub grid: Grid,
+    pub dispatch: Dispatch,
 }
 
 #[derive(Debug, Clone)]

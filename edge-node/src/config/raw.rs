@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::model::{
-    Coordinates, DecodeMode, Direction, FacePolicy, HwDecode, Provider, RuleKindName, Severity, Transport,
+    Coordinates, DecodeMode, Direction, EscalationStep, FacePolicy, HwDecode, Priority, Provider, RuleKindName,
+    Severity, Transport,
 };
 
 /// A point: `[x, y]` in the camera's `coordinates`.
@@ -41,6 +42,41 @@ pub struct RawConfig {
     pub cameras: Vec<RawCamera>,
     #[serde(default)]
     pub grid: RawGrid,
+    #[serde(default)]
+    pub dispatch: RawDispatch,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDispatch {
+    /// Run the dispatcher inside `edge-node run` (a single box). Default: true when
+    /// `[grid]` has inspectors. Set false when a district runs `edge-node dispatch`.
+    pub enabled: Option<bool>,
+    /// How often order statistics are published (retained) and refreshed. Default: `"60s"`.
+    pub stats_interval: Option<String>,
+    /// Closed orders older than this are deleted. Default: `"90d"`.
+    pub retention: Option<String>,
+    /// Which alert categories create orders, and how they are handled. An alert whose
+    /// category has no route (and no `"*"` route) creates no order. Default: one `"*"` route.
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Alert category (e.g. `illegal_parking`), or `"*"` for every category without a route of its own.
+    pub category: String,
+    /// `low`, `normal` (default), `high`, `urgent`.
+    pub priority: Option<Priority>,
+    /// The assignee must accept within this, or the order is reassigned / escalated. Default: `"10m"`.
+    pub accept_within: Option<String>,
+    /// Accepted orders must be resolved within this, or they are escalated. Default: `"2h"`.
+    pub resolve_within: Option<String>,
+    /// Reassignments to another on-duty inspector after an accept timeout, before escalating. Default: 1.
+    pub reassign: Option<u32>,
+    /// Escalation chain: `["leader", "control_room"]` (default), `["control_room"]`.
+    pub escalate: Option<Vec<EscalationStep>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -192,6 +192,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
     let models = models(&mut v, &raw.models, &storage.models_dir);
     let inference = inference(&mut v, &raw.inference);
     let grid = grid(&mut v, &raw.grid);
+    let dispatch = dispatch(&mut v, &raw.dispatch, &grid);
     let defaults = CameraDefaults::new(&mut v, &raw.defaults, &models);
 
     v.duplicates("cameras", raw.cameras.iter().map(|c| c.id.as_str()), "camera");
@@ -199,7 +200,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
         raw.cameras.iter().enumerate().map(|(i, c)| camera(&mut v, i, c, &defaults, &models, &grid)).collect();
 
     if v.problems.is_empty() {
-        Ok(Config { node, mqtt, embedded_broker, storage, http, models, inference, cameras, grid })
+        Ok(Config { node, mqtt, embedded_broker, storage, http, models, inference, cameras, grid, dispatch })
     } else {
         Err(v.problems)
     }
@@ -385,7 +386,7 @@ fn label_hint(labels: &[String]) -> String {
 }
 
 fn check_size(v: &mut Validator, path: String, w: u32, h: u32) {
-    if w % 32 != 0 || h % 32 != 0 || !(32..=4096).contains(&w) || !(32..=4096).contains(&h) {
+    if !w.is_multiple_of(32) || !h.is_multiple_of(32) || !(32..=4096).contains(&w) || !(32..=4096).contains(&h) {
         v.err(path, format!("[{w}, {h}] is not a valid input size; width and height must be multiples of 32 between 32 and 4096, e.g. [640, 384]"));
     }
 }
@@ -488,6 +489,52 @@ fn grid(v: &mut Validator, g: &RawGrid) -> Grid {
         });
     }
     out
+}
+
+fn dispatch(v: &mut Validator, d: &RawDispatch, grid: &Grid) -> Dispatch {
+    v.duplicates("dispatch.routes", d.routes.iter().map(|r| r.category.as_str()), "route for category");
+    let mut routes = Vec::new();
+    for (i, r) in d.routes.iter().enumerate() {
+        let at = |f: &str| format!("dispatch.routes[{i}].{f}");
+        if r.category != "*" && !snake_case(&r.category) {
+            v.err(
+                at("category"),
+                format!("\"{}\" is not a category; use snake_case (e.g. \"illegal_parking\") or \"*\"", r.category),
+            );
+        }
+        let def = Route::default_for(&r.category);
+        let reassign = r.reassign.unwrap_or(def.reassign);
+        if reassign > 10 {
+            v.err(at("reassign"), "at most 10 reassignments; escalate instead");
+        }
+        let escalate = r.escalate.clone().unwrap_or(def.escalate);
+        if escalate.windows(2).any(|w| w[0] == w[1])
+            || escalate.first() == Some(&EscalationStep::ControlRoom) && escalate.len() > 1
+        {
+            v.err(at("escalate"), "list each step once, leader before control_room: [\"leader\", \"control_room\"], [\"control_room\"] or [\"leader\"]");
+        }
+        routes.push(Route {
+            category: r.category.clone(),
+            priority: r.priority.unwrap_or(def.priority),
+            accept_within: v.duration(at("accept_within"), r.accept_within.as_ref(), def.accept_within),
+            resolve_within: v.duration(at("resolve_within"), r.resolve_within.as_ref(), def.resolve_within),
+            reassign: reassign.min(10),
+            escalate,
+        });
+    }
+    if routes.is_empty() {
+        routes.push(Route::default_for("*"));
+    }
+    Dispatch {
+        enabled: d.enabled.unwrap_or(!grid.inspectors.is_empty()),
+        stats_interval: v.duration(
+            "dispatch.stats_interval".into(),
+            d.stats_interval.as_ref(),
+            Duration::from_secs(60),
+        ),
+        retention: v.duration("dispatch.retention".into(), d.retention.as_ref(), Duration::from_secs(90 * 86400)),
+        routes,
+    }
 }
 
 /// `[defaults]` validated once, so an error there is reported at `defaults.*`, not per camera.
@@ -826,7 +873,7 @@ fn rule(v: &mut Validator, at: &str, r: &RawRule, ctx: &RuleContext) -> Option<R
         }
         (Some(list), _) => {
             for (k, c) in list.iter().enumerate() {
-                if !ctx.labels.iter().any(|l| *l == c) {
+                if !ctx.labels.contains(&c) {
                     let hint = if ctx.labels.is_empty() {
                         "this camera runs no object model".to_string()
                     } else {

@@ -46,6 +46,9 @@ pub struct LinkOptions {
     pub clean_session: bool,
     /// Larger incoming payloads are refused before any parsing (logged, counted).
     pub max_inbound_bytes: usize,
+    /// Acknowledge an inbound QoS 1 message only when the handler returns `true` (it has
+    /// committed what the message asked), so a crash means redelivery, not loss.
+    pub manual_acks: bool,
 }
 
 /// Largest inbound payload handed to a handler by default (commands and updates are small).
@@ -67,6 +70,7 @@ impl LinkOptions {
             subscriptions: Vec::new(),
             clean_session: true,
             max_inbound_bytes: MAX_INBOUND_BYTES,
+            manual_acks: false,
         }
     }
 }
@@ -103,6 +107,7 @@ impl LinkOptions {
             subscriptions: Vec::new(),
             clean_session: true,
             max_inbound_bytes: MAX_INBOUND_BYTES,
+            manual_acks: false,
         })
     }
 }
@@ -150,10 +155,11 @@ pub struct LinkStats {
 /// Called for each row the broker confirmed (the demo prints alerts this way).
 pub type AckCallback = Arc<dyn Fn(&Message) + Send + Sync>;
 
-/// Called for each message received on a subscribed topic, on the link's task: it must
-/// not block (validate, then hand work to another thread). Payloads over
-/// `max_inbound_bytes` never reach it.
-pub type InboundHandler = Arc<dyn Fn(&str, &[u8]) + Send + Sync>;
+/// Called for each message received on a subscribed topic, on the link's task: it must not
+/// block for long (validate, commit, or hand work to another thread). Payloads over
+/// `max_inbound_bytes` never reach it. Returns whether the message was dealt with: with
+/// `manual_acks`, only then is it acknowledged (else the broker redelivers it later).
+pub type InboundHandler = Arc<dyn Fn(&str, &[u8]) -> bool + Send + Sync>;
 
 pub struct MqttLink {
     notify: Arc<Notify>,
@@ -166,7 +172,7 @@ pub struct MqttLink {
 impl MqttLink {
     /// Starts the link on the current tokio runtime.
     pub fn start(opts: LinkOptions, outbox: Arc<Mutex<Outbox>>, on_ack: AckCallback) -> Self {
-        Self::start_with_inbound(opts, outbox, on_ack, Arc::new(|_, _| {}))
+        Self::start_with_inbound(opts, outbox, on_ack, Arc::new(|_, _| true))
     }
 
     /// As [`start`](Self::start), handing messages on `opts.subscriptions` to `inbound`.
@@ -216,10 +222,12 @@ impl MqttLink {
     }
 }
 
-fn mqtt_options(opts: &LinkOptions) -> MqttOptions {
+/// rumqttc options for `opts` (TLS, credentials, Last Will, session and ack mode).
+pub fn mqtt_options(opts: &LinkOptions) -> MqttOptions {
     let mut o = MqttOptions::new(&opts.client_id, &opts.host, opts.port);
     o.set_keep_alive(opts.keep_alive);
     o.set_clean_session(opts.clean_session);
+    o.set_manual_acks(opts.manual_acks);
     o.set_inflight(opts.max_inflight.max(1));
     // Incoming: a packet over this limit ends the connection (rumqttc), so it is generous;
     // the handler's own, smaller limit applies after (`max_inbound_bytes`).
@@ -389,11 +397,15 @@ async fn serve(
                 }
                 Event::Incoming(Incoming::Publish(p)) => {
                     cx.stats.received.fetch_add(1, Ordering::Relaxed);
-                    if p.payload.len() > opts.max_inbound_bytes {
+                    let done = if p.payload.len() > opts.max_inbound_bytes {
                         cx.stats.refused.fetch_add(1, Ordering::Relaxed);
                         refusals.refuse(&p.topic, &format!("payload of {} bytes is over the {} byte limit", p.payload.len(), opts.max_inbound_bytes));
+                        true
                     } else {
-                        (cx.inbound)(&p.topic, &p.payload);
+                        (cx.inbound)(&p.topic, &p.payload)
+                    };
+                    if opts.manual_acks && done {
+                        let _ = client.try_ack(&p);
                     }
                 }
                 Event::Incoming(Incoming::SubAck(ack)) => {

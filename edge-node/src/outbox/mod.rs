@@ -115,6 +115,41 @@ impl Outbox {
         Ok(ids)
     }
 
+    /// Runs `f` in one transaction; the messages it adds to the list are stored in that same
+    /// transaction. Another component keeping its state in this database (the dispatcher)
+    /// uses it so that a state change and the messages announcing it commit together or not
+    /// at all. `f`'s error rolls everything back.
+    pub fn transaction<T, E: From<OutboxError>>(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Transaction, &mut Vec<Message>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let tx = self.conn.transaction().map_err(OutboxError::from)?;
+        let mut messages = Vec::new();
+        let out = f(&tx, &mut messages)?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO outbox (topic, payload, retain, kind, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(OutboxError::from)?;
+            for m in &messages {
+                insert
+                    .execute(params![m.topic, m.payload, m.retain, m.kind.as_str(), now])
+                    .map_err(OutboxError::from)?;
+            }
+        }
+        tx.commit().map_err(OutboxError::from)?;
+        self.stored_bytes += messages.iter().map(|m| m.payload.len() as u64).sum::<u64>();
+        self.enforce_limit()?;
+        Ok(out)
+    }
+
+    /// Read-only access for components that keep their own tables in this database.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
     /// Runs a `DELETE … RETURNING LENGTH(payload)` and keeps the byte count; returns the rows deleted.
     fn delete(&mut self, sql: &str, p: impl rusqlite::Params) -> Result<usize, OutboxError> {
         let mut stmt = self.conn.prepare_cached(sql)?;

@@ -1,0 +1,695 @@
+//! dispatch: alerts become orders for the inspectors on duty in the camera's grid, and every
+//! order is followed until it is closed.
+//!
+//! Input: alert events (`gridsight.alert` JSON, from the broker), lifecycle updates from
+//! inspectors' apps and the control room, and the clock. Output: order events through the
+//! outbox. All state (orders, stored deadlines, alerts and updates already handled, the
+//! round-robin position) lives in SQLite next to the outbox, and every change commits in one
+//! transaction with the messages announcing it, so a crash or power cut never leaves an order
+//! changed but unannounced, or announced but unchanged.
+//!
+//! Lifecycle: `created → assigned → accepted → on_site → resolved`; `rejected` sends it back
+//! to assignment; `escalated` hands it to the grid leader, then the control room; `cancelled`
+//! closes it as a false alarm with a reason. One open order per camera + rule + zone: later
+//! alerts attach to it. Order ids derive from the first alert's id, and alert ids already
+//! handled are remembered, so a replayed alert or a restart never makes a second order.
+//! Timers are stored deadlines checked by [`Dispatcher::tick`]; nothing sleeps.
+//!
+//! The core is a function of its inputs and `now` (milliseconds since the epoch): tests drive
+//! it with a paused clock.
+
+pub mod inspector;
+pub mod order;
+pub mod service;
+pub mod stats;
+#[cfg(test)]
+mod tests;
+
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{OptionalExtension, Transaction, params};
+use tracing::info;
+
+use crate::config::{Dispatch, EscalationStep, Grid, Route};
+use crate::outbox::{Kind, Message, Outbox, OutboxError};
+use crate::rules::LocalTime;
+pub use order::{Action, CONTROL_ROOM, Deadline, Order, State, Update};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error(transparent)]
+    Store(#[from] OutboxError),
+    #[error("dispatch store: {0}")]
+    Sql(#[from] rusqlite::Error),
+}
+
+/// What became of an alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlertOutcome {
+    Created(String),
+    Attached(String),
+    /// Seen before (a replay): nothing changed.
+    Duplicate,
+    /// Not for dispatch: the rule says so, no route for the category, or an `update`/`end`
+    /// of an incident without an open order.
+    Ignored(String),
+    /// Not a usable alert.
+    Refused(String),
+}
+
+/// The answer to an update, as published on the sender's reply topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub ok: bool,
+    pub update: Option<String>,
+    pub order: Option<String>,
+    pub detail: String,
+    pub state: Option<&'static str>,
+    pub duplicate: bool,
+}
+
+impl Reply {
+    fn refused(update: Option<String>, order: Option<String>, reason: impl Into<String>) -> Self {
+        Self { ok: false, update, order, detail: reason.into(), state: None, duplicate: false }
+    }
+
+    pub fn to_json(&self, at_ms: i64) -> serde_json::Value {
+        serde_json::json!({
+            "schema": "gridsight.order_reply", "version": 1, "update": self.update, "order": self.order,
+            "ok": self.ok, if self.ok { "detail" } else { "reason" }: self.detail, "state": self.state,
+            "duplicate": self.duplicate, "at": order::rfc3339_ms(at_ms),
+        })
+    }
+}
+
+/// Local calendar of a time, for duty schedules.
+pub type Calendar = Arc<dyn Fn(i64) -> LocalTime + Send + Sync>;
+
+pub struct Dispatcher {
+    store: Arc<Mutex<Outbox>>,
+    grid: Grid,
+    config: Dispatch,
+    prefix: String,
+    calendar: Calendar,
+}
+
+impl Dispatcher {
+    /// Uses (and creates when missing) the dispatch tables in `store`'s database.
+    pub fn new(
+        store: Arc<Mutex<Outbox>>,
+        grid: Grid,
+        config: Dispatch,
+        prefix: &str,
+        calendar: Calendar,
+    ) -> Result<Self, DispatchError> {
+        store.lock().unwrap().connection().execute_batch(order::SCHEMA)?;
+        Ok(Self { store, grid, config, prefix: prefix.to_string(), calendar })
+    }
+
+    pub fn store(&self) -> &Arc<Mutex<Outbox>> {
+        &self.store
+    }
+
+    pub fn orders_topic(&self) -> String {
+        format!("{}/dispatch/orders", self.prefix)
+    }
+
+    pub fn updates_filter(&self) -> String {
+        format!("{}/dispatch/updates/+", self.prefix)
+    }
+
+    /// The sender of an update topic (`<prefix>/dispatch/updates/<sender>`).
+    pub fn sender_of<'t>(&self, topic: &'t str) -> Option<&'t str> {
+        topic.strip_prefix(&self.prefix)?.strip_prefix("/dispatch/updates/").filter(|s| !s.contains('/'))
+    }
+
+    pub fn reply_topic(&self, sender: &str) -> String {
+        format!("{}/dispatch/replies/{sender}", self.prefix)
+    }
+
+    /// Where an inspector (or the control room) hears about orders given to them.
+    pub fn contact_topic(&self, who: &str) -> String {
+        match self.grid.inspectors.iter().find(|i| i.id == who).and_then(|i| i.contact_topic.clone()) {
+            Some(t) => t,
+            None if who == CONTROL_ROOM => format!("{}/dispatch/control_room", self.prefix),
+            None => format!("{}/dispatch/inspectors/{who}", self.prefix),
+        }
+    }
+
+    /// One alert event (`gridsight.alert` JSON).
+    pub fn handle_alert(&self, payload: &[u8], now: i64) -> Result<AlertOutcome, DispatchError> {
+        let alert = match AlertIn::parse(payload) {
+            Ok(a) => a,
+            Err(reason) => return Ok(AlertOutcome::Refused(reason)),
+        };
+        self.store.lock().unwrap().transaction(|tx, out| {
+            let seen: Option<i64> =
+                tx.query_row("SELECT 1 FROM seen_alerts WHERE id = ?1", [&alert.id], |r| r.get(0)).optional()?;
+            if seen.is_some() {
+                return Ok(AlertOutcome::Duplicate);
+            }
+            let outcome = self.apply_alert(tx, out, &alert, now)?;
+            let order = match &outcome {
+                AlertOutcome::Created(o) | AlertOutcome::Attached(o) => Some(o.clone()),
+                _ => None,
+            };
+            tx.execute(
+                "INSERT INTO seen_alerts (id, order_id, at_ms) VALUES (?1, ?2, ?3)",
+                params![alert.id, order, now],
+            )?;
+            Ok::<_, DispatchError>(outcome)
+        })
+    }
+
+    fn apply_alert(
+        &self,
+        tx: &Transaction,
+        out: &mut Vec<Message>,
+        a: &AlertIn,
+        now: i64,
+    ) -> Result<AlertOutcome, DispatchError> {
+        let key = format!("{}/{}/{}/{}", a.node, a.camera, a.rule, a.zone.as_deref().unwrap_or("-"));
+        if let Some(mut o) = Order::open_for_key(tx, &key)? {
+            o.alerts += 1;
+            o.last_alert = a.id.clone();
+            if a.score > o.score {
+                o.score = a.score;
+                o.label = a.label.clone();
+                if a.snapshot.is_some() {
+                    o.snapshot = a.snapshot.clone();
+                }
+            }
+            o.save(tx)?;
+            self.announce(out, &o, "alert_attached", None, Some(&format!("alert {} ({})", a.id, a.kind)), now, &[]);
+            return Ok(AlertOutcome::Attached(o.id));
+        }
+        if !a.dispatch {
+            return Ok(AlertOutcome::Ignored(format!("rule {} does not create orders", a.rule)));
+        }
+        if a.kind != "new" {
+            return Ok(AlertOutcome::Ignored(format!("{} of an incident without an open order", a.kind)));
+        }
+        let Some(route) = self.config.route(&a.category) else {
+            return Ok(AlertOutcome::Ignored(format!("no dispatch route for category {}", a.category)));
+        };
+        let mut o = Order {
+            id: format!("o-{}", a.id),
+            key,
+            state: State::Assigned,
+            node: a.node.clone(),
+            camera: a.camera.clone(),
+            rule: a.rule.clone(),
+            zone: a.zone.clone(),
+            category: a.category.clone(),
+            severity: a.severity.clone(),
+            priority: route.priority.name().to_string(),
+            micro_grid: a.micro_grid.clone(),
+            grid: a.grid.clone().filter(|g| self.grid.grids.iter().any(|c| &c.id == g)),
+            assignee: None,
+            worker: None,
+            escalation: 0,
+            escalations: 0,
+            reassignments: 0,
+            excluded: Vec::new(),
+            deadline_ms: None,
+            deadline: None,
+            alerts: 1,
+            first_alert: a.id.clone(),
+            last_alert: a.id.clone(),
+            label: a.label.clone(),
+            score: a.score,
+            snapshot: a.snapshot.clone(),
+            created_ms: now,
+            assigned_ms: None,
+            accepted_ms: None,
+            on_site_ms: None,
+            resolved_ms: None,
+            closed_ms: None,
+            cancel_reason: None,
+            note: None,
+        };
+        self.announce(out, &o, "created", None, None, now, &[]);
+        info!(order = %o.id, camera = %o.camera, category = %o.category, grid = o.grid.as_deref().unwrap_or("-"), "order created");
+        self.assign_or_escalate(tx, out, &mut o, route, now, "created")?;
+        o.save(tx)?;
+        Ok(AlertOutcome::Created(o.id))
+    }
+
+    /// Gives the order to the best on-duty inspector of its grid, or escalates when nobody is.
+    fn assign_or_escalate(
+        &self,
+        tx: &Transaction,
+        out: &mut Vec<Message>,
+        o: &mut Order,
+        route: &Route,
+        now: i64,
+        why: &str,
+    ) -> Result<(), DispatchError> {
+        match self.pick_inspector(tx, o, now)? {
+            Some(who) => {
+                let previous = o.assignee.take();
+                o.state = State::Assigned;
+                o.assignee = Some(who.clone());
+                o.assigned_ms = Some(now);
+                o.deadline_ms = Some(now + route.accept_within.as_millis() as i64);
+                o.deadline = Some(Deadline::Accept);
+                if let Some(g) = &o.grid {
+                    tx.execute("INSERT OR REPLACE INTO cursors (grid, last) VALUES (?1, ?2)", params![g, who])?;
+                }
+                let event = if why == "created" { "assigned" } else { "reassigned" };
+                info!(order = %o.id, inspector = %who, reason = why, "order {event}");
+                let mut notify = vec![who.clone()];
+                notify.extend(previous.filter(|p| *p != who));
+                self.announce(out, o, event, None, Some(why), now, &notify);
+                Ok(())
+            }
+            None => self.escalate(out, o, route, now, &format!("{why}; no inspector of the grid is on duty")),
+        }
+    }
+
+    /// The on-duty inspector of the order's grid with the fewest open orders, not excluded;
+    /// ties go round-robin after the last one assigned in that grid.
+    fn pick_inspector(&self, tx: &Transaction, o: &Order, now: i64) -> Result<Option<String>, DispatchError> {
+        let Some(grid) = &o.grid else { return Ok(None) };
+        let local = (self.calendar)(now);
+        let candidates: Vec<&str> = self
+            .grid
+            .inspectors
+            .iter()
+            .filter(|i| &i.grid == grid && i.duty.is_active(local.weekday, local.minute))
+            .filter(|i| !o.excluded.contains(&i.id))
+            .map(|i| i.id.as_str())
+            .collect();
+        if candidates.is_empty() {
+            return Ok(None);
+        }
+        let mut load = Vec::with_capacity(candidates.len());
+        for c in &candidates {
+            let n: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM orders WHERE closed_ms IS NULL AND (assignee = ?1 OR worker = ?1) AND id != ?2",
+                params![c, o.id],
+                |r| r.get(0),
+            )?;
+            load.push(n);
+        }
+        let least = *load.iter().min().unwrap_or(&0);
+        let tied: Vec<&str> = candidates.iter().zip(&load).filter(|(_, n)| **n == least).map(|(c, _)| *c).collect();
+        let last: Option<String> =
+            tx.query_row("SELECT last FROM cursors WHERE grid = ?1", [grid], |r| r.get(0)).optional()?;
+        let order_of = |id: &str| self.grid.inspectors.iter().position(|i| i.id == id).unwrap_or(0);
+        let after = last.as_deref().map_or(-1, |l| order_of(l) as i64);
+        let next = tied.iter().find(|c| order_of(c) as i64 > after).or_else(|| tied.first());
+        Ok(next.map(|s| s.to_string()))
+    }
+
+    /// Moves the order one step up its route's escalation chain (a missing grid leader is
+    /// skipped). At the end of the chain it stays with the last target, without a deadline.
+    fn escalate(
+        &self,
+        out: &mut Vec<Message>,
+        o: &mut Order,
+        route: &Route,
+        now: i64,
+        why: &str,
+    ) -> Result<(), DispatchError> {
+        let leader = o.grid.as_ref().and_then(|g| self.grid.grids.iter().find(|c| &c.id == g)?.leader.clone());
+        let previous = o.assignee.clone();
+        loop {
+            let Some(step) = route.escalate.get(o.escalation as usize).copied() else {
+                // End of the chain: it stays where it is, without a deadline (someone must
+                // hold it: the control room when nobody does).
+                if o.assignee.is_none() || o.state == State::Assigned {
+                    o.assignee = Some(CONTROL_ROOM.into());
+                }
+                o.deadline_ms = None;
+                o.deadline = None;
+                break;
+            };
+            o.escalation += 1;
+            match step {
+                EscalationStep::Leader => {
+                    let Some(l) = leader.clone().filter(|l| !o.excluded.contains(l) && o.worker.as_ref() != Some(l))
+                    else {
+                        continue;
+                    };
+                    o.assignee = Some(l);
+                    o.deadline_ms = Some(now + route.accept_within.as_millis() as i64);
+                    o.deadline = Some(Deadline::Accept);
+                }
+                EscalationStep::ControlRoom => {
+                    o.assignee = Some(CONTROL_ROOM.into());
+                    o.deadline_ms = None;
+                    o.deadline = None;
+                }
+            }
+            break;
+        }
+        o.state = State::Escalated;
+        o.escalations += 1;
+        let to = o.assignee.clone().unwrap_or_default();
+        info!(order = %o.id, to = %to, reason = why, "order escalated");
+        let mut notify = vec![to];
+        notify.extend(previous);
+        notify.extend(o.worker.clone());
+        self.announce(out, o, "escalated", None, Some(why), now, &notify);
+        Ok(())
+    }
+
+    /// Adds the order event to `out`: on the orders topic, and on the contact topic of each
+    /// of `notify` (deduplicated).
+    #[allow(clippy::too_many_arguments)]
+    fn announce(
+        &self,
+        out: &mut Vec<Message>,
+        o: &Order,
+        event: &str,
+        by: Option<&str>,
+        detail: Option<&str>,
+        now: i64,
+        notify: &[String],
+    ) {
+        let v = serde_json::json!({
+            "schema": "gridsight.order", "version": 1, "event": event, "by": by, "detail": detail,
+            "at": order::rfc3339_ms(now), "order": o.to_json(),
+        });
+        let payload = serde_json::to_vec(&v).unwrap_or_default();
+        out.push(Message { topic: self.orders_topic(), payload: payload.clone(), retain: false, kind: Kind::Order });
+        let mut sent: Vec<&str> = Vec::new();
+        for who in notify {
+            if who.is_empty() || sent.contains(&who.as_str()) {
+                continue;
+            }
+            sent.push(who);
+            out.push(Message {
+                topic: self.contact_topic(who),
+                payload: payload.clone(),
+                retain: false,
+                kind: Kind::Order,
+            });
+        }
+    }
+
+    /// One update from `sender` (the last level of the topic it came on). The reply is
+    /// stored with the update's id, so a replay gets the same answer and changes nothing.
+    pub fn handle_update(&self, sender: &str, payload: &[u8], now: i64) -> Result<Reply, DispatchError> {
+        let known_sender = sender == CONTROL_ROOM || self.grid.inspectors.iter().any(|i| i.id == sender);
+        let u = match order::parse_update(payload) {
+            Ok(u) => u,
+            Err((id, reason)) => return Ok(Reply::refused(id, None, reason)),
+        };
+        if !known_sender {
+            return Ok(Reply::refused(Some(u.id), Some(u.order), format!("unknown sender \"{sender}\"")));
+        }
+        if u.by != sender {
+            return Ok(Reply::refused(
+                Some(u.id),
+                Some(u.order),
+                format!("\"by\" is {} but the update came on {sender}'s topic", u.by),
+            ));
+        }
+        self.store.lock().unwrap().transaction(|tx, out| {
+            let stored: Option<String> = tx
+                .query_row("SELECT reply FROM updates WHERE sender = ?1 AND id = ?2", params![sender, u.id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            if let Some(stored) = stored {
+                let v: serde_json::Value = serde_json::from_str(&stored).unwrap_or_default();
+                let mut r = Reply {
+                    ok: v["ok"].as_bool().unwrap_or(false),
+                    update: Some(u.id.clone()),
+                    order: Some(u.order.clone()),
+                    detail: v["detail"].as_str().or(v["reason"].as_str()).unwrap_or("").to_string(),
+                    state: None,
+                    duplicate: true,
+                };
+                r.detail = format!("already handled: {}", r.detail);
+                return Ok::<_, DispatchError>(r);
+            }
+            let reply = self.apply_update(tx, out, sender, &u, now)?;
+            let stored = serde_json::json!({"ok": reply.ok, "detail": reply.detail}).to_string();
+            tx.execute(
+                "INSERT INTO updates (sender, id, reply, at_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![sender, u.id, stored, now],
+            )?;
+            Ok(reply)
+        })
+    }
+
+    fn apply_update(
+        &self,
+        tx: &Transaction,
+        out: &mut Vec<Message>,
+        sender: &str,
+        u: &Update,
+        now: i64,
+    ) -> Result<Reply, DispatchError> {
+        let refuse = |why: String| Ok(Reply::refused(Some(u.id.clone()), Some(u.order.clone()), why));
+        let Some(mut o) = Order::load(tx, &u.order)? else {
+            return refuse(format!("unknown order {}", u.order));
+        };
+        if o.state.is_closed() {
+            return refuse(format!("order is {}; no further change", o.state.name()));
+        }
+        let route = self.config.route(&o.category).cloned().unwrap_or_else(|| Route::default_for(&o.category));
+        let is = |who: &Option<String>| who.as_deref() == Some(sender);
+        let leader = o.grid.as_ref().and_then(|g| self.grid.grids.iter().find(|c| &c.id == g)?.leader.clone());
+        let supervisor = sender == CONTROL_ROOM || leader.as_deref() == Some(sender);
+        let state = o.state;
+        let not_allowed = |what: &str| format!("{what} is not allowed while the order is {}", state.name());
+        let (event, notify): (&str, Vec<String>) = match u.action {
+            Action::Accept => {
+                if !matches!(state, State::Assigned | State::Escalated) {
+                    return refuse(not_allowed("accept"));
+                }
+                if !is(&o.assignee) || sender == CONTROL_ROOM {
+                    return refuse(format!("only the assignee ({}) can accept", o.assignee.as_deref().unwrap_or("-")));
+                }
+                o.state = State::Accepted;
+                o.worker = Some(sender.to_string());
+                o.accepted_ms.get_or_insert(now);
+                o.deadline_ms = Some(now + route.resolve_within.as_millis() as i64);
+                o.deadline = Some(Deadline::Resolve);
+                ("accepted", vec![])
+            }
+            Action::Reject => {
+                if !matches!(state, State::Assigned | State::Escalated) {
+                    return refuse(not_allowed("reject"));
+                }
+                if !is(&o.assignee) || sender == CONTROL_ROOM {
+                    return refuse(format!("only the assignee ({}) can reject", o.assignee.as_deref().unwrap_or("-")));
+                }
+                if u.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+                    return refuse("reject needs a reason".into());
+                }
+                o.excluded.push(sender.to_string());
+                self.announce(out, &o, "rejected", Some(sender), u.reason.as_deref(), now, &[]);
+                if state == State::Escalated {
+                    self.escalate(out, &mut o, &route, now, &format!("rejected by {sender}"))?;
+                } else {
+                    self.assign_or_escalate(tx, out, &mut o, &route, now, &format!("rejected by {sender}"))?;
+                }
+                o.note = u.note.clone().or(o.note);
+                o.save(tx)?;
+                return Ok(self.ok(
+                    u,
+                    &o,
+                    format!("rejected; now {} ({})", o.state.name(), o.assignee.as_deref().unwrap_or("-")),
+                ));
+            }
+            Action::Arrive => {
+                let worker_escalated = state == State::Escalated && o.on_site_ms.is_none() && o.worker.is_some();
+                if !(state == State::Accepted || worker_escalated) {
+                    return refuse(not_allowed("arrive"));
+                }
+                if !is(&o.worker) {
+                    return refuse(format!("only {} can report arriving", o.worker.as_deref().unwrap_or("the worker")));
+                }
+                o.on_site_ms = Some(now);
+                if state == State::Accepted {
+                    o.state = State::OnSite;
+                }
+                ("on_site", vec![])
+            }
+            Action::Resolve => {
+                let allowed = match state {
+                    State::Accepted | State::OnSite => is(&o.worker),
+                    State::Escalated => is(&o.worker) || (is(&o.assignee) && sender != CONTROL_ROOM) || supervisor,
+                    _ => false,
+                };
+                if !matches!(state, State::Accepted | State::OnSite | State::Escalated) {
+                    return refuse(not_allowed("resolve"));
+                }
+                if !allowed {
+                    return refuse(format!(
+                        "only the inspector working on it ({}) or a supervisor can resolve",
+                        o.worker.as_deref().unwrap_or("-")
+                    ));
+                }
+                o.state = State::Resolved;
+                o.resolved_ms = Some(now);
+                o.closed_ms = Some(now);
+                o.deadline_ms = None;
+                o.deadline = None;
+                ("resolved", o.assignee.iter().chain(o.worker.iter()).cloned().collect())
+            }
+            Action::Cancel => {
+                if !(is(&o.assignee) || is(&o.worker) || supervisor) {
+                    return refuse("only the assignee, the grid leader or the control room can cancel".into());
+                }
+                let Some(reason) = u.reason.as_deref().filter(|r| !r.trim().is_empty()) else {
+                    return refuse("cancel needs a reason (e.g. \"false alarm: shadow\")".into());
+                };
+                o.state = State::Cancelled;
+                o.cancel_reason = Some(reason.to_string());
+                o.closed_ms = Some(now);
+                o.deadline_ms = None;
+                o.deadline = None;
+                ("cancelled", o.assignee.iter().chain(o.worker.iter()).cloned().collect())
+            }
+            Action::Assign => {
+                if !supervisor {
+                    return refuse("only the grid leader or the control room can assign".into());
+                }
+                let Some(to) = u.to.as_deref().filter(|t| self.grid.inspectors.iter().any(|i| i.id == *t)) else {
+                    return refuse(format!("assign needs \"to\": a known inspector (got {:?})", u.to));
+                };
+                let previous = o.assignee.replace(to.to_string());
+                o.state = State::Assigned;
+                o.worker = None;
+                o.excluded.retain(|e| e != to);
+                o.assigned_ms = Some(now);
+                o.deadline_ms = Some(now + route.accept_within.as_millis() as i64);
+                o.deadline = Some(Deadline::Accept);
+                ("assigned", std::iter::once(to.to_string()).chain(previous).collect())
+            }
+        };
+        if let Some(n) = &u.note {
+            o.note = Some(n.clone());
+        }
+        o.save(tx)?;
+        info!(order = %o.id, by = sender, action = u.action.name(), state = o.state.name(), "order updated");
+        self.announce(out, &o, event, Some(sender), u.reason.as_deref().or(u.note.as_deref()), now, &notify);
+        Ok(self.ok(u, &o, event.to_string()))
+    }
+
+    fn ok(&self, u: &Update, o: &Order, detail: String) -> Reply {
+        Reply {
+            ok: true,
+            update: Some(u.id.clone()),
+            order: Some(o.id.clone()),
+            detail,
+            state: Some(o.state.name()),
+            duplicate: false,
+        }
+    }
+
+    /// Fires every stored deadline at or before `now`: an assignee who did not accept loses
+    /// the order (reassigned, then escalated); an order not resolved in time is escalated.
+    /// Returns how many deadlines fired.
+    pub fn tick(&self, now: i64) -> Result<usize, DispatchError> {
+        self.store.lock().unwrap().transaction(|tx, out| {
+            let due = Order::due(tx, now)?;
+            for mut o in due.iter().cloned() {
+                let route = self.config.route(&o.category).cloned().unwrap_or_else(|| Route::default_for(&o.category));
+                let late = o.assignee.clone().unwrap_or_default();
+                match (o.deadline, o.state) {
+                    (Some(Deadline::Accept), State::Assigned) => {
+                        o.excluded.push(late.clone());
+                        if o.reassignments < route.reassign {
+                            o.reassignments += 1;
+                            self.assign_or_escalate(
+                                tx,
+                                out,
+                                &mut o,
+                                &route,
+                                now,
+                                &format!("{late} did not accept in time"),
+                            )?;
+                        } else {
+                            self.escalate(out, &mut o, &route, now, &format!("{late} did not accept in time"))?;
+                        }
+                    }
+                    (Some(Deadline::Accept), _) => {
+                        o.excluded.push(late.clone());
+                        self.escalate(out, &mut o, &route, now, &format!("{late} did not take it up in time"))?;
+                    }
+                    (Some(Deadline::Resolve), _) => {
+                        self.escalate(out, &mut o, &route, now, "not resolved in time")?;
+                    }
+                    (None, _) => {}
+                }
+                o.save(tx)?;
+            }
+            Ok::<_, DispatchError>(due.len())
+        })
+    }
+
+    /// Deletes closed orders, handled alert ids and answered updates older than the retention.
+    pub fn prune(&self, now: i64) -> Result<usize, DispatchError> {
+        let before = now - self.config.retention.as_millis() as i64;
+        self.store.lock().unwrap().transaction(|tx, _| {
+            let n = tx.execute("DELETE FROM orders WHERE closed_ms IS NOT NULL AND closed_ms < ?1", [before])?;
+            tx.execute("DELETE FROM seen_alerts WHERE at_ms < ?1", [before])?;
+            tx.execute("DELETE FROM updates WHERE at_ms < ?1", [before])?;
+            Ok::<_, DispatchError>(n)
+        })
+    }
+
+    /// Every order, oldest first (status page, tests).
+    pub fn orders(&self) -> Result<Vec<Order>, DispatchError> {
+        Ok(Order::all(self.store.lock().unwrap().connection())?)
+    }
+}
+
+/// The fields of an alert the dispatcher uses, checked.
+#[derive(Debug)]
+struct AlertIn {
+    id: String,
+    kind: String,
+    node: String,
+    camera: String,
+    rule: String,
+    zone: Option<String>,
+    category: String,
+    severity: String,
+    dispatch: bool,
+    label: String,
+    score: f64,
+    micro_grid: Option<String>,
+    grid: Option<String>,
+    snapshot: Option<String>,
+}
+
+impl AlertIn {
+    fn parse(payload: &[u8]) -> Result<Self, String> {
+        let v: serde_json::Value = serde_json::from_slice(payload).map_err(|e| format!("not JSON: {e}"))?;
+        if v["schema"] != "gridsight.alert" || v["version"] != 1 {
+            return Err("not a gridsight.alert version 1".into());
+        }
+        let fine = |s: &&str| (1..=200).contains(&s.len()) && !s.contains('/') && !s.chars().any(char::is_control);
+        let text = |k: &str| -> Result<String, String> {
+            v[k].as_str()
+                .filter(fine)
+                .map(str::to_string)
+                .ok_or_else(|| format!("field {k} missing or not a short name"))
+        };
+        let opt = |k: &str| v[k].as_str().filter(fine).map(str::to_string);
+        Ok(Self {
+            id: text("id")?,
+            kind: text("type")?,
+            node: text("node")?,
+            camera: text("camera")?,
+            rule: text("rule")?,
+            zone: opt("zone"),
+            category: text("category")?,
+            severity: opt("severity").unwrap_or_else(|| "medium".into()),
+            dispatch: v["dispatch"].as_bool().unwrap_or(true),
+            label: opt("label").unwrap_or_default(),
+            score: v["score"].as_f64().unwrap_or(0.0),
+            micro_grid: opt("micro_grid"),
+            grid: opt("grid"),
+            snapshot: v["snapshot"].as_str().filter(|s| s.len() <= 300).map(str::to_string),
+        })
+    }
+}

@@ -1,0 +1,348 @@
+//! Orders as stored, the updates inspectors send, and their JSON forms.
+
+use rusqlite::{OptionalExtension, Row, Transaction, params};
+use serde::Deserialize;
+
+/// Where an order is in its life. `created` is an event, not a resting state: a new order
+/// is assigned or escalated in the same transaction that creates it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Assigned,
+    Accepted,
+    OnSite,
+    Escalated,
+    Resolved,
+    Cancelled,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Assigned => "assigned",
+            Self::Accepted => "accepted",
+            Self::OnSite => "on_site",
+            Self::Escalated => "escalated",
+            Self::Resolved => "resolved",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "accepted" => Self::Accepted,
+            "on_site" => Self::OnSite,
+            "escalated" => Self::Escalated,
+            "resolved" => Self::Resolved,
+            "cancelled" => Self::Cancelled,
+            _ => Self::Assigned,
+        }
+    }
+
+    pub fn is_closed(self) -> bool {
+        matches!(self, Self::Resolved | Self::Cancelled)
+    }
+}
+
+/// What a stored deadline waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deadline {
+    /// The assignee (or escalation target) must accept by then.
+    Accept,
+    /// The order must be resolved by then.
+    Resolve,
+}
+
+/// The escalation target that is not an inspector.
+pub const CONTROL_ROOM: &str = "control_room";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Order {
+    pub id: String,
+    /// `node/camera/rule/zone`: at most one open order per key.
+    pub key: String,
+    pub state: State,
+    pub node: String,
+    pub camera: String,
+    pub rule: String,
+    pub zone: Option<String>,
+    pub category: String,
+    pub severity: String,
+    pub priority: String,
+    pub micro_grid: Option<String>,
+    pub grid: Option<String>,
+    /// Who must act now: an inspector id or [`CONTROL_ROOM`].
+    pub assignee: Option<String>,
+    /// The inspector who accepted the work, if any.
+    pub worker: Option<String>,
+    /// Steps taken along the route's escalation chain.
+    pub escalation: u32,
+    pub escalations: u32,
+    pub reassignments: u32,
+    /// Inspectors who rejected it or let it time out: not asked again.
+    pub excluded: Vec<String>,
+    pub deadline_ms: Option<i64>,
+    pub deadline: Option<Deadline>,
+    pub alerts: u32,
+    pub first_alert: String,
+    pub last_alert: String,
+    pub label: String,
+    pub score: f64,
+    pub snapshot: Option<String>,
+    pub created_ms: i64,
+    pub assigned_ms: Option<i64>,
+    pub accepted_ms: Option<i64>,
+    pub on_site_ms: Option<i64>,
+    pub resolved_ms: Option<i64>,
+    pub closed_ms: Option<i64>,
+    pub cancel_reason: Option<String>,
+    pub note: Option<String>,
+}
+
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS orders (
+    id TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    state TEXT NOT NULL,
+    node TEXT NOT NULL, camera TEXT NOT NULL, rule TEXT NOT NULL, zone TEXT,
+    category TEXT NOT NULL, severity TEXT NOT NULL, priority TEXT NOT NULL,
+    micro_grid TEXT, grid TEXT,
+    assignee TEXT, worker TEXT,
+    escalation INTEGER NOT NULL, escalations INTEGER NOT NULL, reassignments INTEGER NOT NULL,
+    excluded TEXT NOT NULL,
+    deadline_ms INTEGER, deadline TEXT,
+    alerts INTEGER NOT NULL, first_alert TEXT NOT NULL, last_alert TEXT NOT NULL,
+    label TEXT NOT NULL, score REAL NOT NULL, snapshot TEXT,
+    created_ms INTEGER NOT NULL, assigned_ms INTEGER, accepted_ms INTEGER, on_site_ms INTEGER,
+    resolved_ms INTEGER, closed_ms INTEGER,
+    cancel_reason TEXT, note TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS orders_open_key ON orders(key) WHERE closed_ms IS NULL;
+CREATE INDEX IF NOT EXISTS orders_deadline ON orders(deadline_ms) WHERE deadline_ms IS NOT NULL;
+CREATE INDEX IF NOT EXISTS orders_created ON orders(created_ms);
+-- Alerts already turned into (or attached to) an order: a replayed alert changes nothing.
+CREATE TABLE IF NOT EXISTS seen_alerts (id TEXT PRIMARY KEY, order_id TEXT, at_ms INTEGER NOT NULL);
+-- Updates already answered, by sender and update id: a replayed update gets the same reply.
+CREATE TABLE IF NOT EXISTS updates (
+    sender TEXT NOT NULL, id TEXT NOT NULL, reply TEXT NOT NULL, at_ms INTEGER NOT NULL,
+    PRIMARY KEY (sender, id)
+);
+-- Round-robin position per grid: the inspector assigned last.
+CREATE TABLE IF NOT EXISTS cursors (grid TEXT PRIMARY KEY, last TEXT NOT NULL);
+";
+
+const COLUMNS: &str = "id, key, state, node, camera, rule, zone, category, severity, priority, micro_grid, grid, \
+    assignee, worker, escalation, escalations, reassignments, excluded, deadline_ms, deadline, alerts, first_alert, \
+    last_alert, label, score, snapshot, created_ms, assigned_ms, accepted_ms, on_site_ms, resolved_ms, closed_ms, \
+    cancel_reason, note";
+
+impl Order {
+    fn from_row(r: &Row) -> rusqlite::Result<Self> {
+        let excluded: String = r.get(17)?;
+        let deadline: Option<String> = r.get(19)?;
+        Ok(Self {
+            id: r.get(0)?,
+            key: r.get(1)?,
+            state: State::parse(&r.get::<_, String>(2)?),
+            node: r.get(3)?,
+            camera: r.get(4)?,
+            rule: r.get(5)?,
+            zone: r.get(6)?,
+            category: r.get(7)?,
+            severity: r.get(8)?,
+            priority: r.get(9)?,
+            micro_grid: r.get(10)?,
+            grid: r.get(11)?,
+            assignee: r.get(12)?,
+            worker: r.get(13)?,
+            escalation: r.get(14)?,
+            escalations: r.get(15)?,
+            reassignments: r.get(16)?,
+            excluded: excluded.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+            deadline_ms: r.get(18)?,
+            deadline: deadline.map(|d| if d == "resolve" { Deadline::Resolve } else { Deadline::Accept }),
+            alerts: r.get(20)?,
+            first_alert: r.get(21)?,
+            last_alert: r.get(22)?,
+            label: r.get(23)?,
+            score: r.get(24)?,
+            snapshot: r.get(25)?,
+            created_ms: r.get(26)?,
+            assigned_ms: r.get(27)?,
+            accepted_ms: r.get(28)?,
+            on_site_ms: r.get(29)?,
+            resolved_ms: r.get(30)?,
+            closed_ms: r.get(31)?,
+            cancel_reason: r.get(32)?,
+            note: r.get(33)?,
+        })
+    }
+
+    pub fn load(tx: &Transaction, id: &str) -> rusqlite::Result<Option<Self>> {
+        tx.query_row(&format!("SELECT {COLUMNS} FROM orders WHERE id = ?1"), [id], Self::from_row).optional()
+    }
+
+    pub fn open_for_key(tx: &Transaction, key: &str) -> rusqlite::Result<Option<Self>> {
+        tx.query_row(
+            &format!("SELECT {COLUMNS} FROM orders WHERE key = ?1 AND closed_ms IS NULL"),
+            [key],
+            Self::from_row,
+        )
+        .optional()
+    }
+
+    /// Open orders whose deadline is at or before `now`, earliest first.
+    pub fn due(tx: &Transaction, now: i64) -> rusqlite::Result<Vec<Self>> {
+        let mut stmt = tx.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM orders WHERE deadline_ms IS NOT NULL AND deadline_ms <= ?1 AND closed_ms IS NULL ORDER BY deadline_ms, id"
+        ))?;
+        stmt.query_map([now], Self::from_row)?.collect()
+    }
+
+    pub fn all(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<Self>> {
+        let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM orders ORDER BY created_ms, id"))?;
+        stmt.query_map([], Self::from_row)?.collect()
+    }
+
+    pub fn save(&self, tx: &Transaction) -> rusqlite::Result<()> {
+        let deadline = self.deadline.map(|d| if d == Deadline::Resolve { "resolve" } else { "accept" });
+        tx.execute(
+            &format!(
+                "INSERT OR REPLACE INTO orders ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, \
+                 ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34)"
+            ),
+            params![
+                self.id,
+                self.key,
+                self.state.name(),
+                self.node,
+                self.camera,
+                self.rule,
+                self.zone,
+                self.category,
+                self.severity,
+                self.priority,
+                self.micro_grid,
+                self.grid,
+                self.assignee,
+                self.worker,
+                self.escalation,
+                self.escalations,
+                self.reassignments,
+                self.excluded.join(","),
+                self.deadline_ms,
+                deadline,
+                self.alerts,
+                self.first_alert,
+                self.last_alert,
+                self.label,
+                self.score,
+                self.snapshot,
+                self.created_ms,
+                self.assigned_ms,
+                self.accepted_ms,
+                self.on_site_ms,
+                self.resolved_ms,
+                self.closed_ms,
+                self.cancel_reason,
+                self.note,
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The order as published (`order` in `gridsight.order` events).
+    pub fn to_json(&self) -> serde_json::Value {
+        let t = |ms: Option<i64>| ms.map(rfc3339_ms);
+        serde_json::json!({
+            "id": self.id, "state": self.state.name(), "category": self.category, "priority": self.priority,
+            "severity": self.severity, "node": self.node, "camera": self.camera, "rule": self.rule,
+            "zone": self.zone, "micro_grid": self.micro_grid, "grid": self.grid,
+            "assignee": self.assignee, "worker": self.worker, "escalation": self.escalation,
+            "reassignments": self.reassignments, "alerts": self.alerts, "first_alert": self.first_alert,
+            "last_alert": self.last_alert, "label": self.label, "score": (self.score * 1000.0).round() / 1000.0,
+            "snapshot": self.snapshot, "created_at": rfc3339_ms(self.created_ms),
+            "assigned_at": t(self.assigned_ms), "accepted_at": t(self.accepted_ms), "on_site_at": t(self.on_site_ms),
+            "resolved_at": t(self.resolved_ms), "closed_at": t(self.closed_ms),
+            "deadline": t(self.deadline_ms),
+            "deadline_kind": self.deadline.map(|d| if d == Deadline::Resolve { "resolve" } else { "accept" }),
+            "cancel_reason": self.cancel_reason, "note": self.note,
+        })
+    }
+}
+
+pub fn rfc3339_ms(ms: i64) -> String {
+    crate::alert::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64))
+}
+
+/// What an inspector's app (or the control room) asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Accept,
+    Reject,
+    Arrive,
+    Resolve,
+    Cancel,
+    Assign,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Accept => "accept",
+            Self::Reject => "reject",
+            Self::Arrive => "arrive",
+            Self::Resolve => "resolve",
+            Self::Cancel => "cancel",
+            Self::Assign => "assign",
+        }
+    }
+}
+
+/// A lifecycle update, on `<prefix>/dispatch/updates/<sender>`:
+/// `{"id": "u-17", "order": "o-…", "action": "accept", "by": "insp-1", "note": "…"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Update {
+    /// Unique per sender: a replayed update is answered again and changes nothing.
+    pub id: String,
+    pub order: String,
+    pub action: Action,
+    /// The sender's id; must match the topic it came on.
+    pub by: String,
+    /// `reject` and `cancel` need one.
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub note: Option<String>,
+    /// `assign`: the inspector to give the order to.
+    #[serde(default)]
+    pub to: Option<String>,
+}
+
+/// Parses an update, refusing anything but the documented object with sane sizes.
+pub fn parse_update(payload: &[u8]) -> Result<Update, (Option<String>, String)> {
+    let text = std::str::from_utf8(payload).map_err(|_| (None, "payload is not UTF-8 JSON".to_string()))?;
+    if !text.trim_start().starts_with('{') {
+        return Err((None, "not a JSON object".into()));
+    }
+    let u: Update = serde_json::from_str(text).map_err(|e| {
+        let id = serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .and_then(|v| v.get("id")?.as_str().map(str::to_string))
+            .filter(|id| short(id, 64));
+        (id, format!("not a valid update: {e}"))
+    })?;
+    let id = Some(u.id.clone()).filter(|id| short(id, 64));
+    if !short(&u.id, 64) || !short(&u.order, 200) || !short(&u.by, 64) {
+        return Err((id, "id, order and by must be 1-64 (order 1-200) printable characters".into()));
+    }
+    if [&u.reason, &u.note].into_iter().flatten().any(|s| s.chars().count() > 1000) {
+        return Err((id, "reason and note are limited to 1000 characters".into()));
+    }
+    Ok(u)
+}
+
+fn short(s: &str, max: usize) -> bool {
+    (1..=max).contains(&s.chars().count()) && !s.chars().any(char::is_control)
+}

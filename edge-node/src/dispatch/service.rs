@@ -1,0 +1,187 @@
+//! The dispatcher on the broker: in-process with `edge-node run` (this node's alerts) or
+//! alone as `edge-node dispatch` (every node's alerts).
+//!
+//! Its MQTT session is persistent (clean session off) and QoS 1 with manual acks: the broker
+//! keeps alerts published while the dispatcher is down, and an alert is acknowledged only
+//! after the transaction that handled it has committed, so a crash means redelivery (and
+//! the alert id makes that harmless), never loss. Order events go out through the outbox
+//! in the dispatcher's own database (`<data_dir>/dispatch.db`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+use super::{AlertOutcome, Dispatcher, stats};
+use crate::config::Config;
+use crate::mqtt::{LinkOptions, MqttLink, RefusalLog};
+use crate::outbox::{Kind, Message, Outbox};
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+pub struct DispatchService {
+    pub dispatcher: Arc<Dispatcher>,
+    link: MqttLink,
+    stop: Arc<Notify>,
+    stopping: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+    /// Latest statistics as Prometheus text, for `/metrics`.
+    pub metrics: Arc<Mutex<String>>,
+}
+
+impl DispatchService {
+    /// Starts on the current tokio runtime. `base` says how to reach the broker (its client
+    /// id gets `-dispatch` appended); `alerts` is the topic filter of the alerts to handle.
+    pub fn start(config: &Config, base: &LinkOptions, alerts: &str) -> Result<Self, super::DispatchError> {
+        let prefix = config.mqtt.as_ref().map_or("gridsight", |m| m.topic_prefix.as_str()).to_string();
+        let path = config.storage.data_dir.join("dispatch.db");
+        let store = Arc::new(Mutex::new(Outbox::open(&path, config.storage.outbox_max_bytes)?));
+        let calendar: super::Calendar =
+            Arc::new(|ms: i64| crate::localtime::local_time(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)));
+        let dispatcher =
+            Arc::new(Dispatcher::new(store.clone(), config.grid.clone(), config.dispatch.clone(), &prefix, calendar)?);
+        let open = dispatcher.orders()?.iter().filter(|o| !o.state.is_closed()).count();
+        info!(path = %path.display(), open_orders = open, alerts, routes = config.dispatch.routes.len(), "dispatcher starting");
+
+        let opts = LinkOptions {
+            client_id: format!("{}-dispatch", base.client_id),
+            availability_topic: format!("{prefix}/dispatch/{}/availability", config.node.id),
+            clean_session: false,
+            manual_acks: true,
+            subscriptions: vec![alerts.to_string(), dispatcher.updates_filter()],
+            ..base.clone()
+        };
+        let d = dispatcher.clone();
+        let refusals = Mutex::new(RefusalLog::default());
+        let link = MqttLink::start_with_inbound(
+            opts,
+            store.clone(),
+            Arc::new(|_| {}),
+            Arc::new(move |topic: &str, payload: &[u8]| {
+                let now = now_ms();
+                if let Some(sender) = d.sender_of(topic) {
+                    return match d.handle_update(sender, payload, now) {
+                        Ok(reply) => {
+                            if !reply.ok {
+                                refusals.lock().unwrap().refuse(topic, &reply.detail);
+                            }
+                            let m = Message {
+                                topic: d.reply_topic(sender),
+                                payload: serde_json::to_vec(&reply.to_json(now)).unwrap_or_default(),
+                                retain: false,
+                                kind: Kind::Order,
+                            };
+                            if let Err(e) = d.store().lock().unwrap().push(&m) {
+                                warn!("cannot store the reply to an update: {e}");
+                            }
+                            true
+                        }
+                        Err(e) => {
+                            warn!(topic, "update not handled, the broker will redeliver it: {e}");
+                            false
+                        }
+                    };
+                }
+                match d.handle_alert(payload, now) {
+                    Ok(AlertOutcome::Refused(reason)) => {
+                        refusals.lock().unwrap().refuse(topic, &format!("alert not usable for dispatch: {reason}"));
+                        true
+                    }
+                    Ok(_) => true,
+                    Err(e) => {
+                        warn!(topic, "alert not handled, the broker will redeliver it: {e}");
+                        false
+                    }
+                }
+            }),
+        );
+
+        let metrics = Arc::new(Mutex::new(String::new()));
+        let stop = Arc::new(Notify::new());
+        let stopping = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(timers(
+            dispatcher.clone(),
+            link.notifier(),
+            stop.clone(),
+            stopping.clone(),
+            metrics.clone(),
+            config.dispatch.stats_interval,
+            config.dispatch.retention,
+        ));
+        Ok(Self { dispatcher, link, stop, stopping, task, metrics })
+    }
+
+    pub fn connected(&self) -> bool {
+        self.link.stats.connected.load(Ordering::SeqCst)
+    }
+
+    pub async fn shutdown(self, deadline: Duration) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.stop.notify_one();
+        let _ = tokio::time::timeout(deadline, self.task).await;
+        self.link.shutdown(deadline).await;
+    }
+}
+
+/// Stored deadlines every second (at once on start, so deadlines that passed while the
+/// dispatcher was down fire now), statistics every `stats_every`, pruning hourly.
+async fn timers(
+    d: Arc<Dispatcher>,
+    notify: Arc<Notify>,
+    stop: Arc<Notify>,
+    stopping: Arc<AtomicBool>,
+    metrics: Arc<Mutex<String>>,
+    stats_every: Duration,
+    retention: Duration,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut stats_tick = tokio::time::interval(stats_every);
+    let mut prune_tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        if stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        tokio::select! {
+            _ = tick.tick() => match d.tick(now_ms()) {
+                Ok(0) => {}
+                Ok(_) => notify.notify_one(),
+                Err(e) => warn!("dispatch timers: {e}"),
+            },
+            _ = stats_tick.tick() => {
+                let now = now_ms();
+                let since = now - retention.as_millis() as i64;
+                let groups = {
+                    let store = d.store().lock().unwrap();
+                    stats::compute(store.connection(), since)
+                };
+                match groups {
+                    Ok(groups) => {
+                        *metrics.lock().unwrap() = stats::to_prometheus(&groups);
+                        let v = stats::to_json(&groups, retention.as_secs(), &super::order::rfc3339_ms(now));
+                        let m = Message {
+                            topic: format!("{}/stats", d.orders_topic().trim_end_matches("/orders")),
+                            payload: serde_json::to_vec(&v).unwrap_or_default(),
+                            retain: true,
+                            kind: Kind::Status,
+                        };
+                        if let Err(e) = d.store().lock().unwrap().push_latest(&m) {
+                            warn!("cannot store dispatch statistics: {e}");
+                        }
+                        notify.notify_one();
+                    }
+                    Err(e) => warn!("dispatch statistics: {e}"),
+                }
+            }
+            _ = prune_tick.tick() => match d.prune(now_ms()) {
+                Ok(n) if n > 0 => info!(deleted = n, "closed orders past retention deleted"),
+                Ok(_) => {}
+                Err(e) => warn!("dispatch pruning: {e}"),
+            },
+            _ = stop.notified() => return,
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Handling statistics per grid and category: orders created, the share handled (resolved or
+//! cancelled), median and p90 time to accept and to resolve, escalations. Published
+//! (retained) on `<prefix>/dispatch/stats` and served as Prometheus metrics.
+
+use std::collections::BTreeMap;
+
+use rusqlite::Connection;
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Group {
+    pub grid: String,
+    pub category: String,
+    pub created: u64,
+    pub open: u64,
+    pub resolved: u64,
+    pub cancelled: u64,
+    pub escalations: u64,
+    /// Seconds from creation to acceptance / resolution, of the orders that got there.
+    pub to_accept: Vec<f64>,
+    pub to_resolve: Vec<f64>,
+}
+
+impl Group {
+    /// Resolved or cancelled, over created.
+    pub fn handled_rate(&self) -> f64 {
+        if self.created == 0 { 0.0 } else { (self.resolved + self.cancelled) as f64 / self.created as f64 }
+    }
+}
+
+/// Nearest-rank percentile of unsorted values; `None` when empty.
+pub fn percentile(values: &[f64], p: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let rank = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    Some(v[rank - 1])
+}
+
+/// Statistics over the orders created at or after `since_ms`.
+pub fn compute(conn: &Connection, since_ms: i64) -> rusqlite::Result<Vec<Group>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT COALESCE(grid, '-'), category, state, escalations, created_ms, accepted_ms, resolved_ms
+         FROM orders WHERE created_ms >= ?1",
+    )?;
+    let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
+    let rows = stmt.query_map([since_ms], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, i64>(4)?,
+            r.get::<_, Option<i64>>(5)?,
+            r.get::<_, Option<i64>>(6)?,
+        ))
+    })?;
+    for row in rows {
+        let (grid, category, state, escalations, created, accepted, resolved) = row?;
+        let g = groups.entry((grid.clone(), category.clone())).or_insert_with(|| Group {
+            grid,
+            category,
+            ..Group::default()
+        });
+        g.created += 1;
+        g.escalations += escalations as u64;
+        match state.as_str() {
+            "resolved" => g.resolved += 1,
+            "cancelled" => g.cancelled += 1,
+            _ => g.open += 1,
+        }
+        if let Some(a) = accepted {
+            g.to_accept.push((a - created) as f64 / 1000.0);
+        }
+        if let Some(r) = resolved {
+            g.to_resolve.push((r - created) as f64 / 1000.0);
+        }
+    }
+    Ok(groups.into_values().collect())
+}
+
+/// `gridsight.dispatch_stats` JSON.
+pub fn to_json(groups: &[Group], window_s: u64, at: &str) -> serde_json::Value {
+    let round = |x: Option<f64>| x.map(|v| (v * 10.0).round() / 10.0);
+    let list: Vec<serde_json::Value> = groups
+        .iter()
+        .map(|g| {
+            serde_json::json!({
+                "grid": g.grid, "category": g.category, "created": g.created, "open": g.open,
+                "resolved": g.resolved, "cancelled": g.cancelled,
+                "handled_rate": (g.handled_rate() * 1000.0).round() / 1000.0,
+                "accept_p50_s": round(percentile(&g.to_accept, 0.5)), "accept_p90_s": round(percentile(&g.to_accept, 0.9)),
+                "resolve_p50_s": round(percentile(&g.to_resolve, 0.5)), "resolve_p90_s": round(percentile(&g.to_resolve, 0.9)),
+                "escalations": g.escalations,
+            })
+        })
+        .collect();
+    serde_json::json!({"schema": "gridsight.dispatch_stats", "version": 1, "window_s": window_s, "at": at, "groups": list})
+}
+
+/// Prometheus text exposition of the same figures.
+pub fn to_prometheus(groups: &[Group]) -> String {
+    let mut out = String::new();
+    let mut metric = |name: &str, help: &str, kind: &str, value: &dyn Fn(&Group) -> Option<f64>| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for g in groups {
+            if let Some(v) = value(g) {
+                out.push_str(&format!("{name}{{grid=\"{}\",category=\"{}\"}} {v}\n", g.grid, g.category));
+            }
+        }
+    };
+    metric("gridsight_orders_created", "Orders created in the statistics window.", "gauge", &|g| {
+        Some(g.created as f64)
+    });
+    metric("gridsight_orders_open", "Orders not yet resolved or cancelled.", "gauge", &|g| Some(g.open as f64));
+    metric("gridsight_orders_resolved", "Orders resolved.", "gauge", &|g| Some(g.resolved as f64));
+    metric("gridsight_orders_cancelled", "Orders cancelled (false alarms).", "gauge", &|g| Some(g.cancelled as f64));
+    metric("gridsight_orders_handled_ratio", "Resolved or cancelled over created.", "gauge", &|g| {
+        Some(g.handled_rate())
+    });
+    metric("gridsight_orders_escalations", "Escalation steps taken.", "gauge", &|g| Some(g.escalations as f64));
+    metric("gridsight_orders_accept_p50_seconds", "Median time from creation to acceptance.", "gauge", &|g| {
+        percentile(&g.to_accept, 0.5)
+    });
+    metric("gridsight_orders_accept_p90_seconds", "90th percentile time to acceptance.", "gauge", &|g| {
+        percentile(&g.to_accept, 0.9)
+    });
+    metric("gridsight_orders_resolve_p50_seconds", "Median time from creation to resolution.", "gauge", &|g| {
+        percentile(&g.to_resolve, 0.5)
+    });
+    metric("gridsight_orders_resolve_p90_seconds", "90th percentile time to resolution.", "gauge", &|g| {
+        percentile(&g.to_resolve, 0.9)
+    });
+    out
+}
