@@ -1,0 +1,204 @@
+//! `edge-node dispatch` with a real Mosquitto, fake nodes publishing alerts, and the
+//! `edge-node inspector` helper acting as inspectors' apps.
+//!
+//!   nodes n1, n2 ─► alerts ─► Mosquitto ─► edge-node dispatch ─► orders ─► subscriber
+//!                                ▲                              │
+//!   edge-node inspector a1 ──────┘ accept / arrive / resolve ◄──┘ replies
+//!   1. two incidents (one alerted twice) ⇒ two orders, assigned; a1 closes one with the
+//!      helper; a2 trying to accept a1's order is refused with a reason
+//!   2. the dispatcher is killed (SIGKILL) and stays down a minute while the nodes publish 20
+//!      more alerts; restarted, it makes every one an order, and no order twice
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use common::*;
+
+fn config(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
+    let text = format!(
+        r#"version = 1
+[node]
+id = "district"
+[mqtt]
+host = "127.0.0.1"
+port = {port}
+[storage]
+data_dir = "{data}"
+models_dir = "{models}"
+[dispatch]
+stats_interval = "2s"
+[[dispatch.routes]]
+category = "illegal_parking"
+priority = "high"
+accept_within = "1h"
+[[grid.communities]]
+id = "c1"
+[[grid.grids]]
+id = "g1"
+community = "c1"
+leader = "lead"
+[[grid.micro_grids]]
+id = "m1"
+grid = "g1"
+[[grid.inspectors]]
+id = "a1"
+name = "Inspector One"
+grid = "g1"
+[[grid.inspectors]]
+id = "a2"
+name = "Inspector Two"
+grid = "g1"
+[[grid.inspectors]]
+id = "lead"
+name = "Grid Leader"
+grid = "g1"
+duty = ["sun 03:00-03:01"]
+"#,
+        data = dir.join("data").display(),
+        models = root().join("models").display()
+    );
+    let path = dir.join("dispatch.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn dispatcher(config: &std::path::Path, n: u32) -> Proc {
+    let log = std::fs::File::create(config.with_file_name(format!("dispatch-{n}.log"))).unwrap();
+    Proc(Command::new(env!("CARGO_BIN_EXE_edge-node")).args(["dispatch", "--config"]).arg(config).stderr(log).spawn().unwrap())
+}
+
+fn log(config: &std::path::Path, n: u32) -> String {
+    std::fs::read_to_string(config.with_file_name(format!("dispatch-{n}.log"))).unwrap_or_default()
+}
+
+fn inspector(config: &std::path::Path, id: &str, args: &[&str]) -> (i32, serde_json::Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_edge-node"))
+        .args(["inspector", "--config"])
+        .arg(config)
+        .args(["--id", id])
+        .args(args)
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.code().unwrap_or(-1), v)
+}
+
+fn alert(node: &str, n: usize, camera: &str) -> Vec<u8> {
+    let id = format!("{node}-alert-{n:03}");
+    serde_json::to_vec(&serde_json::json!({
+        "schema": "gridsight.alert", "version": 1, "id": id, "type": "new", "incident": format!("{node}/{camera}/park/1"),
+        "node": node, "camera": camera, "rule": "park", "category": "illegal_parking", "severity": "medium",
+        "dispatch": true, "label": "car", "score": 0.9, "track": 3, "zone": "kerb", "count": null,
+        "micro_grid": "m1", "grid": "g1", "started_at": "2026-11-30T10:00:00.000Z", "ended_at": null, "snapshot": null,
+    }))
+    .unwrap()
+}
+
+/// Order events seen on the orders topic: (event, order id).
+fn order_events(got: &Received) -> Vec<(String, String)> {
+    got.lock()
+        .unwrap()
+        .iter()
+        .filter(|(t, _)| t == "gridsight/dispatch/orders")
+        .filter_map(|(_, p)| {
+            let v: serde_json::Value = serde_json::from_slice(p).ok()?;
+            Some((v["event"].as_str()?.to_string(), v["order"]["id"].as_str()?.to_string()))
+        })
+        .collect()
+}
+
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+fn created(got: &Received) -> Vec<String> {
+    order_events(got).into_iter().filter(|(e, _)| e == "created").map(|(_, o)| o).collect()
+}
+
+#[test]
+fn alerts_become_orders_inspectors_close_them_and_downtime_loses_nothing() {
+    let dir = std::env::temp_dir().join(format!("gridsight-dispatch-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let _broker = Mosquitto::start(port);
+    let cfg = config(&dir, port);
+    let (got, subscribed) = subscriber_with_state(port, "gridsight/dispatch/#", "dispatch-e2e");
+    assert!(wait_until(Duration::from_secs(10), || subscribed.load(std::sync::atomic::Ordering::SeqCst)));
+
+    let mut d = dispatcher(&cfg, 1);
+    assert!(
+        wait_until(Duration::from_secs(30), || log(&cfg, 1).contains("mqtt connected")),
+        "dispatcher did not connect:\n{}",
+        log(&cfg, 1)
+    );
+    // The nodes: a client that publishes alerts at QoS 1.
+    let (nodes, mut connection) = rumqttc::Client::new(rumqttc::MqttOptions::new("fake-nodes", "127.0.0.1", port), 100);
+    std::thread::spawn(move || for _ in connection.iter() {});
+    let publish = |node: &str, n: usize, camera: &str| {
+        nodes.publish(format!("gridsight/{node}/alerts"), rumqttc::QoS::AtLeastOnce, false, alert(node, n, camera)).unwrap()
+    };
+
+    // 1. Two incidents, one alerted twice.
+    publish("n1", 1, "gate");
+    publish("n1", 2, "gate");
+    publish("n2", 1, "market");
+    assert!(wait_until(Duration::from_secs(15), || created(&got).len() == 2), "{:?}\n{}", order_events(&got), log(&cfg, 1));
+    assert!(wait_until(Duration::from_secs(5), || order_events(&got).iter().any(|(e, _)| e == "alert_attached")));
+    let gate = "o-n1-alert-001";
+    assert_eq!(created(&got), [gate, "o-n2-alert-001"]);
+    let assigned: Vec<String> = got
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(t, _)| t.starts_with("gridsight/dispatch/inspectors/"))
+        .map(|(t, _)| t.rsplit('/').next().unwrap().to_string())
+        .collect();
+    assert_eq!(assigned, ["a1", "a2"], "each inspector told of their order on their contact topic");
+
+    let (code, reply) = inspector(&cfg, "a2", &["accept", gate]);
+    assert_eq!(code, 1, "{reply}");
+    assert!(reply["reason"].as_str().unwrap().contains("only the assignee (a1)"), "{reply}");
+    for action in ["accept", "arrive", "resolve"] {
+        let (code, reply) = inspector(&cfg, "a1", &[action, gate, "--note", "done"]);
+        assert_eq!(code, 0, "{action}: {reply}\n{}", log(&cfg, 1));
+    }
+    let (code, reply) = inspector(&cfg, "a1", &["cancel", "o-n2-alert-001"]);
+    assert_eq!(code, 1, "not a1's order, and no reason: {reply}");
+    assert!(wait_until(Duration::from_secs(5), || order_events(&got).contains(&("resolved".into(), gate.into()))));
+    // Statistics are published (retained) every 2 s.
+    assert!(wait_until(Duration::from_secs(10), || got.lock().unwrap().iter().any(|(t, p)| t == "gridsight/dispatch/stats"
+        && serde_json::from_slice::<serde_json::Value>(p).is_ok_and(|v| v["groups"][0]["resolved"] == 1))));
+
+    // 2. Killed; the nodes keep alerting for a minute; restarted.
+    d.0.kill().unwrap();
+    d.0.wait().unwrap();
+    for n in 0..20 {
+        publish(if n % 2 == 0 { "n1" } else { "n2" }, 100 + n, &format!("cam{n:02}"));
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    assert_eq!(created(&got).len(), 2, "nothing handled while down");
+    let _d2 = dispatcher(&cfg, 2);
+    assert!(
+        wait_until(Duration::from_secs(30), || created(&got).len() == 22),
+        "{} orders after restart\n{}",
+        created(&got).len(),
+        log(&cfg, 2)
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let ids = created(&got);
+    assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), ids.len(), "no order created twice: {ids:?}");
+    assert_eq!(ids.len(), 22);
+    drop(d);
+    let _ = std::fs::remove_dir_all(&dir);
+}
