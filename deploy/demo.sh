@@ -29,6 +29,12 @@ pids+=($!)
 # The simulator encodes a few clips at start.
 wait_port "$port" "${pids[-1]}" "the simulator"
 
+cat <<'HINT'
+demo: orders are assigned to the demo inspectors; act as one from another terminal:
+  ./target/release/edge-node inspector --config deploy/demo.toml --id insp-1 watch
+  ./target/release/edge-node inspector --config deploy/demo.toml --id insp-1 accept|arrive|resolve ORDER
+  mosquitto_sub -p 18830 -t 'gridsight/#' -v        (everything on the broker)
+HINT
 # Ctrl-C reaches every process of the group; the node exits 0 on it.
 trap ':' INT
 "$bin" run --config deploy/demo.toml

@@ -416,7 +416,7 @@ impl Config {
             None => format!("embedded on {}", self.embedded_broker.map_or("-".into(), |a| a.to_string())),
         };
         format!(
-            "node {}: {} cameras ({} enabled), {} rules, {} models, {} micro-grids, {} inspectors, broker {}",
+            "node {}: {} cameras ({} enabled), {} rules, {} models, {} micro-grids, {} inspectors, broker {}, dispatch {}",
             self.node.id,
             self.cameras.len(),
             enabled,
@@ -424,7 +424,8 @@ impl Config {
             self.models.len(),
             self.grid.micro_grids.len(),
             self.grid.inspectors.len(),
-            broker
+            broker,
+            if self.dispatch.enabled { "in-process" } else { "elsewhere" }
         )
     }
 }

@@ -7,10 +7,10 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 
 /// Logs to stderr, filtered by `GRIDSIGHT_LOG` (or `RUST_LOG`) in the form
-/// `info` or `warn,edge_node=debug`. Default: `info`.
+/// `info` or `warn,edge_node=debug`. Default: `info,rumqttd=off` (add `rumqttd=warn` to see the embedded broker's own log).
 pub fn init_logging() {
     let spec = std::env::var("GRIDSIGHT_LOG").or_else(|_| std::env::var("RUST_LOG")).unwrap_or_default();
-    let filter = Targets::from_str(if spec.is_empty() { "info,rumqttd=warn" } else { &spec }).unwrap_or_else(|e| {
+    let filter = Targets::from_str(if spec.is_empty() { "info,rumqttd=off" } else { &spec }).unwrap_or_else(|e| {
         eprintln!("ignoring log filter {spec:?} ({e}); using info");
         Targets::new().with_default(tracing::Level::INFO)
     });
