@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use common::*;
 
-fn config(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
+fn config(dir: &std::path::Path, port: u16, http: u16) -> std::path::PathBuf {
     let text = format!(
         r#"version = 1
 [node]
@@ -25,6 +25,8 @@ id = "district"
 [mqtt]
 host = "127.0.0.1"
 port = {port}
+[http]
+listen = "127.0.0.1:{http}"
 [storage]
 data_dir = "{data}"
 models_dir = "{models}"
@@ -76,7 +78,14 @@ impl Drop for Proc {
 
 fn dispatcher(config: &std::path::Path, n: u32) -> Proc {
     let log = std::fs::File::create(config.with_file_name(format!("dispatch-{n}.log"))).unwrap();
-    Proc(Command::new(env!("CARGO_BIN_EXE_edge-node")).args(["dispatch", "--config"]).arg(config).stderr(log).spawn().unwrap())
+    Proc(
+        Command::new(env!("CARGO_BIN_EXE_edge-node"))
+            .args(["dispatch", "--config"])
+            .arg(config)
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
 }
 
 fn log(config: &std::path::Path, n: u32) -> String {
@@ -132,7 +141,8 @@ fn alerts_become_orders_inspectors_close_them_and_downtime_loses_nothing() {
     std::fs::create_dir_all(&dir).unwrap();
     let port = free_port();
     let _broker = Mosquitto::start(port);
-    let cfg = config(&dir, port);
+    let http = free_port();
+    let cfg = config(&dir, port, http);
     let (got, subscribed) = subscriber_with_state(port, "gridsight/dispatch/#", "dispatch-e2e");
     assert!(wait_until(Duration::from_secs(10), || subscribed.load(std::sync::atomic::Ordering::SeqCst)));
 
@@ -146,14 +156,21 @@ fn alerts_become_orders_inspectors_close_them_and_downtime_loses_nothing() {
     let (nodes, mut connection) = rumqttc::Client::new(rumqttc::MqttOptions::new("fake-nodes", "127.0.0.1", port), 100);
     std::thread::spawn(move || for _ in connection.iter() {});
     let publish = |node: &str, n: usize, camera: &str| {
-        nodes.publish(format!("gridsight/{node}/alerts"), rumqttc::QoS::AtLeastOnce, false, alert(node, n, camera)).unwrap()
+        nodes
+            .publish(format!("gridsight/{node}/alerts"), rumqttc::QoS::AtLeastOnce, false, alert(node, n, camera))
+            .unwrap()
     };
 
     // 1. Two incidents, one alerted twice.
     publish("n1", 1, "gate");
     publish("n1", 2, "gate");
     publish("n2", 1, "market");
-    assert!(wait_until(Duration::from_secs(15), || created(&got).len() == 2), "{:?}\n{}", order_events(&got), log(&cfg, 1));
+    assert!(
+        wait_until(Duration::from_secs(15), || created(&got).len() == 2),
+        "{:?}\n{}",
+        order_events(&got),
+        log(&cfg, 1)
+    );
     assert!(wait_until(Duration::from_secs(5), || order_events(&got).iter().any(|(e, _)| e == "alert_attached")));
     let gate = "o-n1-alert-001";
     assert_eq!(created(&got), [gate, "o-n2-alert-001"]);
@@ -177,8 +194,25 @@ fn alerts_become_orders_inspectors_close_them_and_downtime_loses_nothing() {
     assert_eq!(code, 1, "not a1's order, and no reason: {reply}");
     assert!(wait_until(Duration::from_secs(5), || order_events(&got).contains(&("resolved".into(), gate.into()))));
     // Statistics are published (retained) every 2 s.
-    assert!(wait_until(Duration::from_secs(10), || got.lock().unwrap().iter().any(|(t, p)| t == "gridsight/dispatch/stats"
-        && serde_json::from_slice::<serde_json::Value>(p).is_ok_and(|v| v["groups"][0]["resolved"] == 1))));
+    assert!(wait_until(Duration::from_secs(10), || got
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(t, p)| t == "gridsight/dispatch/stats"
+            && serde_json::from_slice::<serde_json::Value>(p).is_ok_and(|v| v["groups"][0]["resolved"] == 1))));
+
+    // The same figures as Prometheus metrics.
+    let metrics = || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).unwrap();
+        write!(s, "GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let m = metrics();
+    assert!(m.contains("gridsight_orders_created{grid=\"g1\",category=\"illegal_parking\"} 2"), "{m}");
+    assert!(m.contains("gridsight_orders_handled_ratio{grid=\"g1\",category=\"illegal_parking\"} 0.5"), "{m}");
 
     // 2. Killed; the nodes keep alerting for a minute; restarted.
     d.0.kill().unwrap();

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn config(dir: &std::path::Path, port: u16, extra: &str) -> String {
+fn config(dir: &std::path::Path, port: u16, http: u16, extra: &str) -> String {
     format!(
         r#"version = 1
 [node]
@@ -23,6 +23,8 @@ id = "ctl"
 time_zone = "UTC+08:00"
 [embedded_broker]
 listen = "127.0.0.1:{port}"
+[http]
+listen = "127.0.0.1:{http}"
 [storage]
 data_dir = "{data}"
 models_dir = "{models}"
@@ -55,7 +57,8 @@ fn commands_and_hostile_input_over_the_embedded_broker() {
     std::fs::create_dir_all(&dir).unwrap();
     let port = free_port();
     let path = dir.join("node.toml");
-    std::fs::write(&path, config(&dir, port, "")).unwrap();
+    let http = free_port();
+    std::fs::write(&path, config(&dir, port, http, "")).unwrap();
     let log_path = dir.join("node.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_edge-node"))
         .args(["run", "--config"])
@@ -104,9 +107,13 @@ fn commands_and_hostile_input_over_the_embedded_broker() {
         assert_eq!(r["ok"], false, "{r}");
         assert!(r["reason"].as_str().is_some_and(|s| s.len() > 10), "{r}");
     }
-    let text = log();
-    assert!(text.contains("inbound message refused"), "{text}");
-    assert!(text.contains("over the 65536 byte limit"), "the 1 MiB payload is refused by size:\n{text}");
+    // The 1 MiB one was sent last and is not answered: wait for its log line.
+    assert!(
+        wait_until(Duration::from_secs(10), || log().contains("over the 65536 byte limit")),
+        "the 1 MiB payload is refused by size:\n{}",
+        log()
+    );
+    assert!(log().contains("inbound message refused"));
 
     // A flood of garbage, then a ping: still answered promptly.
     for i in 0..3000 {
@@ -129,13 +136,31 @@ fn commands_and_hostile_input_over_the_embedded_broker() {
     got.lock().unwrap().retain(|(t, _)| !t.ends_with("/status"));
     send(br#"{"id":"s1","command":"status"}"#.to_vec());
     assert!(wait_until(Duration::from_secs(10), || reply_to(&got, "s1").is_some() && seen("gridsight/ctl/status", "")));
-    std::fs::write(&path, config(&dir, port, "[[cameras]]\nid = \"Bad Id\"\n")).unwrap();
+    std::fs::write(&path, config(&dir, port, http, "[[cameras]]\nid = \"Bad Id\"\n")).unwrap();
     send(br#"{"id":"r1","command":"reload"}"#.to_vec());
     assert!(wait_until(Duration::from_secs(10), || reply_to(&got, "r1").is_some()));
     let r = reply_to(&got, "r1").unwrap();
     assert_eq!(r["ok"], false, "{r}");
     assert!(r["reason"].as_str().unwrap().contains("cameras[0]"), "{r}");
     assert!(child.try_wait().unwrap().is_none(), "the node died:\n{}", log());
+
+    // The HTTP endpoints.
+    let get = |path: &str| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    assert!(get("/healthz").starts_with("HTTP/1.1 200"));
+    assert!(get("/readyz").starts_with("HTTP/1.1 200"), "connected to its broker");
+    let metrics = get("/metrics");
+    assert!(
+        metrics.contains("gridsight_mqtt_connected 1") && metrics.contains("gridsight_outbox_pending"),
+        "{metrics}"
+    );
+    assert!(get("/status").contains("\"node\": \"ctl\""));
 
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let status = child.wait().unwrap();

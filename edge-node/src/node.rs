@@ -56,6 +56,79 @@ pub enum NodeError {
     Dispatch(#[from] crate::dispatch::DispatchError),
 }
 
+/// `gridsight.camera_status` JSON (MQTT status topic and `/status`).
+fn camera_status_json(node: &str, c: &crate::source::CameraStatus, at: &str) -> serde_json::Value {
+    serde_json::json!({
+        "schema": "gridsight.camera_status", "version": 1, "node": node, "camera": c.id,
+        "state": c.state.name(), "detail": c.state.to_string(),
+        "fps_in": (c.fps_in * 10.0).round() / 10.0, "fps_decoded": (c.fps_decoded * 10.0).round() / 10.0,
+        "fps_out": (c.fps_out * 10.0).round() / 10.0,
+        "decode": if c.decoding_all { "all" } else { "keyframes" },
+        "received": c.received, "decoded": c.decoded, "handed_on": c.handed_on,
+        "reconnects": c.reconnects, "stalls": c.stalls, "last_error": c.last_error, "at": at,
+    })
+}
+
+/// What the HTTP endpoints show; refreshed by the main loop every 10 s.
+#[derive(Default)]
+struct Snapshot {
+    cameras: Vec<crate::source::CameraStatus>,
+    outbox_pending: u64,
+    at: String,
+}
+
+/// Prometheus text for the node: per camera and for the outbox and MQTT link.
+fn node_metrics(s: &Snapshot, link: &crate::mqtt::LinkStats) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let mut family = |name: &str, help: &str, kind: &str, values: Vec<(String, f64)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in values {
+            let _ = writeln!(out, "{name}{labels} {v}");
+        }
+    };
+    let per_cam = |f: &dyn Fn(&crate::source::CameraStatus) -> f64| {
+        s.cameras.iter().map(|c| (format!("{{camera=\"{}\"}}", c.id), f(c))).collect::<Vec<_>>()
+    };
+    family(
+        "gridsight_camera_up",
+        "1 while the camera is streaming.",
+        "gauge",
+        per_cam(&|c| f64::from(u8::from(c.state.name() == "streaming"))),
+    );
+    family("gridsight_camera_fps_in", "Frames received per second.", "gauge", per_cam(&|c| c.fps_in));
+    family("gridsight_camera_fps_decoded", "Frames decoded per second.", "gauge", per_cam(&|c| c.fps_decoded));
+    family("gridsight_camera_fps_out", "Frames handed to detection per second.", "gauge", per_cam(&|c| c.fps_out));
+    family("gridsight_camera_frames_received_total", "Frames received.", "counter", per_cam(&|c| c.received as f64));
+    family("gridsight_camera_reconnects_total", "Reconnections.", "counter", per_cam(&|c| c.reconnects as f64));
+    family("gridsight_camera_stalls_total", "Stalls detected.", "counter", per_cam(&|c| c.stalls as f64));
+    family(
+        "gridsight_outbox_pending",
+        "Messages waiting for the broker's PUBACK.",
+        "gauge",
+        vec![(String::new(), s.outbox_pending as f64)],
+    );
+    family(
+        "gridsight_mqtt_connected",
+        "1 while connected to the broker.",
+        "gauge",
+        vec![(String::new(), f64::from(u8::from(link.connected.load(std::sync::atomic::Ordering::SeqCst))))],
+    );
+    family(
+        "gridsight_mqtt_acked_total",
+        "Messages the broker acknowledged.",
+        "counter",
+        vec![(String::new(), link.acked.load(std::sync::atomic::Ordering::Relaxed) as f64)],
+    );
+    family(
+        "gridsight_mqtt_connects_total",
+        "Connections made to the broker.",
+        "counter",
+        vec![(String::new(), link.connects.load(std::sync::atomic::Ordering::Relaxed) as f64)],
+    );
+    out
+}
+
 /// Retained status per camera and for the node, through the outbox (a newer status
 /// replaces an unsent older one).
 fn publish_status(config: &Config, prefix: &str, ingest: &Ingest, outbox: &Mutex<Outbox>) {
@@ -64,15 +137,7 @@ fn publish_status(config: &Config, prefix: &str, ingest: &Ingest, outbox: &Mutex
     let cams = ingest.status();
     let mut out = outbox.lock().unwrap();
     for c in &cams {
-        let v = serde_json::json!({
-            "schema": "gridsight.camera_status", "version": 1, "node": node, "camera": c.id,
-            "state": c.state.name(), "detail": c.state.to_string(),
-            "fps_in": (c.fps_in * 10.0).round() / 10.0, "fps_decoded": (c.fps_decoded * 10.0).round() / 10.0,
-            "fps_out": (c.fps_out * 10.0).round() / 10.0,
-            "decode": if c.decoding_all { "all" } else { "keyframes" },
-            "received": c.received, "decoded": c.decoded, "handed_on": c.handed_on,
-            "reconnects": c.reconnects, "stalls": c.stalls, "last_error": c.last_error, "at": at,
-        });
+        let v = camera_status_json(node, c, &at);
         let m = Message {
             topic: format!("{prefix}/{node}/cameras/{}/status", c.id),
             payload: serde_json::to_vec(&v).unwrap_or_default(),
@@ -135,6 +200,20 @@ pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
         let _entered = rt.enter();
         DispatchService::start(&config, &base, &format!("{prefix}/+/alerts"))?
     };
+    let (metrics, connected) = (service.metrics.clone(), service.link_stats());
+    let handler: crate::telemetry::http::Handler = Arc::new(move |path: &str| match path {
+        "/healthz" => Some((200, "text/plain", "ok\n".into())),
+        "/readyz" if connected.connected.load(std::sync::atomic::Ordering::SeqCst) => {
+            Some((200, "text/plain", "ready\n".into()))
+        }
+        "/readyz" => Some((503, "text/plain", "not connected to the MQTT broker\n".into())),
+        "/metrics" => Some((200, "text/plain; version=0.0.4", metrics.lock().unwrap().clone())),
+        _ => None,
+    });
+    match crate::telemetry::http::serve(config.http.listen, handler) {
+        Ok(addr) => info!(listen = %addr, "http: /metrics /healthz /readyz"),
+        Err(e) => warn!(listen = %config.http.listen, "http endpoints not available: {e}"),
+    }
     info!(node = %config.node.id, inspectors = config.grid.inspectors.len(), grids = config.grid.grids.len(), "dispatcher running");
     let signal = rt.block_on(signals.shutdown());
     info!(signal, "shutting down");
@@ -396,6 +475,46 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
     let ingest = Ingest::start(camera_specs(&config), on_frame, IngestOptions::default())
         .map_err(|e| NodeError::Gstreamer(e.to_string()))?;
 
+    // HTTP: metrics, health, status.
+    let snapshot: Arc<Mutex<Snapshot>> = Arc::default();
+    {
+        let (snap, stats, node_id) = (snapshot.clone(), link.stats.clone(), config.node.id.clone());
+        let dispatch_metrics = dispatch.as_ref().map(|d| d.metrics.clone());
+        let handler: crate::telemetry::http::Handler = Arc::new(move |path: &str| {
+            let s = snap.lock().unwrap();
+            match path {
+                "/healthz" => Some((200, "text/plain", "ok\n".into())),
+                "/readyz" if stats.connected.load(std::sync::atomic::Ordering::SeqCst) => {
+                    Some((200, "text/plain", "ready\n".into()))
+                }
+                "/readyz" => Some((503, "text/plain", "not connected to the MQTT broker\n".into())),
+                "/metrics" => {
+                    let mut text = node_metrics(&s, &stats);
+                    if let Some(m) = &dispatch_metrics {
+                        text.push_str(&m.lock().unwrap());
+                    }
+                    Some((200, "text/plain; version=0.0.4", text))
+                }
+                "/status" => {
+                    let cams: Vec<_> = s.cameras.iter().map(|c| camera_status_json(&node_id, c, &s.at)).collect();
+                    let v = serde_json::json!({"node": node_id, "outbox_pending": s.outbox_pending, "at": s.at, "cameras": cams});
+                    Some((200, "application/json", serde_json::to_string_pretty(&v).unwrap_or_default()))
+                }
+                _ => None,
+            }
+        });
+        match crate::telemetry::http::serve(config.http.listen, handler) {
+            Ok(addr) => info!(listen = %addr, "http: /metrics /healthz /readyz /status"),
+            Err(e) => warn!(listen = %config.http.listen, "http endpoints not available: {e}"),
+        }
+    }
+    let refresh = |snapshot: &Mutex<Snapshot>| {
+        let cameras = ingest.status();
+        let outbox_pending = outbox.lock().unwrap().len().unwrap_or(0);
+        *snapshot.lock().unwrap() =
+            Snapshot { cameras, outbox_pending, at: crate::alert::rfc3339(std::time::SystemTime::now()) };
+    };
+    refresh(&snapshot);
     info!(cameras = config.cameras.iter().filter(|c| c.enabled).count(), "running");
     rt.block_on(async {
         let mut report = tokio::time::interval(std::time::Duration::from_secs(10));
@@ -435,6 +554,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                 }
                 _ = report.tick() => {
                     log_detections(&found, &stages, &pool);
+                    refresh(&snapshot);
                     ticks += 1;
                     if ticks % 3 == 1 {
                         publish_status(&config, &prefix, &ingest, &outbox);

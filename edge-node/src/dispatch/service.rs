@@ -119,6 +119,10 @@ impl DispatchService {
         self.link.stats.connected.load(Ordering::SeqCst)
     }
 
+    pub fn link_stats(&self) -> Arc<crate::mqtt::LinkStats> {
+        self.link.stats.clone()
+    }
+
     pub async fn shutdown(self, deadline: Duration) {
         self.stopping.store(true, Ordering::SeqCst);
         self.stop.notify_one();

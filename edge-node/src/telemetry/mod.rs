@@ -1,5 +1,7 @@
-//! telemetry: structured logs (tracing). Metrics, health endpoints and MQTT status topics
-//! come with the stages they describe.
+//! telemetry: structured logs (tracing), and the HTTP endpoints (`http`): Prometheus
+//! `/metrics`, `/healthz`, `/readyz`, `/status`. MQTT status topics are published by the node.
+
+pub mod http;
 
 use std::str::FromStr;
 
