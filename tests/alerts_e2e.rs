@@ -81,6 +81,10 @@ grid = "g1"
 [[grid.micro_grids]]
 id = "m2"
 grid = "g2"
+[[grid.inspectors]]
+id = "insp-a"
+name = "Inspector A"
+grid = "g1"
 "#,
         data = dir.join("data").display(),
         models = root().join("models").display()
@@ -161,6 +165,7 @@ fn alerts_arrive_survive_an_outage_and_a_crash() {
     let mqtt_port = free_port();
     let mut broker = Mosquitto::start(mqtt_port);
     let (got, subscribed) = subscriber_with_state(mqtt_port, "gridsight/e2e/#", "e2e");
+    let (orders, _) = subscriber_with_state(mqtt_port, "gridsight/dispatch/orders", "e2e-orders");
     let dir = std::env::temp_dir().join(format!("gridsight-e2e-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -183,6 +188,20 @@ fn alerts_arrive_survive_an_outage_and_a_crash() {
         street && face
     });
     assert!(ok, "alerts seen: {:#?}", alerts(&got));
+    // The in-process dispatcher made them orders: g1's inspector got the street one; g2
+    // has nobody, so the cabin one went to the control room.
+    let order_events = || -> Vec<serde_json::Value> {
+        orders.lock().unwrap().iter().filter_map(|(_, p)| serde_json::from_slice(p).ok()).collect()
+    };
+    let ok = wait_until(Duration::from_secs(20), || {
+        let ev = order_events();
+        let has = |event: &str, camera: &str, assignee: &str| {
+            ev.iter()
+                .any(|v| v["event"] == event && v["order"]["camera"] == camera && v["order"]["assignee"] == assignee)
+        };
+        has("assigned", "street", "insp-a") && has("escalated", "cabin", "control_room")
+    });
+    assert!(ok, "order events: {:#?}", order_events());
     let face_alert =
         alerts(&got).into_iter().find(|v| v["category"] == "restricted_area" && v["snapshot"].is_string()).unwrap();
     assert_eq!(face_alert["schema"], "gridsight.alert");
