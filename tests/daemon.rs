@@ -21,6 +21,8 @@ fn demo_config() -> std::path::PathBuf {
         .replace("127.0.0.1:18830", &format!("127.0.0.1:{port}"))
         .replace("\"../", &format!("\"{}/../", deploy.display()));
     let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let data = std::env::temp_dir().join(format!("gridsight-daemon-{}-{n}", std::process::id()));
+    let text = text.replace(&format!("\"{}/../var/demo\"", deploy.display()), &format!("\"{}\"", data.display()));
     let path = std::env::temp_dir().join(format!("gridsight-daemon-{}-{n}.toml", std::process::id()));
     std::fs::write(&path, text).unwrap();
     path

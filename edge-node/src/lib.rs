@@ -17,23 +17,23 @@
 //! - [`types`]: messages that cross stages (`Frame`).
 //! - [`detect`]: `edge-node detect` — the detection path on image files and clips.
 //! - [`motion`]: the per-camera motion gate in front of inference.
-//! - [`node`]: the `run` daemon: builds the stages from a config, runs until SIGINT/SIGTERM,
-//!   shuts down within a deadline.
-//! - [`telemetry`]: structured logging (and, later, metrics and status).
-//!
 //! - [`track`]: per-camera tracker (stable ids, stationary flag, faces on people).
 //! - [`rules`]: per-camera rule engine (dwell, line crossing, crowd, zone entry, faces in
-//!   a zone) turning tracks into incident events.
-//!
-//! - [`outbox`]: SQLite store of every message that must not be lost, until its PUBACK.
-//!
-//! - [`mqtt`]: the broker connection: publishes outbox rows at QoS 1, removes them on
-//!   PUBACK, reconnects with backoff; availability with Last Will.
-//!
+//!   a zone) turning tracks into incident events; [`localtime`] gives schedules the node's
+//!   time zone.
 //! - [`alert`]: rule events → small JSON alerts and face-pixelated JPEG snapshots, into
 //!   the outbox.
-//!
-//! Still to come: wiring tracking, rules and alerts into the daemon; `dispatch`.
+//! - [`outbox`]: SQLite store of every message that must not be lost, until its PUBACK.
+//! - [`mqtt`]: the broker connection: publishes outbox rows at QoS 1, removes them on
+//!   PUBACK, reconnects with backoff; availability with Last Will; subscriptions with a size
+//!   limit (and manual acks for the dispatcher). [`broker`]: the embedded broker (rumqttd)
+//!   used when the config has no `[mqtt]`. [`control`]: commands over MQTT.
+//! - [`dispatch`]: alerts → orders for on-duty inspectors, deadlines, escalation, updates
+//!   from inspectors' apps, statistics; in-process or `edge-node dispatch`.
+//! - [`node`]: the `run` daemon: builds the stages from a config, runs until SIGINT/SIGTERM,
+//!   shuts down within a deadline.
+//! - [`telemetry`]: structured logging and the HTTP endpoints (`/metrics`, `/healthz`,
+//!   `/readyz`, `/status`).
 
 pub mod alert;
 pub mod broker;

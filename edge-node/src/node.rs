@@ -1,13 +1,14 @@
 //! node: the `edge-node run` daemon. Builds each stage from the validated config, runs
 //! until SIGINT or SIGTERM, then stops everything within a deadline.
 //!
-//! Today: ingest (`source`) → motion gate (`motion`) → the shared inference pool
-//! (`inference::pool`), logging per camera its state and frame rates and, every 10 s, what
-//! detection found (counts per class, faces, inference time, frames skipped for no motion,
-//! frames dropped because the pool was behind). Every model loads at start, so a broken
-//! install is reported at once. SIGHUP re-reads the config: a valid file is applied (only
+//! Flow: ingest (`source`) → motion gate (`motion`) → the shared inference pool
+//! (`inference::pool`) → per camera the tracker and rule engine → alerts and snapshots
+//! into the outbox → the MQTT link (to `[mqtt]`, or the embedded broker started here) →
+//! the in-process dispatcher when `[dispatch] enabled`. Every model loads at start, so a
+//! broken install is reported at once. Every 10 s: per-camera detection counts in the log
+//! and a fresh snapshot for the HTTP endpoints; every 30 s: retained camera and node
+//! status. SIGHUP or the `reload` command re-read the config: a valid file is applied (only
 //! changed cameras restart), an invalid one is reported and the running config stays.
-//! Tracking, rules and alerts are wired in as their stages land.
 
 use std::time::{Duration, Instant};
 

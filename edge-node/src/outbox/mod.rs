@@ -72,6 +72,8 @@ impl Outbox {
         }
         let conn =
             Connection::open(path).map_err(|source| OutboxError::Open { path: path.display().to_string(), source })?;
+        // Another process on the same file (an operator's sqlite3, a second tool) waits, not fails.
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(
