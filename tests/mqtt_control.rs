@@ -35,6 +35,16 @@ models_dir = "{models}"
     )
 }
 
+/// The node process, killed if the test fails.
+struct Node(std::process::Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn replies(got: &Received) -> Vec<serde_json::Value> {
     got.lock()
         .unwrap()
@@ -60,13 +70,15 @@ fn commands_and_hostile_input_over_the_embedded_broker() {
     let http = free_port();
     std::fs::write(&path, config(&dir, port, http, "")).unwrap();
     let log_path = dir.join("node.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edge-node"))
-        .args(["run", "--config"])
-        .arg(&path)
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Node(
+        Command::new(env!("CARGO_BIN_EXE_edge-node"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let (got, subscribed) = subscriber_with_state(port, "gridsight/ctl/#", "ctl");
     assert!(
@@ -142,7 +154,7 @@ fn commands_and_hostile_input_over_the_embedded_broker() {
     let r = reply_to(&got, "r1").unwrap();
     assert_eq!(r["ok"], false, "{r}");
     assert!(r["reason"].as_str().unwrap().contains("cameras[0]"), "{r}");
-    assert!(child.try_wait().unwrap().is_none(), "the node died:\n{}", log());
+    assert!(child.0.try_wait().unwrap().is_none(), "the node died:\n{}", log());
 
     // The HTTP endpoints.
     let get = |path: &str| {
@@ -162,8 +174,8 @@ fn commands_and_hostile_input_over_the_embedded_broker() {
     );
     assert!(get("/status").contains("\"node\": \"ctl\""));
 
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    let status = child.wait().unwrap();
+    Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
+    let status = child.0.wait().unwrap();
     assert!(status.success(), "{}", log());
     assert!(log().contains("time_zone=<+0800>-08:00"), "{}", log());
 }
