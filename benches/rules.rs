@@ -100,6 +100,19 @@ fn detections(step: u64, c: usize, label: &Arc<str>) -> Detections {
     Detections { faces, objects }
 }
 
+/// One camera's frame through the tracker and the rule engine, as the node does it.
+fn track_and_evaluate(
+    tracker: &mut Tracker,
+    engine: &mut RuleEngine,
+    d: &Detections,
+    t: Duration,
+    local: LocalTime,
+) -> Vec<edge_node::rules::RuleEvent> {
+    let update = tracker.update(d, t);
+    let tracks: Vec<&Track> = tracker.confirmed().collect();
+    engine.evaluate(&Scene { tracks: &tracks, faces: &d.faces, ended: &update.ended, frame: (1280, 720), t, local })
+}
+
 fn main() {
     let which: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let wants = |name: &str| which.is_empty() || which.iter().any(|w| w == name);
@@ -126,16 +139,7 @@ fn cpu() {
         let t = Duration::from_millis(step * 1000 / FPS);
         for (c, (tracker, engine)) in cams.iter_mut().enumerate() {
             let d = detections(step, c, &label);
-            let update = tracker.update(&d, t);
-            let tracks: Vec<&Track> = tracker.confirmed().collect();
-            let evs = engine.evaluate(&Scene {
-                tracks: &tracks,
-                faces: &d.faces,
-                ended: &update.ended,
-                frame: (1280, 720),
-                t,
-                local,
-            });
+            let evs = track_and_evaluate(tracker, engine, &d, t, local);
             for e in &evs {
                 let v = alert_json(&sink.next_id(), "bench", &info, e, SystemTime::now(), None);
                 bytes += serde_json::to_vec(&v).unwrap().len();
@@ -236,16 +240,7 @@ fn latency(duration: Duration) {
         for (c, (tracker, engine)) in cams.iter_mut().enumerate() {
             let d = detections(step, c, &label);
             let t0 = Instant::now();
-            let update = tracker.update(&d, t);
-            let tracks: Vec<&Track> = tracker.confirmed().collect();
-            let evs = engine.evaluate(&Scene {
-                tracks: &tracks,
-                faces: &d.faces,
-                ended: &update.ended,
-                frame: (1280, 720),
-                t,
-                local,
-            });
+            let evs = track_and_evaluate(tracker, engine, &d, t, local);
             if evs.is_empty() {
                 continue;
             }

@@ -109,6 +109,18 @@ fn load(path: &PathBuf) -> Result<config::Config, ExitCode> {
     })
 }
 
+/// Loads the config of a long-running command, applies its time zone, starts logging.
+fn load_daemon(path: &PathBuf) -> Result<config::Config, ExitCode> {
+    let cfg = load(path)?;
+    if let Some(tz) = &cfg.node.time_zone {
+        // SAFETY: nothing has started a thread yet (logging, GStreamer, ONNX Runtime and the
+        // async runtime all start after this).
+        unsafe { edge_node::localtime::apply(tz) };
+    }
+    telemetry::init_logging();
+    Ok(cfg)
+}
+
 fn main() -> ExitCode {
     edge_node::tune_allocator();
     let cli = Cli::parse();
@@ -156,15 +168,10 @@ fn main() -> ExitCode {
             }
         }
         Command::Dispatch { config } => {
-            let cfg = match load(&config) {
+            let cfg = match load_daemon(&config) {
                 Ok(cfg) => cfg,
                 Err(code) => return code,
             };
-            if let Some(tz) = &cfg.node.time_zone {
-                // SAFETY: no thread has started yet.
-                unsafe { edge_node::localtime::apply(tz) };
-            }
-            telemetry::init_logging();
             match node::run_dispatch(cfg) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -210,16 +217,10 @@ fn main() -> ExitCode {
             }
         }
         Command::Run { config } => {
-            let cfg = match load(&config) {
+            let cfg = match load_daemon(&config) {
                 Ok(cfg) => cfg,
                 Err(code) => return code,
             };
-            if let Some(tz) = &cfg.node.time_zone {
-                // SAFETY: nothing has started a thread yet (logging, GStreamer, ONNX Runtime
-                // and the async runtime all start after this).
-                unsafe { edge_node::localtime::apply(tz) };
-            }
-            telemetry::init_logging();
             match node::run(cfg, config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

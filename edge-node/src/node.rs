@@ -183,18 +183,36 @@ pub fn broker_options(config: &Config, start_embedded: bool) -> Result<LinkOptio
     }
 }
 
-/// `edge-node dispatch`: the dispatcher alone, for every node's alerts, until SIGINT/SIGTERM.
-pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
+/// The async runtime (2 workers) with the shutdown and reload signals installed in it.
+fn runtime_with_signals(name: &str) -> Result<(tokio::runtime::Runtime, Signals), NodeError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
-        .thread_name("dispatch")
+        .thread_name(name)
         .build()
         .map_err(NodeError::Runtime)?;
-    let mut signals = {
+    let signals = {
         let _entered = rt.enter();
         Signals::install().map_err(NodeError::Signals)?
     };
+    Ok((rt, signals))
+}
+
+/// `/healthz` and `/readyz` (ready once connected to the broker).
+fn health(path: &str, link: &crate::mqtt::LinkStats) -> Option<(u16, &'static str, String)> {
+    match path {
+        "/healthz" => Some((200, "text/plain", "ok\n".into())),
+        "/readyz" if link.connected.load(std::sync::atomic::Ordering::SeqCst) => {
+            Some((200, "text/plain", "ready\n".into()))
+        }
+        "/readyz" => Some((503, "text/plain", "not connected to the MQTT broker\n".into())),
+        _ => None,
+    }
+}
+
+/// `edge-node dispatch`: the dispatcher alone, for every node's alerts, until SIGINT/SIGTERM.
+pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
+    let (rt, mut signals) = runtime_with_signals("dispatch")?;
     let prefix = config.mqtt.as_ref().map_or("gridsight".to_string(), |m| m.topic_prefix.clone());
     let base = broker_options(&config, true)?;
     let service = {
@@ -203,13 +221,8 @@ pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
     };
     let (metrics, connected) = (service.metrics.clone(), service.link_stats());
     let handler: crate::telemetry::http::Handler = Arc::new(move |path: &str| match path {
-        "/healthz" => Some((200, "text/plain", "ok\n".into())),
-        "/readyz" if connected.connected.load(std::sync::atomic::Ordering::SeqCst) => {
-            Some((200, "text/plain", "ready\n".into()))
-        }
-        "/readyz" => Some((503, "text/plain", "not connected to the MQTT broker\n".into())),
         "/metrics" => Some((200, "text/plain; version=0.0.4", metrics.lock().unwrap().clone())),
-        _ => None,
+        _ => health(path, &connected),
     });
     match crate::telemetry::http::serve(config.http.listen, handler) {
         Ok(addr) => info!(listen = %addr, "http: /metrics /healthz /readyz"),
@@ -312,16 +325,7 @@ fn wire_cameras(config: &Config, pool: &InferencePool, stages: &Stages) {
 /// Runs the node until a shutdown signal arrives. `path` is re-read on SIGHUP.
 pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
     // Signals first: a SIGTERM during start-up must still end in a clean shutdown.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .thread_name("edge-node")
-        .build()
-        .map_err(NodeError::Runtime)?;
-    let mut signals = {
-        let _entered = rt.enter();
-        Signals::install().map_err(NodeError::Signals)?
-    };
+    let (rt, mut signals) = runtime_with_signals("edge-node")?;
     let tz = std::env::var("TZ").unwrap_or_else(|_| "system".into());
     info!(summary = %config.summary(), time_zone = %tz.trim_start_matches(':'), "starting");
     let (lib, _) = inference::init_runtime()?;
@@ -484,11 +488,6 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
         let handler: crate::telemetry::http::Handler = Arc::new(move |path: &str| {
             let s = snap.lock().unwrap();
             match path {
-                "/healthz" => Some((200, "text/plain", "ok\n".into())),
-                "/readyz" if stats.connected.load(std::sync::atomic::Ordering::SeqCst) => {
-                    Some((200, "text/plain", "ready\n".into()))
-                }
-                "/readyz" => Some((503, "text/plain", "not connected to the MQTT broker\n".into())),
                 "/metrics" => {
                     let mut text = node_metrics(&s, &stats);
                     if let Some(m) = &dispatch_metrics {
@@ -501,7 +500,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                     let v = serde_json::json!({"node": node_id, "outbox_pending": s.outbox_pending, "at": s.at, "cameras": cams});
                     Some((200, "application/json", serde_json::to_string_pretty(&v).unwrap_or_default()))
                 }
-                _ => None,
+                _ => health(path, &stats),
             }
         });
         match crate::telemetry::http::serve(config.http.listen, handler) {

@@ -247,12 +247,7 @@ impl Dispatcher {
     ) -> Result<(), DispatchError> {
         match self.pick_inspector(tx, o, now)? {
             Some(who) => {
-                let previous = o.assignee.take();
-                o.state = State::Assigned;
-                o.assignee = Some(who.clone());
-                o.assigned_ms = Some(now);
-                o.deadline_ms = Some(now + route.accept_within.as_millis() as i64);
-                o.deadline = Some(Deadline::Accept);
+                let previous = o.assign_to(&who, now, route.accept_within);
                 if let Some(g) = &o.grid {
                     tx.execute("INSERT OR REPLACE INTO cursors (grid, last) VALUES (?1, ?2)", params![g, who])?;
                 }
@@ -554,13 +549,9 @@ impl Dispatcher {
                 let Some(to) = u.to.as_deref().filter(|t| self.grid.inspectors.iter().any(|i| i.id == *t)) else {
                     return refuse(format!("assign needs \"to\": a known inspector (got {:?})", u.to));
                 };
-                let previous = o.assignee.replace(to.to_string());
-                o.state = State::Assigned;
+                let previous = o.assign_to(to, now, route.accept_within);
                 o.worker = None;
                 o.excluded.retain(|e| e != to);
-                o.assigned_ms = Some(now);
-                o.deadline_ms = Some(now + route.accept_within.as_millis() as i64);
-                o.deadline = Some(Deadline::Accept);
                 ("assigned", std::iter::once(to.to_string()).chain(previous).collect())
             }
         };

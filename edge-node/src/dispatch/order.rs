@@ -250,6 +250,16 @@ impl Order {
         Ok(())
     }
 
+    /// Gives the order to `who`, who must accept within `accept_within`; returns the
+    /// previous assignee.
+    pub fn assign_to(&mut self, who: &str, now: i64, accept_within: std::time::Duration) -> Option<String> {
+        self.state = State::Assigned;
+        self.assigned_ms = Some(now);
+        self.deadline_ms = Some(now + accept_within.as_millis() as i64);
+        self.deadline = Some(Deadline::Accept);
+        self.assignee.replace(who.to_string())
+    }
+
     /// The order as published (`order` in `gridsight.order` events).
     pub fn to_json(&self) -> serde_json::Value {
         let t = |ms: Option<i64>| ms.map(rfc3339_ms);
