@@ -125,8 +125,6 @@ fn log_tail(config: &std::path::Path, n: u32) -> String {
         .join("\n")
 }
 
-type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
-
 fn alerts(got: &Received) -> Vec<serde_json::Value> {
     got.lock()
         .unwrap()

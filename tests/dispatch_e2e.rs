@@ -128,8 +128,6 @@ fn order_events(got: &Received) -> Vec<(String, String)> {
         .collect()
 }
 
-type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
-
 fn created(got: &Received) -> Vec<String> {
     order_events(got).into_iter().filter(|(e, _)| e == "created").map(|(_, o)| o).collect()
 }

@@ -54,8 +54,6 @@ fn replies(got: &Received) -> Vec<serde_json::Value> {
         .collect()
 }
 
-type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
-
 fn reply_to(got: &Received, id: &str) -> Option<serde_json::Value> {
     replies(got).into_iter().find(|r| r["id"] == id)
 }

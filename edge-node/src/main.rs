@@ -99,7 +99,7 @@ enum Command {
     CheckConfig { file: PathBuf },
 }
 
-fn load(path: &PathBuf) -> Result<config::Config, ExitCode> {
+fn load(path: &std::path::Path) -> Result<config::Config, ExitCode> {
     config::load(path).map_err(|e| {
         eprintln!("error: {e}");
         match e {
@@ -110,7 +110,7 @@ fn load(path: &PathBuf) -> Result<config::Config, ExitCode> {
 }
 
 /// Loads the config of a long-running command, applies its time zone, starts logging.
-fn load_daemon(path: &PathBuf) -> Result<config::Config, ExitCode> {
+fn load_daemon(path: &std::path::Path) -> Result<config::Config, ExitCode> {
     let cfg = load(path)?;
     if let Some(tz) = &cfg.node.time_zone {
         // SAFETY: nothing has started a thread yet (logging, GStreamer, ONNX Runtime and the

@@ -188,18 +188,17 @@ pub fn subscriber(port: u16, topic: &str) -> Arc<Mutex<Vec<String>>> {
     got
 }
 
+/// Every (topic, payload) a subscriber received, in order.
+pub type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// Subscribes (QoS 1, persistent session named after `name`) and records (topic, payload).
-pub fn subscriber_raw(port: u16, topic: &str, name: &str) -> Arc<Mutex<Vec<(String, Vec<u8>)>>> {
+pub fn subscriber_raw(port: u16, topic: &str, name: &str) -> Received {
     subscriber_with_state(port, topic, name).0
 }
 
 /// As [`subscriber_raw`], with a flag that is true while the subscription is in place
 /// (set on SUBACK, cleared on a connection error).
-pub fn subscriber_with_state(
-    port: u16,
-    topic: &str,
-    name: &str,
-) -> (Arc<Mutex<Vec<(String, Vec<u8>)>>>, Arc<std::sync::atomic::AtomicBool>) {
+pub fn subscriber_with_state(port: u16, topic: &str, name: &str) -> (Received, Arc<std::sync::atomic::AtomicBool>) {
     let subscribed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = subscribed.clone();
     let got = Arc::new(Mutex::new(Vec::new()));

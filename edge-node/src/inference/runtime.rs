@@ -106,6 +106,7 @@ pub fn provider_available(provider: Provider) -> bool {
 
 /// As [`load_session`], on the configured execution provider when the library has it; a
 /// provider it lacks falls back to CPU with one log line saying why.
+#[allow(clippy::result_large_err)] // ort's own error type, converted once at the end
 pub fn load_session_with(path: &Path, threads: usize, provider: Provider) -> Result<Session, OrtError> {
     let (_, env) = init_runtime()?;
     let fail = |reason: String| OrtError::Model { path: path.to_path_buf(), reason };

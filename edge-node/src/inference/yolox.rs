@@ -75,7 +75,7 @@ mod tests {
         let row = &mut data[37 * 85..38 * 85];
         row[..5].copy_from_slice(&[0.5, 0.25, 0.0, (2.0f32).ln(), 0.9]);
         row[5 + 2] = 0.8; // car
-        row[5 + 0] = 0.5; // person, lower
+        row[5] = 0.5; // person (class 0), lower
         let outputs = [Output { name: "output", shape: &[1, 42, 85], data: &data }];
         let found = Yolox.decode(&outputs, 0, (64, 32), 0.3, &[]);
         assert_eq!(found.len(), 1);

@@ -408,10 +408,10 @@ async fn serve(
                         let _ = client.try_ack(&p);
                     }
                 }
-                Event::Incoming(Incoming::SubAck(ack)) => {
-                    if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {
-                        warn!(topics = ?opts.subscriptions, "the broker refused a subscription (check its ACL)");
-                    }
+                Event::Incoming(Incoming::SubAck(ack))
+                    if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) =>
+                {
+                    warn!(topics = ?opts.subscriptions, "the broker refused a subscription (check its ACL)");
                 }
                 _ => {}
             },

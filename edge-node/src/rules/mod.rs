@@ -215,6 +215,7 @@ impl RuleEngine {
         events
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn event(
         &mut self,
         kind: EventKind,
