@@ -125,7 +125,8 @@ pub fn build(
     bus.set_sync_handler(move |_, msg| {
         let event = match msg.view() {
             gst::MessageView::Error(e) => {
-                let debug = e.debug().map(|d| d.to_string());
+                // GStreamer's debug text spans lines; one log line per event.
+                let debug = e.debug().map(|d| d.split_whitespace().collect::<Vec<_>>().join(" "));
                 Some(PipelineEvent::Failed(
                     FailReason::from_gst(&e.error(), debug.as_deref()),
                     debug.unwrap_or_default(),
