@@ -577,10 +577,22 @@ impl Dispatcher {
 
     /// Fires every stored deadline at or before `now`: an assignee who did not accept loses
     /// the order (reassigned, then escalated); an order not resolved in time is escalated.
-    /// Returns how many deadlines fired.
+    /// Returns how many deadlines fired. Works in batches of 100 orders per transaction, so
+    /// a mass of deadlines at once never holds the store (and the MQTT link) for long.
     pub fn tick(&self, now: i64) -> Result<usize, DispatchError> {
+        let mut fired = 0;
+        loop {
+            let n = self.tick_batch(now, 100)?;
+            fired += n;
+            if n < 100 {
+                return Ok(fired);
+            }
+        }
+    }
+
+    fn tick_batch(&self, now: i64, limit: usize) -> Result<usize, DispatchError> {
         self.store.lock().unwrap().transaction(|tx, out| {
-            let due = Order::due(tx, now)?;
+            let due = Order::due(tx, now, limit)?;
             for mut o in due.iter().cloned() {
                 let route = self.config.route(&o.category).cloned().unwrap_or_else(|| Route::default_for(&o.category));
                 let late = o.assignee.clone().unwrap_or_default();

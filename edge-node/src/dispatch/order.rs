@@ -119,6 +119,9 @@ CREATE TABLE IF NOT EXISTS orders (
 CREATE UNIQUE INDEX IF NOT EXISTS orders_open_key ON orders(key) WHERE closed_ms IS NULL;
 CREATE INDEX IF NOT EXISTS orders_deadline ON orders(deadline_ms) WHERE deadline_ms IS NOT NULL;
 CREATE INDEX IF NOT EXISTS orders_created ON orders(created_ms);
+-- Open orders per person, for least-loaded assignment.
+CREATE INDEX IF NOT EXISTS orders_open_assignee ON orders(assignee) WHERE closed_ms IS NULL;
+CREATE INDEX IF NOT EXISTS orders_open_worker ON orders(worker) WHERE closed_ms IS NULL;
 -- Alerts already turned into (or attached to) an order: a replayed alert changes nothing.
 CREATE TABLE IF NOT EXISTS seen_alerts (id TEXT PRIMARY KEY, order_id TEXT, at_ms INTEGER NOT NULL);
 -- Updates already answered, by sender and update id: a replayed update gets the same reply.
@@ -190,12 +193,12 @@ impl Order {
         .optional()
     }
 
-    /// Open orders whose deadline is at or before `now`, earliest first.
-    pub fn due(tx: &Transaction, now: i64) -> rusqlite::Result<Vec<Self>> {
+    /// Up to `limit` open orders whose deadline is at or before `now`, earliest first.
+    pub fn due(tx: &Transaction, now: i64, limit: usize) -> rusqlite::Result<Vec<Self>> {
         let mut stmt = tx.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM orders WHERE deadline_ms IS NOT NULL AND deadline_ms <= ?1 AND closed_ms IS NULL ORDER BY deadline_ms, id"
+            "SELECT {COLUMNS} FROM orders WHERE deadline_ms IS NOT NULL AND deadline_ms <= ?1 AND closed_ms IS NULL ORDER BY deadline_ms, id LIMIT ?2"
         ))?;
-        stmt.query_map([now], Self::from_row)?.collect()
+        stmt.query_map(params![now, limit as i64], Self::from_row)?.collect()
     }
 
     pub fn all(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<Self>> {
