@@ -5,6 +5,8 @@
 //!   1. link with CA + client certificate/key ⇒ every message delivered
 //!   2. link with the CA only ⇒ the broker refuses it; messages stay in the outbox
 //!   3. a key that is not a key ⇒ the set-up error names the config fields
+//!   and, on a plain listener without anonymous access: the right password delivers, a wrong
+//!   one is refused and nothing leaves the outbox
 
 mod common;
 
@@ -172,5 +174,82 @@ fn mutual_tls_with_client_certificate() {
     assert!(e.contains("client_cert_file") && e.contains("client_key_file"), "{e}");
     let e = TlsFiles { ca: Some(b"junk".to_vec()), identity: None }.connector().unwrap_err();
     assert!(e.contains("ca_file"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `username` + `password` against a Mosquitto that allows no anonymous clients: the right
+/// password delivers, a wrong one is refused and nothing leaves the outbox.
+#[test]
+fn username_and_password() {
+    let dir = std::env::temp_dir().join(format!("gridsight-auth-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let passwords = dir.join("passwords");
+    let ok = Command::new("mosquitto_passwd")
+        .args(["-b", "-c"])
+        .arg(&passwords)
+        .args(["node-1", "s3cret-pass"])
+        .status()
+        .expect("mosquitto_passwd comes with mosquitto");
+    assert!(ok.success());
+    for p in [&dir, &passwords] {
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let (port, plain_port) = (free_port(), free_port());
+    std::fs::write(
+        dir.join("mosquitto.conf"),
+        format!(
+            "per_listener_settings true\nlistener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\n\
+             listener {plain_port} 127.0.0.1\nallow_anonymous true\n",
+            passwords.display()
+        ),
+    )
+    .unwrap();
+    let _broker = Broker(
+        Command::new("mosquitto")
+            .arg("-c")
+            .arg(dir.join("mosquitto.conf"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("mosquitto.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(wait_until(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", plain_port)).is_ok()));
+    let (got, subscribed) = subscriber_with_state(plain_port, "tls/alerts", "auth");
+    assert!(wait_until(Duration::from_secs(10), || subscribed.load(std::sync::atomic::Ordering::SeqCst)));
+
+    let start = |password: &str, db: &str| {
+        let _ = std::fs::remove_file(dir.join(db));
+        let outbox = Arc::new(Mutex::new(Outbox::open(&dir.join(db), 1 << 20).unwrap()));
+        outbox
+            .lock()
+            .unwrap()
+            .push(&Message {
+                topic: "tls/alerts".into(),
+                payload: db.as_bytes().to_vec(),
+                retain: false,
+                kind: Kind::Alert,
+            })
+            .unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let opts = LinkOptions {
+            credentials: Some(("node-1".into(), Some(edge_node::config::Secret::new(password)))),
+            backoff_max: Duration::from_secs(1),
+            ..LinkOptions::new("127.0.0.1", port, db, "tls/availability")
+        };
+        let link = {
+            let _e = rt.enter();
+            MqttLink::start(opts, outbox.clone(), Arc::new(|_| {}))
+        };
+        (link, outbox, rt)
+    };
+    let (_good, good_box, _rt1) = start("s3cret-pass", "good");
+    assert!(wait_until(Duration::from_secs(15), || got.lock().unwrap().iter().any(|(_, p)| p == b"good")));
+    assert!(wait_until(Duration::from_secs(5), || good_box.lock().unwrap().len().unwrap() == 0));
+    let (bad, bad_box, _rt2) = start("wrong", "bad");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(bad.stats.acked.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(bad_box.lock().unwrap().len().unwrap(), 1);
+    assert!(!got.lock().unwrap().iter().any(|(_, p)| p == b"bad"));
     let _ = std::fs::remove_dir_all(&dir);
 }
