@@ -350,8 +350,10 @@ pub fn parse_update(payload: &[u8]) -> Result<Update, (Option<String>, String)> 
     if !short(&u.id, 64) || !short(&u.order, 200) || !short(&u.by, 64) {
         return Err((id, "id, order and by must be 1-64 (order 1-200) printable characters".into()));
     }
-    if [&u.reason, &u.note].into_iter().flatten().any(|s| s.chars().count() > 1000) {
-        return Err((id, "reason and note are limited to 1000 characters".into()));
+    // Limited in bytes, so that every order event stays under 4 KiB whatever the text.
+    let text_ok = |s: &String| s.len() <= 300 && !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t');
+    if ![&u.reason, &u.note].into_iter().flatten().all(text_ok) {
+        return Err((id, "reason and note are limited to 300 bytes of text (no control characters)".into()));
     }
     Ok(u)
 }

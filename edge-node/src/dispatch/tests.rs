@@ -330,10 +330,14 @@ fn cancel_needs_a_reason_and_the_right_person() {
     assert!(!act(&d, "a1", &update("u1", &o, "cancel", "a1", serde_json::json!({})), T0).ok);
     assert!(!act(&d, "a2", &update("u2", &o, "cancel", "a2", serde_json::json!({"reason": "x"})), T0).ok);
     assert_eq!(order(&d, &o).state, State::Assigned);
+    // The longest reason and note allowed, of the characters JSON makes longest.
+    let (reason, note) = ("é".repeat(150), "\"".repeat(300));
     assert!(
-        act(&d, "lead", &update("u3", &o, "cancel", "lead", serde_json::json!({"reason": "duplicate of a call"})), T0)
+        act(&d, "lead", &update("u3", &o, "cancel", "lead", serde_json::json!({"reason": reason, "note": note})), T0)
             .ok
     );
+    let biggest = d.store().lock().unwrap().pending(0, 1000).unwrap().iter().map(|r| r.message.payload.len()).max();
+    assert!(biggest.unwrap() < 4096, "every event stays under 4 KiB: {biggest:?}");
     assert_eq!(order(&d, &o).state, State::Cancelled);
     let r = act(&d, "a1", &update("u4", &o, "accept", "a1", serde_json::json!({})), T0);
     assert!(!r.ok && r.detail.contains("cancelled"), "{r:?}");
@@ -360,7 +364,7 @@ fn hostile_updates_are_refused_and_change_nothing() {
         ("a1", br#"{"id":"h10","order":1,"action":"accept","by":"a1"}"#.to_vec(), "invalid type"),
         ("a1", br#"{"id":"h11","order":"x","action":"explode","by":"a1"}"#.to_vec(), "unknown variant"),
         ("a1", br#"{"id":"h12","order":"x","action":"accept","by":"a1","sudo":true}"#.to_vec(), "unknown field"),
-        ("a1", update("h13", &o, "resolve", "a1", serde_json::json!({"note": long})), "1000 characters"),
+        ("a1", update("h13", &o, "resolve", "a1", serde_json::json!({"note": long})), "300 bytes"),
         ("a1", vec![0xde, 0xad, 0xbe, 0xef], "UTF-8"),
         // A replay of the accept that already succeeded: answered again, no change.
         ("a1", update("ok-1", &o, "accept", "a1", serde_json::json!({})), "already handled"),
