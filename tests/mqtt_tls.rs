@@ -5,8 +5,9 @@
 //!   1. link with CA + client certificate/key ⇒ every message delivered
 //!   2. link with the CA only ⇒ the broker refuses it; messages stay in the outbox
 //!   3. a key that is not a key ⇒ the set-up error names the config fields
-//!   and, on a plain listener without anonymous access: the right password delivers, a wrong
-//!   one is refused and nothing leaves the outbox
+//!
+//! And user name + password, on a plain listener without anonymous access: the right
+//! password delivers, a wrong one is refused and nothing leaves the outbox.
 
 mod common;
 
