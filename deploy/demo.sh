@@ -9,7 +9,7 @@ port=${GRIDSIGHT_DEMO_PORT:-8554}
 run=$(mktemp -d)
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  for p in "${pids[@]}"; do pkill -TERM -P "$p" 2>/dev/null; kill -TERM "$p" 2>/dev/null; done
   wait 2>/dev/null
   rm -rf "$run"
 }
@@ -29,10 +29,29 @@ pids+=($!)
 # The simulator encodes a few clips at start.
 wait_port "$port" "${pids[-1]}" "the simulator"
 
+# Inspector insp-1 is played by the helper: every order given to it is accepted, reached
+# and resolved a few seconds later. Orders for `lead` wait for you (and escalate if left).
+insp1() {
+  "$bin" inspector --config deploy/demo.toml --id insp-1 watch 2>/dev/null |
+    while read -r _at event order _state _camera _category assignee _deadline; do
+      case "$event" in assigned | reassigned) ;; *) continue ;; esac
+      [ "$assignee" = "assignee=insp-1" ] || continue
+      id=${order#order=}
+      for action in accept arrive resolve; do
+        sleep 4
+        "$bin" inspector --config deploy/demo.toml --id insp-1 "$action" "$id" --note "demo helper" >/dev/null ||
+          continue 2
+      done
+      echo "demo: insp-1 accepted, reached and resolved $id with edge-node inspector"
+    done
+}
+insp1 &
+pids+=($!)
+
 cat <<'HINT'
-demo: orders are assigned to the demo inspectors; act as one from another terminal:
-  ./target/release/edge-node inspector --config deploy/demo.toml --id insp-1 watch
-  ./target/release/edge-node inspector --config deploy/demo.toml --id insp-1 accept|arrive|resolve ORDER
+demo: orders go to the demo inspectors; insp-1 is played by the helper, lead is yours:
+  ./target/release/edge-node inspector --config deploy/demo.toml --id lead watch
+  ./target/release/edge-node inspector --config deploy/demo.toml --id lead accept|arrive|resolve ORDER
   mosquitto_sub -p 18830 -t 'gridsight/#' -v        (everything on the broker)
 HINT
 # Ctrl-C reaches every process of the group; the node exits 0 on it.
