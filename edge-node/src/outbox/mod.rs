@@ -99,21 +99,10 @@ impl Outbox {
     /// Stores messages in one transaction (all or none, one disk sync) and returns their
     /// row ids, in order.
     pub fn push_all(&mut self, messages: &[Message]) -> Result<Vec<i64>, OutboxError> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-        let tx = self.conn.transaction()?;
-        let mut ids = Vec::with_capacity(messages.len());
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO outbox (topic, payload, retain, kind, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for m in messages {
-                insert.execute(params![m.topic, m.payload, m.retain, m.kind.as_str(), now])?;
-                ids.push(tx.last_insert_rowid());
-            }
-        }
-        tx.commit()?;
-        self.stored_bytes += messages.iter().map(|m| m.payload.len() as u64).sum::<u64>();
-        self.enforce_limit()?;
+        let ((), ids) = self.commit_with(|_, out| {
+            out.extend_from_slice(messages);
+            Ok::<_, OutboxError>(())
+        })?;
         Ok(ids)
     }
 
@@ -125,26 +114,32 @@ impl Outbox {
         &mut self,
         f: impl FnOnce(&rusqlite::Transaction, &mut Vec<Message>) -> Result<T, E>,
     ) -> Result<T, E> {
+        Ok(self.commit_with(f)?.0)
+    }
+
+    /// [`transaction`](Self::transaction), also returning the stored messages' row ids.
+    fn commit_with<T, E: From<OutboxError>>(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Transaction, &mut Vec<Message>) -> Result<T, E>,
+    ) -> Result<(T, Vec<i64>), E> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         let tx = self.conn.transaction().map_err(OutboxError::from)?;
         let mut messages = Vec::new();
         let out = f(&tx, &mut messages)?;
-        {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO outbox (topic, payload, retain, kind, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .map_err(OutboxError::from)?;
-            for m in &messages {
-                insert
-                    .execute(params![m.topic, m.payload, m.retain, m.kind.as_str(), now])
-                    .map_err(OutboxError::from)?;
-            }
-        }
+        let insert_all = || -> Result<Vec<i64>, rusqlite::Error> {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO outbox (topic, payload, retain, kind, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            messages
+                .iter()
+                .map(|m| insert.insert(params![m.topic, m.payload, m.retain, m.kind.as_str(), now]))
+                .collect()
+        };
+        let ids = insert_all().map_err(OutboxError::from)?;
         tx.commit().map_err(OutboxError::from)?;
         self.stored_bytes += messages.iter().map(|m| m.payload.len() as u64).sum::<u64>();
         self.enforce_limit()?;
-        Ok(out)
+        Ok((out, ids))
     }
 
     /// Read-only access for components that keep their own tables in this database.
