@@ -10,7 +10,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -95,25 +95,8 @@ grid = "g1"
 }
 
 /// The node as a child process, its log in `<dir>/node-N.log`; killed if the test fails.
-struct Node(Child);
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn node(config: &std::path::Path, n: u32) -> Node {
-    let log = std::fs::File::create(config.with_file_name(format!("node-{n}.log"))).unwrap();
-    Node(
-        Command::new(env!("CARGO_BIN_EXE_edge-node"))
-            .args(["run", "--config"])
-            .arg(config)
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    )
+fn node(config: &std::path::Path, n: u32) -> KillOnDrop {
+    edge_node("run", config, &config.with_file_name(format!("node-{n}.log")))
 }
 
 fn log_tail(config: &std::path::Path, n: u32) -> String {

@@ -12,7 +12,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -67,25 +67,8 @@ duty = ["sun 03:00-03:01"]
     path
 }
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn dispatcher(config: &std::path::Path, n: u32) -> Proc {
-    let log = std::fs::File::create(config.with_file_name(format!("dispatch-{n}.log"))).unwrap();
-    Proc(
-        Command::new(env!("CARGO_BIN_EXE_edge-node"))
-            .args(["dispatch", "--config"])
-            .arg(config)
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    )
+fn dispatcher(config: &std::path::Path, n: u32) -> KillOnDrop {
+    edge_node("dispatch", config, &config.with_file_name(format!("dispatch-{n}.log")))
 }
 
 fn log(config: &std::path::Path, n: u32) -> String {

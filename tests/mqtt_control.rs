@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -33,16 +33,6 @@ models_dir = "{models}"
         data = dir.join("data").display(),
         models = root().join("models").display()
     )
-}
-
-/// The node process, killed if the test fails.
-struct Node(std::process::Child);
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn replies(got: &Received) -> Vec<serde_json::Value> {
@@ -68,15 +58,7 @@ fn commands_and_hostile_input_over_the_embedded_broker() {
     let http = free_port();
     std::fs::write(&path, config(&dir, port, http, "")).unwrap();
     let log_path = dir.join("node.log");
-    let mut child = Node(
-        Command::new(env!("CARGO_BIN_EXE_edge-node"))
-            .args(["run", "--config"])
-            .arg(&path)
-            .stderr(std::fs::File::create(&log_path).unwrap())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = edge_node("run", &path, &log_path);
     let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let (got, subscribed) = subscriber_with_state(port, "gridsight/ctl/#", "ctl");
     assert!(

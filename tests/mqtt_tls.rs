@@ -12,7 +12,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -81,15 +81,6 @@ fn make_certs(dir: &Path) {
     std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
 }
 
-struct Broker(std::process::Child);
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn link(port: u16, tls: TlsFiles, db: &Path) -> (MqttLink, Arc<Mutex<Outbox>>, tokio::runtime::Runtime) {
     let _ = std::fs::remove_file(db);
     let outbox = Arc::new(Mutex::new(Outbox::open(db, 1 << 20).unwrap()));
@@ -126,25 +117,12 @@ fn mutual_tls_with_client_certificate() {
     make_certs(&dir);
     let (tls_port, plain_port) = (free_port(), free_port());
     let d = dir.display();
-    std::fs::write(
-        dir.join("mosquitto.conf"),
-        format!(
-            "per_listener_settings false\nallow_anonymous true\n\
-             listener {tls_port} 127.0.0.1\ncafile {d}/ca.crt\ncertfile {d}/server.crt\nkeyfile {d}/server.key\nrequire_certificate true\n\
-             listener {plain_port} 127.0.0.1\n"
-        ),
-    )
-    .unwrap();
-    let _broker = Broker(
-        Command::new("mosquitto")
-            .arg("-c")
-            .arg(dir.join("mosquitto.conf"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("mosquitto.log")).unwrap())
-            .spawn()
-            .unwrap(),
+    let conf = format!(
+        "per_listener_settings false\nallow_anonymous true\n\
+         listener {tls_port} 127.0.0.1\ncafile {d}/ca.crt\ncertfile {d}/server.crt\nkeyfile {d}/server.key\nrequire_certificate true\n\
+         listener {plain_port} 127.0.0.1\n"
     );
-    assert!(wait_until(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", plain_port)).is_ok()));
+    let _broker = mosquitto_with(&dir, &conf, plain_port);
     let (got, subscribed) = subscriber_with_state(plain_port, "tls/alerts", "tls");
     assert!(wait_until(Duration::from_secs(10), || subscribed.load(std::sync::atomic::Ordering::SeqCst)));
 
@@ -197,25 +175,12 @@ fn username_and_password() {
         std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     }
     let (port, plain_port) = (free_port(), free_port());
-    std::fs::write(
-        dir.join("mosquitto.conf"),
-        format!(
-            "per_listener_settings true\nlistener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\n\
-             listener {plain_port} 127.0.0.1\nallow_anonymous true\n",
-            passwords.display()
-        ),
-    )
-    .unwrap();
-    let _broker = Broker(
-        Command::new("mosquitto")
-            .arg("-c")
-            .arg(dir.join("mosquitto.conf"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("mosquitto.log")).unwrap())
-            .spawn()
-            .unwrap(),
+    let conf = format!(
+        "per_listener_settings true\nlistener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\n\
+         listener {plain_port} 127.0.0.1\nallow_anonymous true\n",
+        passwords.display()
     );
-    assert!(wait_until(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", plain_port)).is_ok()));
+    let _broker = mosquitto_with(&dir, &conf, plain_port);
     let (got, subscribed) = subscriber_with_state(plain_port, "tls/alerts", "auth");
     assert!(wait_until(Duration::from_secs(10), || subscribed.load(std::sync::atomic::Ordering::SeqCst)));
 

@@ -231,3 +231,46 @@ pub fn subscriber_with_state(port: u16, topic: &str, name: &str) -> (Received, A
     });
     (got, subscribed)
 }
+
+/// A child process killed (and reaped) when dropped, so a failing test leaves nothing running.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `edge-node COMMAND --config CONFIG` with its stderr written to `log`.
+pub fn edge_node(command: &str, config: &Path, log: &Path) -> KillOnDrop {
+    KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_edge-node"))
+            .args([command, "--config"])
+            .arg(config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// A Mosquitto on a config of the test's own (written to `<dir>/mosquitto.conf`, its log
+/// beside it); returns once `port` accepts connections.
+pub fn mosquitto_with(dir: &Path, conf: &str, port: u16) -> KillOnDrop {
+    std::fs::write(dir.join("mosquitto.conf"), conf).unwrap();
+    let child = KillOnDrop(
+        std::process::Command::new("mosquitto")
+            .arg("-c")
+            .arg(dir.join("mosquitto.conf"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("mosquitto.log")).unwrap())
+            .spawn()
+            .expect("mosquitto is installed by `make setup`"),
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()),
+        "mosquitto did not start"
+    );
+    child
+}
