@@ -23,8 +23,7 @@ fn bad_configs() -> Vec<PathBuf> {
 
 /// `# expect: LINE PATH` lines; PATH `-` means a syntax error with no path.
 fn expectations(file: &Path) -> BTreeSet<(usize, String)> {
-    std::fs::read_to_string(file)
-        .unwrap()
+    String::from_utf8_lossy(&std::fs::read(file).unwrap())
         .lines()
         .filter_map(|l| l.strip_prefix("# expect: "))
         .map(|l| {
@@ -108,4 +107,34 @@ fn missing_file_is_not_a_config_error() {
     let out = edge_node(&["check-config", "/nonexistent/node.toml"]);
     assert_eq!(out.status.code(), Some(66));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config /nonexistent/node.toml"));
+}
+
+/// The problem is pointed at exactly: the column of the bad character, not just the line.
+#[test]
+fn columns_point_at_the_bad_character() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/configs/bad");
+    let cases = [
+        // `url = "rtsp://admin:…@[127…`: the '[' is at column 38 of line 18.
+        ("27-malformed-url.toml", ":18:38: cameras[0].url: the IPv6 address has no closing ']'"),
+        // `# caf\xff`: line 6, column 6, byte offset 259 of the file.
+        ("28-invalid-utf8.toml", ":6:6: not UTF-8: byte 259 (0xff)"),
+    ];
+    for (name, want) in cases {
+        let file = dir.join(name);
+        let out = edge_node(&["check-config", file.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{name}: {stderr}");
+        assert!(stderr.contains(want), "{name}: want {want:?} in\n{stderr}");
+        assert!(!stderr.contains("Pa55-not-shown-1"), "{stderr}");
+    }
+}
+
+/// `--help` documents the exit codes an operator's scripts see.
+#[test]
+fn help_names_the_exit_codes() {
+    let out = edge_node(&["--help"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in ["64", "66", "bad config", "cannot be read"] {
+        assert!(text.contains(want), "--help lacks {want:?}:\n{text}");
+    }
 }

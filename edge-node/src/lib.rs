@@ -30,6 +30,7 @@
 //!   used when the config has no `[mqtt]`. [`control`]: commands over MQTT.
 //! - [`dispatch`]: alerts → orders for on-duty inspectors, deadlines, escalation, updates
 //!   from inspectors' apps, statistics; in-process or `edge-node dispatch`.
+//! - [`datadir`]: the exclusive lock that keeps a second process off a node's `data_dir`.
 //! - [`node`]: the `run` daemon: builds the stages from a config, runs until SIGINT/SIGTERM,
 //!   shuts down within a deadline.
 //! - [`telemetry`]: structured logging and the HTTP endpoints (`/metrics`, `/healthz`,
@@ -39,6 +40,7 @@ pub mod alert;
 pub mod broker;
 pub mod config;
 pub mod control;
+pub mod datadir;
 pub mod detect;
 pub mod dispatch;
 pub mod geometry;

@@ -7,8 +7,22 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use edge_node::{EXIT_BAD_CONFIG, config, node, telemetry};
 
+/// Exit statuses, for operators' scripts and service managers.
+const EXIT_CODES: &str = "Exit status:
+  0   stopped cleanly (SIGINT/SIGTERM), or the command succeeded
+  1   a failure while running (named on stderr and in the log)
+  2   inspector: no reply; usage errors
+  64  bad config: every problem listed as FILE:LINE:COLUMN: PATH: why
+  66  the config file cannot be read (missing, no permission)
+  73  run/dispatch: another edge-node holds the data_dir (its pid is named), or a listener cannot bind";
+
 #[derive(Parser)]
-#[command(name = "edge-node", version, about = "gridsight edge node: cameras in, alerts and dispatch orders out")]
+#[command(
+    name = "edge-node",
+    version,
+    about = "gridsight edge node: cameras in, alerts and dispatch orders out",
+    after_help = EXIT_CODES
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -175,8 +189,9 @@ fn main() -> ExitCode {
             match node::run_dispatch(cfg) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
+                    tracing::error!("{e}");
                     eprintln!("error: {e}");
-                    ExitCode::FAILURE
+                    ExitCode::from(e.exit_code())
                 }
             }
         }
@@ -226,7 +241,7 @@ fn main() -> ExitCode {
                 Err(e) => {
                     tracing::error!("{e}");
                     eprintln!("error: {e}");
-                    ExitCode::FAILURE
+                    ExitCode::from(e.exit_code())
                 }
             }
         }

@@ -55,6 +55,30 @@ pub enum NodeError {
     Broker(#[from] crate::broker::BrokerError),
     #[error(transparent)]
     Dispatch(#[from] crate::dispatch::DispatchError),
+    #[error(transparent)]
+    DataDir(#[from] crate::datadir::LockError),
+    #[error("http.listen {addr}: cannot listen: {source}; another process holds the port, or choose another address")]
+    Listen { addr: std::net::SocketAddr, source: std::io::Error },
+}
+
+/// Exit status when the node cannot have what it must own alone: its `data_dir` (another
+/// instance holds it) or a listening port (`EX_CANTCREAT`).
+pub const EXIT_IN_USE: u8 = 73;
+
+impl NodeError {
+    /// The process exit status for this error (see `edge-node --help`).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::DataDir(crate::datadir::LockError::InUse { .. }) | Self::Listen { .. } => EXIT_IN_USE,
+            _ => 1,
+        }
+    }
+}
+
+/// Binds the HTTP listener at start: health checks depend on it, so a port that cannot be
+/// bound stops the node with the reason instead of leaving it running without them.
+fn bind_http(addr: std::net::SocketAddr) -> Result<std::net::TcpListener, NodeError> {
+    std::net::TcpListener::bind(addr).map_err(|source| NodeError::Listen { addr, source })
 }
 
 /// `gridsight.camera_status` JSON (MQTT status topic and `/status`).
@@ -213,6 +237,8 @@ fn health(path: &str, link: &crate::mqtt::LinkStats) -> Option<(u16, &'static st
 /// `edge-node dispatch`: the dispatcher alone, for every node's alerts, until SIGINT/SIGTERM.
 pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
     let (rt, mut signals) = runtime_with_signals("dispatch")?;
+    let lock = crate::datadir::DataDirLock::acquire(&config.storage.data_dir)?;
+    let http = bind_http(config.http.listen)?;
     let prefix = config.mqtt.as_ref().map_or("gridsight".to_string(), |m| m.topic_prefix.clone());
     let base = broker_options(&config, true)?;
     let service = {
@@ -224,10 +250,9 @@ pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
         "/metrics" => Some((200, "text/plain; version=0.0.4", metrics.lock().unwrap().clone())),
         _ => health(path, &connected),
     });
-    match crate::telemetry::http::serve(config.http.listen, handler) {
-        Ok(addr) => info!(listen = %addr, "http: /metrics /healthz /readyz"),
-        Err(e) => warn!(listen = %config.http.listen, "http endpoints not available: {e}"),
-    }
+    let addr = crate::telemetry::http::serve_on(http, handler)
+        .map_err(|source| NodeError::Listen { addr: config.http.listen, source })?;
+    info!(listen = %addr, lock = %lock.path().display(), "http: /metrics /healthz /readyz");
     info!(node = %config.node.id, inspectors = config.grid.inspectors.len(), grids = config.grid.grids.len(), "dispatcher running");
     let signal = rt.block_on(signals.shutdown());
     info!(signal, "shutting down");
@@ -326,6 +351,9 @@ fn wire_cameras(config: &Config, pool: &InferencePool, stages: &Stages) {
 pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
     // Signals first: a SIGTERM during start-up must still end in a clean shutdown.
     let (rt, mut signals) = runtime_with_signals("edge-node")?;
+    // What this node must own alone, before anything starts.
+    let lock = crate::datadir::DataDirLock::acquire(&config.storage.data_dir)?;
+    let http = bind_http(config.http.listen)?;
     let tz = std::env::var("TZ").unwrap_or_else(|_| "system".into());
     info!(summary = %config.summary(), time_zone = %tz.trim_start_matches(':'), "starting");
     let (lib, _) = inference::init_runtime()?;
@@ -503,10 +531,9 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                 _ => health(path, &stats),
             }
         });
-        match crate::telemetry::http::serve(config.http.listen, handler) {
-            Ok(addr) => info!(listen = %addr, "http: /metrics /healthz /readyz /status"),
-            Err(e) => warn!(listen = %config.http.listen, "http endpoints not available: {e}"),
-        }
+        let addr = crate::telemetry::http::serve_on(http, handler)
+            .map_err(|source| NodeError::Listen { addr: config.http.listen, source })?;
+        info!(listen = %addr, lock = %lock.path().display(), "http: /metrics /healthz /readyz /status");
     }
     let refresh = |snapshot: &Mutex<Snapshot>| {
         let cameras = ingest.status();

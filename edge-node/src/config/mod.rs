@@ -20,7 +20,7 @@ pub use manifest::{Dim, Manifest, ManifestModel, Tensor};
 pub use model::*;
 pub use secret::Secret;
 pub use units::{Schedule, Window, parse_bytes, parse_duration};
-pub use validate::parse_rtsp_url;
+pub use validate::{UrlError, parse_rtsp_url};
 
 use span::SpanIndex;
 
@@ -58,10 +58,30 @@ fn render(path: &Path, diagnostics: &[Diagnostic]) -> String {
 
 /// Reads and validates a config file. Relative paths inside it resolve against its folder.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let text = decode_utf8(&bytes).map_err(|d| ConfigError::Invalid { path: path.to_path_buf(), diagnostics: vec![d] })?;
     let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     parse(&text, base).map_err(|diagnostics| ConfigError::Invalid { path: path.to_path_buf(), diagnostics })
+}
+
+/// The file's text, or where its first byte that is not UTF-8 is (TOML files are UTF-8).
+fn decode_utf8(bytes: &[u8]) -> Result<&str, Diagnostic> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let good = &bytes[..e.valid_up_to()];
+        let (line, column) = span::line_col(std::str::from_utf8(good).unwrap_or_default(), good.len());
+        let bad = &bytes[e.valid_up_to()..(e.valid_up_to() + e.error_len().unwrap_or(1)).min(bytes.len())];
+        let hex: Vec<String> = bad.iter().map(|b| format!("0x{b:02x}")).collect();
+        Diagnostic {
+            path: String::new(),
+            line,
+            column,
+            message: format!(
+                "not UTF-8: byte {} ({}) is not valid UTF-8; save the file as UTF-8",
+                e.valid_up_to(),
+                hex.join(" ")
+            ),
+        }
+    })
 }
 
 /// Parses and validates config text; `base` is the folder relative paths resolve against.
@@ -102,8 +122,11 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<Diagnostic>> {
     validate::validate(raw, base).map_err(|problems| {
         let mut diagnostics: Vec<Diagnostic> = problems
             .into_iter()
-            .map(|(path, message)| {
-                let (line, column) = index.locate(&path);
+            .map(|(path, message, offset)| {
+                let (line, column) = match offset {
+                    Some(offset) => index.locate_in_string(&path, offset),
+                    None => index.locate(&path),
+                };
                 Diagnostic { path, line, column, message }
             })
             .collect();

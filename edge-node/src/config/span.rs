@@ -42,34 +42,65 @@ impl<'a> SpanIndex<'a> {
     /// Byte range of the deepest part of `path` present in the file: the key of a field,
     /// the element of an array, or the nearest enclosing table when the field is missing.
     pub fn span_of(&self, path: &str) -> Range<usize> {
+        self.spans_of(path).0
+    }
+
+    /// The key's span (as [`span_of`](Self::span_of)) and, when the whole path was found,
+    /// the span of its value.
+    fn spans_of(&self, path: &str) -> (Range<usize>, Option<Range<usize>>) {
         let mut span = 0..0;
+        let mut value_span = None;
+        let mut found = 0;
+        let segs = segments(path);
+        let wanted = segs.len();
         let mut value: Option<&DeValue<'_>> = None;
         let mut table: Option<&DeTable<'_>> = Some(self.root.get_ref());
-        for seg in segments(path) {
+        for seg in segs {
             match seg {
                 Segment::Key(k) => {
                     let Some(t) = table else { break };
                     let Some((key, v)) = t.iter().find(|(key, _)| key.get_ref().as_ref() == k) else { break };
                     span = key.span();
+                    value_span = Some(v.span());
                     value = Some(v.get_ref());
                 }
                 Segment::Index(i) => {
                     let Some(DeValue::Array(items)) = value else { break };
                     let Some(item) = items.get(i) else { break };
                     span = item.span();
+                    value_span = Some(item.span());
                     value = Some(item.get_ref());
                 }
             }
+            found += 1;
             table = match value {
                 Some(DeValue::Table(t)) => Some(t),
                 _ => None,
             };
         }
-        span
+        (span, value_span.filter(|_| found == wanted))
     }
 
     pub fn locate(&self, path: &str) -> (usize, usize) {
         line_col(self.text, self.span_of(path).start)
+    }
+
+    /// Line and column of byte `offset` inside the string value at `path`, when the value is
+    /// written as a quoted string without escapes before that point; else as [`locate`](Self::locate).
+    pub fn locate_in_string(&self, path: &str, offset: usize) -> (usize, usize) {
+        let (_, value) = self.spans_of(path);
+        let Some(v) = value else { return self.locate(path) };
+        let written = self.text.get(v.start..v.end).unwrap_or("");
+        let plain = match written.chars().next() {
+            Some('\'') => true,
+            Some('"') => written.get(1..(1 + offset).min(written.len())).is_some_and(|s| !s.contains('\\')),
+            _ => false,
+        };
+        if plain && !written.starts_with("\"\"\"") && !written.starts_with("'''") {
+            line_col(self.text, v.start + 1 + offset)
+        } else {
+            self.locate(path)
+        }
     }
 }
 
@@ -105,5 +136,17 @@ mod tests {
         assert_eq!(ix.locate("cameras[1].zones.bay.polygon[1]").0, 11);
         // A missing field points at its table.
         assert_eq!(ix.locate("cameras[0].url").0, ix.locate("cameras[0]").0);
+    }
+
+    #[test]
+    fn points_inside_a_string_value() {
+        let doc = "[[cameras]]\nid = \"c0\"\nurl = \"rtsp://[::1\"\nname = \"a\\tb\"\n";
+        let ix = SpanIndex::new(doc, DeTable::parse(doc).unwrap());
+        // Offset 7 of the url is the '['; the value starts at column 7 with its quote.
+        assert_eq!(ix.locate_in_string("cameras[0].url", 7), (3, 15));
+        // An escape before the offset: the value's position, not a wrong column.
+        assert_eq!(ix.locate_in_string("cameras[0].name", 3), ix.locate("cameras[0].name"));
+        // A missing field: its table.
+        assert_eq!(ix.locate_in_string("cameras[0].nope", 3), ix.locate("cameras[0].nope"));
     }
 }

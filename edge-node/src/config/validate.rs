@@ -14,8 +14,9 @@ use super::units::{Schedule, parse_bytes, parse_duration};
 use crate::geometry::{Point, Polygon, Polyline};
 use crate::inference::labels::default_labels;
 
-/// Problems found, as (TOML path, message).
-pub type Problems = Vec<(String, String)>;
+/// Problems found, as (TOML path, message, byte offset inside the string value when the
+/// problem is at a known character of it).
+pub type Problems = Vec<(String, String, Option<usize>)>;
 
 const ID_HINT: &str = "use lowercase letters, digits, '-' and '_' (1-64 characters)";
 
@@ -36,7 +37,12 @@ fn snake_case(s: &str) -> bool {
 
 impl Validator<'_> {
     fn err(&mut self, path: impl Into<String>, msg: impl Into<String>) {
-        self.problems.push((path.into(), msg.into()));
+        self.problems.push((path.into(), msg.into(), None));
+    }
+
+    /// A problem at byte `offset` of the string value at `path`.
+    fn err_at(&mut self, path: impl Into<String>, offset: usize, msg: impl Into<String>) {
+        self.problems.push((path.into(), msg.into(), Some(offset)));
     }
 
     fn path(&self, p: &Path) -> PathBuf {
@@ -641,7 +647,7 @@ fn camera(
     let (url, url_credentials) = match parse_rtsp_url(&c.url) {
         Ok(parsed) => parsed,
         Err(e) => {
-            v.err(format!("{at}url"), e);
+            v.err_at(format!("{at}url"), e.offset, e.message);
             (RtspUrl { secure: false, host: String::new(), port: None, path: String::new() }, None)
         }
     };
@@ -960,55 +966,135 @@ fn rule(v: &mut Validator, at: &str, r: &RawRule, ctx: &RuleContext) -> Option<R
     (v.problems.len() == before).then_some(rule)
 }
 
-/// Splits `rtsp[s]://[user[:pass]@]host[:port][/path]` into a printable address and the
-/// credentials. Errors never repeat the address (it may hold a password).
-pub fn parse_rtsp_url(url: &str) -> Result<(RtspUrl, Option<Credentials>), String> {
-    let hint = "use rtsp://host[:port]/path or rtsps://host[:port]/path";
-    let (secure, rest) = if let Some(r) = url.strip_prefix("rtsp://") {
-        (false, r)
-    } else if let Some(r) = url.strip_prefix("rtsps://") {
-        (true, r)
+/// A malformed camera address: what is wrong and where (a byte offset into the url).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlError {
+    pub offset: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for UrlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Parses an `rtsp://` or `rtsps://` address fully (RFC 3986 authority: user info with
+/// percent-encoding, a DNS name, IPv4 address or bracketed IPv6 address, a port in
+/// 1–65535, a path without spaces) and splits the credentials off. Errors name the byte
+/// offset of the problem and never contain the credentials.
+pub fn parse_rtsp_url(url: &str) -> Result<(RtspUrl, Option<Credentials>), UrlError> {
+    const HINT: &str = "use rtsp://[user:password@]host[:port]/path (IPv6 hosts in brackets: rtsp://[fe80::1]:554/path)";
+    let fail = |offset: usize, what: String| Err(UrlError { offset, message: format!("{what}; {HINT}") });
+    let (secure, scheme_len) = if url.starts_with("rtsp://") {
+        (false, 7)
+    } else if url.starts_with("rtsps://") {
+        (true, 8)
     } else {
         let scheme = url.split_once("://").map_or("no scheme", |(s, _)| s);
-        let scheme = if scheme.len() > 16 { "unknown" } else { scheme };
-        return Err(format!("the url is not an RTSP address (scheme: {scheme}); {hint}"));
+        let scheme = if scheme.len() > 16 || scheme.contains(['@', ':']) { "unknown" } else { scheme };
+        return fail(0, format!("the url is not an RTSP address (scheme: {scheme})"));
     };
-    let (authority, path) = rest.find(['/', '?']).map_or((rest, ""), |i| (&rest[..i], &rest[i..]));
-    let (userinfo, hostport) = authority.rsplit_once('@').map_or((None, authority), |(u, h)| (Some(u), h));
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') && !p.contains(']') => match p.parse::<u16>() {
-            Ok(port) if port > 0 => (h, Some(port)),
-            _ => return Err(format!("the url has an invalid port; {hint}")),
-        },
-        _ => (hostport, None),
+    let rest = &url[scheme_len..];
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_len);
+    // Camera passwords often hold an unescaped '@': the last one ends the user info.
+    let (userinfo, hostport, host_at) = match authority.rfind('@') {
+        Some(i) => (Some(&authority[..i]), &authority[i + 1..], scheme_len + i + 1),
+        None => (None, authority, scheme_len),
     };
-    if host.is_empty() || host.contains([' ', '/']) {
-        return Err(format!("the url has no valid host; {hint}"));
+    let (host, port_text, port_at) = if let Some(inner) = hostport.strip_prefix('[') {
+        let Some(close) = inner.find(']') else {
+            return fail(host_at, "the IPv6 address has no closing ']'".into());
+        };
+        let addr = &inner[..close];
+        let ip = addr.split_once("%25").map_or(addr, |(ip, _zone)| ip);
+        if ip.parse::<std::net::Ipv6Addr>().is_err() {
+            return fail(host_at + 1, format!("\"{addr}\" is not an IPv6 address"));
+        }
+        let after = &inner[close + 1..];
+        match after.strip_prefix(':') {
+            Some(p) => (&hostport[..close + 2], Some(p), host_at + close + 3),
+            None if after.is_empty() => (&hostport[..close + 2], None, 0),
+            None => return fail(host_at + close + 2, "unexpected text after the IPv6 address's ']'".into()),
+        }
+    } else {
+        match hostport.split_once(':') {
+            Some((h, p)) => (h, Some(p), host_at + h.len() + 1),
+            None => (hostport, None, 0),
+        }
+    };
+    if !host.starts_with('[') {
+        if host.is_empty() {
+            return fail(host_at, "the url has no host".into());
+        }
+        if let Some(i) = host.find(|c: char| !(c.is_ascii_alphanumeric() || "-._~".contains(c))) {
+            let c = host[i..].chars().next().unwrap_or(' ');
+            return fail(host_at + i, format!("the host contains {c:?}, which a host name cannot hold"));
+        }
+        let is_ipv4_like = host.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+        if is_ipv4_like && host.parse::<std::net::Ipv4Addr>().is_err() {
+            return fail(host_at, format!("\"{host}\" is not an IPv4 address"));
+        }
+        let labels = host.strip_suffix('.').unwrap_or(host);
+        if host.len() > 253 || labels.split('.').any(|l| l.is_empty() || l.len() > 63) {
+            return fail(host_at, format!("\"{host}\" is not a valid host name (empty or over-long label)"));
+        }
     }
-    let credentials = userinfo.map(|u| {
-        let (user, pass) = u.split_once(':').unwrap_or((u, ""));
-        Credentials { username: percent_decode(user), password: Secret::new(percent_decode(pass)) }
-    });
+    let port = match port_text {
+        None => None,
+        Some("") => return fail(port_at, "the port after ':' is empty".into()),
+        Some(p) => match p.parse::<u32>() {
+            Ok(n) if p.bytes().all(|b| b.is_ascii_digit()) && (1..=65535).contains(&n) => Some(n as u16),
+            Ok(_) if p.bytes().all(|b| b.is_ascii_digit()) => {
+                return fail(port_at, format!("port {p} is out of range (1-65535)"));
+            }
+            _ => return fail(port_at, "the port must be a number from 1 to 65535".into()),
+        },
+    };
+    if let Some(i) = path.find(|c: char| c.is_whitespace() || c.is_control()) {
+        return fail(scheme_len + authority_len + i, "the path contains a space or control character (write it as %20)".into());
+    }
+    let credentials = match userinfo {
+        None => None,
+        Some(u) => {
+            let (user, pass, pass_at) = match u.split_once(':') {
+                Some((user, pass)) => (user, pass, scheme_len + user.len() + 1),
+                None => (u, "", 0),
+            };
+            if user.is_empty() {
+                return fail(scheme_len, "the user name before '@' is empty".into());
+            }
+            let user = percent_decode(user).map_err(|(i, m)| UrlError { offset: scheme_len + i, message: format!("the user name {m}") })?;
+            let pass = percent_decode(pass).map_err(|(i, m)| UrlError { offset: pass_at + i, message: format!("the password {m}") })?;
+            Some(Credentials { username: user, password: Secret::new(pass) })
+        }
+    };
     Ok((RtspUrl { secure, host: host.to_string(), port, path: path.to_string() }, credentials))
 }
 
-fn percent_decode(s: &str) -> String {
+/// Decodes `%XX` escapes; the error gives the offset of a bad escape and says what is
+/// wrong without echoing the text (it may be a password).
+fn percent_decode(s: &str) -> Result<String, (usize, String)> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(b);
-            i += 3;
-            continue;
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+            match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                Some(b) if hex.is_some_and(|h| h.bytes().all(|c| c.is_ascii_hexdigit())) => {
+                    out.push(b);
+                    i += 3;
+                    continue;
+                }
+                _ => return Err((i, "has a '%' not followed by two hex digits (write a literal % as %25)".into())),
+            }
         }
         out.push(bytes[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8(out).map_err(|_| (0, "decodes to bytes that are not UTF-8".into()))
 }
 
 #[cfg(test)]
@@ -1023,8 +1109,44 @@ mod tests {
         assert_eq!((creds.username.as_str(), creds.password.expose()), ("admin", "p@ss"));
         assert_eq!(parse_rtsp_url("rtsps://cam.local/live").unwrap().0.to_string(), "rtsps://cam.local/live");
         let e = parse_rtsp_url("http://admin:secret@cam/x").unwrap_err();
-        assert!(e.contains("scheme: http") && !e.contains("secret"), "{e}");
-        assert!(parse_rtsp_url("rtsp://cam:99999/x").is_err());
-        assert!(parse_rtsp_url("rtsp:///x").is_err());
+        assert!(e.message.contains("scheme: http") && !e.message.contains("secret"), "{e}");
+        let (url, creds) = parse_rtsp_url("rtsp://u:p@ss@[fe80::1%25eth0]:8554/a?b=1").unwrap();
+        assert_eq!(url.to_string(), "rtsp://[fe80::1%25eth0]:8554/a?b=1");
+        assert_eq!(creds.unwrap().password.expose(), "p@ss");
+        assert_eq!(parse_rtsp_url("rtsp://[::1]/x").unwrap().0.host, "[::1]");
+        assert_eq!(parse_rtsp_url("rtsp://cam.local./x").unwrap().0.port, None);
+    }
+
+    /// Each malformed address is refused with the offset of its first bad character and
+    /// a reason; none echoes a password.
+    #[test]
+    fn malformed_urls_name_where_and_why() {
+        let cases: [(&str, usize, &str); 17] = [
+            ("rtsp://[::1", 7, "no closing ']'"),
+            ("rtsp://u:p@[127.0.0.1:19555/x", 11, "no closing ']'"),
+            ("rtsp://[127.0.0.1]:554/x", 8, "not an IPv6 address"),
+            ("rtsp://[::1]x/y", 12, "after the IPv6"),
+            ("rtsp://cam:99999/x", 11, "out of range"),
+            ("rtsp://cam:0/x", 11, "out of range"),
+            ("rtsp://cam:/x", 11, "empty"),
+            ("rtsp://cam:+554/x", 11, "number"),
+            ("rtsp://cam:55a/x", 11, "number"),
+            ("rtsp:///x", 7, "no host"),
+            ("rtsp://u:secret@/x", 16, "no host"),
+            ("rtsp://ca m/x", 9, "host contains"),
+            ("rtsp://300.1.1.1/x", 7, "not an IPv4"),
+            ("rtsp://a..b/x", 7, "not a valid host"),
+            ("rtsp://cam/a b", 12, "space"),
+            ("rtsp://u:se%zzret@cam/x", 11, "password has a '%'"),
+            ("rtsp://:pw@cam/x", 7, "user name before '@' is empty"),
+        ];
+        for (url, offset, want) in cases {
+            let e = parse_rtsp_url(url).expect_err(url);
+            assert!(e.message.contains(want), "{url}: {e}");
+            assert_eq!(e.offset, offset, "{url}: {e}");
+            assert!(!e.message.contains("secret") && !e.message.contains("se%zz"), "{url}: {e}");
+        }
+        assert!(parse_rtsp_url("rtsp://u:%e2%82%ac@cam/x").unwrap().1.unwrap().password.expose() == "\u{20ac}");
+        assert!(parse_rtsp_url("rtsp://u:%ff@cam/x").unwrap_err().message.contains("not UTF-8"));
     }
 }

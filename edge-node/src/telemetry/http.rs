@@ -13,7 +13,12 @@ pub type Handler = Arc<dyn Fn(&str) -> Option<(u16, &'static str, String)> + Sen
 
 /// Binds `addr` and serves on a thread of its own; returns the bound address.
 pub fn serve(addr: SocketAddr, handler: Handler) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)?;
+    serve_on(TcpListener::bind(addr)?, handler)
+}
+
+/// Serves an already bound listener (bind at start, so a taken port stops the node before
+/// anything else starts) on a thread of its own; returns the bound address.
+pub fn serve_on(listener: TcpListener, handler: Handler) -> std::io::Result<SocketAddr> {
     let bound = listener.local_addr()?;
     std::thread::Builder::new().name("http".into()).spawn(move || {
         for stream in listener.incoming().flatten() {
