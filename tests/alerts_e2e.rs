@@ -25,6 +25,8 @@ id = "e2e"
 [mqtt]
 host = "127.0.0.1"
 port = {mqtt}
+[http]
+listen = "127.0.0.1:{http}"
 [storage]
 data_dir = "{data}"
 models_dir = "{models}"
@@ -87,7 +89,8 @@ name = "Inspector A"
 grid = "g1"
 "#,
         data = dir.join("data").display(),
-        models = root().join("models").display()
+        models = root().join("models").display(),
+        http = free_port(),
     );
     let path = dir.join("node.toml");
     std::fs::write(&path, text).unwrap();
