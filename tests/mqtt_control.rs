@@ -4,7 +4,9 @@
 //!   1. availability `online` (retained), node status published
 //!   2. hostile payloads on `<prefix>/<node>/commands` (bad JSON, wrong types, 1 MiB,
 //!      binary, deep nesting, unknown command, a flood of 3000) ⇒ refused with a logged
-//!      reason and a reply; the node keeps answering (`ping` right after the flood)
+//!      reason and a reply (rate-limited), each counted exactly once in the log's
+//!      `suppressed=` counts; the node keeps answering (`ping` right after the flood);
+//!      a burst of 300 pings ⇒ 300 replies (pong, or busy: try again)
 //!   3. `status` ⇒ fresh status; `reload` with a broken file ⇒ refused, running config kept
 //!   4. SIGTERM ⇒ exit 0, availability `offline`
 
@@ -123,6 +125,35 @@ fn commands_and_hostile_input_over_the_embedded_broker() {
     // Refusal replies are rate-limited: far fewer than 3000.
     let refused = replies(&got).iter().filter(|r| r["ok"] == false).count();
     assert!(refused < 200, "{refused} refusal replies");
+    // ... but every refusal is counted exactly once: the logged lines plus their
+    // `suppressed=` counts (the remainder is logged within ~10 s) make 6 hostile + 3000.
+    let counted = || {
+        log()
+            .lines()
+            .filter(|l| l.contains("inbound message") && !l.contains("byte limit"))
+            .map(|l| {
+                let n = l.split("suppressed=").nth(1).and_then(|t| t.split_whitespace().next()?.parse::<u64>().ok());
+                u64::from(l.contains("inbound message refused:")) + n.unwrap_or(0)
+            })
+            .sum::<u64>()
+    };
+    assert!(wait_until(Duration::from_secs(15), || counted() >= 3006), "counted {}:\n{}", counted(), log());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(counted(), 3006, "refusals logged + suppressed");
+
+    // A burst of valid commands: every one gets a reply with its id (pong, or busy).
+    for i in 0..300 {
+        send(format!(r#"{{"id":"burst-{i}","command":"ping"}}"#).into_bytes());
+    }
+    let answered = || (0..300).filter(|i| reply_to(&got, &format!("burst-{i}")).is_some()).count();
+    assert!(wait_until(Duration::from_secs(30), || answered() == 300), "{} of 300 answered:\n{}", answered(), log());
+    let pongs = (0..300).filter(|i| reply_to(&got, &format!("burst-{i}")).unwrap()["detail"] == "pong").count();
+    for i in 0..300 {
+        let r = reply_to(&got, &format!("burst-{i}")).unwrap();
+        assert!(r["detail"] == "pong" || r["reason"].as_str().is_some_and(|s| s.starts_with("busy")), "{r}");
+    }
+    println!("burst of 300 pings: {pongs} pong, {} busy", 300 - pongs);
+    assert!(pongs >= 64, "at least a queue's worth is served: {pongs}");
 
     // status: a fresh node status; reload of a broken file: refused, nothing changes.
     got.lock().unwrap().retain(|(t, _)| !t.ends_with("/status"));

@@ -12,6 +12,8 @@
 //! {"id": "44", "command": "ping"}     // answer at once
 //! ```
 
+use std::time::{Duration, Instant};
+
 use serde::Deserialize;
 
 /// What a request asks for.
@@ -100,9 +102,124 @@ pub fn reply(node: &str, id: Option<&str>, command: Option<Command>, result: Res
     v
 }
 
+/// Replies to refused commands: at most 10 a second, so a flood of garbage cannot fill
+/// the outbox with answers (every refusal is still counted and logged, rate-limited).
+#[derive(Default)]
+pub struct ReplyBudget {
+    window: Option<Instant>,
+    used: u32,
+}
+
+impl ReplyBudget {
+    pub const PER_SECOND: u32 = 10;
+
+    pub fn allow_at(&mut self, now: Instant) -> bool {
+        if self.window.is_none_or(|w| now.duration_since(w) >= Duration::from_secs(1)) {
+            self.window = Some(now);
+            self.used = 0;
+        }
+        self.used += 1;
+        self.used <= Self::PER_SECOND
+    }
+}
+
+/// What happened to one inbound payload.
+#[derive(Debug, PartialEq)]
+pub enum Admitted {
+    /// Queued for the node's main loop, which replies once it is done.
+    Queued,
+    /// Answered at once: refused (within the reply budget), or busy (the queue is full). Store this reply.
+    Reply(serde_json::Value),
+    /// Refused beyond the reply budget: counted and logged, not answered.
+    Dropped,
+}
+
+/// The first stop of every payload on the commands topic, run on the MQTT link's task:
+/// valid requests go to a bounded queue (capacity set by its creator; when full the sender
+/// is told "busy, try again": every valid request with an id gets a reply); refusals are
+/// counted exactly once, logged rate-limited, and answered within [`ReplyBudget`].
+pub struct CommandGate {
+    node: String,
+    queue: tokio::sync::mpsc::Sender<Request>,
+    refusals: std::sync::Arc<std::sync::Mutex<crate::mqtt::RefusalLog>>,
+    budget: std::sync::Mutex<ReplyBudget>,
+}
+
+impl CommandGate {
+    pub fn new(
+        node: &str,
+        queue: tokio::sync::mpsc::Sender<Request>,
+        refusals: std::sync::Arc<std::sync::Mutex<crate::mqtt::RefusalLog>>,
+    ) -> Self {
+        Self { node: node.to_string(), queue, refusals, budget: Default::default() }
+    }
+
+    pub fn admit(&self, topic: &str, payload: &[u8]) -> Admitted {
+        self.admit_at(topic, payload, Instant::now())
+    }
+
+    pub fn admit_at(&self, topic: &str, payload: &[u8], now: Instant) -> Admitted {
+        match parse(payload) {
+            Ok(req) => {
+                let (id, command) = (req.id.clone(), req.command);
+                match self.queue.try_send(req) {
+                    Ok(()) => Admitted::Queued,
+                    Err(_) => Admitted::Reply(reply(
+                        &self.node,
+                        id.as_deref(),
+                        Some(command),
+                        Err("busy: too many commands at once; try again in a moment"),
+                    )),
+                }
+            }
+            Err(r) => {
+                self.refusals.lock().unwrap_or_else(|p| p.into_inner()).refuse(topic, &r.reason);
+                if self.budget.lock().unwrap_or_else(|p| p.into_inner()).allow_at(now) {
+                    Admitted::Reply(reply(&self.node, r.id.as_deref(), None, Err(&r.reason)))
+                } else {
+                    Admitted::Dropped
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A full queue answers "busy" (with the request's id) instead of dropping the request;
+    /// refusals are answered up to the budget and every one is counted.
+    #[test]
+    fn a_burst_gets_a_reply_for_every_valid_command() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        let refusals = std::sync::Arc::new(std::sync::Mutex::new(crate::mqtt::RefusalLog::default()));
+        let gate = CommandGate::new("n", tx, refusals.clone());
+        let t0 = Instant::now();
+        let mut busy = Vec::new();
+        for i in 0..10 {
+            match gate.admit_at("t", format!(r#"{{"id":"b{i}","command":"ping"}}"#).as_bytes(), t0) {
+                Admitted::Queued => {}
+                Admitted::Reply(r) => {
+                    assert_eq!(r["ok"], false);
+                    assert!(r["reason"].as_str().unwrap().starts_with("busy"), "{r}");
+                    busy.push(r["id"].as_str().unwrap().to_string());
+                }
+                Admitted::Dropped => panic!("a valid command was dropped"),
+            }
+        }
+        let queued: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok()).map(|r| r.id.unwrap()).collect();
+        assert_eq!(queued, ["b0", "b1", "b2", "b3"]);
+        assert_eq!(busy, ["b4", "b5", "b6", "b7", "b8", "b9"]);
+
+        let outcomes: Vec<Admitted> =
+            (0..25).map(|i| gate.admit_at("t", b"garbage", t0 + Duration::from_millis(i))).collect();
+        assert_eq!(outcomes.iter().filter(|a| matches!(a, Admitted::Reply(_))).count(), 10);
+        assert_eq!(outcomes.iter().filter(|a| **a == Admitted::Dropped).count(), 15);
+        assert_eq!(refusals.lock().unwrap().total, 25, "each refusal counted once, queue full or not");
+        // A new second, a new budget.
+        assert!(matches!(gate.admit_at("t", b"garbage", t0 + Duration::from_secs(2)), Admitted::Reply(_)));
+    }
 
     #[test]
     fn valid_commands() {

@@ -34,6 +34,9 @@ use crate::source::{CameraSpec, Ingest, IngestOptions};
 use crate::track::{Track, Tracker, TrackerOptions};
 use crate::types::{Detections, Frame};
 
+/// Valid commands waiting for the main loop; beyond this the sender is answered "busy".
+const COMMAND_QUEUE: usize = 64;
+
 /// How long shutdown may take before the process exits anyway.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -262,26 +265,6 @@ pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
     Ok(())
 }
 
-/// Replies to refused commands: at most 10 a second, so a flood of garbage cannot fill
-/// the outbox with answers (it is still logged, rate-limited, by the link).
-#[derive(Default)]
-struct ReplyBudget {
-    window: Option<Instant>,
-    used: u32,
-}
-
-impl ReplyBudget {
-    fn allow(&mut self) -> bool {
-        let now = Instant::now();
-        if self.window.is_none_or(|w| now.duration_since(w) >= Duration::from_secs(1)) {
-            self.window = Some(now);
-            self.used = 0;
-        }
-        self.used += 1;
-        self.used <= 10
-    }
-}
-
 /// The broker confirmed a message: alerts are logged (the demo shows them this way).
 fn log_delivered(m: &Message) {
     if m.kind != Kind::Alert {
@@ -394,21 +377,29 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
     let mut link_opts = base.clone();
     let commands_topic = format!("{prefix}/{node}/commands");
     link_opts.subscriptions.push(commands_topic.clone());
-    let (command_tx, mut command_rx) = tokio::sync::mpsc::channel::<Result<control::Request, control::Refusal>>(64);
+    // Commands: validated on the link's task; valid ones queue here (64; when full the
+    // sender is answered "busy"), refusals are answered there within a budget.
+    let (command_tx, mut command_rx) = tokio::sync::mpsc::channel::<control::Request>(COMMAND_QUEUE);
+    let refusals = Arc::new(Mutex::new(RefusalLog::default()));
     let link = {
         let _entered = rt.enter();
-        let refusals = Mutex::new(RefusalLog::default());
+        let gate = control::CommandGate::new(node, command_tx, refusals.clone());
+        let (replies_out, reply_topic) = (outbox.clone(), format!("{commands_topic}/reply"));
         MqttLink::start_with_inbound(
             link_opts,
             outbox.clone(),
             Arc::new(log_delivered),
             Arc::new(move |topic: &str, payload: &[u8]| {
-                let parsed = control::parse(payload);
-                if let Err(r) = &parsed {
-                    refusals.lock().unwrap().refuse(topic, &r.reason);
-                }
-                if command_tx.try_send(parsed).is_err() {
-                    refusals.lock().unwrap().refuse(topic, "too many commands at once; dropped");
+                if let control::Admitted::Reply(v) = gate.admit(topic, payload) {
+                    let m = Message {
+                        topic: reply_topic.clone(),
+                        payload: serde_json::to_vec(&v).unwrap_or_default(),
+                        retain: false,
+                        kind: Kind::Status,
+                    };
+                    if let Err(e) = replies_out.lock().unwrap().push(&m) {
+                        warn!("cannot store command reply: {e}");
+                    }
                 }
                 true
             }),
@@ -547,39 +538,36 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
         let mut report = tokio::time::interval(std::time::Duration::from_secs(10));
         report.tick().await;
         let mut ticks = 0u64;
-        let mut replies = ReplyBudget::default();
         loop {
             tokio::select! {
-                Some(cmd) = command_rx.recv() => {
+                Some(first) = command_rx.recv() => {
+                    // Everything queued is answered in one transaction (one disk sync).
+                    let mut batch = vec![first];
+                    while batch.len() < COMMAND_QUEUE && let Ok(req) = command_rx.try_recv() {
+                        batch.push(req);
+                    }
                     let reply_topic = format!("{commands_topic}/reply");
-                    let (id, command, result) = match cmd {
-                        Err(r) => {
-                            if !replies.allow() {
-                                continue;
+                    let mut out = Vec::with_capacity(batch.len());
+                    for req in batch {
+                        let result = match req.command {
+                            control::Command::Ping => Ok("pong".to_string()),
+                            control::Command::Status => {
+                                publish_status(&config, &prefix, &ingest, &outbox);
+                                Ok("status published".to_string())
                             }
-                            (r.id, None, Err(r.reason))
-                        }
-                        Ok(req) => {
-                            let result = match req.command {
-                                control::Command::Ping => Ok("pong".to_string()),
-                                control::Command::Status => {
-                                    publish_status(&config, &prefix, &ingest, &outbox);
-                                    Ok("status published".to_string())
-                                }
-                                control::Command::Reload => reload(&config, &path, &pool, &stages, &ingest, "command"),
-                            };
-                            info!(command = req.command.name(), id = req.id.as_deref().unwrap_or("-"), ok = result.is_ok(), "command");
-                            (req.id, Some(req.command), result)
-                        }
-                    };
-                    let v = control::reply(node, id.as_deref(), command, result.as_deref().map_err(String::as_str));
-                    let m = Message { topic: reply_topic, payload: serde_json::to_vec(&v).unwrap_or_default(), retain: false, kind: Kind::Status };
-                    if let Err(e) = outbox.lock().unwrap().push(&m) {
-                        warn!("cannot store command reply: {e}");
+                            control::Command::Reload => reload(&config, &path, &pool, &stages, &ingest, "command"),
+                        };
+                        info!(command = req.command.name(), id = req.id.as_deref().unwrap_or("-"), ok = result.is_ok(), "command");
+                        let v = control::reply(node, req.id.as_deref(), Some(req.command), result.as_deref().map_err(String::as_str));
+                        out.push(Message { topic: reply_topic.clone(), payload: serde_json::to_vec(&v).unwrap_or_default(), retain: false, kind: Kind::Status });
+                    }
+                    if let Err(e) = outbox.lock().unwrap().push_all(&out) {
+                        warn!(replies = out.len(), "cannot store command replies: {e}");
                     }
                     notify();
                 }
                 _ = report.tick() => {
+                    refusals.lock().unwrap().flush();
                     log_detections(&found, &stages, &pool);
                     refresh(&snapshot);
                     ticks += 1;

@@ -59,7 +59,8 @@ fn render(path: &Path, diagnostics: &[Diagnostic]) -> String {
 /// Reads and validates a config file. Relative paths inside it resolve against its folder.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let bytes = std::fs::read(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-    let text = decode_utf8(&bytes).map_err(|d| ConfigError::Invalid { path: path.to_path_buf(), diagnostics: vec![d] })?;
+    let text =
+        decode_utf8(&bytes).map_err(|d| ConfigError::Invalid { path: path.to_path_buf(), diagnostics: vec![d] })?;
     let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     parse(&text, base).map_err(|diagnostics| ConfigError::Invalid { path: path.to_path_buf(), diagnostics })
 }

@@ -984,7 +984,8 @@ impl std::fmt::Display for UrlError {
 /// 1–65535, a path without spaces) and splits the credentials off. Errors name the byte
 /// offset of the problem and never contain the credentials.
 pub fn parse_rtsp_url(url: &str) -> Result<(RtspUrl, Option<Credentials>), UrlError> {
-    const HINT: &str = "use rtsp://[user:password@]host[:port]/path (IPv6 hosts in brackets: rtsp://[fe80::1]:554/path)";
+    const HINT: &str =
+        "use rtsp://[user:password@]host[:port]/path (IPv6 hosts in brackets: rtsp://[fe80::1]:554/path)";
     let fail = |offset: usize, what: String| Err(UrlError { offset, message: format!("{what}; {HINT}") });
     let (secure, scheme_len) = if url.starts_with("rtsp://") {
         (false, 7)
@@ -1053,7 +1054,10 @@ pub fn parse_rtsp_url(url: &str) -> Result<(RtspUrl, Option<Credentials>), UrlEr
         },
     };
     if let Some(i) = path.find(|c: char| c.is_whitespace() || c.is_control()) {
-        return fail(scheme_len + authority_len + i, "the path contains a space or control character (write it as %20)".into());
+        return fail(
+            scheme_len + authority_len + i,
+            "the path contains a space or control character (write it as %20)".into(),
+        );
     }
     let credentials = match userinfo {
         None => None,
@@ -1065,8 +1069,10 @@ pub fn parse_rtsp_url(url: &str) -> Result<(RtspUrl, Option<Credentials>), UrlEr
             if user.is_empty() {
                 return fail(scheme_len, "the user name before '@' is empty".into());
             }
-            let user = percent_decode(user).map_err(|(i, m)| UrlError { offset: scheme_len + i, message: format!("the user name {m}") })?;
-            let pass = percent_decode(pass).map_err(|(i, m)| UrlError { offset: pass_at + i, message: format!("the password {m}") })?;
+            let user = percent_decode(user)
+                .map_err(|(i, m)| UrlError { offset: scheme_len + i, message: format!("the user name {m}") })?;
+            let pass = percent_decode(pass)
+                .map_err(|(i, m)| UrlError { offset: pass_at + i, message: format!("the password {m}") })?;
             Some(Credentials { username: user, password: Secret::new(pass) })
         }
     };

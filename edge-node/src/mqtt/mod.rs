@@ -320,23 +320,77 @@ async fn run(cx: Ctx) {
 }
 
 /// Logs refused inbound messages at most once a second, with how many were not logged,
-/// so a flood of garbage cannot flood the log too.
+/// so a flood of garbage cannot flood the log too. Every refusal is counted exactly once:
+/// the logged ones plus the `suppressed` counts of the lines equal the messages refused
+/// ([`flush`](Self::flush) logs the remainder after a flood ends).
 #[derive(Default)]
 pub struct RefusalLog {
     last: Option<std::time::Instant>,
     suppressed: u64,
+    /// Every refusal since start.
+    pub total: u64,
 }
 
 impl RefusalLog {
     pub fn refuse(&mut self, topic: &str, reason: &str) {
-        let now = std::time::Instant::now();
+        if let Some(suppressed) = self.refuse_at(std::time::Instant::now()) {
+            warn!(topic, suppressed, "inbound message refused: {reason}");
+        }
+    }
+
+    /// Counts one refusal at `now`; `Some(suppressed)` when it is to be logged, with the
+    /// number of refusals not logged since the previous line.
+    pub fn refuse_at(&mut self, now: std::time::Instant) -> Option<u64> {
+        self.total += 1;
         if self.last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
             self.suppressed += 1;
-            return;
+            return None;
         }
-        warn!(topic, suppressed = self.suppressed, "inbound message refused: {reason}");
         self.last = Some(now);
-        self.suppressed = 0;
+        Some(std::mem::take(&mut self.suppressed))
+    }
+
+    /// Logs the refusals not logged yet, once a second has passed since the last line
+    /// (call it now and then, so the end of a flood is counted without a next refusal).
+    pub fn flush(&mut self) {
+        if let Some(n) = self.flush_at(std::time::Instant::now()) {
+            warn!(suppressed = n, "inbound messages refused and not logged one by one");
+        }
+    }
+
+    pub fn flush_at(&mut self, now: std::time::Instant) -> Option<u64> {
+        let due = self.last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
+        if self.suppressed == 0 || !due {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+#[cfg(test)]
+mod refusal_tests {
+    use super::*;
+
+    /// 500 refusals over 3.5 s (plus a flush): logged lines + suppressed counts = 500.
+    #[test]
+    fn every_refusal_is_counted_once() {
+        let t0 = std::time::Instant::now();
+        let mut log = RefusalLog::default();
+        let mut lines = 0u64;
+        let mut suppressed = 0u64;
+        for i in 0..500u64 {
+            if let Some(n) = log.refuse_at(t0 + Duration::from_millis(i * 7)) {
+                lines += 1;
+                suppressed += n;
+            }
+        }
+        assert!(log.flush_at(t0 + Duration::from_millis(3493)).is_none(), "less than 1 s after the last line");
+        suppressed += log.flush_at(t0 + Duration::from_secs(10)).unwrap_or(0);
+        assert_eq!(lines, 4, "one line per second of the flood");
+        assert_eq!(lines + suppressed, 500);
+        assert_eq!(log.total, 500);
+        assert_eq!(log.flush_at(t0 + Duration::from_secs(20)), None, "nothing left");
     }
 }
 
