@@ -108,3 +108,29 @@ fn every_clip_and_every_mode() {
     assert!(wait_until(Duration::from_secs(5), || ingest.status().len() == 3));
     assert!(ingest.shutdown(Duration::from_secs(5)));
 }
+
+/// A key-frame camera at 0.5 fps: while it streams, its decoded and handed-on rates never
+/// read 0 (they are taken over windows holding several frames), and they are about 0.5.
+///
+///   sim (pattern, 25 fps, key frame every 2 s) ─► "slow" (keyframes, detect 0.5 fps)
+///   status sampled every 250 ms for 12 s ─► fps_decoded, fps_out in 0.3..0.8, never 0
+#[test]
+fn a_half_fps_key_frame_camera_never_reads_zero() {
+    let media = media_dir();
+    let streams = [StreamSpec::parse("slow=pattern:ball:8,size=320x240,fps=25,keyint=2s", &media).unwrap()];
+    let sim = Simulator::start("127.0.0.1", 0, &streams, Auth::None).unwrap();
+    let frames = Frames::default();
+    let cameras = vec![camera("slow", &sim.url("slow"), DecodeMode::Keyframes, 0.5)];
+    let ingest = Ingest::start(cameras, frames.callback(), IngestOptions::default()).unwrap();
+    assert!(wait_until(Duration::from_secs(20), || frames.count("slow") >= 2), "no frames: {:#?}", ingest.status());
+    let mut readings = Vec::new();
+    for _ in 0..48 {
+        let s = ingest.camera("slow").unwrap();
+        assert_eq!(s.state, CameraState::Streaming, "{s:#?}");
+        readings.push((s.fps_decoded, s.fps_out));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(readings.iter().all(|&(d, o)| d > 0.0 && o > 0.0), "a streaming camera read 0: {readings:?}");
+    let (d, o) = readings[readings.len() - 1];
+    assert!((0.3..=0.8).contains(&d) && (0.3..=0.8).contains(&o), "{readings:?}");
+}

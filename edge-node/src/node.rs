@@ -89,8 +89,8 @@ fn camera_status_json(node: &str, c: &crate::source::CameraStatus, at: &str) -> 
     serde_json::json!({
         "schema": "gridsight.camera_status", "version": 1, "node": node, "camera": c.id,
         "state": c.state.name(), "detail": c.state.to_string(),
-        "fps_in": (c.fps_in * 10.0).round() / 10.0, "fps_decoded": (c.fps_decoded * 10.0).round() / 10.0,
-        "fps_out": (c.fps_out * 10.0).round() / 10.0,
+        "fps_in": (c.fps_in * 100.0).round() / 100.0, "fps_decoded": (c.fps_decoded * 100.0).round() / 100.0,
+        "fps_out": (c.fps_out * 100.0).round() / 100.0,
         "decode": if c.decoding_all { "all" } else { "keyframes" },
         "received": c.received, "decoded": c.decoded, "handed_on": c.handed_on,
         "reconnects": c.reconnects, "stalls": c.stalls, "last_error": c.last_error, "at": at,

@@ -18,6 +18,7 @@
 mod backoff;
 mod gate;
 mod pipeline;
+mod rate;
 mod reason;
 
 use std::collections::BTreeMap;
@@ -34,6 +35,7 @@ use tracing::{info, warn};
 pub use backoff::Backoff;
 pub use gate::{KeyframeGate, RateLimiter};
 pub use pipeline::fit_size;
+pub use rate::Rates;
 pub use reason::FailReason;
 
 use crate::config::{self, DecodeMode, HwDecode, Secret, Transport};
@@ -355,8 +357,8 @@ struct Slot {
     generation: u64,
     phase: Phase,
     backoff: Backoff,
-    /// Counter snapshot for rates: (when, received, decoded, handed_on).
-    window: (Instant, u64, u64, u64),
+    /// Counter samples for the rates (received, decoded, handed on) while streaming.
+    rates: Rates,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -433,7 +435,7 @@ impl Supervisor {
                             generation: 0,
                             phase: Phase::Connecting { since: now },
                             backoff: Backoff::new(self.options.backoff_base, self.options.backoff_max, seed),
-                            window: (now, 0, 0, 0),
+                            rates: Rates::default(),
                         },
                     );
                     self.connect(&id);
@@ -456,6 +458,10 @@ impl Supervisor {
         slot.phase = Phase::Connecting { since: Instant::now() };
         slot.shared.last_unit_ms.store(0, Ordering::Relaxed);
         slot.shared.counters.starts.fetch_add(1, Ordering::Relaxed);
+        // Rates count from the connection, so the first frames are in the first window.
+        let c = &slot.shared.counters;
+        slot.rates.clear();
+        slot.rates.push(Instant::now(), [&c.received, &c.decoded, &c.handed_on].map(|n| n.load(Ordering::Relaxed)));
         set_state(&slot.shared, CameraState::Connecting, None);
         info!(camera = %id, url = %slot.spec.location, transport = ?slot.spec.transport, decode = ?slot.spec.decode, "connecting");
         let built = pipeline::build(
@@ -554,21 +560,14 @@ impl Supervisor {
                     }
                 }
             }
-            // Rates over windows of at least two seconds.
-            let (t0, r0, d0, h0) = slot.window;
-            let dt = now.duration_since(t0).as_secs_f64();
-            if dt >= 2.0 {
-                let c = &slot.shared.counters;
-                let (r, d, h) = (
-                    c.received.load(Ordering::Relaxed),
-                    c.decoded.load(Ordering::Relaxed),
-                    c.handed_on.load(Ordering::Relaxed),
-                );
+            // Rates while streaming, over windows that hold several frames (`Rates`).
+            let c = &slot.shared.counters;
+            let counts = [&c.received, &c.decoded, &c.handed_on].map(|n| n.load(Ordering::Relaxed));
+            let streaming = matches!(slot.phase, Phase::Streaming { .. });
+            if !streaming || slot.rates.push(now, counts) {
+                let [fps_in, fps_decoded, fps_out] = if streaming { slot.rates.rates() } else { [0.0; 3] };
                 let mut st = slot.shared.status.lock().unwrap();
-                st.fps_in = (r - r0) as f64 / dt;
-                st.fps_decoded = (d - d0) as f64 / dt;
-                st.fps_out = (h - h0) as f64 / dt;
-                slot.window = (now, r, d, h);
+                (st.fps_in, st.fps_decoded, st.fps_out) = (fps_in, fps_decoded, fps_out);
             }
         }
         for (id, action) in actions {
@@ -587,9 +586,9 @@ impl Supervisor {
                 info!(
                     camera = %id,
                     state = %s.state,
-                    fps_in = format!("{:.1}", s.fps_in),
-                    fps_decoded = format!("{:.1}", s.fps_decoded),
-                    fps_out = format!("{:.1}", s.fps_out),
+                    fps_in = format!("{:.2}", s.fps_in),
+                    fps_decoded = format!("{:.2}", s.fps_decoded),
+                    fps_out = format!("{:.2}", s.fps_out),
                     decode = if s.decoding_all { "all" } else { "keyframes" },
                     size = format!("{}x{}", s.source_size.0, s.source_size.1),
                     reconnects = s.reconnects,
