@@ -17,7 +17,7 @@ use common::*;
 use edge_node::inference::{Detector, ImageView, Job};
 use edge_node::sim::{Auth, Simulator, StreamSpec};
 
-fn config(dir: &std::path::Path, rtsp: u16, mqtt: u16) -> std::path::PathBuf {
+fn config(dir: &std::path::Path, rtsp: u16, mqtt: u16, http: u16) -> std::path::PathBuf {
     let text = format!(
         r#"version = 1
 [node]
@@ -90,11 +90,19 @@ grid = "g1"
 "#,
         data = dir.join("data").display(),
         models = root().join("models").display(),
-        http = free_port(),
     );
     let path = dir.join("node.toml");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return String::new() };
+    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
 }
 
 /// The node as a child process, its log in `<dir>/node-N.log`; killed if the test fails.
@@ -153,7 +161,8 @@ fn alerts_arrive_survive_an_outage_and_a_crash() {
     let dir = std::env::temp_dir().join(format!("gridsight-e2e-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let cfg = config(&dir, sim.port(), mqtt_port);
+    let http = free_port();
+    let cfg = config(&dir, sim.port(), mqtt_port, http);
     let mut daemon = node(&cfg, 1);
 
     // 1. Alerts with the right category, zone and grid cell; a face-free snapshot.
@@ -186,6 +195,42 @@ fn alerts_arrive_survive_an_outage_and_a_crash() {
         has("assigned", "street", "insp-a") && has("escalated", "cabin", "control_room")
     });
     assert!(ok, "order events: {:#?}", order_events());
+    // /metrics counts them per camera, with every frame's fate.
+    let find = |text: &str, series: &str| -> Option<f64> {
+        text.lines().find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+    };
+    let value = |text: &str, series: &str| find(text, series).unwrap_or_else(|| panic!("{series} not in\n{text}"));
+    let ok = wait_until(Duration::from_secs(20), || {
+        find(&http_get(http, "/metrics"), r#"gridsight_camera_alerts_delivered_total{camera="street"}"#)
+            .is_some_and(|n| n >= 1.0)
+    });
+    let metrics = http_get(http, "/metrics");
+    assert!(ok, "{metrics}");
+    for (series, min) in [
+        (r#"gridsight_camera_alerts_stored_total{camera="street"}"#, 1.0),
+        (r#"gridsight_camera_alerts_stored_total{camera="cabin"}"#, 1.0),
+        (r#"gridsight_camera_alerts_failed_total{camera="street"}"#, 0.0),
+        (r#"gridsight_camera_keyframes_total{camera="street"}"#, 1.0),
+        (r#"gridsight_camera_frames_decoded_total{camera="street"}"#, 1.0),
+        (r#"gridsight_camera_frames_handed_on_total{camera="street"}"#, 1.0),
+        (r#"gridsight_camera_frames_detected_total{camera="street"}"#, 1.0),
+        (
+            r#"gridsight_camera_frames_dropped_total{camera="street",stage="ingest",reason="over_detect_fps",intended="true"}"#,
+            1.0,
+        ),
+        (
+            r#"gridsight_camera_frames_dropped_total{camera="street",stage="inference",reason="queue_full",intended="false"}"#,
+            0.0,
+        ),
+    ] {
+        assert!(value(&metrics, series) >= min, "{series} < {min}:\n{metrics}");
+    }
+    assert_eq!(value(&metrics, r#"gridsight_camera_alerts_failed_total{camera="street"}"#), 0.0);
+    for family in
+        ["alerts_stored", "alerts_delivered", "keyframes", "frames_decoded", "frames_handed_on", "frames_dropped"]
+    {
+        assert!(metrics.contains(&format!("# TYPE gridsight_camera_{family}_total counter")), "{family}:\n{metrics}");
+    }
     let face_alert =
         alerts(&got).into_iter().find(|v| v["category"] == "restricted_area" && v["snapshot"].is_string()).unwrap();
     assert_eq!(face_alert["schema"], "gridsight.alert");

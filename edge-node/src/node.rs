@@ -31,6 +31,7 @@ use crate::mqtt::{LinkOptions, MqttLink, RefusalLog};
 use crate::outbox::{Kind, Message, Outbox, OutboxError};
 use crate::rules::{RuleEngine, Scene};
 use crate::source::{CameraSpec, Ingest, IngestOptions};
+use crate::telemetry::{CameraRegistry, MetricsText};
 use crate::track::{Track, Tracker, TrackerOptions};
 use crate::types::{Detections, Frame};
 
@@ -97,64 +98,158 @@ fn camera_status_json(node: &str, c: &crate::source::CameraStatus, at: &str) -> 
     })
 }
 
-/// What the HTTP endpoints show; refreshed by the main loop every 10 s.
+/// What the HTTP endpoints show of the outbox; refreshed by the main loop every 10 s
+/// (camera figures are read fresh on each request).
 #[derive(Default)]
 struct Snapshot {
-    cameras: Vec<crate::source::CameraStatus>,
     outbox_pending: u64,
     at: String,
 }
 
-/// Prometheus text for the node: per camera and for the outbox and MQTT link.
-fn node_metrics(s: &Snapshot, link: &crate::mqtt::LinkStats) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    let mut family = |name: &str, help: &str, kind: &str, values: Vec<(String, f64)>| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, v) in values {
-            let _ = writeln!(out, "{name}{labels} {v}");
-        }
+/// What `/metrics` reads on each scrape.
+struct MetricsSources {
+    cameras: crate::source::StatusReader,
+    counters: Arc<CameraRegistry>,
+    /// Weak: shutdown takes the pool back whole to stop its workers.
+    pool: std::sync::Weak<InferencePool>,
+    link: Arc<crate::mqtt::LinkStats>,
+}
+
+/// Prometheus text for the node: per camera (state, rates, and counters for every frame
+/// received, decoded, handed on, detected or dropped with its stage and reason, and every
+/// alert stored, refused or delivered), and for the outbox and MQTT link.
+fn node_metrics(s: &Snapshot, src: &MetricsSources) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let cams = src.cameras.status();
+    let mut m = MetricsText::default();
+    let per_cam = |f: &dyn Fn(&crate::source::CameraStatus) -> f64| -> Vec<(Vec<(&str, &str)>, f64)> {
+        cams.iter().map(|c| (vec![("camera", c.id.as_str())], f(c))).collect()
     };
-    let per_cam = |f: &dyn Fn(&crate::source::CameraStatus) -> f64| {
-        s.cameras.iter().map(|c| (format!("{{camera=\"{}\"}}", c.id), f(c))).collect::<Vec<_>>()
+    let node_counter = |f: &dyn Fn(&crate::telemetry::CameraCounters) -> u64| -> Vec<(Vec<(&str, &str)>, f64)> {
+        cams.iter()
+            .map(|c| (vec![("camera", c.id.as_str())], src.counters.get(&c.id).map_or(0, |n| f(&n)) as f64))
+            .collect()
     };
-    family(
+    m.family(
         "gridsight_camera_up",
         "1 while the camera is streaming.",
         "gauge",
-        per_cam(&|c| f64::from(u8::from(c.state.name() == "streaming"))),
+        &per_cam(&|c| f64::from(u8::from(c.state == crate::source::CameraState::Streaming))),
     );
-    family("gridsight_camera_fps_in", "Frames received per second.", "gauge", per_cam(&|c| c.fps_in));
-    family("gridsight_camera_fps_decoded", "Frames decoded per second.", "gauge", per_cam(&|c| c.fps_decoded));
-    family("gridsight_camera_fps_out", "Frames handed to detection per second.", "gauge", per_cam(&|c| c.fps_out));
-    family("gridsight_camera_frames_received_total", "Frames received.", "counter", per_cam(&|c| c.received as f64));
-    family("gridsight_camera_reconnects_total", "Reconnections.", "counter", per_cam(&|c| c.reconnects as f64));
-    family("gridsight_camera_stalls_total", "Stalls detected.", "counter", per_cam(&|c| c.stalls as f64));
-    family(
+    m.family(
+        "gridsight_camera_fps_in",
+        "Frames received per second (recent window).",
+        "gauge",
+        &per_cam(&|c| c.fps_in),
+    );
+    m.family(
+        "gridsight_camera_fps_decoded",
+        "Frames decoded per second (recent window).",
+        "gauge",
+        &per_cam(&|c| c.fps_decoded),
+    );
+    m.family(
+        "gridsight_camera_fps_out",
+        "Frames handed to detection per second (recent window).",
+        "gauge",
+        &per_cam(&|c| c.fps_out),
+    );
+    m.family(
+        "gridsight_camera_frames_received_total",
+        "Access units received (every frame of the stream).",
+        "counter",
+        &per_cam(&|c| c.received as f64),
+    );
+    m.family("gridsight_camera_keyframes_total", "Key frames received.", "counter", &per_cam(&|c| c.keyframes as f64));
+    m.family(
+        "gridsight_camera_frames_decoded_total",
+        "Pictures out of the decoder.",
+        "counter",
+        &per_cam(&|c| c.decoded as f64),
+    );
+    m.family(
+        "gridsight_camera_frames_handed_on_total",
+        "Frames handed from ingest to the motion gate and detection.",
+        "counter",
+        &per_cam(&|c| c.handed_on as f64),
+    );
+    let pool = src.pool.upgrade();
+    let pool_stats: Vec<(String, crate::inference::PoolStats)> =
+        cams.iter().map(|c| (c.id.clone(), pool.as_ref().and_then(|p| p.stats(&c.id)).unwrap_or_default())).collect();
+    drop(pool);
+    m.family(
+        "gridsight_camera_frames_detected_total",
+        "Frames the detectors processed.",
+        "counter",
+        &pool_stats.iter().map(|(id, p)| (vec![("camera", id.as_str())], p.processed as f64)).collect::<Vec<_>>(),
+    );
+    let mut dropped: Vec<(Vec<(&str, &str)>, f64)> = Vec::new();
+    for (c, (_, p)) in cams.iter().zip(&pool_stats) {
+        let skipped = src.counters.get(&c.id).map_or(0, |n| n.skipped_motion.load(Relaxed));
+        for (stage, reason, intended, n) in [
+            ("ingest", "delta_frame", "true", c.dropped_delta),
+            ("ingest", "over_detect_fps", "true", c.dropped_rate),
+            ("motion", "no_motion", "true", skipped),
+            ("inference", "queue_full", "false", p.dropped_busy),
+        ] {
+            dropped.push((
+                vec![("camera", c.id.as_str()), ("stage", stage), ("reason", reason), ("intended", intended)],
+                n as f64,
+            ));
+        }
+    }
+    m.family(
+        "gridsight_camera_frames_dropped_total",
+        "Frames dropped, by stage and reason; intended=\"false\" means the node fell behind.",
+        "counter",
+        &dropped,
+    );
+    m.family(
+        "gridsight_camera_alerts_stored_total",
+        "Alerts written to the outbox.",
+        "counter",
+        &node_counter(&|n| n.alerts_stored.load(Relaxed)),
+    );
+    m.family(
+        "gridsight_camera_alerts_failed_total",
+        "Alerts the outbox refused (lost; see the log).",
+        "counter",
+        &node_counter(&|n| n.alerts_failed.load(Relaxed)),
+    );
+    m.family(
+        "gridsight_camera_alerts_delivered_total",
+        "Alerts the broker acknowledged (PUBACK).",
+        "counter",
+        &node_counter(&|n| n.alerts_delivered.load(Relaxed)),
+    );
+    m.family("gridsight_camera_reconnects_total", "Reconnections.", "counter", &per_cam(&|c| c.reconnects as f64));
+    m.family("gridsight_camera_stalls_total", "Stalls detected.", "counter", &per_cam(&|c| c.stalls as f64));
+    m.family(
         "gridsight_outbox_pending",
         "Messages waiting for the broker's PUBACK.",
         "gauge",
-        vec![(String::new(), s.outbox_pending as f64)],
+        &[(vec![], s.outbox_pending as f64)],
     );
-    family(
+    let link = &src.link;
+    m.family(
         "gridsight_mqtt_connected",
         "1 while connected to the broker.",
         "gauge",
-        vec![(String::new(), f64::from(u8::from(link.connected.load(std::sync::atomic::Ordering::SeqCst))))],
+        &[(vec![], f64::from(u8::from(link.connected.load(std::sync::atomic::Ordering::SeqCst))))],
     );
-    family(
+    m.family(
         "gridsight_mqtt_acked_total",
         "Messages the broker acknowledged.",
         "counter",
-        vec![(String::new(), link.acked.load(std::sync::atomic::Ordering::Relaxed) as f64)],
+        &[(vec![], link.acked.load(Relaxed) as f64)],
     );
-    family(
+    m.family(
         "gridsight_mqtt_connects_total",
         "Connections made to the broker.",
         "counter",
-        vec![(String::new(), link.connects.load(std::sync::atomic::Ordering::Relaxed) as f64)],
+        &[(vec![], link.connects.load(Relaxed) as f64)],
     );
-    out
+    m.finish()
 }
 
 /// Retained status per camera and for the node, through the outbox (a newer status
@@ -265,13 +360,17 @@ pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
     Ok(())
 }
 
-/// The broker confirmed a message: alerts are logged (the demo shows them this way).
-fn log_delivered(m: &Message) {
+/// The broker confirmed a message: alerts are logged (the demo shows them this way) and
+/// counted per camera.
+fn log_delivered(m: &Message, registry: &CameraRegistry) {
     if m.kind != Kind::Alert {
         return;
     }
     let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap_or_default();
     let s = |k: &str| v[k].as_str().unwrap_or("-").to_string();
+    if let Some(camera) = v["camera"].as_str() {
+        registry.camera(camera).alerts_delivered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     info!(alert = %s("id"), r#type = %s("type"), camera = %s("camera"), category = %s("category"), label = %s("label"), zone = %s("zone"), grid = %s("grid"), "alert delivered (PUBACK)");
 }
 
@@ -282,7 +381,7 @@ fn camera_specs(config: &Config) -> Vec<CameraSpec> {
 /// Per-camera state between ingest and inference.
 struct CameraStage {
     gate: Option<MotionGate>,
-    skipped_motion: u64,
+    counters: Arc<crate::telemetry::CameraCounters>,
     tracker: Tracker,
     rules: RuleEngine,
     micro_grid: Option<String>,
@@ -302,7 +401,7 @@ struct Found {
 type Stages = Arc<RwLock<HashMap<Arc<str>, Mutex<CameraStage>>>>;
 
 /// Registers the enabled cameras with the pool and gives each its motion gate.
-fn wire_cameras(config: &Config, pool: &InferencePool, stages: &Stages) {
+fn wire_cameras(config: &Config, pool: &InferencePool, stages: &Stages, registry: &CameraRegistry) {
     let mut map = stages.write().unwrap();
     let wanted: Vec<&config::Camera> = config.cameras.iter().filter(|c| c.enabled).collect();
     map.retain(|id, _| {
@@ -319,7 +418,7 @@ fn wire_cameras(config: &Config, pool: &InferencePool, stages: &Stages) {
         });
         let stage = CameraStage {
             gate,
-            skipped_motion: 0,
+            counters: registry.camera(&cam.id),
             tracker: Tracker::new(TrackerOptions::default()),
             rules: RuleEngine::for_camera(cam),
             micro_grid: cam.micro_grid.clone(),
@@ -377,6 +476,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
     let mut link_opts = base.clone();
     let commands_topic = format!("{prefix}/{node}/commands");
     link_opts.subscriptions.push(commands_topic.clone());
+    let registry = Arc::new(CameraRegistry::default());
     // Commands: validated on the link's task; valid ones queue here (64; when full the
     // sender is answered "busy"), refusals are answered there within a budget.
     let (command_tx, mut command_rx) = tokio::sync::mpsc::channel::<control::Request>(COMMAND_QUEUE);
@@ -388,7 +488,10 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
         MqttLink::start_with_inbound(
             link_opts,
             outbox.clone(),
-            Arc::new(log_delivered),
+            {
+                let registry = registry.clone();
+                Arc::new(move |m: &Message| log_delivered(m, &registry))
+            },
             Arc::new(move |topic: &str, payload: &[u8]| {
                 if let control::Admitted::Reply(v) = gate.admit(topic, payload) {
                     let m = Message {
@@ -461,7 +564,11 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                 faces: stage.faces,
             };
             for e in &events {
-                match alerts.emit(&outbox_in, &cam, e, Some(frame), &d.faces, frame.wall) {
+                let stored = alerts.emit(&outbox_in, &cam, e, Some(frame), &d.faces, frame.wall);
+                let counter =
+                    if stored.is_ok() { &stage.counters.alerts_stored } else { &stage.counters.alerts_failed };
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                match stored {
                     Ok(a) => info!(
                         node = %node_id,
                         camera = %frame.camera,
@@ -478,7 +585,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
             notify_in();
         }),
     )?);
-    wire_cameras(&config, &pool, &stages);
+    wire_cameras(&config, &pool, &stages, &registry);
     let (pool_in, stages_in) = (pool.clone(), stages.clone());
     let on_frame = Arc::new(move |frame: Frame| {
         let map = stages_in.read().unwrap();
@@ -490,7 +597,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
         if let Some(gate) = stage.gate.as_mut()
             && gate.check(&frame.data, frame.width, frame.height, live, now) == Gate::Skip
         {
-            stage.skipped_motion += 1;
+            stage.counters.skipped_motion.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return;
         }
         drop(stage);
@@ -504,18 +611,25 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
     {
         let (snap, stats, node_id) = (snapshot.clone(), link.stats.clone(), config.node.id.clone());
         let dispatch_metrics = dispatch.as_ref().map(|d| d.metrics.clone());
+        let sources = MetricsSources {
+            cameras: ingest.status_reader(),
+            counters: registry.clone(),
+            pool: Arc::downgrade(&pool),
+            link: link.stats.clone(),
+        };
         let handler: crate::telemetry::http::Handler = Arc::new(move |path: &str| {
             let s = snap.lock().unwrap();
             match path {
                 "/metrics" => {
-                    let mut text = node_metrics(&s, &stats);
+                    let mut text = node_metrics(&s, &sources);
                     if let Some(m) = &dispatch_metrics {
                         text.push_str(&m.lock().unwrap());
                     }
                     Some((200, "text/plain; version=0.0.4", text))
                 }
                 "/status" => {
-                    let cams: Vec<_> = s.cameras.iter().map(|c| camera_status_json(&node_id, c, &s.at)).collect();
+                    let cams: Vec<_> =
+                        sources.cameras.status().iter().map(|c| camera_status_json(&node_id, c, &s.at)).collect();
                     let v = serde_json::json!({"node": node_id, "outbox_pending": s.outbox_pending, "at": s.at, "cameras": cams});
                     Some((200, "application/json", serde_json::to_string_pretty(&v).unwrap_or_default()))
                 }
@@ -527,10 +641,9 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
         info!(listen = %addr, lock = %lock.path().display(), "http: /metrics /healthz /readyz /status");
     }
     let refresh = |snapshot: &Mutex<Snapshot>| {
-        let cameras = ingest.status();
         let outbox_pending = outbox.lock().unwrap().len().unwrap_or(0);
         *snapshot.lock().unwrap() =
-            Snapshot { cameras, outbox_pending, at: crate::alert::rfc3339(std::time::SystemTime::now()) };
+            Snapshot { outbox_pending, at: crate::alert::rfc3339(std::time::SystemTime::now()) };
     };
     refresh(&snapshot);
     info!(cameras = config.cameras.iter().filter(|c| c.enabled).count(), "running");
@@ -555,7 +668,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                                 publish_status(&config, &prefix, &ingest, &outbox);
                                 Ok("status published".to_string())
                             }
-                            control::Command::Reload => reload(&config, &path, &pool, &stages, &ingest, "command"),
+                            control::Command::Reload => reload(&config, &path, &pool, &stages, &registry, &ingest, "command"),
                         };
                         info!(command = req.command.name(), id = req.id.as_deref().unwrap_or("-"), ok = result.is_ok(), "command");
                         let v = control::reply(node, req.id.as_deref(), Some(req.command), result.as_deref().map_err(String::as_str));
@@ -591,7 +704,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                     return Ok(());
                 }
                 _ = signals.hup.recv() => {
-                    let _ = reload(&config, &path, &pool, &stages, &ingest, "SIGHUP");
+                    let _ = reload(&config, &path, &pool, &stages, &registry, &ingest, "SIGHUP");
                 }
             }
         }
@@ -621,6 +734,7 @@ fn reload(
     path: &std::path::Path,
     pool: &InferencePool,
     stages: &Stages,
+    registry: &CameraRegistry,
     ingest: &Ingest,
     cause: &str,
 ) -> Result<String, String> {
@@ -630,7 +744,7 @@ fn reload(
             if new.node.time_zone != running.node.time_zone {
                 warn!("node.time_zone changed: it applies after a restart");
             }
-            wire_cameras(&new, pool, stages);
+            wire_cameras(&new, pool, stages, registry);
             ingest.apply(camera_specs(&new));
             Ok(new.summary())
         }
@@ -658,7 +772,7 @@ fn log_detections(found: &Mutex<HashMap<Arc<str>, Found>>, stages: &Stages, pool
             objects = if objects.is_empty() { "-" } else { objects.as_str() },
             faces = f.map_or(0, |f| f.faces),
             infer_ms = format!("{infer_ms:.1}"),
-            skipped_motion = stage.lock().unwrap().skipped_motion,
+            skipped_motion = stage.lock().unwrap().counters.skipped_motion.load(std::sync::atomic::Ordering::Relaxed),
             dropped_busy = stats.dropped_busy,
             "detections"
         );

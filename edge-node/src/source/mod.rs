@@ -290,6 +290,11 @@ impl Ingest {
         self.cameras.lock().unwrap().iter().map(|(id, s)| status_of(id, s)).collect()
     }
 
+    /// A handle that reads every camera's current status from any thread (HTTP endpoints).
+    pub fn status_reader(&self) -> StatusReader {
+        StatusReader { cameras: self.cameras.clone() }
+    }
+
     pub fn camera(&self, id: &str) -> Option<CameraStatus> {
         self.cameras.lock().unwrap().get(id).map(|s| status_of(id, s))
     }
@@ -321,6 +326,18 @@ impl Ingest {
 impl Drop for Ingest {
     fn drop(&mut self) {
         self.stop(Duration::from_secs(5));
+    }
+}
+
+/// Reads the cameras' status; see [`Ingest::status_reader`].
+#[derive(Clone)]
+pub struct StatusReader {
+    cameras: Arc<Mutex<BTreeMap<String, Arc<CameraShared>>>>,
+}
+
+impl StatusReader {
+    pub fn status(&self) -> Vec<CameraStatus> {
+        self.cameras.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(id, s)| status_of(id, s)).collect()
     }
 }
 
