@@ -85,3 +85,50 @@ fn failures_are_named_retried_and_isolated() {
     ingest.shutdown(Duration::from_secs(5));
     drop(silent);
 }
+
+/// A camera that refuses the configured transport (`461 Unsupported Transport`) is named
+/// as such, not as a codec problem, and is tried once over the other transport, which
+/// then stays in use.
+///
+///   sim /udponly (UDP only) ◄─ camera "tcp-cfg" (transport tcp) ─► 461 ─► udp ─► streaming
+///   sim /tcponly (TCP only) ◄─ camera "udp-cfg" (transport udp) ─► 461 ─► tcp ─► streaming
+#[test]
+fn a_refused_transport_is_named_and_the_other_one_tried() {
+    let logs = captured_logs();
+    let media = media_dir();
+    let sim = Simulator::start(
+        "127.0.0.1",
+        0,
+        &[
+            StreamSpec::parse("udponly=pattern:ball:4,size=320x240,keyint=1s,transport=udp", &media).unwrap(),
+            StreamSpec::parse("tcponly=pattern:ball:4,size=320x240,keyint=1s,transport=tcp", &media).unwrap(),
+        ],
+        Auth::None,
+    )
+    .unwrap();
+    let mut udp_cfg = camera("udp-cfg", &sim.url("tcponly"), DecodeMode::Keyframes, 1.0);
+    udp_cfg.transport = edge_node::config::Transport::Udp;
+    let cams = vec![camera("tcp-cfg", &sim.url("udponly"), DecodeMode::Keyframes, 1.0), udp_cfg];
+    let frames = Frames::default();
+    let ingest = Ingest::start(cams, frames.callback(), IngestOptions::default()).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || frames.count("tcp-cfg") >= 2 && frames.count("udp-cfg") >= 2),
+        "{:#?}\n{}",
+        ingest.status(),
+        logs_text()
+    );
+    for (id, refused, advice) in [("tcp-cfg", "tcp", "udp"), ("udp-cfg", "udp", "tcp")] {
+        let s = ingest.camera(id).unwrap();
+        assert_eq!(s.state, CameraState::Streaming, "{s:#?}");
+        let want = format!(
+            "transport refused by the server (461 Unsupported Transport over {refused}): try transport = \"{advice}\""
+        );
+        assert_eq!(s.last_error.as_deref(), Some(want.as_str()), "{s:#?}");
+        assert_eq!(s.reconnects, 0, "the other transport is tried at once, not after a backoff");
+    }
+    let text = String::from_utf8_lossy(&logs.lock().unwrap()).to_string();
+    assert!(!text.contains("unsupported codec"), "{text}");
+    assert!(text.contains("trying the other one once"), "{text}");
+    assert!(text.contains("streaming over the transport the camera accepts"), "{text}");
+    ingest.shutdown(Duration::from_secs(5));
+}

@@ -16,7 +16,7 @@ mod clip;
 mod server;
 
 pub use clip::{Codec, EncodedClip, Encoding, MAX_PASSTHROUGH_GOP, Picture, load};
-pub use server::{Auth, Simulator, StreamSpec};
+pub use server::{Auth, ServedTransport, Simulator, StreamSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {

@@ -23,10 +23,22 @@ pub struct StreamSpec {
     pub mount: String,
     pub picture: Picture,
     pub encoding: Encoding,
+    /// Lower transports the mount accepts (a UDP-only camera answers a TCP `SETUP` with
+    /// `461 Unsupported Transport`).
+    pub transport: ServedTransport,
+}
+
+/// Which RTP transports a simulated camera offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServedTransport {
+    #[default]
+    Any,
+    Udp,
+    Tcp,
 }
 
 impl StreamSpec {
-    /// Parses `MOUNT=SOURCE[,size=WxH][,fps=N][,keyint=DURATION][,bitrate=KBPS][,codec=h265]` where SOURCE
+    /// Parses `MOUNT=SOURCE[,size=WxH][,fps=N][,keyint=DURATION][,bitrate=KBPS][,codec=h265][,transport=udp|tcp]` where SOURCE
     /// is a file (relative to `media_dir`) or `pattern:NAME[:SECONDS]`.
     pub fn parse(spec: &str, media_dir: &std::path::Path) -> Result<Self, SimError> {
         let bad = |reason: &str| SimError::Spec { spec: spec.to_string(), reason: reason.to_string() };
@@ -43,6 +55,7 @@ impl StreamSpec {
             Picture::Clip(media_dir.join(source))
         };
         let mut encoding = Encoding::default();
+        let mut transport = ServedTransport::Any;
         for opt in parts {
             let (k, v) = opt.split_once('=').ok_or_else(|| bad("options are key=value"))?;
             match k {
@@ -61,13 +74,21 @@ impl StreamSpec {
                         _ => return Err(bad("codec is h264 or h265")),
                     }
                 }
-                _ => return Err(bad("unknown option; use size, fps, keyint, bitrate or codec")),
+                "transport" => {
+                    transport = match v {
+                        "udp" => ServedTransport::Udp,
+                        "tcp" => ServedTransport::Tcp,
+                        "any" => ServedTransport::Any,
+                        _ => return Err(bad("transport is udp, tcp or any")),
+                    }
+                }
+                _ => return Err(bad("unknown option; use size, fps, keyint, bitrate, codec or transport")),
             }
         }
         if mount.is_empty() || mount.contains(['/', ' ']) {
             return Err(bad("mount must be a single path segment"));
         }
-        Ok(Self { mount: mount.to_string(), picture, encoding })
+        Ok(Self { mount: mount.to_string(), picture, encoding, transport })
     }
 }
 
@@ -144,6 +165,11 @@ impl Simulator {
                  ! {codec}parse ! rtp{codec}pay name=pay0 pt=96 config-interval=-1 )"
             ));
             factory.set_shared(true);
+            match spec.transport {
+                ServedTransport::Any => {}
+                ServedTransport::Udp => factory.set_protocols(rtsp::gst_rtsp::RTSPLowerTrans::UDP),
+                ServedTransport::Tcp => factory.set_protocols(rtsp::gst_rtsp::RTSPLowerTrans::TCP),
+            }
             if !matches!(auth, Auth::None) {
                 factory.add_role_from_structure(
                     &gst::Structure::builder(role)

@@ -376,6 +376,9 @@ struct Slot {
     backoff: Backoff,
     /// Counter samples for the rates (received, decoded, handed on) while streaming.
     rates: Rates,
+    /// The other transport, used after the server refused the configured one (461); kept
+    /// while it works, dropped when it fails too or the camera's config changes.
+    transport_override: Option<Transport>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -433,6 +436,7 @@ impl Supervisor {
                     info!(camera = %id, "camera changed; restarting its pipeline");
                     let slot = self.slots.get_mut(&id).unwrap();
                     slot.spec = spec;
+                    slot.transport_override = None;
                     slot.backoff.reset();
                     self.teardown(&id);
                     self.connect(&id);
@@ -453,6 +457,7 @@ impl Supervisor {
                             phase: Phase::Connecting { since: now },
                             backoff: Backoff::new(self.options.backoff_base, self.options.backoff_max, seed),
                             rates: Rates::default(),
+                            transport_override: None,
                         },
                     );
                     self.connect(&id);
@@ -480,15 +485,13 @@ impl Supervisor {
         slot.rates.clear();
         slot.rates.push(Instant::now(), [&c.received, &c.decoded, &c.handed_on].map(|n| n.load(Ordering::Relaxed)));
         set_state(&slot.shared, CameraState::Connecting, None);
-        info!(camera = %id, url = %slot.spec.location, transport = ?slot.spec.transport, decode = ?slot.spec.decode, "connecting");
-        let built = pipeline::build(
-            &slot.spec,
-            slot.shared.clone(),
-            generation,
-            self.epoch,
-            self.tx.clone(),
-            self.on_frame.clone(),
-        );
+        let spec = match slot.transport_override {
+            Some(t) => CameraSpec { transport: t, ..slot.spec.clone() },
+            None => slot.spec.clone(),
+        };
+        info!(camera = %id, url = %spec.location, transport = ?spec.transport, decode = ?spec.decode, "connecting");
+        let built =
+            pipeline::build(&spec, slot.shared.clone(), generation, self.epoch, self.tx.clone(), self.on_frame.clone());
         match built.and_then(|p| {
             p.set_state(gst::State::Playing).map_err(|_| FailReason::Other("pipeline refused to start".into()))?;
             Ok(p)
@@ -528,10 +531,31 @@ impl Supervisor {
         }
     }
 
-    /// Tears down and schedules a retry, naming why.
+    /// Tears down and schedules a retry, naming why. A server that refuses the configured
+    /// transport gets one immediate try over the other one before any backoff.
     fn fail(&mut self, id: &str, reason: FailReason, detail: String) {
         self.teardown(id);
         let Some(slot) = self.slots.get_mut(id) else { return };
+        let mut reason = reason;
+        if let FailReason::TransportRefused { tried, .. } = reason {
+            if slot.transport_override.is_none() {
+                let other = match tried {
+                    Transport::Tcp => Transport::Udp,
+                    Transport::Udp => Transport::Tcp,
+                };
+                warn!(camera = %id, refused = ?tried, trying = ?other, "the camera refused the configured transport (461 Unsupported Transport); trying the other one once");
+                slot.transport_override = Some(other);
+                set_state(&slot.shared, CameraState::Connecting, Some(reason.to_string()));
+                self.connect(id);
+                return;
+            }
+            // Both refused: back to the configured transport after the backoff.
+            slot.transport_override = None;
+            reason = FailReason::TransportRefused { tried, both: true };
+        } else if slot.transport_override.is_some() && !matches!(slot.phase, Phase::Streaming { .. }) {
+            // The other transport never streamed: the next attempt uses the configured one.
+            slot.transport_override = None;
+        }
         let delay = slot.backoff.next_delay();
         slot.phase = Phase::Waiting { until: Instant::now() + delay };
         let attempt = slot.backoff.attempts();
@@ -554,6 +578,9 @@ impl Supervisor {
                 Phase::Connecting { since } => {
                     if last > 0 {
                         slot.phase = Phase::Streaming { since: now };
+                        if let Some(t) = slot.transport_override {
+                            warn!(camera = %id, transport = ?t, configured = ?slot.spec.transport, "streaming over the transport the camera accepts; set it in the camera's config to skip the refused attempt");
+                        }
                         info!(camera = %id, after_ms = since.elapsed().as_millis() as u64, "streaming");
                         set_state(&slot.shared, CameraState::Streaming, None);
                     } else if since.elapsed() > slot.spec.stall_timeout.max(Duration::from_secs(10)) {

@@ -96,10 +96,16 @@ pub fn build(
         src.set_property("user-id", user);
         src.set_property("user-pw", password.expose());
     }
-    // Video only: audio tracks are never set up.
-    src.connect("select-stream", false, |args| {
+    // Video only: audio tracks are never set up. Whether a video track was offered tells
+    // "the server refused the transport" from "there is nothing to set up" below.
+    let offered_video = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let offered = offered_video.clone();
+    src.connect("select-stream", false, move |args| {
         let caps = args[2].get::<gst::Caps>().ok()?;
         let video = caps.structure(0).and_then(|s| s.get::<&str>("media").ok()) == Some("video");
+        if video {
+            offered.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         Some(video.to_value())
     });
 
@@ -121,16 +127,15 @@ pub fn build(
 
     // Errors and end of stream go straight to the supervisor; nothing accumulates on the bus.
     let bus = pipeline.bus().unwrap();
-    let (tx, id) = (events.clone(), spec.id.clone());
+    let (tx, id, transport) = (events.clone(), spec.id.clone(), spec.transport);
     bus.set_sync_handler(move |_, msg| {
         let event = match msg.view() {
             gst::MessageView::Error(e) => {
                 // GStreamer's debug text spans lines; one log line per event.
                 let debug = e.debug().map(|d| d.split_whitespace().collect::<Vec<_>>().join(" "));
-                Some(PipelineEvent::Failed(
-                    FailReason::from_gst(&e.error(), debug.as_deref()),
-                    debug.unwrap_or_default(),
-                ))
+                let reason = FailReason::from_gst(&e.error(), debug.as_deref());
+                let offered = offered_video.load(std::sync::atomic::Ordering::SeqCst);
+                Some(PipelineEvent::Failed(reason.nothing_set_up(transport, offered), debug.unwrap_or_default()))
             }
             gst::MessageView::Eos(_) => Some(PipelineEvent::Ended),
             _ => None,

@@ -5,6 +5,8 @@ use std::fmt;
 
 use gstreamer as gst;
 
+use crate::config::Transport;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FailReason {
     /// TCP connection refused, or the host cannot be reached or resolved.
@@ -17,6 +19,10 @@ pub enum FailReason {
     Timeout,
     /// The camera offers no H.264/H.265 video (e.g. MJPEG), or no decoder exists for it.
     UnsupportedCodec(String),
+    /// The server answered `461 Unsupported Transport` to every `SETUP` over this transport
+    /// (a UDP-only or TCP-only camera).
+    /// `both`: the other transport was refused as well.
+    TransportRefused { tried: Transport, both: bool },
     /// The camera ended the stream or closed the connection.
     StreamEnded,
     /// Frames stopped arriving while the connection stayed up.
@@ -29,7 +35,27 @@ pub enum FailReason {
 impl FailReason {
     /// Errors that a retry is unlikely to fix soon (shown as `failed`, still retried).
     pub fn is_hard(&self) -> bool {
-        matches!(self, Self::Unauthorized | Self::NoSuchStream | Self::UnsupportedCodec(_))
+        matches!(
+            self,
+            Self::Unauthorized | Self::NoSuchStream | Self::UnsupportedCodec(_) | Self::TransportRefused { .. }
+        )
+    }
+
+    /// rtspsrc reports "No supported stream was found. You might need to allow more
+    /// transport protocols …" both when the server refused every `SETUP` with `461
+    /// Unsupported Transport` and when there was no video track to set up: `offered_video`
+    /// (a video track was offered) tells them apart.
+    pub fn nothing_set_up(self, tried: Transport, offered_video: bool) -> Self {
+        match self {
+            Self::UnsupportedCodec(m) if m.contains("transport protocols") => {
+                if offered_video {
+                    Self::TransportRefused { tried, both: false }
+                } else {
+                    Self::UnsupportedCodec("the camera offers no video track".into())
+                }
+            }
+            other => other,
+        }
     }
 
     /// Maps a GStreamer error message to a reason.
@@ -70,6 +96,16 @@ impl fmt::Display for FailReason {
             Self::NoSuchStream => f.write_str("no such stream (check the url path)"),
             Self::Timeout => f.write_str("timeout (the camera did not answer)"),
             Self::UnsupportedCodec(what) => write!(f, "unsupported codec: {what}"),
+            Self::TransportRefused { both: true, .. } => f.write_str(
+                "transport refused by the server (461 Unsupported Transport over tcp and udp): the camera offers neither unicast transport",
+            ),
+            Self::TransportRefused { tried, both: false } => {
+                let (name, other) = match tried {
+                    Transport::Tcp => ("tcp", "udp"),
+                    Transport::Udp => ("udp", "tcp"),
+                };
+                write!(f, "transport refused by the server (461 Unsupported Transport over {name}): try transport = \"{other}\"")
+            }
             Self::StreamEnded => f.write_str("stream ended by the camera"),
             Self::Stalled => f.write_str("stalled (no frames)"),
             Self::Other(what) => f.write_str(what),
@@ -101,5 +137,25 @@ mod tests {
             FailReason::Timeout
         );
         assert!(FailReason::Unauthorized.is_hard() && !FailReason::Timeout.is_hard());
+    }
+
+    #[test]
+    fn nothing_to_set_up_is_a_refused_transport_only_when_video_was_offered() {
+        let gst_text = "No supported stream was found. You might need to allow more transport protocols or may otherwise be missing the right GStreamer RTSP extension plugin.";
+        let e = gst::glib::Error::new(gst::StreamError::CodecNotFound, gst_text);
+        let r = FailReason::from_gst(&e, None);
+        assert_eq!(
+            r.clone().nothing_set_up(Transport::Tcp, true),
+            FailReason::TransportRefused { tried: Transport::Tcp, both: false }
+        );
+        assert_eq!(
+            FailReason::TransportRefused { tried: Transport::Tcp, both: false }.to_string(),
+            "transport refused by the server (461 Unsupported Transport over tcp): try transport = \"udp\""
+        );
+        assert!(
+            matches!(r.nothing_set_up(Transport::Tcp, false), FailReason::UnsupportedCodec(m) if m.contains("no video track"))
+        );
+        let other = FailReason::UnsupportedCodec("no decoder".into());
+        assert_eq!(other.clone().nothing_set_up(Transport::Tcp, true), other);
     }
 }
