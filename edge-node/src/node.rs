@@ -28,7 +28,7 @@ use crate::inference::InferencePool;
 use crate::localtime::local_time;
 use crate::motion::{Gate, MotionGate, MotionOptions};
 use crate::mqtt::{LinkOptions, MqttLink, RefusalLog};
-use crate::outbox::{Kind, Message, Outbox, OutboxError};
+use crate::outbox::{DiskGuard, DiskState, Kind, Message, Outbox, OutboxError};
 use crate::rules::{RuleEngine, Scene};
 use crate::source::{CameraSpec, Ingest, IngestOptions};
 use crate::telemetry::{CameraRegistry, MetricsText};
@@ -103,6 +103,7 @@ fn camera_status_json(node: &str, c: &crate::source::CameraStatus, at: &str) -> 
 #[derive(Default)]
 struct Snapshot {
     outbox_pending: u64,
+    outbox_dropped_snapshots: u64,
     at: String,
 }
 
@@ -113,6 +114,8 @@ struct MetricsSources {
     /// Weak: shutdown takes the pool back whole to stop its workers.
     pool: std::sync::Weak<InferencePool>,
     link: Arc<crate::mqtt::LinkStats>,
+    disk: DiskGuard,
+    alerts: Arc<AlertSink>,
 }
 
 /// Prometheus text for the node: per camera (state, rates, and counters for every frame
@@ -230,6 +233,45 @@ fn node_metrics(s: &Snapshot, src: &MetricsSources) -> String {
         "gauge",
         &[(vec![], s.outbox_pending as f64)],
     );
+    m.family(
+        "gridsight_outbox_snapshots_dropped_total",
+        "Unsent snapshots deleted to keep the outbox within its size or the disk reserve.",
+        "counter",
+        &[(vec![], s.outbox_dropped_snapshots as f64)],
+    );
+    m.family(
+        "gridsight_snapshots_skipped_total",
+        "Snapshots not stored because the disk was under its reserve (the alert was stored).",
+        "counter",
+        &[(vec![("reason", "disk_low")], src.alerts.snapshots_skipped.load(Relaxed) as f64)],
+    );
+    m.family(
+        "gridsight_snapshot_files_dropped_total",
+        "Snapshot files deleted early to keep the disk reserve.",
+        "counter",
+        &[(vec![], src.alerts.snapshot_files_dropped.load(Relaxed) as f64)],
+    );
+    let free = src.disk.free();
+    let state = free.map_or(DiskState::Ok, |f| src.disk.state_of(f));
+    m.family(
+        "gridsight_disk_free_bytes",
+        "Free bytes on the filesystem of data_dir.",
+        "gauge",
+        &[(vec![], free.unwrap_or(0) as f64)],
+    );
+    m.family(
+        "gridsight_disk_reserve_bytes",
+        "Free bytes kept for alerts (storage.disk_reserve).",
+        "gauge",
+        &[(vec![], src.disk.reserve() as f64)],
+    );
+    m.family(
+        "gridsight_disk_state",
+        "1 for the disk's state: ok, low (snapshots not stored) or full (alerts at risk).",
+        "gauge",
+        &[DiskState::Ok, DiskState::Low, DiskState::Full]
+            .map(|st| (vec![("state", st.name())], f64::from(u8::from(st == state)))),
+    );
     let link = &src.link;
     m.family(
         "gridsight_mqtt_connected",
@@ -275,7 +317,8 @@ fn publish_status(config: &Config, prefix: &str, ingest: &Ingest, outbox: &Mutex
     let v = serde_json::json!({
         "schema": "gridsight.node_status", "version": 1, "node": node, "name": config.node.name,
         "cameras": cams.len(), "streaming": streaming, "outbox_pending": out.len().unwrap_or(0),
-        "outbox_dropped_snapshots": out.dropped_snapshots, "at": at,
+        "outbox_dropped_snapshots": out.dropped_snapshots,
+        "disk": out.disk().map(disk_json), "at": at,
     });
     let m = Message {
         topic: format!("{prefix}/{node}/status"),
@@ -321,15 +364,43 @@ fn runtime_with_signals(name: &str) -> Result<(tokio::runtime::Runtime, Signals)
 }
 
 /// `/healthz` and `/readyz` (ready once connected to the broker).
-fn health(path: &str, link: &crate::mqtt::LinkStats) -> Option<(u16, &'static str, String)> {
+/// `/healthz` and `/readyz`: ready once connected to the broker and while the disk has
+/// room for alerts (a low disk is said, still ready: alerts are stored, snapshots are not).
+fn health(path: &str, link: &crate::mqtt::LinkStats, disk: Option<&DiskGuard>) -> Option<(u16, &'static str, String)> {
     match path {
         "/healthz" => Some((200, "text/plain", "ok\n".into())),
-        "/readyz" if link.connected.load(std::sync::atomic::Ordering::SeqCst) => {
-            Some((200, "text/plain", "ready\n".into()))
+        "/readyz" => {
+            let disk = disk.and_then(|d| Some((d.free()?, d.reserve(), d)));
+            Some(match disk {
+                _ if !link.connected.load(std::sync::atomic::Ordering::SeqCst) => {
+                    (503, "text/plain", "not connected to the MQTT broker\n".into())
+                }
+                Some((free, reserve, d)) if d.state_of(free) == DiskState::Full => (
+                    503,
+                    "text/plain",
+                    format!("disk full: {free} bytes free, {reserve} reserved for alerts; alerts are at risk\n"),
+                ),
+                Some((free, reserve, d)) if d.state_of(free) == DiskState::Low => (
+                    200,
+                    "text/plain",
+                    format!(
+                        "ready; disk low: {free} bytes free of the {reserve} reserved for alerts; snapshots are not stored\n"
+                    ),
+                ),
+                _ => (200, "text/plain", "ready\n".into()),
+            })
         }
-        "/readyz" => Some((503, "text/plain", "not connected to the MQTT broker\n".into())),
         _ => None,
     }
+}
+
+/// `{"state", "free_bytes", "reserve_bytes"}` of the disk under `data_dir`.
+fn disk_json(disk: &DiskGuard) -> serde_json::Value {
+    let free = disk.free();
+    serde_json::json!({
+        "state": free.map_or(DiskState::Ok, |f| disk.state_of(f)).name(),
+        "free_bytes": free, "reserve_bytes": disk.reserve(),
+    })
 }
 
 /// `edge-node dispatch`: the dispatcher alone, for every node's alerts, until SIGINT/SIGTERM.
@@ -346,7 +417,7 @@ pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
     let (metrics, connected) = (service.metrics.clone(), service.link_stats());
     let handler: crate::telemetry::http::Handler = Arc::new(move |path: &str| match path {
         "/metrics" => Some((200, "text/plain; version=0.0.4", metrics.lock().unwrap().clone())),
-        _ => health(path, &connected),
+        _ => health(path, &connected, None),
     });
     let addr = crate::telemetry::http::serve_on(http, handler)
         .map_err(|source| NodeError::Listen { addr: config.http.listen, source })?;
@@ -466,7 +537,9 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
 
     // Alerts: written to the outbox first, published by the MQTT link.
     let outbox_path = config.storage.data_dir.join("outbox.db");
-    let outbox = Arc::new(Mutex::new(Outbox::open(&outbox_path, config.storage.outbox_max_bytes)?));
+    let disk = DiskGuard::new(&config.storage.data_dir, config.storage.disk_reserve);
+    let outbox =
+        Arc::new(Mutex::new(Outbox::open(&outbox_path, config.storage.outbox_max_bytes)?.with_disk(disk.clone())));
     let pending = outbox.lock().unwrap().len().unwrap_or(0);
     info!(path = %outbox_path.display(), pending, "outbox open");
     let prefix = config.mqtt.as_ref().map_or("gridsight".to_string(), |m| m.topic_prefix.clone());
@@ -523,7 +596,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
     let found: Arc<Mutex<HashMap<Arc<str>, Found>>> = Arc::default();
     let stages: Stages = Arc::default();
     let (sink, stages_out, node_id) = (found.clone(), stages.clone(), config.node.id.clone());
-    let (outbox_in, notify_in) = (outbox.clone(), notify.clone());
+    let (outbox_in, notify_in, alerts_in) = (outbox.clone(), notify.clone(), alerts.clone());
     let pool = Arc::new(InferencePool::start(
         &config.models,
         &config.inference,
@@ -564,7 +637,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                 faces: stage.faces,
             };
             for e in &events {
-                let stored = alerts.emit(&outbox_in, &cam, e, Some(frame), &d.faces, frame.wall);
+                let stored = alerts_in.emit(&outbox_in, &cam, e, Some(frame), &d.faces, frame.wall);
                 let counter =
                     if stored.is_ok() { &stage.counters.alerts_stored } else { &stage.counters.alerts_failed };
                 counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -616,6 +689,8 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
             counters: registry.clone(),
             pool: Arc::downgrade(&pool),
             link: link.stats.clone(),
+            disk: disk.clone(),
+            alerts: alerts.clone(),
         };
         let handler: crate::telemetry::http::Handler = Arc::new(move |path: &str| {
             let s = snap.lock().unwrap();
@@ -630,10 +705,13 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                 "/status" => {
                     let cams: Vec<_> =
                         sources.cameras.status().iter().map(|c| camera_status_json(&node_id, c, &s.at)).collect();
-                    let v = serde_json::json!({"node": node_id, "outbox_pending": s.outbox_pending, "at": s.at, "cameras": cams});
+                    let v = serde_json::json!({
+                        "node": node_id, "outbox_pending": s.outbox_pending, "disk": disk_json(&sources.disk),
+                        "at": s.at, "cameras": cams,
+                    });
                     Some((200, "application/json", serde_json::to_string_pretty(&v).unwrap_or_default()))
                 }
-                _ => health(path, &stats),
+                _ => health(path, &stats, Some(&sources.disk)),
             }
         });
         let addr = crate::telemetry::http::serve_on(http, handler)
@@ -641,9 +719,16 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
         info!(listen = %addr, lock = %lock.path().display(), "http: /metrics /healthz /readyz /status");
     }
     let refresh = |snapshot: &Mutex<Snapshot>| {
-        let outbox_pending = outbox.lock().unwrap().len().unwrap_or(0);
-        *snapshot.lock().unwrap() =
-            Snapshot { outbox_pending, at: crate::alert::rfc3339(std::time::SystemTime::now()) };
+        let (outbox_pending, outbox_dropped_snapshots) = {
+            let mut out = outbox.lock().unwrap();
+            out.maintain();
+            (out.len().unwrap_or(0), out.dropped_snapshots)
+        };
+        *snapshot.lock().unwrap() = Snapshot {
+            outbox_pending,
+            outbox_dropped_snapshots,
+            at: crate::alert::rfc3339(std::time::SystemTime::now()),
+        };
     };
     refresh(&snapshot);
     info!(cameras = config.cameras.iter().filter(|c| c.enabled).count(), "running");
@@ -651,6 +736,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
         let mut report = tokio::time::interval(std::time::Duration::from_secs(10));
         report.tick().await;
         let mut ticks = 0u64;
+        let mut last_disk = log_disk_change(&disk, DiskState::Ok);
         loop {
             tokio::select! {
                 Some(first) = command_rx.recv() => {
@@ -683,6 +769,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                     refusals.lock().unwrap().flush();
                     log_detections(&found, &stages, &pool);
                     refresh(&snapshot);
+                    last_disk = log_disk_change(&disk, last_disk);
                     ticks += 1;
                     if ticks % 3 == 1 {
                         publish_status(&config, &prefix, &ingest, &outbox);
@@ -753,6 +840,29 @@ fn reload(
             Err(format!("reload refused, running config kept: {e}"))
         }
     }
+}
+
+/// Logs when the disk under `data_dir` changes state; returns the state now.
+fn log_disk_change(disk: &DiskGuard, before: DiskState) -> DiskState {
+    let Some(free) = disk.free() else { return before };
+    let now = disk.state_of(free);
+    if now != before {
+        let (free_mb, reserve_mb) = (free as f64 / 1e6, disk.reserve() as f64 / 1e6);
+        match now {
+            DiskState::Ok => info!(free_mb, reserve_mb, "disk ok again: snapshots are stored again"),
+            DiskState::Low => warn!(
+                free_mb,
+                reserve_mb,
+                "disk low: under the reserve kept for alerts; old snapshots are deleted and new ones not stored, alerts still are"
+            ),
+            DiskState::Full => tracing::error!(
+                free_mb,
+                reserve_mb,
+                "disk full: alerts are at risk; free space on the filesystem of storage.data_dir"
+            ),
+        }
+    }
+    now
 }
 
 /// One line per camera: what detection found since the last report.

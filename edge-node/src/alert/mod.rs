@@ -28,6 +28,10 @@ pub struct AlertSink {
     /// Distinguishes this process's ids from those of earlier runs.
     nonce: u32,
     seq: AtomicU64,
+    /// Snapshots not stored because the disk was under its reserve (alerts go first).
+    pub snapshots_skipped: AtomicU64,
+    /// Snapshot files deleted early to keep the disk reserve.
+    pub snapshot_files_dropped: AtomicU64,
 }
 
 /// Camera facts an alert carries.
@@ -44,7 +48,15 @@ impl AlertSink {
     pub fn new(node: &str, prefix: &str, snapshot_dir: Option<PathBuf>) -> Self {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         let nonce = now.subsec_nanos() ^ std::process::id().rotate_left(16);
-        Self { node: node.into(), prefix: prefix.into(), snapshot_dir, nonce, seq: AtomicU64::new(0) }
+        Self {
+            node: node.into(),
+            prefix: prefix.into(),
+            snapshot_dir,
+            nonce,
+            seq: AtomicU64::new(0),
+            snapshots_skipped: AtomicU64::new(0),
+            snapshot_files_dropped: AtomicU64::new(0),
+        }
     }
 
     /// A unique, time-ordered id: milliseconds, this run's nonce, a counter.
@@ -77,9 +89,12 @@ impl AlertSink {
             (EventKind::New, Some(f)) => snapshot(f, event.bbox, faces, cam.faces),
             _ => None,
         };
+        let mut out = outbox.lock().unwrap_or_else(|p| p.into_inner());
+        let jpeg = jpeg.filter(|j| self.room_for_snapshot(&mut out, j.len() as u64));
         let alert = alert_json(&id, &self.node, cam, event, wall, jpeg.as_ref().map(|_| snapshot_topic.as_str()));
         let payload = serde_json::to_vec(&alert).unwrap_or_default();
-        let mut messages = vec![Message { topic: self.alerts_topic(), payload, retain: false, kind: Kind::Alert }];
+        let alert_row = Message { topic: self.alerts_topic(), payload, retain: false, kind: Kind::Alert };
+        let mut messages = vec![alert_row.clone()];
         if let Some(jpeg) = jpeg {
             if let Some(dir) = &self.snapshot_dir
                 && std::fs::create_dir_all(dir).is_ok()
@@ -88,9 +103,89 @@ impl AlertSink {
             }
             messages.push(Message { topic: snapshot_topic, payload: jpeg, retain: false, kind: Kind::Snapshot });
         }
-        outbox.lock().unwrap().push_all(&messages)?;
-        Ok(alert)
+        match out.push_all(&messages) {
+            Ok(_) => Ok(alert),
+            // No room even for the alert: everything that is not an alert makes way, then
+            // the alert alone is stored (its snapshot field then names nothing).
+            Err(e) if e.is_disk_full() => {
+                tracing::warn!(camera = cam.id, "disk full: dropping snapshots to store the alert");
+                if let Some(dir) = &self.snapshot_dir {
+                    self.drop_snapshot_files(dir, u64::MAX);
+                }
+                out.drop_snapshots(u64::MAX)?;
+                let mut alert = alert;
+                alert["snapshot"] = serde_json::Value::Null;
+                let row = Message { payload: serde_json::to_vec(&alert).unwrap_or_default(), ..alert_row };
+                out.push(&row)?;
+                Ok(alert)
+            }
+            Err(e) => Err(e),
+        }
     }
+
+    /// Whether a snapshot of `len` bytes (a file, an outbox row and its WAL frames) fits
+    /// without eating into the disk reserve kept for alerts, after deleting the oldest
+    /// snapshot files and unsent snapshots to make room. A `false` is counted.
+    fn room_for_snapshot(&self, out: &mut Outbox, len: u64) -> bool {
+        let Some(disk) = out.disk().cloned() else { return true };
+        let need = len * 3;
+        let mut short = disk.shortfall(need);
+        if short > 0
+            && let Some(dir) = &self.snapshot_dir
+        {
+            self.drop_snapshot_files(dir, short);
+            short = disk.shortfall(need);
+        }
+        if short > 0 {
+            let _ = out.drop_snapshots(short);
+            short = disk.shortfall(need);
+        }
+        if short > 0 {
+            self.snapshots_skipped.fetch_add(1, Ordering::Relaxed);
+        }
+        short == 0
+    }
+
+    /// Deletes the oldest snapshot files until `bytes` are freed (or none is left).
+    fn drop_snapshot_files(&self, dir: &std::path::Path, bytes: u64) {
+        match free_oldest_snapshots(dir, bytes) {
+            Ok((removed, _)) => {
+                self.snapshot_files_dropped.fetch_add(removed as u64, Ordering::Relaxed);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(dir = %dir.display(), "cannot delete old snapshots: {e}"),
+        }
+    }
+}
+
+/// Deletes the oldest `.jpg` files in `dir` until at least `bytes` are freed; returns
+/// (files removed, bytes freed).
+pub fn free_oldest_snapshots(dir: &std::path::Path, bytes: u64) -> std::io::Result<(usize, u64)> {
+    let mut files = snapshot_files(dir, SystemTime::now())?;
+    files.sort();
+    let (mut removed, mut freed) = (0, 0);
+    for (_, len, path) in files {
+        if freed >= bytes {
+            break;
+        }
+        std::fs::remove_file(&path)?;
+        removed += 1;
+        freed += len;
+    }
+    Ok((removed, freed))
+}
+
+/// The snapshot files of `dir`: (modified, size, path).
+fn snapshot_files(dir: &std::path::Path, now: SystemTime) -> std::io::Result<Vec<(SystemTime, u64, PathBuf)>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if meta.is_file() && entry.path().extension().is_some_and(|e| e == "jpg") {
+            files.push((meta.modified().unwrap_or(now), meta.len(), entry.path()));
+        }
+    }
+    Ok(files)
 }
 
 fn severity(s: Severity) -> &'static str {
@@ -246,14 +341,7 @@ pub fn prune_snapshots(
     max_bytes: u64,
     now: SystemTime,
 ) -> std::io::Result<(usize, u64)> {
-    let mut files: Vec<(SystemTime, u64, PathBuf)> = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let meta = entry.metadata()?;
-        if meta.is_file() && entry.path().extension().is_some_and(|e| e == "jpg") {
-            files.push((meta.modified().unwrap_or(now), meta.len(), entry.path()));
-        }
-    }
+    let mut files = snapshot_files(dir, now)?;
     files.sort();
     let mut removed = 0;
     let mut total: u64 = files.iter().map(|f| f.1).sum();

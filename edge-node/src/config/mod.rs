@@ -62,7 +62,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text =
         decode_utf8(&bytes).map_err(|d| ConfigError::Invalid { path: path.to_path_buf(), diagnostics: vec![d] })?;
     let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    parse(&text, base).map_err(|diagnostics| ConfigError::Invalid { path: path.to_path_buf(), diagnostics })
+    parse(text, base).map_err(|diagnostics| ConfigError::Invalid { path: path.to_path_buf(), diagnostics })
 }
 
 /// The file's text, or where its first byte that is not UTF-8 is (TOML files are UTF-8).

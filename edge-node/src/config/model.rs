@@ -252,6 +252,8 @@ pub struct Storage {
     pub snapshot_max_age: Duration,
     pub snapshot_max_bytes: u64,
     pub outbox_max_bytes: u64,
+    /// Free bytes on `data_dir`'s filesystem kept for alert rows.
+    pub disk_reserve: u64,
 }
 
 #[derive(Debug, Clone)]

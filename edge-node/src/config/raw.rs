@@ -148,7 +148,12 @@ pub struct RawStorage {
     /// Oldest snapshots are deleted beyond this total. Default: `"2GiB"`.
     pub snapshot_max_size: Option<String>,
     /// Outbox size limit; when full, oldest unsent snapshots go first, alerts never. Default: `"512MiB"`.
+    /// Also bounded by the free space of `data_dir`'s filesystem less `disk_reserve`.
     pub outbox_max_size: Option<String>,
+    /// Free space on `data_dir`'s filesystem kept for alerts: below it, the oldest
+    /// snapshot files and unsent snapshots are deleted and new snapshots are not stored
+    /// (the node reports "disk low"; alerts are still stored). Default: `"64MiB"`.
+    pub disk_reserve: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -284,6 +284,7 @@ fn storage(v: &mut Validator, s: &RawStorage) -> Storage {
         ),
         snapshot_max_bytes: v.bytes("storage.snapshot_max_size", s.snapshot_max_size.as_ref(), 2 << 30),
         outbox_max_bytes: v.bytes("storage.outbox_max_size", s.outbox_max_size.as_ref(), 512 << 20),
+        disk_reserve: v.bytes("storage.disk_reserve", s.disk_reserve.as_ref(), 64 << 20),
         data_dir,
         models_dir,
     }

@@ -368,32 +368,6 @@ impl RefusalLog {
     }
 }
 
-#[cfg(test)]
-mod refusal_tests {
-    use super::*;
-
-    /// 500 refusals over 3.5 s (plus a flush): logged lines + suppressed counts = 500.
-    #[test]
-    fn every_refusal_is_counted_once() {
-        let t0 = std::time::Instant::now();
-        let mut log = RefusalLog::default();
-        let mut lines = 0u64;
-        let mut suppressed = 0u64;
-        for i in 0..500u64 {
-            if let Some(n) = log.refuse_at(t0 + Duration::from_millis(i * 7)) {
-                lines += 1;
-                suppressed += n;
-            }
-        }
-        assert!(log.flush_at(t0 + Duration::from_millis(3493)).is_none(), "less than 1 s after the last line");
-        suppressed += log.flush_at(t0 + Duration::from_secs(10)).unwrap_or(0);
-        assert_eq!(lines, 4, "one line per second of the flood");
-        assert_eq!(lines + suppressed, 500);
-        assert_eq!(log.total, 500);
-        assert_eq!(log.flush_at(t0 + Duration::from_secs(20)), None, "nothing left");
-    }
-}
-
 async fn serve(
     cx: &Ctx,
     client: &AsyncClient,
@@ -472,5 +446,31 @@ async fn serve(
             _ = cx.notify.notified() => {}
             _ = cx.stop.notified() => return Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod refusal_tests {
+    use super::*;
+
+    /// 500 refusals over 3.5 s (plus a flush): logged lines + suppressed counts = 500.
+    #[test]
+    fn every_refusal_is_counted_once() {
+        let t0 = std::time::Instant::now();
+        let mut log = RefusalLog::default();
+        let mut lines = 0u64;
+        let mut suppressed = 0u64;
+        for i in 0..500u64 {
+            if let Some(n) = log.refuse_at(t0 + Duration::from_millis(i * 7)) {
+                lines += 1;
+                suppressed += n;
+            }
+        }
+        assert!(log.flush_at(t0 + Duration::from_millis(3493)).is_none(), "less than 1 s after the last line");
+        suppressed += log.flush_at(t0 + Duration::from_secs(10)).unwrap_or(0);
+        assert_eq!(lines, 4, "one line per second of the flood");
+        assert_eq!(lines + suppressed, 500);
+        assert_eq!(log.total, 500);
+        assert_eq!(log.flush_at(t0 + Duration::from_secs(20)), None, "nothing left");
     }
 }

@@ -6,7 +6,15 @@
 //! database runs in WAL mode with `synchronous = FULL`, so a committed row survives a
 //! crash or power cut. Bounded by size: when over `max_bytes`, the oldest unsent
 //! snapshots are deleted first; alerts are never deleted (the write still succeeds and the
-//! overflow is counted). Shutdown: nothing to do; rows wait for the next start.
+//! overflow is counted). The limit is also bounded by the free space of the filesystem less
+//! the reserve kept for alerts ([`DiskGuard`]); unsent snapshots are dropped first to make
+//! room for a new one, and the space of delivered rows goes back to the filesystem (the WAL
+//! is truncated and free pages vacuumed once the outbox is empty, and the WAL never grows
+//! past a limit sized to the reserve). Shutdown: nothing to do; rows wait for the next start.
+
+mod disk;
+
+pub use disk::{DiskGuard, DiskState};
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,6 +27,16 @@ pub enum OutboxError {
     Open { path: String, source: rusqlite::Error },
     #[error("outbox: {0}")]
     Sql(#[from] rusqlite::Error),
+}
+
+impl OutboxError {
+    /// The filesystem had no room for the write.
+    pub fn is_disk_full(&self) -> bool {
+        let e = match self {
+            Self::Open { source, .. } | Self::Sql(source) => source,
+        };
+        e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+    }
 }
 
 /// What a message is, for the overflow policy.
@@ -61,9 +79,17 @@ pub struct Outbox {
     max_bytes: u64,
     /// Sum of the stored payloads, kept current (no table scan per write).
     stored_bytes: u64,
-    /// Snapshots dropped to stay under the size limit.
+    /// Snapshots dropped to stay under the size limit (or to make room on the disk).
     pub dropped_snapshots: u64,
+    disk: Option<DiskGuard>,
+    /// Acknowledgements since free pages were last given back.
+    acks_since_vacuum: u32,
+    last_reclaim: Option<std::time::Instant>,
 }
+
+/// The WAL is checkpointed at this many pages and truncated to it afterwards (SQLite's
+/// default checkpoint size); smaller when the disk reserve is small.
+const WAL_PAGES: u64 = 1000;
 
 impl Outbox {
     pub fn open(path: &Path, max_bytes: u64) -> Result<Self, OutboxError> {
@@ -74,8 +100,13 @@ impl Outbox {
             Connection::open(path).map_err(|source| OutboxError::Open { path: path.display().to_string(), source })?;
         // Another process on the same file (an operator's sqlite3, a second tool) waits, not fails.
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Deleted rows' pages go back to the filesystem (`incremental_vacuum`); takes effect
+        // on a new database, or an empty old one at its first VACUUM (`reclaim_space`).
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_PAGES)?;
+        conn.pragma_update(None, "journal_size_limit", WAL_PAGES * 4096)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS outbox (
                 id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -88,7 +119,74 @@ impl Outbox {
         )?;
         let stored_bytes =
             conn.query_row("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM outbox", [], |r| r.get::<_, i64>(0))? as u64;
-        Ok(Self { conn, max_bytes, stored_bytes, dropped_snapshots: 0 })
+        let mut outbox = Self {
+            conn,
+            max_bytes,
+            stored_bytes,
+            dropped_snapshots: 0,
+            disk: None,
+            acks_since_vacuum: 0,
+            last_reclaim: None,
+        };
+        if stored_bytes == 0 {
+            outbox.reclaim_space();
+        }
+        Ok(outbox)
+    }
+
+    /// Bounds the outbox by the free space of its filesystem less `guard`'s reserve, and
+    /// keeps the WAL within a quarter of the reserve.
+    pub fn with_disk(mut self, guard: DiskGuard) -> Self {
+        let pages = (guard.reserve() / 4 / 4096).clamp(16, WAL_PAGES);
+        let _ = self.conn.pragma_update(None, "wal_autocheckpoint", pages);
+        let _ = self.conn.pragma_update(None, "journal_size_limit", pages * 4096);
+        self.disk = Some(guard);
+        self
+    }
+
+    pub fn disk(&self) -> Option<&DiskGuard> {
+        self.disk.as_ref()
+    }
+
+    /// Deletes the oldest unsent snapshots until at least `bytes` of payload are gone (or
+    /// none is left), and gives the space back to the filesystem. Returns the bytes freed.
+    pub fn drop_snapshots(&mut self, bytes: u64) -> Result<u64, OutboxError> {
+        let before = self.stored_bytes;
+        while before - self.stored_bytes < bytes {
+            let n = self.delete(
+                "DELETE FROM outbox WHERE id = (SELECT id FROM outbox WHERE kind = 'snapshot' ORDER BY id LIMIT 1) RETURNING LENGTH(payload)",
+                [],
+            )?;
+            if n == 0 {
+                break;
+            }
+            self.dropped_snapshots += 1;
+        }
+        let freed = before - self.stored_bytes;
+        if freed > 0 {
+            self.reclaim_space();
+        }
+        Ok(freed)
+    }
+
+    /// Returns free pages to the filesystem and truncates the WAL. An old database made
+    /// without incremental auto-vacuum is converted the first time it is empty.
+    fn reclaim_space(&mut self) {
+        self.acks_since_vacuum = 0;
+        self.last_reclaim = Some(std::time::Instant::now());
+        let mode: i64 = self.conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).unwrap_or(2);
+        if mode != 2 && self.stored_bytes == 0 {
+            let _ = self.conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;");
+        }
+        // Each step of `incremental_vacuum` frees one page: run it to the end.
+        let vacuum = |conn: &Connection| -> rusqlite::Result<()> {
+            let mut stmt = conn.prepare("PRAGMA incremental_vacuum")?;
+            let mut rows = stmt.query([])?;
+            while rows.next()?.is_some() {}
+            Ok(())
+        };
+        let _ = vacuum(&self.conn);
+        let _ = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
     }
 
     /// Stores a message (committed before this returns) and returns its row id.
@@ -165,18 +263,15 @@ impl Outbox {
         self.push(m)
     }
 
-    /// Deletes the oldest snapshots while the stored payloads exceed the limit.
+    /// Deletes the oldest snapshots while the stored payloads exceed the limit: the
+    /// configured size, and what the disk holds beyond its reserve.
     fn enforce_limit(&mut self) -> Result<(), OutboxError> {
-        while self.stored_bytes > self.max_bytes {
-            let n = self.delete(
-                "DELETE FROM outbox WHERE id = (SELECT id FROM outbox WHERE kind = 'snapshot' ORDER BY id LIMIT 1) RETURNING LENGTH(payload)",
-                [],
-            );
-            match n {
-                Ok(0) => return Ok(()), // only alerts and orders left: they are kept whatever the size
-                Ok(_) => self.dropped_snapshots += 1,
-                Err(e) => return Err(e),
-            }
+        let limit = match self.disk.as_ref().and_then(|d| Some((d.free()?, d.reserve()))) {
+            Some((free, reserve)) => self.max_bytes.min((self.stored_bytes + free).saturating_sub(reserve)),
+            None => self.max_bytes,
+        };
+        if self.stored_bytes > limit {
+            self.drop_snapshots(self.stored_bytes - limit)?;
         }
         Ok(())
     }
@@ -206,10 +301,29 @@ impl Outbox {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The broker confirmed the row: it leaves the outbox.
+    /// The broker confirmed the row: it leaves the outbox. When the outbox empties (at
+    /// most every 5 s, or at once while the disk is low) and every 256 acknowledgements
+    /// meanwhile, the space goes back to the filesystem.
     pub fn ack(&mut self, id: i64) -> Result<(), OutboxError> {
         self.delete("DELETE FROM outbox WHERE id = ?1 RETURNING LENGTH(payload)", [id])?;
+        self.acks_since_vacuum += 1;
+        if self.acks_since_vacuum >= 256 || self.stored_bytes == 0 && self.reclaim_due() {
+            self.reclaim_space();
+        }
         Ok(())
+    }
+
+    /// Gives space back if the outbox is empty and it was not done in the last 5 s (the
+    /// node calls this now and then, so the last delivery of a burst is reclaimed too).
+    pub fn maintain(&mut self) {
+        if self.stored_bytes == 0 && self.acks_since_vacuum > 0 {
+            self.reclaim_space();
+        }
+    }
+
+    fn reclaim_due(&self) -> bool {
+        let low = self.disk.as_ref().is_some_and(|d| d.state() != DiskState::Ok);
+        low || self.last_reclaim.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(5))
     }
 
     pub fn len(&self) -> Result<u64, OutboxError> {
@@ -291,6 +405,26 @@ mod tests {
         assert_eq!(o.bytes().unwrap(), 55);
         o.ack(ids[1]).unwrap();
         assert_eq!(o.bytes().unwrap(), 5);
+    }
+
+    /// Delivered rows give their space back: the file shrinks and the WAL is truncated.
+    #[test]
+    fn delivered_rows_give_the_space_back() {
+        let path = temp();
+        let mut o = Outbox::open(&path, 1 << 30).unwrap();
+        let ids: Vec<i64> = (0..40).map(|_| o.push(&msg(Kind::Snapshot, 50_000)).unwrap()).collect();
+        let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        let wal = path.with_extension("db-wal");
+        assert!(size(&path) + size(&wal) > 1_500_000);
+        for id in ids {
+            o.ack(id).unwrap();
+        }
+        o.maintain();
+
+        let mode: i64 = o.conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, 2, "incremental auto-vacuum");
+        assert!(size(&path) < 100_000, "db {} bytes", size(&path));
+        assert_eq!(size(&wal), 0, "wal truncated");
     }
 
     #[test]
