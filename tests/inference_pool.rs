@@ -3,7 +3,7 @@
 //!
 //!   sim ─► 6 × street clip, 2 × carphone ─► Ingest ─► InferencePool ─► detections per camera
 //!   phase 1: 2 workers, 1 fps per camera   ─► objects (street) and faces (carphone) on all 8
-//!   phase 2: 1 worker, 10 fps per camera   ─► pool behind: every camera drops, none starves
+//!   phase 2: 1 worker, 25 fps per camera   ─► pool behind: every camera drops, none starves
 
 mod common;
 
@@ -95,8 +95,9 @@ fn eight_cameras_share_the_pool_fairly() {
         }
     }
 
-    // Phase 2: one worker, 80 frames/s offered: far more than it can run.
-    let (_, stats) = run_phase(&sim, 1, 10.0, 12);
+    // Phase 2: one worker, every frame offered (8 × 25 = 200 frames/s): far more than it can
+    // run on any CPU this project meets (≈ 75/s here with the fast face model in the mix).
+    let (_, stats) = run_phase(&sim, 1, 25.0, 12);
     let drops: Vec<u64> = stats.iter().map(|(_, s)| s.dropped_busy).collect();
     let done: Vec<u64> = stats.iter().map(|(_, s)| s.processed).collect();
     eprintln!("dropped per camera {drops:?}, processed {done:?}");

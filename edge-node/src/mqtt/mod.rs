@@ -258,6 +258,8 @@ struct Session {
     inflight: HashMap<u16, (i64, Message)>,
     /// Highest row id handed to this connection.
     last_sent: i64,
+    /// When the broker accepted this connection (CONNACK).
+    connected_at: Option<tokio::time::Instant>,
 }
 
 /// Everything the link's task owns.
@@ -272,16 +274,43 @@ struct Ctx {
     stats: Arc<LinkStats>,
 }
 
+/// Waits between connection attempts: 0.5 s doubling to `backoff_max` with ±20% jitter,
+/// back to the base once a connection has lasted [`Reconnect::STABLE`].
+#[derive(Debug)]
+pub struct Reconnect {
+    backoff: crate::source::Backoff,
+}
+
+impl Reconnect {
+    pub const BASE: Duration = Duration::from_millis(500);
+    /// A connection that lasted this long was a good one: the next retry starts afresh.
+    pub const STABLE: Duration = Duration::from_secs(10);
+
+    pub fn new(max: Duration, seed: u64) -> Self {
+        Self { backoff: crate::source::Backoff::new(Self::BASE, max, seed) }
+    }
+
+    /// The wait before the next attempt, given how long the last connection was up
+    /// (`None`: it never connected).
+    pub fn next_delay(&mut self, connected_for: Option<Duration>) -> Duration {
+        if connected_for.is_some_and(|d| d >= Self::STABLE) {
+            self.backoff.reset();
+        }
+        self.backoff.next_delay()
+    }
+}
+
 async fn run(cx: Ctx) {
     let opts = &cx.opts;
-    let mut backoff = Duration::from_millis(500);
+    let seed = opts.client_id.bytes().fold(std::process::id() as u64, |h, b| h.rotate_left(5) ^ b as u64);
+    let mut reconnect = Reconnect::new(opts.backoff_max, seed);
     let mut refusals = RefusalLog::default();
     loop {
         if cx.stopping.load(Ordering::SeqCst) {
             return;
         }
         let (client, mut eventloop) = AsyncClient::new(mqtt_options(opts), 1024);
-        let mut s = Session { requested: VecDeque::new(), inflight: HashMap::new(), last_sent: 0 };
+        let mut s = Session { requested: VecDeque::new(), inflight: HashMap::new(), last_sent: 0, connected_at: None };
         let _ = client.try_publish(&opts.availability_topic, QoS::AtLeastOnce, true, "online");
         s.requested.push_back(None);
         let outcome = serve(&cx, &client, &mut eventloop, &mut s, &mut refusals).await;
@@ -305,16 +334,13 @@ async fn run(cx: Ctx) {
             }
             Err(e) => {
                 let pending = cx.outbox.lock().unwrap().len().unwrap_or(0);
+                let backoff = reconnect.next_delay(s.connected_at.map(|t| t.elapsed()));
                 warn!(broker = %format!("{}:{}", opts.host, opts.port), error = %e, pending, retry_ms = backoff.as_millis() as u64, "mqtt connection lost; messages wait in the outbox");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = cx.stop.notified() => return,
+                }
             }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = cx.stop.notified() => return,
-        }
-        backoff = (backoff * 2).min(opts.backoff_max);
-        if cx.stats.connects.load(Ordering::SeqCst) > 0 && cx.stats.connected.load(Ordering::SeqCst) {
-            backoff = Duration::from_millis(500);
         }
     }
 }
@@ -401,6 +427,8 @@ async fn serve(
             event = eventloop.poll() => match event? {
                 Event::Incoming(Incoming::ConnAck(_)) => {
                     connected = true;
+                    s.connected_at = Some(tokio::time::Instant::now());
+
                     cx.stats.connected.store(true, Ordering::SeqCst);
                     cx.stats.connects.fetch_add(1, Ordering::SeqCst);
                     for topic in &opts.subscriptions {
@@ -472,5 +500,28 @@ mod refusal_tests {
         assert_eq!(lines + suppressed, 500);
         assert_eq!(log.total, 500);
         assert_eq!(log.flush_at(t0 + Duration::from_secs(20)), None, "nothing left");
+    }
+}
+
+#[cfg(test)]
+mod reconnect_tests {
+    use super::*;
+
+    /// After outages the wait grows; a connection that lasted resets it to the base, so a
+    /// node that had a good connection reconnects fast after the next outage (it used to
+    /// wait the full 30 s forever after a few outages). Paused clock: no real waiting.
+    #[tokio::test(start_paused = true)]
+    async fn backoff_resets_after_a_connection_that_lasted() {
+        let mut r = Reconnect::new(Duration::from_secs(30), 7);
+        let waits: Vec<Duration> = (0..8).map(|_| r.next_delay(None)).collect();
+        assert!(waits[7] >= Duration::from_secs(24), "grown to the cap: {waits:?}");
+        // A short connection (flapping broker) does not reset it.
+        assert!(r.next_delay(Some(Duration::from_secs(2))) >= Duration::from_secs(24));
+        // One that lasted, measured on the paused clock.
+        let connected_at = tokio::time::Instant::now();
+        tokio::time::advance(Duration::from_secs(60)).await;
+        let next = r.next_delay(Some(connected_at.elapsed()));
+        assert!(next <= Reconnect::BASE.mul_f64(1.2), "back to the base delay: {next:?}");
+        assert!(r.next_delay(None) <= Duration::from_millis(1200), "then doubling again");
     }
 }
