@@ -27,6 +27,41 @@ pub enum OutboxError {
     Open { path: String, source: rusqlite::Error },
     #[error("outbox: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error(
+        "outbox database has schema version {found}, newer than this edge-node knows ({known}); run the newer edge-node, or move the file away"
+    )]
+    Newer { found: i64, known: usize },
+}
+
+/// The schema, as steps: a database at version N (`PRAGMA user_version`) is brought up to
+/// date by running the steps after the N-th, each in its own transaction. Databases made
+/// before versioning are at 0 with the step-1 table already there (`IF NOT EXISTS`).
+const SCHEMA_STEPS: &[&str] = &[
+    // 1: the outbox itself.
+    "CREATE TABLE IF NOT EXISTS outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        topic TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        retain INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        created_ms INTEGER NOT NULL
+    );",
+    // 2: small values the node keeps across restarts (the incident run number).
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+];
+
+fn upgrade(conn: &mut Connection) -> Result<(), OutboxError> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found < 0 || found as usize > SCHEMA_STEPS.len() {
+        return Err(OutboxError::Newer { found, known: SCHEMA_STEPS.len() });
+    }
+    for (i, step) in SCHEMA_STEPS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(step)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
 }
 
 impl OutboxError {
@@ -34,7 +69,9 @@ impl OutboxError {
     pub fn is_disk_full(&self) -> bool {
         let e = match self {
             Self::Open { source, .. } | Self::Sql(source) => source,
+            Self::Newer { .. } => return false,
         };
+
         e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
     }
 }
@@ -96,7 +133,7 @@ impl Outbox {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let conn =
+        let mut conn =
             Connection::open(path).map_err(|source| OutboxError::Open { path: path.display().to_string(), source })?;
         // Another process on the same file (an operator's sqlite3, a second tool) waits, not fails.
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -107,16 +144,10 @@ impl Outbox {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "wal_autocheckpoint", WAL_PAGES)?;
         conn.pragma_update(None, "journal_size_limit", WAL_PAGES * 4096)?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS outbox (
-                id INTEGER PRIMARY KEY AUTOINCREMENT,
-                topic TEXT NOT NULL,
-                payload BLOB NOT NULL,
-                retain INTEGER NOT NULL,
-                kind TEXT NOT NULL,
-                created_ms INTEGER NOT NULL
-            );",
-        )?;
+        upgrade(&mut conn).map_err(|e| match e {
+            OutboxError::Sql(source) => OutboxError::Open { path: path.display().to_string(), source },
+            other => other,
+        })?;
         let stored_bytes =
             conn.query_row("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM outbox", [], |r| r.get::<_, i64>(0))? as u64;
         let mut outbox = Self {
@@ -238,6 +269,21 @@ impl Outbox {
         self.stored_bytes += messages.iter().map(|m| m.payload.len() as u64).sum::<u64>();
         self.enforce_limit()?;
         Ok((out, ids))
+    }
+
+    /// The next run number for incident ids (`rules::IncidentIds`), stored before it is
+    /// used so a restart never reuses one: above the last one stored, and not below the
+    /// Unix time in seconds (`now_secs`).
+    pub fn next_incident_run(&mut self, now_secs: u64) -> Result<u64, OutboxError> {
+        let tx = self.conn.transaction()?;
+        let stored: Option<i64> = tx
+            .query_row("SELECT value FROM meta WHERE key = 'incident_run'", [], |r| r.get(0))
+            .map(Some)
+            .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })?;
+        let run = crate::rules::IncidentIds::next_run(stored.map(|s| s as u64), now_secs);
+        tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('incident_run', ?1)", [run as i64])?;
+        tx.commit()?;
+        Ok(run)
     }
 
     /// Read-only access for components that keep their own tables in this database.
@@ -407,7 +453,53 @@ mod tests {
         assert_eq!(o.bytes().unwrap(), 5);
     }
 
+    /// Every older schema is brought up to date with its rows kept; a newer one is refused.
+    #[test]
+    fn schema_upgrades_from_each_older_version() {
+        for from in 0..SCHEMA_STEPS.len() {
+            let path = temp().with_file_name(format!("v{from}.db"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let _ = std::fs::remove_file(&path);
+            {
+                let conn = Connection::open(&path).unwrap();
+                for step in &SCHEMA_STEPS[..from.max(1)] {
+                    conn.execute_batch(step).unwrap();
+                }
+                // Version 0 is a database made before versioning, with the outbox table.
+                conn.pragma_update(None, "user_version", from as i64).unwrap();
+                conn.execute(
+                    "INSERT INTO outbox (topic, payload, retain, kind, created_ms) VALUES ('t', x'07', 0, 'alert', 0)",
+                    [],
+                )
+                .unwrap();
+            }
+            let mut o = Outbox::open(&path, 1 << 20).unwrap();
+            let v: i64 = o.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+            assert_eq!(v as usize, SCHEMA_STEPS.len(), "from {from}");
+            assert_eq!(o.pending(0, 10).unwrap().len(), 1, "from {from}: the row survived");
+            assert!(o.next_incident_run(1).unwrap() >= 1);
+        }
+        let path = temp().with_file_name("newer.db");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let _ = std::fs::remove_file(&path);
+
+        Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
+        let e = Outbox::open(&path, 1 << 20).err().expect("a newer schema is refused");
+        assert!(e.to_string().contains("schema version 99"), "{e}");
+    }
+
+    /// Run numbers only grow, across reopenings, even when the clock steps back.
+    #[test]
+    fn incident_runs_never_repeat() {
+        let path = temp();
+        let a = Outbox::open(&path, 1 << 20).unwrap().next_incident_run(1_800_000_000).unwrap();
+        let b = Outbox::open(&path, 1 << 20).unwrap().next_incident_run(1_799_990_000).unwrap();
+        let c = Outbox::open(&path, 1 << 20).unwrap().next_incident_run(1_800_000_000).unwrap();
+        assert!(a < b && b < c, "{a} {b} {c}");
+    }
+
     /// Delivered rows give their space back: the file shrinks and the WAL is truncated.
+
     #[test]
     fn delivered_rows_give_the_space_back() {
         let path = temp();

@@ -102,7 +102,37 @@ pub struct RuleEngine {
     lines: BTreeMap<String, Arc<Polyline>>,
     coordinates: Coordinates,
     state: Vec<RuleState>,
-    next_incident: u64,
+    ids: Arc<IncidentIds>,
+}
+
+/// Incident numbers, unique across every camera, reload and restart of a node: the high
+/// 32 bits are a run number that only grows (stored by the node, and never below the Unix
+/// time in seconds at start, so a lost database does not bring old numbers back), the low
+/// 32 bits count within the run.
+#[derive(Debug)]
+pub struct IncidentIds {
+    run: u64,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl IncidentIds {
+    pub fn new(run: u64) -> Self {
+        Self { run, next: std::sync::atomic::AtomicU64::new(1) }
+    }
+
+    /// The run number to use after `stored` (the last one used) when the time is `now_secs`.
+    pub fn next_run(stored: Option<u64>, now_secs: u64) -> u64 {
+        stored.map_or(0, |s| s + 1).max(now_secs).min(u32::MAX as u64)
+    }
+
+    pub fn run(&self) -> u64 {
+        self.run
+    }
+
+    pub fn next(&self) -> u64 {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & 0xffff_ffff;
+        self.run << 32 | n
+    }
 }
 
 fn on_segment_dist(p: Point, a: Point, b: Point) -> f64 {
@@ -162,8 +192,14 @@ impl RuleEngine {
             lines: lines.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
             coordinates,
             state,
-            next_incident: 1,
+            ids: Arc::new(IncidentIds::new(0)),
         }
+    }
+
+    /// Numbers incidents from `ids` (shared by the node's cameras) instead of from 1.
+    pub fn with_ids(mut self, ids: Arc<IncidentIds>) -> Self {
+        self.ids = ids;
+        self
     }
 
     /// From a validated camera.
@@ -212,6 +248,26 @@ impl RuleEngine {
                 }
             }
         }
+        // Cooldowns that have run out are forgotten, so the maps stay as small as the
+        // tracks alive (per-track state of ended tracks is dropped as they end).
+        for st in &mut self.state {
+            st.quiet_until.retain(|_, until| *until > scene.t);
+        }
+        events
+    }
+
+    /// Entries held in per-track and per-incident maps, over all rules (for bounds tests).
+    pub fn tracked_entries(&self) -> usize {
+        self.state.iter().map(|s| s.since.len() + s.side.len() + s.open.len() + s.quiet_until.len()).sum()
+    }
+
+    /// Ends every open incident of every rule (the camera changed or was removed).
+    pub fn end_all(&mut self, t: Duration) -> Vec<RuleEvent> {
+        let mut events = Vec::new();
+        for i in 0..self.rules.len() {
+            let rule = Arc::clone(&self.rules[i]);
+            self.close_all(i, &rule, t, &mut events);
+        }
         events
     }
 
@@ -246,9 +302,7 @@ impl RuleEngine {
     }
 
     fn open_incident(&mut self, started: Duration, best: f32, count: u32) -> Open {
-        let incident = self.next_incident;
-        self.next_incident += 1;
-        Open { incident, started, best, count }
+        Open { incident: self.ids.next(), started, best, count }
     }
 
     /// Rules about single tracks in a zone (dwell, enter). `fires` decides, given how long
@@ -450,9 +504,13 @@ impl RuleEngine {
     /// Ends every open incident of a rule (its schedule closed).
     fn close_all(&mut self, i: usize, rule: &Rule, t: Duration, events: &mut Vec<RuleEvent>) {
         let zone = match &rule.kind {
-            RuleKind::ZoneEnter { zone, .. } | RuleKind::FaceInZone { zone, .. } => zone.clone(),
-            _ => String::new(),
+            RuleKind::ZoneEnter { zone, .. }
+            | RuleKind::FaceInZone { zone, .. }
+            | RuleKind::ZoneDwell { zone, .. }
+            | RuleKind::Crowd { zone, .. } => zone.clone(),
+            RuleKind::LineCross { line, .. } => line.clone(),
         };
+
         let open: Vec<(u64, Open)> = self.state[i].open.drain().collect();
         for (id, o) in open {
             let track = (id != 0).then_some(id);
