@@ -214,6 +214,7 @@ fn pipeline() {
                     camera: Arc::from(format!("inj-{i}").as_str()),
                     seq,
                     pts: None,
+                    stream: std::time::Duration::ZERO,
                     wall: std::time::SystemTime::now(),
                     width: fw,
                     height: fh,

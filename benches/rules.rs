@@ -166,6 +166,7 @@ fn street_frame() -> Frame {
         camera: Arc::from("cam"),
         seq: 0,
         pts: None,
+        stream: std::time::Duration::ZERO,
         wall: SystemTime::now(),
         width: 640,
         height: 360,

@@ -68,6 +68,7 @@ fn frame() -> Frame {
         camera: Arc::from("cam"),
         seq: 0,
         pts: None,
+        stream: std::time::Duration::ZERO,
         wall: SystemTime::now(),
         width: w,
         height: h,

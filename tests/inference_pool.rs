@@ -115,3 +115,81 @@ fn eight_cameras_share_the_pool_fairly() {
         assert!(pmax <= pmin * 2 + 2, "unfair service: {p:?}");
     }
 }
+
+fn blank(camera: &str, seq: u64) -> Frame {
+    Frame {
+        camera: Arc::from(camera),
+        seq,
+        pts: None,
+        stream: Duration::from_millis(seq * 10),
+        wall: std::time::SystemTime::now(),
+        width: 416,
+        height: 416,
+        source_width: 416,
+        source_height: 416,
+        keyframe: true,
+        data: Arc::from(vec![(seq % 255) as u8; 416 * 416 * 3]),
+    }
+}
+
+/// Two workers and one fast camera: its frames reach the callback strictly in capture
+/// order, never two at once; a panic while handling another camera's frame is caught and
+/// counted, and neither that camera nor this one stops being served.
+///
+///   100 frames/s of "fast" + "bad" (whose handling panics) ─► pool (2 workers, YOLOX)
+///   ─► "fast": seq strictly increasing, never overlapping; "bad": panics counted, still served
+#[test]
+fn one_camera_in_capture_order_and_panics_isolated() {
+    let mut config = edge_node::config::load(&root().join("tests/configs/detect.toml")).unwrap();
+    config.inference.workers = 2;
+    config.inference.queue_per_camera = 4;
+    let order: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let busy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let overlaps = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let bad_seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (o, b, ov, bs) = (order.clone(), busy.clone(), overlaps.clone(), bad_seen.clone());
+    let pool = InferencePool::start(
+        &config.models,
+        &config.inference,
+        Arc::new(move |f: &Frame, _d: Detections, _| {
+            if f.camera.as_ref() == "bad" {
+                bs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                panic!("test fault: handling a frame of camera bad");
+            }
+            if b.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                ov.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            // Uneven handling times, so two workers would finish out of order.
+            std::thread::sleep(Duration::from_millis(if f.seq % 3 == 0 { 15 } else { 1 }));
+            o.lock().unwrap().push(f.seq);
+            b.store(false, std::sync::atomic::Ordering::SeqCst);
+        }),
+    )
+    .unwrap();
+    pool.register("fast", vec!["objects".to_string()]);
+    pool.register("bad", vec!["faces".to_string()]);
+    for seq in 0..300 {
+        pool.submit(blank("fast", seq));
+        if seq % 10 == 0 {
+            pool.submit(blank("bad", seq));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(wait_until(Duration::from_secs(10), || pool.stats("fast").unwrap().processed >= 40));
+    std::thread::sleep(Duration::from_millis(500));
+    let seqs = order.lock().unwrap().clone();
+    assert!(seqs.len() >= 40, "{} frames handled", seqs.len());
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "out of capture order: {seqs:?}");
+    assert_eq!(overlaps.load(std::sync::atomic::Ordering::SeqCst), 0, "two frames of one camera at once");
+    let bad = pool.stats("bad").unwrap();
+    assert!(bad.panics >= 3 && bad.panics == bad_seen.load(std::sync::atomic::Ordering::SeqCst), "{bad:?}");
+    // Both workers are alive: the pool still serves both cameras.
+    let before = (pool.stats("fast").unwrap().processed, bad.processed);
+    pool.submit(blank("fast", 1000));
+    pool.submit(blank("bad", 1000));
+    assert!(wait_until(Duration::from_secs(10), || {
+        let (f, b) = (pool.stats("fast").unwrap().processed, pool.stats("bad").unwrap().processed);
+        f > before.0 && b > before.1
+    }));
+    println!("fast: {} frames in order; bad: {} panics caught", seqs.len(), bad.panics);
+}

@@ -22,6 +22,7 @@ fn frame(file: &str) -> Frame {
         camera: Arc::from("cam"),
         seq: 0,
         pts: None,
+        stream: std::time::Duration::ZERO,
         wall: SystemTime::now(),
         width: w,
         height: h,

@@ -17,6 +17,8 @@
 //! - [`types`]: messages that cross stages (`Frame`).
 //! - [`detect`]: `edge-node detect` — the detection path on image files and clips.
 //! - [`motion`]: the per-camera motion gate in front of inference.
+//! - [`camera`]: the per-camera core (motion gate → tracker → rules) fed in capture order on
+//!   stream time, and the set of cores a config diff updates (reload keeps unchanged ones).
 //! - [`track`]: per-camera tracker (stable ids, stationary flag, faces on people).
 //! - [`rules`]: per-camera rule engine (dwell, line crossing, crowd, zone entry, faces in
 //!   a zone) turning tracks into incident events; [`localtime`] gives schedules the node's
@@ -38,6 +40,7 @@
 
 pub mod alert;
 pub mod broker;
+pub mod camera;
 pub mod config;
 pub mod control;
 pub mod datadir;

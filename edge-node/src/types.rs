@@ -10,8 +10,12 @@ pub struct Frame {
     pub camera: Arc<str>,
     /// Sequence number of this frame among those the camera handed on.
     pub seq: u64,
-    /// Stream time of the picture (RTP-derived), if known.
+    /// Presentation time of the picture in its stream (RTP-derived), if known.
     pub pts: Option<Duration>,
+    /// Stream time: the PTS mapped onto the node's monotonic clock (`source::StreamClock`),
+    /// strictly increasing per camera. Tracker, rules and the motion gate run on it; `wall`
+    /// is only for what people read.
+    pub stream: Duration,
     /// When the frame left the decoder.
     pub wall: SystemTime,
     pub width: u32,

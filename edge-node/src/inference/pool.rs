@@ -33,6 +33,10 @@ pub struct PoolStats {
     pub processed: u64,
     /// Dropped because the camera's queue was full (the pool was behind).
     pub dropped_busy: u64,
+    /// Frames whose detection or handling panicked (caught; the worker goes on).
+    pub panics: u64,
+    /// Frames whose inference failed (ONNX Runtime returned an error; logged).
+    pub errors: u64,
     /// Total detector time for this camera's frames.
     pub busy: Duration,
 }
@@ -41,6 +45,9 @@ struct CameraQueue {
     models: Vec<String>,
     frames: VecDeque<Frame>,
     stats: PoolStats,
+    /// A worker holds frames of this camera: no other worker takes any until it is done,
+    /// so a camera's frames are handled one at a time, in the order they were submitted.
+    in_flight: bool,
 }
 
 #[derive(Default)]
@@ -99,6 +106,7 @@ impl InferencePool {
             models: Vec::new(),
             frames: VecDeque::new(),
             stats: PoolStats::default(),
+            in_flight: false,
         });
         q.models = models;
     }
@@ -159,8 +167,19 @@ impl Drop for InferencePool {
     }
 }
 
-/// Takes up to `n` frames, one per camera per turn, starting after the cursor.
+/// Takes up to `n` frames, one per camera per turn, starting after the cursor, from
+/// cameras no other worker holds; marks the cameras taken from as held.
 fn take(st: &mut State, n: usize) -> Vec<Frame> {
+    let out = take_free(st, n);
+    for f in &out {
+        if let Some(q) = st.cameras.get_mut(&f.camera) {
+            q.in_flight = true;
+        }
+    }
+    out
+}
+
+fn take_free(st: &mut State, n: usize) -> Vec<Frame> {
     let mut out = Vec::new();
     while out.len() < n {
         let ids: Vec<Arc<str>> = st.cameras.keys().cloned().collect();
@@ -171,7 +190,7 @@ fn take(st: &mut State, n: usize) -> Vec<Frame> {
         let mut took = false;
         for k in 0..ids.len() {
             let id = &ids[(start + k) % ids.len()];
-            if let Some(frame) = st.cameras.get_mut(id).and_then(|q| q.frames.pop_front()) {
+            if let Some(frame) = st.cameras.get_mut(id).filter(|q| !q.in_flight).and_then(|q| q.frames.pop_front()) {
                 out.push(frame);
                 st.cursor = Some(id.clone());
                 took = true;
@@ -212,6 +231,37 @@ fn work(mut detector: Detector, shared: &Shared, on_result: DetectionCallback, m
                 st = shared.ready.wait(st).unwrap();
             }
         };
+        let held: Vec<Arc<str>> = batch.iter().map(|(f, _)| f.camera.clone()).collect();
+        // A panic in detection or in the callback costs that group its frames, never the
+        // worker (counted per camera, logged); the cameras are released either way.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_batch(&mut detector, shared, &on_result, batch)
+        }));
+        let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        for id in &held {
+            if let Some(q) = st.cameras.get_mut(id) {
+                q.in_flight = false;
+                if outcome.is_err() {
+                    q.stats.panics += 1;
+                }
+            }
+        }
+        drop(st);
+        shared.ready.notify_all();
+        if outcome.is_err() {
+            error!(cameras = ?held, "a panic while handling these cameras' frames was caught; their frames were dropped");
+        }
+    }
+}
+
+/// Detects on a batch, grouped by model list, and hands each frame's detections on.
+fn run_batch(
+    detector: &mut Detector,
+    shared: &Shared,
+    on_result: &DetectionCallback,
+    batch: Vec<(Frame, Vec<String>)>,
+) {
+    {
         // Frames with the same model list run together.
         let mut groups: BTreeMap<Vec<String>, Vec<Frame>> = BTreeMap::new();
         for (frame, models) in batch {
@@ -244,7 +294,15 @@ fn work(mut detector: Detector, shared: &Shared, on_result: DetectionCallback, m
                         on_result(frame, dets, share);
                     }
                 }
-                Err(e) => error!(cameras = frames.len(), "inference failed: {e}"),
+                Err(e) => {
+                    let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+                    for f in &frames {
+                        if let Some(q) = st.cameras.get_mut(&f.camera) {
+                            q.stats.errors += 1;
+                        }
+                    }
+                    error!(cameras = frames.len(), "inference failed: {e}");
+                }
             }
         }
     }
@@ -260,6 +318,7 @@ mod tests {
             camera: Arc::from(camera),
             seq,
             pts: None,
+            stream: std::time::Duration::ZERO,
             wall: SystemTime::now(),
             width: 2,
             height: 2,
@@ -275,7 +334,7 @@ mod tests {
         for c in cams {
             st.cameras.insert(
                 Arc::from(*c),
-                CameraQueue { models: vec![], frames: VecDeque::new(), stats: PoolStats::default() },
+                CameraQueue { models: vec![], frames: VecDeque::new(), stats: PoolStats::default(), in_flight: false },
             );
         }
         st
@@ -288,11 +347,65 @@ mod tests {
             st.cameras.get_mut("a").unwrap().frames.push_back(frame("a", i));
         }
         st.cameras.get_mut("c").unwrap().frames.push_back(frame("c", 0));
+        // One worker, finishing each frame before it takes the next.
+        let mut take_and_finish = |st: &mut State, n| {
+            let got = take(st, n);
+            st.cameras.values_mut().for_each(|q| q.in_flight = false);
+            got
+        };
         let order: Vec<String> =
-            (0..3).flat_map(|_| take(&mut st, 1)).map(|f| format!("{}{}", f.camera, f.seq)).collect();
+            (0..3).flat_map(|_| take_and_finish(&mut st, 1)).map(|f| format!("{}{}", f.camera, f.seq)).collect();
         // The busy camera "a" does not get two turns before "c" gets one.
         assert_eq!(order, ["a0", "c0", "a1"]);
-        let batch: Vec<String> = take(&mut st, 4).iter().map(|f| format!("{}{}", f.camera, f.seq)).collect();
+        let batch: Vec<String> = take_and_finish(&mut st, 4).iter().map(|f| format!("{}{}", f.camera, f.seq)).collect();
+
         assert_eq!(batch, ["a2", "a3"]);
+    }
+}
+
+#[cfg(test)]
+mod held_tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    fn frame(camera: &str, seq: u64) -> Frame {
+        Frame {
+            camera: Arc::from(camera),
+            seq,
+            pts: None,
+            stream: Duration::from_millis(seq * 40),
+            wall: SystemTime::now(),
+            width: 2,
+            height: 2,
+            source_width: 2,
+            source_height: 2,
+            keyframe: true,
+            data: Arc::from(vec![0u8; 12]),
+        }
+    }
+
+    /// A camera a worker holds is skipped by the others until it is released.
+    #[test]
+    fn a_held_camera_is_not_taken_twice() {
+        let mut st = State::default();
+        for c in ["a", "b"] {
+            st.cameras.insert(
+                Arc::from(c),
+                CameraQueue { models: vec![], frames: VecDeque::new(), stats: PoolStats::default(), in_flight: false },
+            );
+        }
+        for i in 0..3 {
+            st.cameras.get_mut("a").unwrap().frames.push_back(frame("a", i));
+        }
+        st.cameras.get_mut("b").unwrap().frames.push_back(frame("b", 0));
+        let first: Vec<String> = take(&mut st, 1).iter().map(|f| format!("{}{}", f.camera, f.seq)).collect();
+        assert_eq!(first, ["a0"]);
+        // A second worker: "a" is held, so it gets "b", then nothing.
+        let second: Vec<String> = take(&mut st, 4).iter().map(|f| format!("{}{}", f.camera, f.seq)).collect();
+        assert_eq!(second, ["b0"]);
+        assert!(take(&mut st, 4).is_empty());
+        st.cameras.get_mut("a").unwrap().in_flight = false;
+        let third: Vec<String> = take(&mut st, 4).iter().map(|f| format!("{}{}", f.camera, f.seq)).collect();
+        assert_eq!(third, ["a1", "a2"], "released: the next frames, in order");
     }
 }

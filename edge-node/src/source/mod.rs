@@ -20,6 +20,7 @@ mod gate;
 mod pipeline;
 mod rate;
 mod reason;
+mod stream_time;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -37,6 +38,7 @@ pub use gate::{KeyframeGate, RateLimiter};
 pub use pipeline::fit_size;
 pub use rate::Rates;
 pub use reason::FailReason;
+pub use stream_time::StreamClock;
 
 use crate::config::{self, DecodeMode, HwDecode, Secret, Transport};
 use crate::types::Frame;
@@ -115,6 +117,8 @@ pub struct CameraShared {
     source_size: AtomicU64,
     decoding_all: AtomicBool,
     status: Mutex<StatusInner>,
+    /// PTS → stream time for the frames handed on (reset at each connection).
+    stream_clock: Mutex<StreamClock>,
 }
 
 #[derive(Default, Clone)]

@@ -84,7 +84,10 @@ pub fn build(
     on_frame: FrameCallback,
 ) -> Result<gst::Pipeline, FailReason> {
     let pipeline = gst::Pipeline::with_name(&format!("camera-{}", spec.id));
+    // A new connection: its timestamps start again (stream time goes on).
+    shared.stream_clock.lock().unwrap_or_else(|p| p.into_inner()).reset();
     let src = element("rtspsrc")?;
+
     src.set_property("location", &spec.location);
     src.set_property("latency", 200u32);
     src.set_property("tcp-timeout", 5_000_000u64);
@@ -197,7 +200,7 @@ pub fn build(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                if let Some(frame) = to_frame(&camera, &sample, &shared) {
+                if let Some(frame) = to_frame(&camera, &sample, &shared, epoch) {
                     shared.counters.handed_on.fetch_add(1, Ordering::Relaxed);
                     on_frame(frame);
                 }
@@ -278,7 +281,7 @@ fn add_gate_probes(
     );
 }
 
-fn to_frame(camera: &Arc<str>, sample: &gst::Sample, shared: &CameraShared) -> Option<Frame> {
+fn to_frame(camera: &Arc<str>, sample: &gst::Sample, shared: &CameraShared, epoch: Instant) -> Option<Frame> {
     let caps = sample.caps()?;
     let st = caps.structure(0)?;
     let (w, h) = (st.get::<i32>("width").ok()? as usize, st.get::<i32>("height").ok()? as usize);
@@ -300,10 +303,13 @@ fn to_frame(camera: &Arc<str>, sample: &gst::Sample, shared: &CameraShared) -> O
         Arc::from(packed)
     };
     let src = shared.source_size.load(Ordering::Relaxed);
+    let pts = buffer.pts().map(|t| Duration::from_nanos(t.nseconds()));
+    let stream = shared.stream_clock.lock().unwrap_or_else(|p| p.into_inner()).map(pts, epoch.elapsed());
     Some(Frame {
         camera: camera.clone(),
         seq: shared.counters.handed_on.load(Ordering::Relaxed),
-        pts: buffer.pts().map(|t| Duration::from_nanos(t.nseconds())),
+        pts,
+        stream,
         wall: SystemTime::now(),
         width: w as u32,
         height: h as u32,

@@ -1,0 +1,377 @@
+//! camera: the per-camera core between ingest and alerts — motion gate, tracker, rule
+//! engine — one plain type with no I/O, and the set of them that a config diff updates.
+//!
+//! Input: each frame before inference ([`CameraCore::admit`]: does it go to detection?),
+//! then its detections ([`CameraCore::observe`]), in capture order: the inference pool
+//! never holds two frames of one camera at once, and a frame older than the last one
+//! observed is dropped and counted, never fed to the tracker. Output: rule events.
+//! Time: [`Frame::stream`] for every interval (dwell, cooldowns, track ages, the gate's
+//! full-detection interval); [`Frame::wall`] only for schedules (people's local time) and
+//! the times alerts show, so a wall-clock step changes neither when rules fire nor how often.
+//! Reload: [`Cameras::apply`] keeps the cores of cameras whose detection setup is
+//! unchanged (tracks, open incidents, cooldowns), and ends the open incidents of cameras
+//! that changed or went away.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use crate::config::{self, Config, FacePolicy};
+use crate::localtime::local_time;
+use crate::motion::{Gate, MotionGate, MotionOptions};
+use crate::rules::{IncidentIds, RuleEngine, RuleEvent, Scene};
+use crate::track::{Track, Tracker, TrackerOptions};
+use crate::types::{Detections, Frame};
+
+/// Where a camera belongs and how its snapshots treat faces (what alerts carry).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placement {
+    pub micro_grid: Option<String>,
+    pub grid: Option<String>,
+    pub faces: FacePolicy,
+}
+
+/// One camera's gate, tracker and rules.
+pub struct CameraCore {
+    pub id: Arc<str>,
+    pub placement: Placement,
+    config: Arc<config::Camera>,
+    setup: String,
+    ids: Arc<IncidentIds>,
+    gate: Option<MotionGate>,
+    tracker: Tracker,
+    rules: RuleEngine,
+    last: Option<Duration>,
+    /// Frames that arrived older than one already observed (dropped, unintended).
+    pub out_of_order: u64,
+}
+
+/// What decides a core's behaviour: when it changes, the core starts afresh.
+fn setup_of(cam: &config::Camera, placement: &Placement) -> String {
+    format!(
+        "{:?}|{:?}|{:?}|{:?}|{}|{:?}|{:?}",
+        cam.rules, cam.zones, cam.lines, cam.coordinates, cam.motion_gate, cam.full_detect_interval, placement
+    )
+}
+
+impl CameraCore {
+    pub fn new(cam: Arc<config::Camera>, grid: Option<String>, ids: Arc<IncidentIds>) -> Self {
+        let placement = Placement { micro_grid: cam.micro_grid.clone(), grid, faces: cam.faces };
+        let setup = setup_of(&cam, &placement);
+        let gate = cam.motion_gate.then(|| {
+            MotionGate::new(MotionOptions { full_interval: cam.full_detect_interval, ..MotionOptions::default() })
+        });
+        Self {
+            id: Arc::from(cam.id.as_str()),
+            placement,
+            setup,
+            gate,
+            tracker: Tracker::new(TrackerOptions::default()),
+            rules: RuleEngine::for_camera(&cam).with_ids(ids.clone()),
+            ids,
+            config: cam,
+            last: None,
+            out_of_order: 0,
+        }
+    }
+
+    /// Before inference: whether this frame should go to detection (live tracks keep
+    /// detection running even when little moves).
+    pub fn admit(&mut self, frame: &Frame) -> Gate {
+        let live = self.tracker.has_live();
+        match self.gate.as_mut() {
+            Some(gate) => gate.check(&frame.data, frame.width, frame.height, live, frame.stream),
+            None => Gate::Run { full: true, regions: Vec::new() },
+        }
+    }
+
+    /// After inference, in capture order: the tracker and the rules on stream time.
+    pub fn observe(&mut self, frame: &Frame, d: &Detections) -> Vec<RuleEvent> {
+        let t = frame.stream;
+        if self.last.is_some_and(|last| t <= last) {
+            self.out_of_order += 1;
+            return Vec::new();
+        }
+        self.last = Some(t);
+        let update = self.tracker.update(d, t);
+        let refs: Vec<&Track> = self.tracker.confirmed().collect();
+        let scene = Scene {
+            tracks: &refs,
+            faces: &d.faces,
+            ended: &update.ended,
+            frame: (frame.source_width.max(frame.width), frame.source_height.max(frame.height)),
+            t,
+            local: local_time(frame.wall),
+        };
+        self.rules.evaluate(&scene)
+    }
+
+    /// Ends every open incident (the camera changed or went away), at the last stream time.
+    pub fn end_all(&mut self) -> Vec<RuleEvent> {
+        let t = self.last.unwrap_or_default();
+        self.rules.end_all(t)
+    }
+
+    /// Starts afresh (after a panic while handling one of its frames): a new tracker and
+    /// rule engine; incident numbers continue.
+    pub fn reset(&mut self) {
+        let last = self.last;
+        *self = Self::new(self.config.clone(), self.placement.grid.clone(), self.ids.clone());
+        self.last = last;
+    }
+
+    /// Whether `cam` (placed in `grid`) would build the same core.
+    pub fn same_setup(&self, cam: &config::Camera, grid: Option<&str>) -> bool {
+        let placement =
+            Placement { micro_grid: cam.micro_grid.clone(), grid: grid.map(str::to_string), faces: cam.faces };
+        setup_of(cam, &placement) == self.setup
+    }
+
+    pub fn open_incidents(&self) -> usize {
+        self.rules.open_incidents()
+    }
+
+    pub fn live_tracks(&self) -> usize {
+        self.tracker.confirmed().count()
+    }
+
+    pub fn models(&self) -> &[String] {
+        &self.config.models
+    }
+}
+
+/// Open incidents a reload ended, for one camera, with where they belonged.
+pub struct Ended {
+    pub camera: Arc<str>,
+    pub placement: Placement,
+    pub events: Vec<RuleEvent>,
+    pub wall: SystemTime,
+}
+
+/// Every enabled camera's core, by id.
+#[derive(Default)]
+pub struct Cameras {
+    cores: RwLock<HashMap<Arc<str>, Arc<Mutex<CameraCore>>>>,
+}
+
+impl Cameras {
+    pub fn get(&self, id: &str) -> Option<Arc<Mutex<CameraCore>>> {
+        self.cores.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+    }
+
+    pub fn ids(&self) -> Vec<Arc<str>> {
+        self.cores.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()
+    }
+
+    /// Brings the set in line with `config`: new cameras get a core, unchanged ones keep
+    /// theirs (tracks, open incidents, cooldowns), changed or removed ones end their open
+    /// incidents (returned, to be sent as `end` alerts) and changed ones start afresh.
+    /// Returns the ids added or rebuilt, and the ended incidents.
+    pub fn apply(&self, config: &Config, ids: &Arc<IncidentIds>) -> (Vec<Arc<str>>, Vec<Ended>) {
+        let mut cores = self.cores.write().unwrap_or_else(|p| p.into_inner());
+        let wanted: HashMap<&str, &config::Camera> =
+            config.cameras.iter().filter(|c| c.enabled).map(|c| (c.id.as_str(), c)).collect();
+        let mut ended = Vec::new();
+        let mut end = |core: &Mutex<CameraCore>| {
+            let mut core = core.lock().unwrap_or_else(|p| p.into_inner());
+            let events = core.end_all();
+            if !events.is_empty() {
+                ended.push(Ended {
+                    camera: core.id.clone(),
+                    placement: core.placement.clone(),
+                    events,
+                    wall: SystemTime::now(),
+                });
+            }
+        };
+        cores.retain(|id, core| {
+            let keep = wanted.contains_key(id.as_ref());
+            if !keep {
+                end(core);
+            }
+            keep
+        });
+        let mut built = Vec::new();
+        for (id, cam) in wanted {
+            let grid = config.grid_of(cam);
+            if let Some(core) = cores.get(id) {
+                if core.lock().unwrap_or_else(|p| p.into_inner()).same_setup(cam, grid) {
+                    continue;
+                }
+                end(core);
+            }
+            let core = CameraCore::new(Arc::new(cam.clone()), grid.map(str::to_string), ids.clone());
+            cores.insert(core.id.clone(), Arc::new(Mutex::new(core)));
+            built.push(Arc::from(id));
+        }
+        (built, ended)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Object;
+
+    const CONFIG: &str = r#"
+version = 1
+[node]
+id = "t"
+[storage]
+data_dir = "/tmp/gridsight-camera-tests"
+models_dir = "MODELS"
+[models.objects]
+file = "yolox_nano.onnx"
+[[cameras]]
+id = "yard"
+url = "rtsp://127.0.0.1/yard"
+motion_gate = false
+[cameras.zones.bay]
+polygon = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]
+[[cameras.rules]]
+id = "parking"
+kind = "zone_dwell"
+category = "illegal_parking"
+zone = "bay"
+classes = ["car"]
+min_duration = "30s"
+cooldown = "5m"
+[[cameras]]
+id = "gate"
+url = "rtsp://127.0.0.1/gate"
+motion_gate = false
+[cameras.zones.all]
+polygon = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]
+[[cameras.rules]]
+id = "enter"
+kind = "zone_enter"
+category = "intrusion"
+zone = "all"
+classes = ["car"]
+"#;
+
+    fn config(text: &str) -> Config {
+        let models = concat!(env!("CARGO_MANIFEST_DIR"), "/../models");
+        crate::config::parse(&text.replace("MODELS", models), std::path::Path::new("/"))
+            .unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    fn frame(camera: &str, stream: f64, wall: SystemTime) -> Frame {
+        Frame {
+            camera: Arc::from(camera),
+            seq: 0,
+            pts: None,
+            stream: Duration::from_secs_f64(stream),
+            wall,
+            width: 100,
+            height: 100,
+            source_width: 100,
+            source_height: 100,
+            keyframe: true,
+            data: Arc::from(vec![0u8; 100 * 100 * 3]),
+        }
+    }
+
+    fn parked_car() -> Detections {
+        Detections {
+            objects: vec![Object { bbox: [40.0, 40.0, 60.0, 60.0], score: 0.9, class_id: 2, label: Arc::from("car") }],
+            faces: vec![],
+        }
+    }
+
+    fn core(cfg: &Config, id: &str) -> CameraCore {
+        let cam = cfg.cameras.iter().find(|c| c.id == id).unwrap();
+        CameraCore::new(Arc::new(cam.clone()), None, Arc::new(IncidentIds::new(1)))
+    }
+
+    /// The wall clock steps back an hour in the middle of a 30 s dwell: the alert still
+    /// fires at 30 s of stream time, once, and the 5-minute cooldown is not disturbed.
+    #[test]
+    fn a_wall_clock_step_changes_nothing_but_the_times_shown() {
+        let cfg = config(CONFIG);
+        let mut c = core(&cfg, "yard");
+        let start = SystemTime::now();
+        let mut fired = Vec::new();
+        for i in 0..120 {
+            let s = i as f64 * 0.5;
+            // At 12 s of stream time, the wall clock jumps back an hour (NTP, an operator).
+            let wall = if s < 12.0 {
+                start + Duration::from_secs_f64(s)
+            } else {
+                start + Duration::from_secs_f64(s) - Duration::from_secs(3600)
+            };
+            for e in c.observe(&frame("yard", s, wall), &parked_car()) {
+                fired.push((s, e.kind));
+            }
+        }
+        let news: Vec<f64> =
+            fired.iter().filter(|(_, k)| *k == crate::rules::EventKind::New).map(|(s, _)| *s).collect();
+        // The tracker confirms the car on its second frame (0.5 s): 30 s later it fires.
+        assert_eq!(news.len(), 1, "{fired:?}");
+        assert!((30.0..=31.5).contains(&news[0]), "fired at {} s of stream time: {fired:?}", news[0]);
+    }
+
+    /// Frames that arrive out of capture order are dropped, counted, never tracked.
+    #[test]
+    fn out_of_order_frames_never_reach_the_tracker() {
+        let cfg = config(CONFIG);
+        let mut c = core(&cfg, "yard");
+        let now = SystemTime::now();
+        c.observe(&frame("yard", 2.0, now), &parked_car());
+        assert!(c.observe(&frame("yard", 1.5, now), &parked_car()).is_empty());
+        assert!(c.observe(&frame("yard", 2.0, now), &parked_car()).is_empty());
+        assert_eq!(c.out_of_order, 2);
+    }
+
+    /// Reload: an unchanged camera keeps its tracks and open incident (no second `new`);
+    /// a changed one ends its incident with `end` and starts afresh; a removed one ends its.
+    #[test]
+    fn reload_keeps_unchanged_cameras_and_ends_the_others_incidents() {
+        let cfg = config(CONFIG);
+        let ids = Arc::new(IncidentIds::new(7));
+        let cams = Cameras::default();
+        let (built, ended) = cams.apply(&cfg, &ids);
+        assert_eq!((built.len(), ended.len()), (2, 0));
+        let now = SystemTime::now();
+        let mut opened = HashMap::new();
+        for i in 0..100 {
+            for id in ["yard", "gate"] {
+                let core = cams.get(id).unwrap();
+                let mut core = core.lock().unwrap();
+                for e in core.observe(&frame(id, 0.5 * i as f64, now), &parked_car()) {
+                    opened.insert(id, e.incident);
+                }
+            }
+        }
+        assert_eq!(opened.len(), 2, "both cameras have an open incident: {opened:?}");
+
+        // The same file again: nothing ends, nothing is rebuilt, the incidents stay open.
+        let (built, ended) = cams.apply(&config(CONFIG), &ids);
+        assert!(built.is_empty() && ended.is_empty());
+        for id in ["yard", "gate"] {
+            let core = cams.get(id).unwrap();
+            let mut core = core.lock().unwrap();
+            assert_eq!((core.open_incidents(), core.live_tracks()), (1, 1), "{id}");
+            let again = core.observe(&frame(id, 50.0, now), &parked_car());
+
+            assert!(again.is_empty(), "{id}: no second new for the same incident: {:?}", again.len());
+        }
+
+        // "yard" gets a longer dwell; "gate" is removed.
+        let changed = CONFIG.replace("min_duration = \"30s\"", "min_duration = \"45s\"");
+        let changed = &changed[..changed.find("[[cameras]]\nid = \"gate\"").unwrap()];
+        let (built, ended) = cams.apply(&config(changed), &ids);
+        assert_eq!(built.iter().map(|b| b.as_ref()).collect::<Vec<_>>(), ["yard"]);
+        let mut ends: Vec<(String, u64)> = ended
+            .iter()
+            .flat_map(|e| e.events.iter().map(|ev| (e.camera.to_string(), ev.incident, ev.kind)))
+            .inspect(|(_, _, k)| assert_eq!(*k, crate::rules::EventKind::End))
+            .map(|(c, i, _)| (c, i))
+            .collect();
+        ends.sort();
+        assert_eq!(ends, [("gate".to_string(), opened["gate"]), ("yard".to_string(), opened["yard"])]);
+        assert!(cams.get("gate").is_none());
+        let yard = cams.get("yard").unwrap();
+        assert_eq!(yard.lock().unwrap().open_incidents(), 0, "the changed camera starts afresh");
+    }
+}
