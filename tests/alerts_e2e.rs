@@ -298,6 +298,43 @@ fn alerts_arrive_survive_an_outage_and_a_crash() {
     for id in &before {
         assert_eq!(counts.get(id), Some(&1), "alert {id}, acknowledged before the crash, was delivered again");
     }
+    // Incident ids are never reused across the restart: every incident opened by the
+    // restarted node is new (the cameras see the same scenes again, so it opens some).
+    let incidents_of = |alerts: &[serde_json::Value]| -> BTreeSet<String> {
+        alerts.iter().filter(|v| v["type"] == "new").filter_map(|v| v["incident"].as_str().map(String::from)).collect()
+    };
+    let first_run_alerts: Vec<serde_json::Value> = alerts(&got)
+        .into_iter()
+        .filter(|v| {
+            let id = v["id"].as_str().unwrap_or("");
+            before.contains(id) || pending.iter().any(|p| p == id)
+        })
+        .collect();
+    let first_run = incidents_of(&first_run_alerts);
+    assert!(!first_run.is_empty());
+
+    let ok = wait_until(Duration::from_secs(60), || {
+        let all = alerts(&got);
+        let later: Vec<serde_json::Value> = all
+            .into_iter()
+            .filter(|v| {
+                let id = v["id"].as_str().unwrap_or("");
+                !before.contains(id) && !pending.iter().any(|p| p == id)
+            })
+            .collect();
+        !incidents_of(&later).is_empty()
+    });
+    assert!(ok, "the restarted node opened no incident\n{}", log_tail(&cfg, 2));
+    let later: Vec<serde_json::Value> = alerts(&got)
+        .into_iter()
+        .filter(|v| {
+            let id = v["id"].as_str().unwrap_or("");
+            !before.contains(id) && !pending.iter().any(|p| p == id)
+        })
+        .collect();
+    let again: Vec<String> = incidents_of(&later).intersection(&first_run).cloned().collect();
+    assert!(again.is_empty(), "incident ids reused after the restart: {again:?}");
+
     Command::new("kill").args(["-TERM", &daemon.0.id().to_string()]).status().unwrap();
     assert!(daemon.0.wait().unwrap().success());
     let _ = std::fs::remove_dir_all(&dir);

@@ -160,7 +160,7 @@ fn one_camera_in_capture_order_and_panics_isolated() {
                 ov.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
             // Uneven handling times, so two workers would finish out of order.
-            std::thread::sleep(Duration::from_millis(if f.seq % 3 == 0 { 15 } else { 1 }));
+            std::thread::sleep(Duration::from_millis(if f.seq.is_multiple_of(3) { 15 } else { 1 }));
             o.lock().unwrap().push(f.seq);
             b.store(false, std::sync::atomic::Ordering::SeqCst);
         }),
@@ -170,7 +170,7 @@ fn one_camera_in_capture_order_and_panics_isolated() {
     pool.register("bad", vec!["faces".to_string()]);
     for seq in 0..300 {
         pool.submit(blank("fast", seq));
-        if seq % 10 == 0 {
+        if seq.is_multiple_of(10) {
             pool.submit(blank("bad", seq));
         }
         std::thread::sleep(Duration::from_millis(10));

@@ -12,6 +12,7 @@
 //! unchanged (tracks, open incidents, cooldowns), and ends the open incidents of cameras
 //! that changed or went away.
 
+use crate::{Locked, RwLocked};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
@@ -156,11 +157,11 @@ pub struct Cameras {
 
 impl Cameras {
     pub fn get(&self, id: &str) -> Option<Arc<Mutex<CameraCore>>> {
-        self.cores.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+        self.cores.read_locked().get(id).cloned()
     }
 
     pub fn ids(&self) -> Vec<Arc<str>> {
-        self.cores.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()
+        self.cores.read_locked().keys().cloned().collect()
     }
 
     /// Brings the set in line with `config`: new cameras get a core, unchanged ones keep
@@ -168,12 +169,12 @@ impl Cameras {
     /// incidents (returned, to be sent as `end` alerts) and changed ones start afresh.
     /// Returns the ids added or rebuilt, and the ended incidents.
     pub fn apply(&self, config: &Config, ids: &Arc<IncidentIds>) -> (Vec<Arc<str>>, Vec<Ended>) {
-        let mut cores = self.cores.write().unwrap_or_else(|p| p.into_inner());
+        let mut cores = self.cores.write_locked();
         let wanted: HashMap<&str, &config::Camera> =
             config.cameras.iter().filter(|c| c.enabled).map(|c| (c.id.as_str(), c)).collect();
         let mut ended = Vec::new();
         let mut end = |core: &Mutex<CameraCore>| {
-            let mut core = core.lock().unwrap_or_else(|p| p.into_inner());
+            let mut core = core.locked();
             let events = core.end_all();
             if !events.is_empty() {
                 ended.push(Ended {
@@ -195,7 +196,7 @@ impl Cameras {
         for (id, cam) in wanted {
             let grid = config.grid_of(cam);
             if let Some(core) = cores.get(id) {
-                if core.lock().unwrap_or_else(|p| p.into_inner()).same_setup(cam, grid) {
+                if core.locked().same_setup(cam, grid) {
                     continue;
                 }
                 end(core);
@@ -337,7 +338,7 @@ classes = ["car"]
         for i in 0..100 {
             for id in ["yard", "gate"] {
                 let core = cams.get(id).unwrap();
-                let mut core = core.lock().unwrap();
+                let mut core = core.locked();
                 for e in core.observe(&frame(id, 0.5 * i as f64, now), &parked_car()) {
                     opened.insert(id, e.incident);
                 }
@@ -350,7 +351,7 @@ classes = ["car"]
         assert!(built.is_empty() && ended.is_empty());
         for id in ["yard", "gate"] {
             let core = cams.get(id).unwrap();
-            let mut core = core.lock().unwrap();
+            let mut core = core.locked();
             assert_eq!((core.open_incidents(), core.live_tracks()), (1, 1), "{id}");
             let again = core.observe(&frame(id, 50.0, now), &parked_car());
 
@@ -372,6 +373,6 @@ classes = ["car"]
         assert_eq!(ends, [("gate".to_string(), opened["gate"]), ("yard".to_string(), opened["yard"])]);
         assert!(cams.get("gate").is_none());
         let yard = cams.get("yard").unwrap();
-        assert_eq!(yard.lock().unwrap().open_incidents(), 0, "the changed camera starts afresh");
+        assert_eq!(yard.locked().open_incidents(), 0, "the changed camera starts afresh");
     }
 }

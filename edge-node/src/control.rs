@@ -12,6 +12,7 @@
 //! {"id": "44", "command": "ping"}     // answer at once
 //! ```
 
+use crate::Locked;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -173,8 +174,8 @@ impl CommandGate {
                 }
             }
             Err(r) => {
-                self.refusals.lock().unwrap_or_else(|p| p.into_inner()).refuse(topic, &r.reason);
-                if self.budget.lock().unwrap_or_else(|p| p.into_inner()).allow_at(now) {
+                self.refusals.locked().refuse(topic, &r.reason);
+                if self.budget.locked().allow_at(now) {
                     Admitted::Reply(reply(&self.node, r.id.as_deref(), None, Err(&r.reason)))
                 } else {
                     Admitted::Dropped
@@ -216,7 +217,7 @@ mod tests {
             (0..25).map(|i| gate.admit_at("t", b"garbage", t0 + Duration::from_millis(i))).collect();
         assert_eq!(outcomes.iter().filter(|a| matches!(a, Admitted::Reply(_))).count(), 10);
         assert_eq!(outcomes.iter().filter(|a| **a == Admitted::Dropped).count(), 15);
-        assert_eq!(refusals.lock().unwrap().total, 25, "each refusal counted once, queue full or not");
+        assert_eq!(refusals.locked().total, 25, "each refusal counted once, queue full or not");
         // A new second, a new budget.
         assert!(matches!(gate.admit_at("t", b"garbage", t0 + Duration::from_secs(2)), Admitted::Reply(_)));
     }

@@ -33,6 +33,8 @@
 //! - [`dispatch`]: alerts → orders for on-duty inspectors, deadlines, escalation, updates
 //!   from inspectors' apps, statistics; in-process or `edge-node dispatch`.
 //! - [`datadir`]: the exclusive lock that keeps a second process off a node's `data_dir`.
+//! - [`graph`]: the stages of `run` wired in one place (ingest → gate → pool → camera core →
+//!   alerts), and the one config diff applied to them on reload.
 //! - [`node`]: the `run` daemon: builds the stages from a config, runs until SIGINT/SIGTERM,
 //!   shuts down within a deadline.
 //! - [`telemetry`]: structured logging and the HTTP endpoints (`/metrics`, `/healthz`,
@@ -47,6 +49,7 @@ pub mod datadir;
 pub mod detect;
 pub mod dispatch;
 pub mod geometry;
+pub mod graph;
 pub mod inference;
 pub mod localtime;
 pub mod motion;
@@ -88,3 +91,32 @@ pub fn tune_allocator() {
 
 /// Exit status for a config that fails validation (`EX_USAGE`).
 pub const EXIT_BAD_CONFIG: i32 = 64;
+
+/// Locks that outlive a panic elsewhere. A panic is caught where it happens (one camera's
+/// frame, one worker's batch) and logged there; a lock its thread held is still consistent
+/// enough to go on with (every critical section here is short and leaves no half-written
+/// state), so the others take the lock instead of panicking in turn.
+pub trait Locked<T: ?Sized> {
+    fn locked(&self) -> std::sync::MutexGuard<'_, T>;
+}
+
+impl<T: ?Sized> Locked<T> for std::sync::Mutex<T> {
+    fn locked(&self) -> std::sync::MutexGuard<'_, T> {
+        self.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// [`Locked`] for readers-writer locks.
+pub trait RwLocked<T: ?Sized> {
+    fn read_locked(&self) -> std::sync::RwLockReadGuard<'_, T>;
+    fn write_locked(&self) -> std::sync::RwLockWriteGuard<'_, T>;
+}
+
+impl<T: ?Sized> RwLocked<T> for std::sync::RwLock<T> {
+    fn read_locked(&self) -> std::sync::RwLockReadGuard<'_, T> {
+        self.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+    fn write_locked(&self) -> std::sync::RwLockWriteGuard<'_, T> {
+        self.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}

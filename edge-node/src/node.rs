@@ -10,30 +10,27 @@
 //! status. SIGHUP or the `reload` command re-read the config: a valid file is applied (only
 //! changed cameras restart), an invalid one is reported and the running config stays.
 
+use crate::Locked;
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::UNIX_EPOCH;
 
-use crate::alert::{AlertSink, CameraInfo};
+use crate::alert::AlertSink;
 use crate::config::{self, Config};
 use crate::control;
 use crate::dispatch::service::DispatchService;
+use crate::graph::{Emitter, Graph};
 use crate::inference;
 use crate::inference::InferencePool;
-use crate::localtime::local_time;
-use crate::motion::{Gate, MotionGate, MotionOptions};
 use crate::mqtt::{LinkOptions, MqttLink, RefusalLog};
 use crate::outbox::{DiskGuard, DiskState, Kind, Message, Outbox, OutboxError};
-use crate::rules::{RuleEngine, Scene};
+use crate::rules::IncidentIds;
 use crate::source::{CameraSpec, Ingest, IngestOptions};
 use crate::telemetry::{CameraRegistry, MetricsText};
-use crate::track::{Track, Tracker, TrackerOptions};
-use crate::types::{Detections, Frame};
 
 /// Valid commands waiting for the main loop; beyond this the sender is answered "busy".
 const COMMAND_QUEUE: usize = 64;
@@ -111,6 +108,7 @@ struct Snapshot {
 struct MetricsSources {
     cameras: crate::source::StatusReader,
     counters: Arc<CameraRegistry>,
+    graph: Arc<crate::camera::Cameras>,
     /// Weak: shutdown takes the pool back whole to stop its workers.
     pool: std::sync::Weak<InferencePool>,
     link: Arc<crate::mqtt::LinkStats>,
@@ -189,11 +187,15 @@ fn node_metrics(s: &Snapshot, src: &MetricsSources) -> String {
     let mut dropped: Vec<(Vec<(&str, &str)>, f64)> = Vec::new();
     for (c, (_, p)) in cams.iter().zip(&pool_stats) {
         let skipped = src.counters.get(&c.id).map_or(0, |n| n.skipped_motion.load(Relaxed));
+        let out_of_order = src.graph.get(&c.id).map_or(0, |core| core.locked().out_of_order);
         for (stage, reason, intended, n) in [
             ("ingest", "delta_frame", "true", c.dropped_delta),
             ("ingest", "over_detect_fps", "true", c.dropped_rate),
             ("motion", "no_motion", "true", skipped),
             ("inference", "queue_full", "false", p.dropped_busy),
+            ("inference", "error", "false", p.errors),
+            ("inference", "panic", "false", p.panics),
+            ("tracker", "out_of_order", "false", out_of_order),
         ] {
             dropped.push((
                 vec![("camera", c.id.as_str()), ("stage", stage), ("reason", reason), ("intended", intended)],
@@ -224,6 +226,12 @@ fn node_metrics(s: &Snapshot, src: &MetricsSources) -> String {
         "Alerts the broker acknowledged (PUBACK).",
         "counter",
         &node_counter(&|n| n.alerts_delivered.load(Relaxed)),
+    );
+    m.family(
+        "gridsight_camera_panics_total",
+        "Panics caught while tracking or evaluating the camera's rules (its tracker and rules restarted).",
+        "counter",
+        &node_counter(&|n| n.panics.load(Relaxed)),
     );
     m.family("gridsight_camera_reconnects_total", "Reconnections.", "counter", &per_cam(&|c| c.reconnects as f64));
     m.family("gridsight_camera_stalls_total", "Stalls detected.", "counter", &per_cam(&|c| c.stalls as f64));
@@ -300,7 +308,7 @@ fn publish_status(config: &Config, prefix: &str, ingest: &Ingest, outbox: &Mutex
     let node = &config.node.id;
     let at = crate::alert::rfc3339(std::time::SystemTime::now());
     let cams = ingest.status();
-    let mut out = outbox.lock().unwrap();
+    let mut out = outbox.locked();
     for c in &cams {
         let v = camera_status_json(node, c, &at);
         let m = Message {
@@ -416,7 +424,7 @@ pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
     };
     let (metrics, connected) = (service.metrics.clone(), service.link_stats());
     let handler: crate::telemetry::http::Handler = Arc::new(move |path: &str| match path {
-        "/metrics" => Some((200, "text/plain; version=0.0.4", metrics.lock().unwrap().clone())),
+        "/metrics" => Some((200, "text/plain; version=0.0.4", metrics.locked().clone())),
         _ => health(path, &connected, None),
     });
     let addr = crate::telemetry::http::serve_on(http, handler)
@@ -447,57 +455,6 @@ fn log_delivered(m: &Message, registry: &CameraRegistry) {
 
 fn camera_specs(config: &Config) -> Vec<CameraSpec> {
     config.cameras.iter().filter(|c| c.enabled).map(|c| CameraSpec::from_config(c, config)).collect()
-}
-
-/// Per-camera state between ingest and inference.
-struct CameraStage {
-    gate: Option<MotionGate>,
-    counters: Arc<crate::telemetry::CameraCounters>,
-    tracker: Tracker,
-    rules: RuleEngine,
-    micro_grid: Option<String>,
-    grid: Option<String>,
-    faces: config::FacePolicy,
-}
-
-/// What detection found per camera since the last report.
-#[derive(Default)]
-struct Found {
-    frames: u64,
-    faces: u64,
-    objects: BTreeMap<String, u64>,
-    infer: std::time::Duration,
-}
-
-type Stages = Arc<RwLock<HashMap<Arc<str>, Mutex<CameraStage>>>>;
-
-/// Registers the enabled cameras with the pool and gives each its motion gate.
-fn wire_cameras(config: &Config, pool: &InferencePool, stages: &Stages, registry: &CameraRegistry) {
-    let mut map = stages.write().unwrap();
-    let wanted: Vec<&config::Camera> = config.cameras.iter().filter(|c| c.enabled).collect();
-    map.retain(|id, _| {
-        let keep = wanted.iter().any(|c| c.id == id.as_ref());
-        if !keep {
-            pool.unregister(id);
-        }
-        keep
-    });
-    for cam in wanted {
-        pool.register(&cam.id, cam.models.clone());
-        let gate = cam.motion_gate.then(|| {
-            MotionGate::new(MotionOptions { full_interval: cam.full_detect_interval, ..MotionOptions::default() })
-        });
-        let stage = CameraStage {
-            gate,
-            counters: registry.camera(&cam.id),
-            tracker: Tracker::new(TrackerOptions::default()),
-            rules: RuleEngine::for_camera(cam),
-            micro_grid: cam.micro_grid.clone(),
-            grid: config.grid_of(cam).map(str::to_string),
-            faces: cam.faces,
-        };
-        map.insert(Arc::from(cam.id.as_str()), Mutex::new(stage));
-    }
 }
 
 /// Runs the node until a shutdown signal arrives. `path` is re-read on SIGHUP.
@@ -540,7 +497,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
     let disk = DiskGuard::new(&config.storage.data_dir, config.storage.disk_reserve);
     let outbox =
         Arc::new(Mutex::new(Outbox::open(&outbox_path, config.storage.outbox_max_bytes)?.with_disk(disk.clone())));
-    let pending = outbox.lock().unwrap().len().unwrap_or(0);
+    let pending = outbox.locked().len().unwrap_or(0);
     info!(path = %outbox_path.display(), pending, "outbox open");
     let prefix = config.mqtt.as_ref().map_or("gridsight".to_string(), |m| m.topic_prefix.clone());
     let alerts = Arc::new(AlertSink::new(&config.node.id, &prefix, Some(config.storage.snapshot_dir.clone())));
@@ -573,7 +530,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                         retain: false,
                         kind: Kind::Status,
                     };
-                    if let Err(e) = replies_out.lock().unwrap().push(&m) {
+                    if let Err(e) = replies_out.locked().push(&m) {
                         warn!("cannot store command reply: {e}");
                     }
                 }
@@ -593,89 +550,22 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
         None
     };
 
-    let found: Arc<Mutex<HashMap<Arc<str>, Found>>> = Arc::default();
-    let stages: Stages = Arc::default();
-    let (sink, stages_out, node_id) = (found.clone(), stages.clone(), config.node.id.clone());
-    let (outbox_in, notify_in, alerts_in) = (outbox.clone(), notify.clone(), alerts.clone());
-    let pool = Arc::new(InferencePool::start(
-        &config.models,
-        &config.inference,
-        Arc::new(move |frame: &Frame, d: Detections, took| {
-            {
-                let mut all = sink.lock().unwrap();
-                let f = all.entry(frame.camera.clone()).or_default();
-                f.frames += 1;
-                f.faces += d.faces.len() as u64;
-                f.infer += took;
-                for o in &d.objects {
-                    *f.objects.entry(o.label.to_string()).or_default() += 1;
-                }
-            }
-            let map = stages_out.read().unwrap();
-            let Some(stage) = map.get(&frame.camera) else { return };
-            let mut stage = stage.lock().unwrap();
-            let t = frame.wall.duration_since(UNIX_EPOCH).unwrap_or_default();
-            let stage = &mut *stage;
-            let update = stage.tracker.update(&d, t);
-            let refs: Vec<&Track> = stage.tracker.confirmed().collect();
-            let scene = Scene {
-                tracks: &refs,
-                faces: &d.faces,
-                ended: &update.ended,
-                frame: (frame.source_width.max(frame.width), frame.source_height.max(frame.height)),
-                t,
-                local: local_time(frame.wall),
-            };
-            let events = stage.rules.evaluate(&scene);
-            if events.is_empty() {
-                return;
-            }
-            let cam = CameraInfo {
-                id: &frame.camera,
-                micro_grid: stage.micro_grid.as_deref(),
-                grid: stage.grid.as_deref(),
-                faces: stage.faces,
-            };
-            for e in &events {
-                let stored = alerts_in.emit(&outbox_in, &cam, e, Some(frame), &d.faces, frame.wall);
-                let counter =
-                    if stored.is_ok() { &stage.counters.alerts_stored } else { &stage.counters.alerts_failed };
-                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                match stored {
-                    Ok(a) => info!(
-                        node = %node_id,
-                        camera = %frame.camera,
-                        alert = %a["id"].as_str().unwrap_or(""),
-                        r#type = %a["type"].as_str().unwrap_or(""),
-                        category = %e.category,
-                        label = %e.label,
-                        zone = %e.zone.as_deref().unwrap_or("-"),
-                        "alert stored"
-                    ),
-                    Err(err) => tracing::error!(camera = %frame.camera, "cannot store alert: {err}"),
-                }
-            }
-            notify_in();
-        }),
-    )?);
-    wire_cameras(&config, &pool, &stages, &registry);
-    let (pool_in, stages_in) = (pool.clone(), stages.clone());
-    let on_frame = Arc::new(move |frame: Frame| {
-        let map = stages_in.read().unwrap();
-        let Some(stage) = map.get(&frame.camera) else { return };
-        let mut stage = stage.lock().unwrap();
-        let now = frame.wall.duration_since(UNIX_EPOCH).unwrap_or_default();
-        // Live tracks keep detection running even when nothing moves much.
-        let live = stage.tracker.has_live();
-        if let Some(gate) = stage.gate.as_mut()
-            && gate.check(&frame.data, frame.width, frame.height, live, now) == Gate::Skip
-        {
-            stage.counters.skipped_motion.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return;
-        }
-        drop(stage);
-        pool_in.submit(frame);
-    });
+    // The per-camera stages, wired in one place (`graph`).
+    let now_secs = std::time::SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let run = outbox.locked().next_incident_run(now_secs)?;
+    let graph = Graph::new(
+        Arc::new(IncidentIds::new(run)),
+        Emitter {
+            node: config.node.id.clone(),
+            alerts: alerts.clone(),
+            outbox: outbox.clone(),
+            registry: registry.clone(),
+            notify: notify.clone(),
+        },
+    );
+    let pool = Arc::new(InferencePool::start(&config.models, &config.inference, graph.on_detections())?);
+    graph.apply(&config, &pool);
+    let on_frame = graph.on_frame(pool.clone());
     let ingest = Ingest::start(camera_specs(&config), on_frame, IngestOptions::default())
         .map_err(|e| NodeError::Gstreamer(e.to_string()))?;
 
@@ -687,18 +577,20 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
         let sources = MetricsSources {
             cameras: ingest.status_reader(),
             counters: registry.clone(),
+            graph: graph.cameras.clone(),
+
             pool: Arc::downgrade(&pool),
             link: link.stats.clone(),
             disk: disk.clone(),
             alerts: alerts.clone(),
         };
         let handler: crate::telemetry::http::Handler = Arc::new(move |path: &str| {
-            let s = snap.lock().unwrap();
+            let s = snap.locked();
             match path {
                 "/metrics" => {
                     let mut text = node_metrics(&s, &sources);
                     if let Some(m) = &dispatch_metrics {
-                        text.push_str(&m.lock().unwrap());
+                        text.push_str(&m.locked());
                     }
                     Some((200, "text/plain; version=0.0.4", text))
                 }
@@ -720,11 +612,11 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
     }
     let refresh = |snapshot: &Mutex<Snapshot>| {
         let (outbox_pending, outbox_dropped_snapshots) = {
-            let mut out = outbox.lock().unwrap();
+            let mut out = outbox.locked();
             out.maintain();
             (out.len().unwrap_or(0), out.dropped_snapshots)
         };
-        *snapshot.lock().unwrap() = Snapshot {
+        *snapshot.locked() = Snapshot {
             outbox_pending,
             outbox_dropped_snapshots,
             at: crate::alert::rfc3339(std::time::SystemTime::now()),
@@ -754,20 +646,20 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                                 publish_status(&config, &prefix, &ingest, &outbox);
                                 Ok("status published".to_string())
                             }
-                            control::Command::Reload => reload(&config, &path, &pool, &stages, &registry, &ingest, "command"),
+                            control::Command::Reload => reload(&config, &path, &graph, &pool, &ingest, "command"),
                         };
                         info!(command = req.command.name(), id = req.id.as_deref().unwrap_or("-"), ok = result.is_ok(), "command");
                         let v = control::reply(node, req.id.as_deref(), Some(req.command), result.as_deref().map_err(String::as_str));
                         out.push(Message { topic: reply_topic.clone(), payload: serde_json::to_vec(&v).unwrap_or_default(), retain: false, kind: Kind::Status });
                     }
-                    if let Err(e) = outbox.lock().unwrap().push_all(&out) {
+                    if let Err(e) = outbox.locked().push_all(&out) {
                         warn!(replies = out.len(), "cannot store command replies: {e}");
                     }
                     notify();
                 }
                 _ = report.tick() => {
-                    refusals.lock().unwrap().flush();
-                    log_detections(&found, &stages, &pool);
+                    refusals.locked().flush();
+                    log_detections(&graph, &registry, &pool);
                     refresh(&snapshot);
                     last_disk = log_disk_change(&disk, last_disk);
                     ticks += 1;
@@ -791,7 +683,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                     return Ok(());
                 }
                 _ = signals.hup.recv() => {
-                    let _ = reload(&config, &path, &pool, &stages, &registry, &ingest, "SIGHUP");
+                    let _ = reload(&config, &path, &graph, &pool, &ingest, "SIGHUP");
                 }
             }
         }
@@ -819,9 +711,8 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
 fn reload(
     running: &Config,
     path: &std::path::Path,
+    graph: &Graph,
     pool: &InferencePool,
-    stages: &Stages,
-    registry: &CameraRegistry,
     ingest: &Ingest,
     cause: &str,
 ) -> Result<String, String> {
@@ -831,7 +722,7 @@ fn reload(
             if new.node.time_zone != running.node.time_zone {
                 warn!("node.time_zone changed: it applies after a restart");
             }
-            wire_cameras(&new, pool, stages, registry);
+            graph.apply(&new, pool);
             ingest.apply(camera_specs(&new));
             Ok(new.summary())
         }
@@ -866,23 +757,26 @@ fn log_disk_change(disk: &DiskGuard, before: DiskState) -> DiskState {
 }
 
 /// One line per camera: what detection found since the last report.
-fn log_detections(found: &Mutex<HashMap<Arc<str>, Found>>, stages: &Stages, pool: &InferencePool) {
-    let found = std::mem::take(&mut *found.lock().unwrap());
-    for (id, stage) in stages.read().unwrap().iter() {
-        let f = found.get(id);
+fn log_detections(graph: &Graph, registry: &CameraRegistry, pool: &InferencePool) {
+    let found = std::mem::take(&mut *graph.found.locked());
+    let mut ids = graph.cameras.ids();
+    ids.sort();
+    for id in ids {
+        let f = found.get(&id);
         let objects = f
             .map(|f| f.objects.iter().map(|(l, n)| format!("{l}:{n}")).collect::<Vec<_>>().join(","))
             .unwrap_or_default();
         let frames = f.map_or(0, |f| f.frames);
         let infer_ms = f.filter(|f| f.frames > 0).map_or(0.0, |f| f.infer.as_secs_f64() * 1000.0 / f.frames as f64);
-        let stats = pool.stats(id).unwrap_or_default();
+        let stats = pool.stats(&id).unwrap_or_default();
+        let counters = registry.camera(&id);
         info!(
             camera = %id,
             frames,
             objects = if objects.is_empty() { "-" } else { objects.as_str() },
             faces = f.map_or(0, |f| f.faces),
             infer_ms = format!("{infer_ms:.1}"),
-            skipped_motion = stage.lock().unwrap().counters.skipped_motion.load(std::sync::atomic::Ordering::Relaxed),
+            skipped_motion = counters.skipped_motion.load(std::sync::atomic::Ordering::Relaxed),
             dropped_busy = stats.dropped_busy,
             "detections"
         );

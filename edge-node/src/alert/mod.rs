@@ -8,6 +8,7 @@
 //! setting is `raw`), downscaled to at most 640 pixels wide, also kept on disk. Writes are
 //! synchronous: when `emit` returns, the alert is durable.
 
+use crate::Locked;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -89,7 +90,7 @@ impl AlertSink {
             (EventKind::New, Some(f)) => snapshot(f, event.bbox, faces, cam.faces),
             _ => None,
         };
-        let mut out = outbox.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = outbox.locked();
         let jpeg = jpeg.filter(|j| self.room_for_snapshot(&mut out, j.len() as u64));
         let alert = alert_json(&id, &self.node, cam, event, wall, jpeg.as_ref().map(|_| snapshot_topic.as_str()));
         let payload = serde_json::to_vec(&alert).unwrap_or_default();

@@ -25,6 +25,7 @@ pub mod stats;
 #[cfg(test)]
 mod tests;
 
+use crate::Locked;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{OptionalExtension, Transaction, params};
@@ -102,7 +103,7 @@ impl Dispatcher {
         prefix: &str,
         calendar: Calendar,
     ) -> Result<Self, DispatchError> {
-        store.lock().unwrap().connection().execute_batch(order::SCHEMA)?;
+        store.locked().connection().execute_batch(order::SCHEMA)?;
         Ok(Self { store, grid, config, prefix: prefix.to_string(), calendar })
     }
 
@@ -142,7 +143,7 @@ impl Dispatcher {
             Ok(a) => a,
             Err(reason) => return Ok(AlertOutcome::Refused(reason)),
         };
-        self.store.lock().unwrap().transaction(|tx, out| {
+        self.store.locked().transaction(|tx, out| {
             let seen: Option<i64> =
                 tx.query_row("SELECT 1 FROM seen_alerts WHERE id = ?1", [&alert.id], |r| r.get(0)).optional()?;
             if seen.is_some() {
@@ -402,7 +403,7 @@ impl Dispatcher {
                 format!("\"by\" is {} but the update came on {sender}'s topic", u.by),
             ));
         }
-        self.store.lock().unwrap().transaction(|tx, out| {
+        self.store.locked().transaction(|tx, out| {
             let stored: Option<String> = tx
                 .query_row("SELECT reply FROM updates WHERE sender = ?1 AND id = ?2", params![sender, u.id], |r| {
                     r.get(0)
@@ -591,7 +592,7 @@ impl Dispatcher {
     }
 
     fn tick_batch(&self, now: i64, limit: usize) -> Result<usize, DispatchError> {
-        self.store.lock().unwrap().transaction(|tx, out| {
+        self.store.locked().transaction(|tx, out| {
             let due = Order::due(tx, now, limit)?;
             for mut o in due.iter().cloned() {
                 let route = self.config.route(&o.category).cloned().unwrap_or_else(|| Route::default_for(&o.category));
@@ -631,7 +632,7 @@ impl Dispatcher {
     /// Deletes closed orders, handled alert ids and answered updates older than the retention.
     pub fn prune(&self, now: i64) -> Result<usize, DispatchError> {
         let before = now - self.config.retention.as_millis() as i64;
-        self.store.lock().unwrap().transaction(|tx, _| {
+        self.store.locked().transaction(|tx, _| {
             let n = tx.execute("DELETE FROM orders WHERE closed_ms IS NOT NULL AND closed_ms < ?1", [before])?;
             tx.execute("DELETE FROM seen_alerts WHERE at_ms < ?1", [before])?;
             tx.execute("DELETE FROM updates WHERE at_ms < ?1", [before])?;
@@ -641,7 +642,7 @@ impl Dispatcher {
 
     /// Every order, oldest first (status page, tests).
     pub fn orders(&self) -> Result<Vec<Order>, DispatchError> {
-        Ok(Order::all(self.store.lock().unwrap().connection())?)
+        Ok(Order::all(self.store.locked().connection())?)
     }
 }
 

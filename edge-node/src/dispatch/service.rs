@@ -7,6 +7,7 @@
 //! the alert id makes that harmless), never loss. Order events go out through the outbox
 //! in the dispatcher's own database (`<data_dir>/dispatch.db`).
 
+use crate::Locked;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -67,7 +68,7 @@ impl DispatchService {
                     return match d.handle_update(sender, payload, now) {
                         Ok(reply) => {
                             if !reply.ok {
-                                refusals.lock().unwrap().refuse(topic, &reply.detail);
+                                refusals.locked().refuse(topic, &reply.detail);
                             }
                             let m = Message {
                                 topic: d.reply_topic(sender),
@@ -75,7 +76,7 @@ impl DispatchService {
                                 retain: false,
                                 kind: Kind::Order,
                             };
-                            if let Err(e) = d.store().lock().unwrap().push(&m) {
+                            if let Err(e) = d.store().locked().push(&m) {
                                 warn!("cannot store the reply to an update: {e}");
                             }
                             true
@@ -88,7 +89,7 @@ impl DispatchService {
                 }
                 match d.handle_alert(payload, now) {
                     Ok(AlertOutcome::Refused(reason)) => {
-                        refusals.lock().unwrap().refuse(topic, &format!("alert not usable for dispatch: {reason}"));
+                        refusals.locked().refuse(topic, &format!("alert not usable for dispatch: {reason}"));
                         true
                     }
                     Ok(_) => true,
@@ -159,12 +160,12 @@ async fn timers(
                 let now = now_ms();
                 let since = now - retention.as_millis() as i64;
                 let groups = {
-                    let store = d.store().lock().unwrap();
+                    let store = d.store().locked();
                     stats::compute(store.connection(), since)
                 };
                 match groups {
                     Ok(groups) => {
-                        *metrics.lock().unwrap() = stats::to_prometheus(&groups);
+                        *metrics.locked() = stats::to_prometheus(&groups);
                         let v = stats::to_json(&groups, retention.as_secs(), &super::order::rfc3339_ms(now));
                         let m = Message {
                             topic: format!("{}/stats", d.orders_topic().trim_end_matches("/orders")),
@@ -172,7 +173,7 @@ async fn timers(
                             retain: true,
                             kind: Kind::Status,
                         };
-                        if let Err(e) = d.store().lock().unwrap().push_latest(&m) {
+                        if let Err(e) = d.store().locked().push_latest(&m) {
                             warn!("cannot store dispatch statistics: {e}");
                         }
                         notify.notify_one();

@@ -10,6 +10,7 @@
 //! Each worker owns its ONNX Runtime sessions. Shutdown: [`InferencePool::shutdown`]
 //! lets workers finish the frame in hand and drops the rest.
 
+use crate::Locked;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -101,7 +102,7 @@ impl InferencePool {
 
     /// Makes a camera known, with the models its frames run through.
     pub fn register(&self, camera: &str, models: Vec<String>) {
-        let mut st = self.shared.state.lock().unwrap();
+        let mut st = self.shared.state.locked();
         let q = st.cameras.entry(Arc::from(camera)).or_insert_with(|| CameraQueue {
             models: Vec::new(),
             frames: VecDeque::new(),
@@ -112,13 +113,13 @@ impl InferencePool {
     }
 
     pub fn unregister(&self, camera: &str) {
-        self.shared.state.lock().unwrap().cameras.remove(camera);
+        self.shared.state.locked().cameras.remove(camera);
     }
 
     /// Queues a frame; returns false when it displaced an older frame of the same camera
     /// (or the camera is unknown). Never blocks.
     pub fn submit(&self, frame: Frame) -> bool {
-        let mut st = self.shared.state.lock().unwrap();
+        let mut st = self.shared.state.locked();
         let Some(q) = st.cameras.get_mut(&frame.camera) else { return false };
         q.stats.submitted += 1;
         let mut kept_all = true;
@@ -134,7 +135,7 @@ impl InferencePool {
     }
 
     pub fn stats(&self, camera: &str) -> Option<PoolStats> {
-        self.shared.state.lock().unwrap().cameras.get(camera).map(|q| q.stats.clone())
+        self.shared.state.locked().cameras.get(camera).map(|q| q.stats.clone())
     }
 
     pub fn shutdown(mut self, deadline: Duration) -> bool {
@@ -142,7 +143,7 @@ impl InferencePool {
     }
 
     fn stop(&mut self, deadline: Duration) -> bool {
-        self.shared.state.lock().unwrap().stop = true;
+        self.shared.state.locked().stop = true;
         self.shared.ready.notify_all();
         let until = Instant::now() + deadline;
         let mut all = true;
@@ -209,7 +210,7 @@ fn take_free(st: &mut State, n: usize) -> Vec<Frame> {
 fn work(mut detector: Detector, shared: &Shared, on_result: DetectionCallback, max_batch: usize, max_wait: Duration) {
     loop {
         let batch = {
-            let mut st = shared.state.lock().unwrap();
+            let mut st = shared.state.locked();
             loop {
                 if st.stop {
                     return;
@@ -237,7 +238,7 @@ fn work(mut detector: Detector, shared: &Shared, on_result: DetectionCallback, m
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             run_batch(&mut detector, shared, &on_result, batch)
         }));
-        let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = shared.state.locked();
         for id in &held {
             if let Some(q) = st.cameras.get_mut(id) {
                 q.in_flight = false;
@@ -282,7 +283,7 @@ fn run_batch(
                 Ok(found) => {
                     let share = took / frames.len() as u32;
                     {
-                        let mut st = shared.state.lock().unwrap();
+                        let mut st = shared.state.locked();
                         for f in &frames {
                             if let Some(q) = st.cameras.get_mut(&f.camera) {
                                 q.stats.processed += 1;
@@ -295,7 +296,7 @@ fn run_batch(
                     }
                 }
                 Err(e) => {
-                    let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut st = shared.state.locked();
                     for f in &frames {
                         if let Some(q) = st.cameras.get_mut(&f.camera) {
                             q.stats.errors += 1;
@@ -348,7 +349,7 @@ mod tests {
         }
         st.cameras.get_mut("c").unwrap().frames.push_back(frame("c", 0));
         // One worker, finishing each frame before it takes the next.
-        let mut take_and_finish = |st: &mut State, n| {
+        let take_and_finish = |st: &mut State, n| {
             let got = take(st, n);
             st.cameras.values_mut().for_each(|q| q.in_flight = false);
             got

@@ -10,6 +10,7 @@
 //! Availability: a retained `online` on connect, the Last Will `offline` if the node dies,
 //! and a retained `offline` on clean shutdown, published before disconnecting.
 
+use crate::Locked;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -333,7 +334,7 @@ async fn run(cx: Ctx) {
                 return;
             }
             Err(e) => {
-                let pending = cx.outbox.lock().unwrap().len().unwrap_or(0);
+                let pending = cx.outbox.locked().len().unwrap_or(0);
                 let backoff = reconnect.next_delay(s.connected_at.map(|t| t.elapsed()));
                 warn!(broker = %format!("{}:{}", opts.host, opts.port), error = %e, pending, retry_ms = backoff.as_millis() as u64, "mqtt connection lost; messages wait in the outbox");
                 tokio::select! {
@@ -412,7 +413,7 @@ async fn serve(
         if connected {
             let room = window.saturating_sub(s.requested.len() + s.inflight.len());
             if room > 0 {
-                let rows = cx.outbox.lock().unwrap().pending(s.last_sent, room).unwrap_or_default();
+                let rows = cx.outbox.locked().pending(s.last_sent, room).unwrap_or_default();
                 for row in rows {
                     let m = &row.message;
                     if client.try_publish(&m.topic, QoS::AtLeastOnce, m.retain, m.payload.clone()).is_err() {
@@ -444,7 +445,7 @@ async fn serve(
                 }
                 Event::Incoming(Incoming::PubAck(ack)) => {
                     if let Some((id, message)) = s.inflight.remove(&ack.pkid) {
-                        if let Err(e) = cx.outbox.lock().unwrap().ack(id) {
+                        if let Err(e) = cx.outbox.locked().ack(id) {
                             warn!("outbox: cannot remove acknowledged row {id}: {e}");
                         }
                         cx.stats.acked.fetch_add(1, Ordering::Relaxed);

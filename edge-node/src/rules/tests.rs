@@ -350,7 +350,7 @@ fn incident_numbers_are_unique_across_engines_and_runs() {
 #[test]
 fn end_all_closes_every_open_incident() {
     let mut e = engine(rule(dwell(false, 0.0), 0.0));
-    let cars = vec![at(1, "car", 50., 50., true), at(2, "car", 40., 40., true)];
+    let cars = [at(1, "car", 50., 50., true), at(2, "car", 40., 40., true)];
     let refs: Vec<&Track> = cars.iter().collect();
     let opened =
         e.evaluate(&Scene { tracks: &refs, faces: &[], ended: &[], frame: (100, 100), t: sec(1.0), local: NOON });

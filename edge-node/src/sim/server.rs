@@ -1,5 +1,6 @@
 //! The RTSP server side of the simulator.
 
+use crate::Locked;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -195,7 +196,7 @@ impl Simulator {
                     .name(name)
                     .spawn(move || feed(&src, &clip, &control, &stop, &media_done))
                     .expect("spawn feeder");
-                feeders2.lock().unwrap().push(handle);
+                feeders2.locked().push(handle);
             });
             mount_points.add_factory(&format!("/{}", spec.mount), factory.clone());
             mounts.insert(spec.mount.clone(), Mount { clip, control, factory });
@@ -304,7 +305,7 @@ impl Drop for Simulator {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        for f in self.feeders.lock().unwrap().drain(..) {
+        for f in self.feeders.locked().drain(..) {
             let _ = f.join();
         }
     }

@@ -22,6 +22,7 @@ mod rate;
 mod reason;
 mod stream_time;
 
+use crate::Locked;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -291,7 +292,7 @@ impl Ingest {
     }
 
     pub fn status(&self) -> Vec<CameraStatus> {
-        self.cameras.lock().unwrap().iter().map(|(id, s)| status_of(id, s)).collect()
+        self.cameras.locked().iter().map(|(id, s)| status_of(id, s)).collect()
     }
 
     /// A handle that reads every camera's current status from any thread (HTTP endpoints).
@@ -300,7 +301,7 @@ impl Ingest {
     }
 
     pub fn camera(&self, id: &str) -> Option<CameraStatus> {
-        self.cameras.lock().unwrap().get(id).map(|s| status_of(id, s))
+        self.cameras.locked().get(id).map(|s| status_of(id, s))
     }
 
     /// Stops every pipeline; returns false when some did not stop before the deadline.
@@ -341,12 +342,12 @@ pub struct StatusReader {
 
 impl StatusReader {
     pub fn status(&self) -> Vec<CameraStatus> {
-        self.cameras.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(id, s)| status_of(id, s)).collect()
+        self.cameras.locked().iter().map(|(id, s)| status_of(id, s)).collect()
     }
 }
 
 fn status_of(id: &str, s: &CameraShared) -> CameraStatus {
-    let inner = s.status.lock().unwrap().clone();
+    let inner = s.status.locked().clone();
     let c = &s.counters;
     let size = s.source_size.load(Ordering::Relaxed);
     CameraStatus {
@@ -447,7 +448,7 @@ impl Supervisor {
                 }
                 None => {
                     let shared = Arc::new(CameraShared::default());
-                    self.cameras.lock().unwrap().insert(id.clone(), shared.clone());
+                    self.cameras.locked().insert(id.clone(), shared.clone());
                     let seed =
                         id.bytes().fold(self.epoch.elapsed().as_nanos() as u64, |h, b| h.rotate_left(5) ^ b as u64);
                     let now = Instant::now();
@@ -473,7 +474,7 @@ impl Supervisor {
     fn remove(&mut self, id: &str) {
         self.teardown(id);
         self.slots.remove(id);
-        self.cameras.lock().unwrap().remove(id);
+        self.cameras.locked().remove(id);
     }
 
     fn connect(&mut self, id: &str) {
@@ -614,7 +615,7 @@ impl Supervisor {
             let streaming = matches!(slot.phase, Phase::Streaming { .. });
             if !streaming || slot.rates.push(now, counts) {
                 let [fps_in, fps_decoded, fps_out] = if streaming { slot.rates.rates() } else { [0.0; 3] };
-                let mut st = slot.shared.status.lock().unwrap();
+                let mut st = slot.shared.status.locked();
                 (st.fps_in, st.fps_decoded, st.fps_out) = (fps_in, fps_decoded, fps_out);
             }
         }
@@ -649,7 +650,7 @@ impl Supervisor {
 }
 
 fn set_state(shared: &CameraShared, state: CameraState, error: Option<String>) {
-    let mut st = shared.status.lock().unwrap();
+    let mut st = shared.status.locked();
     st.state = state;
     if error.is_some() {
         st.last_error = error;

@@ -11,6 +11,7 @@
 //! scaling and conversion run only for frames that are handed on. Scaling comes before
 //! conversion (converting a full frame first costs more than decoding it).
 
+use crate::Locked;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
@@ -85,7 +86,7 @@ pub fn build(
 ) -> Result<gst::Pipeline, FailReason> {
     let pipeline = gst::Pipeline::with_name(&format!("camera-{}", spec.id));
     // A new connection: its timestamps start again (stream time goes on).
-    shared.stream_clock.lock().unwrap_or_else(|p| p.into_inner()).reset();
+    shared.stream_clock.locked().reset();
     let src = element("rtspsrc")?;
 
     src.set_property("location", &spec.location);
@@ -231,7 +232,7 @@ fn add_gate_probes(
         }
         s.last_unit_ms.store(epoch.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
         let pts = buffer.pts().map(|t| t.nseconds());
-        let mut g = g.lock().unwrap();
+        let mut g = g.locked();
         if !g.keyframes.admit(pts, keyframe) {
             c.dropped_delta.fetch_add(1, Ordering::Relaxed);
             return gst::PadProbeReturn::Drop;
@@ -271,7 +272,7 @@ fn add_gate_probes(
             }
             let Some(buffer) = info.buffer() else { return gst::PadProbeReturn::Ok };
             shared.counters.decoded.fetch_add(1, Ordering::Relaxed);
-            let mut g = gates.lock().unwrap();
+            let mut g = gates.locked();
             if g.keyframes.decoding_all() && !g.rate.admit(buffer.pts().map(|t| t.nseconds())) {
                 shared.counters.dropped_rate.fetch_add(1, Ordering::Relaxed);
                 return gst::PadProbeReturn::Drop;
@@ -304,7 +305,7 @@ fn to_frame(camera: &Arc<str>, sample: &gst::Sample, shared: &CameraShared, epoc
     };
     let src = shared.source_size.load(Ordering::Relaxed);
     let pts = buffer.pts().map(|t| Duration::from_nanos(t.nseconds()));
-    let stream = shared.stream_clock.lock().unwrap_or_else(|p| p.into_inner()).map(pts, epoch.elapsed());
+    let stream = shared.stream_clock.locked().map(pts, epoch.elapsed());
     Some(Frame {
         camera: camera.clone(),
         seq: shared.counters.handed_on.load(Ordering::Relaxed),

@@ -3,6 +3,7 @@
 
 pub mod http;
 
+use crate::RwLocked;
 use std::str::FromStr;
 
 use tracing_subscriber::filter::Targets;
@@ -32,8 +33,8 @@ pub struct CameraCounters {
     pub alerts_failed: std::sync::atomic::AtomicU64,
     /// Acknowledged by the broker (PUBACK).
     pub alerts_delivered: std::sync::atomic::AtomicU64,
-    /// Snapshots not stored for lack of disk space (intended: alerts go first).
-    pub snapshots_skipped: std::sync::atomic::AtomicU64,
+    /// Panics while tracking or evaluating this camera's rules (caught; its core restarted).
+    pub panics: std::sync::atomic::AtomicU64,
 }
 
 /// Every camera's [`CameraCounters`], by camera id.
@@ -45,15 +46,15 @@ pub struct CameraRegistry {
 impl CameraRegistry {
     /// The camera's counters, created on first use.
     pub fn camera(&self, id: &str) -> std::sync::Arc<CameraCounters> {
-        if let Some(c) = self.cameras.read().unwrap_or_else(|p| p.into_inner()).get(id) {
+        if let Some(c) = self.cameras.read_locked().get(id) {
             return c.clone();
         }
-        self.cameras.write().unwrap_or_else(|p| p.into_inner()).entry(id.to_string()).or_default().clone()
+        self.cameras.write_locked().entry(id.to_string()).or_default().clone()
     }
 
     /// The camera's counters if it has any.
     pub fn get(&self, id: &str) -> Option<std::sync::Arc<CameraCounters>> {
-        self.cameras.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+        self.cameras.read_locked().get(id).cloned()
     }
 }
 
