@@ -15,10 +15,10 @@
 use crate::Locked;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// What a request asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Command {
     Status,
@@ -91,16 +91,18 @@ fn request_id(text: &str) -> Option<String> {
 
 /// The reply JSON (`schema: gridsight.command_reply`).
 pub fn reply(node: &str, id: Option<&str>, command: Option<Command>, result: Result<&str, &str>) -> serde_json::Value {
-    let mut v = serde_json::json!({
-        "schema": "gridsight.command_reply", "version": 1, "node": node, "id": id,
-        "command": command.map(Command::name), "ok": result.is_ok(),
-        "at": crate::alert::rfc3339(std::time::SystemTime::now()),
-    });
-    match result {
-        Ok(detail) => v["detail"] = detail.into(),
-        Err(reason) => v["reason"] = reason.into(),
-    }
-    v
+    let reply = crate::contract::CommandReply {
+        schema: crate::contract::Schema::new(),
+        version: crate::contract::Version1,
+        node: node.to_string(),
+        id: id.map(str::to_string),
+        command,
+        ok: result.is_ok(),
+        detail: result.ok().map(str::to_string),
+        reason: result.err().map(str::to_string),
+        at: crate::alert::rfc3339(std::time::SystemTime::now()),
+    };
+    serde_json::to_value(&reply).unwrap_or_default()
 }
 
 /// Replies to refused commands: at most 10 a second, so a flood of garbage cannot fill

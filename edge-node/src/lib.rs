@@ -7,6 +7,8 @@
 //!
 //! - [`config`]: the one TOML file: raw serde types → `validate()` (every error, with TOML
 //!   path, line and column) → validated [`config::Config`] with defaults merged per camera.
+//! - [`contract`]: every MQTT payload as one type shared by producer and consumer, and the
+//!   one builder of every topic ([`contract::Topics`]).
 //! - [`geometry`]: polygons and polylines for zones and lines, with the checks that keep
 //!   them simple and non-degenerate.
 //! - [`inference`]: ONNX Runtime loading (`ORT_DYLIB_PATH` or `.cache/onnxruntime`), model
@@ -44,6 +46,7 @@ pub mod alert;
 pub mod broker;
 pub mod camera;
 pub mod config;
+pub mod contract;
 pub mod control;
 pub mod datadir;
 pub mod detect;

@@ -21,7 +21,9 @@ use std::time::UNIX_EPOCH;
 
 use crate::alert::AlertSink;
 use crate::config::{self, Config};
+use crate::contract::{self, Topics};
 use crate::control;
+
 use crate::dispatch::service::DispatchService;
 use crate::graph::{Emitter, Graph};
 use crate::inference;
@@ -84,15 +86,35 @@ fn bind_http(addr: std::net::SocketAddr) -> Result<std::net::TcpListener, NodeEr
 
 /// `gridsight.camera_status` JSON (MQTT status topic and `/status`).
 fn camera_status_json(node: &str, c: &crate::source::CameraStatus, at: &str) -> serde_json::Value {
-    serde_json::json!({
-        "schema": "gridsight.camera_status", "version": 1, "node": node, "camera": c.id,
-        "state": c.state.name(), "detail": c.state.to_string(),
-        "fps_in": (c.fps_in * 100.0).round() / 100.0, "fps_decoded": (c.fps_decoded * 100.0).round() / 100.0,
-        "fps_out": (c.fps_out * 100.0).round() / 100.0,
-        "decode": if c.decoding_all { "all" } else { "keyframes" },
-        "received": c.received, "decoded": c.decoded, "handed_on": c.handed_on,
-        "reconnects": c.reconnects, "stalls": c.stalls, "last_error": c.last_error, "at": at,
-    })
+    use crate::contract::{CameraState as S, DecodeNow};
+    use crate::source::CameraState;
+    let round = |v: f64| (v * 100.0).round() / 100.0;
+    let status = contract::CameraStatus {
+        schema: contract::Schema::new(),
+        version: contract::Version1,
+        node: node.to_string(),
+        camera: c.id.clone(),
+        state: match c.state {
+            CameraState::Connecting => S::Connecting,
+            CameraState::Streaming => S::Streaming,
+            CameraState::Stalled { .. } => S::Stalled,
+            CameraState::Backoff { .. } => S::Backoff,
+            CameraState::Failed { .. } => S::Failed,
+        },
+        detail: c.state.to_string(),
+        fps_in: round(c.fps_in),
+        fps_decoded: round(c.fps_decoded),
+        fps_out: round(c.fps_out),
+        decode: if c.decoding_all { DecodeNow::All } else { DecodeNow::Keyframes },
+        received: c.received,
+        decoded: c.decoded,
+        handed_on: c.handed_on,
+        reconnects: c.reconnects,
+        stalls: c.stalls,
+        last_error: c.last_error.clone(),
+        at: at.to_string(),
+    };
+    serde_json::to_value(&status).unwrap_or_default()
 }
 
 /// What the HTTP endpoints show of the outbox; refreshed by the main loop every 10 s
@@ -304,7 +326,7 @@ fn node_metrics(s: &Snapshot, src: &MetricsSources) -> String {
 
 /// Retained status per camera and for the node, through the outbox (a newer status
 /// replaces an unsent older one).
-fn publish_status(config: &Config, prefix: &str, ingest: &Ingest, outbox: &Mutex<Outbox>) {
+fn publish_status(config: &Config, topics: &Topics, ingest: &Ingest, outbox: &Mutex<Outbox>) {
     let node = &config.node.id;
     let at = crate::alert::rfc3339(std::time::SystemTime::now());
     let cams = ingest.status();
@@ -312,7 +334,7 @@ fn publish_status(config: &Config, prefix: &str, ingest: &Ingest, outbox: &Mutex
     for c in &cams {
         let v = camera_status_json(node, c, &at);
         let m = Message {
-            topic: format!("{prefix}/{node}/cameras/{}/status", c.id),
+            topic: topics.camera_status(node, &c.id),
             payload: serde_json::to_vec(&v).unwrap_or_default(),
             retain: true,
             kind: Kind::Status,
@@ -322,14 +344,20 @@ fn publish_status(config: &Config, prefix: &str, ingest: &Ingest, outbox: &Mutex
         }
     }
     let streaming = cams.iter().filter(|c| c.state.name() == "streaming").count();
-    let v = serde_json::json!({
-        "schema": "gridsight.node_status", "version": 1, "node": node, "name": config.node.name,
-        "cameras": cams.len(), "streaming": streaming, "outbox_pending": out.len().unwrap_or(0),
-        "outbox_dropped_snapshots": out.dropped_snapshots,
-        "disk": out.disk().map(disk_json), "at": at,
-    });
+    let v = contract::NodeStatus {
+        schema: contract::Schema::new(),
+        version: contract::Version1,
+        node: node.to_string(),
+        name: config.node.name.clone(),
+        cameras: cams.len(),
+        streaming,
+        outbox_pending: out.len().unwrap_or(0),
+        outbox_dropped_snapshots: out.dropped_snapshots,
+        disk: out.disk().map(disk_status),
+        at: at.clone(),
+    };
     let m = Message {
-        topic: format!("{prefix}/{node}/status"),
+        topic: topics.node_status(node),
         payload: serde_json::to_vec(&v).unwrap_or_default(),
         retain: true,
         kind: Kind::Status,
@@ -337,6 +365,11 @@ fn publish_status(config: &Config, prefix: &str, ingest: &Ingest, outbox: &Mutex
     if let Err(e) = out.push_latest(&m) {
         warn!("cannot store node status: {e}");
     }
+}
+
+/// The topics of this node's broker: `mqtt.topic_prefix`, or `gridsight` on the embedded broker.
+pub fn topics_of(config: &Config) -> Topics {
+    Topics::new(config.mqtt.as_ref().map_or("gridsight", |m| m.topic_prefix.as_str()))
 }
 
 /// How this node reaches its broker: `[mqtt]`, or the embedded broker (started here when
@@ -350,7 +383,7 @@ pub fn broker_options(config: &Config, start_embedded: bool) -> Result<LinkOptio
             if start_embedded {
                 crate::broker::start(addr)?;
             }
-            let availability = format!("gridsight/{node}/availability");
+            let availability = topics_of(config).availability(node);
             Ok(LinkOptions::new(&addr.ip().to_string(), addr.port(), &format!("gridsight-{node}"), &availability))
         }
     }
@@ -403,12 +436,21 @@ fn health(path: &str, link: &crate::mqtt::LinkStats, disk: Option<&DiskGuard>) -
 }
 
 /// `{"state", "free_bytes", "reserve_bytes"}` of the disk under `data_dir`.
-fn disk_json(disk: &DiskGuard) -> serde_json::Value {
+fn disk_status(disk: &DiskGuard) -> contract::DiskStatus {
     let free = disk.free();
-    serde_json::json!({
-        "state": free.map_or(DiskState::Ok, |f| disk.state_of(f)).name(),
-        "free_bytes": free, "reserve_bytes": disk.reserve(),
-    })
+    contract::DiskStatus {
+        state: match free.map_or(DiskState::Ok, |f| disk.state_of(f)) {
+            DiskState::Ok => contract::DiskStateName::Ok,
+            DiskState::Low => contract::DiskStateName::Low,
+            DiskState::Full => contract::DiskStateName::Full,
+        },
+        free_bytes: free,
+        reserve_bytes: disk.reserve(),
+    }
+}
+
+fn disk_json(disk: &DiskGuard) -> serde_json::Value {
+    serde_json::to_value(disk_status(disk)).unwrap_or_default()
 }
 
 /// `edge-node dispatch`: the dispatcher alone, for every node's alerts, until SIGINT/SIGTERM.
@@ -416,11 +458,11 @@ pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
     let (rt, mut signals) = runtime_with_signals("dispatch")?;
     let lock = crate::datadir::DataDirLock::acquire(&config.storage.data_dir)?;
     let http = bind_http(config.http.listen)?;
-    let prefix = config.mqtt.as_ref().map_or("gridsight".to_string(), |m| m.topic_prefix.clone());
+    let topics = topics_of(&config);
     let base = broker_options(&config, true)?;
     let service = {
         let _entered = rt.enter();
-        DispatchService::start(&config, &base, &format!("{prefix}/+/alerts"))?
+        DispatchService::start(&config, &base, &topics.all_alerts())?
     };
     let (metrics, connected) = (service.metrics.clone(), service.link_stats());
     let handler: crate::telemetry::http::Handler = Arc::new(move |path: &str| match path {
@@ -499,12 +541,12 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
         Arc::new(Mutex::new(Outbox::open(&outbox_path, config.storage.outbox_max_bytes)?.with_disk(disk.clone())));
     let pending = outbox.locked().len().unwrap_or(0);
     info!(path = %outbox_path.display(), pending, "outbox open");
-    let prefix = config.mqtt.as_ref().map_or("gridsight".to_string(), |m| m.topic_prefix.clone());
-    let alerts = Arc::new(AlertSink::new(&config.node.id, &prefix, Some(config.storage.snapshot_dir.clone())));
+    let topics = topics_of(&config);
+    let alerts = Arc::new(AlertSink::new(&config.node.id, topics.prefix(), Some(config.storage.snapshot_dir.clone())));
     let node = &config.node.id;
     let base = broker_options(&config, true)?;
     let mut link_opts = base.clone();
-    let commands_topic = format!("{prefix}/{node}/commands");
+    let commands_topic = topics.commands(node);
     link_opts.subscriptions.push(commands_topic.clone());
     let registry = Arc::new(CameraRegistry::default());
     // Commands: validated on the link's task; valid ones queue here (64; when full the
@@ -514,7 +556,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
     let link = {
         let _entered = rt.enter();
         let gate = control::CommandGate::new(node, command_tx, refusals.clone());
-        let (replies_out, reply_topic) = (outbox.clone(), format!("{commands_topic}/reply"));
+        let (replies_out, reply_topic) = (outbox.clone(), topics.command_replies(node));
         MqttLink::start_with_inbound(
             link_opts,
             outbox.clone(),
@@ -544,7 +586,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
     };
     let dispatch = if config.dispatch.enabled {
         let _entered = rt.enter();
-        Some(DispatchService::start(&config, &base, &format!("{prefix}/{node}/alerts"))?)
+        Some(DispatchService::start(&config, &base, &topics.alerts(node))?)
     } else {
         info!("dispatch runs elsewhere ([dispatch] enabled = false)");
         None
@@ -637,13 +679,13 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                     while batch.len() < COMMAND_QUEUE && let Ok(req) = command_rx.try_recv() {
                         batch.push(req);
                     }
-                    let reply_topic = format!("{commands_topic}/reply");
+                    let reply_topic = topics.command_replies(node);
                     let mut out = Vec::with_capacity(batch.len());
                     for req in batch {
                         let result = match req.command {
                             control::Command::Ping => Ok("pong".to_string()),
                             control::Command::Status => {
-                                publish_status(&config, &prefix, &ingest, &outbox);
+                                publish_status(&config, &topics, &ingest, &outbox);
                                 Ok("status published".to_string())
                             }
                             control::Command::Reload => reload(&config, &path, &graph, &pool, &ingest, "command"),
@@ -664,7 +706,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                     last_disk = log_disk_change(&disk, last_disk);
                     ticks += 1;
                     if ticks % 3 == 1 {
-                        publish_status(&config, &prefix, &ingest, &outbox);
+                        publish_status(&config, &topics, &ingest, &outbox);
                         notify();
                         let s = &config.storage;
                         match crate::alert::prune_snapshots(&s.snapshot_dir, s.snapshot_max_age, s.snapshot_max_bytes, std::time::SystemTime::now()) {

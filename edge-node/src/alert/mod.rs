@@ -14,9 +14,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::json;
+use crate::contract::{Alert, AlertType, Schema, Version1};
 
-use crate::config::{FacePolicy, Severity};
+use crate::config::FacePolicy;
 use crate::outbox::{Kind, Message, Outbox, OutboxError};
 use crate::rules::{EventKind, RuleEvent};
 use crate::types::{Face, Frame};
@@ -24,7 +24,7 @@ use crate::types::{Face, Frame};
 /// Where alerts of one node go.
 pub struct AlertSink {
     node: String,
-    prefix: String,
+    topics: crate::contract::Topics,
     snapshot_dir: Option<PathBuf>,
     /// Distinguishes this process's ids from those of earlier runs.
     nonce: u32,
@@ -51,7 +51,7 @@ impl AlertSink {
         let nonce = now.subsec_nanos() ^ std::process::id().rotate_left(16);
         Self {
             node: node.into(),
-            prefix: prefix.into(),
+            topics: crate::contract::Topics::new(prefix),
             snapshot_dir,
             nonce,
             seq: AtomicU64::new(0),
@@ -67,7 +67,7 @@ impl AlertSink {
     }
 
     pub fn alerts_topic(&self) -> String {
-        format!("{}/{}/alerts", self.prefix, self.node)
+        self.topics.alerts(&self.node)
     }
 
     /// Builds the alert (and, for `new`, the snapshot) and stores both in the outbox.
@@ -85,7 +85,7 @@ impl AlertSink {
         wall: SystemTime,
     ) -> Result<serde_json::Value, OutboxError> {
         let id = self.next_id();
-        let snapshot_topic = format!("{}/{}/snapshots/{id}", self.prefix, self.node);
+        let snapshot_topic = self.topics.snapshot(&self.node, &id);
         let jpeg = match (event.kind, frame) {
             (EventKind::New, Some(f)) => snapshot(f, event.bbox, faces, cam.faces),
             _ => None,
@@ -189,16 +189,6 @@ fn snapshot_files(dir: &std::path::Path, now: SystemTime) -> std::io::Result<Vec
     Ok(files)
 }
 
-fn severity(s: Severity) -> &'static str {
-    match s {
-        Severity::Info => "info",
-        Severity::Low => "low",
-        Severity::Medium => "medium",
-        Severity::High => "high",
-        Severity::Critical => "critical",
-    }
-}
-
 /// The alert document (documented in the README's MQTT contract).
 pub fn alert_json(
     id: &str,
@@ -214,30 +204,35 @@ pub fn alert_json(
     let at = |t: Duration| rfc3339(wall.checked_sub(now.saturating_sub(t)).unwrap_or(wall));
     // Through f64, so 258.4 prints as 258.4 and not 258.3999938964844.
     let round = |v: f32| (v as f64 * 10.0).round() / 10.0;
-    json!({
-        "schema": "gridsight.alert",
-        "version": 1,
-        "id": id,
-        "type": match e.kind { EventKind::New => "new", EventKind::Update => "update", EventKind::End => "end" },
-        "incident": format!("{node}/{}/{}/{}", cam.id, e.rule, e.incident),
-        "node": node,
-        "camera": cam.id,
-        "rule": e.rule,
-        "category": e.category,
-        "severity": severity(e.severity),
-        "dispatch": e.dispatch,
-        "label": e.label,
-        "score": (e.score as f64 * 1000.0).round() / 1000.0,
-        "track": e.track,
-        "zone": e.zone,
-        "count": e.count,
-        "box": e.bbox.map(|b| b.map(round)),
-        "micro_grid": cam.micro_grid,
-        "grid": cam.grid,
-        "started_at": at(e.started_at),
-        "ended_at": e.ended_at.map(at),
-        "snapshot": snapshot,
-    })
+    let alert = Alert {
+        schema: Schema::new(),
+        version: Version1,
+        id: id.to_string(),
+        kind: match e.kind {
+            EventKind::New => AlertType::New,
+            EventKind::Update => AlertType::Update,
+            EventKind::End => AlertType::End,
+        },
+        incident: format!("{node}/{}/{}/{}", cam.id, e.rule, e.incident),
+        node: node.to_string(),
+        camera: cam.id.to_string(),
+        rule: e.rule.clone(),
+        category: e.category.clone(),
+        severity: e.severity,
+        dispatch: e.dispatch,
+        label: e.label.clone(),
+        score: (e.score as f64 * 1000.0).round() / 1000.0,
+        track: e.track,
+        zone: e.zone.clone(),
+        count: e.count,
+        bbox: e.bbox.map(|b| b.map(round)),
+        micro_grid: cam.micro_grid.map(str::to_string),
+        grid: cam.grid.map(str::to_string),
+        started_at: at(e.started_at),
+        ended_at: e.ended_at.map(at),
+        snapshot: snapshot.map(str::to_string),
+    };
+    serde_json::to_value(&alert).unwrap_or_default()
 }
 
 /// `2026-11-27T10:12:55.123Z`.

@@ -2,6 +2,7 @@
 //! console) for tests, the demo and field trials. It sends one lifecycle update and prints
 //! the dispatcher's reply, or watches what the dispatcher tells this inspector.
 
+use crate::contract::Topics;
 use std::time::{Duration, Instant};
 
 use rumqttc::{Client, Event, Incoming, QoS};
@@ -19,24 +20,24 @@ pub struct Request<'a> {
     pub to: Option<&'a str>,
 }
 
-fn connect(config: &Config, who: &str) -> Result<(Client, rumqttc::Connection, String), String> {
+fn connect(config: &Config, who: &str) -> Result<(Client, rumqttc::Connection, Topics), String> {
     let base = crate::node::broker_options(config, false).map_err(|e| e.to_string())?;
+    let topics = crate::node::topics_of(config);
     let opts = LinkOptions {
         client_id: format!("gridsight-inspector-{who}-{}", std::process::id()),
-        availability_topic: format!("gridsight/inspectors/{who}/availability"),
+        availability_topic: topics.inspector_availability(who),
         ..base
     };
-    let prefix = config.mqtt.as_ref().map_or("gridsight", |m| m.topic_prefix.as_str()).to_string();
     let mut o = mqtt_options(&opts);
     o.set_last_will(rumqttc::LastWill::new(&opts.availability_topic, "offline", QoS::AtMostOnce, false));
     let (client, connection) = Client::new(o, 16);
-    Ok((client, connection, prefix))
+    Ok((client, connection, topics))
 }
 
 /// Sends the update as `who` and waits for the reply; returns it (JSON) or why there is none.
 pub fn send(config: &Config, who: &str, req: &Request, timeout: Duration) -> Result<serde_json::Value, String> {
-    let (client, mut connection, prefix) = connect(config, who)?;
-    let reply_topic = format!("{prefix}/dispatch/replies/{who}");
+    let (client, mut connection, topics) = connect(config, who)?;
+    let reply_topic = topics.replies(who);
     let id = format!("u-{}-{}", now_ms(), std::process::id());
     let mut update = serde_json::json!({"id": id, "order": req.order, "action": req.action, "by": who});
     for (k, v) in [("reason", req.reason), ("note", req.note), ("to", req.to)] {
@@ -52,7 +53,7 @@ pub fn send(config: &Config, who: &str, req: &Request, timeout: Duration) -> Res
                 client.subscribe(&reply_topic, QoS::AtLeastOnce).map_err(|e| e.to_string())?;
             }
             Ok(Ok(Event::Incoming(Incoming::SubAck(_)))) if !sent => {
-                let topic = format!("{prefix}/dispatch/updates/{who}");
+                let topic = topics.updates(who);
                 client
                     .publish(topic, QoS::AtLeastOnce, false, serde_json::to_vec(&update).unwrap_or_default())
                     .map_err(|e| e.to_string())?;
@@ -75,9 +76,9 @@ pub fn send(config: &Config, who: &str, req: &Request, timeout: Duration) -> Res
 
 /// Prints every message the dispatcher sends to `who` (one JSON line each) until killed.
 pub fn watch(config: &Config, who: &str) -> Result<(), String> {
-    let (client, mut connection, prefix) = connect(config, who)?;
+    let (client, mut connection, topics) = connect(config, who)?;
     let contact = if who == super::CONTROL_ROOM {
-        format!("{prefix}/dispatch/control_room")
+        topics.control_room()
     } else {
         config
             .grid
@@ -85,7 +86,7 @@ pub fn watch(config: &Config, who: &str) -> Result<(), String> {
             .iter()
             .find(|i| i.id == who)
             .and_then(|i| i.contact_topic.clone())
-            .unwrap_or_else(|| format!("{prefix}/dispatch/inspectors/{who}"))
+            .unwrap_or_else(|| topics.inspector(who))
     };
     eprintln!("watching {contact}");
     for event in connection.iter() {

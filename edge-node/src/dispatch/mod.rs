@@ -90,7 +90,7 @@ pub struct Dispatcher {
     store: Arc<Mutex<Outbox>>,
     grid: Grid,
     config: Dispatch,
-    prefix: String,
+    topics: crate::contract::Topics,
     calendar: Calendar,
 }
 
@@ -104,36 +104,40 @@ impl Dispatcher {
         calendar: Calendar,
     ) -> Result<Self, DispatchError> {
         store.locked().connection().execute_batch(order::SCHEMA)?;
-        Ok(Self { store, grid, config, prefix: prefix.to_string(), calendar })
+        Ok(Self { store, grid, config, topics: crate::contract::Topics::new(prefix), calendar })
     }
 
     pub fn store(&self) -> &Arc<Mutex<Outbox>> {
         &self.store
     }
 
+    pub fn topics(&self) -> &crate::contract::Topics {
+        &self.topics
+    }
+
     pub fn orders_topic(&self) -> String {
-        format!("{}/dispatch/orders", self.prefix)
+        self.topics.orders()
     }
 
     pub fn updates_filter(&self) -> String {
-        format!("{}/dispatch/updates/+", self.prefix)
+        self.topics.updates_filter()
     }
 
     /// The sender of an update topic (`<prefix>/dispatch/updates/<sender>`).
     pub fn sender_of<'t>(&self, topic: &'t str) -> Option<&'t str> {
-        topic.strip_prefix(&self.prefix)?.strip_prefix("/dispatch/updates/").filter(|s| !s.contains('/'))
+        self.topics.sender_of(topic)
     }
 
     pub fn reply_topic(&self, sender: &str) -> String {
-        format!("{}/dispatch/replies/{sender}", self.prefix)
+        self.topics.replies(sender)
     }
 
     /// Where an inspector (or the control room) hears about orders given to them.
     pub fn contact_topic(&self, who: &str) -> String {
         match self.grid.inspectors.iter().find(|i| i.id == who).and_then(|i| i.contact_topic.clone()) {
             Some(t) => t,
-            None if who == CONTROL_ROOM => format!("{}/dispatch/control_room", self.prefix),
-            None => format!("{}/dispatch/inspectors/{who}", self.prefix),
+            None if who == CONTROL_ROOM => self.topics.control_room(),
+            None => self.topics.inspector(who),
         }
     }
 
@@ -666,34 +670,32 @@ struct AlertIn {
 }
 
 impl AlertIn {
+    /// Reads the alert with the type its producer writes (`contract::Alert`), then checks
+    /// that the names it keys orders by are short names.
     fn parse(payload: &[u8]) -> Result<Self, String> {
-        let v: serde_json::Value = serde_json::from_slice(payload).map_err(|e| format!("not JSON: {e}"))?;
-        if v["schema"] != "gridsight.alert" || v["version"] != 1 {
-            return Err("not a gridsight.alert version 1".into());
-        }
-        let fine = |s: &&str| (1..=200).contains(&s.len()) && !s.contains('/') && !s.chars().any(char::is_control);
-        let text = |k: &str| -> Result<String, String> {
-            v[k].as_str()
-                .filter(fine)
-                .map(str::to_string)
-                .ok_or_else(|| format!("field {k} missing or not a short name"))
-        };
-        let opt = |k: &str| v[k].as_str().filter(fine).map(str::to_string);
+        let a: crate::contract::Alert =
+            serde_json::from_slice(payload).map_err(|e| format!("not a gridsight.alert version 1: {e}"))?;
+        let fine = |s: &str| (1..=200).contains(&s.len()) && !s.contains('/') && !s.chars().any(char::is_control);
+        let name = |k: &str, v: String| if fine(&v) { Ok(v) } else { Err(format!("field {k} is not a short name")) };
+        let opt = |v: Option<String>| v.filter(|s| fine(s));
         Ok(Self {
-            id: text("id")?,
-            kind: text("type")?,
-            node: text("node")?,
-            camera: text("camera")?,
-            rule: text("rule")?,
-            zone: opt("zone"),
-            category: text("category")?,
-            severity: opt("severity").unwrap_or_else(|| "medium".into()),
-            dispatch: v["dispatch"].as_bool().unwrap_or(true),
-            label: opt("label").unwrap_or_default(),
-            score: v["score"].as_f64().unwrap_or(0.0),
-            micro_grid: opt("micro_grid"),
-            grid: opt("grid"),
-            snapshot: v["snapshot"].as_str().filter(|s| s.len() <= 300).map(str::to_string),
+            id: name("id", a.id)?,
+            kind: a.kind.name().to_string(),
+            node: name("node", a.node)?,
+            camera: name("camera", a.camera)?,
+            rule: name("rule", a.rule)?,
+            zone: opt(a.zone),
+            category: name("category", a.category)?,
+            severity: serde_json::to_value(a.severity)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            dispatch: a.dispatch,
+            label: opt(Some(a.label)).unwrap_or_default(),
+            score: a.score,
+            micro_grid: opt(a.micro_grid),
+            grid: opt(a.grid),
+            snapshot: a.snapshot.filter(|s| s.len() <= 300),
         })
     }
 }

@@ -50,7 +50,7 @@ impl DispatchService {
 
         let opts = LinkOptions {
             client_id: format!("{}-dispatch", base.client_id),
-            availability_topic: format!("{prefix}/dispatch/{}/availability", config.node.id),
+            availability_topic: crate::contract::Topics::new(&prefix).dispatcher_availability(&config.node.id),
             clean_session: false,
             manual_acks: true,
             subscriptions: vec![alerts.to_string(), dispatcher.updates_filter()],
@@ -168,7 +168,7 @@ async fn timers(
                         *metrics.locked() = stats::to_prometheus(&groups);
                         let v = stats::to_json(&groups, retention.as_secs(), &super::order::rfc3339_ms(now));
                         let m = Message {
-                            topic: format!("{}/stats", d.orders_topic().trim_end_matches("/orders")),
+                            topic: d.topics().stats(),
                             payload: serde_json::to_vec(&v).unwrap_or_default(),
                             retain: true,
                             kind: Kind::Status,

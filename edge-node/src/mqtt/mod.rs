@@ -103,7 +103,7 @@ impl LinkOptions {
             tls,
             keep_alive: m.keep_alive,
             max_inflight: m.max_inflight,
-            availability_topic: format!("{}/{node_id}/availability", m.topic_prefix),
+            availability_topic: crate::contract::Topics::new(&m.topic_prefix).availability(node_id),
             backoff_max: Duration::from_secs(30),
             subscriptions: Vec::new(),
             clean_session: true,

@@ -1,0 +1,382 @@
+//! contract: what crosses a process over MQTT, as types shared by producer and consumer,
+//! and the one place topics are built.
+//!
+//! Every payload carries `schema` and `version`; a consumer refuses a payload whose schema,
+//! version, field types or enum values it does not know (an unknown state is an error, not
+//! a default). The README shows one example of each, and a test parses them with these types.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Severity;
+
+/// Every topic of the contract, from the prefix (`mqtt.topic_prefix`, default `gridsight`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    prefix: String,
+}
+
+impl Topics {
+    pub fn new(prefix: &str) -> Self {
+        Self { prefix: prefix.trim_end_matches('/').to_string() }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `<prefix>/<node>/availability`: retained `online`/`offline`, the node's Last Will.
+    pub fn availability(&self, node: &str) -> String {
+        format!("{}/{node}/availability", self.prefix)
+    }
+
+    pub fn alerts(&self, node: &str) -> String {
+        format!("{}/{node}/alerts", self.prefix)
+    }
+
+    /// Every node's alerts (the district dispatcher subscribes to this).
+    pub fn all_alerts(&self) -> String {
+        format!("{}/+/alerts", self.prefix)
+    }
+
+    pub fn snapshot(&self, node: &str, alert: &str) -> String {
+        format!("{}/{node}/snapshots/{alert}", self.prefix)
+    }
+
+    pub fn node_status(&self, node: &str) -> String {
+        format!("{}/{node}/status", self.prefix)
+    }
+
+    pub fn camera_status(&self, node: &str, camera: &str) -> String {
+        format!("{}/{node}/cameras/{camera}/status", self.prefix)
+    }
+
+    pub fn commands(&self, node: &str) -> String {
+        format!("{}/{node}/commands", self.prefix)
+    }
+
+    pub fn command_replies(&self, node: &str) -> String {
+        format!("{}/{node}/commands/reply", self.prefix)
+    }
+
+    /// Order events for everyone.
+    pub fn orders(&self) -> String {
+        format!("{}/dispatch/orders", self.prefix)
+    }
+
+    /// Where `sender` (an inspector id or `control_room`) sends order updates.
+    pub fn updates(&self, sender: &str) -> String {
+        format!("{}/dispatch/updates/{sender}", self.prefix)
+    }
+
+    pub fn updates_filter(&self) -> String {
+        self.updates("+")
+    }
+
+    /// The sender of an update topic, if it is one.
+    pub fn sender_of<'a>(&self, topic: &'a str) -> Option<&'a str> {
+        topic
+            .strip_prefix(&self.prefix)?
+            .strip_prefix("/dispatch/updates/")
+            .filter(|s| !s.is_empty() && !s.contains('/'))
+    }
+
+    pub fn replies(&self, sender: &str) -> String {
+        format!("{}/dispatch/replies/{sender}", self.prefix)
+    }
+
+    pub fn control_room(&self) -> String {
+        format!("{}/dispatch/control_room", self.prefix)
+    }
+
+    /// An inspector's default contact topic.
+    pub fn inspector(&self, id: &str) -> String {
+        format!("{}/dispatch/inspectors/{id}", self.prefix)
+    }
+
+    pub fn stats(&self) -> String {
+        format!("{}/dispatch/stats", self.prefix)
+    }
+
+    /// The dispatcher's own availability (one per node id running it).
+    pub fn dispatcher_availability(&self, node: &str) -> String {
+        format!("{}/dispatch/{node}/availability", self.prefix)
+    }
+
+    /// An inspector app's availability (the `edge-node inspector` helper).
+    pub fn inspector_availability(&self, id: &str) -> String {
+        format!("{}/inspectors/{id}/availability", self.prefix)
+    }
+}
+
+/// Which change of an incident an alert reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertType {
+    New,
+    Update,
+    End,
+}
+
+impl AlertType {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::Update => "update",
+            Self::End => "end",
+        }
+    }
+}
+
+/// `gridsight.alert` version 1, on `<prefix>/<node>/alerts`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub schema: Schema<AlertSchema>,
+    pub version: Version1,
+    /// Unique and time-ordered: `<ms>-<run nonce>-<counter>`.
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: AlertType,
+    /// `<node>/<camera>/<rule>/<number>`: shared by the events of one incident.
+    pub incident: String,
+    pub node: String,
+    pub camera: String,
+    pub rule: String,
+    pub category: String,
+    pub severity: Severity,
+    pub dispatch: bool,
+    pub label: String,
+    pub score: f64,
+    pub track: Option<u64>,
+    pub zone: Option<String>,
+    pub count: Option<u32>,
+    /// `[x1, y1, x2, y2]` in camera pixels.
+    #[serde(rename = "box")]
+    pub bbox: Option<[f64; 4]>,
+    pub micro_grid: Option<String>,
+    pub grid: Option<String>,
+    /// RFC 3339, UTC.
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    /// Topic of the snapshot JPEG, when one was stored.
+    pub snapshot: Option<String>,
+}
+
+/// `gridsight.camera_status` version 1, retained on `<prefix>/<node>/cameras/<camera>/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CameraStatus {
+    pub schema: Schema<CameraStatusSchema>,
+    pub version: Version1,
+    pub node: String,
+    pub camera: String,
+    pub state: CameraState,
+    /// The state in words, with the reason and the retry delay.
+    pub detail: String,
+    pub fps_in: f64,
+    pub fps_decoded: f64,
+    pub fps_out: f64,
+    pub decode: DecodeNow,
+    pub received: u64,
+    pub decoded: u64,
+    pub handed_on: u64,
+    pub reconnects: u64,
+    pub stalls: u64,
+    pub last_error: Option<String>,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CameraState {
+    Connecting,
+    Streaming,
+    Stalled,
+    Backoff,
+    Failed,
+}
+
+/// What a camera's decoder is being fed now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecodeNow {
+    Keyframes,
+    All,
+}
+
+/// `gridsight.node_status` version 1, retained on `<prefix>/<node>/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub schema: Schema<NodeStatusSchema>,
+    pub version: Version1,
+    pub node: String,
+    pub name: String,
+    pub cameras: usize,
+    pub streaming: usize,
+    pub outbox_pending: u64,
+    pub outbox_dropped_snapshots: u64,
+    pub disk: Option<DiskStatus>,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiskStatus {
+    pub state: DiskStateName,
+    pub free_bytes: Option<u64>,
+    pub reserve_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiskStateName {
+    Ok,
+    Low,
+    Full,
+}
+
+/// `gridsight.command_reply` version 1, on `<prefix>/<node>/commands/reply`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandReply {
+    pub schema: Schema<CommandReplySchema>,
+    pub version: Version1,
+    pub node: String,
+    /// The request's `id`, when it had a usable one.
+    pub id: Option<String>,
+    pub command: Option<crate::control::Command>,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub at: String,
+}
+
+/// A schema name that (de)serialises as its one string and refuses any other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Schema<S>(std::marker::PhantomData<S>);
+
+pub trait SchemaName {
+    const NAME: &'static str;
+}
+
+macro_rules! schema {
+    ($ty:ident, $name:literal) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+        pub struct $ty;
+        impl SchemaName for $ty {
+            const NAME: &'static str = $name;
+        }
+    };
+}
+
+schema!(AlertSchema, "gridsight.alert");
+schema!(CameraStatusSchema, "gridsight.camera_status");
+schema!(NodeStatusSchema, "gridsight.node_status");
+schema!(CommandReplySchema, "gridsight.command_reply");
+
+impl<S> Schema<S> {
+    pub fn new() -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+impl<S: SchemaName> Serialize for Schema<S> {
+    fn serialize<Se: serde::Serializer>(&self, s: Se) -> Result<Se::Ok, Se::Error> {
+        s.serialize_str(S::NAME)
+    }
+}
+
+impl<'de, S: SchemaName> Deserialize<'de> for Schema<S> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let got = String::deserialize(d)?;
+        if got == S::NAME {
+            Ok(Self::new())
+        } else {
+            Err(serde::de::Error::custom(format!("schema is {got:?}, expected {:?}", S::NAME)))
+        }
+    }
+}
+
+/// The version number 1, refusing any other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Version1;
+
+impl Serialize for Version1 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u32(1)
+    }
+}
+
+impl<'de> Deserialize<'de> for Version1 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match u32::deserialize(d)? {
+            1 => Ok(Self),
+            v => Err(serde::de::Error::custom(format!("version {v} is not known (this node reads version 1)"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every ```json example in the README parses as the type its `schema` names, and
+    /// serialises back to the same JSON value.
+    #[test]
+    fn readme_examples_parse_and_round_trip() {
+        let readme = include_str!("../../README.md");
+        let mut seen = std::collections::BTreeSet::new();
+        for block in readme.split("```json\n").skip(1) {
+            let text = &block[..block.find("```").expect("closed block")];
+            let v: serde_json::Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
+            let schema = v["schema"].as_str().unwrap_or("").to_string();
+            let back = match schema.as_str() {
+                "gridsight.alert" => serde_json::to_value(serde_json::from_value::<Alert>(v.clone()).unwrap()),
+                "gridsight.camera_status" => {
+                    serde_json::to_value(serde_json::from_value::<CameraStatus>(v.clone()).unwrap())
+                }
+                "gridsight.node_status" => {
+                    serde_json::to_value(serde_json::from_value::<NodeStatus>(v.clone()).unwrap())
+                }
+                "gridsight.command_reply" => {
+                    serde_json::to_value(serde_json::from_value::<CommandReply>(v.clone()).unwrap())
+                }
+                "" => continue, // a request, not a payload with a schema (parsed in control's tests)
+                other => panic!("README shows a payload of unknown schema {other}"),
+            }
+            .unwrap();
+            assert_eq!(back, v, "{schema} does not round-trip");
+            seen.insert(schema);
+        }
+        for want in ["gridsight.alert", "gridsight.camera_status", "gridsight.node_status", "gridsight.command_reply"] {
+            assert!(seen.contains(want), "README has no {want} example");
+        }
+    }
+
+    #[test]
+    fn unknown_schema_version_and_states_are_refused() {
+        let readme = include_str!("../../README.md");
+        let text = readme.split("```json\n").nth(1).unwrap().split("```").next().unwrap();
+        let good: serde_json::Value = serde_json::from_str(text).unwrap();
+        for (field, bad) in [
+            ("schema", serde_json::json!("gridsight.other")),
+            ("version", serde_json::json!(2)),
+            ("type", serde_json::json!("reopened")),
+            ("severity", serde_json::json!("apocalyptic")),
+            ("score", serde_json::json!("high")),
+        ] {
+            let mut v = good.clone();
+            v[field] = bad;
+            assert!(serde_json::from_value::<Alert>(v).is_err(), "{field} accepted");
+        }
+    }
+
+    #[test]
+    fn topics_come_from_the_prefix() {
+        let t = Topics::new("site/");
+        assert_eq!(t.alerts("n1"), "site/n1/alerts");
+        assert_eq!(t.camera_status("n1", "c"), "site/n1/cameras/c/status");
+        assert_eq!(t.sender_of("site/dispatch/updates/insp-1"), Some("insp-1"));
+        assert_eq!(t.sender_of("gridsight/dispatch/updates/insp-1"), None);
+        assert_eq!(t.sender_of("site/dispatch/updates/a/b"), None);
+        assert_eq!(t.inspector_availability("i"), "site/inspectors/i/availability");
+    }
+}
