@@ -21,6 +21,8 @@ mod pipeline;
 mod rate;
 mod reason;
 mod stream_time;
+#[cfg(test)]
+mod supervisor_tests;
 
 use crate::Locked;
 use std::collections::BTreeMap;
@@ -206,12 +208,12 @@ pub struct CameraStatus {
 }
 
 #[derive(Debug)]
-enum PipelineEvent {
+pub(crate) enum PipelineEvent {
     Failed(FailReason, String),
     Ended,
 }
 
-enum Msg {
+pub(crate) enum Msg {
     /// New camera list; the sender is answered once it is applied.
     Apply(Vec<CameraSpec>, Sender<()>),
     Pipeline {
@@ -244,6 +246,83 @@ impl Default for IngestOptions {
     }
 }
 
+/// Time as the supervisor sees it; tests step it by hand.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Instant;
+}
+
+/// The machine's monotonic clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// A clock that moves only when told to (tests).
+pub struct ManualClock {
+    base: Instant,
+    offset: Mutex<Duration>,
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self { base: Instant::now(), offset: Mutex::new(Duration::ZERO) }
+    }
+}
+
+impl ManualClock {
+    pub fn advance(&self, by: Duration) {
+        *self.offset.locked() += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        self.base + *self.offset.locked()
+    }
+}
+
+/// A running camera source; stopping it may block (it runs on a helper thread).
+pub(crate) trait Source: Send {
+    fn stop(self: Box<Self>);
+}
+
+/// What a source needs to report to the supervisor and hand frames on.
+pub(crate) struct SourceContext {
+    pub shared: Arc<CameraShared>,
+    pub generation: u64,
+    pub epoch: Instant,
+    pub events: Sender<Msg>,
+    pub on_frame: FrameCallback,
+}
+
+/// Opens camera sources: the real one builds and starts a GStreamer pipeline; tests use a
+/// fake to drive the supervisor's state machine without a network.
+pub(crate) trait Opener: Send {
+    fn open(&self, spec: &CameraSpec, cx: SourceContext) -> Result<Box<dyn Source>, FailReason>;
+}
+
+/// RTSP through GStreamer (`pipeline.rs`).
+struct GstOpener;
+
+struct GstSource(gst::Pipeline);
+
+impl Source for GstSource {
+    fn stop(self: Box<Self>) {
+        let _ = self.0.set_state(gst::State::Null);
+    }
+}
+
+impl Opener for GstOpener {
+    fn open(&self, spec: &CameraSpec, cx: SourceContext) -> Result<Box<dyn Source>, FailReason> {
+        let p = pipeline::build(spec, cx.shared, cx.generation, cx.epoch, cx.events, cx.on_frame)?;
+        p.set_state(gst::State::Playing).map_err(|_| FailReason::Other("pipeline refused to start".into()))?;
+        Ok(Box::new(GstSource(p)))
+    }
+}
+
 /// Every camera of the node, supervised by one thread.
 pub struct Ingest {
     tx: Sender<Msg>,
@@ -262,17 +341,15 @@ impl Ingest {
         let (tx, rx) = mpsc::channel();
         let cameras = Arc::new(Mutex::new(BTreeMap::new()));
         let teardowns = Arc::new(AtomicUsize::new(0));
-        let mut sup = Supervisor {
-            slots: BTreeMap::new(),
-            tx: tx.clone(),
+        let mut sup = Supervisor::new(
+            tx.clone(),
             on_frame,
             options,
-            epoch: Instant::now(),
-            cameras: cameras.clone(),
-            teardowns: teardowns.clone(),
-            next_generation: 1,
-            last_status: Instant::now(),
-        };
+            cameras.clone(),
+            teardowns.clone(),
+            Box::new(GstOpener),
+            Arc::new(SystemClock),
+        );
         let thread = std::thread::Builder::new()
             .name("ingest-supervisor".into())
             .spawn(move || sup.run(rx))
@@ -375,7 +452,7 @@ fn status_of(id: &str, s: &CameraShared) -> CameraStatus {
 struct Slot {
     spec: CameraSpec,
     shared: Arc<CameraShared>,
-    pipeline: Option<gst::Pipeline>,
+    source: Option<Box<dyn Source>>,
     generation: u64,
     phase: Phase,
     backoff: Backoff,
@@ -403,11 +480,38 @@ struct Supervisor {
     teardowns: Arc<AtomicUsize>,
     next_generation: u64,
     last_status: Instant,
+    opener: Box<dyn Opener>,
+    clock: Arc<dyn Clock>,
 }
 
 const TICK: Duration = Duration::from_millis(100);
 
 impl Supervisor {
+    fn new(
+        tx: Sender<Msg>,
+        on_frame: FrameCallback,
+        options: IngestOptions,
+        cameras: Arc<Mutex<BTreeMap<String, Arc<CameraShared>>>>,
+        teardowns: Arc<AtomicUsize>,
+        opener: Box<dyn Opener>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let now = clock.now();
+        Self {
+            slots: BTreeMap::new(),
+            tx,
+            on_frame,
+            options,
+            epoch: now,
+            cameras,
+            teardowns,
+            next_generation: 1,
+            last_status: now,
+            opener,
+            clock,
+        }
+    }
+
     fn run(&mut self, rx: Receiver<Msg>) {
         loop {
             match rx.recv_timeout(TICK) {
@@ -451,13 +555,13 @@ impl Supervisor {
                     self.cameras.locked().insert(id.clone(), shared.clone());
                     let seed =
                         id.bytes().fold(self.epoch.elapsed().as_nanos() as u64, |h, b| h.rotate_left(5) ^ b as u64);
-                    let now = Instant::now();
+                    let now = self.clock.now();
                     self.slots.insert(
                         id.clone(),
                         Slot {
                             spec,
                             shared,
-                            pipeline: None,
+                            source: None,
                             generation: 0,
                             phase: Phase::Connecting { since: now },
                             backoff: Backoff::new(self.options.backoff_base, self.options.backoff_max, seed),
@@ -482,26 +586,29 @@ impl Supervisor {
         self.next_generation += 1;
         let Some(slot) = self.slots.get_mut(id) else { return };
         slot.generation = generation;
-        slot.phase = Phase::Connecting { since: Instant::now() };
+        let now = self.clock.now();
+        slot.phase = Phase::Connecting { since: now };
         slot.shared.last_unit_ms.store(0, Ordering::Relaxed);
         slot.shared.counters.starts.fetch_add(1, Ordering::Relaxed);
         // Rates count from the connection, so the first frames are in the first window.
         let c = &slot.shared.counters;
         slot.rates.clear();
-        slot.rates.push(Instant::now(), [&c.received, &c.decoded, &c.handed_on].map(|n| n.load(Ordering::Relaxed)));
+        slot.rates.push(now, [&c.received, &c.decoded, &c.handed_on].map(|n| n.load(Ordering::Relaxed)));
         set_state(&slot.shared, CameraState::Connecting, None);
         let spec = match slot.transport_override {
             Some(t) => CameraSpec { transport: t, ..slot.spec.clone() },
             None => slot.spec.clone(),
         };
         info!(camera = %id, url = %spec.location, transport = ?spec.transport, decode = ?spec.decode, "connecting");
-        let built =
-            pipeline::build(&spec, slot.shared.clone(), generation, self.epoch, self.tx.clone(), self.on_frame.clone());
-        match built.and_then(|p| {
-            p.set_state(gst::State::Playing).map_err(|_| FailReason::Other("pipeline refused to start".into()))?;
-            Ok(p)
-        }) {
-            Ok(p) => slot.pipeline = Some(p),
+        let cx = SourceContext {
+            shared: slot.shared.clone(),
+            generation,
+            epoch: self.epoch,
+            events: self.tx.clone(),
+            on_frame: self.on_frame.clone(),
+        };
+        match self.opener.open(&spec, cx) {
+            Ok(source) => slot.source = Some(source),
             Err(reason) => self.fail(id, reason, String::new()),
         }
     }
@@ -511,12 +618,11 @@ impl Supervisor {
     fn teardown(&mut self, id: &str) {
         let Some(slot) = self.slots.get_mut(id) else { return };
         slot.generation = 0;
-        if let Some(p) = slot.pipeline.take() {
+        if let Some(source) = slot.source.take() {
             self.teardowns.fetch_add(1, Ordering::SeqCst);
             let pending = self.teardowns.clone();
             let spawned = std::thread::Builder::new().name(format!("teardown-{id}")).spawn(move || {
-                let _ = p.set_state(gst::State::Null);
-                drop(p);
+                source.stop();
                 pending.fetch_sub(1, Ordering::SeqCst);
             });
             if spawned.is_err() {
@@ -562,7 +668,7 @@ impl Supervisor {
             slot.transport_override = None;
         }
         let delay = slot.backoff.next_delay();
-        slot.phase = Phase::Waiting { until: Instant::now() + delay };
+        slot.phase = Phase::Waiting { until: self.clock.now() + delay };
         let attempt = slot.backoff.attempts();
         let state = match &reason {
             FailReason::Stalled => CameraState::Stalled { retry_in: delay },
@@ -574,8 +680,8 @@ impl Supervisor {
     }
 
     fn tick(&mut self) {
-        let now = Instant::now();
-        let now_ms = self.epoch.elapsed().as_millis() as u64;
+        let now = self.clock.now();
+        let now_ms = now.duration_since(self.epoch).as_millis() as u64;
         let mut actions: Vec<(String, Option<FailReason>)> = Vec::new();
         for (id, slot) in &mut self.slots {
             let last = slot.shared.last_unit_ms.load(Ordering::Relaxed);
@@ -586,9 +692,9 @@ impl Supervisor {
                         if let Some(t) = slot.transport_override {
                             warn!(camera = %id, transport = ?t, configured = ?slot.spec.transport, "streaming over the transport the camera accepts; set it in the camera's config to skip the refused attempt");
                         }
-                        info!(camera = %id, after_ms = since.elapsed().as_millis() as u64, "streaming");
+                        info!(camera = %id, after_ms = now.duration_since(since).as_millis() as u64, "streaming");
                         set_state(&slot.shared, CameraState::Streaming, None);
-                    } else if since.elapsed() > slot.spec.stall_timeout.max(Duration::from_secs(10)) {
+                    } else if now.duration_since(since) > slot.spec.stall_timeout.max(Duration::from_secs(10)) {
                         actions.push((id.clone(), Some(FailReason::Timeout)));
                     }
                 }
@@ -598,7 +704,7 @@ impl Supervisor {
                         slot.shared.counters.stalls.fetch_add(1, Ordering::Relaxed);
                         warn!(camera = %id, silent_ms = silent.as_millis() as u64, "stalled: no frames; reconnecting");
                         actions.push((id.clone(), Some(FailReason::Stalled)));
-                    } else if since.elapsed() > self.options.stable_after && slot.backoff.attempts() > 0 {
+                    } else if now.duration_since(since) > self.options.stable_after && slot.backoff.attempts() > 0 {
                         slot.backoff.reset();
                     }
                 }
@@ -628,7 +734,7 @@ impl Supervisor {
                 }
             }
         }
-        if !self.options.status_every.is_zero() && self.last_status.elapsed() >= self.options.status_every {
+        if !self.options.status_every.is_zero() && now.duration_since(self.last_status) >= self.options.status_every {
             self.last_status = now;
             for (id, slot) in &self.slots {
                 let s = status_of(id, &slot.shared);
