@@ -25,7 +25,9 @@ packages=(
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp gstreamer1.0-tools
   mosquitto mosquitto-clients libsqlite3-dev libssl-dev tzdata openssl
   vlc-bin vlc-plugin-base
+  prometheus  # promtool: the tests check /metrics with it (the server is not started)
 )
+
 
 say() { printf 'setup: %s\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -38,7 +40,15 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   as_root apt-get update -qq
+  # Packages must not start their own services (Mosquitto on 1883, Prometheus on 9090):
+  # tests and the demo start what they need on ports of their own.
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    as_root sh -c "printf '#!/bin/sh\nexit 101\n' > $policy && chmod +x $policy"
+    trap 'as_root rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+
   changed=1
 fi
 command -v cargo >/dev/null || { say "error: cargo not found; install Rust 1.95 (rustup) first"; exit 1; }

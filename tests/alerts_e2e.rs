@@ -97,9 +97,14 @@ grid = "g1"
 }
 
 fn http_get(port: u16, path: &str) -> String {
+    http_get_accept(port, path, "*/*")
+}
+
+fn http_get_accept(port: u16, path: &str, accept: &str) -> String {
     use std::io::{Read, Write};
     let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return String::new() };
-    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nAccept: {accept}\r\nConnection: close\r\n\r\n");
+
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     out
@@ -226,6 +231,11 @@ fn alerts_arrive_survive_an_outage_and_a_crash() {
         assert!(value(&metrics, series) >= min, "{series} < {min}:\n{metrics}");
     }
     assert_eq!(value(&metrics, r#"gridsight_camera_alerts_failed_total{camera="street"}"#), 0.0);
+    // Valid for Prometheus (promtool), in both formats a scraper may ask for.
+    let body = metrics.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    promtool_check(body).unwrap_or_else(|e| panic!("promtool: {e}\n{body}"));
+    let om = http_get_accept(http, "/metrics", "application/openmetrics-text; version=1.0.0");
+    assert!(om.contains("application/openmetrics-text") && om.trim_end().ends_with("# EOF"), "{om}");
     for family in
         ["alerts_stored", "alerts_delivered", "keyframes", "frames_decoded", "frames_handed_on", "frames_dropped"]
     {

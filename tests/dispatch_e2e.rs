@@ -186,7 +186,7 @@ fn alerts_become_orders_inspectors_close_them_and_downtime_loses_nothing() {
     let metrics = || {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).unwrap();
-        write!(s, "GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         out
@@ -194,6 +194,8 @@ fn alerts_become_orders_inspectors_close_them_and_downtime_loses_nothing() {
     let m = metrics();
     assert!(m.contains("gridsight_orders_created{grid=\"g1\",category=\"illegal_parking\"} 2"), "{m}");
     assert!(m.contains("gridsight_orders_handled_ratio{grid=\"g1\",category=\"illegal_parking\"} 0.5"), "{m}");
+    let body = m.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    promtool_check(body).unwrap_or_else(|e| panic!("promtool: {e}\n{body}"));
 
     // 2. Killed; the nodes keep alerting for a minute; restarted.
     d.0.kill().unwrap();

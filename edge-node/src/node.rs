@@ -141,10 +141,9 @@ struct MetricsSources {
 /// Prometheus text for the node: per camera (state, rates, and counters for every frame
 /// received, decoded, handed on, detected or dropped with its stage and reason, and every
 /// alert stored, refused or delivered), and for the outbox and MQTT link.
-fn node_metrics(s: &Snapshot, src: &MetricsSources) -> String {
+fn node_metrics(m: &mut MetricsText, s: &Snapshot, src: &MetricsSources) {
     use std::sync::atomic::Ordering::Relaxed;
     let cams = src.cameras.status();
-    let mut m = MetricsText::default();
     let per_cam = |f: &dyn Fn(&crate::source::CameraStatus) -> f64| -> Vec<(Vec<(&str, &str)>, f64)> {
         cams.iter().map(|c| (vec![("camera", c.id.as_str())], f(c))).collect()
     };
@@ -321,7 +320,6 @@ fn node_metrics(s: &Snapshot, src: &MetricsSources) -> String {
         "counter",
         &[(vec![], link.connects.load(Relaxed) as f64)],
     );
-    m.finish()
 }
 
 /// Retained status per camera and for the node, through the outbox (a newer status
@@ -464,13 +462,17 @@ pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
         let _entered = rt.enter();
         DispatchService::start(&config, &base, &topics.all_alerts())?
     };
-    let (metrics, connected) = (service.metrics.clone(), service.link_stats());
-    let handler: crate::telemetry::http::Handler = Arc::new(move |path: &str| match path {
-        "/metrics" => Some((200, "text/plain; version=0.0.4", metrics.locked().clone())),
-        _ => health(path, &connected, None),
+    let (stats, connected) =
+        (Arc::new(crate::dispatch::stats::collector(service.metrics.clone())), service.link_stats());
+    let handler: crate::telemetry::http::Handler = Arc::new(move |r: &crate::telemetry::http::Request| match r.path {
+        "/metrics" => Some(crate::telemetry::metrics_response(r.accept, vec![Box::new(stats.clone())])),
+        path => health(path, &connected, None),
     });
-    let addr = crate::telemetry::http::serve_on(http, handler)
-        .map_err(|source| NodeError::Listen { addr: config.http.listen, source })?;
+    let addr = {
+        let _entered = rt.enter();
+        crate::telemetry::http::serve_on(http, handler)
+    }
+    .map_err(|source| NodeError::Listen { addr: config.http.listen, source })?;
     info!(listen = %addr, lock = %lock.path().display(), "http: /metrics /healthz /readyz");
     info!(node = %config.node.id, inspectors = config.grid.inspectors.len(), grids = config.grid.grids.len(), "dispatcher running");
     let signal = rt.block_on(signals.shutdown());
@@ -615,28 +617,33 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
     let snapshot: Arc<Mutex<Snapshot>> = Arc::default();
     {
         let (snap, stats, node_id) = (snapshot.clone(), link.stats.clone(), config.node.id.clone());
-        let dispatch_metrics = dispatch.as_ref().map(|d| d.metrics.clone());
-        let sources = MetricsSources {
+        let dispatch_metrics =
+            dispatch.as_ref().map(|d| Arc::new(crate::dispatch::stats::collector(d.metrics.clone())));
+        let sources = Arc::new(MetricsSources {
             cameras: ingest.status_reader(),
             counters: registry.clone(),
             graph: graph.cameras.clone(),
-
             pool: Arc::downgrade(&pool),
             link: link.stats.clone(),
             disk: disk.clone(),
             alerts: alerts.clone(),
+        });
+        let node_collector = {
+            let (snap, sources) = (snap.clone(), sources.clone());
+            Arc::new(crate::telemetry::ScrapeCollector::new(move |m| node_metrics(m, &snap.locked(), &sources)))
         };
-        let handler: crate::telemetry::http::Handler = Arc::new(move |path: &str| {
-            let s = snap.locked();
-            match path {
+        let handler: crate::telemetry::http::Handler =
+            Arc::new(move |r: &crate::telemetry::http::Request| match r.path {
                 "/metrics" => {
-                    let mut text = node_metrics(&s, &sources);
-                    if let Some(m) = &dispatch_metrics {
-                        text.push_str(&m.locked());
+                    let mut collectors: Vec<Box<dyn prometheus_client::collector::Collector>> =
+                        vec![Box::new(node_collector.clone())];
+                    if let Some(d) = &dispatch_metrics {
+                        collectors.push(Box::new(d.clone()));
                     }
-                    Some((200, "text/plain; version=0.0.4", text))
+                    Some(crate::telemetry::metrics_response(r.accept, collectors))
                 }
                 "/status" => {
+                    let s = snap.locked();
                     let cams: Vec<_> =
                         sources.cameras.status().iter().map(|c| camera_status_json(&node_id, c, &s.at)).collect();
                     let v = serde_json::json!({
@@ -645,11 +652,13 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                     });
                     Some((200, "application/json", serde_json::to_string_pretty(&v).unwrap_or_default()))
                 }
-                _ => health(path, &stats, Some(&sources.disk)),
-            }
-        });
-        let addr = crate::telemetry::http::serve_on(http, handler)
-            .map_err(|source| NodeError::Listen { addr: config.http.listen, source })?;
+                path => health(path, &stats, Some(&sources.disk)),
+            });
+        let addr = {
+            let _entered = rt.enter();
+            crate::telemetry::http::serve_on(http, handler)
+        }
+        .map_err(|source| NodeError::Listen { addr: config.http.listen, source })?;
         info!(listen = %addr, lock = %lock.path().display(), "http: /metrics /healthz /readyz /status");
     }
     let refresh = |snapshot: &Mutex<Snapshot>| {

@@ -274,3 +274,24 @@ pub fn mosquitto_with(dir: &Path, conf: &str, port: u16) -> KillOnDrop {
     );
     child
 }
+
+/// `promtool check metrics` on a `/metrics` body (Prometheus text format): `Err` with what
+/// it says when it finds a problem. promtool comes with Debian's `prometheus` (`make setup`).
+#[allow(dead_code)]
+pub fn promtool_check(metrics: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("promtool (Debian package prometheus, installed by `make setup`): {e}"))?;
+    child.stdin.take().unwrap().write_all(metrics.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    }
+}

@@ -30,8 +30,8 @@ pub struct DispatchService {
     stop: Arc<Notify>,
     stopping: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
-    /// Latest statistics as Prometheus text, for `/metrics`.
-    pub metrics: Arc<Mutex<String>>,
+    /// Latest statistics, for `/metrics`.
+    pub metrics: Arc<Mutex<Vec<super::stats::Group>>>,
 }
 
 impl DispatchService {
@@ -101,7 +101,7 @@ impl DispatchService {
             }),
         );
 
-        let metrics = Arc::new(Mutex::new(String::new()));
+        let metrics = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(Notify::new());
         let stopping = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(timers(
@@ -139,7 +139,7 @@ async fn timers(
     notify: Arc<Notify>,
     stop: Arc<Notify>,
     stopping: Arc<AtomicBool>,
-    metrics: Arc<Mutex<String>>,
+    metrics: Arc<Mutex<Vec<super::stats::Group>>>,
     stats_every: Duration,
     retention: Duration,
 ) {
@@ -165,7 +165,7 @@ async fn timers(
                 };
                 match groups {
                     Ok(groups) => {
-                        *metrics.locked() = stats::to_prometheus(&groups);
+                        *metrics.locked() = groups.clone();
                         let v = stats::to_json(&groups, retention.as_secs(), &super::order::rfc3339_ms(now));
                         let m = Message {
                             topic: d.topics().stats(),

@@ -100,37 +100,42 @@ pub fn to_json(groups: &[Group], window_s: u64, at: &str) -> serde_json::Value {
 }
 
 /// Prometheus text exposition of the same figures.
-pub fn to_prometheus(groups: &[Group]) -> String {
-    let mut out = String::new();
-    let mut metric = |name: &str, help: &str, kind: &str, value: &dyn Fn(&Group) -> Option<f64>| {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-        for g in groups {
-            if let Some(v) = value(g) {
-                out.push_str(&format!("{name}{{grid=\"{}\",category=\"{}\"}} {v}\n", g.grid, g.category));
-            }
-        }
+/// A collector of the latest statistics for `/metrics`.
+pub fn collector(latest: std::sync::Arc<std::sync::Mutex<Vec<Group>>>) -> crate::telemetry::ScrapeCollector {
+    use crate::Locked;
+    crate::telemetry::ScrapeCollector::new(move |m| to_metrics(m, &latest.locked()))
+}
+
+/// The statistics as OpenMetrics text (what `/metrics` shows of them).
+pub fn metrics_text(groups: &[Group]) -> String {
+    let latest = std::sync::Arc::new(std::sync::Mutex::new(groups.to_vec()));
+    crate::telemetry::render(vec![Box::new(collector(latest))])
+}
+
+pub fn to_metrics(m: &mut crate::telemetry::MetricsText, groups: &[Group]) {
+    let mut metric = |name: &str, help: &str, value: &dyn Fn(&Group) -> Option<f64>| {
+        let samples: Vec<(Vec<(&str, &str)>, f64)> = groups
+            .iter()
+            .filter_map(|g| value(g).map(|v| (vec![("grid", g.grid.as_str()), ("category", g.category.as_str())], v)))
+            .collect();
+        m.family(name, help, "gauge", &samples);
     };
-    metric("gridsight_orders_created", "Orders created in the statistics window.", "gauge", &|g| {
-        Some(g.created as f64)
-    });
-    metric("gridsight_orders_open", "Orders not yet resolved or cancelled.", "gauge", &|g| Some(g.open as f64));
-    metric("gridsight_orders_resolved", "Orders resolved.", "gauge", &|g| Some(g.resolved as f64));
-    metric("gridsight_orders_cancelled", "Orders cancelled (false alarms).", "gauge", &|g| Some(g.cancelled as f64));
-    metric("gridsight_orders_handled_ratio", "Resolved or cancelled over created.", "gauge", &|g| {
-        Some(g.handled_rate())
-    });
-    metric("gridsight_orders_escalations", "Escalation steps taken.", "gauge", &|g| Some(g.escalations as f64));
-    metric("gridsight_orders_accept_p50_seconds", "Median time from creation to acceptance.", "gauge", &|g| {
+    metric("gridsight_orders_created", "Orders created in the statistics window.", &|g| Some(g.created as f64));
+    metric("gridsight_orders_open", "Orders not yet resolved or cancelled.", &|g| Some(g.open as f64));
+    metric("gridsight_orders_resolved", "Orders resolved.", &|g| Some(g.resolved as f64));
+    metric("gridsight_orders_cancelled", "Orders cancelled (false alarms).", &|g| Some(g.cancelled as f64));
+    metric("gridsight_orders_handled_ratio", "Resolved or cancelled over created.", &|g| Some(g.handled_rate()));
+    metric("gridsight_orders_escalations", "Escalation steps taken.", &|g| Some(g.escalations as f64));
+    metric("gridsight_orders_accept_p50_seconds", "Median time from creation to acceptance.", &|g| {
         percentile(&g.to_accept, 0.5)
     });
-    metric("gridsight_orders_accept_p90_seconds", "90th percentile time to acceptance.", "gauge", &|g| {
+    metric("gridsight_orders_accept_p90_seconds", "90th percentile time to acceptance.", &|g| {
         percentile(&g.to_accept, 0.9)
     });
-    metric("gridsight_orders_resolve_p50_seconds", "Median time from creation to resolution.", "gauge", &|g| {
+    metric("gridsight_orders_resolve_p50_seconds", "Median time from creation to resolution.", &|g| {
         percentile(&g.to_resolve, 0.5)
     });
-    metric("gridsight_orders_resolve_p90_seconds", "90th percentile time to resolution.", "gauge", &|g| {
+    metric("gridsight_orders_resolve_p90_seconds", "90th percentile time to resolution.", &|g| {
         percentile(&g.to_resolve, 0.9)
     });
-    out
 }

@@ -168,7 +168,7 @@ fn alert_to_assigned_accepted_on_site_resolved() {
     assert_eq!(s[0].handled_rate(), 1.0);
     assert_eq!(stats::percentile(&s[0].to_accept, 0.5), Some(120.0));
     assert_eq!(stats::percentile(&s[0].to_resolve, 0.9), Some(1800.0));
-    assert!(stats::to_prometheus(&s).contains("gridsight_orders_resolved{grid=\"g1\",category=\"illegal_parking\"} 1"));
+    assert!(stats::metrics_text(&s).contains("gridsight_orders_resolved{grid=\"g1\",category=\"illegal_parking\"} 1"));
 }
 
 #[test]

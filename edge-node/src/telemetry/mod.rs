@@ -58,29 +58,105 @@ impl CameraRegistry {
     }
 }
 
-/// Writes Prometheus text-format families (`# HELP`, `# TYPE`, samples).
-#[derive(Default)]
-pub struct MetricsText {
-    out: String,
+/// Metric families computed on each scrape (figures live in the stages; nothing is
+/// copied into metric objects between scrapes), encoded by `prometheus-client`.
+pub struct MetricsText<'a, 'b> {
+    encoder: &'a mut prometheus_client::encoding::DescriptorEncoder<'b>,
+    result: std::fmt::Result,
 }
 
-impl MetricsText {
-    /// One family; each sample is (labels as `k="v"` pairs, value). Label values are escaped.
+impl MetricsText<'_, '_> {
+    /// One family of `kind` `"counter"` or `"gauge"`; each sample is (labels, value). A
+    /// counter's `name` may end in `_total` (the encoder writes the suffix itself).
     pub fn family(&mut self, name: &str, help: &str, kind: &str, samples: &[(Vec<(&str, &str)>, f64)]) {
-        use std::fmt::Write;
-        let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, v) in samples {
-            let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape_label(v))).collect();
-            let labels = if labels.is_empty() { String::new() } else { format!("{{{}}}", labels.join(",")) };
-            let _ = writeln!(self.out, "{name}{labels} {v}");
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        use prometheus_client::metrics::{MetricType, TypedMetric};
+        if self.result.is_err() {
+            return;
         }
-    }
-
-    pub fn finish(self) -> String {
-        self.out
+        let counter = kind == "counter";
+        let (name, metric_type) = if counter {
+            (name.strip_suffix("_total").unwrap_or(name), ConstCounter::<f64>::TYPE)
+        } else {
+            (name, MetricType::Gauge)
+        };
+        // Whole numbers print as integers (`3`, not `3.0`).
+        let encode = |v: f64, m: prometheus_client::encoding::MetricEncoder| -> std::fmt::Result {
+            let whole = v.fract() == 0.0 && v.abs() < 9.0e15;
+            match (counter, whole) {
+                (true, true) => ConstCounter::new(v.max(0.0) as u64).encode(m),
+                (true, false) => ConstCounter::new(v).encode(m),
+                (false, true) => ConstGauge::new(v as i64).encode(m),
+                (false, false) => ConstGauge::new(v).encode(m),
+            }
+        };
+        self.result = (|| {
+            let mut family = self.encoder.encode_descriptor(name, help, None, metric_type)?;
+            match samples {
+                // One sample without labels: `name value`, not `name{} value`.
+                [(labels, v)] if labels.is_empty() => encode(*v, family)?,
+                _ => {
+                    for (labels, v) in samples {
+                        encode(*v, family.encode_family(labels)?)?;
+                    }
+                }
+            }
+            Ok(())
+        })();
     }
 }
 
-fn escape_label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+/// A collector that builds its families when scraped.
+pub struct ScrapeCollector(Box<dyn Fn(&mut MetricsText) + Send + Sync>);
+
+impl ScrapeCollector {
+    pub fn new(f: impl Fn(&mut MetricsText) + Send + Sync + 'static) -> Self {
+        Self(Box::new(f))
+    }
+}
+
+impl std::fmt::Debug for ScrapeCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ScrapeCollector")
+    }
+}
+
+impl prometheus_client::collector::Collector for ScrapeCollector {
+    fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder<'_>) -> std::fmt::Result {
+        let mut m = MetricsText { encoder: &mut encoder, result: Ok(()) };
+        (self.0)(&mut m);
+        m.result
+    }
+}
+
+/// `/metrics` for a scraper: OpenMetrics when its `Accept` asks for it, else the classic
+/// text format (what curl and `promtool check metrics` read).
+pub fn metrics_response(
+    accept: &str,
+    collectors: Vec<Box<dyn prometheus_client::collector::Collector>>,
+) -> (u16, &'static str, String) {
+    let om = render(collectors);
+    if http::wants_openmetrics(accept) {
+        (200, OPENMETRICS, om)
+    } else {
+        (200, "text/plain; version=0.0.4; charset=utf-8", http::openmetrics_to_text(&om))
+    }
+}
+
+/// Content type of [`render`]'s output.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The OpenMetrics text of every collector given (in order).
+pub fn render(collectors: Vec<Box<dyn prometheus_client::collector::Collector>>) -> String {
+    let mut registry = prometheus_client::registry::Registry::default();
+    for c in collectors {
+        registry.register_collector(c);
+    }
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+        tracing::warn!("cannot encode metrics: {e:?}");
+    }
+    out
 }
