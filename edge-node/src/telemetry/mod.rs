@@ -2,6 +2,7 @@
 //! `/metrics`, `/healthz`, `/readyz`, `/status`. MQTT status topics are published by the node.
 
 pub mod http;
+pub(crate) mod node;
 
 use crate::RwLocked;
 use std::str::FromStr;

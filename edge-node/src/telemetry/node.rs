@@ -1,0 +1,327 @@
+//! What the node shows of itself: `/metrics` (every stage's counters, read on each
+//! scrape), `/healthz` and `/readyz`, the camera and disk parts of `/status` and of the
+//! retained MQTT status, and the log line when the disk changes state.
+
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use crate::Locked;
+use crate::alert::AlertSink;
+use crate::contract;
+use crate::inference::InferencePool;
+use crate::outbox::{DiskGuard, DiskState};
+use crate::telemetry::{CameraRegistry, MetricsText};
+
+/// `gridsight.camera_status` JSON (MQTT status topic and `/status`).
+pub(crate) fn camera_status_json(node: &str, c: &crate::source::CameraStatus, at: &str) -> serde_json::Value {
+    use crate::contract::{CameraState as S, DecodeNow};
+    use crate::source::CameraState;
+    let round = |v: f64| (v * 100.0).round() / 100.0;
+    let status = contract::CameraStatus {
+        schema: contract::Schema::new(),
+        version: contract::Version1,
+        node: node.to_string(),
+        camera: c.id.clone(),
+        state: match c.state {
+            CameraState::Connecting => S::Connecting,
+            CameraState::Streaming => S::Streaming,
+            CameraState::Stalled { .. } => S::Stalled,
+            CameraState::Backoff { .. } => S::Backoff,
+            CameraState::Failed { .. } => S::Failed,
+        },
+        detail: c.state.to_string(),
+        fps_in: round(c.fps_in),
+        fps_decoded: round(c.fps_decoded),
+        fps_out: round(c.fps_out),
+        decode: if c.decoding_all { DecodeNow::All } else { DecodeNow::Keyframes },
+        received: c.received,
+        decoded: c.decoded,
+        handed_on: c.handed_on,
+        reconnects: c.reconnects,
+        stalls: c.stalls,
+        last_error: c.last_error.clone(),
+        at: at.to_string(),
+    };
+    serde_json::to_value(&status).unwrap_or_default()
+}
+
+/// What the HTTP endpoints show of the outbox; refreshed by the main loop every 10 s
+/// (camera figures are read fresh on each request).
+#[derive(Default)]
+pub(crate) struct Snapshot {
+    pub(crate) outbox_pending: u64,
+    pub(crate) outbox_dropped_snapshots: u64,
+    pub(crate) at: String,
+}
+
+/// What `/metrics` reads on each scrape.
+pub(crate) struct MetricsSources {
+    pub(crate) cameras: crate::source::StatusReader,
+    pub(crate) counters: Arc<CameraRegistry>,
+    pub(crate) graph: Arc<crate::camera::Cameras>,
+    /// Weak: shutdown takes the pool back whole to stop its workers.
+    pub(crate) pool: std::sync::Weak<InferencePool>,
+    pub(crate) link: Arc<crate::mqtt::LinkStats>,
+    pub(crate) disk: DiskGuard,
+    pub(crate) alerts: Arc<AlertSink>,
+}
+
+/// Prometheus text for the node: per camera (state, rates, and counters for every frame
+/// received, decoded, handed on, detected or dropped with its stage and reason, and every
+/// alert stored, refused or delivered), and for the outbox and MQTT link.
+pub(crate) fn node_metrics(m: &mut MetricsText, s: &Snapshot, src: &MetricsSources) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let cams = src.cameras.status();
+    let per_cam = |f: &dyn Fn(&crate::source::CameraStatus) -> f64| -> Vec<(Vec<(&str, &str)>, f64)> {
+        cams.iter().map(|c| (vec![("camera", c.id.as_str())], f(c))).collect()
+    };
+    let node_counter = |f: &dyn Fn(&crate::telemetry::CameraCounters) -> u64| -> Vec<(Vec<(&str, &str)>, f64)> {
+        cams.iter()
+            .map(|c| (vec![("camera", c.id.as_str())], src.counters.get(&c.id).map_or(0, |n| f(&n)) as f64))
+            .collect()
+    };
+    m.family(
+        "gridsight_camera_up",
+        "1 while the camera is streaming.",
+        "gauge",
+        &per_cam(&|c| f64::from(u8::from(c.state == crate::source::CameraState::Streaming))),
+    );
+    m.family(
+        "gridsight_camera_fps_in",
+        "Frames received per second (recent window).",
+        "gauge",
+        &per_cam(&|c| c.fps_in),
+    );
+    m.family(
+        "gridsight_camera_fps_decoded",
+        "Frames decoded per second (recent window).",
+        "gauge",
+        &per_cam(&|c| c.fps_decoded),
+    );
+    m.family(
+        "gridsight_camera_fps_out",
+        "Frames handed to detection per second (recent window).",
+        "gauge",
+        &per_cam(&|c| c.fps_out),
+    );
+    m.family(
+        "gridsight_camera_frames_received_total",
+        "Access units received (every frame of the stream).",
+        "counter",
+        &per_cam(&|c| c.received as f64),
+    );
+    m.family("gridsight_camera_keyframes_total", "Key frames received.", "counter", &per_cam(&|c| c.keyframes as f64));
+    m.family(
+        "gridsight_camera_frames_decoded_total",
+        "Pictures out of the decoder.",
+        "counter",
+        &per_cam(&|c| c.decoded as f64),
+    );
+    m.family(
+        "gridsight_camera_frames_handed_on_total",
+        "Frames handed from ingest to the motion gate and detection.",
+        "counter",
+        &per_cam(&|c| c.handed_on as f64),
+    );
+    let pool = src.pool.upgrade();
+    let pool_stats: Vec<(String, crate::inference::PoolStats)> =
+        cams.iter().map(|c| (c.id.clone(), pool.as_ref().and_then(|p| p.stats(&c.id)).unwrap_or_default())).collect();
+    drop(pool);
+    m.family(
+        "gridsight_camera_frames_detected_total",
+        "Frames the detectors processed.",
+        "counter",
+        &pool_stats.iter().map(|(id, p)| (vec![("camera", id.as_str())], p.processed as f64)).collect::<Vec<_>>(),
+    );
+    let mut dropped: Vec<(Vec<(&str, &str)>, f64)> = Vec::new();
+    for (c, (_, p)) in cams.iter().zip(&pool_stats) {
+        let skipped = src.counters.get(&c.id).map_or(0, |n| n.skipped_motion.load(Relaxed));
+        let out_of_order = src.graph.get(&c.id).map_or(0, |core| core.locked().out_of_order);
+        for (stage, reason, intended, n) in [
+            ("ingest", "delta_frame", "true", c.dropped_delta),
+            ("ingest", "over_detect_fps", "true", c.dropped_rate),
+            ("motion", "no_motion", "true", skipped),
+            ("inference", "queue_full", "false", p.dropped_busy),
+            ("inference", "error", "false", p.errors),
+            ("inference", "panic", "false", p.panics),
+            ("tracker", "out_of_order", "false", out_of_order),
+        ] {
+            dropped.push((
+                vec![("camera", c.id.as_str()), ("stage", stage), ("reason", reason), ("intended", intended)],
+                n as f64,
+            ));
+        }
+    }
+    m.family(
+        "gridsight_camera_frames_dropped_total",
+        "Frames dropped, by stage and reason; intended=\"false\" means the node fell behind.",
+        "counter",
+        &dropped,
+    );
+    m.family(
+        "gridsight_camera_alerts_stored_total",
+        "Alerts written to the outbox.",
+        "counter",
+        &node_counter(&|n| n.alerts_stored.load(Relaxed)),
+    );
+    m.family(
+        "gridsight_camera_alerts_failed_total",
+        "Alerts the outbox refused (lost; see the log).",
+        "counter",
+        &node_counter(&|n| n.alerts_failed.load(Relaxed)),
+    );
+    m.family(
+        "gridsight_camera_alerts_delivered_total",
+        "Alerts the broker acknowledged (PUBACK).",
+        "counter",
+        &node_counter(&|n| n.alerts_delivered.load(Relaxed)),
+    );
+    m.family(
+        "gridsight_camera_panics_total",
+        "Panics caught while tracking or evaluating the camera's rules (its tracker and rules restarted).",
+        "counter",
+        &node_counter(&|n| n.panics.load(Relaxed)),
+    );
+    m.family("gridsight_camera_reconnects_total", "Reconnections.", "counter", &per_cam(&|c| c.reconnects as f64));
+    m.family("gridsight_camera_stalls_total", "Stalls detected.", "counter", &per_cam(&|c| c.stalls as f64));
+    m.family(
+        "gridsight_outbox_pending",
+        "Messages waiting for the broker's PUBACK.",
+        "gauge",
+        &[(vec![], s.outbox_pending as f64)],
+    );
+    m.family(
+        "gridsight_outbox_snapshots_dropped_total",
+        "Unsent snapshots deleted to keep the outbox within its size or the disk reserve.",
+        "counter",
+        &[(vec![], s.outbox_dropped_snapshots as f64)],
+    );
+    m.family(
+        "gridsight_snapshots_skipped_total",
+        "Snapshots not stored because the disk was under its reserve (the alert was stored).",
+        "counter",
+        &[(vec![("reason", "disk_low")], src.alerts.snapshots_skipped.load(Relaxed) as f64)],
+    );
+    m.family(
+        "gridsight_snapshot_files_dropped_total",
+        "Snapshot files deleted early to keep the disk reserve.",
+        "counter",
+        &[(vec![], src.alerts.snapshot_files_dropped.load(Relaxed) as f64)],
+    );
+    let free = src.disk.free();
+    let state = free.map_or(DiskState::Ok, |f| src.disk.state_of(f));
+    m.family(
+        "gridsight_disk_free_bytes",
+        "Free bytes on the filesystem of data_dir.",
+        "gauge",
+        &[(vec![], free.unwrap_or(0) as f64)],
+    );
+    m.family(
+        "gridsight_disk_reserve_bytes",
+        "Free bytes kept for alerts (storage.disk_reserve).",
+        "gauge",
+        &[(vec![], src.disk.reserve() as f64)],
+    );
+    m.family(
+        "gridsight_disk_state",
+        "1 for the disk's state: ok, low (snapshots not stored) or full (alerts at risk).",
+        "gauge",
+        &[DiskState::Ok, DiskState::Low, DiskState::Full]
+            .map(|st| (vec![("state", st.name())], f64::from(u8::from(st == state)))),
+    );
+    let link = &src.link;
+    m.family(
+        "gridsight_mqtt_connected",
+        "1 while connected to the broker.",
+        "gauge",
+        &[(vec![], f64::from(u8::from(link.connected.load(std::sync::atomic::Ordering::SeqCst))))],
+    );
+    m.family(
+        "gridsight_mqtt_acked_total",
+        "Messages the broker acknowledged.",
+        "counter",
+        &[(vec![], link.acked.load(Relaxed) as f64)],
+    );
+    m.family(
+        "gridsight_mqtt_connects_total",
+        "Connections made to the broker.",
+        "counter",
+        &[(vec![], link.connects.load(Relaxed) as f64)],
+    );
+}
+
+/// `/healthz` and `/readyz`: ready once connected to the broker and while the disk has
+/// room for alerts (a low disk is said, still ready: alerts are stored, snapshots are not).
+pub(crate) fn health(
+    path: &str,
+    link: &crate::mqtt::LinkStats,
+    disk: Option<&DiskGuard>,
+) -> Option<(u16, &'static str, String)> {
+    match path {
+        "/healthz" => Some((200, "text/plain", "ok\n".into())),
+        "/readyz" => {
+            let disk = disk.and_then(|d| Some((d.free()?, d.reserve(), d)));
+            Some(match disk {
+                _ if !link.connected.load(std::sync::atomic::Ordering::SeqCst) => {
+                    (503, "text/plain", "not connected to the MQTT broker\n".into())
+                }
+                Some((free, reserve, d)) if d.state_of(free) == DiskState::Full => (
+                    503,
+                    "text/plain",
+                    format!("disk full: {free} bytes free, {reserve} reserved for alerts; alerts are at risk\n"),
+                ),
+                Some((free, reserve, d)) if d.state_of(free) == DiskState::Low => (
+                    200,
+                    "text/plain",
+                    format!(
+                        "ready; disk low: {free} bytes free of the {reserve} reserved for alerts; snapshots are not stored\n"
+                    ),
+                ),
+                _ => (200, "text/plain", "ready\n".into()),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// `{"state", "free_bytes", "reserve_bytes"}` of the disk under `data_dir`.
+pub(crate) fn disk_status(disk: &DiskGuard) -> contract::DiskStatus {
+    let free = disk.free();
+    contract::DiskStatus {
+        state: match free.map_or(DiskState::Ok, |f| disk.state_of(f)) {
+            DiskState::Ok => contract::DiskStateName::Ok,
+            DiskState::Low => contract::DiskStateName::Low,
+            DiskState::Full => contract::DiskStateName::Full,
+        },
+        free_bytes: free,
+        reserve_bytes: disk.reserve(),
+    }
+}
+
+pub(crate) fn disk_json(disk: &DiskGuard) -> serde_json::Value {
+    serde_json::to_value(disk_status(disk)).unwrap_or_default()
+}
+
+/// Logs when the disk under `data_dir` changes state; returns the state now.
+pub(crate) fn log_disk_change(disk: &DiskGuard, before: DiskState) -> DiskState {
+    let Some(free) = disk.free() else { return before };
+    let now = disk.state_of(free);
+    if now != before {
+        let (free_mb, reserve_mb) = (free as f64 / 1e6, disk.reserve() as f64 / 1e6);
+        match now {
+            DiskState::Ok => info!(free_mb, reserve_mb, "disk ok again: snapshots are stored again"),
+            DiskState::Low => warn!(
+                free_mb,
+                reserve_mb,
+                "disk low: under the reserve kept for alerts; old snapshots are deleted and new ones not stored, alerts still are"
+            ),
+            DiskState::Full => tracing::error!(
+                free_mb,
+                reserve_mb,
+                "disk full: alerts are at risk; free space on the filesystem of storage.data_dir"
+            ),
+        }
+    }
+    now
+}
