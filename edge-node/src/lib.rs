@@ -2,45 +2,37 @@
 //!
 //! # Layout
 //!
-//! Modules follow the data flow of `ARCHITECTURE.md` §2; each stage's `mod.rs` opens with
-//! its input, output, queue policy and shutdown behaviour.
+//! One frame, from the camera to the broker's PUBACK, in the order it meets the modules
+//! (each stage's `mod.rs` opens with its input, output, queue policy and shutdown):
 //!
-//! - [`config`]: the one TOML file: raw serde types → `validate()` (every error, with TOML
-//!   path, line and column) → validated [`config::Config`] with defaults merged per camera.
-//! - [`contract`]: every MQTT payload as one type shared by producer and consumer, and the
-//!   one builder of every topic ([`contract::Topics`]).
-//! - [`geometry`]: polygons and polylines for zones and lines, with the checks that keep
-//!   them simple and non-degenerate.
-//! - [`inference`]: ONNX Runtime loading (`ORT_DYLIB_PATH` or `.cache/onnxruntime`), model
-//!   sessions and each family's labels.
-//! - [`source`]: one GStreamer pipeline per camera (RTSP, H.264/H.265, key-frame-only or
-//!   rate-limited decoding, scale then convert), supervised: states, backoff, stalls.
-//! - [`sim`]: the RTSP camera simulator used by tests, benchmarks and the demo.
-//! - [`types`]: messages that cross stages (`Frame`).
-//! - [`detect`]: `edge-node detect` — the detection path on image files and clips.
-//! - [`motion`]: the per-camera motion gate in front of inference.
-//! - [`camera`]: the per-camera core (motion gate → tracker → rules) fed in capture order on
-//!   stream time, and the set of cores a config diff updates (reload keeps unchanged ones).
-//! - [`track`]: per-camera tracker (stable ids, stationary flag, faces on people).
-//! - [`rules`]: per-camera rule engine (dwell, line crossing, crowd, zone entry, faces in
-//!   a zone) turning tracks into incident events; [`localtime`] gives schedules the node's
-//!   time zone.
-//! - [`alert`]: rule events → small JSON alerts and face-pixelated JPEG snapshots, into
-//!   the outbox.
-//! - [`outbox`]: SQLite store of every message that must not be lost, until its PUBACK.
-//! - [`mqtt`]: the broker connection: publishes outbox rows at QoS 1, removes them on
-//!   PUBACK, reconnects with backoff; availability with Last Will; subscriptions with a size
-//!   limit (and manual acks for the dispatcher). [`broker`]: the embedded broker (rumqttd)
-//!   used when the config has no `[mqtt]`. [`control`]: commands over MQTT.
-//! - [`dispatch`]: alerts → orders for on-duty inspectors, deadlines, escalation, updates
-//!   from inspectors' apps, statistics; in-process or `edge-node dispatch`.
-//! - [`datadir`]: the exclusive lock that keeps a second process off a node's `data_dir`.
-//! - [`graph`]: the stages of `run` wired in one place (ingest → gate → pool → camera core →
-//!   alerts), and the one config diff applied to them on reload.
-//! - [`node`]: the `run` daemon: builds the stages from a config, runs until SIGINT/SIGTERM,
-//!   shuts down within a deadline.
-//! - [`telemetry`]: structured logging and the HTTP endpoints (`/metrics`, `/healthz`,
-//!   `/readyz`, `/status`).
+//! 1. [`source`]: one GStreamer pipeline per camera (`source/pipeline.rs`: RTSP, H.264/H.265,
+//!    key-frame-only or rate-limited decoding, scale then convert to BGR), supervised by one
+//!    thread (`source/mod.rs`: states, backoff, stalls, 461 transport swap; `Clock` and
+//!    `Opener` seams with `supervisor_tests.rs`). Each frame gets its stream time
+//!    (`source/stream_time.rs`) and is handed to the callback [`graph`] gave ingest.
+//! 2. [`camera`]: `CameraCore::admit` runs the [`motion`] gate (no motion, no live track ⇒
+//!    skipped, counted).
+//! 3. [`inference`]: the shared pool (`inference/pool.rs`: per-camera queues, drop oldest;
+//!    one frame of a camera at a time, in order; panics caught) runs the models (YOLOX,
+//!    YuNet) on ONNX Runtime and calls back with detections.
+//! 4. [`camera`]: `CameraCore::observe` feeds the [`track`]er and the [`rules`] engine on
+//!    stream time ([`localtime`] gives schedules the node's time zone) → rule events.
+//! 5. [`graph`]: the `Emitter` turns events into [`alert`]s (JSON per [`contract`], a
+//!    face-pixelated snapshot within the disk reserve) stored in the [`outbox`] (SQLite,
+//!    before anything is published).
+//! 6. [`mqtt`]: the link publishes outbox rows at QoS 1 and deletes each on its PUBACK;
+//!    [`broker`] is the embedded broker when there is no `[mqtt]`; [`control`] answers
+//!    commands; [`dispatch`] turns alerts into inspectors' orders (in-process or
+//!    `edge-node dispatch`).
+//!
+//! Around them: [`config`] (the TOML file: raw serde types → `validate()` with path, line
+//! and column → [`config::Config`]), [`contract`] (every MQTT payload as one type, and
+//! [`contract::Topics`]), [`geometry`] (zones and lines), [`types`] (`Frame`, detections),
+//! [`graph`] (the stages wired in one place and the config diff of a reload), [`node`] (the
+//! `run` daemon: start-up order, the main loop, shutdown within a deadline), [`datadir`]
+//! (one process per `data_dir`), [`telemetry`] (logging; axum endpoints `/metrics` via
+//! prometheus-client, `/healthz`, `/readyz`, `/status`), [`sim`] (the RTSP camera simulator)
+//! and [`detect`] (`edge-node detect` on files).
 
 pub mod alert;
 pub mod broker;
