@@ -249,6 +249,174 @@ pub struct CommandReply {
     pub at: String,
 }
 
+/// What happened to an order (`event` of `gridsight.order`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderEventKind {
+    Created,
+    Assigned,
+    Reassigned,
+    Accepted,
+    OnSite,
+    Resolved,
+    Rejected,
+    Escalated,
+    Cancelled,
+    AlertAttached,
+}
+
+impl OrderEventKind {
+    pub const ALL: [Self; 10] = [
+        Self::Created,
+        Self::Assigned,
+        Self::Reassigned,
+        Self::Accepted,
+        Self::OnSite,
+        Self::Resolved,
+        Self::Rejected,
+        Self::Escalated,
+        Self::Cancelled,
+        Self::AlertAttached,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Assigned => "assigned",
+            Self::Reassigned => "reassigned",
+            Self::Accepted => "accepted",
+            Self::OnSite => "on_site",
+            Self::Resolved => "resolved",
+            Self::Rejected => "rejected",
+            Self::Escalated => "escalated",
+            Self::Cancelled => "cancelled",
+            Self::AlertAttached => "alert_attached",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+/// Where an order is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderState {
+    Assigned,
+    Accepted,
+    OnSite,
+    Escalated,
+    Resolved,
+    Cancelled,
+}
+
+/// Which deadline an order's `deadline` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadlineKind {
+    Accept,
+    Resolve,
+}
+
+/// `gridsight.order` version 1, on `<prefix>/dispatch/orders` and the contact topics of
+/// the inspectors (or control room) it concerns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderEvent {
+    pub schema: Schema<OrderSchema>,
+    pub version: Version1,
+    pub event: OrderEventKind,
+    /// Who caused it (an inspector id, `control_room`), `None` for the dispatcher itself.
+    pub by: Option<String>,
+    pub detail: Option<String>,
+    pub at: String,
+    pub order: OrderView,
+}
+
+/// An order as published.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderView {
+    pub id: String,
+    pub state: OrderState,
+    pub category: String,
+    pub priority: String,
+    pub severity: String,
+    pub node: String,
+    pub camera: String,
+    pub rule: String,
+    pub zone: Option<String>,
+    pub micro_grid: Option<String>,
+    pub grid: Option<String>,
+    pub assignee: Option<String>,
+    pub worker: Option<String>,
+    pub escalation: u32,
+    pub reassignments: u32,
+    pub alerts: u32,
+    pub first_alert: String,
+    pub last_alert: String,
+    pub label: String,
+    pub score: f64,
+    pub snapshot: Option<String>,
+    pub created_at: String,
+    pub assigned_at: Option<String>,
+    pub accepted_at: Option<String>,
+    pub on_site_at: Option<String>,
+    pub resolved_at: Option<String>,
+    pub closed_at: Option<String>,
+    pub deadline: Option<String>,
+    pub deadline_kind: Option<DeadlineKind>,
+    pub cancel_reason: Option<String>,
+    pub note: Option<String>,
+}
+
+/// `gridsight.order_reply` version 1, on `<prefix>/dispatch/replies/<sender>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderReply {
+    pub schema: Schema<OrderReplySchema>,
+    pub version: Version1,
+    /// The update's `id`, when it had a usable one.
+    pub update: Option<String>,
+    pub order: Option<String>,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub state: Option<OrderState>,
+    /// A replayed update: the stored answer, nothing changed.
+    pub duplicate: bool,
+    pub at: String,
+}
+
+/// `gridsight.dispatch_stats` version 1, retained on `<prefix>/dispatch/stats`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DispatchStats {
+    pub schema: Schema<DispatchStatsSchema>,
+    pub version: Version1,
+    pub window_s: u64,
+    pub at: String,
+    pub groups: Vec<StatsGroup>,
+}
+
+/// Statistics of one grid and category.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatsGroup {
+    pub grid: String,
+    pub category: String,
+    pub created: u64,
+    pub open: u64,
+    pub resolved: u64,
+    pub cancelled: u64,
+    pub handled_rate: f64,
+    pub accept_p50_s: Option<f64>,
+    pub accept_p90_s: Option<f64>,
+    pub resolve_p50_s: Option<f64>,
+    pub resolve_p90_s: Option<f64>,
+    pub escalations: u64,
+}
+
+pub use crate::dispatch::order::{Action as OrderAction, Update as OrderUpdate};
+
 /// A schema name that (de)serialises as its one string and refuses any other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Schema<S>(std::marker::PhantomData<S>);
@@ -271,6 +439,9 @@ schema!(AlertSchema, "gridsight.alert");
 schema!(CameraStatusSchema, "gridsight.camera_status");
 schema!(NodeStatusSchema, "gridsight.node_status");
 schema!(CommandReplySchema, "gridsight.command_reply");
+schema!(OrderSchema, "gridsight.order");
+schema!(OrderReplySchema, "gridsight.order_reply");
+schema!(DispatchStatsSchema, "gridsight.dispatch_stats");
 
 impl<S> Schema<S> {
     pub fn new() -> Self {
@@ -339,14 +510,35 @@ mod tests {
                 "gridsight.command_reply" => {
                     serde_json::to_value(serde_json::from_value::<CommandReply>(v.clone()).unwrap())
                 }
-                "" => continue, // a request, not a payload with a schema (parsed in control's tests)
+                "gridsight.order" => serde_json::to_value(serde_json::from_value::<OrderEvent>(v.clone()).unwrap()),
+                "gridsight.order_reply" => {
+                    serde_json::to_value(serde_json::from_value::<OrderReply>(v.clone()).unwrap())
+                }
+                "gridsight.dispatch_stats" => {
+                    serde_json::to_value(serde_json::from_value::<DispatchStats>(v.clone()).unwrap())
+                }
+                // A request without a schema: an order update (a command is parsed in control's tests).
+                "" if v.get("action").is_some() => {
+                    let u: OrderUpdate = serde_json::from_value(v.clone()).unwrap();
+                    serde_json::to_value(u)
+                }
+                "" => continue,
                 other => panic!("README shows a payload of unknown schema {other}"),
             }
             .unwrap();
             assert_eq!(back, v, "{schema} does not round-trip");
             seen.insert(schema);
         }
-        for want in ["gridsight.alert", "gridsight.camera_status", "gridsight.node_status", "gridsight.command_reply"] {
+        for want in [
+            "gridsight.alert",
+            "gridsight.camera_status",
+            "gridsight.node_status",
+            "gridsight.command_reply",
+            "gridsight.order",
+            "gridsight.order_reply",
+            "gridsight.dispatch_stats",
+            "",
+        ] {
             assert!(seen.contains(want), "README has no {want} example");
         }
     }

@@ -39,12 +39,20 @@ pub fn send(config: &Config, who: &str, req: &Request, timeout: Duration) -> Res
     let (client, mut connection, topics) = connect(config, who)?;
     let reply_topic = topics.replies(who);
     let id = format!("u-{}-{}", now_ms(), std::process::id());
-    let mut update = serde_json::json!({"id": id, "order": req.order, "action": req.action, "by": who});
-    for (k, v) in [("reason", req.reason), ("note", req.note), ("to", req.to)] {
-        if let Some(v) = v {
-            update[k] = v.into();
-        }
-    }
+    // The same type the dispatcher reads; an action it does not know is refused here.
+    let action: crate::contract::OrderAction =
+        serde_json::from_value(serde_json::Value::String(req.action.to_string())).map_err(|_| {
+            format!("unknown action {:?}: accept, reject, arrive, resolve, cancel or assign", req.action)
+        })?;
+    let update = crate::contract::OrderUpdate {
+        id: id.clone(),
+        order: req.order.to_string(),
+        action,
+        by: who.to_string(),
+        reason: req.reason.map(str::to_string),
+        note: req.note.map(str::to_string),
+        to: req.to.map(str::to_string),
+    };
     let deadline = Instant::now() + timeout;
     let mut sent = false;
     while Instant::now() < deadline {

@@ -75,11 +75,25 @@ impl Reply {
     }
 
     pub fn to_json(&self, at_ms: i64) -> serde_json::Value {
-        serde_json::json!({
-            "schema": "gridsight.order_reply", "version": 1, "update": self.update, "order": self.order,
-            "ok": self.ok, if self.ok { "detail" } else { "reason" }: self.detail, "state": self.state,
-            "duplicate": self.duplicate, "at": order::rfc3339_ms(at_ms),
-        })
+        use crate::contract::OrderState as S;
+        let state = self.state.and_then(|s| {
+            [S::Assigned, S::Accepted, S::OnSite, S::Escalated, S::Resolved, S::Cancelled]
+                .into_iter()
+                .find(|k| serde_json::to_value(k).ok().and_then(|v| v.as_str().map(|n| n == s)).unwrap_or(false))
+        });
+        let reply = crate::contract::OrderReply {
+            schema: crate::contract::Schema::new(),
+            version: crate::contract::Version1,
+            update: self.update.clone(),
+            order: self.order.clone(),
+            ok: self.ok,
+            detail: self.ok.then(|| self.detail.clone()),
+            reason: (!self.ok).then(|| self.detail.clone()),
+            state,
+            duplicate: self.duplicate,
+            at: order::rfc3339_ms(at_ms),
+        };
+        serde_json::to_value(&reply).unwrap_or_default()
     }
 }
 
@@ -368,10 +382,19 @@ impl Dispatcher {
         now: i64,
         notify: &[String],
     ) {
-        let v = serde_json::json!({
-            "schema": "gridsight.order", "version": 1, "event": event, "by": by, "detail": detail,
-            "at": order::rfc3339_ms(now), "order": o.to_json(),
-        });
+        let Some(kind) = crate::contract::OrderEventKind::from_name(event) else {
+            tracing::error!(order = %o.id, event, "not an order event of the contract; not announced");
+            return;
+        };
+        let v = crate::contract::OrderEvent {
+            schema: crate::contract::Schema::new(),
+            version: crate::contract::Version1,
+            event: kind,
+            by: by.map(str::to_string),
+            detail: detail.map(str::to_string),
+            at: order::rfc3339_ms(now),
+            order: o.view(),
+        };
         let payload = serde_json::to_vec(&v).unwrap_or_default();
         out.push(Message { topic: self.orders_topic(), payload: payload.clone(), retain: false, kind: Kind::Order });
         let mut sent: Vec<&str> = Vec::new();

@@ -1,7 +1,7 @@
 //! Orders as stored, the updates inspectors send, and their JSON forms.
 
 use rusqlite::{OptionalExtension, Row, Transaction, params};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Where an order is in its life. `created` is an event, not a resting state: a new order
 /// is assigned or escalated in the same transaction that creates it.
@@ -27,14 +27,30 @@ impl State {
         }
     }
 
-    fn parse(s: &str) -> Self {
-        match s {
+    /// A stored state; an unknown one is an error (a newer or damaged database), never a
+    /// silent default.
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "assigned" => Self::Assigned,
             "accepted" => Self::Accepted,
             "on_site" => Self::OnSite,
             "escalated" => Self::Escalated,
             "resolved" => Self::Resolved,
             "cancelled" => Self::Cancelled,
-            _ => Self::Assigned,
+            _ => return None,
+        })
+    }
+
+    /// As published.
+    pub fn contract(self) -> crate::contract::OrderState {
+        use crate::contract::OrderState as S;
+        match self {
+            Self::Assigned => S::Assigned,
+            Self::Accepted => S::Accepted,
+            Self::OnSite => S::OnSite,
+            Self::Escalated => S::Escalated,
+            Self::Resolved => S::Resolved,
+            Self::Cancelled => S::Cancelled,
         }
     }
 
@@ -142,10 +158,24 @@ impl Order {
     fn from_row(r: &Row) -> rusqlite::Result<Self> {
         let excluded: String = r.get(17)?;
         let deadline: Option<String> = r.get(19)?;
+        let unknown = |column: usize, what: &str, value: &str| {
+            rusqlite::Error::FromSqlConversionFailure(
+                column,
+                rusqlite::types::Type::Text,
+                format!("unknown stored order {what} {value:?}").into(),
+            )
+        };
+        let state: String = r.get(2)?;
+        let deadline = match deadline.as_deref() {
+            None => None,
+            Some("accept") => Some(Deadline::Accept),
+            Some("resolve") => Some(Deadline::Resolve),
+            Some(other) => return Err(unknown(19, "deadline", other)),
+        };
         Ok(Self {
             id: r.get(0)?,
             key: r.get(1)?,
-            state: State::parse(&r.get::<_, String>(2)?),
+            state: State::parse(&state).ok_or_else(|| unknown(2, "state", &state))?,
             node: r.get(3)?,
             camera: r.get(4)?,
             rule: r.get(5)?,
@@ -162,7 +192,7 @@ impl Order {
             reassignments: r.get(16)?,
             excluded: excluded.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
             deadline_ms: r.get(18)?,
-            deadline: deadline.map(|d| if d == "resolve" { Deadline::Resolve } else { Deadline::Accept }),
+            deadline,
             alerts: r.get(20)?,
             first_alert: r.get(21)?,
             last_alert: r.get(22)?,
@@ -264,22 +294,48 @@ impl Order {
     }
 
     /// The order as published (`order` in `gridsight.order` events).
-    pub fn to_json(&self) -> serde_json::Value {
+    pub fn view(&self) -> crate::contract::OrderView {
         let t = |ms: Option<i64>| ms.map(rfc3339_ms);
-        serde_json::json!({
-            "id": self.id, "state": self.state.name(), "category": self.category, "priority": self.priority,
-            "severity": self.severity, "node": self.node, "camera": self.camera, "rule": self.rule,
-            "zone": self.zone, "micro_grid": self.micro_grid, "grid": self.grid,
-            "assignee": self.assignee, "worker": self.worker, "escalation": self.escalation,
-            "reassignments": self.reassignments, "alerts": self.alerts, "first_alert": self.first_alert,
-            "last_alert": self.last_alert, "label": self.label, "score": (self.score * 1000.0).round() / 1000.0,
-            "snapshot": self.snapshot, "created_at": rfc3339_ms(self.created_ms),
-            "assigned_at": t(self.assigned_ms), "accepted_at": t(self.accepted_ms), "on_site_at": t(self.on_site_ms),
-            "resolved_at": t(self.resolved_ms), "closed_at": t(self.closed_ms),
-            "deadline": t(self.deadline_ms),
-            "deadline_kind": self.deadline.map(|d| if d == Deadline::Resolve { "resolve" } else { "accept" }),
-            "cancel_reason": self.cancel_reason, "note": self.note,
-        })
+        crate::contract::OrderView {
+            id: self.id.clone(),
+            state: self.state.contract(),
+            category: self.category.clone(),
+            priority: self.priority.clone(),
+            severity: self.severity.clone(),
+            node: self.node.clone(),
+            camera: self.camera.clone(),
+            rule: self.rule.clone(),
+            zone: self.zone.clone(),
+            micro_grid: self.micro_grid.clone(),
+            grid: self.grid.clone(),
+            assignee: self.assignee.clone(),
+            worker: self.worker.clone(),
+            escalation: self.escalation,
+            reassignments: self.reassignments,
+            alerts: self.alerts,
+            first_alert: self.first_alert.clone(),
+            last_alert: self.last_alert.clone(),
+            label: self.label.clone(),
+            score: (self.score * 1000.0).round() / 1000.0,
+            snapshot: self.snapshot.clone(),
+            created_at: rfc3339_ms(self.created_ms),
+            assigned_at: t(self.assigned_ms),
+            accepted_at: t(self.accepted_ms),
+            on_site_at: t(self.on_site_ms),
+            resolved_at: t(self.resolved_ms),
+            closed_at: t(self.closed_ms),
+            deadline: t(self.deadline_ms),
+            deadline_kind: self.deadline.map(|d| match d {
+                Deadline::Accept => crate::contract::DeadlineKind::Accept,
+                Deadline::Resolve => crate::contract::DeadlineKind::Resolve,
+            }),
+            cancel_reason: self.cancel_reason.clone(),
+            note: self.note.clone(),
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self.view()).unwrap_or_default()
     }
 }
 
@@ -288,7 +344,7 @@ pub fn rfc3339_ms(ms: i64) -> String {
 }
 
 /// What an inspector's app (or the control room) asks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Accept,
@@ -314,7 +370,7 @@ impl Action {
 
 /// A lifecycle update, on `<prefix>/dispatch/updates/<sender>`:
 /// `{"id": "u-17", "order": "o-…", "action": "accept", "by": "insp-1", "note": "…"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Update {
     /// Unique per sender: a replayed update is answered again and changes nothing.
@@ -324,12 +380,12 @@ pub struct Update {
     /// The sender's id; must match the topic it came on.
     pub by: String,
     /// `reject` and `cancel` need one.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     /// `assign`: the inspector to give the order to.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
 }
 

@@ -83,20 +83,30 @@ pub fn compute(conn: &Connection, since_ms: i64) -> rusqlite::Result<Vec<Group>>
 /// `gridsight.dispatch_stats` JSON.
 pub fn to_json(groups: &[Group], window_s: u64, at: &str) -> serde_json::Value {
     let round = |x: Option<f64>| x.map(|v| (v * 10.0).round() / 10.0);
-    let list: Vec<serde_json::Value> = groups
-        .iter()
-        .map(|g| {
-            serde_json::json!({
-                "grid": g.grid, "category": g.category, "created": g.created, "open": g.open,
-                "resolved": g.resolved, "cancelled": g.cancelled,
-                "handled_rate": (g.handled_rate() * 1000.0).round() / 1000.0,
-                "accept_p50_s": round(percentile(&g.to_accept, 0.5)), "accept_p90_s": round(percentile(&g.to_accept, 0.9)),
-                "resolve_p50_s": round(percentile(&g.to_resolve, 0.5)), "resolve_p90_s": round(percentile(&g.to_resolve, 0.9)),
-                "escalations": g.escalations,
+    let stats = crate::contract::DispatchStats {
+        schema: crate::contract::Schema::new(),
+        version: crate::contract::Version1,
+        window_s,
+        at: at.to_string(),
+        groups: groups
+            .iter()
+            .map(|g| crate::contract::StatsGroup {
+                grid: g.grid.clone(),
+                category: g.category.clone(),
+                created: g.created,
+                open: g.open,
+                resolved: g.resolved,
+                cancelled: g.cancelled,
+                handled_rate: (g.handled_rate() * 1000.0).round() / 1000.0,
+                accept_p50_s: round(percentile(&g.to_accept, 0.5)),
+                accept_p90_s: round(percentile(&g.to_accept, 0.9)),
+                resolve_p50_s: round(percentile(&g.to_resolve, 0.5)),
+                resolve_p90_s: round(percentile(&g.to_resolve, 0.9)),
+                escalations: g.escalations,
             })
-        })
-        .collect();
-    serde_json::json!({"schema": "gridsight.dispatch_stats", "version": 1, "window_s": window_s, "at": at, "groups": list})
+            .collect(),
+    };
+    serde_json::to_value(&stats).unwrap_or_default()
 }
 
 /// Prometheus text exposition of the same figures.

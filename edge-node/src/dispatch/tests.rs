@@ -443,3 +443,15 @@ fn restart_in_every_state_continues_where_it_was() {
         ["created", "assigned", "reassigned", "accepted", "on_site", "escalated", "escalated", "resolved"]
     );
 }
+
+/// A state this dispatcher does not know (a newer or damaged database) is an error, not
+/// silently "assigned".
+#[test]
+fn an_unknown_stored_state_is_an_error() {
+    let path = temp("unknown-state");
+    let d = open(&path);
+    let o = created(&d, "a1", "cam1", "g1", T0);
+    d.store().locked().connection().execute("UPDATE orders SET state = 'reopened' WHERE id = ?1", [&o]).unwrap();
+    let e = d.orders().expect_err("an unknown state must not load");
+    assert!(e.to_string().contains("unknown stored order state \"reopened\""), "{e}");
+}
