@@ -25,14 +25,13 @@ pub mod stats;
 #[cfg(test)]
 mod tests;
 
-use crate::Locked;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rusqlite::{OptionalExtension, Transaction, params};
 use tracing::info;
 
 use crate::config::{Dispatch, EscalationStep, Grid, Route};
-use crate::outbox::{Kind, Message, Outbox, OutboxError};
+use crate::outbox::{Kind, Message, OutboxError, Store};
 use crate::rules::LocalTime;
 pub use order::{Action, CONTROL_ROOM, Deadline, Order, State, Update};
 
@@ -101,7 +100,7 @@ impl Reply {
 pub type Calendar = Arc<dyn Fn(i64) -> LocalTime + Send + Sync>;
 
 pub struct Dispatcher {
-    store: Arc<Mutex<Outbox>>,
+    store: Arc<Store>,
     grid: Grid,
     config: Dispatch,
     topics: crate::contract::Topics,
@@ -111,17 +110,17 @@ pub struct Dispatcher {
 impl Dispatcher {
     /// Uses (and creates when missing) the dispatch tables in `store`'s database.
     pub fn new(
-        store: Arc<Mutex<Outbox>>,
+        store: Arc<Store>,
         grid: Grid,
         config: Dispatch,
         prefix: &str,
         calendar: Calendar,
     ) -> Result<Self, DispatchError> {
-        store.locked().connection().execute_batch(order::SCHEMA)?;
+        store.call(|o| o.connection().execute_batch(order::SCHEMA))?;
         Ok(Self { store, grid, config, topics: crate::contract::Topics::new(prefix), calendar })
     }
 
-    pub fn store(&self) -> &Arc<Mutex<Outbox>> {
+    pub fn store(&self) -> &Arc<Store> {
         &self.store
     }
 
@@ -161,7 +160,7 @@ impl Dispatcher {
             Ok(a) => a,
             Err(reason) => return Ok(AlertOutcome::Refused(reason)),
         };
-        self.store.locked().transaction(|tx, out| {
+        self.store.transaction(|tx, out| {
             let seen: Option<i64> =
                 tx.query_row("SELECT 1 FROM seen_alerts WHERE id = ?1", [&alert.id], |r| r.get(0)).optional()?;
             if seen.is_some() {
@@ -430,7 +429,7 @@ impl Dispatcher {
                 format!("\"by\" is {} but the update came on {sender}'s topic", u.by),
             ));
         }
-        self.store.locked().transaction(|tx, out| {
+        self.store.transaction(|tx, out| {
             let stored: Option<String> = tx
                 .query_row("SELECT reply FROM updates WHERE sender = ?1 AND id = ?2", params![sender, u.id], |r| {
                     r.get(0)
@@ -619,7 +618,7 @@ impl Dispatcher {
     }
 
     fn tick_batch(&self, now: i64, limit: usize) -> Result<usize, DispatchError> {
-        self.store.locked().transaction(|tx, out| {
+        self.store.transaction(|tx, out| {
             let due = Order::due(tx, now, limit)?;
             for mut o in due.iter().cloned() {
                 let route = self.config.route(&o.category).cloned().unwrap_or_else(|| Route::default_for(&o.category));
@@ -659,7 +658,7 @@ impl Dispatcher {
     /// Deletes closed orders, handled alert ids and answered updates older than the retention.
     pub fn prune(&self, now: i64) -> Result<usize, DispatchError> {
         let before = now - self.config.retention.as_millis() as i64;
-        self.store.locked().transaction(|tx, _| {
+        self.store.transaction(|tx, _| {
             let n = tx.execute("DELETE FROM orders WHERE closed_ms IS NOT NULL AND closed_ms < ?1", [before])?;
             tx.execute("DELETE FROM seen_alerts WHERE at_ms < ?1", [before])?;
             tx.execute("DELETE FROM updates WHERE at_ms < ?1", [before])?;
@@ -669,7 +668,7 @@ impl Dispatcher {
 
     /// Every order, oldest first (status page, tests).
     pub fn orders(&self) -> Result<Vec<Order>, DispatchError> {
-        Ok(Order::all(self.store.locked().connection())?)
+        Ok(self.store.call(|o| Order::all(o.connection()))?)
     }
 }
 
