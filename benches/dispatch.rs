@@ -6,12 +6,12 @@
 //! 1,090 cameras in 40 grids of 6 inspectors; 10,000 alerts: every camera's first alert
 //! opens an order, later ones attach to it.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use edge_node::config::{Community, Dispatch, Grid, GridCell, Inspector, Route, Schedule};
 use edge_node::dispatch::{AlertOutcome, Dispatcher, stats};
-use edge_node::outbox::{Outbox, Store};
+use edge_node::outbox::Outbox;
 use edge_node::rules::LocalTime;
 
 const CAMERAS: usize = 1090;
@@ -55,7 +55,7 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("gridsight-bench-dispatch-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let store = Store::start(Outbox::open(&dir.join("dispatch.db"), 4 << 30).unwrap(), "test");
+    let store = Arc::new(Mutex::new(Outbox::open(&dir.join("dispatch.db"), 4 << 30).unwrap()));
     let config = Dispatch {
         enabled: true,
         stats_interval: Duration::from_secs(60),
@@ -99,7 +99,7 @@ fn main() {
         fired_took.as_secs_f64() * 1000.0
     );
     let started = Instant::now();
-    let groups = store.call(|o| stats::compute(o.connection(), 0)).unwrap();
+    let groups = stats::compute(store.lock().unwrap().connection(), 0).unwrap();
     println!(
         "dispatch stats: {} grid/category groups over {created} orders in {:.1} ms",
         groups.len(),

@@ -20,7 +20,7 @@ use edge_node::alert::{AlertSink, CameraInfo, alert_json};
 use edge_node::config::{Coordinates, Direction, FacePolicy, Rule, RuleKind, Schedule, Severity};
 use edge_node::geometry::{Point, Polygon, Polyline};
 use edge_node::mqtt::{LinkOptions, MqttLink};
-use edge_node::outbox::{DiskGuard, Kind, Outbox, Store};
+use edge_node::outbox::{DiskGuard, Kind, Outbox};
 
 use edge_node::rules::{LocalTime, RuleEngine, Scene};
 use edge_node::track::{Track, Tracker, TrackerOptions};
@@ -204,10 +204,9 @@ fn latency(duration: Duration) {
 
     let frame = street_frame();
     // As the daemon opens it: bounded by the disk's free space less the alert reserve.
-    let outbox = Store::start(
+    let outbox = Arc::new(Mutex::new(
         Outbox::open(&dir.join("outbox.db"), 512 << 20).unwrap().with_disk(DiskGuard::new(&dir, 64 << 20)),
-        "bench",
-    );
+    ));
     // Alert id → when its frame's detections reached the tracker, and → when its PUBACK came.
     let started: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let acked: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();

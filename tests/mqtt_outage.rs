@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use edge_node::mqtt::{LinkOptions, MqttLink};
-use edge_node::outbox::{Kind, Message, Outbox, Store};
+use edge_node::outbox::{Kind, Message, Outbox};
 
 fn alert(i: usize) -> Message {
     Message {
@@ -31,7 +31,7 @@ fn alerts_written_during_an_outage_arrive_afterwards() {
 
     let db = std::env::temp_dir().join(format!("gridsight-outage-{}.db", std::process::id()));
     let _ = std::fs::remove_file(&db);
-    let outbox = Store::start(Outbox::open(&db, 64 << 20).unwrap(), "test");
+    let outbox = Arc::new(Mutex::new(Outbox::open(&db, 64 << 20).unwrap()));
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let opts = LinkOptions {
         keep_alive: Duration::from_secs(5),
@@ -47,7 +47,7 @@ fn alerts_written_during_an_outage_arrive_afterwards() {
     };
     let push = |range: std::ops::Range<usize>| {
         for i in range {
-            outbox.call(|o| o.push(&alert(i))).unwrap();
+            outbox.lock().unwrap().push(&alert(i)).unwrap();
             link.notify();
         }
     };
@@ -63,7 +63,7 @@ fn alerts_written_during_an_outage_arrive_afterwards() {
     std::thread::sleep(Duration::from_millis(500));
     push(20..50);
     std::thread::sleep(Duration::from_secs(15));
-    assert_eq!(outbox.call(|o| o.len()).unwrap(), 30, "the outage's alerts wait in the outbox");
+    assert_eq!(outbox.lock().unwrap().len().unwrap(), 30, "the outage's alerts wait in the outbox");
     assert!(!link.stats.connected.load(std::sync::atomic::Ordering::SeqCst));
 
     broker.restart();
@@ -75,7 +75,10 @@ fn alerts_written_during_an_outage_arrive_afterwards() {
         "missing after the outage: {:?}",
         (0..50).filter(|i| !got.lock().unwrap().contains(&format!("alert-{i:03}"))).collect::<Vec<_>>()
     );
-    assert!(wait_until(Duration::from_secs(10), || outbox.call(|o| o.is_empty()).unwrap()), "the outbox did not empty");
+    assert!(
+        wait_until(Duration::from_secs(10), || outbox.lock().unwrap().is_empty().unwrap()),
+        "the outbox did not empty"
+    );
     let received = got.lock().unwrap().clone();
     let unique: std::collections::BTreeSet<&String> = received.iter().collect();
     assert_eq!(unique.len(), 50);

@@ -13,12 +13,12 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
 use edge_node::mqtt::{LinkOptions, MqttLink, TlsFiles};
-use edge_node::outbox::{Kind, Message, Outbox, Store};
+use edge_node::outbox::{Kind, Message, Outbox};
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out =
@@ -81,18 +81,18 @@ fn make_certs(dir: &Path) {
     std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
 }
 
-fn link(port: u16, tls: TlsFiles, db: &Path) -> (MqttLink, Arc<Store>, tokio::runtime::Runtime) {
+fn link(port: u16, tls: TlsFiles, db: &Path) -> (MqttLink, Arc<Mutex<Outbox>>, tokio::runtime::Runtime) {
     let _ = std::fs::remove_file(db);
-    let outbox = Store::start(Outbox::open(db, 1 << 20).unwrap(), "test");
+    let outbox = Arc::new(Mutex::new(Outbox::open(db, 1 << 20).unwrap()));
     for i in 0..5 {
         outbox
-            .call(|o| {
-                o.push(&Message {
-                    topic: "tls/alerts".into(),
-                    payload: format!("a{i}").into_bytes(),
-                    retain: false,
-                    kind: Kind::Alert,
-                })
+            .lock()
+            .unwrap()
+            .push(&Message {
+                topic: "tls/alerts".into(),
+                payload: format!("a{i}").into_bytes(),
+                retain: false,
+                kind: Kind::Alert,
             })
             .unwrap();
     }
@@ -135,7 +135,7 @@ fn mutual_tls_with_client_certificate() {
         "not delivered over mutual TLS; broker log:\n{}",
         std::fs::read_to_string(dir.join("mosquitto.log")).unwrap_or_default()
     );
-    assert!(wait_until(Duration::from_secs(5), || outbox.call(|o| o.len()).unwrap() == 0));
+    assert!(wait_until(Duration::from_secs(5), || outbox.lock().unwrap().len().unwrap() == 0));
     assert!(l1.stats.connects.load(std::sync::atomic::Ordering::SeqCst) >= 1);
 
     // 2. Without one: refused by the broker, nothing leaves the outbox.
@@ -143,7 +143,7 @@ fn mutual_tls_with_client_certificate() {
     let (l2, outbox2, _rt2) = link(tls_port, ca_only, &dir.join("without-cert.db"));
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(l2.stats.acked.load(std::sync::atomic::Ordering::SeqCst), 0);
-    assert_eq!(outbox2.call(|o| o.len()).unwrap(), 5);
+    assert_eq!(outbox2.lock().unwrap().len().unwrap(), 5);
     assert_eq!(got.lock().unwrap().len(), 5, "nothing more arrived");
 
     // 3. A broken key is reported with the fields to fix.
@@ -186,15 +186,15 @@ fn username_and_password() {
 
     let start = |password: &str, db: &str| {
         let _ = std::fs::remove_file(dir.join(db));
-        let outbox = Store::start(Outbox::open(&dir.join(db), 1 << 20).unwrap(), "test");
+        let outbox = Arc::new(Mutex::new(Outbox::open(&dir.join(db), 1 << 20).unwrap()));
         outbox
-            .call(|o| {
-                o.push(&Message {
-                    topic: "tls/alerts".into(),
-                    payload: db.as_bytes().to_vec(),
-                    retain: false,
-                    kind: Kind::Alert,
-                })
+            .lock()
+            .unwrap()
+            .push(&Message {
+                topic: "tls/alerts".into(),
+                payload: db.as_bytes().to_vec(),
+                retain: false,
+                kind: Kind::Alert,
             })
             .unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
@@ -211,11 +211,11 @@ fn username_and_password() {
     };
     let (_good, good_box, _rt1) = start("s3cret-pass", "good");
     assert!(wait_until(Duration::from_secs(15), || got.lock().unwrap().iter().any(|(_, p)| p == b"good")));
-    assert!(wait_until(Duration::from_secs(5), || good_box.call(|o| o.len()).unwrap() == 0));
+    assert!(wait_until(Duration::from_secs(5), || good_box.lock().unwrap().len().unwrap() == 0));
     let (bad, bad_box, _rt2) = start("wrong", "bad");
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(bad.stats.acked.load(std::sync::atomic::Ordering::SeqCst), 0);
-    assert_eq!(bad_box.call(|o| o.len()).unwrap(), 1);
+    assert_eq!(bad_box.lock().unwrap().len().unwrap(), 1);
     assert!(!got.lock().unwrap().iter().any(|(_, p)| p == b"bad"));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -31,7 +31,7 @@ use crate::camera::{Cameras, Placement};
 use crate::config::Config;
 use crate::inference::{DetectionCallback, InferencePool};
 use crate::motion::Gate;
-use crate::outbox::Store;
+use crate::outbox::Outbox;
 use crate::rules::{IncidentIds, RuleEvent};
 use crate::source::FrameCallback;
 use crate::telemetry::CameraRegistry;
@@ -41,7 +41,7 @@ use crate::types::{Detections, Face, Frame};
 pub struct Emitter {
     pub node: String,
     pub alerts: Arc<AlertSink>,
-    pub outbox: Arc<Store>,
+    pub outbox: Arc<Mutex<Outbox>>,
     pub registry: Arc<CameraRegistry>,
     /// Wakes the MQTT link.
     pub notify: Arc<dyn Fn() + Send + Sync>,

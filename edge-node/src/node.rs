@@ -29,7 +29,7 @@ use crate::graph::{Emitter, Graph};
 use crate::inference;
 use crate::inference::InferencePool;
 use crate::mqtt::{LinkOptions, MqttLink, RefusalLog};
-use crate::outbox::{DiskGuard, DiskState, Kind, Message, Outbox, OutboxError, Store};
+use crate::outbox::{DiskGuard, DiskState, Kind, Message, Outbox, OutboxError};
 use crate::rules::IncidentIds;
 use crate::source::{CameraSpec, Ingest, IngestOptions};
 use crate::telemetry::CameraRegistry;
@@ -89,22 +89,13 @@ fn bind_http(addr: std::net::SocketAddr) -> Result<std::net::TcpListener, NodeEr
 
 /// Retained status per camera and for the node, through the outbox (a newer status
 /// replaces an unsent older one).
-fn publish_status(config: &Config, topics: &Topics, ingest: &Ingest, outbox: &Store) {
+fn publish_status(config: &Config, topics: &Topics, ingest: &Ingest, outbox: &Mutex<Outbox>) {
+    let node = &config.node.id;
     let at = crate::alert::rfc3339(std::time::SystemTime::now());
     let cams = ingest.status();
-    outbox.call(|out| publish_status_into(out, config, topics, &cams, &at));
-}
-
-fn publish_status_into(
-    out: &mut Outbox,
-    config: &Config,
-    topics: &Topics,
-    cams: &[crate::source::CameraStatus],
-    at: &str,
-) {
-    let node = &config.node.id;
-    for c in cams {
-        let v = camera_status_json(node, c, at);
+    let mut out = outbox.locked();
+    for c in &cams {
+        let v = camera_status_json(node, c, &at);
         let m = Message {
             topic: topics.camera_status(node, &c.id),
             payload: serde_json::to_vec(&v).unwrap_or_default(),
@@ -126,7 +117,7 @@ fn publish_status_into(
         outbox_pending: out.len().unwrap_or(0),
         outbox_dropped_snapshots: out.dropped_snapshots,
         disk: out.disk().map(disk_status),
-        at: at.to_string(),
+        at: at.clone(),
     };
     let m = Message {
         topic: topics.node_status(node),
@@ -264,10 +255,9 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
     // Alerts: written to the outbox first, published by the MQTT link.
     let outbox_path = config.storage.data_dir.join("outbox.db");
     let disk = DiskGuard::new(&config.storage.data_dir, config.storage.disk_reserve);
-    // One writer thread owns the database; everyone else sends it jobs.
     let outbox =
-        Store::start(Outbox::open(&outbox_path, config.storage.outbox_max_bytes)?.with_disk(disk.clone()), "outbox");
-    let pending = outbox.call(|o| o.len().unwrap_or(0));
+        Arc::new(Mutex::new(Outbox::open(&outbox_path, config.storage.outbox_max_bytes)?.with_disk(disk.clone())));
+    let pending = outbox.locked().len().unwrap_or(0);
     info!(path = %outbox_path.display(), pending, "outbox open");
     let topics = topics_of(&config);
     let alerts = Arc::new(AlertSink::new(&config.node.id, topics.prefix(), Some(config.storage.snapshot_dir.clone())));
@@ -300,7 +290,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                         retain: false,
                         kind: Kind::Status,
                     };
-                    if let Err(e) = replies_out.call(|o| o.push(&m)) {
+                    if let Err(e) = replies_out.locked().push(&m) {
                         warn!("cannot store command reply: {e}");
                     }
                 }
@@ -322,7 +312,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
 
     // The per-camera stages, wired in one place (`graph`).
     let now_secs = std::time::SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-    let run = outbox.call(|o| o.next_incident_run(now_secs))?;
+    let run = outbox.locked().next_incident_run(now_secs)?;
     let graph = Graph::new(
         Arc::new(IncidentIds::new(run)),
         Emitter {
@@ -388,10 +378,11 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
         info!(listen = %addr, lock = %lock.path().display(), "http: /metrics /healthz /readyz /status");
     }
     let refresh = |snapshot: &Mutex<Snapshot>| {
-        let (outbox_pending, outbox_dropped_snapshots) = outbox.call(|out| {
+        let (outbox_pending, outbox_dropped_snapshots) = {
+            let mut out = outbox.locked();
             out.maintain();
             (out.len().unwrap_or(0), out.dropped_snapshots)
-        });
+        };
         *snapshot.locked() = Snapshot {
             outbox_pending,
             outbox_dropped_snapshots,
@@ -428,7 +419,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                         let v = control::reply(node, req.id.as_deref(), Some(req.command), result.as_deref().map_err(String::as_str));
                         out.push(Message { topic: reply_topic.clone(), payload: serde_json::to_vec(&v).unwrap_or_default(), retain: false, kind: Kind::Status });
                     }
-                    if let Err(e) = outbox.call(|o| o.push_all(&out)) {
+                    if let Err(e) = outbox.locked().push_all(&out) {
                         warn!(replies = out.len(), "cannot store command replies: {e}");
                     }
                     notify();

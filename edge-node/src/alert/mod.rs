@@ -8,14 +8,16 @@
 //! setting is `raw`), downscaled to at most 640 pixels wide, also kept on disk. Writes are
 //! synchronous: when `emit` returns, the alert is durable.
 
+use crate::Locked;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::contract::{Alert, AlertType, Schema, Version1};
 
 use crate::config::FacePolicy;
-use crate::outbox::{Kind, Message, Outbox, OutboxError, Store};
+use crate::outbox::{Kind, Message, Outbox, OutboxError};
 use crate::rules::{EventKind, RuleEvent};
 use crate::types::{Face, Frame};
 
@@ -68,13 +70,14 @@ impl AlertSink {
         self.topics.alerts(&self.node)
     }
 
+    /// Builds the alert (and, for `new`, the snapshot) and stores both in the outbox.
+    /// Returns the alert's JSON.
     /// Builds the alert (and for a `new` event, its snapshot) and stores both in the
-    /// outbox in one transaction; returns the alert's JSON. The slow part, the JPEG, is made
-    /// here on the caller's thread; the writer thread only checks the disk, writes the file
-    /// and commits.
+    /// outbox in one transaction. The slow part, the JPEG, is made before the outbox lock
+    /// is taken, so the MQTT link is never kept waiting by it.
     pub fn emit(
         &self,
-        outbox: &Store,
+        outbox: &Mutex<Outbox>,
         cam: &CameraInfo,
         event: &RuleEvent,
         frame: Option<&Frame>,
@@ -87,22 +90,9 @@ impl AlertSink {
             (EventKind::New, Some(f)) => snapshot(f, event.bbox, faces, cam.faces),
             _ => None,
         };
-        outbox.call(|out| self.store(out, cam, event, wall, &id, snapshot_topic, jpeg))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn store(
-        &self,
-        out: &mut Outbox,
-        cam: &CameraInfo,
-        event: &RuleEvent,
-        wall: SystemTime,
-        id: &str,
-        snapshot_topic: String,
-        jpeg: Option<Vec<u8>>,
-    ) -> Result<serde_json::Value, OutboxError> {
-        let jpeg = jpeg.filter(|j| self.room_for_snapshot(out, j.len() as u64));
-        let alert = alert_json(id, &self.node, cam, event, wall, jpeg.as_ref().map(|_| snapshot_topic.as_str()));
+        let mut out = outbox.locked();
+        let jpeg = jpeg.filter(|j| self.room_for_snapshot(&mut out, j.len() as u64));
+        let alert = alert_json(&id, &self.node, cam, event, wall, jpeg.as_ref().map(|_| snapshot_topic.as_str()));
         let payload = serde_json::to_vec(&alert).unwrap_or_default();
         let alert_row = Message { topic: self.alerts_topic(), payload, retain: false, kind: Kind::Alert };
         let mut messages = vec![alert_row.clone()];

@@ -25,13 +25,14 @@ pub mod stats;
 #[cfg(test)]
 mod tests;
 
-use std::sync::Arc;
+use crate::Locked;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{OptionalExtension, Transaction, params};
 use tracing::info;
 
 use crate::config::{Dispatch, EscalationStep, Grid, Route};
-use crate::outbox::{Kind, Message, OutboxError, Store};
+use crate::outbox::{Kind, Message, Outbox, OutboxError};
 use crate::rules::LocalTime;
 pub use order::{Action, CONTROL_ROOM, Deadline, Order, State, Update};
 
@@ -100,7 +101,7 @@ impl Reply {
 pub type Calendar = Arc<dyn Fn(i64) -> LocalTime + Send + Sync>;
 
 pub struct Dispatcher {
-    store: Arc<Store>,
+    store: Arc<Mutex<Outbox>>,
     grid: Grid,
     config: Dispatch,
     topics: crate::contract::Topics,
@@ -110,17 +111,17 @@ pub struct Dispatcher {
 impl Dispatcher {
     /// Uses (and creates when missing) the dispatch tables in `store`'s database.
     pub fn new(
-        store: Arc<Store>,
+        store: Arc<Mutex<Outbox>>,
         grid: Grid,
         config: Dispatch,
         prefix: &str,
         calendar: Calendar,
     ) -> Result<Self, DispatchError> {
-        store.call(|o| o.connection().execute_batch(order::SCHEMA))?;
+        store.locked().connection().execute_batch(order::SCHEMA)?;
         Ok(Self { store, grid, config, topics: crate::contract::Topics::new(prefix), calendar })
     }
 
-    pub fn store(&self) -> &Arc<Store> {
+    pub fn store(&self) -> &Arc<Mutex<Outbox>> {
         &self.store
     }
 
@@ -160,7 +161,7 @@ impl Dispatcher {
             Ok(a) => a,
             Err(reason) => return Ok(AlertOutcome::Refused(reason)),
         };
-        self.store.transaction(|tx, out| {
+        self.store.locked().transaction(|tx, out| {
             let seen: Option<i64> =
                 tx.query_row("SELECT 1 FROM seen_alerts WHERE id = ?1", [&alert.id], |r| r.get(0)).optional()?;
             if seen.is_some() {
@@ -429,7 +430,7 @@ impl Dispatcher {
                 format!("\"by\" is {} but the update came on {sender}'s topic", u.by),
             ));
         }
-        self.store.transaction(|tx, out| {
+        self.store.locked().transaction(|tx, out| {
             let stored: Option<String> = tx
                 .query_row("SELECT reply FROM updates WHERE sender = ?1 AND id = ?2", params![sender, u.id], |r| {
                     r.get(0)
@@ -618,7 +619,7 @@ impl Dispatcher {
     }
 
     fn tick_batch(&self, now: i64, limit: usize) -> Result<usize, DispatchError> {
-        self.store.transaction(|tx, out| {
+        self.store.locked().transaction(|tx, out| {
             let due = Order::due(tx, now, limit)?;
             for mut o in due.iter().cloned() {
                 let route = self.config.route(&o.category).cloned().unwrap_or_else(|| Route::default_for(&o.category));
@@ -658,7 +659,7 @@ impl Dispatcher {
     /// Deletes closed orders, handled alert ids and answered updates older than the retention.
     pub fn prune(&self, now: i64) -> Result<usize, DispatchError> {
         let before = now - self.config.retention.as_millis() as i64;
-        self.store.transaction(|tx, _| {
+        self.store.locked().transaction(|tx, _| {
             let n = tx.execute("DELETE FROM orders WHERE closed_ms IS NOT NULL AND closed_ms < ?1", [before])?;
             tx.execute("DELETE FROM seen_alerts WHERE at_ms < ?1", [before])?;
             tx.execute("DELETE FROM updates WHERE at_ms < ?1", [before])?;
@@ -668,7 +669,7 @@ impl Dispatcher {
 
     /// Every order, oldest first (status page, tests).
     pub fn orders(&self) -> Result<Vec<Order>, DispatchError> {
-        Ok(self.store.call(|o| Order::all(o.connection()))?)
+        Ok(Order::all(self.store.locked().connection())?)
     }
 }
 

@@ -18,7 +18,7 @@ use tracing::{info, warn};
 use super::{AlertOutcome, Dispatcher, stats};
 use crate::config::Config;
 use crate::mqtt::{LinkOptions, MqttLink, RefusalLog};
-use crate::outbox::{Kind, Message, Outbox, Store};
+use crate::outbox::{Kind, Message, Outbox};
 
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
@@ -40,7 +40,7 @@ impl DispatchService {
     pub fn start(config: &Config, base: &LinkOptions, alerts: &str) -> Result<Self, super::DispatchError> {
         let prefix = config.mqtt.as_ref().map_or("gridsight", |m| m.topic_prefix.as_str()).to_string();
         let path = config.storage.data_dir.join("dispatch.db");
-        let store = Store::start(Outbox::open(&path, config.storage.outbox_max_bytes)?, "dispatch");
+        let store = Arc::new(Mutex::new(Outbox::open(&path, config.storage.outbox_max_bytes)?));
         let calendar: super::Calendar =
             Arc::new(|ms: i64| crate::localtime::local_time(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)));
         let dispatcher =
@@ -76,7 +76,7 @@ impl DispatchService {
                                 retain: false,
                                 kind: Kind::Order,
                             };
-                            if let Err(e) = d.store().call(|o| o.push(&m)) {
+                            if let Err(e) = d.store().locked().push(&m) {
                                 warn!("cannot store the reply to an update: {e}");
                             }
                             true
@@ -160,7 +160,8 @@ async fn timers(
                 let now = now_ms();
                 let since = now - retention.as_millis() as i64;
                 let groups = {
-                    d.store().call(|o| stats::compute(o.connection(), since))
+                    let store = d.store().locked();
+                    stats::compute(store.connection(), since)
                 };
                 match groups {
                     Ok(groups) => {
@@ -172,7 +173,7 @@ async fn timers(
                             retain: true,
                             kind: Kind::Status,
                         };
-                        if let Err(e) = d.store().call(|o| o.push_latest(&m)) {
+                        if let Err(e) = d.store().locked().push_latest(&m) {
                             warn!("cannot store dispatch statistics: {e}");
                         }
                         notify.notify_one();

@@ -2,7 +2,7 @@
 //! every state, and hostile updates.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::*;
@@ -68,7 +68,7 @@ fn temp(name: &str) -> PathBuf {
 }
 
 fn open(path: &Path) -> Dispatcher {
-    let store = crate::outbox::Store::start(crate::outbox::Outbox::open(path, 64 << 20).unwrap(), "dispatch-test");
+    let store = Arc::new(Mutex::new(Outbox::open(path, 64 << 20).unwrap()));
     Dispatcher::new(store, grid(), routes(), "gs", utc_calendar()).unwrap()
 }
 
@@ -109,7 +109,9 @@ fn act(d: &Dispatcher, sender: &str, u: &[u8], now: i64) -> Reply {
 /// Order events in the outbox, as (topic, event, order id, assignee).
 fn events(d: &Dispatcher) -> Vec<(String, String, String, String)> {
     d.store()
-        .call(|o| o.pending(0, 10_000))
+        .lock()
+        .unwrap()
+        .pending(0, 10_000)
         .unwrap()
         .into_iter()
         .filter(|r| r.message.kind == Kind::Order)
@@ -157,7 +159,7 @@ fn alert_to_assigned_accepted_on_site_resolved() {
     // No timer fires for a closed order.
     assert_eq!(d.tick(T0 + 1000 * MIN).unwrap(), 0);
 
-    let s = d.store().call(|o| stats::compute(o.connection(), 0)).unwrap();
+    let s = stats::compute(d.store().lock().unwrap().connection(), 0).unwrap();
     assert_eq!(s.len(), 1);
     assert_eq!(
         (s[0].grid.as_str(), s[0].category.as_str(), s[0].created, s[0].resolved),
@@ -334,7 +336,7 @@ fn cancel_needs_a_reason_and_the_right_person() {
         act(&d, "lead", &update("u3", &o, "cancel", "lead", serde_json::json!({"reason": reason, "note": note})), T0)
             .ok
     );
-    let biggest = d.store().call(|o| o.pending(0, 1000)).unwrap().iter().map(|r| r.message.payload.len()).max();
+    let biggest = d.store().lock().unwrap().pending(0, 1000).unwrap().iter().map(|r| r.message.payload.len()).max();
     assert!(biggest.unwrap() < 4096, "every event stays under 4 KiB: {biggest:?}");
     assert_eq!(order(&d, &o).state, State::Cancelled);
     let r = act(&d, "a1", &update("u4", &o, "accept", "a1", serde_json::json!({})), T0);
@@ -449,7 +451,7 @@ fn an_unknown_stored_state_is_an_error() {
     let path = temp("unknown-state");
     let d = open(&path);
     let o = created(&d, "a1", "cam1", "g1", T0);
-    d.store().call(|s| s.connection().execute("UPDATE orders SET state = 'reopened' WHERE id = ?1", [&o])).unwrap();
+    d.store().locked().connection().execute("UPDATE orders SET state = 'reopened' WHERE id = ?1", [&o]).unwrap();
     let e = d.orders().expect_err("an unknown state must not load");
     assert!(e.to_string().contains("unknown stored order state \"reopened\""), "{e}");
 }

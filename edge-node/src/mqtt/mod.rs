@@ -10,9 +10,10 @@
 //! Availability: a retained `online` on connect, the Last Will `offline` if the node dies,
 //! and a retained `offline` on clean shutdown, published before disconnecting.
 
+use crate::Locked;
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rumqttc::tokio_native_tls::native_tls;
@@ -23,7 +24,7 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::config::{Mqtt, Secret};
-use crate::outbox::{Message, Store};
+use crate::outbox::{Message, Outbox};
 
 /// How to reach the broker.
 #[derive(Clone, Debug)]
@@ -171,14 +172,14 @@ pub struct MqttLink {
 
 impl MqttLink {
     /// Starts the link on the current tokio runtime.
-    pub fn start(opts: LinkOptions, outbox: Arc<Store>, on_ack: AckCallback) -> Self {
+    pub fn start(opts: LinkOptions, outbox: Arc<Mutex<Outbox>>, on_ack: AckCallback) -> Self {
         Self::start_with_inbound(opts, outbox, on_ack, Arc::new(|_, _| true))
     }
 
     /// As [`start`](Self::start), handing messages on `opts.subscriptions` to `inbound`.
     pub fn start_with_inbound(
         opts: LinkOptions,
-        outbox: Arc<Store>,
+        outbox: Arc<Mutex<Outbox>>,
         on_ack: AckCallback,
         inbound: InboundHandler,
     ) -> Self {
@@ -260,17 +261,12 @@ struct Session {
     last_sent: i64,
     /// When the broker accepted this connection (CONNACK).
     connected_at: Option<tokio::time::Instant>,
-    /// Rows whose PUBACK came, not yet deleted (see [`flush_acks`]).
-    acks: Vec<i64>,
-    acks_since: Option<tokio::time::Instant>,
-    /// The outbox may hold rows not yet handed to this connection.
-    maybe_more: bool,
 }
 
 /// Everything the link's task owns.
 struct Ctx {
     opts: LinkOptions,
-    outbox: Arc<Store>,
+    outbox: Arc<Mutex<Outbox>>,
     on_ack: AckCallback,
     inbound: InboundHandler,
     notify: Arc<Notify>,
@@ -315,20 +311,10 @@ async fn run(cx: Ctx) {
             return;
         }
         let (client, mut eventloop) = AsyncClient::new(mqtt_options(opts), 1024);
-        let mut s = Session {
-            requested: VecDeque::new(),
-            inflight: HashMap::new(),
-            last_sent: 0,
-            connected_at: None,
-            acks: Vec::new(),
-            acks_since: None,
-            maybe_more: true,
-        };
+        let mut s = Session { requested: VecDeque::new(), inflight: HashMap::new(), last_sent: 0, connected_at: None };
         let _ = client.try_publish(&opts.availability_topic, QoS::AtLeastOnce, true, "online");
         s.requested.push_back(None);
         let outcome = serve(&cx, &client, &mut eventloop, &mut s, &mut refusals).await;
-        // PUBACKs received but not yet committed: committed now, before anything is re-sent.
-        flush_acks(&cx, &mut s).await;
         cx.stats.connected.store(false, Ordering::SeqCst);
         match outcome {
             Ok(()) => {
@@ -348,7 +334,7 @@ async fn run(cx: Ctx) {
                 return;
             }
             Err(e) => {
-                let pending = cx.outbox.run(|o| o.len().unwrap_or(0)).await;
+                let pending = cx.outbox.locked().len().unwrap_or(0);
                 let backoff = reconnect.next_delay(s.connected_at.map(|t| t.elapsed()));
                 warn!(broker = %format!("{}:{}", opts.host, opts.port), error = %e, pending, retry_ms = backoff.as_millis() as u64, "mqtt connection lost; messages wait in the outbox");
                 tokio::select! {
@@ -423,17 +409,11 @@ async fn serve(
         if cx.stopping.load(Ordering::SeqCst) {
             return Ok(());
         }
-        if s.acks.len() >= ACK_BATCH {
-            flush_acks(cx, s).await;
-        }
-        // Fill the window from the outbox once connected, when there may be new rows (a
-        // notification, a connection, or a window that was full when last read).
-        if connected && s.maybe_more {
+        // Fill the window from the outbox once connected.
+        if connected {
             let room = window.saturating_sub(s.requested.len() + s.inflight.len());
             if room > 0 {
-                let after = s.last_sent;
-                let rows = cx.outbox.run(move |o| o.pending(after, room).unwrap_or_default()).await;
-                s.maybe_more = rows.len() == room;
+                let rows = cx.outbox.locked().pending(s.last_sent, room).unwrap_or_default();
                 for row in rows {
                     let m = &row.message;
                     if client.try_publish(&m.topic, QoS::AtLeastOnce, m.retain, m.payload.clone()).is_err() {
@@ -448,7 +428,6 @@ async fn serve(
             event = eventloop.poll() => match event? {
                 Event::Incoming(Incoming::ConnAck(_)) => {
                     connected = true;
-                    s.maybe_more = true;
                     s.connected_at = Some(tokio::time::Instant::now());
 
                     cx.stats.connected.store(true, Ordering::SeqCst);
@@ -466,11 +445,9 @@ async fn serve(
                 }
                 Event::Incoming(Incoming::PubAck(ack)) => {
                     if let Some((id, message)) = s.inflight.remove(&ack.pkid) {
-                        if s.acks.is_empty() {
-                            s.acks_since = Some(tokio::time::Instant::now());
+                        if let Err(e) = cx.outbox.locked().ack(id) {
+                            warn!("outbox: cannot remove acknowledged row {id}: {e}");
                         }
-                        s.acks.push(id);
-                        s.maybe_more = true;
                         cx.stats.acked.fetch_add(1, Ordering::Relaxed);
                         (cx.on_ack)(&message);
                     }
@@ -482,12 +459,8 @@ async fn serve(
                         refusals.refuse(&p.topic, &format!("payload of {} bytes is over the {} byte limit", p.payload.len(), opts.max_inbound_bytes));
                         true
                     } else {
-                        // The handler may commit to SQLite: tell the runtime this worker blocks.
-                        tokio::task::block_in_place(|| (cx.inbound)(&p.topic, &p.payload))
+                        (cx.inbound)(&p.topic, &p.payload)
                     };
-                    // The handler may have stored messages (replies, order events).
-                    s.maybe_more = true;
-
                     if opts.manual_acks && done {
                         let _ = client.try_ack(&p);
                     }
@@ -499,54 +472,9 @@ async fn serve(
                 }
                 _ => {}
             },
-            _ = cx.notify.notified() => s.maybe_more = true,
-            // A writer that forgot to notify costs at most a second.
-            _ = tokio::time::sleep(RESCAN), if !s.maybe_more => s.maybe_more = true,
-            _ = tokio::time::sleep_until(s.acks_since.unwrap_or_else(tokio::time::Instant::now) + ACK_WAIT), if !s.acks.is_empty() => {
-                flush_acks(cx, s).await;
-            }
+            _ = cx.notify.notified() => {}
             _ = cx.stop.notified() => return Ok(()),
         }
-    }
-}
-
-/// How long the link goes without looking at the outbox when nothing told it to.
-const RESCAN: Duration = Duration::from_secs(1);
-
-/// PUBACKs are committed in batches: at most this many, or this long after the first.
-const ACK_BATCH: usize = 64;
-const ACK_WAIT: Duration = Duration::from_millis(5);
-
-/// Deletes the acknowledged rows in one transaction. If that fails (a full disk: a large
-/// delete needs WAL room), they are deleted one by one, and those that still fail are kept
-/// for the next flush — they were delivered, so this connection never sends them again.
-async fn flush_acks(cx: &Ctx, s: &mut Session) {
-    if s.acks.is_empty() {
-        return;
-    }
-    let ids = std::mem::take(&mut s.acks);
-    s.acks_since = None;
-    let left = cx
-        .outbox
-        .run(move |o| {
-            if o.ack_all(&ids).is_ok() {
-                return (Vec::new(), None);
-            }
-            let mut left = Vec::new();
-            let mut error = None;
-            for id in ids {
-                if let Err(e) = o.ack(id) {
-                    left.push(id);
-                    error = Some(e.to_string());
-                }
-            }
-            (left, error)
-        })
-        .await;
-    if let (left, Some(e)) = left {
-        warn!(rows = left.len(), "outbox: cannot remove acknowledged rows yet: {e}");
-        s.acks_since = Some(tokio::time::Instant::now());
-        s.acks = left;
     }
 }
 

@@ -13,10 +13,8 @@
 //! past a limit sized to the reserve). Shutdown: nothing to do; rows wait for the next start.
 
 mod disk;
-mod store;
 
 pub use disk::{DiskGuard, DiskState};
-pub use store::Store;
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -355,30 +353,6 @@ impl Outbox {
     pub fn ack(&mut self, id: i64) -> Result<(), OutboxError> {
         self.delete("DELETE FROM outbox WHERE id = ?1 RETURNING LENGTH(payload)", [id])?;
         self.acks_since_vacuum += 1;
-        if self.acks_since_vacuum >= 256 || self.stored_bytes == 0 && self.reclaim_due() {
-            self.reclaim_space();
-        }
-        Ok(())
-    }
-
-    /// The broker confirmed these rows: they leave the outbox in one transaction (one
-    /// disk sync for a burst of PUBACKs).
-    pub fn ack_all(&mut self, ids: &[i64]) -> Result<(), OutboxError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let tx = self.conn.transaction()?;
-        let mut freed = 0u64;
-        {
-            let mut stmt = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1 RETURNING LENGTH(payload)")?;
-            for id in ids {
-                let lengths: Vec<i64> = stmt.query_map([id], |r| r.get(0))?.collect::<Result<_, _>>()?;
-                freed += lengths.iter().sum::<i64>() as u64;
-            }
-        }
-        tx.commit()?;
-        self.stored_bytes = self.stored_bytes.saturating_sub(freed);
-        self.acks_since_vacuum += ids.len() as u32;
         if self.acks_since_vacuum >= 256 || self.stored_bytes == 0 && self.reclaim_due() {
             self.reclaim_space();
         }
