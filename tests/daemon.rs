@@ -41,26 +41,7 @@ fn demo_config_with(data: Option<&Path>, http: u16) -> std::path::PathBuf {
 }
 
 fn stops_cleanly_on(signal: &str) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edge-node"))
-        .args(["run", "--config"])
-        .arg(demo_config())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut log = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !log.iter().any(|l: &String| l.contains(" running ")) {
-        let line =
-            rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("the node runs within 60 s");
-        log.push(line);
-    }
+    let (mut child, rx, mut log) = start_node(&demo_config());
     assert_eq!(log.iter().filter(|l| l.contains("model ready")).count(), 2, "{}", log.join("\n"));
     // Still running a moment later.
     std::thread::sleep(Duration::from_millis(500));
@@ -125,9 +106,9 @@ fn missing_onnx_runtime_names_the_fix() {
     assert!(stderr.contains("make setup") && stderr.contains("/nonexistent/libonnxruntime.so.1.31.1"), "{stderr}");
 }
 
-/// Runs `edge-node run` on `config` and waits for its " running " line; returns the child
-/// and its log lines as they come.
-fn start_node(config: &Path) -> (std::process::Child, mpsc::Receiver<String>) {
+/// Runs `edge-node run` on `config` and waits for its " running " line; returns the child,
+/// its further log lines as they come, and the lines so far.
+fn start_node(config: &Path) -> (std::process::Child, mpsc::Receiver<String>, Vec<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_edge-node"))
         .args(["run", "--config"])
         .arg(config)
@@ -146,10 +127,10 @@ fn start_node(config: &Path) -> (std::process::Child, mpsc::Receiver<String>) {
     while !log.iter().any(|l: &String| l.contains(" running ")) {
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(line) => log.push(line),
-            Err(_) => panic!("the first node did not run within 60 s:\n{}", log.join("\n")),
+            Err(_) => panic!("the node did not run within 60 s:\n{}", log.join("\n")),
         }
     }
-    (child, rx)
+    (child, rx, log)
 }
 
 /// A second node on the same data_dir stops at once, naming the first one's pid; a node
@@ -161,7 +142,7 @@ fn start_node(config: &Path) -> (std::process::Child, mpsc::Receiver<String>) {
 fn a_second_node_on_one_data_dir_or_port_is_refused() {
     let data = std::env::temp_dir().join(format!("gridsight-daemon-shared-{}", std::process::id()));
     let http = free_port();
-    let (mut first, _log) = start_node(&demo_config_with(Some(&data), http));
+    let (mut first, _rx, _log) = start_node(&demo_config_with(Some(&data), http));
 
     let second = Command::new(env!("CARGO_BIN_EXE_edge-node"))
         .args(["run", "--config"])
@@ -186,7 +167,7 @@ fn a_second_node_on_one_data_dir_or_port_is_refused() {
     assert!(first.try_wait().unwrap().is_none(), "the first node stopped");
     Command::new("kill").args(["-TERM", &first.id().to_string()]).status().unwrap();
     assert!(first.wait().unwrap().success());
-    let (mut again, _log) = start_node(&demo_config_with(Some(&data), free_port()));
+    let (mut again, _rx2, _log2) = start_node(&demo_config_with(Some(&data), free_port()));
     Command::new("kill").args(["-KILL", &again.id().to_string()]).status().unwrap();
     let _ = again.wait();
 }

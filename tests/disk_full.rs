@@ -23,7 +23,6 @@ use edge_node::config::{FacePolicy, Severity};
 use edge_node::mqtt::{LinkOptions, MqttLink};
 use edge_node::outbox::{DiskGuard, DiskState, Kind, Outbox};
 use edge_node::rules::{EventKind, RuleEvent};
-use edge_node::types::Frame;
 
 /// A tmpfs of `size` mounted on a fresh folder; unmounted when dropped.
 struct Tmpfs(PathBuf);
@@ -59,26 +58,6 @@ fn free(dir: &Path) -> u64 {
     DiskGuard::new(dir, 0).free().unwrap()
 }
 
-/// The crosswalk photo as a camera frame (busy content: JPEGs of ≈ 50–90 KB).
-fn frame() -> Frame {
-    let img = image::open(media_dir().join("deface_city.jpg")).unwrap();
-    let img = img.resize(640, 640, image::imageops::FilterType::Triangle).to_rgb8();
-    let (w, h) = img.dimensions();
-    Frame {
-        camera: Arc::from("cam"),
-        seq: 0,
-        pts: None,
-        stream: std::time::Duration::ZERO,
-        wall: SystemTime::now(),
-        width: w,
-        height: h,
-        source_width: w,
-        source_height: h,
-        keyframe: true,
-        data: Arc::from(img.pixels().flat_map(|p| [p[2], p[1], p[0]]).collect::<Vec<u8>>()),
-    }
-}
-
 fn event(i: u64) -> RuleEvent {
     RuleEvent {
         kind: EventKind::New,
@@ -112,7 +91,8 @@ fn alerts_survive_a_full_disk_and_the_space_comes_back() {
         Arc::new(Mutex::new(Outbox::open(&data.join("outbox.db"), 512 << 20).unwrap().with_disk(guard.clone())));
     let sink = AlertSink::new("disk", "gridsight", Some(data.join("snapshots")));
     let cam = CameraInfo { id: "cam", micro_grid: None, grid: None, faces: FacePolicy::Blur };
-    let f = frame();
+    // The crosswalk photo, 640 wide (busy content: JPEGs of ≈ 50–90 KB).
+    let f = photo_frame("deface_city.jpg", 640);
 
     let mut ids = Vec::new();
     let mut lowest = u64::MAX;

@@ -5,9 +5,6 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::time::SystemTime;
-
 use common::*;
 use edge_node::alert::snapshot;
 use edge_node::config::FacePolicy;
@@ -15,22 +12,7 @@ use edge_node::inference::{Detector, ImageView, Job};
 use edge_node::types::Frame;
 
 fn frame(file: &str) -> Frame {
-    let img = image::open(media_dir().join(file)).unwrap().to_rgb8();
-    let (w, h) = img.dimensions();
-    let data: Vec<u8> = img.pixels().flat_map(|p| [p[2], p[1], p[0]]).collect();
-    Frame {
-        camera: Arc::from("cam"),
-        seq: 0,
-        pts: None,
-        stream: std::time::Duration::ZERO,
-        wall: SystemTime::now(),
-        width: w,
-        height: h,
-        source_width: w,
-        source_height: h,
-        keyframe: true,
-        data: Arc::from(data),
-    }
+    photo_frame(file, u32::MAX)
 }
 
 fn faces_in(detector: &mut Detector, w: u32, h: u32, bgr: &[u8]) -> Vec<edge_node::types::Face> {

@@ -295,3 +295,30 @@ pub fn promtool_check(metrics: &str) -> Result<(), String> {
         Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
     }
 }
+
+/// A photo of the shared media as a camera frame (BGR, as ingest delivers it), no wider
+/// than `max_width` (aspect kept).
+#[allow(dead_code)]
+pub fn photo_frame(file: &str, max_width: u32) -> edge_node::types::Frame {
+    let img = image::open(media_dir().join(file)).unwrap();
+    let img = if img.width() > max_width {
+        img.resize(max_width, u32::MAX, image::imageops::FilterType::Triangle)
+    } else {
+        img
+    };
+    let img = img.to_rgb8();
+    let (w, h) = img.dimensions();
+    edge_node::types::Frame {
+        camera: Arc::from("cam"),
+        seq: 0,
+        pts: None,
+        stream: Duration::ZERO,
+        wall: std::time::SystemTime::now(),
+        width: w,
+        height: h,
+        source_width: w,
+        source_height: h,
+        keyframe: true,
+        data: Arc::from(img.pixels().flat_map(|p| [p[2], p[1], p[0]]).collect::<Vec<u8>>()),
+    }
+}

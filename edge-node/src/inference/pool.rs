@@ -362,28 +362,6 @@ mod tests {
 
         assert_eq!(batch, ["a2", "a3"]);
     }
-}
-
-#[cfg(test)]
-mod held_tests {
-    use super::*;
-    use std::time::SystemTime;
-
-    fn frame(camera: &str, seq: u64) -> Frame {
-        Frame {
-            camera: Arc::from(camera),
-            seq,
-            pts: None,
-            stream: Duration::from_millis(seq * 40),
-            wall: SystemTime::now(),
-            width: 2,
-            height: 2,
-            source_width: 2,
-            source_height: 2,
-            keyframe: true,
-            data: Arc::from(vec![0u8; 12]),
-        }
-    }
 
     /// A camera a worker holds is skipped by the others until it is released.
     #[test]
