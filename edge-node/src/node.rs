@@ -205,12 +205,11 @@ fn log_delivered(m: &Message, registry: &CameraRegistry) {
     if m.kind != Kind::Alert {
         return;
     }
-    let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap_or_default();
-    let s = |k: &str| v[k].as_str().unwrap_or("-").to_string();
-    if let Some(camera) = v["camera"].as_str() {
-        registry.camera(camera).alerts_delivered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-    info!(alert = %s("id"), r#type = %s("type"), camera = %s("camera"), category = %s("category"), label = %s("label"), zone = %s("zone"), grid = %s("grid"), "alert delivered (PUBACK)");
+    // Our own alert, read back with the type it was written with.
+    let Ok(a) = serde_json::from_slice::<contract::Alert>(&m.payload) else { return };
+    registry.camera(&a.camera).alerts_delivered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    info!(alert = %a.id, r#type = a.kind.name(), camera = %a.camera, category = %a.category, label = %a.label, zone = %or_dash(&a.zone), grid = %or_dash(&a.grid), "alert delivered (PUBACK)");
 }
 
 fn camera_specs(config: &Config) -> Vec<CameraSpec> {

@@ -65,7 +65,7 @@ pub struct Reply {
     pub update: Option<String>,
     pub order: Option<String>,
     pub detail: String,
-    pub state: Option<&'static str>,
+    pub state: Option<crate::contract::OrderState>,
     pub duplicate: bool,
 }
 
@@ -75,12 +75,6 @@ impl Reply {
     }
 
     pub fn to_json(&self, at_ms: i64) -> serde_json::Value {
-        use crate::contract::OrderState as S;
-        let state = self.state.and_then(|s| {
-            [S::Assigned, S::Accepted, S::OnSite, S::Escalated, S::Resolved, S::Cancelled]
-                .into_iter()
-                .find(|k| serde_json::to_value(k).ok().and_then(|v| v.as_str().map(|n| n == s)).unwrap_or(false))
-        });
         let reply = crate::contract::OrderReply {
             schema: crate::contract::Schema::new(),
             version: crate::contract::Version1,
@@ -89,7 +83,7 @@ impl Reply {
             ok: self.ok,
             detail: self.ok.then(|| self.detail.clone()),
             reason: (!self.ok).then(|| self.detail.clone()),
-            state,
+            state: self.state,
             duplicate: self.duplicate,
             at: order::rfc3339_ms(at_ms),
         };
@@ -598,7 +592,7 @@ impl Dispatcher {
             update: Some(u.id.clone()),
             order: Some(o.id.clone()),
             detail,
-            state: Some(o.state.name()),
+            state: Some(o.state.contract()),
             duplicate: false,
         }
     }
