@@ -142,7 +142,7 @@ fn alert_to_assigned_accepted_on_site_resolved() {
 
     let r = act(&d, "a1", &update("u1", &o, "accept", "a1", serde_json::json!({})), T0 + 2 * MIN);
     assert!(r.ok, "{r:?}");
-    assert_eq!(r.state, Some("accepted"));
+    assert_eq!(r.state, Some(crate::contract::OrderState::Accepted));
     assert_eq!(order(&d, &o).deadline_ms, Some(T0 + 2 * MIN + 2 * 60 * MIN));
     assert!(act(&d, "a1", &update("u2", &o, "arrive", "a1", serde_json::json!({})), T0 + 9 * MIN).ok);
     assert_eq!(order(&d, &o).state, State::OnSite);
