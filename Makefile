@@ -5,7 +5,7 @@ export ORT_DYLIB_PATH ?= $(CURDIR)/.cache/onnxruntime/libonnxruntime.so.1.31.1
 export GRIDSIGHT_SHARED ?= $(abspath $(CURDIR)/../shared)
 export GRIDSIGHT_MEDIA ?= $(CURDIR)/.cache/media
 
-.PHONY: setup build demo test check-config bench fmt lint clean
+.PHONY: setup build demo test check-config bench bench-node fmt lint clean
 
 ## setup: install Debian packages, ONNX Runtime, models and media (idempotent)
 setup:
@@ -30,6 +30,10 @@ check-config:
 ## bench: the benchmarks under benches/
 bench: setup
 	$(CARGO) bench --workspace --locked
+
+## bench-node: whole-node CPU per camera-second on 8 simulated cameras (release build)
+bench-node: build
+	@bash benches/node_cpu.sh
 
 fmt:
 	$(CARGO) fmt --all
