@@ -29,7 +29,8 @@
 //! and column → [`config::Config`]), [`contract`] (every MQTT payload as one type, and
 //! [`contract::Topics`]), [`geometry`] (zones and lines), [`types`] (`Frame`, detections),
 //! [`graph`] (the stages wired in one place and the config diff of a reload), [`node`] (the
-//! `run` daemon: start-up order, the main loop, shutdown within a deadline), [`datadir`]
+//! `run` daemon: start-up order and the main loop), [`shutdown`] (the order of stopping,
+//! within one deadline), [`datadir`]
 //! (one process per `data_dir`), [`telemetry`] (logging; axum endpoints `/metrics` via
 //! prometheus-client, `/healthz`, `/readyz`, `/status`), [`sim`] (the RTSP camera simulator)
 //! and [`detect`] (`edge-node detect` on files).
@@ -52,6 +53,7 @@ pub mod mqtt;
 pub mod node;
 pub mod outbox;
 pub mod rules;
+pub mod shutdown;
 pub mod sim;
 pub mod source;
 pub mod telemetry;

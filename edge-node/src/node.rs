@@ -11,7 +11,7 @@
 //! changed cameras restart), an invalid one is reported and the running config stays.
 
 use crate::Locked;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tracing::{info, warn};
 
@@ -40,9 +40,7 @@ use crate::telemetry::node::{
 /// Valid commands waiting for the main loop; beyond this the sender is answered "busy".
 const COMMAND_QUEUE: usize = 64;
 
-/// How long shutdown may take before the process exits anyway.
-pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
-
+pub use crate::shutdown::SHUTDOWN_DEADLINE;
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     #[error(transparent)]
@@ -454,21 +452,8 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
             }
         }
     })?;
-    let started = Instant::now();
-    if !ingest.shutdown(SHUTDOWN_DEADLINE) {
-        warn!(deadline_s = SHUTDOWN_DEADLINE.as_secs(), "some camera pipelines did not stop before the deadline");
-    }
-    if let Ok(pool) = Arc::try_unwrap(pool)
-        && !pool.shutdown(SHUTDOWN_DEADLINE.saturating_sub(started.elapsed()))
-    {
-        warn!("inference workers did not stop before the deadline");
-    }
-    if let Some(d) = dispatch {
-        rt.block_on(d.shutdown(Duration::from_secs(2)));
-    }
-    rt.block_on(link.shutdown(Duration::from_secs(3)));
-    rt.shutdown_timeout(SHUTDOWN_DEADLINE.saturating_sub(started.elapsed()));
-    info!("stopped");
+    drop(graph);
+    crate::shutdown::Running { rt, ingest, pool, dispatch, link }.stop();
     Ok(())
 }
 

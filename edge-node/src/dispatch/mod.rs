@@ -111,7 +111,7 @@ impl Dispatcher {
         prefix: &str,
         calendar: Calendar,
     ) -> Result<Self, DispatchError> {
-        store.locked().connection().execute_batch(order::SCHEMA)?;
+        store.locked().upgrade_tables("dispatch", order::SCHEMA_STEPS)?;
         Ok(Self { store, grid, config, topics: crate::contract::Topics::new(prefix), calendar })
     }
 

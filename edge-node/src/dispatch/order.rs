@@ -114,7 +114,12 @@ pub struct Order {
     pub note: Option<String>,
 }
 
-pub const SCHEMA: &str = "
+/// The dispatcher's tables, as upgrade steps (see `Outbox::upgrade_tables`); a new column
+/// or table is a new step at the end, never an edit of an old one. Databases made before
+/// versioning have step 1's tables already (`IF NOT EXISTS`).
+pub const SCHEMA_STEPS: &[&str] = &[SCHEMA_1];
+
+const SCHEMA_1: &str = "
 CREATE TABLE IF NOT EXISTS orders (
     id TEXT PRIMARY KEY,
     key TEXT NOT NULL,

@@ -151,18 +151,16 @@ async fn timers(
             return;
         }
         tokio::select! {
-            _ = tick.tick() => match d.tick(now_ms()) {
-                Ok(0) => {}
-                Ok(_) => notify.notify_one(),
-                Err(e) => warn!("dispatch timers: {e}"),
+            _ = tick.tick() => match blocking(&d, |d| d.tick(now_ms())).await {
+                Some(Ok(0)) | None => {}
+                Some(Ok(_)) => notify.notify_one(),
+                Some(Err(e)) => warn!("dispatch timers: {e}"),
             },
             _ = stats_tick.tick() => {
                 let now = now_ms();
                 let since = now - retention.as_millis() as i64;
-                let groups = {
-                    let store = d.store().locked();
-                    stats::compute(store.connection(), since)
-                };
+                let groups = blocking(&d, move |d| stats::compute(d.store().locked().connection(), since)).await;
+                let Some(groups) = groups else { continue };
                 match groups {
                     Ok(groups) => {
                         *metrics.locked() = groups.clone();
@@ -173,7 +171,7 @@ async fn timers(
                             retain: true,
                             kind: Kind::Status,
                         };
-                        if let Err(e) = d.store().locked().push_latest(&m) {
+                        if let Some(Err(e)) = blocking(&d, move |d| d.store().locked().push_latest(&m)).await {
                             warn!("cannot store dispatch statistics: {e}");
                         }
                         notify.notify_one();
@@ -181,12 +179,22 @@ async fn timers(
                     Err(e) => warn!("dispatch statistics: {e}"),
                 }
             }
-            _ = prune_tick.tick() => match d.prune(now_ms()) {
-                Ok(n) if n > 0 => info!(deleted = n, "closed orders past retention deleted"),
-                Ok(_) => {}
-                Err(e) => warn!("dispatch pruning: {e}"),
+            _ = prune_tick.tick() => match blocking(&d, |d| d.prune(now_ms())).await {
+                Some(Ok(n)) if n > 0 => info!(deleted = n, "closed orders past retention deleted"),
+                Some(Err(e)) => warn!("dispatch pruning: {e}"),
+                _ => {}
             },
             _ = stop.notified() => return,
         }
     }
+}
+
+/// Runs `f` (SQLite work) on the blocking pool, so the timers never block the runtime.
+/// `None` if it panicked.
+async fn blocking<T: Send + 'static>(
+    d: &Arc<Dispatcher>,
+    f: impl FnOnce(&Dispatcher) -> T + Send + 'static,
+) -> Option<T> {
+    let d = d.clone();
+    tokio::task::spawn_blocking(move || f(&d)).await.ok()
 }

@@ -1,9 +1,11 @@
 //! mqtt: the node's one connection to the broker, and the only code that publishes.
 //!
-//! Input: rows of the [`Outbox`], woken by [`MqttLink::notify`]. Output: each row
-//! published at QoS 1, in order, with at most `max_inflight` awaiting their PUBACK; a row
-//! leaves the outbox only when its PUBACK arrives. One tokio task owns the rumqttc event
-//! loop. On any connection error the client is dropped whole (no hidden in-flight state),
+//! Input: rows of the [`Outbox`] as they are committed (its [`Tap`]; after a reconnect, or
+//! when the tap was full, read from the database). Output: each row published at QoS 1, in
+//! order, with at most `max_inflight` awaiting their PUBACK; a row leaves the outbox only
+//! when its PUBACK arrives (PUBACKs are committed in batches, one transaction each). One
+//! tokio task owns the rumqttc event loop; it never touches SQLite itself: reads, batched
+//! acknowledgements and inbound handlers run on the blocking pool. On any connection error the client is dropped whole (no hidden in-flight state),
 //! and after a capped backoff a new connection re-sends every row still in the outbox, so
 //! a broker outage delays messages and never loses them (a PUBACK lost with the connection
 //! means that message is delivered twice; alert ids make duplicates recognisable).
@@ -24,7 +26,7 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::config::{Mqtt, Secret};
-use crate::outbox::{Message, Outbox};
+use crate::outbox::{Message, Outbox, Row, Tap};
 
 /// How to reach the broker.
 #[derive(Clone, Debug)]
@@ -197,7 +199,8 @@ impl MqttLink {
             stopping: stopping.clone(),
             stats: stats.clone(),
         };
-        let task = tokio::spawn(run(ctx));
+        let tap = ctx.outbox.locked().tap(TAP_ROWS);
+        let task = tokio::spawn(run(ctx, tap));
         Self { notify, stop, stopping, stats, task: Some(task) }
     }
 
@@ -301,21 +304,156 @@ impl Reconnect {
     }
 }
 
-async fn run(cx: Ctx) {
+/// Rows in the outbox of the link's task: taken from the outbox's [`Tap`] while caught up,
+/// read from the database (on the blocking pool) after a (re)connect or when the tap
+/// missed rows. Steady state reads no SQLite.
+struct Feed {
+    tap: Tap,
+    /// Every pending row up to the session's `last_sent` was handed to this connection,
+    /// and the tap is taking the rest.
+    caught_up: bool,
+}
+
+/// How many committed rows wait in the tap for the link (bounded; beyond, rows are read
+/// from the database).
+const TAP_ROWS: usize = 256;
+
+impl Feed {
+    /// Hands up to `room` rows to the client.
+    async fn fill(&mut self, cx: &Ctx, client: &AsyncClient, s: &mut Session, room: usize) {
+        if self.caught_up && self.tap.take_missed() {
+            self.caught_up = false;
+        }
+        if !self.caught_up {
+            // Everything the tap holds is in the database too.
+            self.tap.clear();
+            self.tap.listen(true);
+            let (outbox, after) = (cx.outbox.clone(), s.last_sent);
+            let rows = match tokio::task::spawn_blocking(move || outbox.locked().pending(after, room)).await {
+                Ok(Ok(rows)) => rows,
+                Ok(Err(e)) => {
+                    warn!("outbox: cannot read pending rows: {e}");
+                    return;
+                }
+                Err(_) => return,
+            };
+            self.caught_up = rows.len() < room;
+            for row in rows {
+                if !publish(client, s, row) {
+                    self.caught_up = false;
+                    return;
+                }
+            }
+            return;
+        }
+        for _ in 0..room {
+            let Ok(row) = self.tap.rx.try_recv() else { return };
+            // Read from the database already.
+            if row.id <= s.last_sent {
+                continue;
+            }
+            if !publish(client, s, row) {
+                self.caught_up = false;
+                return;
+            }
+        }
+    }
+
+    /// Not connected: the tap stops taking rows (they wait in the database).
+    fn pause(&mut self) {
+        self.tap.listen(false);
+        self.tap.clear();
+        self.caught_up = false;
+    }
+}
+
+/// Hands one row to the client; `false` if its request queue is full.
+fn publish(client: &AsyncClient, s: &mut Session, row: Row) -> bool {
+    let m = &row.message;
+    if client.try_publish(&m.topic, QoS::AtLeastOnce, m.retain, m.payload.clone()).is_err() {
+        return false;
+    }
+    s.last_sent = row.id;
+    s.requested.push_back(Some((row.id, row.message)));
+    true
+}
+
+/// A batch of acknowledgements written, or the ids that could not be removed and why.
+type AckBatch = Result<(), (Vec<i64>, crate::outbox::OutboxError)>;
+
+/// Acknowledged rows on their way out of the outbox: written in one transaction per
+/// batch on the blocking pool, one batch at a time, while the task goes on.
+#[derive(Default)]
+struct Acks {
+    ids: Vec<i64>,
+    writing: Option<tokio::task::JoinHandle<AckBatch>>,
+    /// A batch failed (a full disk): the next try waits a second.
+    retry_at: Option<tokio::time::Instant>,
+}
+
+impl Acks {
+    /// Starts writing the acknowledgements gathered so far, unless a batch is being written.
+    fn start(&mut self, outbox: &Arc<Mutex<Outbox>>) {
+        if self.writing.is_some()
+            || self.ids.is_empty()
+            || self.retry_at.is_some_and(|t| t > tokio::time::Instant::now())
+        {
+            return;
+        }
+        let (ids, outbox) = (std::mem::take(&mut self.ids), outbox.clone());
+        self.writing = Some(tokio::task::spawn_blocking(move || outbox.locked().ack_all(&ids).map_err(|e| (ids, e))));
+    }
+
+    /// The batch being written is done: a failed one is kept for another try.
+    fn written(&mut self, result: Result<AckBatch, tokio::task::JoinError>) {
+        self.writing = None;
+        self.retry_at = None;
+        if let Ok(Err((mut ids, e))) = result {
+            warn!(rows = ids.len(), "outbox: cannot remove acknowledged rows (will retry): {e}");
+            ids.append(&mut self.ids);
+            self.ids = ids;
+            self.retry_at = Some(tokio::time::Instant::now() + Duration::from_secs(1));
+        }
+    }
+
+    /// Waits for the batch being written, if any.
+    async fn wait(&mut self) {
+        if let Some(w) = self.writing.as_mut() {
+            let result = w.await;
+            self.written(result);
+        }
+    }
+
+    /// Writes every acknowledgement gathered (before rows are read again, so that
+    /// delivered rows are not sent twice, and at shutdown).
+    async fn flush(&mut self, outbox: &Arc<Mutex<Outbox>>) {
+        self.wait().await;
+        self.retry_at = None;
+        self.start(outbox);
+        self.wait().await;
+    }
+}
+
+async fn run(cx: Ctx, tap: Tap) {
     let opts = &cx.opts;
     let seed = opts.client_id.bytes().fold(std::process::id() as u64, |h, b| h.rotate_left(5) ^ b as u64);
     let mut reconnect = Reconnect::new(opts.backoff_max, seed);
     let mut refusals = RefusalLog::default();
+    let mut feed = Feed { tap, caught_up: false };
+    let mut acks = Acks::default();
     loop {
         if cx.stopping.load(Ordering::SeqCst) {
+            acks.flush(&cx.outbox).await;
             return;
         }
         let (client, mut eventloop) = AsyncClient::new(mqtt_options(opts), 1024);
         let mut s = Session { requested: VecDeque::new(), inflight: HashMap::new(), last_sent: 0, connected_at: None };
         let _ = client.try_publish(&opts.availability_topic, QoS::AtLeastOnce, true, "online");
         s.requested.push_back(None);
-        let outcome = serve(&cx, &client, &mut eventloop, &mut s, &mut refusals).await;
+        let outcome = serve(&cx, &client, &mut eventloop, &mut s, &mut refusals, &mut feed, &mut acks).await;
         cx.stats.connected.store(false, Ordering::SeqCst);
+        feed.pause();
+        acks.flush(&cx.outbox).await;
         match outcome {
             Ok(()) => {
                 // Clean shutdown: availability offline, then disconnect.
@@ -334,7 +472,9 @@ async fn run(cx: Ctx) {
                 return;
             }
             Err(e) => {
-                let pending = cx.outbox.locked().len().unwrap_or(0);
+                let outbox = cx.outbox.clone();
+                let pending =
+                    tokio::task::spawn_blocking(move || outbox.locked().len().unwrap_or(0)).await.unwrap_or(0);
                 let backoff = reconnect.next_delay(s.connected_at.map(|t| t.elapsed()));
                 warn!(broker = %format!("{}:{}", opts.host, opts.port), error = %e, pending, retry_ms = backoff.as_millis() as u64, "mqtt connection lost; messages wait in the outbox");
                 tokio::select! {
@@ -401,6 +541,8 @@ async fn serve(
     eventloop: &mut EventLoop,
     s: &mut Session,
     refusals: &mut RefusalLog,
+    feed: &mut Feed,
+    acks: &mut Acks,
 ) -> Result<(), rumqttc::ConnectionError> {
     let opts = &cx.opts;
     let window = opts.max_inflight.max(1) as usize;
@@ -409,21 +551,17 @@ async fn serve(
         if cx.stopping.load(Ordering::SeqCst) {
             return Ok(());
         }
-        // Fill the window from the outbox once connected.
+        acks.start(&cx.outbox);
+        // Fill the window once connected.
+        let mut room = 0;
         if connected {
-            let room = window.saturating_sub(s.requested.len() + s.inflight.len());
+            room = window.saturating_sub(s.requested.len() + s.inflight.len());
             if room > 0 {
-                let rows = cx.outbox.locked().pending(s.last_sent, room).unwrap_or_default();
-                for row in rows {
-                    let m = &row.message;
-                    if client.try_publish(&m.topic, QoS::AtLeastOnce, m.retain, m.payload.clone()).is_err() {
-                        break;
-                    }
-                    s.last_sent = row.id;
-                    s.requested.push_back(Some((row.id, row.message)));
-                }
+                feed.fill(cx, client, s, room).await;
+                room = window.saturating_sub(s.requested.len() + s.inflight.len());
             }
         }
+        let take_tap = connected && feed.caught_up && room > 0;
         tokio::select! {
             event = eventloop.poll() => match event? {
                 Event::Incoming(Incoming::ConnAck(_)) => {
@@ -445,9 +583,7 @@ async fn serve(
                 }
                 Event::Incoming(Incoming::PubAck(ack)) => {
                     if let Some((id, message)) = s.inflight.remove(&ack.pkid) {
-                        if let Err(e) = cx.outbox.locked().ack(id) {
-                            warn!("outbox: cannot remove acknowledged row {id}: {e}");
-                        }
+                        acks.ids.push(id);
                         cx.stats.acked.fetch_add(1, Ordering::Relaxed);
                         (cx.on_ack)(&message);
                     }
@@ -459,7 +595,9 @@ async fn serve(
                         refusals.refuse(&p.topic, &format!("payload of {} bytes is over the {} byte limit", p.payload.len(), opts.max_inbound_bytes));
                         true
                     } else {
-                        (cx.inbound)(&p.topic, &p.payload)
+                        // Handlers commit to SQLite: on the blocking pool, one at a time, in order.
+                        let (inbound, topic, payload) = (cx.inbound.clone(), p.topic.clone(), p.payload.clone());
+                        tokio::task::spawn_blocking(move || inbound(&topic, &payload)).await.unwrap_or(false)
                     };
                     if opts.manual_acks && done {
                         let _ = client.try_ack(&p);
@@ -472,6 +610,13 @@ async fn serve(
                 }
                 _ => {}
             },
+            // A row committed: the loop's top hands it on.
+            Some(row) = feed.tap.rx.recv(), if take_tap => {
+                if row.id > s.last_sent && !publish(client, s, row) {
+                    feed.caught_up = false;
+                }
+            }
+            result = async { acks.writing.as_mut().expect("guarded").await }, if acks.writing.is_some() => acks.written(result),
             _ = cx.notify.notified() => {}
             _ = cx.stop.notified() => return Ok(()),
         }

@@ -11,6 +11,10 @@
 //! room for a new one, and the space of delivered rows goes back to the filesystem (the WAL
 //! is truncated and free pages vacuumed once the outbox is empty, and the WAL never grows
 //! past a limit sized to the reserve). Shutdown: nothing to do; rows wait for the next start.
+//!
+//! The MQTT link reads no SQLite on its send path: it installs a [`Tap`], and every commit
+//! hands its rows (in row-id order, under the same lock) to the link's bounded queue. When
+//! that queue is full or the link is away, the link falls back to reading pending rows.
 
 mod disk;
 
@@ -28,9 +32,9 @@ pub enum OutboxError {
     #[error("outbox: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error(
-        "outbox database has schema version {found}, newer than this edge-node knows ({known}); run the newer edge-node, or move the file away"
+        "{what} in this database has schema version {found}, newer than this edge-node knows ({known}); run the newer edge-node, or move the file away"
     )]
-    Newer { found: i64, known: usize },
+    Newer { what: String, found: i64, known: usize },
 }
 
 /// The schema, as steps: a database at version N (`PRAGMA user_version`) is brought up to
@@ -53,7 +57,7 @@ const SCHEMA_STEPS: &[&str] = &[
 fn upgrade(conn: &mut Connection) -> Result<(), OutboxError> {
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if found < 0 || found as usize > SCHEMA_STEPS.len() {
-        return Err(OutboxError::Newer { found, known: SCHEMA_STEPS.len() });
+        return Err(OutboxError::Newer { what: "the outbox".into(), found, known: SCHEMA_STEPS.len() });
     }
     for (i, step) in SCHEMA_STEPS.iter().enumerate().skip(found as usize) {
         let tx = conn.transaction()?;
@@ -119,6 +123,8 @@ pub struct Outbox {
     /// Snapshots dropped to stay under the size limit (or to make room on the disk).
     pub dropped_snapshots: u64,
     disk: Option<DiskGuard>,
+    /// Committed rows go here too (the MQTT link's queue), when a link installed one.
+    tap: Option<TapSender>,
     /// Acknowledgements since free pages were last given back.
     acks_since_vacuum: u32,
     last_reclaim: Option<std::time::Instant>,
@@ -156,6 +162,7 @@ impl Outbox {
             stored_bytes,
             dropped_snapshots: 0,
             disk: None,
+            tap: None,
             acks_since_vacuum: 0,
             last_reclaim: None,
         };
@@ -267,8 +274,24 @@ impl Outbox {
         let ids = insert_all().map_err(OutboxError::from)?;
         tx.commit().map_err(OutboxError::from)?;
         self.stored_bytes += messages.iter().map(|m| m.payload.len() as u64).sum::<u64>();
+        if let Some(tap) = &self.tap {
+            for (&id, message) in ids.iter().zip(&messages) {
+                tap.send(Row { id, message: message.clone() });
+            }
+        }
         self.enforce_limit()?;
         Ok((out, ids))
+    }
+
+    /// From now on every committed row is also handed to the returned queue while its
+    /// receiver listens (`capacity` rows; rows that do not fit are only in the database,
+    /// and the receiver is told so).
+    /// A second call replaces the first receiver.
+    pub fn tap(&mut self, capacity: usize) -> Tap {
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
+        let state = std::sync::Arc::new(TapState::default());
+        self.tap = Some(TapSender { tx, state: state.clone() });
+        Tap { rx, state }
     }
 
     /// The next run number for incident ids (`rules::IncidentIds`), stored before it is
@@ -284,6 +307,28 @@ impl Outbox {
         tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('incident_run', ?1)", [run as i64])?;
         tx.commit()?;
         Ok(run)
+    }
+
+    /// Brings the tables of another component keeping its state in this database (the
+    /// dispatcher) up to date: its version is stored in `meta` as `schema:<name>`, and the
+    /// steps after it run, each in its own transaction with the new version. A version newer
+    /// than `steps` knows is refused.
+    pub fn upgrade_tables(&mut self, name: &str, steps: &[&str]) -> Result<(), OutboxError> {
+        let key = format!("schema:{name}");
+        let found: i64 = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [&key], |r| r.get(0))
+            .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(0) } else { Err(e) })?;
+        if found < 0 || found as usize > steps.len() {
+            return Err(OutboxError::Newer { what: format!("the {name} tables"), found, known: steps.len() });
+        }
+        for (i, step) in steps.iter().enumerate().skip(found as usize) {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(step)?;
+            tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", params![key, i as i64 + 1])?;
+            tx.commit()?;
+        }
+        Ok(())
     }
 
     /// Read-only access for components that keep their own tables in this database.
@@ -351,12 +396,7 @@ impl Outbox {
     /// most every 5 s, or at once while the disk is low) and every 256 acknowledgements
     /// meanwhile, the space goes back to the filesystem.
     pub fn ack(&mut self, id: i64) -> Result<(), OutboxError> {
-        self.delete("DELETE FROM outbox WHERE id = ?1 RETURNING LENGTH(payload)", [id])?;
-        self.acks_since_vacuum += 1;
-        if self.acks_since_vacuum >= 256 || self.stored_bytes == 0 && self.reclaim_due() {
-            self.reclaim_space();
-        }
-        Ok(())
+        self.ack_all(&[id])
     }
 
     /// Gives space back if the outbox is empty and it was not done in the last 5 s (the
@@ -372,6 +412,29 @@ impl Outbox {
         low || self.last_reclaim.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(5))
     }
 
+    /// Several acknowledged rows leave the outbox in one transaction (one disk sync).
+    pub fn ack_all(&mut self, ids: &[i64]) -> Result<(), OutboxError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction()?;
+        let mut freed = 0u64;
+        {
+            let mut stmt = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1 RETURNING LENGTH(payload)")?;
+            for id in ids {
+                let lengths: Vec<i64> = stmt.query_map([id], |r| r.get(0))?.collect::<Result<_, _>>()?;
+                freed += lengths.iter().sum::<i64>() as u64;
+            }
+        }
+        tx.commit()?;
+        self.stored_bytes = self.stored_bytes.saturating_sub(freed);
+        self.acks_since_vacuum = self.acks_since_vacuum.saturating_add(ids.len() as u32);
+        if self.acks_since_vacuum >= 256 || self.stored_bytes == 0 && self.reclaim_due() {
+            self.reclaim_space();
+        }
+        Ok(())
+    }
+
     pub fn len(&self) -> Result<u64, OutboxError> {
         Ok(self.conn.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get::<_, i64>(0))? as u64)
     }
@@ -383,6 +446,54 @@ impl Outbox {
     /// Sum of the stored payloads.
     pub fn bytes(&self) -> Result<u64, OutboxError> {
         Ok(self.stored_bytes)
+    }
+}
+
+/// The sending half of a [`Tap`], kept by the outbox.
+struct TapSender {
+    tx: tokio::sync::mpsc::Sender<Row>,
+    state: std::sync::Arc<TapState>,
+}
+
+#[derive(Default)]
+struct TapState {
+    /// The receiver wants rows (it is connected and has read the database up to now).
+    listening: std::sync::atomic::AtomicBool,
+    /// A row was committed that the queue did not get.
+    missed: std::sync::atomic::AtomicBool,
+}
+
+impl TapSender {
+    fn send(&self, row: Row) {
+        use std::sync::atomic::Ordering::SeqCst;
+        if !self.state.listening.load(SeqCst) || self.tx.try_send(row).is_err() {
+            self.state.missed.store(true, SeqCst);
+        }
+    }
+}
+
+/// Committed rows as they are committed, oldest first (see [`Outbox::tap`]). Rows come
+/// only while the receiver listens, so an idle receiver holds no memory.
+pub struct Tap {
+    pub rx: tokio::sync::mpsc::Receiver<Row>,
+    state: std::sync::Arc<TapState>,
+}
+
+impl Tap {
+    /// Whether a row was committed that this queue did not get (it was full, or nobody
+    /// listened) since the last call; such rows are read from the database instead.
+    pub fn take_missed(&self) -> bool {
+        self.state.missed.swap(false, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Starts or stops taking rows.
+    pub fn listen(&self, on: bool) {
+        self.state.listening.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Empties the queue (before reading the database, which has every row it held).
+    pub fn clear(&mut self) {
+        while self.rx.try_recv().is_ok() {}
     }
 }
 
@@ -402,6 +513,34 @@ mod tests {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         dir.join("outbox.db")
+    }
+
+    #[test]
+    fn the_tap_gets_committed_rows_in_order_and_says_when_it_missed_some() {
+        let mut o = Outbox::open(&temp(), 1 << 20).unwrap();
+        let mut tap = o.tap(2);
+        // Not listening: nothing queued, the miss is noted.
+        o.push(&msg(Kind::Alert, 1)).unwrap();
+        assert!(tap.rx.try_recv().is_err());
+        assert!(tap.take_missed());
+        assert!(!tap.take_missed());
+        tap.listen(true);
+        let ids = o.push_all(&[msg(Kind::Alert, 2), msg(Kind::Snapshot, 3)]).unwrap();
+        let got: Vec<Row> = std::iter::from_fn(|| tap.rx.try_recv().ok()).collect();
+        assert_eq!(got.iter().map(|r| r.id).collect::<Vec<_>>(), ids);
+        assert_eq!(got[1].message, msg(Kind::Snapshot, 3));
+        assert!(!tap.take_missed());
+        // Full: the third row is only in the database.
+        o.push_all(&[msg(Kind::Alert, 4), msg(Kind::Alert, 5), msg(Kind::Alert, 6)]).unwrap();
+        assert!(tap.take_missed());
+        tap.clear();
+        assert!(tap.rx.try_recv().is_err());
+        assert_eq!(o.pending(0, 10).unwrap().len(), 6);
+        // Acknowledged in one batch.
+        let all: Vec<i64> = o.pending(0, 10).unwrap().iter().map(|r| r.id).collect();
+        o.ack_all(&all[..5]).unwrap();
+        assert_eq!(o.pending(0, 10).unwrap().iter().map(|r| r.id).collect::<Vec<_>>(), [all[5]]);
+        assert_eq!(o.bytes().unwrap(), 6);
     }
 
     #[test]
@@ -454,6 +593,26 @@ mod tests {
     }
 
     /// Every older schema is brought up to date with its rows kept; a newer one is refused.
+    #[test]
+    fn component_tables_upgrade_step_by_step_and_refuse_newer() {
+        let path = temp();
+        let steps = ["CREATE TABLE IF NOT EXISTS a (x INTEGER);", "ALTER TABLE a ADD COLUMN y INTEGER;"];
+        {
+            let mut o = Outbox::open(&path, 1 << 20).unwrap();
+            o.upgrade_tables("thing", &steps[..1]).unwrap();
+            o.conn.execute("INSERT INTO a (x) VALUES (1)", []).unwrap();
+        }
+        let mut o = Outbox::open(&path, 1 << 20).unwrap();
+        o.upgrade_tables("thing", &steps).unwrap();
+        // Run again: nothing to do (an ALTER run twice would fail).
+        o.upgrade_tables("thing", &steps).unwrap();
+        let (x, y): (i64, Option<i64>) =
+            o.conn.query_row("SELECT x, y FROM a", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        assert_eq!((x, y), (1, None));
+        let e = o.upgrade_tables("thing", &steps[..1]).unwrap_err();
+        assert!(e.to_string().contains("the thing tables in this database has schema version 2"), "{e}");
+    }
+
     #[test]
     fn schema_upgrades_from_each_older_version() {
         for from in 0..SCHEMA_STEPS.len() {
