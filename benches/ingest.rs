@@ -95,6 +95,8 @@ fn spec(i: usize, url: &str, decode: DecodeMode) -> CameraSpec {
         detect_fps: 1.0,
         fit: (640, 384),
         stall_timeout: Duration::from_secs(10),
+        delta_rules: Vec::new(),
+        demand: Default::default(),
     }
 }
 

@@ -21,6 +21,7 @@ use crate::config::{self, Config, FacePolicy};
 use crate::localtime::local_time;
 use crate::motion::{Gate, MotionGate, MotionOptions};
 use crate::rules::{IncidentIds, RuleEngine, RuleEvent, Scene};
+use crate::source::Demand;
 use crate::track::{Track, Tracker, TrackerOptions};
 use crate::types::{Detections, Frame};
 
@@ -45,6 +46,10 @@ pub struct CameraCore {
     last: Option<Duration>,
     /// Frames that arrived older than one already observed (dropped, unintended).
     pub out_of_order: u64,
+    /// Tells ingest when this camera's rules want every frame (`decode = "adaptive"`).
+    demand: Demand,
+    /// Whether any rule needs more than key frames.
+    wants_deltas: bool,
 }
 
 /// What decides a core's behaviour: when it changes, the core starts afresh.
@@ -59,6 +64,7 @@ impl CameraCore {
     pub fn new(cam: Arc<config::Camera>, grid: Option<String>, ids: Arc<IncidentIds>) -> Self {
         let placement = Placement { micro_grid: cam.micro_grid.clone(), grid, faces: cam.faces };
         let setup = setup_of(&cam, &placement);
+        let wants_deltas = !crate::source::delta_rules(&cam).is_empty();
         let gate = cam.motion_gate.then(|| {
             MotionGate::new(MotionOptions { full_interval: cam.full_detect_interval, ..MotionOptions::default() })
         });
@@ -73,17 +79,37 @@ impl CameraCore {
             config: cam,
             last: None,
             out_of_order: 0,
+            wants_deltas,
+            demand: Demand::default(),
         }
+    }
+
+    /// Shares the camera's demand with ingest (kept across rebuilds of the core).
+    pub fn with_demand(mut self, demand: Demand) -> Self {
+        if !self.wants_deltas {
+            demand.set(false);
+        }
+        self.demand = demand;
+        self
     }
 
     /// Before inference: whether this frame should go to detection (live tracks keep
     /// detection running even when little moves).
+    ///
+    /// For a rule that needs every frame, the demand follows: on while something moved or
+    /// a track is live (always, without a motion gate), off when the scene is quiet.
     pub fn admit(&mut self, frame: &Frame) -> Gate {
         let live = self.tracker.has_live();
-        match self.gate.as_mut() {
+        let gate = match self.gate.as_mut() {
             Some(gate) => gate.check(&frame.data, frame.width, frame.height, live, frame.stream),
             None => Gate::Run { full: true, regions: Vec::new() },
+        };
+        if self.wants_deltas {
+            // A full detection forced by the interval (or a first frame) is not motion.
+            let moving = matches!(&gate, Gate::Run { full: false, regions } if !regions.is_empty());
+            self.demand.set(self.gate.is_none() || moving || live);
         }
+        gate
     }
 
     /// After inference, in capture order: the tracker and the rules on stream time.
@@ -117,7 +143,8 @@ impl CameraCore {
     /// rule engine; incident numbers continue.
     pub fn reset(&mut self) {
         let last = self.last;
-        *self = Self::new(self.config.clone(), self.placement.grid.clone(), self.ids.clone());
+        let demand = self.demand.clone();
+        *self = Self::new(self.config.clone(), self.placement.grid.clone(), self.ids.clone()).with_demand(demand);
         self.last = last;
     }
 
@@ -153,9 +180,17 @@ pub struct Ended {
 #[derive(Default)]
 pub struct Cameras {
     cores: RwLock<HashMap<Arc<str>, Arc<Mutex<CameraCore>>>>,
+    /// Per camera id, kept while the camera exists (a rebuilt core and a running pipeline
+    /// share it).
+    demands: Mutex<HashMap<String, Demand>>,
 }
 
 impl Cameras {
+    /// The camera's demand (see [`Demand`]), for its ingest spec.
+    pub fn demand(&self, id: &str) -> Demand {
+        self.demands.locked().entry(id.to_string()).or_default().clone()
+    }
+
     pub fn get(&self, id: &str) -> Option<Arc<Mutex<CameraCore>>> {
         self.cores.read_locked().get(id).cloned()
     }
@@ -192,6 +227,7 @@ impl Cameras {
             }
             keep
         });
+        self.demands.locked().retain(|id, _| wanted.contains_key(id.as_str()));
         let mut built = Vec::new();
         for (id, cam) in wanted {
             let grid = config.grid_of(cam);
@@ -201,7 +237,8 @@ impl Cameras {
                 }
                 end(core);
             }
-            let core = CameraCore::new(Arc::new(cam.clone()), grid.map(str::to_string), ids.clone());
+            let core = CameraCore::new(Arc::new(cam.clone()), grid.map(str::to_string), ids.clone())
+                .with_demand(self.demand(id));
             cores.insert(core.id.clone(), Arc::new(Mutex::new(core)));
             built.push(Arc::from(id));
         }

@@ -175,6 +175,10 @@ pub struct CameraStatus {
     pub fps_decoded: f64,
     pub fps_out: f64,
     pub decode: DecodeNow,
+    /// Which frames the camera decodes and why (e.g. key frames while quiet, every frame
+    /// while something moves, for a line-crossing rule).
+    #[serde(default)]
+    pub cadence: String,
     pub received: u64,
     pub decoded: u64,
     pub handed_on: u64,

@@ -210,8 +210,14 @@ fn log_delivered(m: &Message, registry: &CameraRegistry) {
     info!(alert = %a.id, r#type = a.kind.name(), camera = %a.camera, category = %a.category, label = %a.label, zone = %or_dash(&a.zone), grid = %or_dash(&a.grid), "alert delivered (PUBACK)");
 }
 
-fn camera_specs(config: &Config) -> Vec<CameraSpec> {
-    config.cameras.iter().filter(|c| c.enabled).map(|c| CameraSpec::from_config(c, config)).collect()
+/// Ingest's view of the enabled cameras, each with the demand its core sets (`adaptive`).
+fn camera_specs(config: &Config, cameras: &crate::camera::Cameras) -> Vec<CameraSpec> {
+    config
+        .cameras
+        .iter()
+        .filter(|c| c.enabled)
+        .map(|c| CameraSpec { demand: cameras.demand(&c.id), ..CameraSpec::from_config(c, config) })
+        .collect()
 }
 
 /// Runs the node until a shutdown signal arrives. `path` is re-read on SIGHUP.
@@ -242,6 +248,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
             enabled = cam.enabled,
             decode = ?cam.decode,
             detect_fps = cam.detect_fps,
+            cadence = %CameraSpec::from_config(cam, &config).cadence(),
             zones = cam.zones.len(),
             rules = cam.rules.len(),
             grid = config.grid_of(cam).unwrap_or("-"),
@@ -323,7 +330,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
     let pool = Arc::new(InferencePool::start(&config.models, &config.inference, graph.on_detections())?);
     graph.apply(&config, &pool);
     let on_frame = graph.on_frame(pool.clone());
-    let ingest = Ingest::start(camera_specs(&config), on_frame, IngestOptions::default())
+    let ingest = Ingest::start(camera_specs(&config, &graph.cameras), on_frame, IngestOptions::default())
         .map_err(|e| NodeError::Gstreamer(e.to_string()))?;
 
     // HTTP: metrics, health, status.
@@ -474,7 +481,7 @@ fn reload(
                 warn!("node.time_zone changed: it applies after a restart");
             }
             graph.apply(&new, pool);
-            ingest.apply(camera_specs(&new));
+            ingest.apply(camera_specs(&new, &graph.cameras));
             Ok(new.summary())
         }
         Err(e) => {

@@ -30,6 +30,8 @@ pub fn camera(id: &str, url: &str, decode: DecodeMode, detect_fps: f64) -> Camer
         detect_fps,
         fit: (640, 384),
         stall_timeout: Duration::from_secs(3),
+        delta_rules: Vec::new(),
+        demand: Default::default(),
     }
 }
 

@@ -33,6 +33,12 @@ pub enum DecodeMode {
     All,
     /// `keyframes` when `detect_fps` is at or below the measured key-frame rate, else `all`.
     Auto,
+    /// The default: follows the camera's rules. Key frames only when every rule is served
+    /// by key-frame sampling (dwell, entering a zone, crowding) or nothing moves; a camera
+    /// with a rule that needs more (line crossing, faces in a zone) keeps decoding the delta
+    /// frames after a key frame that shows motion or while a track is live, at
+    /// `detect_fps`, until quiet again.
+    Adaptive,
 }
 
 /// Hardware decoder preference; falls back to software with a logged reason.
@@ -362,6 +368,18 @@ pub enum RuleKind {
     Crowd { zone: String, classes: Vec<String>, min_count: u32, min_duration: Duration },
     ZoneEnter { zone: String, classes: Vec<String>, schedule: Schedule },
     FaceInZone { zone: String, schedule: Schedule },
+}
+
+impl RuleKind {
+    pub fn name(&self) -> RuleKindName {
+        match self {
+            Self::ZoneDwell { .. } => RuleKindName::ZoneDwell,
+            Self::LineCross { .. } => RuleKindName::LineCross,
+            Self::Crowd { .. } => RuleKindName::Crowd,
+            Self::ZoneEnter { .. } => RuleKindName::ZoneEnter,
+            Self::FaceInZone { .. } => RuleKindName::FaceInZone,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]

@@ -205,7 +205,8 @@ pub struct RawInference {
 pub struct RawDefaults {
     /// `tcp` (default) or `udp`.
     pub transport: Option<Transport>,
-    /// `keyframes`, `all` or `auto` (default).
+    /// `adaptive` (default: follows the rules), `keyframes`, `all` or `auto` (default when
+    /// `detect_fps` is set: key frames while they are frequent enough for it, else all).
     pub decode: Option<DecodeMode>,
     /// Hardware decoder: `none` (default), `auto`, `vaapi`, `nvdec`.
     pub hw_decode: Option<HwDecode>,

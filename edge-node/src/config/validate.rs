@@ -567,7 +567,8 @@ impl CameraDefaults {
         let rules = d.rules.as_ref();
         Self {
             transport: d.transport.unwrap_or(Transport::Tcp),
-            decode: d.decode.unwrap_or(DecodeMode::Auto),
+            // An explicit rate is honoured; otherwise the cadence follows the rules.
+            decode: d.decode.unwrap_or(if d.detect_fps.is_some() { DecodeMode::Auto } else { DecodeMode::Adaptive }),
             hw_decode: d.hw_decode.unwrap_or(HwDecode::None),
             detect_fps: fps(v, "defaults.detect_fps".into(), d.detect_fps, 1.0),
             models: model_list(v, "defaults.models", d.models.as_ref(), models, models.keys().cloned().collect()),
@@ -774,7 +775,10 @@ fn camera(
         credentials,
         enabled: c.enabled.unwrap_or(true),
         transport: c.transport.unwrap_or(d.transport),
-        decode: c.decode.unwrap_or(d.decode),
+        decode: c.decode.unwrap_or(match (c.detect_fps, d.decode) {
+            (Some(_), DecodeMode::Adaptive) => DecodeMode::Auto,
+            (_, mode) => mode,
+        }),
         hw_decode: c.hw_decode.unwrap_or(d.hw_decode),
         detect_fps: fps(v, format!("{at}detect_fps"), c.detect_fps, d.detect_fps),
         models: camera_models,

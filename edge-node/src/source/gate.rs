@@ -1,7 +1,38 @@
 //! Which frames reach the decoder and which decoded frames are handed on: the pure logic
 //! behind the pipeline's pad probes, testable without GStreamer.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::config::DecodeMode;
+
+/// Whether a camera's rules want every frame right now (something moves, or a track is
+/// live): set by detection, read by the camera's gate at each delta frame. Not a setting:
+/// two demands always compare equal, so it never makes a camera restart.
+#[derive(Clone, Default)]
+pub struct Demand(Arc<AtomicBool>);
+
+impl Demand {
+    pub fn set(&self, on: bool) {
+        self.0.store(on, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl PartialEq for Demand {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for Demand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Demand({})", self.get())
+    }
+}
 
 /// Decides per access unit whether it goes to the decoder.
 ///
@@ -9,6 +40,13 @@ use crate::config::DecodeMode;
 /// interval and decodes key frames only while `detect_fps` ≤ the key-frame rate; until
 /// the interval is known, everything is decoded. Switching between the two happens only
 /// at a key frame, so the decoder never sees a delta frame whose reference it lacks.
+///
+/// `adaptive` with a [`Demand`] (the camera has a rule that needs more than key frames):
+/// key frames only, except that while the demand is on, the delta frames after a key
+/// frame are decoded too, from the first one after it (the decoder holds the key frame:
+/// no wait for the next one), until the demand goes off; once one delta frame of a GOP
+/// was not decoded, the rest of that GOP is not either. Without a demand, `adaptive` is
+/// `keyframes`.
 #[derive(Debug, Clone)]
 pub struct KeyframeGate {
     mode: DecodeMode,
@@ -17,11 +55,30 @@ pub struct KeyframeGate {
     /// Smoothed key-frame interval in seconds.
     interval_s: Option<f64>,
     passing_deltas: bool,
+    demand: Option<Demand>,
+    /// Every frame since the last key frame reached the decoder (a delta frame may follow).
+    chain: bool,
 }
 
 impl KeyframeGate {
     pub fn new(mode: DecodeMode, detect_fps: f64) -> Self {
-        Self { mode, detect_fps, last_key_ns: None, interval_s: None, passing_deltas: mode != DecodeMode::Keyframes }
+        let passing_deltas = matches!(mode, DecodeMode::All | DecodeMode::Auto);
+        Self { mode, detect_fps, last_key_ns: None, interval_s: None, passing_deltas, demand: None, chain: false }
+    }
+
+    /// `adaptive` follows `demand` (see above).
+    pub fn with_demand(mut self, demand: Demand) -> Self {
+        self.demand = Some(demand);
+        self
+    }
+
+    /// The key frame just admitted was not decoded after all (over the rate): no delta
+    /// frame of its GOP can be.
+    pub fn key_frame_dropped(&mut self) {
+        self.chain = false;
+        if self.mode == DecodeMode::Adaptive {
+            self.passing_deltas = false;
+        }
     }
 
     /// Returns whether the unit should be decoded.
@@ -39,13 +96,26 @@ impl KeyframeGate {
             if pts_ns.is_some() {
                 self.last_key_ns = pts_ns;
             }
-            if self.mode == DecodeMode::Auto {
-                self.passing_deltas = match self.keyframe_rate() {
-                    Some(rate) => self.detect_fps > rate * 1.05,
-                    None => true,
-                };
+            match self.mode {
+                DecodeMode::Auto => {
+                    self.passing_deltas = match self.keyframe_rate() {
+                        Some(rate) => self.detect_fps > rate * 1.05,
+                        None => true,
+                    };
+                }
+                // In a burst the key frame is rate-limited after the decoder with the
+                // delta frames, so it is never dropped from under them.
+                DecodeMode::Adaptive => self.passing_deltas = self.demand.as_ref().is_some_and(Demand::get),
+                _ => {}
             }
+            self.chain = true;
             return true;
+        }
+        if self.mode == DecodeMode::Adaptive {
+            let pass = self.chain && self.demand.as_ref().is_some_and(Demand::get);
+            self.chain = pass;
+            self.passing_deltas = pass;
+            return pass;
         }
         self.passing_deltas
     }
@@ -143,6 +213,40 @@ mod tests {
         let mut g = KeyframeGate::new(DecodeMode::Auto, 2.0);
         assert!(run(&mut g, 50, 500).iter().all(|a| *a));
         assert!(g.decoding_all());
+    }
+
+    #[test]
+    fn adaptive_decodes_delta_frames_only_while_demanded_and_never_without_their_reference() {
+        let demand = Demand::default();
+        let mut g = KeyframeGate::new(DecodeMode::Adaptive, 1.0).with_demand(demand.clone());
+        let at = |i: u64| Some(i * 40 * MS);
+        // Quiet: key frames only.
+        let quiet: Vec<bool> = (0..50).map(|i| g.admit(at(i), i % 25 == 0)).collect();
+        assert_eq!(quiet.iter().filter(|a| **a).count(), 2);
+        assert!(!g.decoding_all());
+        // The key frame at 50 shows motion (decided while it is decoded): the delta frames
+        // right after it are decoded.
+        assert!(g.admit(at(50), true));
+        demand.set(true);
+        assert!((51..60).all(|i| g.admit(at(i), false)));
+        assert!(g.decoding_all());
+        // Quiet again mid-GOP: deltas stop, and stay stopped even if motion returns before
+        // the next key frame (their references were not decoded).
+        demand.set(false);
+        assert!(!g.admit(at(60), false));
+        demand.set(true);
+        assert!((61..75).all(|i| !g.admit(at(i), false)));
+        // The next key frame with the demand on: a burst from the start, key frame included.
+        assert!(g.admit(at(75), true));
+        assert!(g.decoding_all(), "rate-limited after the decoder, not before");
+        assert!(g.admit(at(76), false));
+        // A key frame dropped over the rate takes its GOP with it.
+        assert!(g.admit(at(100), true));
+        g.key_frame_dropped();
+        assert!(!g.admit(at(101), false));
+        // Without a demand, adaptive is keyframes.
+        let mut plain = KeyframeGate::new(DecodeMode::Adaptive, 1.0);
+        assert_eq!(run(&mut plain, 50, 500).iter().filter(|a| **a).count(), 10);
     }
 
     #[test]

@@ -125,7 +125,7 @@ pub fn build(
         .map_err(|e| FailReason::Other(e.to_string()))?;
 
     let gates = Arc::new(Mutex::new(Gates {
-        keyframes: KeyframeGate::new(spec.decode, spec.detect_fps),
+        keyframes: KeyframeGate::new(spec.decode, spec.detect_fps).with_demand(spec.demand.clone()),
         rate: RateLimiter::new(spec.detect_fps),
     }));
 
@@ -239,6 +239,7 @@ fn add_gate_probes(
         }
         // Key frames only: each is decodable alone, so surplus ones are dropped before decoding.
         if !g.keyframes.decoding_all() && !g.rate.admit(pts) {
+            g.keyframes.key_frame_dropped();
             c.dropped_rate.fetch_add(1, Ordering::Relaxed);
             return gst::PadProbeReturn::Drop;
         }

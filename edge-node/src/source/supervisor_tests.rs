@@ -49,6 +49,8 @@ fn spec(id: &str) -> CameraSpec {
         detect_fps: 1.0,
         fit: (640, 384),
         stall_timeout: Duration::from_secs(5),
+        delta_rules: Vec::new(),
+        demand: Default::default(),
     }
 }
 

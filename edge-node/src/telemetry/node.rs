@@ -35,6 +35,7 @@ pub(crate) fn camera_status_json(node: &str, c: &crate::source::CameraStatus, at
         fps_decoded: round(c.fps_decoded),
         fps_out: round(c.fps_out),
         decode: if c.decoding_all { DecodeNow::All } else { DecodeNow::Keyframes },
+        cadence: c.cadence.clone(),
         received: c.received,
         decoded: c.decoded,
         handed_on: c.handed_on,
