@@ -344,7 +344,12 @@ fn models(v: &mut Validator, raw: &BTreeMap<String, RawModel>, dir: &Path) -> BT
                 check_size(v, format!("{at}.input_size"), w, h);
                 (w, h)
             }
-            (None, None) => (640, 384),
+            // A dynamic file's default limit: YOLOX at the scale it was trained for (416 wide;
+            // a 16:9 frame then runs at 416x256 instead of a padded 416x416), YuNet at 640.
+            (None, None) => match entry.family {
+                Family::Yolox => (416, 416),
+                _ => (640, 384),
+            },
         };
         let (score_default, nms_default) = match entry.family {
             Family::Yolox => (0.35, 0.45),
