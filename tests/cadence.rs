@@ -140,7 +140,9 @@ url = "{still}"
     let logs = text();
     let alerts = |cam: &str| {
         logs.lines()
-            .filter(|l| l.contains("alert stored") && l.contains(&format!("camera=\"{cam}\"")) && l.contains("type=new"))
+            .filter(|l| {
+                l.contains("alert stored") && l.contains(&format!("camera=\"{cam}\"")) && l.contains("type=new")
+            })
             .count()
     };
     let (a, b) = (alerts("street-line"), alerts("street-all"));

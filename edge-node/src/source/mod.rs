@@ -145,6 +145,61 @@ pub struct Counters {
     pub stalls: AtomicU64,
     /// Pipelines started (first connection, reconnects and config changes).
     pub starts: AtomicU64,
+    /// CPU time of the camera's streaming thread, nanoseconds, by stage (see [`StageCpu`]).
+    pub cpu: StageCpu,
+}
+
+/// CPU time a camera's streaming thread spends in each stage after the parser, measured
+/// with the thread's own CPU clock between the pipeline's probes (the chain from parser to
+/// appsink runs synchronously on that one thread). What the thread spends before the
+/// parser (RTP depayloading, the jitter buffer) and the RTSP reader thread are "receive",
+/// measured by the node benchmark per thread.
+#[derive(Default, Debug)]
+pub struct StageCpu {
+    pub decode_ns: AtomicU64,
+    /// Scaling and conversion to BGR, and the copy handed on.
+    pub convert_ns: AtomicU64,
+    /// The frame callback: the motion gate and the hand-off to inference.
+    pub motion_ns: AtomicU64,
+    /// The thread CPU clock at the last probe (0: none).
+    mark_ns: AtomicU64,
+}
+
+/// This thread's CPU time in nanoseconds.
+pub fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid timespec to write into; the clock id is a constant.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+impl StageCpu {
+    /// A unit goes into the decoder now.
+    pub fn start(&self) {
+        self.mark_ns.store(thread_cpu_ns(), Ordering::Relaxed);
+    }
+
+    /// The stage that began at the last mark ends now: its time goes to `into`.
+    pub fn lap(&self, into: &AtomicU64) {
+        let now = thread_cpu_ns();
+        let mark = self.mark_ns.swap(now, Ordering::Relaxed);
+        if mark > 0 && now >= mark {
+            into.fetch_add(now - mark, Ordering::Relaxed);
+        }
+    }
+
+    /// No stage is running (the frame went no further).
+    pub fn stop(&self) {
+        self.mark_ns.store(0, Ordering::Relaxed);
+    }
+
+    pub fn seconds(&self) -> [(&'static str, f64); 3] {
+        let s = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64 / 1e9;
+        [("decode", s(&self.decode_ns)), ("convert", s(&self.convert_ns)), ("motion", s(&self.motion_ns))]
+    }
 }
 
 /// Shared between a camera's pipeline callbacks and the supervisor.
@@ -245,6 +300,8 @@ pub struct CameraStatus {
     /// Which frames this camera decodes and why ([`CameraSpec::cadence`]).
     pub cadence: String,
     pub source_size: (u32, u32),
+    /// CPU seconds of the streaming thread by stage: decode, convert, motion.
+    pub cpu: [(&'static str, f64); 3],
 }
 
 #[derive(Debug)]
@@ -485,6 +542,7 @@ fn status_of(id: &str, s: &CameraShared) -> CameraStatus {
         starts: c.starts.load(Ordering::Relaxed),
         decoding_all: s.decoding_all.load(Ordering::Relaxed),
         cadence: inner.cadence,
+        cpu: c.cpu.seconds(),
         source_size: ((size >> 32) as u32, (size & 0xffff_ffff) as u32),
     }
 }

