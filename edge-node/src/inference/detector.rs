@@ -185,11 +185,26 @@ impl Detector {
     }
 
     /// Runs `models` on every job; frames with equal input sizes share a batch where the
-    /// model allows it.
+    /// model allows it. Object models run first; a face model then runs only where people
+    /// are (see [`Detector::faces_on_people`]) when an object model of the same list finds
+    /// people, else on the whole frame.
     pub fn detect(&mut self, models: &[String], jobs: &[Job]) -> Result<Vec<Detections>, OrtError> {
         let mut out = vec![Detections::default(); jobs.len()];
-        for name in models {
+        let family = |d: &Self, name: &String| d.models.get(name).map(|m| m.spec.family);
+        let mut ordered: Vec<&String> = models.iter().collect();
+        ordered.sort_by_key(|n| family(self, n) != Some(Family::Yolox));
+        let people = models
+            .iter()
+            .any(|n| self.models.get(n).is_some_and(|m| m.spec.family == Family::Yolox && m.finds_people()));
+        for name in ordered {
             let Some(model) = self.models.get_mut(name) else { continue };
+            if people && model.spec.family == Family::Yunet {
+                for (job, found) in jobs.iter().zip(out.iter_mut()) {
+                    let faces = faces_on_people(model, job, &found.objects)?;
+                    found.faces.extend(faces);
+                }
+                continue;
+            }
             // Group jobs by input size, keeping their positions.
             let mut groups: BTreeMap<(u32, u32), Vec<usize>> = BTreeMap::new();
             for (i, j) in jobs.iter().enumerate() {
@@ -207,4 +222,93 @@ impl Detector {
         }
         Ok(out)
     }
+}
+
+impl Model {
+    /// Whether this object model reports people.
+    fn finds_people(&self) -> bool {
+        let person = self.labels.iter().position(|l| &**l == "person");
+        person.is_some_and(|p| self.spec.classes.is_empty() || self.spec.classes.contains(&p))
+    }
+}
+
+/// Where faces can be, in frame pixels: the upper part of each person box with a margin,
+/// overlapping regions merged.
+pub fn face_regions(people: &[[f32; 4]], w: u32, h: u32) -> Vec<[u32; 4]> {
+    let mut regions: Vec<[f32; 4]> = people
+        .iter()
+        .map(|b| {
+            let (bw, bh) = (b[2] - b[0], b[3] - b[1]);
+            let m = 0.15 * bw.max(bh * 0.4);
+            [b[0] - m, b[1] - m, b[2] + m, b[1] + 0.6 * bh + m]
+        })
+        .collect();
+    // Merge until no two overlap.
+    let mut merged = true;
+    while merged {
+        merged = false;
+        'outer: for i in 0..regions.len() {
+            for j in i + 1..regions.len() {
+                let (a, b) = (regions[i], regions[j]);
+                if a[0] < b[2] && b[0] < a[2] && a[1] < b[3] && b[1] < a[3] {
+                    regions[i] = [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])];
+                    regions.swap_remove(j);
+                    merged = true;
+                    break 'outer;
+                }
+            }
+        }
+    }
+    regions
+        .into_iter()
+        .map(|r| {
+            let x0 = r[0].max(0.0) as u32;
+            let y0 = r[1].max(0.0) as u32;
+            let x1 = (r[2].ceil().max(0.0) as u32).min(w);
+            let y1 = (r[3].ceil().max(0.0) as u32).min(h);
+            [x0, y0, x1, y1]
+        })
+        .filter(|r| r[2] > r[0] + 8 && r[3] > r[1] + 8)
+        .collect()
+}
+
+/// Faces of one frame, found on crops around its people at the scale the whole-frame pass
+/// would use (so a crop finds what the whole frame finds there, at a fraction of the
+/// pixels). No people: no faces, no face inference. Boxes in the job's source pixels.
+fn faces_on_people(model: &mut Model, job: &Job, objects: &[Object]) -> Result<Vec<Face>, OrtError> {
+    let img = job.image;
+    let (fw, fh) = (img.width, img.height);
+    let (sx, sy) = (job.source.0 as f32 / fw as f32, job.source.1 as f32 / fh as f32);
+    let people: Vec<[f32; 4]> = objects
+        .iter()
+        .filter(|o| &*o.label == "person")
+        .map(|o| [o.bbox[0] / sx, o.bbox[1] / sy, o.bbox[2] / sx, o.bbox[3] / sy])
+        .collect();
+    if people.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The scale of the whole-frame pass.
+    let full = model.input_size(fw, fh);
+    let scale = Letterbox::fit(fw, fh, full.0, full.1).scale;
+    let mut faces = Vec::new();
+    for [x0, y0, x1, y1] in face_regions(&people, fw, fh) {
+        let (cw, ch) = (x1 - x0, y1 - y0);
+        let offset = y0 as usize * img.stride + x0 as usize * 3;
+        let crop = ImageView { data: &img.data[offset..], width: cw, height: ch, stride: img.stride };
+        let up = |v: u32| ((v as f32 * scale).round().max(1.0) as u32).div_ceil(32) * 32;
+        let input = (up(cw), up(ch));
+        let lb = model.prepare(&[crop], input)[0];
+        for d in model.infer(1, input)?.into_iter().next().unwrap_or_default() {
+            let b = lb.to_frame(d.candidate.bbox, cw, ch);
+            let to_source = |x: f32, y: f32| [(x + x0 as f32) * sx, (y + y0 as f32) * sy];
+            let [a, b0] = to_source(b[0], b[1]);
+            let [c, d0] = to_source(b[2], b[3]);
+            faces.push(Face {
+                bbox: [a, b0, c, d0],
+                score: d.candidate.score,
+                landmarks: d.landmarks.unwrap_or_default().map(|[x, y]| to_source(x / lb.scale, y / lb.scale)),
+            });
+        }
+    }
+    Ok(faces)
 }
