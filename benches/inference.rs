@@ -286,6 +286,8 @@ fn pipeline() {
                 detect_fps: 5.0,
                 fit: (416, 416),
                 stall_timeout: Duration::from_secs(10),
+                delta_rules: Vec::new(),
+                demand: Default::default(),
             }
         })
         .collect();
