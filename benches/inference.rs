@@ -283,6 +283,7 @@ fn pipeline() {
                 transport: Transport::Tcp,
                 decode: DecodeMode::Keyframes,
                 hw_decode: HwDecode::None,
+                rtsp_client: bench_client(),
                 detect_fps: 5.0,
                 fit: (416, 416),
                 stall_timeout: Duration::from_secs(10),
@@ -326,5 +327,13 @@ fn main() {
     }
     if want("pipeline") {
         pipeline();
+    }
+}
+
+/// `GRIDSIGHT_BENCH_CLIENT=gstreamer` measures rtspsrc; the default is retina.
+fn bench_client() -> edge_node::config::RtspClient {
+    match std::env::var("GRIDSIGHT_BENCH_CLIENT").as_deref() {
+        Ok("gstreamer") => edge_node::config::RtspClient::Gstreamer,
+        _ => edge_node::config::RtspClient::Retina,
     }
 }

@@ -92,6 +92,7 @@ fn spec(i: usize, url: &str, decode: DecodeMode) -> CameraSpec {
         transport: Transport::Tcp,
         decode,
         hw_decode: HwDecode::None,
+        rtsp_client: bench_client(),
         detect_fps: 1.0,
         fit: (640, 384),
         stall_timeout: Duration::from_secs(10),
@@ -268,5 +269,13 @@ fn main() {
     }
     if want("restarts") {
         restarts(&sim, 200);
+    }
+}
+
+/// `GRIDSIGHT_BENCH_CLIENT=gstreamer` measures rtspsrc; the default is retina.
+fn bench_client() -> edge_node::config::RtspClient {
+    match std::env::var("GRIDSIGHT_BENCH_CLIENT").as_deref() {
+        Ok("gstreamer") => edge_node::config::RtspClient::Gstreamer,
+        _ => edge_node::config::RtspClient::Retina,
     }
 }

@@ -100,7 +100,7 @@ fn every_clip_and_every_mode() {
         s.starts == 2 && s.state == CameraState::Streaming
     }));
     for s in ingest.status().iter().filter(|s| s.id != "all") {
-        assert_eq!(s.starts, 1, "{} restarted though unchanged", s.id);
+        assert_eq!(s.starts, 1, "{} restarted though unchanged (last error: {:?})", s.id, s.last_error);
         assert_eq!(s.state, CameraState::Streaming);
     }
     // Removing a camera stops only it.

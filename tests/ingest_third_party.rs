@@ -2,6 +2,7 @@
 //! streams the street clip; the camera, on UDP transport, streams and hands on frames.
 //!
 //!   cvlc --sout '#rtp{sdp=rtsp://127.0.0.1:PORT/street}' ─► rtspsrc (udp) ─► frames
+//!   the same, asked over TCP by retina ─► 461 ─► UDP through rtspsrc ─► frames
 
 mod common;
 
@@ -50,8 +51,16 @@ fn ingests_a_stream_from_vlc() {
         backoff_max: Duration::from_secs(2),
         ..IngestOptions::default()
     };
-    let ingest = Ingest::start(vec![cam], frames.callback(), options).unwrap();
+    // The same server asked for TCP by retina (the default client): VLC's RTSP server answers
+    // 461 (it serves RTP over UDP only), so the camera goes on over UDP, which is
+    // GStreamer's: the fallback a camera retina cannot serve takes.
+    let tcp = camera("vlc-tcp", &format!("rtsp://127.0.0.1:{port}/street"), DecodeMode::All, 2.0);
+    let ingest = Ingest::start(vec![cam, tcp], frames.callback(), options).unwrap();
     let ok = wait_until(Duration::from_secs(30), || frames.count("vlc-street") >= 4);
+    let tcp_ok = wait_until(Duration::from_secs(10), || frames.count("vlc-tcp") >= 4);
+    let tcp_status = ingest.camera("vlc-tcp").unwrap();
+    assert!(tcp_ok, "the TCP/retina camera did not fall back to UDP/gstreamer: {tcp_status:#?}");
+    assert!(tcp_status.last_error.as_deref().is_some_and(|e| e.contains("461")), "{tcp_status:#?}");
     let status = ingest.camera("vlc-street").unwrap();
     let _ = vlc.kill();
     let _ = vlc.wait();

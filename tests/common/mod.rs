@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use edge_node::config::{DecodeMode, HwDecode, Secret, Transport};
+use edge_node::config::{DecodeMode, HwDecode, RtspClient, Secret, Transport};
 use edge_node::source::{CameraSpec, FrameCallback};
 use edge_node::types::Frame;
 
@@ -19,6 +19,9 @@ pub fn media_dir() -> PathBuf {
     std::env::var_os("GRIDSIGHT_MEDIA").map(PathBuf::from).unwrap_or_else(|| root().join(".cache/media"))
 }
 
+/// The client test cameras use unless a test says otherwise: the default one.
+pub const RTSP_CLIENT: RtspClient = RtspClient::Retina;
+
 pub fn camera(id: &str, url: &str, decode: DecodeMode, detect_fps: f64) -> CameraSpec {
     CameraSpec {
         id: id.to_string(),
@@ -27,12 +30,19 @@ pub fn camera(id: &str, url: &str, decode: DecodeMode, detect_fps: f64) -> Camer
         transport: Transport::Tcp,
         decode,
         hw_decode: HwDecode::None,
+        rtsp_client: RTSP_CLIENT,
         detect_fps,
         fit: (640, 384),
         stall_timeout: Duration::from_secs(3),
         delta_rules: Vec::new(),
         demand: Default::default(),
     }
+}
+
+/// The same camera received by another RTSP client.
+#[allow(dead_code)]
+pub fn with_client(spec: CameraSpec, rtsp_client: RtspClient) -> CameraSpec {
+    CameraSpec { rtsp_client, ..spec }
 }
 
 pub fn with_credentials(mut spec: CameraSpec, user: &str, password: &str) -> CameraSpec {

@@ -41,6 +41,17 @@ pub enum DecodeMode {
     Adaptive,
 }
 
+/// Which RTSP client receives a camera.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RtspClient {
+    /// RTSP/RTP in Rust (`retina`), access units straight to the decoder: the least CPU.
+    /// TCP only, no `rtsps`; such cameras use `gstreamer`.
+    Retina,
+    /// GStreamer's `rtspsrc`: UDP, `rtsps`, and cameras retina cannot parse.
+    Gstreamer,
+}
+
 /// Hardware decoder preference; falls back to software with a logged reason.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -303,6 +314,7 @@ pub struct Camera {
     pub transport: Transport,
     pub decode: DecodeMode,
     pub hw_decode: HwDecode,
+    pub rtsp_client: RtspClient,
     pub detect_fps: f64,
     pub models: Vec<String>,
     pub input_size: Option<(u32, u32)>,

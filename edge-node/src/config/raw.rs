@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::model::{
-    Coordinates, DecodeMode, Direction, EscalationStep, FacePolicy, HwDecode, Priority, Provider, RuleKindName,
-    Severity, Transport,
+    Coordinates, DecodeMode, Direction, EscalationStep, FacePolicy, HwDecode, Priority, Provider, RtspClient,
+    RuleKindName, Severity, Transport,
 };
 
 /// A point: `[x, y]` in the camera's `coordinates`.
@@ -210,6 +210,8 @@ pub struct RawDefaults {
     pub decode: Option<DecodeMode>,
     /// Hardware decoder: `none` (default), `auto`, `vaapi`, `nvdec`.
     pub hw_decode: Option<HwDecode>,
+    /// RTSP client: `retina` (default: least CPU; TCP, no rtsps) or `gstreamer`.
+    pub rtsp_client: Option<RtspClient>,
     /// Frames per second handed to detection, > 0. Default: 1.0.
     pub detect_fps: Option<f64>,
     /// Names of `[models.*]` to run. Default: every model defined.
@@ -268,6 +270,7 @@ pub struct RawCamera {
     pub transport: Option<Transport>,
     pub decode: Option<DecodeMode>,
     pub hw_decode: Option<HwDecode>,
+    pub rtsp_client: Option<RtspClient>,
     pub detect_fps: Option<f64>,
     pub models: Option<Vec<String>>,
     /// Model input `[width, height]` for this camera (dynamic models only; multiples of 32),

@@ -554,6 +554,7 @@ struct CameraDefaults {
     transport: Transport,
     decode: DecodeMode,
     hw_decode: HwDecode,
+    rtsp_client: RtspClient,
     detect_fps: f64,
     models: Vec<String>,
     stall_timeout: Duration,
@@ -575,6 +576,7 @@ impl CameraDefaults {
             // An explicit rate is honoured; otherwise the cadence follows the rules.
             decode: d.decode.unwrap_or(if d.detect_fps.is_some() { DecodeMode::Auto } else { DecodeMode::Adaptive }),
             hw_decode: d.hw_decode.unwrap_or(HwDecode::None),
+            rtsp_client: d.rtsp_client.unwrap_or(RtspClient::Retina),
             detect_fps: fps(v, "defaults.detect_fps".into(), d.detect_fps, 1.0),
             models: model_list(v, "defaults.models", d.models.as_ref(), models, models.keys().cloned().collect()),
             stall_timeout: v.duration(
@@ -785,6 +787,7 @@ fn camera(
             (_, mode) => mode,
         }),
         hw_decode: c.hw_decode.unwrap_or(d.hw_decode),
+        rtsp_client: c.rtsp_client.unwrap_or(d.rtsp_client),
         detect_fps: fps(v, format!("{at}detect_fps"), c.detect_fps, d.detect_fps),
         models: camera_models,
         input_size: c.input_size.map(|[w, h]| (w, h)),

@@ -17,6 +17,7 @@
 
 mod backoff;
 mod gate;
+mod retina;
 mod pipeline;
 mod rate;
 mod reason;
@@ -43,7 +44,7 @@ pub use rate::Rates;
 pub use reason::FailReason;
 pub use stream_time::StreamClock;
 
-use crate::config::{self, DecodeMode, HwDecode, Secret, Transport};
+use crate::config::{self, DecodeMode, HwDecode, RtspClient, Secret, Transport};
 use crate::types::Frame;
 
 /// Receives every frame a camera hands on. Runs on the camera's streaming thread.
@@ -59,6 +60,8 @@ pub struct CameraSpec {
     pub transport: Transport,
     pub decode: DecodeMode,
     pub hw_decode: HwDecode,
+    /// Which RTSP client receives the camera (`retina` falls back to `gstreamer` where it must).
+    pub rtsp_client: RtspClient,
     pub detect_fps: f64,
     /// Frames are scaled to fit inside this (width, height), keeping the aspect ratio.
     pub fit: (u32, u32),
@@ -87,6 +90,7 @@ impl CameraSpec {
             transport: cam.transport,
             decode: cam.decode,
             hw_decode: cam.hw_decode,
+            rtsp_client: cam.rtsp_client,
             detect_fps: cam.detect_fps,
             fit,
             stall_timeout: cam.stall_timeout,
@@ -401,8 +405,12 @@ pub(crate) trait Opener: Send {
     fn open(&self, spec: &CameraSpec, cx: SourceContext) -> Result<Box<dyn Source>, FailReason>;
 }
 
-/// RTSP through GStreamer (`pipeline.rs`).
-struct GstOpener;
+/// RTSP through GStreamer (`pipeline.rs`), or retina (`retina.rs`) where the camera's
+/// `rtsp_client` asks for it and retina can serve it.
+#[derive(Default)]
+struct GstOpener {
+    fallbacks: Arc<retina::Fallbacks>,
+}
 
 struct GstSource(gst::Pipeline);
 
@@ -414,6 +422,14 @@ impl Source for GstSource {
 
 impl Opener for GstOpener {
     fn open(&self, spec: &CameraSpec, cx: SourceContext) -> Result<Box<dyn Source>, FailReason> {
+        if spec.rtsp_client == RtspClient::Retina {
+            let why = retina::unsupported(spec)
+                .or_else(|| self.fallbacks.contains(&spec.id).then_some("retina could not parse its stream"));
+            match why {
+                None => return Ok(Box::new(retina::open(spec, cx, self.fallbacks.clone())?)),
+                Some(why) => info!(camera = %spec.id, reason = why, "rtsp_client retina: using the gstreamer client"),
+            }
+        }
         let p = pipeline::build(spec, cx.shared, cx.generation, cx.epoch, cx.events, cx.on_frame)?;
         p.set_state(gst::State::Playing).map_err(|_| FailReason::Other("pipeline refused to start".into()))?;
         Ok(Box::new(GstSource(p)))
@@ -444,7 +460,7 @@ impl Ingest {
             options,
             cameras.clone(),
             teardowns.clone(),
-            Box::new(GstOpener),
+            Box::new(GstOpener::default()),
             Arc::new(SystemClock),
         );
         let thread = std::thread::Builder::new()

@@ -29,19 +29,52 @@ use crate::config::{HwDecode, Transport};
 use crate::types::Frame;
 
 /// Ingest decisions shared by the probes of one pipeline.
-struct Gates {
+pub(super) struct Gates {
     keyframes: KeyframeGate,
     rate: RateLimiter,
 }
 
-fn element(factory: &str) -> Result<gst::Element, FailReason> {
+impl Gates {
+    pub(super) fn new(spec: &CameraSpec) -> Arc<Mutex<Self>> {
+        Arc::new(Mutex::new(Self {
+            keyframes: KeyframeGate::new(spec.decode, spec.detect_fps).with_demand(spec.demand.clone()),
+            rate: RateLimiter::new(spec.detect_fps),
+        }))
+    }
+}
+
+/// One access unit arrived (after the parser, or from retina): counted, and whether it
+/// goes to the decoder (the key-frame gate; surplus key frames dropped before decoding).
+pub(super) fn admit_unit(s: &CameraShared, gates: &Mutex<Gates>, pts: Option<u64>, keyframe: bool, epoch: Instant) -> bool {
+    let c = &s.counters;
+    c.received.fetch_add(1, Ordering::Relaxed);
+    if keyframe {
+        c.keyframes.fetch_add(1, Ordering::Relaxed);
+    }
+    s.last_unit_ms.store(epoch.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
+    let mut g = gates.locked();
+    if !g.keyframes.admit(pts, keyframe) {
+        c.dropped_delta.fetch_add(1, Ordering::Relaxed);
+        return false;
+    }
+    // Key frames only: each is decodable alone, so surplus ones are dropped before decoding.
+    if !g.keyframes.decoding_all() && !g.rate.admit(pts) {
+        g.keyframes.key_frame_dropped();
+        c.dropped_rate.fetch_add(1, Ordering::Relaxed);
+        return false;
+    }
+    s.decoding_all.store(g.keyframes.decoding_all(), Ordering::Relaxed);
+    true
+}
+
+pub(super) fn element(factory: &str) -> Result<gst::Element, FailReason> {
     gst::ElementFactory::make(factory)
         .build()
         .map_err(|_| FailReason::UnsupportedCodec(format!("GStreamer element {factory} is missing; run `make setup`")))
 }
 
 /// Picks the decoder for a codec; hardware when asked for and present, else software.
-fn decoder(camera: &str, codec: &str, hw: HwDecode) -> Result<gst::Element, FailReason> {
+pub(super) fn decoder(camera: &str, codec: &str, hw: HwDecode) -> Result<gst::Element, FailReason> {
     let hw_names: &[&str] = match (codec, hw) {
         (_, HwDecode::None) => &[],
         ("h264", HwDecode::Vaapi) => &["vah264dec", "vaapih264dec"],
@@ -113,41 +146,14 @@ pub fn build(
         Some(video.to_value())
     });
 
-    let scale = element("videoscale")?;
-    let convert = element("videoconvert")?;
-    let filter = element("capsfilter")?;
-    filter.set_property("caps", gst::Caps::builder("video/x-raw").field("format", "BGR").build());
-    let sink = gst_app::AppSink::builder().max_buffers(1).drop(true).sync(false).build();
-    pipeline
-        .add_many([&src, &scale, &convert, &filter, sink.upcast_ref()])
-        .map_err(|e| FailReason::Other(e.to_string()))?;
-    gst::Element::link_many([&scale, &convert, &filter, sink.upcast_ref()])
-        .map_err(|e| FailReason::Other(e.to_string()))?;
+    pipeline.add(&src).map_err(|e| FailReason::Other(e.to_string()))?;
+    let (scale, filter) = tail(&pipeline, spec, shared.clone(), epoch, on_frame)?;
+    let gates = Gates::new(spec);
 
-    let gates = Arc::new(Mutex::new(Gates {
-        keyframes: KeyframeGate::new(spec.decode, spec.detect_fps).with_demand(spec.demand.clone()),
-        rate: RateLimiter::new(spec.detect_fps),
-    }));
-
-    // Errors and end of stream go straight to the supervisor; nothing accumulates on the bus.
-    let bus = pipeline.bus().unwrap();
-    let (tx, id, transport) = (events.clone(), spec.id.clone(), spec.transport);
-    bus.set_sync_handler(move |_, msg| {
-        let event = match msg.view() {
-            gst::MessageView::Error(e) => {
-                // GStreamer's debug text spans lines; one log line per event.
-                let debug = e.debug().map(|d| d.split_whitespace().collect::<Vec<_>>().join(" "));
-                let reason = FailReason::from_gst(&e.error(), debug.as_deref());
-                let offered = offered_video.load(std::sync::atomic::Ordering::SeqCst);
-                Some(PipelineEvent::Failed(reason.nothing_set_up(transport, offered), debug.unwrap_or_default()))
-            }
-            gst::MessageView::Eos(_) => Some(PipelineEvent::Ended),
-            _ => None,
-        };
-        if let Some(event) = event {
-            let _ = tx.send(Msg::Pipeline { id: id.clone(), generation, event });
-        }
-        gst::BusSyncReply::Drop
+    let transport = spec.transport;
+    report_bus(&pipeline, &spec.id, generation, &events, move |reason| {
+        let offered = offered_video.load(std::sync::atomic::Ordering::SeqCst);
+        reason.nothing_set_up(transport, offered)
     });
 
     let (pipeline_weak, scale_weak, filter_weak) = (pipeline.downgrade(), scale.downgrade(), filter.downgrade());
@@ -196,6 +202,58 @@ pub fn build(
         }
     });
 
+    Ok(pipeline)
+}
+
+/// Errors and end of stream go straight to the supervisor; nothing accumulates on the bus.
+/// `refine` turns GStreamer's error into the reason reported.
+pub(super) fn report_bus(
+    pipeline: &gst::Pipeline,
+    id: &str,
+    generation: u64,
+    events: &Sender<Msg>,
+    refine: impl Fn(FailReason) -> FailReason + Send + Sync + 'static,
+) {
+    let bus = pipeline.bus().unwrap();
+    let (tx, id) = (events.clone(), id.to_string());
+    bus.set_sync_handler(move |_, msg| {
+        let event = match msg.view() {
+            gst::MessageView::Error(e) => {
+                // GStreamer's debug text spans lines; one log line per event.
+                let debug = e.debug().map(|d| d.split_whitespace().collect::<Vec<_>>().join(" "));
+                let reason = FailReason::from_gst(&e.error(), debug.as_deref());
+                Some(PipelineEvent::Failed(refine(reason), debug.unwrap_or_default()))
+            }
+            gst::MessageView::Eos(_) => Some(PipelineEvent::Ended),
+            _ => None,
+        };
+        if let Some(event) = event {
+            let _ = tx.send(Msg::Pipeline { id: id.clone(), generation, event });
+        }
+        gst::BusSyncReply::Drop
+    });
+}
+
+/// The part after the decoder, shared by both RTSP clients: `videoscale ! videoconvert !
+/// capsfilter (BGR, size set from the decoder's caps) ! appsink (newest only)`, handing
+/// frames to `on_frame`. Returns the element the decoder links to, and the caps filter.
+pub(super) fn tail(
+    pipeline: &gst::Pipeline,
+    spec: &CameraSpec,
+    shared: Arc<CameraShared>,
+    epoch: Instant,
+    on_frame: FrameCallback,
+) -> Result<(gst::Element, gst::Element), FailReason> {
+    let scale = element("videoscale")?;
+    let convert = element("videoconvert")?;
+    let filter = element("capsfilter")?;
+    filter.set_property("caps", gst::Caps::builder("video/x-raw").field("format", "BGR").build());
+    let sink = gst_app::AppSink::builder().max_buffers(1).drop(true).sync(false).build();
+    pipeline
+        .add_many([&scale, &convert, &filter, sink.upcast_ref()])
+        .map_err(|e| FailReason::Other(e.to_string()))?;
+    gst::Element::link_many([&scale, &convert, &filter, sink.upcast_ref()])
+        .map_err(|e| FailReason::Other(e.to_string()))?;
     let camera: Arc<str> = Arc::from(spec.id.as_str());
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
@@ -213,7 +271,7 @@ pub fn build(
             })
             .build(),
     );
-    Ok(pipeline)
+    Ok((scale, filter))
 }
 
 fn add_gate_probes(
@@ -228,30 +286,25 @@ fn add_gate_probes(
     let (s, g) = (shared.clone(), gates.clone());
     parse.static_pad("src").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, info| {
         let Some(buffer) = info.buffer() else { return gst::PadProbeReturn::Ok };
-        let c = &s.counters;
         let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
-        c.received.fetch_add(1, Ordering::Relaxed);
-        if keyframe {
-            c.keyframes.fetch_add(1, Ordering::Relaxed);
-        }
-        s.last_unit_ms.store(epoch.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
-        let pts = buffer.pts().map(|t| t.nseconds());
-        let mut g = g.locked();
-        if !g.keyframes.admit(pts, keyframe) {
-            c.dropped_delta.fetch_add(1, Ordering::Relaxed);
+        if !admit_unit(&s, &g, buffer.pts().map(|t| t.nseconds()), keyframe, epoch) {
             return gst::PadProbeReturn::Drop;
         }
-        // Key frames only: each is decodable alone, so surplus ones are dropped before decoding.
-        if !g.keyframes.decoding_all() && !g.rate.admit(pts) {
-            g.keyframes.key_frame_dropped();
-            c.dropped_rate.fetch_add(1, Ordering::Relaxed);
-            return gst::PadProbeReturn::Drop;
-        }
-        s.decoding_all.store(g.keyframes.decoding_all(), Ordering::Relaxed);
-        c.cpu.start();
+        s.counters.cpu.start();
         gst::PadProbeReturn::Ok
     });
+    add_decoder_probe(dec, filter, fit, shared, gates);
+}
 
+/// After the decoder: counted, the rate limit when every frame is decoded, and the output
+/// size set from the decoder's caps.
+pub(super) fn add_decoder_probe(
+    dec: &gst::Element,
+    filter: &gst::Element,
+    fit: (u32, u32),
+    shared: Arc<CameraShared>,
+    gates: Arc<Mutex<Gates>>,
+) {
     let filter = filter.downgrade();
     dec.static_pad("src").unwrap().add_probe(
         gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,

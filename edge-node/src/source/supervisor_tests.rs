@@ -46,6 +46,7 @@ fn spec(id: &str) -> CameraSpec {
         transport: Transport::Tcp,
         decode: DecodeMode::Keyframes,
         hw_decode: HwDecode::None,
+        rtsp_client: crate::config::RtspClient::Gstreamer,
         detect_fps: 1.0,
         fit: (640, 384),
         stall_timeout: Duration::from_secs(5),
