@@ -1,6 +1,7 @@
 //! The node benchmark: the headline number, CPU per camera-second of the whole
 //! `edge-node run`, with detection on, on a mix of scenes. Run: `cargo bench --bench node`
 //! (also in `make bench`), or `-- peers` (also the decode-everything pipeline of the peers),
+//! `-- clients` (the same mix received by `gstreamer` and by `retina`, one after the other),
 //! `-- ramp` (the largest number of cameras held). Environment: `GRIDSIGHT_BENCH_CAMERAS`
 //! (default 16), `GRIDSIGHT_BENCH_SECONDS` (default 60), `GRIDSIGHT_BENCH_CLIENT`
 //! (`rtsp_client` of every camera, when the node has more than one).
@@ -310,9 +311,9 @@ input_size = [640, 384]
     let convert = d("gridsight_camera_cpu_seconds_total", &["stage=\"convert\""]);
     let motion = d("gridsight_camera_cpu_seconds_total", &["stage=\"motion\""]);
     // GStreamer's RTSP/RTP threads (rtspsrc's reader task, the jitter buffer's streaming
-    // thread, RTCP), or retina's runtime thread.
+    // thread, RTCP), or retina's runtime thread and the appsrc threads it feeds.
     let gst = thread_cpu(&|k: &str| {
-        k.starts_with("task") || k.starts_with("rtp") || k.starts_with("rtsp") || k.starts_with("retina")
+        ["task", "rtp", "rtsp", "retina", "appsrc"].iter().any(|p| k.starts_with(p))
     });
     let receive = (gst - decode - convert - motion).max(0.0);
     let inference = thread_cpu(&|k: &str| k.starts_with("infer"));
@@ -404,6 +405,13 @@ fn main() {
         f.print(client.as_deref().unwrap_or("default client"));
         f.per_cam_ms(f.total)
     });
+    if wants("clients") {
+        for c in ["gstreamer", "retina"] {
+            if let Some(f) = run_node(n, secs, &media, Some(c)) {
+                f.print(&format!("rtsp_client = {c}"));
+            }
+        }
+    }
     if wants("peers") {
         match (run_peers(n, secs, &media), node_ms) {
             (Some(peers), Some(node)) => println!(
