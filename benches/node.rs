@@ -312,9 +312,7 @@ input_size = [640, 384]
     let motion = d("gridsight_camera_cpu_seconds_total", &["stage=\"motion\""]);
     // GStreamer's RTSP/RTP threads (rtspsrc's reader task, the jitter buffer's streaming
     // thread, RTCP), or retina's runtime thread and the appsrc threads it feeds.
-    let gst = thread_cpu(&|k: &str| {
-        ["task", "rtp", "rtsp", "retina", "appsrc"].iter().any(|p| k.starts_with(p))
-    });
+    let gst = thread_cpu(&|k: &str| ["task", "rtp", "rtsp", "retina", "appsrc"].iter().any(|p| k.starts_with(p)));
     let receive = (gst - decode - convert - motion).max(0.0);
     let inference = thread_cpu(&|k: &str| k.starts_with("infer"));
     let total = cpu1 - cpu0;

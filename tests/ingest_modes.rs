@@ -66,6 +66,21 @@ fn every_clip_and_every_mode() {
         assert!(f.data.iter().any(|v| (*v as u64).abs_diff(mean) > 40), "{id}: frame has no content");
     }
 
+    // Colours come out right (BGR, BT.601): the SMPTE bars of the H.265 pattern, white,
+    // yellow, cyan, green, magenta, red, blue from the left (videotestsrc draws them at 100%).
+    let f = frames.of("hevc").pop().unwrap();
+    let px = |bar: f32| {
+        let (x, y) = (((bar + 0.5) / 7.0 * f.width as f32) as usize, (f.height / 3) as usize);
+        let i = (y * f.width as usize + x) * 3;
+        [f.data[i], f.data[i + 1], f.data[i + 2]]
+    };
+    let near = |got: [u8; 3], want: [u8; 3]| got.iter().zip(want).all(|(g, w)| g.abs_diff(w) <= 30);
+    for (bar, bgr) in
+        [(0.0, [255, 255, 255]), (1.0, [0, 255, 255]), (2.0, [255, 255, 0]), (5.0, [0, 0, 255]), (6.0, [255, 0, 0])]
+    {
+        assert!(near(px(bar), bgr), "bar {bar}: {:?}, want about {bgr:?} (BGR)", px(bar));
+    }
+
     // keyframes: one key frame per second reaches the consumer; delta frames are not decoded.
     let kf_out = delta("kf", |s| s.handed_on);
     let kf_decoded = delta("kf", |s| s.decoded);

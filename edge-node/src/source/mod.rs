@@ -16,11 +16,12 @@
 //! Shutdown: [`Ingest::shutdown`] stops every pipeline within a deadline.
 
 mod backoff;
+mod color;
 mod gate;
-mod retina;
 mod pipeline;
 mod rate;
 mod reason;
+mod retina;
 mod stream_time;
 #[cfg(test)]
 mod supervisor_tests;
@@ -105,7 +106,7 @@ impl CameraSpec {
         match self.decode {
             DecodeMode::Keyframes => "key frames only (decode = \"keyframes\")".into(),
             DecodeMode::All => format!(
-                "every frame, all the time (decode = \"all\"): software decoding costs about 37 ms CPU per camera-second at 360p 25 fps; {fps} per second handed on"
+                "every frame, all the time (decode = \"all\"), {fps} per second handed on: the most CPU a camera can cost (its decoding time is gridsight_camera_cpu_seconds_total{{stage=\"decode\"}})"
             ),
             DecodeMode::Auto => format!(
                 "key frames while they come at least {fps} per second, else every frame (detect_fps = {fps} set, decode = \"auto\")"

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! rtspsrc ─► rtph26Xdepay ─► h26Xparse ─[gate: key frames only / rate]─► decoder
-//!         ─[rate limit, size]─► videoscale ─► videoconvert (BGR) ─► appsink (newest only)
+//!         ─[rate limit, size]─► videoscale ─► videoconvert (I420) ─► appsink (newest only)
+//!         ─► BGR in Rust for the frames handed on (`color.rs`)
 //! ```
 //!
 //! The gate drops delta frames before the decoder in `keyframes` mode (a probe after the
@@ -45,7 +46,13 @@ impl Gates {
 
 /// One access unit arrived (after the parser, or from retina): counted, and whether it
 /// goes to the decoder (the key-frame gate; surplus key frames dropped before decoding).
-pub(super) fn admit_unit(s: &CameraShared, gates: &Mutex<Gates>, pts: Option<u64>, keyframe: bool, epoch: Instant) -> bool {
+pub(super) fn admit_unit(
+    s: &CameraShared,
+    gates: &Mutex<Gates>,
+    pts: Option<u64>,
+    keyframe: bool,
+    epoch: Instant,
+) -> bool {
     let c = &s.counters;
     c.received.fetch_add(1, Ordering::Relaxed);
     if keyframe {
@@ -247,11 +254,11 @@ pub(super) fn tail(
     let scale = element("videoscale")?;
     let convert = element("videoconvert")?;
     let filter = element("capsfilter")?;
-    filter.set_property("caps", gst::Caps::builder("video/x-raw").field("format", "BGR").build());
+    // I420 out (videoconvert is a pass-through for a software decoder's I420 and converts
+    // what hardware decoders give); BGR is made in Rust for the frames handed on (`color`).
+    filter.set_property("caps", gst::Caps::builder("video/x-raw").field("format", "I420").build());
     let sink = gst_app::AppSink::builder().max_buffers(1).drop(true).sync(false).build();
-    pipeline
-        .add_many([&scale, &convert, &filter, sink.upcast_ref()])
-        .map_err(|e| FailReason::Other(e.to_string()))?;
+    pipeline.add_many([&scale, &convert, &filter, sink.upcast_ref()]).map_err(|e| FailReason::Other(e.to_string()))?;
     gst::Element::link_many([&scale, &convert, &filter, sink.upcast_ref()])
         .map_err(|e| FailReason::Other(e.to_string()))?;
     let camera: Arc<str> = Arc::from(spec.id.as_str());
@@ -320,7 +327,7 @@ pub(super) fn add_decoder_probe(
                     filter.set_property(
                         "caps",
                         gst::Caps::builder("video/x-raw")
-                            .field("format", "BGR")
+                            .field("format", "I420")
                             .field("width", ow as i32)
                             .field("height", oh as i32)
                             .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
@@ -350,21 +357,7 @@ fn to_frame(camera: &Arc<str>, sample: &gst::Sample, shared: &CameraShared, epoc
     let (w, h) = (st.get::<i32>("width").ok()? as usize, st.get::<i32>("height").ok()? as usize);
     let buffer = sample.buffer()?;
     let map = buffer.map_readable().ok()?;
-    let row = w * 3;
-    // GStreamer pads packed 24-bit rows to 4 bytes.
-    let stride = (row + 3) & !3;
-    if map.len() < stride * (h - 1) + row {
-        return None;
-    }
-    let data: Arc<[u8]> = if stride == row {
-        Arc::from(&map[..row * h])
-    } else {
-        let mut packed = Vec::with_capacity(row * h);
-        for y in 0..h {
-            packed.extend_from_slice(&map[y * stride..y * stride + row]);
-        }
-        Arc::from(packed)
-    };
+    let data: Arc<[u8]> = Arc::from(super::color::i420_to_bgr(&map, w, h)?);
     let src = shared.source_size.load(Ordering::Relaxed);
     let pts = buffer.pts().map(|t| Duration::from_nanos(t.nseconds()));
     let stream = shared.stream_clock.locked().map(pts, epoch.elapsed());

@@ -84,7 +84,11 @@ impl Source for RetinaSource {
 }
 
 /// Builds the decode pipeline (`appsrc ! decoder ! tail`) and starts the session.
-pub(super) fn open(spec: &CameraSpec, cx: SourceContext, fallbacks: Arc<Fallbacks>) -> Result<RetinaSource, FailReason> {
+pub(super) fn open(
+    spec: &CameraSpec,
+    cx: SourceContext,
+    fallbacks: Arc<Fallbacks>,
+) -> Result<RetinaSource, FailReason> {
     let pipeline = gst::Pipeline::with_name(&format!("camera-{}", spec.id));
     cx.shared.stream_clock.locked().reset();
     let (scale, filter) = tail(&pipeline, spec, cx.shared.clone(), cx.epoch, cx.on_frame.clone())?;
@@ -246,9 +250,7 @@ impl Run {
             gst::PadProbeReturn::Ok
         });
         add_decoder_probe(&dec, &self.filter, self.fit, self.cx.shared.clone(), self.gates.clone());
-        self.pipeline
-            .set_state(gst::State::Playing)
-            .map_err(|_| other("decoder pipeline refused to start".into()))?;
+        self.pipeline.set_state(gst::State::Playing).map_err(|_| other("decoder pipeline refused to start".into()))?;
         info!(camera = %self.camera, codec, "receiving with retina");
         Ok(appsrc)
     }
