@@ -1,4 +1,4 @@
-//! Cameras recover by themselves: from the simulator being killed and restarted 10 s
+//! Cameras recover by themselves, on both RTSP clients: from the simulator being killed and restarted 10 s
 //! later, and from a stream that stalls while its TCP connection stays open.
 //!
 //!   edge-node sim (child) ──kill -9──(10 s)──restart──►  every camera: backoff … streaming
@@ -10,7 +10,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::*;
-use edge_node::config::DecodeMode;
+use edge_node::config::{DecodeMode, RtspClient};
 use edge_node::sim::{Auth, Simulator, StreamSpec};
 use edge_node::source::{CameraState, Ingest, IngestOptions};
 
@@ -39,8 +39,13 @@ fn cameras_return_after_the_server_is_killed_and_restarted() {
     let mut sim = spawn_sim(port);
     let frames = Frames::default();
     let url = |m: &str| format!("rtsp://127.0.0.1:{port}/{m}");
-    let cams =
-        vec![camera("cam-a", &url("a"), DecodeMode::Keyframes, 1.0), camera("cam-b", &url("b"), DecodeMode::All, 1.0)];
+    // Both RTSP clients: a and b on retina (the default), c and d on GStreamer.
+    let cams = vec![
+        camera("cam-a", &url("a"), DecodeMode::Keyframes, 1.0),
+        camera("cam-b", &url("b"), DecodeMode::All, 1.0),
+        with_client(camera("cam-c", &url("a"), DecodeMode::Keyframes, 1.0), RtspClient::Gstreamer),
+        with_client(camera("cam-d", &url("b"), DecodeMode::All, 1.0), RtspClient::Gstreamer),
+    ];
     let ingest = Ingest::start(cams, frames.callback(), options()).unwrap();
     let all_streaming = |ingest: &Ingest| ingest.status().iter().all(|s| s.state == CameraState::Streaming);
     assert!(wait_until(Duration::from_secs(20), || all_streaming(&ingest)), "{:#?}", ingest.status());
@@ -54,12 +59,11 @@ fn cameras_return_after_the_server_is_killed_and_restarted() {
         ingest.status()
     );
     std::thread::sleep(Duration::from_secs(10).saturating_sub(killed.elapsed()));
-    let counts: Vec<usize> = ["cam-a", "cam-b"].iter().map(|c| frames.count(c)).collect();
+    let ids = ["cam-a", "cam-b", "cam-c", "cam-d"];
+    let counts: Vec<usize> = ids.iter().map(|c| frames.count(c)).collect();
     let mut sim = spawn_sim(port);
     assert!(wait_until(Duration::from_secs(30), || all_streaming(&ingest)), "did not recover: {:#?}", ingest.status());
-    assert!(
-        wait_until(Duration::from_secs(10), || frames.count("cam-a") > counts[0] && frames.count("cam-b") > counts[1])
-    );
+    assert!(wait_until(Duration::from_secs(10), || ids.iter().zip(&counts).all(|(c, n)| frames.count(c) > *n)));
     for s in ingest.status() {
         assert!(s.reconnects >= 2, "{}: {} reconnects", s.id, s.reconnects);
     }
@@ -82,23 +86,34 @@ fn a_stalled_stream_is_detected_and_reconnected() {
     )
     .unwrap();
     let frames = Frames::default();
-    let mut cam = camera("stally", &sim.url("s"), DecodeMode::Keyframes, 1.0);
-    cam.stall_timeout = Duration::from_secs(2);
-    let ingest = Ingest::start(vec![cam], frames.callback(), options()).unwrap();
-    let state = || ingest.camera("stally").unwrap().state;
-    assert!(wait_until(Duration::from_secs(15), || state() == CameraState::Streaming));
+    // One camera per RTSP client, on one stream.
+    let ids = ["stally", "stally-gst"];
+    let mut cams = vec![
+        camera(ids[0], &sim.url("s"), DecodeMode::Keyframes, 1.0),
+        with_client(camera(ids[1], &sim.url("s"), DecodeMode::Keyframes, 1.0), RtspClient::Gstreamer),
+    ];
+    for c in &mut cams {
+        c.stall_timeout = Duration::from_secs(2);
+    }
+    let ingest = Ingest::start(cams, frames.callback(), options()).unwrap();
+    let state = |id: &str| ingest.camera(id).unwrap().state;
+    assert!(wait_until(Duration::from_secs(15), || ids.iter().all(|id| state(id) == CameraState::Streaming)));
 
     sim.stall("s");
-    assert!(
-        wait_until(Duration::from_secs(8), || matches!(state(), CameraState::Stalled { .. })),
-        "stall not detected: {:?}",
-        state()
-    );
-    assert_eq!(ingest.camera("stally").unwrap().stalls, 1);
+    for id in ids {
+        assert!(
+            wait_until(Duration::from_secs(8), || matches!(state(id), CameraState::Stalled { .. })),
+            "{id}: stall not detected: {:?}",
+            state(id)
+        );
+        assert_eq!(ingest.camera(id).unwrap().stalls, 1, "{id}");
+    }
     sim.resume("s");
-    assert!(wait_until(Duration::from_secs(15), || state() == CameraState::Streaming), "{:?}", state());
-    let n = frames.count("stally");
-    assert!(wait_until(Duration::from_secs(5), || frames.count("stally") > n), "no frames after recovery");
-    assert!(ingest.camera("stally").unwrap().reconnects >= 1);
+    for id in ids {
+        assert!(wait_until(Duration::from_secs(15), || state(id) == CameraState::Streaming), "{id}: {:?}", state(id));
+        let n = frames.count(id);
+        assert!(wait_until(Duration::from_secs(5), || frames.count(id) > n), "{id}: no frames after recovery");
+        assert!(ingest.camera(id).unwrap().reconnects >= 1, "{id}");
+    }
     ingest.shutdown(Duration::from_secs(5));
 }
