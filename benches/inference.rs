@@ -221,6 +221,7 @@ fn pipeline() {
                     source_width: w,
                     source_height: h,
                     keyframe: true,
+                    roi: None,
                     data: fitted.clone(),
                 });
             }

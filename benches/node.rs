@@ -4,7 +4,7 @@
 //! `-- clients` (the same mix received by `gstreamer` and by `retina`, one after the other),
 //! `-- ramp` (the largest number of cameras held). Environment: `GRIDSIGHT_BENCH_CAMERAS`
 //! (default 16), `GRIDSIGHT_BENCH_SECONDS` (default 60), `GRIDSIGHT_BENCH_CLIENT`
-//! (`rtsp_client` of every camera, when the node has more than one).
+//! (`rtsp_client` of every camera), `GRIDSIGHT_BENCH_BIN` (another edge-node build to measure).
 //!
 //! The mix, every stream re-encoded by the simulator to 640x360 H.264, 25 fps, a key frame
 //! every 2 s, 1 Mbit/s: 1 in 4 cameras a busy street (the bikes clip: cars, cyclists,
@@ -23,7 +23,11 @@ use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_edge-node");
+/// The binary measured: this build's, or `GRIDSIGHT_BENCH_BIN` (another build, for a
+/// before/after comparison in one run).
+fn bin() -> String {
+    std::env::var("GRIDSIGHT_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_edge-node").to_string())
+}
 
 struct Kill(Child);
 
@@ -172,7 +176,7 @@ fn scene(i: usize) -> &'static Scene {
 
 /// The simulator, serving each scene once (every camera of a scene shares its mount).
 fn simulator(port: u16, media: &std::path::Path) -> Kill {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(bin());
     cmd.args(["sim", "--port", &port.to_string()]);
     for s in [&STREET, &ENTRANCE, &NIGHT] {
         cmd.args(["--stream", &format!("{}={},size=640x360,fps=25,keyint=2s,bitrate=1000", s.mount, s.clip)]);
@@ -195,6 +199,7 @@ struct Figures {
     sim_cpu: f64,
     decoded_fps: f64,
     inferred_fps: f64,
+    cropped_fps: f64,
 }
 
 impl Figures {
@@ -217,12 +222,13 @@ impl Figures {
             self.stages.iter().map(|(s, cpu)| format!("{s} {:.2}", self.per_cam_ms(*cpu))).collect();
         println!("  by stage, ms per camera-second: {}", split.join(", "));
         println!(
-            "  RSS {:.0} MB ({:.1} MB per camera); {} threads; decoded {:.2} and detected {:.2} frames per camera-second; simulator {:.2} ms per camera-second (not counted)",
+            "  RSS {:.0} MB ({:.1} MB per camera); {} threads; decoded {:.2} and detected {:.2} frames per camera-second ({:.2} on a crop where it moved); simulator {:.2} ms per camera-second (not counted)",
             self.rss_mb,
             self.rss_mb / self.cameras as f64,
             self.threads,
             self.decoded_fps,
             self.inferred_fps,
+            self.cropped_fps,
             self.per_cam_ms(self.sim_cpu)
         );
     }
@@ -268,7 +274,7 @@ input_size = [640, 384]
     std::fs::write(&config, text).unwrap();
     let log = std::fs::File::create(dir.join("node.log")).unwrap();
     let node = Kill(
-        Command::new(BIN)
+        Command::new(bin())
             .args(["run", "--config"])
             .arg(&config)
             .env("ORT_DYLIB_PATH", std::env::var("ORT_DYLIB_PATH").unwrap_or_default())
@@ -338,6 +344,7 @@ input_size = [640, 384]
         sim_cpu: sim1 - sim0,
         decoded_fps: per_cam(d("gridsight_camera_frames_decoded_total", &[])),
         inferred_fps: per_cam(d("gridsight_camera_frames_detected_total", &[])),
+        cropped_fps: per_cam(d("gridsight_camera_frames_cropped_total", &[])),
     };
     drop(node);
     drop(sim);

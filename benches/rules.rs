@@ -174,6 +174,7 @@ fn street_frame() -> Frame {
         source_width: 1280,
         source_height: 720,
         keyframe: true,
+        roi: None,
         data: Arc::from(data),
     }
 }

@@ -257,7 +257,7 @@ fn alerts_arrive_survive_an_outage_and_a_crash() {
     let models = edge_node::config::load(&root().join("tests/configs/detect.toml")).unwrap().models;
     let mut detector = Detector::new(&models, 1).unwrap();
     let faces = detector
-        .detect(&["faces".into()], &[Job { image: ImageView::packed(&bgr, w, h), source: (w, h) }])
+        .detect(&["faces".into()], &[Job { image: ImageView::packed(&bgr, w, h), source: (w, h), roi: None }])
         .unwrap()
         .pop()
         .unwrap()

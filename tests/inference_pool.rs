@@ -128,6 +128,7 @@ fn blank(camera: &str, seq: u64) -> Frame {
         source_width: 416,
         source_height: 416,
         keyframe: true,
+        roi: None,
         data: Arc::from(vec![(seq % 255) as u8; 416 * 416 * 3]),
     }
 }

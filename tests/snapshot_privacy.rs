@@ -17,7 +17,7 @@ fn frame(file: &str) -> Frame {
 
 fn faces_in(detector: &mut Detector, w: u32, h: u32, bgr: &[u8]) -> Vec<edge_node::types::Face> {
     detector
-        .detect(&["faces".to_string()], &[Job { image: ImageView::packed(bgr, w, h), source: (w, h) }])
+        .detect(&["faces".to_string()], &[Job { image: ImageView::packed(bgr, w, h), source: (w, h), roi: None }])
         .unwrap()
         .pop()
         .unwrap()

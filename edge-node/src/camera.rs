@@ -52,6 +52,10 @@ pub struct CameraCore {
     wants_deltas: bool,
 }
 
+/// Motion covering at most this share of the frame (with the live tracks) is detected on a
+/// crop around it.
+pub const ROI_MAX_SHARE: f32 = 0.5;
+
 /// What decides a core's behaviour: when it changes, the core starts afresh.
 fn setup_of(cam: &config::Camera, placement: &Placement) -> String {
     format!(
@@ -110,6 +114,37 @@ impl CameraCore {
             self.demand.set(self.gate.is_none() || moving || live);
         }
         gate
+    }
+
+    /// Where detection should look on a frame the gate let through: around what moved and
+    /// every live track (with a margin of a tenth of the frame, at least 32 pixels), when
+    /// that is at most [`ROI_MAX_SHARE`] of the frame; `None` (the whole frame) otherwise,
+    /// and for full detections (forced by the interval, or without a motion gate).
+    pub fn roi(&self, gate: &Gate, frame: &Frame) -> Option<[u32; 4]> {
+        let Gate::Run { full: false, regions } = gate else { return None };
+        if regions.is_empty() {
+            return None;
+        }
+        let (w, h) = (frame.width as f32, frame.height as f32);
+        let sx = frame.source_width.max(frame.width) as f32 / w;
+        let sy = frame.source_height.max(frame.height) as f32 / h;
+        let mut r = [f32::MAX, f32::MAX, 0.0f32, 0.0f32];
+        let mut add = |b: [f32; 4]| {
+            r = [r[0].min(b[0]), r[1].min(b[1]), r[2].max(b[2]), r[3].max(b[3])];
+        };
+        for g in regions {
+            add([g[0] * w, g[1] * h, g[2] * w, g[3] * h]);
+        }
+        for t in self.tracker.confirmed() {
+            let b = t.bbox;
+            add([b[0] / sx, b[1] / sy, b[2] / sx, b[3] / sy]);
+        }
+        let m = (0.1 * w.max(h)).max(32.0);
+        let r = [(r[0] - m).max(0.0), (r[1] - m).max(0.0), (r[2] + m).min(w), (r[3] + m).min(h)];
+        if (r[2] - r[0]) * (r[3] - r[1]) > ROI_MAX_SHARE * w * h {
+            return None;
+        }
+        Some([r[0] as u32, r[1] as u32, r[2].ceil() as u32, r[3].ceil() as u32])
     }
 
     /// After inference, in capture order: the tracker and the rules on stream time.
@@ -306,6 +341,7 @@ classes = ["car"]
             source_width: 100,
             source_height: 100,
             keyframe: true,
+            roi: None,
             data: Arc::from(vec![0u8; 100 * 100 * 3]),
         }
     }
@@ -350,6 +386,31 @@ classes = ["car"]
     }
 
     /// Frames that arrive out of capture order are dropped, counted, never tracked.
+    #[test]
+    fn detection_looks_where_it_moved_and_at_live_tracks() {
+        let cfg = config(CONFIG);
+        let core = CameraCore::new(Arc::new(cfg.cameras[0].clone()), None, Arc::new(IncidentIds::new(1)));
+        let f = Frame {
+            width: 640,
+            height: 360,
+            source_width: 1280,
+            source_height: 720,
+            data: Arc::from(vec![0u8; 640 * 360 * 3]),
+            ..frame("yard", 1.0, SystemTime::now())
+        };
+        let (w, h) = (f.width, f.height);
+        // A small region: a crop around it with the margin.
+        let small = Gate::Run { full: false, regions: vec![[0.45, 0.45, 0.55, 0.55]] };
+        let r = core.roi(&small, &f).expect("a crop");
+        let m = (0.1 * w.max(h) as f32).max(32.0);
+        assert!(r[0] as f32 <= 0.45 * w as f32 - m + 1.0 && r[2] as f32 >= 0.55 * w as f32 + m - 1.0, "{r:?}");
+        assert!(r[2] <= w && r[3] <= h);
+        // Motion over most of the frame, a forced full detection, no regions: the whole frame.
+        assert_eq!(core.roi(&Gate::Run { full: false, regions: vec![[0.0, 0.0, 0.9, 0.9]] }, &f), None);
+        assert_eq!(core.roi(&Gate::Run { full: true, regions: vec![[0.45, 0.45, 0.55, 0.55]] }, &f), None);
+        assert_eq!(core.roi(&Gate::Run { full: false, regions: vec![] }, &f), None);
+    }
+
     #[test]
     fn out_of_order_frames_never_reach_the_tracker() {
         let cfg = config(CONFIG);

@@ -62,7 +62,7 @@ pub fn run(config: &Config, files: &[PathBuf], opts: &DetectOptions) -> Result<V
             path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
         let frames = if is_image(path) { vec![(name, read_image(path)?)] } else { read_clip(path, fps, &name)? };
         for (key, (w, h, bgr)) in frames {
-            let job = Job { image: ImageView::packed(&bgr, w, h), source: (w, h) };
+            let job = Job { image: ImageView::packed(&bgr, w, h), source: (w, h), roi: None };
             let detections = detector.detect(&models, &[job])?.pop().unwrap_or_default();
             if let Some(dir) = &opts.annotate {
                 annotate(dir, &key, w, h, &bgr, &detections)?;

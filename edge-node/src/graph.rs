@@ -154,12 +154,20 @@ impl Graph {
     /// thread and returns at once.
     pub fn on_frame(&self, pool: Arc<InferencePool>) -> FrameCallback {
         let (cameras, registry) = (self.cameras.clone(), self.emitter.registry.clone());
-        Arc::new(move |frame: Frame| {
+        Arc::new(move |mut frame: Frame| {
             let Some(core) = cameras.get(&frame.camera) else { return };
-            let gate = core.locked().admit(&frame);
+            let gate = {
+                let mut core = core.locked();
+                let gate = core.admit(&frame);
+                frame.roi = core.roi(&gate, &frame);
+                gate
+            };
             if gate == Gate::Skip {
                 registry.camera(&frame.camera).skipped_motion.fetch_add(1, Relaxed);
                 return;
+            }
+            if frame.roi.is_some() {
+                registry.camera(&frame.camera).cropped.fetch_add(1, Relaxed);
             }
             pool.submit(frame);
         })

@@ -24,6 +24,10 @@ pub struct Frame {
     pub source_width: u32,
     pub source_height: u32,
     pub keyframe: bool,
+    /// Where to detect, in frame pixels `[x0, y0, x1, y1]`: the part that moved and the
+    /// live tracks (set by the motion gate when that is a small part of the frame);
+    /// `None`: the whole frame.
+    pub roi: Option<[u32; 4]>,
     pub data: Arc<[u8]>,
 }
 

@@ -331,6 +331,7 @@ pub fn photo_frame(file: &str, max_width: u32) -> edge_node::types::Frame {
         source_width: w,
         source_height: h,
         keyframe: true,
+        roi: None,
         data: Arc::from(img.pixels().flat_map(|p| [p[2], p[1], p[0]]).collect::<Vec<u8>>()),
     }
 }

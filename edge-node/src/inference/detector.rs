@@ -31,11 +31,26 @@ pub struct Model {
     pub last_post: std::time::Duration,
 }
 
-/// A frame to detect on: the picture, and the camera's own resolution to map boxes to.
+/// A frame to detect on: the picture, the camera's own resolution to map boxes to, and
+/// optionally the part of the picture to look at (frame pixels, [`crate::types::Frame::roi`]).
 #[derive(Clone, Copy)]
 pub struct Job<'a> {
     pub image: ImageView<'a>,
     pub source: (u32, u32),
+    pub roi: Option<[u32; 4]>,
+}
+
+impl<'a> Job<'a> {
+    /// The whole picture.
+    pub fn whole(image: ImageView<'a>, source: (u32, u32)) -> Self {
+        Self { image, source, roi: None }
+    }
+
+    pub fn of_frame(f: &'a crate::types::Frame) -> Self {
+        let (sw, sh) = (f.source_width.max(f.width), f.source_height.max(f.height));
+        let roi = f.roi.filter(|r| r[2] <= f.width && r[3] <= f.height && r[2] > r[0] && r[3] > r[1]);
+        Self { image: ImageView::packed(&f.data, f.width, f.height), source: (sw, sh), roi }
+    }
 }
 
 impl Model {
@@ -65,6 +80,30 @@ impl Model {
     /// The input size this model uses for a `w`×`h` frame.
     pub fn input_size(&self, w: u32, h: u32) -> (u32, u32) {
         if self.spec.dynamic { dynamic_input(w, h, self.spec.input_size) } else { self.spec.input_size }
+    }
+
+    /// What this model looks at for `job`: the picture (its region of interest, for a
+    /// dynamic file: at the scale the whole frame would run at, so a crop costs its share of
+    /// the pixels and finds what the whole frame finds there), where that starts in frame
+    /// pixels, and the input size.
+    pub fn view<'a>(&self, job: &Job<'a>) -> (ImageView<'a>, [u32; 2], (u32, u32)) {
+        let img = job.image;
+        let whole = self.input_size(img.width, img.height);
+        match job.roi {
+            Some([x0, y0, x1, y1]) if self.spec.dynamic => {
+                let scale = Letterbox::fit(img.width, img.height, whole.0, whole.1).scale;
+                let (cw, ch) = (x1 - x0, y1 - y0);
+                let up = |v: u32, max: u32| (((v as f32 * scale).round().max(1.0) as u32).div_ceil(32) * 32).min(max);
+                let crop = ImageView {
+                    data: &img.data[y0 as usize * img.stride + x0 as usize * 3..],
+                    width: cw,
+                    height: ch,
+                    stride: img.stride,
+                };
+                (crop, [x0, y0], (up(cw, whole.0), up(ch, whole.1)))
+            }
+            _ => (img, [0, 0], whole),
+        }
     }
 
     /// Fills the input tensor for the images (all of one input size).
@@ -118,22 +157,26 @@ impl Model {
         Ok(found)
     }
 
-    /// Detects on frames that share one input size; boxes in each job's source pixels.
+    /// Detects on frames that share one input size ([`Model::view`]); boxes in each job's
+    /// source pixels.
     pub fn detect(&mut self, jobs: &[Job], out: &mut [Detections]) -> Result<(), OrtError> {
         let Some(first) = jobs.first() else { return Ok(()) };
-        let input = self.input_size(first.image.width, first.image.height);
+        let input = self.view(first).2;
         let chunk = if self.batchable { jobs.len() } else { 1 };
         for (ci, group) in jobs.chunks(chunk).enumerate() {
-            let images: Vec<ImageView> = group.iter().map(|j| j.image).collect();
+            let views: Vec<(ImageView, [u32; 2], (u32, u32))> = group.iter().map(|j| self.view(j)).collect();
+            let images: Vec<ImageView> = views.iter().map(|v| v.0).collect();
             let boxes = self.prepare(&images, input);
             let found = self.infer(group.len(), input)?;
             for (k, (job, dets)) in group.iter().zip(found).enumerate() {
                 let lb = boxes[k];
+                let (view, [ox, oy], _) = views[k];
                 let (fw, fh) = (job.image.width, job.image.height);
                 let (sx, sy) = (job.source.0 as f32 / fw as f32, job.source.1 as f32 / fh as f32);
+                let (ox, oy) = (ox as f32, oy as f32);
                 let to_source = |b: [f32; 4]| {
-                    let f = lb.to_frame(b, fw, fh);
-                    [f[0] * sx, f[1] * sy, f[2] * sx, f[3] * sy]
+                    let f = lb.to_frame(b, view.width, view.height);
+                    [(f[0] + ox) * sx, (f[1] + oy) * sy, (f[2] + ox) * sx, (f[3] + oy) * sy]
                 };
                 let target = &mut out[ci * chunk + k];
                 for d in dets {
@@ -145,7 +188,7 @@ impl Model {
                             landmarks: d
                                 .landmarks
                                 .unwrap_or_default()
-                                .map(|[x, y]| [x / lb.scale * sx, y / lb.scale * sy]),
+                                .map(|[x, y]| [(x / lb.scale + ox) * sx, (y / lb.scale + oy) * sy]),
                         }),
                         Family::Yolox => target.objects.push(Object {
                             bbox: to_source(c.bbox),
@@ -208,7 +251,7 @@ impl Detector {
             // Group jobs by input size, keeping their positions.
             let mut groups: BTreeMap<(u32, u32), Vec<usize>> = BTreeMap::new();
             for (i, j) in jobs.iter().enumerate() {
-                groups.entry(model.input_size(j.image.width, j.image.height)).or_default().push(i);
+                groups.entry(model.view(j).2).or_default().push(i);
             }
             for idx in groups.values() {
                 let group: Vec<Job> = idx.iter().map(|&i| jobs[i]).collect();

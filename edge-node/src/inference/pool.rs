@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use tracing::{error, warn};
 
 use super::detector::{Detector, Job};
-use super::preprocess::ImageView;
 use super::runtime::OrtError;
 use crate::config::{Inference, ModelSpec};
 use crate::types::{Detections, Frame};
@@ -269,13 +268,7 @@ fn run_batch(
             groups.entry(models).or_default().push(frame);
         }
         for (models, frames) in groups {
-            let jobs: Vec<Job> = frames
-                .iter()
-                .map(|f| Job {
-                    image: ImageView::packed(&f.data, f.width, f.height),
-                    source: (f.source_width.max(f.width), f.source_height.max(f.height)),
-                })
-                .collect();
+            let jobs: Vec<Job> = frames.iter().map(Job::of_frame).collect();
             let started = Instant::now();
             let result = detector.detect(&models, &jobs);
             let took = started.elapsed();
@@ -326,6 +319,7 @@ mod tests {
             source_width: 2,
             source_height: 2,
             keyframe: true,
+            roi: None,
             data: Arc::from(vec![0u8; 12]),
         }
     }

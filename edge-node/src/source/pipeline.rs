@@ -372,6 +372,7 @@ fn to_frame(camera: &Arc<str>, sample: &gst::Sample, shared: &CameraShared, epoc
         source_width: (src >> 32) as u32,
         source_height: (src & 0xffff_ffff) as u32,
         keyframe: !shared.decoding_all.load(Ordering::Relaxed),
+        roi: None,
         data,
     })
 }

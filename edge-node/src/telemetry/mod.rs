@@ -36,6 +36,8 @@ pub struct CameraCounters {
     pub alerts_delivered: std::sync::atomic::AtomicU64,
     /// Panics while tracking or evaluating this camera's rules (caught; its core restarted).
     pub panics: std::sync::atomic::AtomicU64,
+    /// Frames detected on a crop around what moved instead of the whole frame.
+    pub cropped: std::sync::atomic::AtomicU64,
 }
 
 /// Every camera's [`CameraCounters`], by camera id.

@@ -148,6 +148,12 @@ pub(crate) fn node_metrics(m: &mut MetricsText, s: &Snapshot, src: &MetricsSourc
         &pool_stats.iter().map(|(id, p)| (vec![("camera", id.as_str())], p.processed as f64)).collect::<Vec<_>>(),
     );
     m.family(
+        "gridsight_camera_frames_cropped_total",
+        "Frames detected on a crop around what moved (and the live tracks) instead of the whole frame.",
+        "counter",
+        &node_counter(&|n| n.cropped.load(Relaxed)),
+    );
+    m.family(
         "gridsight_camera_inference_seconds_total",
         "Time the detectors spent on the camera's frames (a batch's time shared among its frames).",
         "counter",
