@@ -31,9 +31,10 @@ check-config:
 bench: setup
 	$(CARGO) bench --workspace --locked
 
-## bench-node: whole-node CPU per camera-second on 8 simulated cameras (release build)
-bench-node: build
-	@bash benches/node_cpu.sh
+## bench-node: the node benchmark (the headline: CPU per camera-second by stage on a mix of
+## scenes), both RTSP clients and the peers' decode-everything pipeline side by side
+bench-node: setup
+	$(CARGO) bench --locked --bench node -- clients peers
 
 fmt:
 	$(CARGO) fmt --all

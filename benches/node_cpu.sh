@@ -2,7 +2,8 @@
 # Whole-node CPU per camera-second: `edge-node run` on 8 simulated cameras (the bikes clip
 # re-encoded 640x360, 25 fps, 2 s GOP, 1 Mbit/s), key frames, YOLOX-Nano 416, motion gate on;
 # the simulator is a process of its own and is not counted. Process CPU from /proc after a
-# 20 s warm-up. A stand-in until the node benchmark of issue 12 (`cargo bench --bench node`).
+# 20 s warm-up. Compares builds one after the other (the node benchmark, `cargo bench --bench node`,
+# gives the headline figures; GRIDSIGHT_BENCH_BIN points it at another build too).
 #
 # Usage: benches/node_cpu.sh [BIN ...] [-s SECONDS] [--shipped]
 #   (default: target/release/edge-node, 60 s). Several binaries are measured one after the
