@@ -149,3 +149,50 @@ fn a_half_fps_key_frame_camera_never_reads_zero() {
     let (d, o) = readings[readings.len() - 1];
     assert!((0.3..=0.8).contains(&d) && (0.3..=0.8).contains(&o), "{readings:?}");
 }
+
+/// Key-frame cameras share a small pool of decoders: six cameras on two streams of one
+/// size are decoded by the pool's two decoders, each camera hands on its key-frame rate, and
+/// every frame is its own camera's picture (frames are routed by token, never by order).
+///
+///   sim: "bars" (SMPTE bars) and "ball" (a ball on black), 320x240, key frame every second
+///   bars-0..2, ball-0..2 (keyframes, detect 5 fps, retina) ─► shared decoders ─► frames
+#[test]
+fn key_frame_cameras_share_a_small_pool_of_decoders() {
+    let media = media_dir();
+    let streams =
+        ["bars=pattern:smpte:4,size=320x240,fps=25,keyint=1s", "ball=pattern:ball:4,size=320x240,fps=25,keyint=1s"]
+            .map(|s| StreamSpec::parse(s, &media).unwrap());
+    let sim = Simulator::start("127.0.0.1", 0, &streams, Auth::None).unwrap();
+    let frames = Frames::default();
+    let ids: Vec<String> = (0..3).flat_map(|i| [format!("bars-{i}"), format!("ball-{i}")]).collect();
+    let cameras: Vec<_> =
+        ids.iter().map(|id| camera(id, &sim.url(id.split('-').next().unwrap()), DecodeMode::Keyframes, 5.0)).collect();
+    let before = edge_node::source::decoders::decoders_running();
+    let ingest = Ingest::start(cameras, frames.callback(), IngestOptions::default()).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || ids.iter().all(|id| frames.count(id) >= 2)),
+        "{:#?}",
+        ingest.status()
+    );
+    let first = ingest.status();
+    std::thread::sleep(Duration::from_secs(6));
+    let after = ingest.status();
+    let pooled = edge_node::source::decoders::decoders_running() - before;
+    assert!(pooled <= 2, "{pooled} decoders for 6 cameras of one size");
+    for id in &ids {
+        let (a, b) = (after.iter().find(|s| &s.id == id).unwrap(), first.iter().find(|s| &s.id == id).unwrap());
+        let out = (a.handed_on - b.handed_on) as f64 / 6.0;
+        assert!((0.6..=1.4).contains(&out), "{id}: {out:.2} frames/s, want the key-frame rate 1/s");
+        assert_eq!(a.dropped_decoder, 0, "{id}");
+        assert!(a.decoded - b.decoded <= a.handed_on - b.handed_on + 1, "{id}: only key frames decoded");
+        // Its own picture: bar 2 (yellow) on the bars, black there on the ball pattern.
+        for f in frames.of(id) {
+            let (x, y) = ((1.5 / 7.0 * f.width as f32) as usize, (f.height / 3) as usize);
+            let i = (y * f.width as usize + x) * 3;
+            let px = [f.data[i], f.data[i + 1], f.data[i + 2]];
+            let yellow = px[0] < 60 && px[1] > 190 && px[2] > 190;
+            assert_eq!(yellow, id.starts_with("bars"), "{id}: pixel {px:?} is another camera's picture");
+        }
+    }
+    assert!(ingest.shutdown(Duration::from_secs(5)));
+}

@@ -17,6 +17,7 @@
 
 mod backoff;
 mod color;
+pub mod decoders;
 mod gate;
 mod pipeline;
 mod rate;
@@ -146,6 +147,8 @@ pub struct Counters {
     pub dropped_delta: AtomicU64,
     /// Intended: frames beyond `detect_fps`.
     pub dropped_rate: AtomicU64,
+    /// Unintended: key frames the shared decoders had no room for (or never decoded).
+    pub dropped_decoder: AtomicU64,
     pub reconnects: AtomicU64,
     pub stalls: AtomicU64,
     /// Pipelines started (first connection, reconnects and config changes).
@@ -297,6 +300,8 @@ pub struct CameraStatus {
     pub handed_on: u64,
     pub dropped_delta: u64,
     pub dropped_rate: u64,
+    /// Key frames the shared decoders had no room for (unintended).
+    pub dropped_decoder: u64,
     pub reconnects: u64,
     pub stalls: u64,
     pub starts: u64,
@@ -554,6 +559,7 @@ fn status_of(id: &str, s: &CameraShared) -> CameraStatus {
         handed_on: c.handed_on.load(Ordering::Relaxed),
         dropped_delta: c.dropped_delta.load(Ordering::Relaxed),
         dropped_rate: c.dropped_rate.load(Ordering::Relaxed),
+        dropped_decoder: c.dropped_decoder.load(Ordering::Relaxed),
         reconnects: c.reconnects.load(Ordering::Relaxed),
         stalls: c.stalls.load(Ordering::Relaxed),
         starts: c.starts.load(Ordering::Relaxed),

@@ -154,7 +154,7 @@ pub fn build(
     });
 
     pipeline.add(&src).map_err(|e| FailReason::Other(e.to_string()))?;
-    let (scale, filter) = tail(&pipeline, spec, shared.clone(), epoch, on_frame)?;
+    let (scale, filter) = tail(&pipeline, &spec.id, shared.clone(), epoch, on_frame)?;
     let gates = Gates::new(spec);
 
     let transport = spec.transport;
@@ -246,7 +246,7 @@ pub(super) fn report_bus(
 /// frames to `on_frame`. Returns the element the decoder links to, and the caps filter.
 pub(super) fn tail(
     pipeline: &gst::Pipeline,
-    spec: &CameraSpec,
+    id: &str,
     shared: Arc<CameraShared>,
     epoch: Instant,
     on_frame: FrameCallback,
@@ -261,7 +261,7 @@ pub(super) fn tail(
     pipeline.add_many([&scale, &convert, &filter, sink.upcast_ref()]).map_err(|e| FailReason::Other(e.to_string()))?;
     gst::Element::link_many([&scale, &convert, &filter, sink.upcast_ref()])
         .map_err(|e| FailReason::Other(e.to_string()))?;
-    let camera: Arc<str> = Arc::from(spec.id.as_str());
+    let camera: Arc<str> = Arc::from(id);
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
@@ -352,6 +352,18 @@ pub(super) fn add_decoder_probe(
 }
 
 fn to_frame(camera: &Arc<str>, sample: &gst::Sample, shared: &CameraShared, epoch: Instant) -> Option<Frame> {
+    let pts = sample.buffer()?.pts().map(|t| Duration::from_nanos(t.nseconds()));
+    frame_of(camera, sample, shared, epoch, pts)
+}
+
+/// The frame handed on for a decoded sample of `camera`, whose stream timestamp is `pts`.
+pub(super) fn frame_of(
+    camera: &Arc<str>,
+    sample: &gst::Sample,
+    shared: &CameraShared,
+    epoch: Instant,
+    pts: Option<Duration>,
+) -> Option<Frame> {
     let caps = sample.caps()?;
     let st = caps.structure(0)?;
     let (w, h) = (st.get::<i32>("width").ok()? as usize, st.get::<i32>("height").ok()? as usize);
@@ -359,7 +371,6 @@ fn to_frame(camera: &Arc<str>, sample: &gst::Sample, shared: &CameraShared, epoc
     let map = buffer.map_readable().ok()?;
     let data: Arc<[u8]> = Arc::from(super::color::i420_to_bgr(&map, w, h)?);
     let src = shared.source_size.load(Ordering::Relaxed);
-    let pts = buffer.pts().map(|t| Duration::from_nanos(t.nseconds()));
     let stream = shared.stream_clock.locked().map(pts, epoch.elapsed());
     Some(Frame {
         camera: camera.clone(),

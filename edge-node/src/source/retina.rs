@@ -27,6 +27,7 @@ use retina::client::{Credentials, PlayOptions, Session, SessionOptions, SetupOpt
 use retina::codec::{CodecItem, FrameFormat};
 use tracing::{info, warn};
 
+use super::decoders;
 use super::pipeline::{Gates, add_decoder_probe, admit_unit, decoder, report_bus, tail};
 use super::reason::FailReason;
 use super::{CameraSpec, Msg, PipelineEvent, Source, SourceContext};
@@ -61,6 +62,18 @@ pub fn unsupported(spec: &CameraSpec) -> Option<&'static str> {
     None
 }
 
+/// Whether a camera decodes key frames only, for good (its cadence never needs a delta
+/// frame), in software: then the shared decoders serve it.
+pub fn pooled(spec: &CameraSpec) -> bool {
+    use crate::config::{DecodeMode, HwDecode};
+    let keyframes = match spec.decode {
+        DecodeMode::Keyframes => true,
+        DecodeMode::Adaptive => spec.delta_rules.is_empty(),
+        DecodeMode::All | DecodeMode::Auto => false,
+    };
+    keyframes && spec.hw_decode == HwDecode::None
+}
+
 /// Cameras whose streams retina could not parse: they use GStreamer from then on.
 #[derive(Default)]
 pub struct Fallbacks(Mutex<HashSet<String>>);
@@ -91,7 +104,6 @@ pub(super) fn open(
 ) -> Result<RetinaSource, FailReason> {
     let pipeline = gst::Pipeline::with_name(&format!("camera-{}", spec.id));
     cx.shared.stream_clock.locked().reset();
-    let (scale, filter) = tail(&pipeline, spec, cx.shared.clone(), cx.epoch, cx.on_frame.clone())?;
     let gates = Gates::new(spec);
     report_bus(&pipeline, &spec.id, cx.generation, &cx.events, |reason| reason);
     let url = url::Url::parse(&spec.location).map_err(|e| FailReason::Other(format!("url: {e}")))?;
@@ -102,11 +114,10 @@ pub(super) fn open(
         let _ = events.send(Msg::Pipeline { id: id.clone(), generation, event: PipelineEvent::Failed(reason, detail) });
     };
     let run = Run {
+        pooled: pooled(spec),
         camera: spec.id.clone(),
         hw: spec.hw_decode,
         pipeline: pipeline.clone(),
-        scale,
-        filter,
         fit: spec.fit,
         cx,
         gates,
@@ -123,11 +134,11 @@ pub(super) fn open(
 }
 
 struct Run {
+    /// Key frames only: decoded by the shared pool (`decoders`), no pipeline of its own.
+    pooled: bool,
     camera: String,
     hw: crate::config::HwDecode,
     pipeline: gst::Pipeline,
-    scale: gst::Element,
-    filter: gst::Element,
     fit: (u32, u32),
     cx: SourceContext,
     gates: Arc<Mutex<Gates>>,
@@ -186,9 +197,15 @@ impl Run {
             Ok(r) => r?,
             Err(_) => return Err((FailReason::Timeout, "no answer to DESCRIBE/SETUP/PLAY within 5 s".into())),
         };
-        let appsrc = self.start_decoder(codec)?;
+        let appsrc = if self.pooled { None } else { Some(self.start_decoder(codec)?) };
+        if self.pooled {
+            info!(camera = %self.camera, codec, "receiving with retina; key frames decoded by the shared decoders");
+        }
         let shared = self.cx.shared.clone();
         let epoch = self.cx.epoch;
+        let camera: Arc<str> = Arc::from(self.camera.as_str());
+        let stream_i = demuxed.streams().iter().position(|s| s.media() == "video").unwrap_or(0);
+        let mut key: Option<decoders::Key> = None;
         while let Some(item) = demuxed.next().await {
             let item = match item {
                 Ok(item) => item,
@@ -209,6 +226,21 @@ impl Run {
             if !admit_unit(&shared, &self.gates, Some(pts_ns), keyframe, epoch) {
                 continue;
             }
+            let Some(appsrc) = &appsrc else {
+                if key.is_none() || frame.has_new_parameters() {
+                    let size = match demuxed.streams()[stream_i].parameters() {
+                        Some(retina::codec::ParametersRef::Video(v)) => v.pixel_dimensions(),
+                        _ => continue,
+                    };
+                    key = Some(decoders::Key { codec, size, fit: self.fit });
+                }
+                let Some(k) = key else { continue };
+                let pts = Duration::from_nanos(pts_ns);
+                decoders::pool()
+                    .decode(k, &camera, &shared, &self.cx.on_frame, epoch, pts, frame.into_data())
+                    .map_err(|r| (r, String::new()))?;
+                continue;
+            };
             let mut buffer = gst::Buffer::from_mut_slice(frame.into_data());
             {
                 let b = buffer.get_mut().expect("a new buffer is writable");
@@ -240,16 +272,19 @@ impl Run {
             .max_buffers(8)
             .leaky_type(gst_app::AppLeakyType::Downstream)
             .build();
+        let cx = &self.cx;
+        let (scale, filter) = tail(&self.pipeline, &self.camera, cx.shared.clone(), cx.epoch, cx.on_frame.clone())
+            .map_err(|r| (r, String::new()))?;
         let dec = decoder(&self.camera, codec, self.hw).map_err(|r| (r, String::new()))?;
         self.pipeline.add_many([appsrc.upcast_ref(), &dec]).map_err(|e| other(e.to_string()))?;
-        gst::Element::link_many([appsrc.upcast_ref(), &dec, &self.scale]).map_err(|e| other(e.to_string()))?;
+        gst::Element::link_many([appsrc.upcast_ref(), &dec, &scale]).map_err(|e| other(e.to_string()))?;
         // The decoder runs on appsrc's streaming thread: its CPU clock starts here.
         let shared = self.cx.shared.clone();
         appsrc.static_pad("src").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, _| {
             shared.counters.cpu.start();
             gst::PadProbeReturn::Ok
         });
-        add_decoder_probe(&dec, &self.filter, self.fit, self.cx.shared.clone(), self.gates.clone());
+        add_decoder_probe(&dec, &filter, self.fit, self.cx.shared.clone(), self.gates.clone());
         self.pipeline.set_state(gst::State::Playing).map_err(|_| other("decoder pipeline refused to start".into()))?;
         info!(camera = %self.camera, codec, "receiving with retina");
         Ok(appsrc)

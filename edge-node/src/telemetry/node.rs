@@ -166,6 +166,7 @@ pub(crate) fn node_metrics(m: &mut MetricsText, s: &Snapshot, src: &MetricsSourc
         for (stage, reason, intended, n) in [
             ("ingest", "delta_frame", "true", c.dropped_delta),
             ("ingest", "over_detect_fps", "true", c.dropped_rate),
+            ("decoder", "queue_full", "false", c.dropped_decoder),
             ("motion", "no_motion", "true", skipped),
             ("inference", "queue_full", "false", p.dropped_busy),
             ("inference", "error", "false", p.errors),
