@@ -16,6 +16,7 @@ use edge_node::source::{CameraState, Ingest, IngestOptions};
 
 #[test]
 fn ingests_a_stream_from_vlc() {
+    let _logs = captured_logs();
     let cvlc = ["/usr/bin/cvlc"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
@@ -61,6 +62,14 @@ fn ingests_a_stream_from_vlc() {
     let tcp_status = ingest.camera("vlc-tcp").unwrap();
     assert!(tcp_ok, "the TCP/retina camera did not fall back to UDP/gstreamer: {tcp_status:#?}");
     assert!(tcp_status.last_error.as_deref().is_some_and(|e| e.contains("461")), "{tcp_status:#?}");
+    // The fallback is logged with its reason.
+    let logs = logs_text();
+    assert!(
+        logs.lines().any(|l| l.contains("camera=vlc-tcp")
+            && l.contains("using the gstreamer client")
+            && l.contains("UDP transport is served by the gstreamer client")),
+        "no logged fallback for vlc-tcp"
+    );
     let status = ingest.camera("vlc-street").unwrap();
     let _ = vlc.kill();
     let _ = vlc.wait();
