@@ -33,7 +33,9 @@ use crate::Locked;
 const DECODERS_PER_KEY: usize = 2;
 
 /// Key frames waiting in one decoder's queue; beyond, new ones are dropped and counted.
-const QUEUE: u64 = 32;
+/// Cameras' key frames can arrive all at once (cameras started together, or served by one
+/// encoder), so the queue holds a burst from hundreds (a 360p key frame is ≈ 20–60 KB).
+const QUEUE: u64 = 256;
 
 /// A ticket not answered by its decoder in this time is given up.
 const TICKET_TTL: Duration = Duration::from_secs(5);
@@ -188,7 +190,8 @@ impl Decoder {
                 .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
                 .build(),
         );
-        let sink = gst_app::AppSink::builder().max_buffers(QUEUE as u32).drop(false).sync(false).build();
+        // The callback takes each picture at once (it runs on the decoder's thread).
+        let sink = gst_app::AppSink::builder().max_buffers(2).drop(false).sync(false).build();
         pipeline
             .add_many([appsrc.upcast_ref(), &dec, &scale, &convert, &filter, sink.upcast_ref()])
             .map_err(|e| other(e.to_string()))?;
