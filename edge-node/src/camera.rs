@@ -241,7 +241,7 @@ impl Cameras {
     pub fn apply(&self, config: &Config, ids: &Arc<IncidentIds>) -> (Vec<Arc<str>>, Vec<Ended>) {
         let mut cores = self.cores.write_locked();
         let wanted: HashMap<&str, &config::Camera> =
-            config.cameras.iter().filter(|c| c.enabled).map(|c| (c.id.as_str(), c)).collect();
+            config.cameras.iter().filter(|c| c.here).map(|c| (c.id.as_str(), c)).collect();
         let mut ended = Vec::new();
         let mut end = |core: &Mutex<CameraCore>| {
             let mut core = core.locked();

@@ -218,7 +218,20 @@ pub struct NodeStatus {
     pub outbox_pending: u64,
     pub outbox_dropped_snapshots: u64,
     pub disk: Option<DiskStatus>,
+    /// This node's share of a district camera list (`[shard]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardStatus>,
     pub at: String,
+}
+
+/// Which shard a node is and which cameras it runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardStatus {
+    pub index: usize,
+    pub count: usize,
+    pub nodes: Vec<String>,
+    /// The cameras this node owns (enabled ones), by id.
+    pub cameras: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

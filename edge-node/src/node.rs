@@ -87,7 +87,13 @@ fn bind_http(addr: std::net::SocketAddr) -> Result<std::net::TcpListener, NodeEr
 
 /// Retained status per camera and for the node, through the outbox (a newer status
 /// replaces an unsent older one).
-fn publish_status(config: &Config, topics: &Topics, ingest: &Ingest, outbox: &Mutex<Outbox>) {
+fn publish_status(
+    config: &Config,
+    shard: Option<&config::Shard>,
+    topics: &Topics,
+    ingest: &Ingest,
+    outbox: &Mutex<Outbox>,
+) {
     let node = &config.node.id;
     let at = crate::alert::rfc3339(std::time::SystemTime::now());
     let cams = ingest.status();
@@ -115,6 +121,7 @@ fn publish_status(config: &Config, topics: &Topics, ingest: &Ingest, outbox: &Mu
         outbox_pending: out.len().unwrap_or(0),
         outbox_dropped_snapshots: out.dropped_snapshots,
         disk: out.disk().map(disk_status),
+        shard: shard.map(|s| shard_status(s, &cams)),
         at: at.clone(),
     };
     let m = Message {
@@ -125,6 +132,16 @@ fn publish_status(config: &Config, topics: &Topics, ingest: &Ingest, outbox: &Mu
     };
     if let Err(e) = out.push_latest(&m) {
         warn!("cannot store node status: {e}");
+    }
+}
+
+/// The shard and the cameras this node runs (every camera ingest has is one it owns).
+fn shard_status(s: &config::Shard, cams: &[crate::source::CameraStatus]) -> contract::ShardStatus {
+    contract::ShardStatus {
+        index: s.index,
+        count: s.nodes.len(),
+        nodes: s.nodes.clone(),
+        cameras: cams.iter().map(|c| c.id.clone()).collect(),
     }
 }
 
@@ -215,7 +232,7 @@ fn camera_specs(config: &Config, cameras: &crate::camera::Cameras) -> Vec<Camera
     config
         .cameras
         .iter()
-        .filter(|c| c.enabled)
+        .filter(|c| c.here)
         .map(|c| CameraSpec { demand: cameras.demand(&c.id), ..CameraSpec::from_config(c, config) })
         .collect()
 }
@@ -246,6 +263,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
             camera = %cam.id,
             url = %cam.url,
             enabled = cam.enabled,
+            here = cam.here,
             decode = ?cam.decode,
             detect_fps = cam.detect_fps,
             cadence = %CameraSpec::from_config(cam, &config).cadence(),
@@ -394,7 +412,12 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
         };
     };
     refresh(&snapshot);
-    info!(cameras = config.cameras.iter().filter(|c| c.enabled).count(), "running");
+    // The shard as last loaded (a reload may change it).
+    let mut shard_now = config.shard.clone();
+    if let Some(s) = &shard_now {
+        info!(index = s.index, count = s.nodes.len(), node = %config.node.id, "shard: running this node's share of the camera list");
+    }
+    info!(cameras = config.cameras.iter().filter(|c| c.here).count(), "running");
     rt.block_on(async {
         let mut report = tokio::time::interval(std::time::Duration::from_secs(10));
         report.tick().await;
@@ -414,10 +437,13 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                         let result = match req.command {
                             control::Command::Ping => Ok("pong".to_string()),
                             control::Command::Status => {
-                                publish_status(&config, &topics, &ingest, &outbox);
+                                publish_status(&config, shard_now.as_ref(), &topics, &ingest, &outbox);
                                 Ok("status published".to_string())
                             }
-                            control::Command::Reload => reload(&config, &path, &graph, &pool, &ingest, "command"),
+                            control::Command::Reload => reload(&config, &path, &graph, &pool, &ingest, "command").map(|(summary, shard)| {
+                                shard_now = shard;
+                                summary
+                            }),
                         };
                         info!(command = req.command.name(), id = req.id.as_deref().unwrap_or("-"), ok = result.is_ok(), "command");
                         let v = control::reply(node, req.id.as_deref(), Some(req.command), result.as_deref().map_err(String::as_str));
@@ -435,7 +461,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                     last_disk = log_disk_change(&disk, last_disk);
                     ticks += 1;
                     if ticks % 3 == 1 {
-                        publish_status(&config, &topics, &ingest, &outbox);
+                        publish_status(&config, shard_now.as_ref(), &topics, &ingest, &outbox);
                         notify();
                         let s = &config.storage;
                         match crate::alert::prune_snapshots(&s.snapshot_dir, s.snapshot_max_age, s.snapshot_max_bytes, std::time::SystemTime::now()) {
@@ -454,7 +480,9 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                     return Ok(());
                 }
                 _ = signals.hup.recv() => {
-                    let _ = reload(&config, &path, &graph, &pool, &ingest, "SIGHUP");
+                    if let Ok((_, shard)) = reload(&config, &path, &graph, &pool, &ingest, "SIGHUP") {
+                        shard_now = shard;
+                    }
                 }
             }
         }
@@ -473,16 +501,19 @@ fn reload(
     pool: &InferencePool,
     ingest: &Ingest,
     cause: &str,
-) -> Result<String, String> {
+) -> Result<(String, Option<config::Shard>), String> {
     match config::load(path) {
         Ok(new) => {
             info!(summary = %new.summary(), cause, "config reloaded");
             if new.node.time_zone != running.node.time_zone {
                 warn!("node.time_zone changed: it applies after a restart");
             }
+            if new.node.id != running.node.id {
+                warn!(running = %running.node.id, new = %new.node.id, "the node id changed (shard index or node list): topics keep the running id until a restart; the new share of cameras applies now");
+            }
             graph.apply(&new, pool);
             ingest.apply(camera_specs(&new, &graph.cameras));
-            Ok(new.summary())
+            Ok((new.summary(), new.shard.clone()))
         }
         Err(e) => {
             warn!(cause, "config reload refused, keeping the running config: {e}");

@@ -9,6 +9,7 @@ mod manifest;
 mod model;
 mod raw;
 mod secret;
+pub mod shard;
 mod span;
 mod units;
 mod validate;

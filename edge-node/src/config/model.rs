@@ -231,6 +231,16 @@ pub struct Config {
     pub cameras: Vec<Camera>,
     pub grid: Grid,
     pub dispatch: Dispatch,
+    /// This node's share of a district camera list; `None`: every camera runs here.
+    pub shard: Option<Shard>,
+}
+
+/// This node's place in a shard.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shard {
+    pub index: usize,
+    /// The nodes' ids, by index (`nodes[index]` is this node's id).
+    pub nodes: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -319,6 +329,10 @@ pub struct Camera {
     pub models: Vec<String>,
     pub input_size: Option<(u32, u32)>,
     pub micro_grid: Option<String>,
+    /// The node it is pinned to (`node = "..."`).
+    pub node: Option<String>,
+    /// Whether this node runs it: enabled, and its shard's (always, without `[shard]`).
+    pub here: bool,
     pub stall_timeout: Duration,
     pub motion_gate: bool,
     pub full_detect_interval: Duration,
@@ -441,15 +455,16 @@ impl Config {
 
     /// One line for logs and `check-config`.
     pub fn summary(&self) -> String {
-        let enabled = self.cameras.iter().filter(|c| c.enabled).count();
+        let enabled = self.cameras.iter().filter(|c| c.here).count();
         let rules: usize = self.cameras.iter().map(|c| c.rules.len()).sum();
         let broker = match &self.mqtt {
             Some(m) => format!("{}:{}{}", m.host, m.port, if m.tls.is_some() { " (tls)" } else { "" }),
             None => format!("embedded on {}", self.embedded_broker.map_or("-".into(), |a| a.to_string())),
         };
         format!(
-            "node {}: {} cameras ({} enabled), {} rules, {} models, {} micro-grids, {} inspectors, broker {}, dispatch {}",
+            "node {}{}: {} cameras ({} enabled here), {} rules, {} models, {} micro-grids, {} inspectors, broker {}, dispatch {}",
             self.node.id,
+            self.shard.as_ref().map_or(String::new(), |s| format!(" (shard {} of {})", s.index, s.nodes.len())),
             self.cameras.len(),
             enabled,
             rules,

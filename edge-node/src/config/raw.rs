@@ -38,6 +38,8 @@ pub struct RawConfig {
     /// Values every camera inherits unless it sets its own.
     #[serde(default)]
     pub defaults: RawDefaults,
+    /// This node's share of a district camera list read by several nodes.
+    pub shard: Option<RawShard>,
     #[serde(default)]
     pub cameras: Vec<RawCamera>,
     #[serde(default)]
@@ -249,6 +251,23 @@ pub struct RawRuleDefaults {
     pub dispatch: Option<bool>,
 }
 
+/// `[shard]`: several nodes read one district file; each runs the cameras that rendezvous
+/// hashing of the camera id gives it (or that are pinned to it with `node`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShard {
+    /// Number of nodes sharing the camera list, ≥ 1.
+    pub count: i64,
+    /// This node's index, `0..count`. Or `index_env`.
+    pub index: Option<i64>,
+    /// Environment variable holding the index (on Kubernetes, the StatefulSet pod index
+    /// through the downward API, label `apps.kubernetes.io/pod-index`).
+    pub index_env: Option<String>,
+    /// The nodes' ids by index. Default: `<node.id>-0`, `<node.id>-1`, … (a StatefulSet's pod
+    /// names). This node's id becomes the entry at its index.
+    pub nodes: Option<Vec<String>>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCamera {
@@ -278,6 +297,8 @@ pub struct RawCamera {
     pub input_size: Option<[u32; 2]>,
     /// Micro-grid (from `[[grid.micro_grids]]`) the camera watches; alerts route to its grid.
     pub micro_grid: Option<String>,
+    /// Pin the camera to one node of the `[shard]` (its id) instead of hashing.
+    pub node: Option<String>,
     pub stall_timeout: Option<String>,
     pub motion_gate: Option<bool>,
     pub full_detect_interval: Option<String>,

@@ -149,6 +149,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
     }
 
     v.id("node.id".into(), &raw.node.id, "node");
+    let shard = raw.shard.as_ref().and_then(|s| shard(&mut v, s, &raw.node.id));
     let time_zone = raw.node.time_zone.as_ref().and_then(|tz| match crate::localtime::tz_value(tz) {
         Ok(v) => Some(v),
         Err(e) => {
@@ -156,8 +157,9 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
             None
         }
     });
-    let node =
-        Node { name: raw.node.name.clone().unwrap_or_else(|| raw.node.id.clone()), id: raw.node.id.clone(), time_zone };
+    // In a shard this node's id is its entry in the shard's node list.
+    let id = shard.as_ref().map_or_else(|| raw.node.id.clone(), |s| s.nodes[s.index].clone());
+    let node = Node { name: raw.node.name.clone().unwrap_or_else(|| id.clone()), id, time_zone };
 
     let mqtt = raw.mqtt.as_ref().map(|m| mqtt(&mut v, m, &node.id));
     let storage = storage(&mut v, &raw.storage);
@@ -202,13 +204,106 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
     let defaults = CameraDefaults::new(&mut v, &raw.defaults, &models);
 
     v.duplicates("cameras", raw.cameras.iter().map(|c| c.id.as_str()), "camera");
-    let cameras =
+    let mut cameras: Vec<Camera> =
         raw.cameras.iter().enumerate().map(|(i, c)| camera(&mut v, i, c, &defaults, &models, &grid)).collect();
+    place(&mut v, &mut cameras, shard.as_ref());
 
     if v.problems.is_empty() {
-        Ok(Config { node, mqtt, embedded_broker, storage, http, models, inference, cameras, grid, dispatch })
+        Ok(Config { node, mqtt, embedded_broker, storage, http, models, inference, cameras, grid, dispatch, shard })
     } else {
         Err(v.problems)
+    }
+}
+
+/// `[shard]`: the count, this node's index (from the file or the environment) and the
+/// nodes' ids.
+fn shard(v: &mut Validator, s: &RawShard, id: &str) -> Option<Shard> {
+    let count = match usize::try_from(s.count) {
+        Ok(n) if n >= 1 => n,
+        _ => {
+            v.err("shard.count", format!("{} is not a number of nodes; use 1 or more", s.count));
+            return None;
+        }
+    };
+    let index = match (s.index, &s.index_env) {
+        (Some(_), Some(_)) => {
+            v.err("shard.index_env", "set shard.index or shard.index_env, not both");
+            return None;
+        }
+        (None, None) => {
+            v.err("shard", "missing index: set shard.index, or shard.index_env to the variable that holds it");
+            return None;
+        }
+        (Some(i), None) => (i, "shard.index".to_string(), format!("{i}")),
+        (None, Some(var)) => match std::env::var(var) {
+            Ok(text) => match text.trim().parse::<i64>() {
+                Ok(i) => (i, "shard.index_env".to_string(), format!("{i} (from ${var})")),
+                Err(_) => {
+                    v.err("shard.index_env", format!("${var} is \"{text}\", not a node index"));
+                    return None;
+                }
+            },
+            Err(_) => {
+                v.err("shard.index_env", format!("${var} is not set (it should hold this node's index, 0..{count})"));
+                return None;
+            }
+        },
+    };
+    let (index, at, shown) = index;
+    let Some(index) = usize::try_from(index).ok().filter(|i| *i < count) else {
+        v.err(at, format!("index {shown} is outside 0..{count} (shard.count = {count})"));
+        return None;
+    };
+    let nodes = match &s.nodes {
+        None => super::shard::default_names(id, count),
+        Some(list) => {
+            if list.len() != count {
+                v.err(
+                    "shard.nodes",
+                    format!("{} node ids for shard.count = {count}; list one id per node", list.len()),
+                );
+                return None;
+            }
+            for (i, n) in list.iter().enumerate() {
+                v.id(format!("shard.nodes[{i}]"), n, "node");
+            }
+            let mut seen = std::collections::BTreeMap::new();
+            for (i, n) in list.iter().enumerate() {
+                if let Some(first) = seen.insert(n.as_str(), i) {
+                    v.err(
+                        format!("shard.nodes[{i}]"),
+                        format!("\"{n}\" is also shard.nodes[{first}]: two nodes cannot have one id"),
+                    );
+                }
+            }
+            list.clone()
+        }
+    };
+    Some(Shard { index, nodes })
+}
+
+/// Which cameras run here: pinned ones on their node, the others by rendezvous hashing.
+fn place(v: &mut Validator, cameras: &mut [Camera], shard: Option<&Shard>) {
+    for (i, c) in cameras.iter_mut().enumerate() {
+        let owner = match (shard, &c.node) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                v.err(format!("cameras[{i}].node"), "pins the camera to a node, but there is no [shard]");
+                continue;
+            }
+            (Some(s), Some(pin)) => match s.nodes.iter().position(|n| n == pin) {
+                Some(p) => Some(p),
+                None => {
+                    v.err(
+                        format!("cameras[{i}].node"),
+                        format!("no node \"{pin}\" in the shard; its nodes are {}", s.nodes.join(", ")),
+                    );
+                    continue;
+                }
+            },
+            (Some(s), None) => Some(super::shard::owner(&c.id, &s.nodes)),
+        };
+        c.here = c.enabled && owner.is_none_or(|o| shard.is_some_and(|s| s.index == o));
     }
 }
 
@@ -792,6 +887,8 @@ fn camera(
         models: camera_models,
         input_size: c.input_size.map(|[w, h]| (w, h)),
         micro_grid: c.micro_grid.clone(),
+        node: c.node.clone(),
+        here: false,
         stall_timeout: v.duration(format!("{at}stall_timeout"), c.stall_timeout.as_ref(), d.stall_timeout),
         motion_gate: c.motion_gate.unwrap_or(d.motion_gate),
         full_detect_interval: v.duration(
