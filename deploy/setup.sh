@@ -26,6 +26,7 @@ packages=(
   mosquitto mosquitto-clients libsqlite3-dev libssl-dev tzdata openssl
   vlc-bin vlc-plugin-base
   prometheus  # promtool: the tests check /metrics with it (the server is not started)
+  binutils systemd  # objcopy and systemd-analyze: `make deb` and its test
 )
 
 

@@ -1,0 +1,126 @@
+//! The Debian package (`make deb`, `deploy/deb/build.sh`): it builds, holds its files where
+//! the unit expects them, the unit passes `systemd-analyze verify`, and the packaged binary,
+//! run from the extracted tree with the packaged library, models and config, streams a
+//! simulated camera. Nothing here runs systemd.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use edge_node::sim::{Auth, Simulator, StreamSpec};
+
+#[test]
+fn the_package_builds_installs_its_files_and_runs() {
+    let dir = std::env::temp_dir().join(format!("gridsight-deb-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new("bash")
+        .arg(root().join("deploy/deb/build.sh"))
+        .args([env!("CARGO_BIN_EXE_edge-node"), dir.to_str().unwrap(), "--fast"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "build.sh: {}", String::from_utf8_lossy(&out.stderr));
+    let deb = String::from_utf8(out.stdout).unwrap().trim().to_string();
+
+    // Contents.
+    let list = Command::new("dpkg-deb").args(["-c", &deb]).output().unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    for want in [
+        "./usr/bin/edge-node",
+        "./usr/lib/gridsight/libonnxruntime.so.1.31.1",
+        "./usr/share/gridsight/models/manifest.toml",
+        "./usr/share/gridsight/models/yolox_nano_dynamic.onnx",
+        "./usr/share/gridsight/models/yunet_s_dynamic.onnx",
+        "./etc/gridsight/node.toml",
+        "./lib/systemd/system/gridsight-edge-node.service",
+    ] {
+        assert!(list.lines().any(|l| l.ends_with(want)), "{want} is not in the package:\n{list}");
+    }
+    let field = |f: &str| {
+        let o = Command::new("dpkg-deb").args(["-f", &deb, f]).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(field("Package"), "gridsight");
+    assert!(field("Depends").contains("gstreamer1.0-libav"));
+    let x = dir.join("root");
+    assert!(Command::new("dpkg-deb").args(["-x", &deb, x.to_str().unwrap()]).status().unwrap().success());
+    let conffiles = Command::new("dpkg-deb").args(["-I", &deb, "conffiles"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&conffiles.stdout).trim(), "/etc/gridsight/node.toml");
+
+    // The unit: hardened as promised, and valid with its commands where the package puts
+    // them (pointed at the extracted tree, since nothing is installed here).
+    let unit = std::fs::read_to_string(x.join("lib/systemd/system/gridsight-edge-node.service")).unwrap();
+    for want in [
+        "User=gridsight",
+        "StateDirectory=gridsight",
+        "ProtectSystem=strict",
+        "Restart=on-failure",
+        "NoNewPrivileges=yes",
+        "ExecStart=/usr/bin/edge-node run --config /etc/gridsight/node.toml",
+        "Environment=ORT_DYLIB_PATH=/usr/lib/gridsight/libonnxruntime.so.1.31.1",
+    ] {
+        assert!(unit.lines().any(|l| l == want), "the unit lacks {want}");
+    }
+    let local = dir.join("gridsight-edge-node.service");
+    std::fs::write(&local, unit.replace("/usr/bin/edge-node", x.join("usr/bin/edge-node").to_str().unwrap())).unwrap();
+    let verify = Command::new("systemd-analyze").args(["verify"]).arg(&local).output().unwrap();
+    assert!(
+        verify.status.success() && verify.stderr.is_empty(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+
+    // The packaged config, binary, library and models: check-config, then a camera streams.
+    let sim = Simulator::start(
+        "127.0.0.1",
+        0,
+        &[StreamSpec::parse("s=pattern:ball:4,size=320x240,keyint=1s", &media_dir()).unwrap()],
+        Auth::None,
+    )
+    .unwrap();
+    let http = free_port();
+    let config = std::fs::read_to_string(x.join("etc/gridsight/node.toml"))
+        .unwrap()
+        .replace("/var/lib/gridsight", dir.join("state").to_str().unwrap())
+        .replace("/usr/share/gridsight/models", x.join("usr/share/gridsight/models").to_str().unwrap())
+        .replace("127.0.0.1:9090", &format!("127.0.0.1:{http}"))
+        + &format!(
+            "[embedded_broker]\nlisten = \"127.0.0.1:{}\"\n[[cameras]]\nid = \"cam\"\nurl = \"{}\"\n",
+            free_port(),
+            sim.url("s")
+        );
+    let cfg = dir.join("node.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let bin = x.join("usr/bin/edge-node");
+    let check = Command::new(&bin).arg("check-config").arg(&cfg).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let log = dir.join("node.log");
+    let node = KillOnDrop(
+        Command::new(&bin)
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .env("ORT_DYLIB_PATH", x.join("usr/lib/gridsight/libonnxruntime.so.1.31.1"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let streaming = wait_until(Duration::from_secs(30), || {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", http)) else { return false };
+        let _ = write!(s, "GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let mut body = String::new();
+        let _ = s.read_to_string(&mut body);
+        body.contains("\"state\": \"streaming\"")
+    });
+    drop(node);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(streaming, "the packaged node did not stream:\n{text}");
+    assert!(
+        text.contains("libonnxruntime.so.1.31.1") && text.contains(x.join("usr/lib/gridsight").to_str().unwrap()),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
