@@ -15,15 +15,6 @@ use std::time::Duration;
 use common::*;
 use edge_node::sim::{Auth, Simulator, StreamSpec};
 
-fn http_get(port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return String::new() };
-    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
-
 const LINE_RULE: &str = r#"[cameras.lines.middle]
 points = [[0.5, 0.0], [0.5, 1.0]]
 [[cameras.rules]]
@@ -103,10 +94,7 @@ url = "{still}"
     let log = dir.join("node.log");
     let _node = edge_node("run", &config, &log);
 
-    let status = || -> Option<serde_json::Value> {
-        let r = http_get(http, "/status");
-        serde_json::from_str(r.split_once("\r\n\r\n")?.1).ok()
-    };
+    let status = || -> Option<serde_json::Value> { serde_json::from_str(&http_body(http, "/status")).ok() };
     let camera = |s: &serde_json::Value, id: &str| -> serde_json::Value {
         s["cameras"].as_array().unwrap().iter().find(|c| c["camera"] == id).cloned().unwrap()
     };

@@ -107,14 +107,8 @@ fn the_package_builds_installs_its_files_and_runs() {
             .spawn()
             .unwrap(),
     );
-    let streaming = wait_until(Duration::from_secs(30), || {
-        use std::io::{Read, Write};
-        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", http)) else { return false };
-        let _ = write!(s, "GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-        let mut body = String::new();
-        let _ = s.read_to_string(&mut body);
-        body.contains("\"state\": \"streaming\"")
-    });
+    let streaming =
+        wait_until(Duration::from_secs(30), || http_body(http, "/status").contains("\"state\": \"streaming\""));
     drop(node);
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(streaming, "the packaged node did not stream:\n{text}");

@@ -15,18 +15,9 @@ use std::time::Duration;
 use common::*;
 use edge_node::sim::{Auth, Simulator, StreamSpec};
 
-fn http_get(port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return String::new() };
-    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
-}
-
 /// The cameras a node runs, and whether all of them stream.
 fn cameras(http: u16) -> Option<(BTreeSet<String>, bool)> {
-    let s: serde_json::Value = serde_json::from_str(&http_get(http, "/status")).ok()?;
+    let s: serde_json::Value = serde_json::from_str(&http_body(http, "/status")).ok()?;
     let cams = s["cameras"].as_array()?;
     Some((
         cams.iter().filter_map(|c| c["camera"].as_str().map(str::to_string)).collect(),

@@ -335,3 +335,14 @@ pub fn photo_frame(file: &str, max_width: u32) -> edge_node::types::Frame {
         data: Arc::from(img.pixels().flat_map(|p| [p[2], p[1], p[0]]).collect::<Vec<u8>>()),
     }
 }
+
+/// The body of `GET path` from a server on 127.0.0.1 (empty if it does not answer).
+#[allow(dead_code)]
+pub fn http_body(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return String::new() };
+    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+}

@@ -127,12 +127,13 @@ impl Pool {
         {
             let mut tickets = dec.tickets.locked();
             let now = Instant::now();
-            // Tickets a decoder never answered (a corrupt picture) are given up.
-            let before = tickets.len();
-            tickets.retain(|_, t| now.duration_since(t.at) < TICKET_TTL);
-            let lost = before - tickets.len();
-            if lost > 0 {
-                self.dropped.fetch_add(lost as u64, Ordering::Relaxed);
+            // Tickets a decoder never answered (a corrupt picture) are given up; tokens grow
+            // with time, so the expired ones are the first.
+            while let Some(entry) = tickets.first_entry()
+                && now.duration_since(entry.get().at) >= TICKET_TTL
+            {
+                entry.remove();
+                self.dropped.fetch_add(1, Ordering::Relaxed);
             }
             tickets.insert(
                 token,
