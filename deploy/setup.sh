@@ -3,7 +3,8 @@
 #   1. Debian packages (GStreamer 1.22 and plugins, RTSP server, Mosquitto, SQLite, pip);
 #   2. the ONNX Runtime library from the sha256-pinned onnxruntime wheel on PyPI;
 #   3. the ONNX models (models/manifest.toml) and test media (tests/media/manifest.toml),
-#      copied from $GRIDSIGHT_SHARED (default ../shared) or downloaded, verified by sha256.
+#      copied from $GRIDSIGHT_SHARED (default ../shared) or downloaded, verified by sha256;
+#   4. test tools from PyPI (deploy/test-requirements.txt, pinned) in .cache/venv.
 # A second run changes nothing and says so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +20,7 @@ ORT_LIB_SHA256=fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3
 ORT_LIB=$cache/onnxruntime/libonnxruntime.so.$ORT_VERSION
 
 packages=(
-  pkg-config python3 python3-pip ca-certificates
+  pkg-config python3 python3-pip python3-venv ca-certificates
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp gstreamer1.0-tools
@@ -86,8 +87,19 @@ out=$(python3 models/fetch.py --manifest tests/media/manifest.toml --table file 
         --dest "$cache/media" --shared "$shared/media")
 echo "$out" | grep -q 'installed from' && { echo "$out"; changed=1; }
 
+# 4. Test tools (the Kubernetes schema validator) in a venv of their own.
+venv=$cache/venv
+if ! cmp -s deploy/test-requirements.txt "$venv/requirements.txt"; then
+  say "installing test tools into $venv: $(grep -v '^#' deploy/test-requirements.txt | cut -d= -f1 | tr '\n' ' ')"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --only-binary=:all: -r deploy/test-requirements.txt
+  cp deploy/test-requirements.txt "$venv/requirements.txt"
+  changed=1
+fi
+
 if [ $changed = 0 ]; then
-  say "nothing to do: packages, ONNX Runtime $ORT_VERSION, models and media already installed"
+  say "nothing to do: packages, ONNX Runtime $ORT_VERSION, models, media and test tools already installed"
 else
   say "done; ORT_DYLIB_PATH=$ORT_LIB"
 fi

@@ -35,6 +35,7 @@ fn the_package_builds_installs_its_files_and_runs() {
         "./usr/share/gridsight/models/yunet_s_dynamic.onnx",
         "./etc/gridsight/node.toml",
         "./lib/systemd/system/gridsight-edge-node.service",
+        "./usr/share/doc/gridsight/site-broker.conf",
     ] {
         assert!(list.lines().any(|l| l.ends_with(want)), "{want} is not in the package:\n{list}");
     }

@@ -5,7 +5,8 @@
 #   /usr/share/gridsight/models/               the ONNX models and their manifest
 #   /etc/gridsight/node.toml                   a starting config (a conffile)
 #   /lib/systemd/system/gridsight-edge-node.service   the hardened unit
-#   /usr/share/doc/gridsight/                  README, the annotated example config
+#   /usr/share/doc/gridsight/                  README, the annotated example config, the
+#                                              site broker's bridge template
 # The maintainer scripts add the `gridsight` system user. --fast: no compression (tests).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -29,7 +30,7 @@ done
 install -m 0644 models/manifest.toml "$root/usr/share/gridsight/models/"
 install -m 0640 deploy/deb/node.toml "$root/etc/gridsight/node.toml"
 install -m 0644 deploy/deb/gridsight-edge-node.service "$root/lib/systemd/system/"
-install -m 0644 README.md deploy/edge-node.example.toml "$root/usr/share/doc/gridsight/"
+install -m 0644 README.md deploy/edge-node.example.toml deploy/bridge/site-broker.conf "$root/usr/share/doc/gridsight/"
 size=$(du -sk "$root" | cut -f1)
 cat > "$root/DEBIAN/control" <<CONTROL
 Package: gridsight

@@ -215,6 +215,17 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
     }
 }
 
+/// A node index from the environment: a number (the StatefulSet pod-index label through
+/// the downward API), or the number after the last `-` of a pod's name (`$HOSTNAME` of
+/// `edge-node-3`, for clusters older than Kubernetes 1.28).
+fn index_in(text: &str) -> Option<i64> {
+    let text = text.trim();
+    text.parse().ok().or_else(|| {
+        let (_, n) = text.rsplit_once('-')?;
+        n.bytes().all(|b| b.is_ascii_digit()).then(|| n.parse().ok()).flatten()
+    })
+}
+
 /// `[shard]`: the count, this node's index (from the file or the environment) and the
 /// nodes' ids.
 fn shard(v: &mut Validator, s: &RawShard, id: &str) -> Option<Shard> {
@@ -236,10 +247,13 @@ fn shard(v: &mut Validator, s: &RawShard, id: &str) -> Option<Shard> {
         }
         (Some(i), None) => (i, "shard.index".to_string(), format!("{i}")),
         (None, Some(var)) => match std::env::var(var) {
-            Ok(text) => match text.trim().parse::<i64>() {
-                Ok(i) => (i, "shard.index_env".to_string(), format!("{i} (from ${var})")),
-                Err(_) => {
-                    v.err("shard.index_env", format!("${var} is \"{text}\", not a node index"));
+            Ok(text) => match index_in(&text) {
+                Some(i) => (i, "shard.index_env".to_string(), format!("{i} (from ${var} = \"{text}\")")),
+                None => {
+                    v.err(
+                        "shard.index_env",
+                        format!("${var} is \"{text}\": neither a node index nor a name ending in -<index>"),
+                    );
                     return None;
                 }
             },
@@ -1264,5 +1278,16 @@ mod tests {
         }
         assert!(parse_rtsp_url("rtsp://u:%e2%82%ac@cam/x").unwrap().1.unwrap().password.expose() == "\u{20ac}");
         assert!(parse_rtsp_url("rtsp://u:%ff@cam/x").unwrap_err().message.contains("not UTF-8"));
+    }
+
+    #[test]
+    fn a_shard_index_comes_from_a_number_or_a_pod_name() {
+        assert_eq!(index_in("3"), Some(3));
+        assert_eq!(index_in(" 0\n"), Some(0));
+        assert_eq!(index_in("edge-node-12"), Some(12));
+        assert_eq!(index_in("edge-node"), None);
+        assert_eq!(index_in("edge-node-"), None);
+        assert_eq!(index_in("edge-1a"), None);
+        assert_eq!(index_in("-"), None);
     }
 }
