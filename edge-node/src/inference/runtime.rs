@@ -69,8 +69,10 @@ pub fn init_runtime() -> Result<(&'static Path, &'static ort::environment::Envir
         let path = library_path().map_err(|e| e.to_string())?;
         let builder =
             ort::init_from(&path).map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", path.display()))?;
+        // No usage telemetry: a site box reports to its operators, nobody else.
         let env = builder
             .with_name("gridsight")
+            .with_telemetry(false)
             .build()
             .map_err(|e| format!("cannot create the ONNX Runtime environment: {e}"))?;
         Ok((path, env))
