@@ -18,8 +18,8 @@ fn local_copy(file: &str, dir: &Path) -> PathBuf {
     let text = std::fs::read_to_string(root().join("deploy/k8s/config").join(file)).unwrap();
     let secrets = dir.join("secrets");
     std::fs::create_dir_all(&secrets).unwrap();
-    for line in text.lines().filter_map(|l| l.trim().strip_prefix("password_file = \"/etc/gridsight-secrets/")) {
-        std::fs::write(secrets.join(line.trim_end_matches('"')), "not-a-real-password\n").unwrap();
+    for line in text.lines().filter_map(|l| l.trim().split_once(" = \"/etc/gridsight-secrets/")) {
+        std::fs::write(secrets.join(line.1.trim_end_matches('"')), "not-a-real-secret-0123456789\n").unwrap();
     }
     let text = text
         .replace("/etc/gridsight-secrets/", &format!("{}/", secrets.display()))

@@ -153,6 +153,8 @@ def check_workload(f, d, configmaps, names):
         host, _, port = listen.rpartition(":")
         if host in ("127.0.0.1", "localhost", "[::1]"):
             problem(where, f"{name}: http.listen {listen} is loopback; the kubelet's probes cannot reach it")
+        elif "token_file" not in cfg.get("http", {}):
+            problem(where, f"{name}: http.listen {listen} without http.token_file (the node refuses to start)")
         ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
         if int(port) not in ports.values():
             problem(where, f"{name}: http.listen port {port} is not a containerPort")
@@ -173,7 +175,7 @@ def check_workload(f, d, configmaps, names):
             problem(where, "no writable /tmp (GStreamer's registry, with a read-only root)")
         # Passwords come from the Secret's mount.
         secret_dirs = [p for p, v in mounts.items() if "secret" in volumes.get(v, {})]
-        files = [cfg.get("mqtt", {}).get("password_file")]
+        files = [cfg.get("mqtt", {}).get("password_file"), cfg.get("http", {}).get("token_file")]
         files += [cam.get("password_file") for cam in cfg.get("cameras", [])]
         for pf in filter(None, files):
             if not any(pf.startswith(s.rstrip("/") + "/") for s in secret_dirs):

@@ -196,12 +196,12 @@ pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
     let (stats, connected) =
         (Arc::new(crate::dispatch::stats::collector(service.metrics.clone())), service.link_stats());
     let handler: crate::telemetry::http::Handler = Arc::new(move |r: &crate::telemetry::http::Request| match r.path {
-        "/metrics" => Some(crate::telemetry::metrics_response(r.accept, vec![Box::new(stats.clone())])),
-        path => health(path, &connected, None),
+        "/metrics" => Some(crate::telemetry::metrics_response(r.accept, vec![Box::new(stats.clone())]).into()),
+        path => health(path, &connected, None).map(Into::into),
     });
     let addr = {
         let _entered = rt.enter();
-        crate::telemetry::http::serve_on(http, handler)
+        crate::telemetry::http::serve_on(http, handler, config.http.token.clone())
     }
     .map_err(|source| NodeError::Listen { addr: config.http.listen, source })?;
     info!(listen = %addr, lock = %lock.path().display(), "http: /metrics /healthz /readyz");
@@ -378,7 +378,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                     if let Some(d) = &dispatch_metrics {
                         collectors.push(Box::new(d.clone()));
                     }
-                    Some(crate::telemetry::metrics_response(r.accept, collectors))
+                    Some(crate::telemetry::metrics_response(r.accept, collectors).into())
                 }
                 "/status" => {
                     let s = snap.locked();
@@ -388,13 +388,13 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                         "node": node_id, "outbox_pending": s.outbox_pending, "disk": disk_json(&sources.disk),
                         "at": s.at, "cameras": cams,
                     });
-                    Some((200, "application/json", serde_json::to_string_pretty(&v).unwrap_or_default()))
+                    Some((200, "application/json", serde_json::to_string_pretty(&v).unwrap_or_default()).into())
                 }
-                path => health(path, &stats, Some(&sources.disk)),
+                path => health(path, &stats, Some(&sources.disk)).map(Into::into),
             });
         let addr = {
             let _entered = rt.enter();
-            crate::telemetry::http::serve_on(http, handler)
+            crate::telemetry::http::serve_on(http, handler, config.http.token.clone())
         }
         .map_err(|source| NodeError::Listen { addr: config.http.listen, source })?;
         info!(listen = %addr, lock = %lock.path().display(), "http: /metrics /healthz /readyz /status");

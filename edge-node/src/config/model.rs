@@ -286,6 +286,8 @@ pub struct Storage {
 #[derive(Debug, Clone)]
 pub struct Http {
     pub listen: SocketAddr,
+    /// The access token requests must carry (`http.token_file`); `None` on loopback only.
+    pub token: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]

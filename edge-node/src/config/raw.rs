@@ -162,7 +162,12 @@ pub struct RawStorage {
 #[serde(deny_unknown_fields)]
 pub struct RawHttp {
     /// Address of `/metrics`, `/healthz`, `/readyz` and the status page. Default: `"127.0.0.1:9090"`.
+    /// An address other than loopback needs `token_file`.
     pub listen: Option<String>,
+    /// File whose first line is the access token (at least 16 characters): every request but
+    /// `/healthz` and `/readyz` must then carry `Authorization: Bearer <token>` (or basic
+    /// auth with the token as password). Required when `listen` is not a loopback address.
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]

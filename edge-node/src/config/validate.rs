@@ -187,16 +187,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
             }
         }
     };
-    let listen = raw.http.listen.as_deref().unwrap_or("127.0.0.1:9090");
-    let http = Http {
-        listen: listen.parse::<SocketAddr>().unwrap_or_else(|_| {
-            v.err(
-                "http.listen",
-                format!("\"{listen}\" is not an address; use IP:PORT such as \"127.0.0.1:9090\" or \"0.0.0.0:9090\""),
-            );
-            SocketAddr::from(([127, 0, 0, 1], 9090))
-        }),
-    };
+    let http = http(&mut v, &raw.http);
     let models = models(&mut v, &raw.models, &storage.models_dir);
     let inference = inference(&mut v, &raw.inference);
     let grid = grid(&mut v, &raw.grid);
@@ -213,6 +204,53 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
     } else {
         Err(v.problems)
     }
+}
+
+/// `[http]`: the address, and the token any address but loopback needs (the status page,
+/// snapshots and clips show people).
+fn http(v: &mut Validator, h: &RawHttp) -> Http {
+    let listen = h.listen.as_deref().unwrap_or("127.0.0.1:9090");
+    let addr = listen.parse::<SocketAddr>().unwrap_or_else(|_| {
+        v.err(
+            "http.listen",
+            format!("\"{listen}\" is not an address; use IP:PORT such as \"127.0.0.1:9090\" or \"0.0.0.0:9090\""),
+        );
+        SocketAddr::from(([127, 0, 0, 1], 9090))
+    });
+    let token = h.token_file.as_ref().and_then(|f| {
+        let full = v.path(f);
+        match std::fs::read_to_string(&full) {
+            Ok(text) => {
+                let token = text.lines().next().unwrap_or("").trim().to_string();
+                if token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    v.err(
+                        "http.token_file",
+                        format!(
+                            "the first line of {} must be a token of at least 16 characters without spaces \
+                             (e.g. the output of `openssl rand -hex 16`)",
+                            full.display()
+                        ),
+                    );
+                    return None;
+                }
+                Some(Secret::new(token))
+            }
+            Err(e) => {
+                v.err("http.token_file", format!("cannot read token file {}: {e}", full.display()));
+                None
+            }
+        }
+    });
+    if h.token_file.is_none() && !addr.ip().is_loopback() {
+        v.err(
+            "http.listen",
+            format!(
+                "{addr} is not a loopback address, and the status page, snapshots and clips show people: \
+                 set http.token_file (requests must then carry the token) or listen on 127.0.0.1"
+            ),
+        );
+    }
+    Http { listen: addr, token }
 }
 
 /// A node index from the environment: a number (the StatefulSet pod-index label through

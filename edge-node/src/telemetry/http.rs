@@ -1,8 +1,14 @@
-//! The HTTP endpoints (`/metrics`, `/healthz`, `/readyz`, `/status`) on axum, on the
-//! node's tokio runtime. Answers are computed by a [`Handler`] on a blocking thread (they
-//! read locks and SQLite), so a slow answer never holds up the runtime; anything but `GET`
-//! of a known path gets 404 or 405. `/metrics` is OpenMetrics for a scraper that asks for it
-//! (Prometheus does) and the classic Prometheus text format otherwise (curl, promtool).
+//! The HTTP endpoints (`/metrics`, `/healthz`, `/readyz`, `/status`, the status page and
+//! camera snapshots) on axum, on the node's tokio runtime. Answers are computed by a
+//! [`Handler`] on a blocking thread (they read locks and SQLite, or encode a JPEG), so a slow
+//! answer never holds up the runtime; anything but `GET` of a known path gets 404 or 405.
+//! `/metrics` is OpenMetrics for a scraper that asks for it (Prometheus does) and the classic
+//! Prometheus text format otherwise (curl, promtool).
+//!
+//! Access: with a token (`http.token_file`), every path but `/healthz` and `/readyz` needs
+//! `Authorization: Bearer <token>`, or basic auth whose password is the token (a browser
+//! asks for it once); anything else gets 401 and nothing of the answer. The token is never
+//! logged. Without a token the listener is loopback only (the config refuses otherwise).
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -10,25 +16,62 @@ use std::sync::Arc;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::config::Secret;
+
 /// What a handler sees of a request.
 pub struct Request<'a> {
     pub path: &'a str,
+    /// The query string without `?` ("" when absent).
+    pub query: &'a str,
     /// The `Accept` header ("" when absent).
     pub accept: &'a str,
 }
 
-/// Answers a path: `(status, content type, body)`, or `None` for 404.
-pub type Handler = Arc<dyn Fn(&Request) -> Option<(u16, &'static str, String)> + Send + Sync>;
+/// A handler's answer.
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn new(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> Self {
+        Self { status, content_type, body: body.into() }
+    }
+}
+
+impl From<(u16, &'static str, String)> for Reply {
+    fn from((status, content_type, body): (u16, &'static str, String)) -> Self {
+        Self::new(status, content_type, body)
+    }
+}
+
+/// Answers a path, or `None` for 404.
+pub type Handler = Arc<dyn Fn(&Request) -> Option<Reply> + Send + Sync>;
+
+/// Paths anyone may read: the probes of a supervisor (kubelet, load balancer) say nothing
+/// about cameras.
+const OPEN: [&str; 2] = ["/healthz", "/readyz"];
 
 /// Serves an already bound listener (bind at start, so a taken port stops the node before
-/// anything else starts) on the current tokio runtime; returns the bound address.
-pub fn serve_on(listener: TcpListener, handler: Handler) -> std::io::Result<SocketAddr> {
+/// anything else starts) on the current tokio runtime; returns the bound address. With a
+/// `token`, requests must carry it (see the module's note).
+pub fn serve_on(listener: TcpListener, handler: Handler, token: Option<Secret>) -> std::io::Result<SocketAddr> {
     listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
+    let token = token.map(Arc::new);
     let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap| {
-        let handler = handler.clone();
-        async move { answer(handler, method, uri, headers).await }
+        let (handler, token) = (handler.clone(), token.clone());
+        async move {
+            if let Some(t) = token
+                && !OPEN.contains(&uri.path())
+                && !authorized(&headers, &t)
+            {
+                return refused();
+            }
+            answer(handler, method, uri, headers).await
+        }
     });
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
@@ -38,19 +81,58 @@ pub fn serve_on(listener: TcpListener, handler: Handler) -> std::io::Result<Sock
     Ok(bound)
 }
 
+/// Whether the request carries the token, as a bearer token or a basic-auth password.
+fn authorized(headers: &HeaderMap, token: &Secret) -> bool {
+    use base64::Engine;
+    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
+    let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value, ""));
+    let given = match scheme.to_ascii_lowercase().as_str() {
+        "bearer" => rest.trim().as_bytes().to_vec(),
+        "basic" => {
+            let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(rest.trim()) else { return false };
+            match decoded.iter().position(|&b| b == b':') {
+                Some(i) => decoded[i + 1..].to_vec(),
+                None => return false,
+            }
+        }
+        _ => return false,
+    };
+    same(&given, token.expose().as_bytes())
+}
+
+/// Compares without stopping at the first difference (no timing hint of the token).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+fn refused() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [
+            (header::WWW_AUTHENTICATE, "Basic realm=\"gridsight\", charset=\"UTF-8\""),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        "credentials required: send Authorization: Bearer <token> (http.token_file)\n",
+    )
+        .into_response()
+}
+
 async fn answer(handler: Handler, method: Method, uri: Uri, headers: HeaderMap) -> Response {
     if method != Method::GET {
         return (StatusCode::METHOD_NOT_ALLOWED, "only GET\n").into_response();
     }
     let path = uri.path().to_string();
+    let query = uri.query().unwrap_or("").to_string();
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let answered = tokio::task::spawn_blocking(move || handler(&Request { path: &path, accept: &accept })).await;
+    let answered =
+        tokio::task::spawn_blocking(move || handler(&Request { path: &path, query: &query, accept: &accept })).await;
     match answered {
-        Ok(Some((status, ctype, body))) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            (status, [(header::CONTENT_TYPE, ctype)], body).into_response()
+        Ok(Some(r)) => {
+            let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (status, [(header::CONTENT_TYPE, r.content_type), (header::CACHE_CONTROL, "no-store")], r.body)
+                .into_response()
         }
-        Ok(None) => (StatusCode::NOT_FOUND, "not found; try /metrics, /healthz, /readyz, /status\n").into_response(),
+        Ok(None) => (StatusCode::NOT_FOUND, "not found; try /, /metrics, /healthz, /readyz, /status\n").into_response(),
         Err(e) => {
             tracing::error!("http handler failed: {e}");
             (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
@@ -113,8 +195,9 @@ mod tests {
             serve_on(
                 TcpListener::bind("127.0.0.1:0").unwrap(),
                 Arc::new(|r: &Request| {
-                    (r.path == "/healthz").then(|| (200, "text/plain", format!("ok {}\n", r.accept)))
+                    (r.path == "/healthz").then(|| (200, "text/plain", format!("ok {}\n", r.accept)).into())
                 }),
+                None,
             )
             .unwrap()
         };
@@ -129,6 +212,51 @@ mod tests {
         let silent = std::net::TcpStream::connect(addr).unwrap();
         assert!(get(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").starts_with("HTTP/1.1 200"));
         drop(silent);
+    }
+
+    #[test]
+    fn a_token_guards_everything_but_the_probes() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let token = "0123456789abcdef-token";
+        let addr = {
+            let _e = rt.enter();
+            serve_on(
+                TcpListener::bind("127.0.0.1:0").unwrap(),
+                Arc::new(|r: &Request| Some((200, "text/plain", format!("secret of {}\n", r.path)).into())),
+                Some(Secret::new(token)),
+            )
+            .unwrap()
+        };
+        let with = |path: &str, auth: &str| {
+            get(addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"))
+        };
+        use base64::Engine;
+        let basic = |user_pass: &str| {
+            format!("Authorization: Basic {}\r\n", base64::engine::general_purpose::STANDARD.encode(user_pass))
+        };
+        for auth in [
+            String::new(),
+            "Authorization: Bearer wrong-token-wrong-token\r\n".into(),
+            format!("Authorization: Bearer {token}x\r\n"),
+            format!("Authorization: Bearer {}\r\n", &token[..token.len() - 1]),
+            basic("operator:nope"),
+            basic(token),
+            "Authorization: Basic %%%\r\n".into(),
+            format!("Authorization: Digest {token}\r\n"),
+        ] {
+            let r = with("/status", &auth);
+            assert!(r.starts_with("HTTP/1.1 401"), "{auth}: {r}");
+            assert!(!r.contains("secret of") && !r.contains(token), "{r}");
+            assert!(r.contains("www-authenticate: Basic realm=\"gridsight\""), "{r}");
+        }
+        assert!(with("/status", &format!("Authorization: Bearer {token}\r\n")).ends_with("secret of /status\n"));
+        assert!(with("/status", &format!("authorization: bearer {token}\r\n")).starts_with("HTTP/1.1 200"));
+        assert!(with("/x.jpg", &basic(&format!("operator:{token}"))).ends_with("secret of /x.jpg\n"));
+        // The probes stay open (a kubelet has no token).
+        assert!(with("/healthz", "").ends_with("secret of /healthz\n"));
+        assert!(with("/readyz", "").starts_with("HTTP/1.1 200"));
+        // A path that only looks like a probe is guarded.
+        assert!(with("/healthz/../status", "").starts_with("HTTP/1.1 40"));
     }
 
     #[test]
