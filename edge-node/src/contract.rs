@@ -50,6 +50,11 @@ impl Topics {
         format!("{}/{node}/cameras/{camera}/status", self.prefix)
     }
 
+    /// A live snapshot a `snapshot` command asked for (JPEG, faces pixelated).
+    pub fn camera_snapshot(&self, node: &str, camera: &str) -> String {
+        format!("{}/{node}/cameras/{camera}/snapshot", self.prefix)
+    }
+
     pub fn commands(&self, node: &str) -> String {
         format!("{}/{node}/commands", self.prefix)
     }

@@ -10,6 +10,9 @@
 //! {"id": "42", "command": "status"}   // publish node and camera status now
 //! {"id": "43", "command": "reload"}   // re-read the config file (as SIGHUP)
 //! {"id": "44", "command": "ping"}     // answer at once
+//! {"id": "45", "command": "snapshot", "camera": "gate-north"}
+//!                                      // the camera's newest frame, faces pixelated, as a JPEG on
+//!                                      // <prefix>/<node>/cameras/<camera>/snapshot
 //! ```
 
 use crate::Locked;
@@ -24,6 +27,7 @@ pub enum Command {
     Status,
     Reload,
     Ping,
+    Snapshot,
 }
 
 impl Command {
@@ -32,6 +36,7 @@ impl Command {
             Self::Status => "status",
             Self::Reload => "reload",
             Self::Ping => "ping",
+            Self::Snapshot => "snapshot",
         }
     }
 }
@@ -43,6 +48,9 @@ pub struct Request {
     #[serde(default)]
     pub id: Option<String>,
     pub command: Command,
+    /// The camera of a `snapshot` (and of nothing else).
+    #[serde(default)]
+    pub camera: Option<String>,
 }
 
 /// A refused message: the reason, and the request id when one could be read.
@@ -60,20 +68,38 @@ pub fn parse(payload: &[u8]) -> Result<Request, Refusal> {
     if !text.trim_start().starts_with('{') {
         return Err(Refusal {
             id: None,
-            reason: "not a JSON object; expected {\"id\": \"...\", \"command\": \"status\" | \"reload\" | \"ping\"}"
+            reason: "not a JSON object; expected {\"id\": \"...\", \"command\": \"status\" | \"reload\" | \"ping\" | \"snapshot\"}"
                 .into(),
         });
     }
     let req: Request = serde_json::from_str(text).map_err(|e| Refusal {
         id: request_id(text),
         reason: format!(
-            "not a valid command: {e}; expected {{\"id\": \"...\", \"command\": \"status\" | \"reload\" | \"ping\"}}"
+            "not a valid command: {e}; expected {{\"id\": \"...\", \"command\": \"status\" | \"reload\" | \"ping\" | \"snapshot\"}}"
         ),
     })?;
     if let Some(id) = &req.id
         && !valid_id(id)
     {
         return Err(Refusal { id: None, reason: "id must be 1-64 printable characters".into() });
+    }
+    match (req.command, &req.camera) {
+        (Command::Snapshot, None) => {
+            return Err(Refusal { id: req.id, reason: "snapshot needs \"camera\": the camera's id".into() });
+        }
+        (Command::Snapshot, Some(c)) if !valid_id(c) || c.contains(['/', '+', '#']) => {
+            return Err(Refusal {
+                id: req.id,
+                reason: "camera must be a camera id (1-64 characters, no / + #)".into(),
+            });
+        }
+        (Command::Snapshot, Some(_)) | (_, None) => {}
+        (other, Some(_)) => {
+            return Err(Refusal {
+                id: req.id,
+                reason: format!("\"camera\" is only for the snapshot command, not {}", other.name()),
+            });
+        }
     }
     Ok(req)
 }
@@ -228,7 +254,11 @@ mod tests {
     fn valid_commands() {
         assert_eq!(
             parse(br#"{"id":"7","command":"status"}"#).unwrap(),
-            Request { id: Some("7".into()), command: Command::Status }
+            Request { id: Some("7".into()), command: Command::Status, camera: None }
+        );
+        assert_eq!(
+            parse(br#"{"id":"8","command":"snapshot","camera":"gate-1"}"#).unwrap(),
+            Request { id: Some("8".into()), command: Command::Snapshot, camera: Some("gate-1".into()) }
         );
         assert_eq!(parse(br#"{"command":"ping"}"#).unwrap().command, Command::Ping);
         assert_eq!(parse(br#"{"command":"reload"}"#).unwrap().command, Command::Reload);
@@ -248,6 +278,10 @@ mod tests {
             (b"[1,2,3]", "not a JSON object"),
             (br#"{"command": 5}"#, "not a valid command"),
             (br#"{"command": "format_disk"}"#, "unknown variant"),
+            (br#"{"id": "s", "command": "snapshot"}"#, "snapshot needs"),
+            (br#"{"command": "snapshot", "camera": "a/#"}"#, "camera must be"),
+            (br#"{"command": "snapshot", "camera": ""}"#, "camera must be"),
+            (br#"{"command": "ping", "camera": "a"}"#, "only for the snapshot"),
             (br#"{"command": "ping", "extra": 1}"#, "unknown field"),
             (br#"{"id": 12, "command": "ping"}"#, "invalid type"),
             (br#"{"id": "a", "command": "ping""#, "EOF"),

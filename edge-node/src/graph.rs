@@ -107,18 +107,22 @@ pub struct Graph {
     pub ids: Arc<IncidentIds>,
     pub emitter: Arc<Emitter>,
     pub found: Arc<Mutex<HashMap<Arc<str>, Found>>>,
+    /// The newest detected frame of each camera (live snapshots).
+    pub live: Arc<crate::live::LiveFrames>,
 }
 
 impl Graph {
     pub fn new(ids: Arc<IncidentIds>, emitter: Emitter) -> Self {
-        Self { cameras: Arc::default(), ids, emitter: Arc::new(emitter), found: Arc::default() }
+        Self { cameras: Arc::default(), ids, emitter: Arc::new(emitter), found: Arc::default(), live: Arc::default() }
     }
 
     /// The inference pool's callback: detections → the camera's core → alerts. Runs on a
     /// worker, one frame of a camera at a time, in capture order (the pool guarantees it).
     pub fn on_detections(&self) -> DetectionCallback {
         let (cameras, emitter, found) = (self.cameras.clone(), self.emitter.clone(), self.found.clone());
+        let live = self.live.clone();
         Arc::new(move |frame: &Frame, d: Detections, took: Duration| {
+            live.update(frame, &d);
             {
                 let mut all = found.locked();
                 let f = all.entry(frame.camera.clone()).or_default();
@@ -177,6 +181,7 @@ impl Graph {
     /// incidents of changed or removed cameras end with `end` alerts.
     pub fn apply(&self, config: &Config, pool: &InferencePool) {
         let before = self.cameras.ids();
+        self.live.configure(config);
         let (built, ended) = self.cameras.apply(config, &self.ids);
         for id in before.iter().filter(|id| self.cameras.get(id).is_none()) {
             pool.unregister(id);

@@ -47,6 +47,7 @@ pub mod dispatch;
 pub mod geometry;
 pub mod graph;
 pub mod inference;
+pub mod live;
 pub mod localtime;
 pub mod motion;
 pub mod mqtt;

@@ -182,6 +182,23 @@ fn runtime_with_signals(name: &str) -> Result<(tokio::runtime::Runtime, Signals)
     Ok((rt, signals))
 }
 
+/// `GET /cameras/<id>/snapshot.jpg[?width=N]`: the camera's newest detected frame, faces
+/// pixelated, at most `width` (64–1920, default 640) pixels wide.
+fn live_snapshot(live: &crate::live::LiveFrames, camera: &str, query: &str) -> crate::telemetry::http::Reply {
+    use crate::telemetry::http::Reply;
+    let width = query.split('&').find_map(|kv| kv.strip_prefix("width=")).map(str::parse::<u32>);
+    let width = match width {
+        None => 640,
+        Some(Ok(w)) if (64..=1920).contains(&w) => w,
+        Some(_) => return Reply::new(400, "text/plain", "width must be a number of pixels, 64 to 1920\n"),
+    };
+    match live.snapshot(camera, width) {
+        Ok(s) => Reply::new(200, "image/jpeg", s.jpeg),
+        Err(e @ crate::live::LiveError::Unknown) => Reply::new(404, "text/plain", format!("camera {camera}: {e}\n")),
+        Err(e) => Reply::new(503, "text/plain", format!("camera {camera}: {e}\n")),
+    }
+}
+
 /// `edge-node dispatch`: the dispatcher alone, for every node's alerts, until SIGINT/SIGTERM.
 pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
     let (rt, mut signals) = runtime_with_signals("dispatch")?;
@@ -370,6 +387,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
             let (snap, sources) = (snap.clone(), sources.clone());
             Arc::new(crate::telemetry::ScrapeCollector::new(move |m| node_metrics(m, &snap.locked(), &sources)))
         };
+        let live = graph.live.clone();
         let handler: crate::telemetry::http::Handler =
             Arc::new(move |r: &crate::telemetry::http::Request| match r.path {
                 "/metrics" => {
@@ -382,13 +400,25 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                 }
                 "/status" => {
                     let s = snap.locked();
-                    let cams: Vec<_> =
-                        sources.cameras.status().iter().map(|c| camera_status_json(&node_id, c, &s.at)).collect();
+                    let cams: Vec<_> = sources
+                        .cameras
+                        .status()
+                        .iter()
+                        .map(|c| {
+                            let mut v = camera_status_json(&node_id, c, &s.at);
+                            v["snapshot_at"] = live.at(&c.id).map(crate::alert::rfc3339).into();
+                            v
+                        })
+                        .collect();
                     let v = serde_json::json!({
                         "node": node_id, "outbox_pending": s.outbox_pending, "disk": disk_json(&sources.disk),
                         "at": s.at, "cameras": cams,
                     });
                     Some((200, "application/json", serde_json::to_string_pretty(&v).unwrap_or_default()).into())
+                }
+                path if path.starts_with("/cameras/") && path.ends_with("/snapshot.jpg") => {
+                    let camera = &path["/cameras/".len()..path.len() - "/snapshot.jpg".len()];
+                    Some(live_snapshot(&live, camera, r.query))
                 }
                 path => health(path, &stats, Some(&sources.disk)).map(Into::into),
             });
@@ -444,6 +474,18 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                                 shard_now = shard;
                                 summary
                             }),
+                            control::Command::Snapshot => {
+                                let camera = req.camera.as_deref().unwrap_or_default();
+                                match graph.live.snapshot(camera, crate::alert::SNAPSHOT_MAX_WIDTH) {
+                                    Ok(s) => {
+                                        let topic = topics.camera_snapshot(node, camera);
+                                        let detail = format!("published to {topic}: frame of {}", crate::alert::rfc3339(s.wall));
+                                        out.push(Message { topic, payload: s.jpeg, retain: false, kind: Kind::Snapshot });
+                                        Ok(detail)
+                                    }
+                                    Err(e) => Err(format!("camera {camera}: {e}")),
+                                }
+                            }
                         };
                         info!(command = req.command.name(), id = req.id.as_deref().unwrap_or("-"), ok = result.is_ok(), "command");
                         let v = control::reply(node, req.id.as_deref(), Some(req.command), result.as_deref().map_err(String::as_str));

@@ -262,23 +262,32 @@ pub fn rfc3339(t: SystemTime) -> String {
 /// JPEG of the frame: faces pixelated (unless `raw`), the triggering box drawn, at most
 /// [`SNAPSHOT_MAX_WIDTH`] wide. Boxes are in camera pixels and mapped to the frame.
 pub fn snapshot(frame: &Frame, bbox: Option<[f32; 4]>, faces: &[Face], policy: FacePolicy) -> Option<Vec<u8>> {
+    let hide: Vec<[f32; 4]> = match policy {
+        FacePolicy::Blur => faces.iter().map(|f| f.bbox).collect(),
+        FacePolicy::Raw => Vec::new(),
+    };
+    jpeg(frame, &hide, bbox, SNAPSHOT_MAX_WIDTH)
+}
+
+/// JPEG of the frame with the `hide` regions pixelated and `bbox` drawn (both in camera
+/// pixels), at most `max_width` wide (aspect kept).
+pub fn jpeg(frame: &Frame, hide: &[[f32; 4]], bbox: Option<[f32; 4]>, max_width: u32) -> Option<Vec<u8>> {
     let (w, h) = (frame.width, frame.height);
     let sx = w as f32 / frame.source_width.max(frame.width) as f32;
     let sy = h as f32 / frame.source_height.max(frame.height) as f32;
     let to_frame = |b: [f32; 4]| [b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy];
     let mut rgb: Vec<u8> = frame.data.chunks_exact(3).flat_map(|p| [p[2], p[1], p[0]]).collect();
-    if policy == FacePolicy::Blur {
-        for f in faces {
-            pixelate(&mut rgb, w, h, to_frame(f.bbox));
-        }
+    for b in hide {
+        pixelate(&mut rgb, w, h, to_frame(*b));
     }
     if let Some(b) = bbox {
         crate::detect::draw_box(&mut rgb, w, h, to_frame(b), [255, 60, 0]);
     }
     let img = image::RgbImage::from_raw(w, h, rgb)?;
-    let img = if w > SNAPSHOT_MAX_WIDTH {
-        let nh = (h as f32 * SNAPSHOT_MAX_WIDTH as f32 / w as f32).round().max(1.0) as u32;
-        image::imageops::resize(&img, SNAPSHOT_MAX_WIDTH, nh, image::imageops::FilterType::Triangle)
+    let max_width = max_width.max(16);
+    let img = if w > max_width {
+        let nh = (h as f32 * max_width as f32 / w as f32).round().max(1.0) as u32;
+        image::imageops::resize(&img, max_width, nh, image::imageops::FilterType::Triangle)
     } else {
         img
     };
