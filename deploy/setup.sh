@@ -28,6 +28,7 @@ packages=(
   vlc-bin vlc-plugin-base
   prometheus  # promtool: the tests check /metrics with it (the server is not started)
   binutils systemd  # objcopy and systemd-analyze: `make deb` and its test
+  chromium chromium-driver  # a real headless browser for the status-page tests
 )
 
 
@@ -87,7 +88,7 @@ out=$(python3 models/fetch.py --manifest tests/media/manifest.toml --table file 
         --dest "$cache/media" --shared "$shared/media")
 echo "$out" | grep -q 'installed from' && { echo "$out"; changed=1; }
 
-# 4. Test tools (the Kubernetes schema validator) in a venv of their own.
+# 4. Test tools (the Kubernetes schema validator, Selenium) in a venv of their own.
 venv=$cache/venv
 if ! cmp -s deploy/test-requirements.txt "$venv/requirements.txt"; then
   say "installing test tools into $venv: $(grep -v '^#' deploy/test-requirements.txt | cut -d= -f1 | tr '\n' ' ')"

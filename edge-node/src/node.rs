@@ -33,6 +33,7 @@ use crate::outbox::{DiskGuard, DiskState, Kind, Message, Outbox, OutboxError};
 use crate::rules::IncidentIds;
 use crate::source::{CameraSpec, Ingest, IngestOptions};
 use crate::telemetry::CameraRegistry;
+use crate::telemetry::http::Reply;
 use crate::telemetry::node::{
     MetricsSources, Snapshot, camera_status_json, disk_json, disk_status, health, log_disk_change, node_metrics,
 };
@@ -182,10 +183,13 @@ fn runtime_with_signals(name: &str) -> Result<(tokio::runtime::Runtime, Signals)
     Ok((rt, signals))
 }
 
+fn json_reply(v: &serde_json::Value) -> crate::telemetry::http::Reply {
+    crate::telemetry::http::Reply::new(200, "application/json", serde_json::to_vec_pretty(v).unwrap_or_default())
+}
+
 /// `GET /cameras/<id>/snapshot.jpg[?width=N]`: the camera's newest detected frame, faces
 /// pixelated, at most `width` (64–1920, default 640) pixels wide.
-fn live_snapshot(live: &crate::live::LiveFrames, camera: &str, query: &str) -> crate::telemetry::http::Reply {
-    use crate::telemetry::http::Reply;
+fn live_snapshot(live: &crate::live::LiveFrames, camera: &str, query: &str) -> Reply {
     let width = query.split('&').find_map(|kv| kv.strip_prefix("width=")).map(str::parse::<u32>);
     let width = match width {
         None => 640,
@@ -388,8 +392,29 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
             Arc::new(crate::telemetry::ScrapeCollector::new(move |m| node_metrics(m, &snap.locked(), &sources)))
         };
         let live = graph.live.clone();
+        let page = crate::telemetry::page::NodePage {
+            node: config.node.id.clone(),
+            title: config.node.name.clone(),
+            sources: sources.clone(),
+            snapshot: snap.clone(),
+            live: live.clone(),
+            dispatch: dispatch
+                .as_ref()
+                .map(|d| (d.dispatcher.clone(), d.metrics.clone(), config.dispatch.retention.as_secs())),
+        };
         let handler: crate::telemetry::http::Handler =
             Arc::new(move |r: &crate::telemetry::http::Request| match r.path {
+                "/" => Some(Reply::new(200, "text/html; charset=utf-8", crate::telemetry::page::PAGE)),
+                "/api/overview" => Some(json_reply(&page.overview())),
+                path if path.starts_with("/alerts/") && path.ends_with(".jpg") => {
+                    let id = &path["/alerts/".len()..path.len() - ".jpg".len()];
+                    Some(match sources.alerts.snapshot_file(id) {
+                        Some(jpeg) => Reply::new(200, "image/jpeg", jpeg),
+                        None => {
+                            Reply::new(404, "text/plain", "no such snapshot (deleted by retention, or never stored)\n")
+                        }
+                    })
+                }
                 "/metrics" => {
                     let mut collectors: Vec<Box<dyn prometheus_client::collector::Collector>> =
                         vec![Box::new(node_collector.clone())];
@@ -414,7 +439,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                         "node": node_id, "outbox_pending": s.outbox_pending, "disk": disk_json(&sources.disk),
                         "at": s.at, "cameras": cams,
                     });
-                    Some((200, "application/json", serde_json::to_string_pretty(&v).unwrap_or_default()).into())
+                    Some(json_reply(&v))
                 }
                 path if path.starts_with("/cameras/") && path.ends_with("/snapshot.jpg") => {
                     let camera = &path["/cameras/".len()..path.len() - "/snapshot.jpg".len()];

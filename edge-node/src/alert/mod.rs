@@ -33,7 +33,12 @@ pub struct AlertSink {
     pub snapshots_skipped: AtomicU64,
     /// Snapshot files deleted early to keep the disk reserve.
     pub snapshot_files_dropped: AtomicU64,
+    /// The last [`RECENT`] alerts stored, oldest first (the status page).
+    recent: Mutex<std::collections::VecDeque<serde_json::Value>>,
 }
+
+/// How many alerts [`AlertSink::recent`] keeps.
+pub const RECENT: usize = 100;
 
 /// Camera facts an alert carries.
 pub struct CameraInfo<'a> {
@@ -57,7 +62,30 @@ impl AlertSink {
             seq: AtomicU64::new(0),
             snapshots_skipped: AtomicU64::new(0),
             snapshot_files_dropped: AtomicU64::new(0),
+            recent: Mutex::default(),
         }
+    }
+
+    /// The alerts stored lately, newest first.
+    pub fn recent(&self) -> Vec<serde_json::Value> {
+        self.recent.locked().iter().rev().cloned().collect()
+    }
+
+    fn remember(&self, alert: &serde_json::Value) {
+        let mut r = self.recent.locked();
+        if r.len() == RECENT {
+            r.pop_front();
+        }
+        r.push_back(alert.clone());
+    }
+
+    /// The stored snapshot file of an alert, if it is still there (`id` as made by
+    /// [`Self::next_id`]; anything else is refused, so no path leaves the folder).
+    pub fn snapshot_file(&self, id: &str) -> Option<Vec<u8>> {
+        if id.is_empty() || id.len() > 40 || !id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+            return None;
+        }
+        std::fs::read(self.snapshot_dir.as_ref()?.join(format!("{id}.jpg"))).ok()
     }
 
     /// A unique, time-ordered id: milliseconds, this run's nonce, a counter.
@@ -104,7 +132,7 @@ impl AlertSink {
             }
             messages.push(Message { topic: snapshot_topic, payload: jpeg, retain: false, kind: Kind::Snapshot });
         }
-        match out.push_all(&messages) {
+        let stored = match out.push_all(&messages) {
             Ok(_) => Ok(alert),
             // No room even for the alert: everything that is not an alert makes way, then
             // the alert alone is stored (its snapshot field then names nothing).
@@ -121,7 +149,12 @@ impl AlertSink {
                 Ok(alert)
             }
             Err(e) => Err(e),
+        };
+        drop(out);
+        if let Ok(a) = &stored {
+            self.remember(a);
         }
+        stored
     }
 
     /// Whether a snapshot of `len` bytes (a file, an outbox row and its WAL frames) fits

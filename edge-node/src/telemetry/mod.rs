@@ -3,6 +3,7 @@
 
 pub mod http;
 pub(crate) mod node;
+pub mod page;
 
 use crate::RwLocked;
 use std::str::FromStr;

@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Loads a gridsight status page in a real headless Chromium (Debian's chromium and
+chromium-driver, driven by Selenium) and checks what a control room relies on:
+
+  * every expected camera is listed with its state, and its thumbnail image loads;
+  * an alert that was not on the page when it loaded appears without a reload;
+  * (with --orders) an open order shows a ticking countdown;
+  * the browser console has no error;
+  * a screenshot is saved.
+
+Usage: status_page.py URL --cameras a,b,c --screenshot FILE [--orders] [--thumbnails N]
+       [--timeout S]. Prints one line per check; exit 0 when all pass, 1 otherwise.
+Run by tests/status_page.rs with the Python of .cache/venv (`make setup` installs Selenium).
+"""
+
+import argparse
+import re
+import sys
+import time
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+
+
+def browser():
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+              "--window-size=1400,1000", "--no-first-run", "--disable-extensions"):
+        opts.add_argument(a)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(options=opts, service=Service(executable_path="/usr/bin/chromedriver"))
+
+
+def until(timeout, what, check):
+    end = time.time() + timeout
+    last = None
+    while time.time() < end:
+        try:
+            last = check()
+            if last:
+                return last
+        except Exception as e:  # the DOM changes under us while the page updates
+            last = e
+        time.sleep(0.25)
+    raise AssertionError(f"{what} (last seen: {last!r})")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("url")
+    ap.add_argument("--cameras", required=True)
+    ap.add_argument("--screenshot", required=True)
+    ap.add_argument("--orders", action="store_true")
+    ap.add_argument("--thumbnails", type=int, default=1, help="how many thumbnails must load")
+    ap.add_argument("--timeout", type=float, default=60)
+    a = ap.parse_args()
+    want = a.cameras.split(",")
+    d = browser()
+    failures = []
+
+    def check(name, fn):
+        try:
+            fn()
+            print(f"ok: {name}")
+        except Exception as e:
+            failures.append(name)
+            print(f"FAILED: {name}: {e}")
+
+    try:
+        d.get(a.url)
+
+        def cameras():
+            cards = d.find_elements(By.CSS_SELECTOR, "#cameras .camera")
+            listed = {c.get_attribute("data-camera"): c.find_element(By.CSS_SELECTOR, ".state").text for c in cards}
+            return listed if all(c in listed and listed[c] for c in want) else None
+
+        check("every camera is listed with its state",
+              lambda: print("   ", until(a.timeout, f"cameras {want} listed", cameras)))
+
+        def thumbs():
+            n = d.execute_script(
+                "return [...document.querySelectorAll('#cameras img.thumb')]"
+                ".filter(i => i.complete && i.naturalWidth > 0).length")
+            return n >= a.thumbnails and n
+
+        check(f"at least {a.thumbnails} thumbnail image(s) load",
+              lambda: print("    loaded:", until(a.timeout, "thumbnails", thumbs)))
+
+        def alert_ids():
+            return {r.get_attribute("data-alert") for r in d.find_elements(By.CSS_SELECTOR, "#alerts tbody tr[data-alert]")}
+
+        def live_alert():
+            first = alert_ids()
+            navigations = d.execute_script("return performance.getEntriesByType('navigation').length")
+            new = until(a.timeout, "a new alert row without a reload", lambda: alert_ids() - first)
+            assert d.execute_script("return performance.getEntriesByType('navigation').length") == navigations
+            assert d.execute_script("return performance.navigation.type") == 0, "the page was reloaded"
+            row = d.find_element(By.CSS_SELECTOR, f'#alerts tr[data-alert="{sorted(new)[0]}"]')
+            print("    new alert:", row.text)
+
+        check("an alert appears live, without a reload", live_alert)
+
+        if a.orders:
+            def countdown():
+                cells = d.find_elements(By.CSS_SELECTOR, "#orders td.countdown")
+                texts = [c.text for c in cells if re.fullmatch(r"(late )?\d+:\d\d", c.text)]
+                return texts and texts[0]
+
+            def ticking():
+                t0 = until(a.timeout, "an order with a countdown", countdown)
+                t1 = until(5, "the countdown to tick", lambda: (c := countdown()) != t0 and c)
+                print(f"    countdown {t0} -> {t1}")
+
+            check("an open order shows its countdown, ticking", ticking)
+
+        d.save_screenshot(a.screenshot)
+        print("    screenshot:", a.screenshot)
+
+        def console():
+            errors = [e for e in d.get_log("browser") if e.get("level") == "SEVERE"]
+            assert not errors, errors
+
+        check("no console error", console)
+    finally:
+        d.quit()
+    if failures:
+        print("failed:", ", ".join(failures))
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
