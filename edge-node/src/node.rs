@@ -212,11 +212,20 @@ pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
     let base = broker_options(&config, true)?;
     let service = {
         let _entered = rt.enter();
-        DispatchService::start(&config, &base, &topics.all_alerts())?
+        DispatchService::start(&config, &base, &topics.all_alerts(), true)?
     };
     let (stats, connected) =
         (Arc::new(crate::dispatch::stats::collector(service.metrics.clone())), service.link_stats());
+    let (dispatcher, latest, fleet) = (service.dispatcher.clone(), service.metrics.clone(), service.fleet.clone());
+    let (title, window) = (config.node.name.clone(), config.dispatch.retention.as_secs());
     let handler: crate::telemetry::http::Handler = Arc::new(move |r: &crate::telemetry::http::Request| match r.path {
+        "/" => Some(Reply::new(200, "text/html; charset=utf-8", crate::telemetry::page::PAGE)),
+        "/api/overview" => {
+            let fleet = fleet.as_ref()?;
+            let up = connected.connected.load(std::sync::atomic::Ordering::SeqCst);
+            let v = crate::telemetry::page::district_overview(&title, up, &dispatcher, &latest, fleet, window);
+            Some(json_reply(&v))
+        }
         "/metrics" => Some(crate::telemetry::metrics_response(r.accept, vec![Box::new(stats.clone())]).into()),
         path => health(path, &connected, None).map(Into::into),
     });
@@ -347,7 +356,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
     };
     let dispatch = if config.dispatch.enabled {
         let _entered = rt.enter();
-        Some(DispatchService::start(&config, &base, &topics.alerts(node))?)
+        Some(DispatchService::start(&config, &base, &topics.alerts(node), false)?)
     } else {
         info!("dispatch runs elsewhere ([dispatch] enabled = false)");
         None

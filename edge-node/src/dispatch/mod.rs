@@ -18,6 +18,7 @@
 //! The core is a function of its inputs and `now` (milliseconds since the epoch): tests drive
 //! it with a paused clock.
 
+pub mod fleet;
 pub mod inspector;
 pub mod order;
 pub mod service;

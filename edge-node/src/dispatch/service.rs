@@ -32,12 +32,15 @@ pub struct DispatchService {
     task: tokio::task::JoinHandle<()>,
     /// Latest statistics, for `/metrics`.
     pub metrics: Arc<Mutex<Vec<super::stats::Group>>>,
+    /// The district's nodes and cameras, when started for a district (`edge-node dispatch`).
+    pub fleet: Option<Arc<super::fleet::Fleet>>,
 }
 
 impl DispatchService {
     /// Starts on the current tokio runtime. `base` says how to reach the broker (its client
     /// id gets `-dispatch` appended); `alerts` is the topic filter of the alerts to handle.
-    pub fn start(config: &Config, base: &LinkOptions, alerts: &str) -> Result<Self, super::DispatchError> {
+    /// With `fleet`, it also follows every node's status topics (the district page).
+    pub fn start(config: &Config, base: &LinkOptions, alerts: &str, fleet: bool) -> Result<Self, super::DispatchError> {
         let prefix = config.mqtt.as_ref().map_or("gridsight", |m| m.topic_prefix.as_str()).to_string();
         let path = config.storage.data_dir.join("dispatch.db");
         let store = Arc::new(Mutex::new(Outbox::open(&path, config.storage.outbox_max_bytes)?));
@@ -48,15 +51,19 @@ impl DispatchService {
         let open = dispatcher.orders()?.iter().filter(|o| !o.state.is_closed()).count();
         info!(path = %path.display(), open_orders = open, alerts, routes = config.dispatch.routes.len(), "dispatcher starting");
 
+        let fleet = fleet.then(|| Arc::new(super::fleet::Fleet::new(&prefix)));
+        let mut subscriptions = vec![alerts.to_string(), dispatcher.updates_filter()];
+        subscriptions.extend(fleet.iter().flat_map(|f| f.filters()));
         let opts = LinkOptions {
             client_id: format!("{}-dispatch", base.client_id),
             availability_topic: crate::contract::Topics::new(&prefix).dispatcher_availability(&config.node.id),
             clean_session: false,
             manual_acks: true,
-            subscriptions: vec![alerts.to_string(), dispatcher.updates_filter()],
+            subscriptions,
             ..base.clone()
         };
         let d = dispatcher.clone();
+        let seen = fleet.clone();
         let refusals = Mutex::new(RefusalLog::default());
         let link = MqttLink::start_with_inbound(
             opts,
@@ -64,6 +71,11 @@ impl DispatchService {
             Arc::new(|_| {}),
             Arc::new(move |topic: &str, payload: &[u8]| {
                 let now = now_ms();
+                if let Some(f) = &seen
+                    && f.take(topic, payload)
+                {
+                    return true;
+                }
                 if let Some(sender) = d.sender_of(topic) {
                     return match d.handle_update(sender, payload, now) {
                         Ok(reply) => {
@@ -92,7 +104,12 @@ impl DispatchService {
                         refusals.locked().refuse(topic, &format!("alert not usable for dispatch: {reason}"));
                         true
                     }
-                    Ok(_) => true,
+                    Ok(_) => {
+                        if let Some(f) = &seen {
+                            f.alert(payload);
+                        }
+                        true
+                    }
                     Err(e) => {
                         warn!(topic, "alert not handled, the broker will redeliver it: {e}");
                         false
@@ -113,7 +130,7 @@ impl DispatchService {
             config.dispatch.stats_interval,
             config.dispatch.retention,
         ));
-        Ok(Self { dispatcher, link, stop, stopping, task, metrics })
+        Ok(Self { dispatcher, link, stop, stopping, task, metrics, fleet })
     }
 
     pub fn connected(&self) -> bool {

@@ -55,6 +55,39 @@ pub fn dispatch_part(
     (serde_json::to_value(&open).unwrap_or_default(), stats)
 }
 
+/// The overview of a district (`edge-node dispatch`): the nodes and cameras from their
+/// retained status topics, the alerts the dispatcher saw, every open order.
+pub fn district_overview(
+    title: &str,
+    connected: bool,
+    dispatcher: &crate::dispatch::Dispatcher,
+    latest: &Mutex<Vec<crate::dispatch::stats::Group>>,
+    fleet: &crate::dispatch::fleet::Fleet,
+    window_s: u64,
+) -> Value {
+    let at = crate::alert::rfc3339(std::time::SystemTime::now());
+    let mut problems = Vec::new();
+    if !connected {
+        problems.push(problem("error", "the dispatcher is not connected to the district broker"));
+    }
+    let (cameras, nodes, alerts) = fleet.overview(&mut problems);
+    let (orders, stats) = dispatch_part(dispatcher, latest, window_s, &at, &mut problems);
+    json!({
+        "district": true,
+        "title": title,
+        "at": at,
+        "broker_connected": connected,
+        "outbox_pending": Value::Null,
+        "disk": Value::Null,
+        "problems": problems,
+        "nodes": nodes,
+        "cameras": cameras,
+        "alerts": alerts,
+        "orders": orders,
+        "stats": stats,
+    })
+}
+
 /// What a camera's status says is wrong, if anything.
 pub fn camera_problem(c: &Value) -> Option<Value> {
     let name = match c["node"].as_str() {

@@ -1,0 +1,203 @@
+//! fleet: what the district dispatcher knows of every node, for the district status page:
+//! the nodes' retained status and availability topics and their cameras' retained status,
+//! and the alerts it has seen lately.
+//!
+//! Input: messages on `<prefix>/+/status`, `<prefix>/+/cameras/+/status` and
+//! `<prefix>/+/availability` (the node's Last Will says `offline`), and every alert the
+//! dispatcher handles. Output: the district's cameras (a camera of an offline node is shown
+//! `offline`), its nodes, and problems in words. Memory only: the retained topics give it all
+//! back after a restart.
+
+use crate::Locked;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+
+use serde_json::{Value, json};
+
+use crate::telemetry::page::{camera_problem, problem};
+
+/// How many alerts the page lists.
+const RECENT: usize = 100;
+
+#[derive(Default)]
+struct Node {
+    online: Option<bool>,
+    status: Option<Value>,
+}
+
+#[derive(Default)]
+struct Inner {
+    nodes: BTreeMap<String, Node>,
+    cameras: BTreeMap<(String, String), Value>,
+    alerts: VecDeque<Value>,
+}
+
+pub struct Fleet {
+    prefix: String,
+    inner: Mutex<Inner>,
+}
+
+impl Fleet {
+    pub fn new(prefix: &str) -> Self {
+        Self { prefix: prefix.trim_end_matches('/').to_string(), inner: Mutex::default() }
+    }
+
+    /// The topic filters to subscribe to.
+    pub fn filters(&self) -> Vec<String> {
+        ["+/status", "+/cameras/+/status", "+/availability"].iter().map(|f| format!("{}/{f}", self.prefix)).collect()
+    }
+
+    /// Takes a message if it is on one of [`Self::filters`]; `false` for other topics.
+    /// A payload that is not what the contract says is ignored (a node's status is shown,
+    /// not acted on).
+    pub fn take(&self, topic: &str, payload: &[u8]) -> bool {
+        let Some(rest) = topic.strip_prefix(&self.prefix).and_then(|r| r.strip_prefix('/')) else { return false };
+        let parts: Vec<&str> = rest.split('/').collect();
+        let mut inner = self.inner.locked();
+        match parts.as_slice() {
+            ["dispatch" | "inspectors" | "bridges", ..] => false,
+            [node, "availability"] => {
+                let online = match payload {
+                    b"online" => Some(true),
+                    b"offline" => Some(false),
+                    _ => None,
+                };
+                inner.nodes.entry(node.to_string()).or_default().online = online;
+                true
+            }
+            [node, "status"] => {
+                if let Ok(v) = serde_json::from_slice::<Value>(payload) {
+                    inner.nodes.entry(node.to_string()).or_default().status = Some(v);
+                }
+                true
+            }
+            [node, "cameras", camera, "status"] => {
+                let key = (node.to_string(), camera.to_string());
+                match serde_json::from_slice::<Value>(payload) {
+                    Ok(v) if v.is_object() => {
+                        inner.cameras.insert(key, v);
+                    }
+                    // An empty retained message clears the camera (it was removed).
+                    _ if payload.is_empty() => {
+                        inner.cameras.remove(&key);
+                    }
+                    _ => {}
+                }
+                inner.nodes.entry(node.to_string()).or_default();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Remembers an alert the dispatcher handled (shown newest first).
+    pub fn alert(&self, payload: &[u8]) {
+        let Ok(v) = serde_json::from_slice::<Value>(payload) else { return };
+        let mut inner = self.inner.locked();
+        if inner.alerts.iter().any(|a| a["id"] == v["id"]) {
+            return;
+        }
+        if inner.alerts.len() == RECENT {
+            inner.alerts.pop_front();
+        }
+        inner.alerts.push_back(v);
+    }
+
+    /// (cameras, nodes, alerts) for the page, and the problems they show.
+    pub fn overview(&self, problems: &mut Vec<Value>) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
+        let inner = self.inner.locked();
+        let mut nodes = Vec::new();
+        for (id, n) in &inner.nodes {
+            let s = n.status.as_ref();
+            let field = |f: &str| s.map_or(Value::Null, |s| s[f].clone());
+            let state = match n.online {
+                Some(true) => "online",
+                Some(false) => "offline",
+                None => "unknown",
+            };
+            if n.online == Some(false) {
+                problems.push(problem("error", format!("node {id} is offline (its cameras are not watched)")));
+            }
+            if let Some(p) = field("outbox_pending").as_u64()
+                && p > 100
+                && n.online == Some(true)
+            {
+                problems.push(problem("warn", format!("node {id}: {p} messages wait in its outbox")));
+            }
+            match field("disk")["state"].as_str() {
+                Some("low") => problems.push(problem("warn", format!("node {id}: disk low"))),
+                Some("full") => problems.push(problem("error", format!("node {id}: disk full, alerts at risk"))),
+                _ => {}
+            }
+            nodes.push(json!({
+                "node": id, "state": state, "name": field("name"), "cameras": field("cameras"),
+                "streaming": field("streaming"), "outbox_pending": field("outbox_pending"),
+                "disk": field("disk"), "shard": field("shard"), "at": field("at"),
+            }));
+        }
+        let mut cameras = Vec::new();
+        for ((node, _), c) in &inner.cameras {
+            let mut c = c.clone();
+            if inner.nodes.get(node).is_some_and(|n| n.online == Some(false)) {
+                c["state"] = "offline".into();
+            }
+            c["district"] = true.into();
+            c["thumbnail"] = Value::Null;
+            c["snapshot_at"] = Value::Null;
+            if c["state"] != "offline" {
+                problems.extend(camera_problem(&c));
+            }
+            cameras.push(c);
+        }
+        // A camera of an offline node is one problem with its node, not one per camera.
+        let alerts = inner.alerts.iter().rev().cloned().collect();
+        (cameras, nodes, alerts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_and_cameras_from_retained_topics() {
+        let f = Fleet::new("gridsight");
+        let cam = |state: &str| {
+            serde_json::to_vec(
+                &json!({"node": "edge-0", "camera": "gate", "state": state, "detail": "x", "fps_in": 25.0}),
+            )
+            .unwrap()
+        };
+        assert!(f.take("gridsight/edge-0/availability", b"online"));
+        assert!(f.take("gridsight/edge-0/cameras/gate/status", &cam("streaming")));
+        assert!(f.take("gridsight/edge-0/status", br#"{"node":"edge-0","outbox_pending":500,"disk":{"state":"ok"}}"#));
+        assert!(!f.take("gridsight/dispatch/orders", b"{}"));
+        assert!(!f.take("gridsight/edge-0/alerts", b"{}"));
+        assert!(!f.take("other/edge-0/status", b"{}"));
+        assert!(f.take("gridsight/edge-0/cameras/gate/status", b"garbage"), "ignored, but ours");
+        let mut p = Vec::new();
+        let (cams, nodes, _) = f.overview(&mut p);
+        assert_eq!(cams[0]["state"], "streaming");
+        assert_eq!(nodes[0]["state"], "online");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0]["text"].as_str().unwrap().contains("500 messages"));
+
+        f.take("gridsight/edge-0/availability", b"offline");
+        let mut p = Vec::new();
+        let (cams, _, _) = f.overview(&mut p);
+        assert_eq!(cams[0]["state"], "offline");
+        assert_eq!(p.len(), 1, "one problem for the node, none per camera: {p:?}");
+        assert_eq!(p[0]["text"], "node edge-0 is offline (its cameras are not watched)");
+
+        f.take("gridsight/edge-0/cameras/gate/status", b"");
+        assert!(f.overview(&mut Vec::new()).0.is_empty(), "an empty retained message removes the camera");
+
+        for i in 0..150 {
+            f.alert(format!(r#"{{"id":"a{i}"}}"#).as_bytes());
+        }
+        f.alert(br#"{"id":"a149"}"#);
+        let (_, _, alerts) = f.overview(&mut Vec::new());
+        assert_eq!(alerts.len(), RECENT);
+        assert_eq!(alerts[0]["id"], "a149");
+    }
+}
