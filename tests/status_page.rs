@@ -267,5 +267,28 @@ grid = "g1"
     assert_eq!(get(http, "/alerts/0000000000000-00000000-000000.jpg").0, 404);
     let orders = v["orders"].as_array().unwrap();
     assert!(orders.iter().any(|o| o["assignee"] == "insp-a" && o["deadline"].is_string()), "{orders:?}");
+
+    // The Grafana dashboard: every query uses a metric this node's /metrics really exports.
+    let metrics = String::from_utf8(get(http, "/metrics").1).unwrap();
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("deploy/grafana/gridsight.json")).unwrap()).unwrap();
+    let mut queries = Vec::new();
+    for p in dashboard["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            queries.push(t["expr"].as_str().unwrap().to_string());
+        }
+        assert!(p["type"] == "row" || p["datasource"]["uid"] == "${DS_PROMETHEUS}", "{}", p["title"]);
+    }
+    assert!(queries.len() >= 20, "{queries:?}");
+    for q in &queries {
+        let names: Vec<&str> = q
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("gridsight_"))
+            .collect();
+        assert!(!names.is_empty(), "a query without a gridsight metric: {q}");
+        for name in names {
+            assert!(metrics.contains(&format!("# TYPE {name} ")), "{q}: /metrics has no {name}");
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
