@@ -131,7 +131,7 @@ fn cpu() {
     let seconds = 120u64;
     let mut cams = engines();
     let sink = AlertSink::new("bench", "gridsight", None);
-    let info = CameraInfo { id: "cam", micro_grid: Some("m"), grid: Some("g"), faces: FacePolicy::Blur };
+    let info = CameraInfo { id: "cam", micro_grid: Some("m"), grid: Some("g"), faces: FacePolicy::Blur, clip: false };
     let label: Arc<str> = Arc::from("person");
     let (mut events, mut bytes) = (0usize, 0usize);
     let local = LocalTime { weekday: 2, minute: 600 };
@@ -251,7 +251,13 @@ fn latency(duration: Duration) {
                 continue;
             }
             let cam_id = format!("cam-{c:03}");
-            let info = CameraInfo { id: &cam_id, micro_grid: Some("m"), grid: Some("g"), faces: FacePolicy::Blur };
+            let info = CameraInfo {
+                id: &cam_id,
+                micro_grid: Some("m"),
+                grid: Some("g"),
+                faces: FacePolicy::Blur,
+                clip: false,
+            };
             for e in &evs {
                 let a = sink.emit(&outbox, &info, e, Some(&frame), &d.faces, SystemTime::now()).unwrap();
                 started.lock().unwrap().insert(a["id"].as_str().unwrap().to_string(), t0);

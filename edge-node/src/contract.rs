@@ -50,6 +50,11 @@ impl Topics {
         format!("{}/{node}/cameras/{camera}/status", self.prefix)
     }
 
+    /// Says an alert's clip is ready (`gridsight.clip`).
+    pub fn clip(&self, node: &str, alert: &str) -> String {
+        format!("{}/{node}/clips/{alert}", self.prefix)
+    }
+
     /// A live snapshot a `snapshot` command asked for (JPEG, faces pixelated).
     pub fn camera_snapshot(&self, node: &str, camera: &str) -> String {
         format!("{}/{node}/cameras/{camera}/snapshot", self.prefix)
@@ -164,6 +169,27 @@ pub struct Alert {
     pub ended_at: Option<String>,
     /// Topic of the snapshot JPEG, when one was stored.
     pub snapshot: Option<String>,
+    /// Path of the event clip on the node's HTTP listener (`/clips/<id>.mp4`), for a `new`
+    /// alert of a camera with clips; a `gridsight.clip` message says when it is ready.
+    #[serde(default)]
+    pub clip: Option<String>,
+}
+
+/// `gridsight.clip` version 1, on `<prefix>/<node>/clips/<alert id>`: the clip is ready.
+pub fn clip_json(node: &str, c: &crate::clips::ClipDone) -> serde_json::Value {
+    serde_json::json!({
+        "schema": "gridsight.clip",
+        "version": 1,
+        "node": node,
+        "camera": c.camera,
+        "alert": c.alert,
+        "url": format!("/clips/{}.mp4", c.alert),
+        "privacy": match c.policy { crate::config::ClipPolicy::Raw => "raw", _ => "blurred" },
+        "duration_s": (c.duration.as_secs_f64() * 10.0).round() / 10.0,
+        "frames": c.frames,
+        "bytes": c.bytes,
+        "at": crate::alert::rfc3339(std::time::SystemTime::now()),
+    })
 }
 
 /// `gridsight.camera_status` version 1, retained on `<prefix>/<node>/cameras/<camera>/status`.

@@ -45,6 +45,8 @@ pub struct Emitter {
     pub registry: Arc<CameraRegistry>,
     /// Wakes the MQTT link.
     pub notify: Arc<dyn Fn() + Send + Sync>,
+    /// Event clips (`None` in tools that make no clips).
+    pub clips: Option<Arc<crate::clips::Clips>>,
 }
 
 impl Emitter {
@@ -61,16 +63,21 @@ impl Emitter {
             return;
         }
         let counters = self.registry.camera(camera);
+        let clips = self.clips.as_ref().filter(|c| frame.is_some() && c.records(camera));
         let cam = CameraInfo {
             id: camera,
             micro_grid: placement.micro_grid.as_deref(),
             grid: placement.grid.as_deref(),
             faces: placement.faces,
+            clip: clips.is_some(),
         };
         for e in events {
             match self.alerts.emit(&self.outbox, &cam, e, frame, faces, wall) {
                 Ok(a) => {
                     counters.alerts_stored.fetch_add(1, Relaxed);
+                    if let (Some(c), Some(id)) = (clips, a["clip"].as_str().and(a["id"].as_str())) {
+                        c.request(camera, id, frame.and_then(|f| f.pts));
+                    }
                     info!(
                         node = %self.node,
                         camera,
@@ -182,6 +189,9 @@ impl Graph {
     pub fn apply(&self, config: &Config, pool: &InferencePool) {
         let before = self.cameras.ids();
         self.live.configure(config);
+        if let Some(c) = &self.emitter.clips {
+            c.configure(config);
+        }
         let (built, ended) = self.cameras.apply(config, &self.ids);
         for id in before.iter().filter(|id| self.cameras.get(id).is_none()) {
             pool.unregister(id);

@@ -38,6 +38,7 @@
 pub mod alert;
 pub mod broker;
 pub mod camera;
+pub mod clips;
 pub mod config;
 pub mod contract;
 pub mod control;

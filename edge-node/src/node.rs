@@ -365,6 +365,25 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
     // The per-camera stages, wired in one place (`graph`).
     let now_secs = std::time::SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
     let run = outbox.locked().next_incident_run(now_secs)?;
+    // Event clips: every camera's recent stream, an MP4 around each alert.
+    let clips = {
+        let (outbox, notify, topics, node) = (outbox.clone(), notify.clone(), topics.clone(), node.to_string());
+        crate::clips::Clips::start(
+            &config,
+            Arc::new(move |done: crate::clips::ClipDone| {
+                let m = Message {
+                    topic: topics.clip(&node, &done.alert),
+                    payload: serde_json::to_vec(&contract::clip_json(&node, &done)).unwrap_or_default(),
+                    retain: false,
+                    kind: Kind::Status,
+                };
+                if let Err(e) = outbox.locked().push(&m) {
+                    warn!(alert = %done.alert, "cannot store the clip message: {e}");
+                }
+                notify();
+            }),
+        )
+    };
     let graph = Graph::new(
         Arc::new(IncidentIds::new(run)),
         Emitter {
@@ -373,12 +392,20 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
             outbox: outbox.clone(),
             registry: registry.clone(),
             notify: notify.clone(),
+            clips: Some(clips.clone()),
         },
     );
     let pool = Arc::new(InferencePool::start(&config.models, &config.inference, graph.on_detections())?);
     graph.apply(&config, &pool);
     let on_frame = graph.on_frame(pool.clone());
-    let ingest = Ingest::start(camera_specs(&config, &graph.cameras), on_frame, IngestOptions::default())
+    let tap = {
+        let clips = clips.clone();
+        crate::source::UnitTap(Arc::new(move |camera: &Arc<str>, codec: &'static str, pts, key, data: &[u8]| {
+            clips.unit(camera, codec, pts, key, data)
+        }))
+    };
+    let options = IngestOptions { on_unit: Some(tap), ..IngestOptions::default() };
+    let ingest = Ingest::start(camera_specs(&config, &graph.cameras), on_frame, options)
         .map_err(|e| NodeError::Gstreamer(e.to_string()))?;
 
     // HTTP: metrics, health, status.
@@ -395,13 +422,16 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
             link: link.stats.clone(),
             disk: disk.clone(),
             alerts: alerts.clone(),
+            clips: Some(clips.clone()),
         });
         let node_collector = {
             let (snap, sources) = (snap.clone(), sources.clone());
             Arc::new(crate::telemetry::ScrapeCollector::new(move |m| node_metrics(m, &snap.locked(), &sources)))
         };
         let live = graph.live.clone();
+        let clips_http = clips.clone();
         let page = crate::telemetry::page::NodePage {
+            clips: clips.clone(),
             node: config.node.id.clone(),
             title: config.node.name.clone(),
             sources: sources.clone(),
@@ -415,6 +445,15 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
             Arc::new(move |r: &crate::telemetry::http::Request| match r.path {
                 "/" => Some(Reply::new(200, "text/html; charset=utf-8", crate::telemetry::page::PAGE)),
                 "/api/overview" => Some(json_reply(&page.overview())),
+                path if path.starts_with("/clips/") && path.ends_with(".mp4") => {
+                    let id = &path["/clips/".len()..path.len() - ".mp4".len()];
+                    Some(match clips_http.file(id).and_then(|p| std::fs::read(p).ok()) {
+                        Some(mp4) => Reply::new(200, "video/mp4", mp4),
+                        None => {
+                            Reply::new(404, "text/plain", "no such clip (not made yet, deleted by retention, or off)\n")
+                        }
+                    })
+                }
                 path if path.starts_with("/alerts/") && path.ends_with(".jpg") => {
                     let id = &path["/alerts/".len()..path.len() - ".jpg".len()];
                     Some(match sources.alerts.snapshot_file(id) {
@@ -536,7 +575,14 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                     refresh(&snapshot);
                     last_disk = log_disk_change(&disk, last_disk);
                     ticks += 1;
+                    clips.tick();
                     if ticks % 3 == 1 {
+                        let c = &config.clips;
+                        match crate::clips::prune(&c.dir, c.max_age, c.max_bytes) {
+                            Ok((removed, _)) if removed > 0 => info!(removed, "old clips deleted"),
+                            Err(e) if e.kind() != std::io::ErrorKind::NotFound => warn!(dir = %c.dir.display(), "cannot prune clips: {e}"),
+                            _ => {}
+                        }
                         publish_status(&config, shard_now.as_ref(), &topics, &ingest, &outbox);
                         notify();
                         let s = &config.storage;

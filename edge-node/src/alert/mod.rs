@@ -46,6 +46,8 @@ pub struct CameraInfo<'a> {
     pub micro_grid: Option<&'a str>,
     pub grid: Option<&'a str>,
     pub faces: FacePolicy,
+    /// Whether a `new` alert of this camera gets an event clip.
+    pub clip: bool,
 }
 
 pub const SNAPSHOT_MAX_WIDTH: u32 = 640;
@@ -211,11 +213,15 @@ pub fn free_oldest_snapshots(dir: &std::path::Path, bytes: u64) -> std::io::Resu
 
 /// The snapshot files of `dir`: (modified, size, path).
 fn snapshot_files(dir: &std::path::Path, now: SystemTime) -> std::io::Result<Vec<(SystemTime, u64, PathBuf)>> {
+    files_of(dir, "jpg", now)
+}
+
+fn files_of(dir: &std::path::Path, ext: &str, now: SystemTime) -> std::io::Result<Vec<(SystemTime, u64, PathBuf)>> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let meta = entry.metadata()?;
-        if meta.is_file() && entry.path().extension().is_some_and(|e| e == "jpg") {
+        if meta.is_file() && entry.path().extension().is_some_and(|e| e == ext) {
             files.push((meta.modified().unwrap_or(now), meta.len(), entry.path()));
         }
     }
@@ -264,6 +270,7 @@ pub fn alert_json(
         started_at: at(e.started_at),
         ended_at: e.ended_at.map(at),
         snapshot: snapshot.map(str::to_string),
+        clip: (cam.clip && e.kind == EventKind::New).then(|| format!("/clips/{id}.mp4")),
     };
     serde_json::to_value(&alert).unwrap_or_default()
 }
@@ -379,7 +386,19 @@ pub fn prune_snapshots(
     max_bytes: u64,
     now: SystemTime,
 ) -> std::io::Result<(usize, u64)> {
-    let mut files = snapshot_files(dir, now)?;
+    prune_files(dir, "jpg", max_age, max_bytes, now)
+}
+
+/// Deletes the `*.<ext>` files of `dir` older than `max_age`, then the oldest while the
+/// rest exceed `max_bytes`. Returns (files removed, bytes left).
+pub fn prune_files(
+    dir: &std::path::Path,
+    ext: &str,
+    max_age: Duration,
+    max_bytes: u64,
+    now: SystemTime,
+) -> std::io::Result<(usize, u64)> {
+    let mut files = files_of(dir, ext, now)?;
     files.sort();
     let mut removed = 0;
     let mut total: u64 = files.iter().map(|f| f.1).sum();

@@ -200,6 +200,31 @@ pub enum FacePolicy {
     Raw,
 }
 
+/// What event clips do (`privacy.clips`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClipPolicy {
+    /// Decoded, every face pixelated, re-encoded at a reduced rate (default).
+    Blurred,
+    /// The camera's stream copied as it is; only by explicit setting.
+    Raw,
+    /// No clips.
+    Off,
+}
+
+/// `[clips]`: event clips around alerts.
+#[derive(Debug, Clone)]
+pub struct Clips {
+    pub pre_capture: Duration,
+    pub post_capture: Duration,
+    pub fps: u32,
+    pub max_age: Duration,
+    pub max_bytes: u64,
+    /// Most encoded video one camera keeps for clips.
+    pub buffer_max_bytes: u64,
+    pub dir: PathBuf,
+}
+
 /// Model family: decides pre- and post-processing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -226,6 +251,7 @@ pub struct Config {
     pub embedded_broker: Option<SocketAddr>,
     pub storage: Storage,
     pub http: Http,
+    pub clips: Clips,
     pub models: BTreeMap<String, ModelSpec>,
     pub inference: Inference,
     pub cameras: Vec<Camera>,
@@ -343,6 +369,8 @@ pub struct Camera {
     pub lines: BTreeMap<String, Polyline>,
     pub rules: Vec<Rule>,
     pub faces: FacePolicy,
+    /// Event clips of this camera's alerts.
+    pub clips: ClipPolicy,
 }
 
 #[derive(Clone)]

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::model::{
-    Coordinates, DecodeMode, Direction, EscalationStep, FacePolicy, HwDecode, Priority, Provider, RtspClient,
-    RuleKindName, Severity, Transport,
+    ClipPolicy, Coordinates, DecodeMode, Direction, EscalationStep, FacePolicy, HwDecode, Priority, Provider,
+    RtspClient, RuleKindName, Severity, Transport,
 };
 
 /// A point: `[x, y]` in the camera's `coordinates`.
@@ -30,6 +30,9 @@ pub struct RawConfig {
     pub storage: RawStorage,
     #[serde(default)]
     pub http: RawHttp,
+    /// Event clips: an MP4 around each alert.
+    #[serde(default)]
+    pub clips: RawClips,
     /// Detection models by name (`[models.objects]`, `[models.faces]`); cameras refer to these names.
     #[serde(default)]
     pub models: BTreeMap<String, RawModel>,
@@ -241,6 +244,28 @@ pub struct RawDefaults {
 pub struct RawPrivacy {
     /// Faces in snapshots: `blur` (default) or `raw`.
     pub faces: Option<FacePolicy>,
+    /// Event clips: `blurred` (default: decoded, faces pixelated, re-encoded at `clips.fps`),
+    /// `raw` (the camera's own stream, copied) or `off`.
+    pub clips: Option<ClipPolicy>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClips {
+    /// Stream before the alert's frame. Default: `"5s"`.
+    pub pre_capture: Option<String>,
+    /// Stream after it. Default: `"5s"`.
+    pub post_capture: Option<String>,
+    /// Frames per second of a blurred clip (1-25). Default: 5.
+    pub fps: Option<f64>,
+    /// Clips older than this are deleted. Default: `"7d"`.
+    pub max_age: Option<String>,
+    /// Oldest clips are deleted beyond this total. Default: `"4GiB"`.
+    pub max_size: Option<String>,
+    /// Most encoded video a camera keeps for clips (its ring of access units). Default: `"4MiB"`.
+    pub buffer_max: Option<String>,
+    /// Folder of the clips. Default: `<data_dir>/clips`.
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

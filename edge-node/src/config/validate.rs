@@ -188,6 +188,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
         }
     };
     let http = http(&mut v, &raw.http);
+    let clips = clips(&mut v, &raw.clips, &storage.data_dir);
     let models = models(&mut v, &raw.models, &storage.models_dir);
     let inference = inference(&mut v, &raw.inference);
     let grid = grid(&mut v, &raw.grid);
@@ -200,9 +201,54 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
     place(&mut v, &mut cameras, shard.as_ref());
 
     if v.problems.is_empty() {
-        Ok(Config { node, mqtt, embedded_broker, storage, http, models, inference, cameras, grid, dispatch, shard })
+        Ok(Config {
+            node,
+            mqtt,
+            embedded_broker,
+            storage,
+            http,
+            clips,
+            models,
+            inference,
+            cameras,
+            grid,
+            dispatch,
+            shard,
+        })
     } else {
         Err(v.problems)
+    }
+}
+
+/// `[clips]`: how long before and after the alert, the rate of blurred clips, retention.
+fn clips(v: &mut Validator, c: &RawClips, data_dir: &Path) -> Clips {
+    let pre_capture = v.duration("clips.pre_capture".into(), c.pre_capture.as_ref(), Duration::from_secs(5));
+    let post_capture = v.duration("clips.post_capture".into(), c.post_capture.as_ref(), Duration::from_secs(5));
+    for (name, d) in [("pre_capture", pre_capture), ("post_capture", post_capture)] {
+        if d > Duration::from_secs(60) {
+            v.err(format!("clips.{name}"), format!("{} s is too long; a clip side is at most 60 s", d.as_secs()));
+        }
+    }
+    let fps = match c.fps {
+        None => 5,
+        Some(f) if (1.0..=25.0).contains(&f) && f.fract() == 0.0 => f as u32,
+        Some(f) => {
+            v.err("clips.fps", format!("{f} is not a whole number of frames per second from 1 to 25"));
+            5
+        }
+    };
+    let buffer_max_bytes = v.bytes("clips.buffer_max", c.buffer_max.as_ref(), 4 << 20);
+    if buffer_max_bytes < 256 << 10 {
+        v.err("clips.buffer_max", "at least 256KiB: a camera must hold a few seconds of its stream");
+    }
+    Clips {
+        pre_capture,
+        post_capture,
+        fps,
+        max_age: v.duration("clips.max_age".into(), c.max_age.as_ref(), Duration::from_secs(7 * 86400)),
+        max_bytes: v.bytes("clips.max_size", c.max_size.as_ref(), 4 << 30),
+        buffer_max_bytes,
+        dir: c.dir.as_ref().map(|d| v.path(d)).unwrap_or_else(|| data_dir.join("clips")),
     }
 }
 
@@ -709,6 +755,7 @@ struct CameraDefaults {
     full_detect_interval: Duration,
     coordinates: Coordinates,
     faces: FacePolicy,
+    clips: ClipPolicy,
     severity: Severity,
     min_score: f32,
     cooldown: Duration,
@@ -739,6 +786,7 @@ impl CameraDefaults {
             ),
             coordinates: d.coordinates.unwrap_or(Coordinates::Normalized),
             faces: d.privacy.as_ref().and_then(|p| p.faces).unwrap_or(FacePolicy::Blur),
+            clips: d.privacy.as_ref().and_then(|p| p.clips).unwrap_or(ClipPolicy::Blurred),
             severity: rules.and_then(|r| r.severity).unwrap_or(Severity::Medium),
             min_score: v.fraction("defaults.rules.min_score".into(), rules.and_then(|r| r.min_score), 0.5),
             cooldown: v.duration(
@@ -953,6 +1001,7 @@ fn camera(
         lines,
         rules,
         faces: c.privacy.as_ref().and_then(|p| p.faces).unwrap_or(d.faces),
+        clips: c.privacy.as_ref().and_then(|p| p.clips).unwrap_or(d.clips),
     }
 }
 

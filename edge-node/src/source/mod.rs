@@ -52,6 +52,20 @@ use crate::types::Frame;
 /// Receives every frame a camera hands on. Runs on the camera's streaming thread.
 pub type FrameCallback = Arc<dyn Fn(Frame) + Send + Sync>;
 
+/// Called with every encoded access unit a camera receives, before the cadence drops any:
+/// (camera, codec, stream timestamp, key frame, Annex B bytes). Event clips record this way.
+pub type UnitCallback = Arc<dyn Fn(&Arc<str>, &'static str, Duration, bool, &[u8]) + Send + Sync>;
+
+/// An [`UnitCallback`] in [`IngestOptions`].
+#[derive(Clone)]
+pub struct UnitTap(pub UnitCallback);
+
+impl std::fmt::Debug for UnitTap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UnitTap")
+    }
+}
+
 /// What ingest needs to know about one camera.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CameraSpec {
@@ -340,6 +354,8 @@ pub struct IngestOptions {
     pub stable_after: Duration,
     /// A status line per camera this often (zero: never).
     pub status_every: Duration,
+    /// Every access unit received (event clips); `None`: nobody listens.
+    pub on_unit: Option<UnitTap>,
 }
 
 impl Default for IngestOptions {
@@ -349,6 +365,7 @@ impl Default for IngestOptions {
             backoff_max: Duration::from_secs(30),
             stable_after: Duration::from_secs(10),
             status_every: Duration::from_secs(10),
+            on_unit: None,
         }
     }
 }
@@ -403,6 +420,7 @@ pub(crate) struct SourceContext {
     pub epoch: Instant,
     pub events: Sender<Msg>,
     pub on_frame: FrameCallback,
+    pub on_unit: Option<UnitCallback>,
 }
 
 /// Opens camera sources: the real one builds and starts a GStreamer pipeline; tests use a
@@ -730,6 +748,7 @@ impl Supervisor {
             epoch: self.epoch,
             events: self.tx.clone(),
             on_frame: self.on_frame.clone(),
+            on_unit: self.options.on_unit.as_ref().map(|t| t.0.clone()),
         };
         match self.opener.open(&spec, cx) {
             Ok(source) => slot.source = Some(source),

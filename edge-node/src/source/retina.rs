@@ -227,6 +227,9 @@ impl Run {
             let ts = frame.timestamp();
             let pts_ns = (ts.elapsed().max(0) as u128 * 1_000_000_000 / ts.clock_rate().get() as u128) as u64;
             let keyframe = frame.is_random_access_point();
+            if let Some(tap) = &self.cx.on_unit {
+                tap(&camera, codec, Duration::from_nanos(pts_ns), keyframe, frame.data());
+            }
             if !admit_unit(&shared, &self.gates, Some(pts_ns), keyframe, epoch) {
                 continue;
             }

@@ -66,6 +66,7 @@ pub(crate) struct MetricsSources {
     pub(crate) link: Arc<crate::mqtt::LinkStats>,
     pub(crate) disk: DiskGuard,
     pub(crate) alerts: Arc<AlertSink>,
+    pub(crate) clips: Option<Arc<crate::clips::Clips>>,
 }
 
 /// Prometheus text for the node: per camera (state, rates, and counters for every frame
@@ -82,6 +83,17 @@ pub(crate) fn node_metrics(m: &mut MetricsText, s: &Snapshot, src: &MetricsSourc
             .map(|c| (vec![("camera", c.id.as_str())], src.counters.get(&c.id).map_or(0, |n| f(&n)) as f64))
             .collect()
     };
+    if let Some(clips) = &src.clips {
+        let held = clips.buffered_bytes();
+        let samples: Vec<(Vec<(&str, &str)>, f64)> =
+            held.iter().map(|(c, b)| (vec![("camera", c.as_str())], *b as f64)).collect();
+        m.family(
+            "gridsight_camera_clip_buffer_bytes",
+            "Encoded stream the camera keeps for event clips (pre_capture, bounded by clips.buffer_max).",
+            "gauge",
+            &samples,
+        );
+    }
     m.family(
         "gridsight_camera_up",
         "1 while the camera is streaming.",

@@ -117,6 +117,7 @@ pub(crate) struct NodePage {
     pub sources: Arc<super::node::MetricsSources>,
     pub snapshot: Arc<Mutex<super::node::Snapshot>>,
     pub live: Arc<crate::live::LiveFrames>,
+    pub clips: Arc<crate::clips::Clips>,
     /// The in-process dispatcher, when this node dispatches.
     pub dispatch: Option<(Arc<crate::dispatch::Dispatcher>, Arc<Mutex<Vec<crate::dispatch::stats::Group>>>, u64)>,
 }
@@ -178,6 +179,11 @@ impl NodePage {
                     && let Some(id) = a["id"].as_str()
                 {
                     a["snapshot_url"] = format!("alerts/{id}.jpg").into();
+                }
+                if let Some(id) = a["id"].as_str()
+                    && self.clips.file(id).is_some()
+                {
+                    a["clip_url"] = format!("clips/{id}.mp4").into();
                 }
                 a
             })

@@ -1,0 +1,608 @@
+//! clips: an MP4 around each alert, from `clips.pre_capture` before the triggering frame to
+//! `clips.post_capture` after it, built from the camera's own encoded stream.
+//!
+//! ```text
+//! ingest (every access unit, before any is dropped for the cadence)
+//!   ─► Ring per camera: units from a key frame at least pre_capture back (bounded by
+//!      clips.buffer_max; the oldest group of pictures goes first)
+//! alert `new` ─► request(camera, alert, pts) ─► waits for post_capture more stream
+//!   ─► worker thread (nice 19, one clip at a time):
+//!        blurred: appsrc ! h264parse ! avdec ! videorate (clips.fps) ─► YuNet on every
+//!                 frame, faces of the frame and its neighbours pixelated ─► x264enc ! mp4mux
+//!        raw:     appsrc ! h264parse ! mp4mux (the stream copied, explicit setting only)
+//!   ─► <clips.dir>/<alert id>.mp4 (written as .part, then renamed) ─► `on_ready`
+//! ```
+//!
+//! Faces are detected, never identified. Blurred clips need a face model (family `yunet`)
+//! in `[models]`; without one, a camera's blurred clips are off (said once in the log).
+//! Memory: what the rings hold, reported per camera (`buffered_bytes`).
+
+use crate::Locked;
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use tracing::{info, warn};
+
+use crate::config::{ClipPolicy, Config, Family, ModelSpec};
+
+/// An encoded access unit (Annex B, parameter sets in front of key frames).
+struct Unit {
+    pts: Duration,
+    key: bool,
+    data: Vec<u8>,
+}
+
+/// A clip waiting for the stream after its alert.
+struct Pending {
+    alert: String,
+    from: Duration,
+    to: Duration,
+    policy: ClipPolicy,
+    asked: Instant,
+}
+
+#[derive(Default)]
+struct Ring {
+    codec: &'static str,
+    units: VecDeque<Unit>,
+    bytes: usize,
+    pending: Vec<Pending>,
+}
+
+impl Ring {
+    fn newest(&self) -> Option<Duration> {
+        self.units.back().map(|u| u.pts)
+    }
+
+    /// Drops whole groups of pictures from the front while the next key frame still starts
+    /// at least `keep` before the newest unit (and no pending clip needs them), then while
+    /// over `max` bytes whatever is pending.
+    fn trim(&mut self, keep: Duration, max: usize) {
+        loop {
+            let Some(next_key) = self.units.iter().skip(1).position(|u| u.key).map(|i| i + 1) else { break };
+            let next_pts = self.units[next_key].pts;
+            let newest = self.newest().unwrap_or_default();
+            let needed = self.pending.iter().map(|p| p.from).min();
+            let old_enough = newest.saturating_sub(next_pts) >= keep && needed.is_none_or(|f| next_pts <= f);
+            if !(old_enough || self.bytes > max) {
+                break;
+            }
+            for u in self.units.drain(..next_key) {
+                self.bytes -= u.data.len();
+            }
+        }
+        // One group of pictures larger than the cap: keep what is newest.
+        while self.bytes > max && self.units.len() > 1 {
+            if let Some(u) = self.units.pop_front() {
+                self.bytes -= u.data.len();
+            }
+            while self.units.front().is_some_and(|u| !u.key) {
+                if let Some(u) = self.units.pop_front() {
+                    self.bytes -= u.data.len();
+                }
+            }
+        }
+    }
+
+    /// The units of a clip: from the last key frame at or before `from`, up to `to`.
+    fn cut(&self, from: Duration, to: Duration) -> Vec<(Duration, bool, Vec<u8>)> {
+        let start =
+            self.units.iter().rposition(|u| u.key && u.pts <= from).or_else(|| self.units.iter().position(|u| u.key));
+        let Some(start) = start else { return Vec::new() };
+        self.units.iter().skip(start).take_while(|u| u.pts <= to).map(|u| (u.pts, u.key, u.data.clone())).collect()
+    }
+}
+
+/// A finished clip.
+#[derive(Debug, Clone)]
+pub struct ClipDone {
+    pub camera: String,
+    pub alert: String,
+    pub path: PathBuf,
+    pub policy: ClipPolicy,
+    pub duration: Duration,
+    pub frames: u64,
+    pub bytes: u64,
+    /// Faces pixelated (blurred clips).
+    pub faces: u64,
+    /// CPU time the worker spent on it.
+    pub cpu: Duration,
+}
+
+struct Job {
+    camera: String,
+    alert: String,
+    codec: &'static str,
+    policy: ClipPolicy,
+    units: Vec<(Duration, bool, Vec<u8>)>,
+}
+
+/// Every camera's ring and the clip worker.
+pub struct Clips {
+    pre: Duration,
+    post: Duration,
+    buffer_max: usize,
+    dir: PathBuf,
+    rings: Mutex<HashMap<Arc<str>, Ring>>,
+    policies: Mutex<HashMap<String, ClipPolicy>>,
+    jobs: std::sync::mpsc::SyncSender<Job>,
+}
+
+/// Jobs waiting for the worker; more are refused (and logged) rather than piling up.
+const QUEUE: usize = 32;
+/// A pending clip whose stream stopped is cut with what there is after this much more.
+const GIVE_UP: Duration = Duration::from_secs(20);
+
+impl Clips {
+    /// Starts the worker; `on_ready` is called on it for each clip written.
+    pub fn start(config: &Config, on_ready: Arc<dyn Fn(ClipDone) + Send + Sync>) -> Arc<Self> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
+        let c = &config.clips;
+        let faces: Option<(String, ModelSpec)> = config
+            .models
+            .iter()
+            .find(|(_, m)| m.family == Family::Yunet)
+            .map(|(n, m)| (n.clone(), ModelSpec { score_threshold: m.score_threshold.min(0.5), ..m.clone() }));
+        let worker = Worker { dir: c.dir.clone(), fps: c.fps, faces, detector: None };
+        let _ = std::thread::Builder::new().name("clips".into()).spawn(move || worker.run(rx, on_ready));
+        let clips = Arc::new(Self {
+            pre: c.pre_capture,
+            post: c.post_capture,
+            buffer_max: c.buffer_max_bytes as usize,
+            dir: c.dir.clone(),
+            rings: Mutex::default(),
+            policies: Mutex::default(),
+            jobs: tx,
+        });
+        clips.configure(config);
+        clips
+    }
+
+    /// Follows the config: which cameras record, and how.
+    pub fn configure(&self, config: &Config) {
+        let has_faces = config.models.values().any(|m| m.family == Family::Yunet);
+        let mut policies = HashMap::new();
+        for c in config.cameras.iter().filter(|c| c.here && c.enabled) {
+            let policy = match c.clips {
+                ClipPolicy::Blurred if !has_faces => {
+                    warn!(camera = %c.id, "clips: no face model (family yunet) in [models], so no blurred clips; add one, or set privacy.clips");
+                    ClipPolicy::Off
+                }
+                p => p,
+            };
+            if policy != ClipPolicy::Off {
+                policies.insert(c.id.clone(), policy);
+            }
+        }
+        self.rings.locked().retain(|id, _| policies.contains_key(&**id));
+        *self.policies.locked() = policies;
+    }
+
+    /// Whether alerts of `camera` get a clip.
+    pub fn records(&self, camera: &str) -> bool {
+        self.policies.locked().contains_key(camera)
+    }
+
+    /// An access unit of `camera`, as received (called for every unit, key or not).
+    pub fn unit(&self, camera: &Arc<str>, codec: &'static str, pts: Duration, key: bool, data: &[u8]) {
+        if !self.records(camera) {
+            return;
+        }
+        let mut rings = self.rings.locked();
+        let ring = rings.entry(camera.clone()).or_default();
+        // A new session starts its timestamps again: what was kept belongs to the old one.
+        if ring.newest().is_some_and(|n| pts + Duration::from_secs(1) < n) || ring.codec != codec {
+            let done: Vec<Pending> = ring.pending.drain(..).collect();
+            for p in done {
+                self.send(camera, ring, p);
+            }
+            *ring = Ring { codec, ..Ring::default() };
+        }
+        if ring.units.is_empty() && !key {
+            return;
+        }
+        ring.bytes += data.len();
+        ring.units.push_back(Unit { pts, key, data: data.to_vec() });
+        let (ready, waiting): (Vec<Pending>, Vec<Pending>) =
+            ring.pending.drain(..).partition(|p| pts >= p.to || p.asked.elapsed() > self.post + GIVE_UP);
+        ring.pending = waiting;
+        for p in ready {
+            self.send(camera, ring, p);
+        }
+        ring.trim(self.pre, self.buffer_max);
+    }
+
+    fn send(&self, camera: &str, ring: &Ring, p: Pending) {
+        let units = ring.cut(p.from, p.to);
+        if units.is_empty() {
+            warn!(camera, alert = %p.alert, "clip: nothing of the stream was kept for it");
+            return;
+        }
+        let job =
+            Job { camera: camera.to_string(), alert: p.alert.clone(), codec: ring.codec, policy: p.policy, units };
+        if self.jobs.try_send(job).is_err() {
+            warn!(camera, alert = %p.alert, "clip: {QUEUE} clips already wait for the worker; this one is not made");
+        }
+    }
+
+    /// Asks for the clip of `alert`, whose triggering frame has stream timestamp `pts`
+    /// (`None`: the newest unit). Returns whether one will be made.
+    pub fn request(&self, camera: &str, alert: &str, pts: Option<Duration>) -> bool {
+        let Some(policy) = self.policies.locked().get(camera).copied() else { return false };
+        let mut rings = self.rings.locked();
+        let Some(ring) = rings.get_mut(camera) else { return false };
+        let Some(at) = pts.or(ring.newest()) else { return false };
+        ring.pending.push(Pending {
+            alert: alert.to_string(),
+            from: at.saturating_sub(self.pre),
+            to: at + self.post,
+            policy,
+            asked: Instant::now(),
+        });
+        true
+    }
+
+    /// Cuts clips whose camera stopped sending (called now and then by the node).
+    pub fn tick(&self) {
+        let mut rings = self.rings.locked();
+        for (camera, ring) in rings.iter_mut() {
+            let (late, waiting): (Vec<Pending>, Vec<Pending>) =
+                ring.pending.drain(..).partition(|p| p.asked.elapsed() > self.post + GIVE_UP);
+            ring.pending = waiting;
+            for p in late {
+                self.send(camera, ring, p);
+            }
+        }
+    }
+
+    /// Bytes of stream each camera holds for clips.
+    pub fn buffered_bytes(&self) -> Vec<(String, u64)> {
+        self.rings.locked().iter().map(|(c, r)| (c.to_string(), r.bytes as u64)).collect()
+    }
+
+    /// The clip file of an alert, if it exists (`id` as alerts make them; anything else is
+    /// refused, so no path leaves the folder).
+    pub fn file(&self, id: &str) -> Option<PathBuf> {
+        if id.is_empty() || id.len() > 40 || !id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+            return None;
+        }
+        let path = self.dir.join(format!("{id}.mp4"));
+        path.is_file().then_some(path)
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+}
+
+struct Worker {
+    dir: PathBuf,
+    fps: u32,
+    faces: Option<(String, ModelSpec)>,
+    detector: Option<crate::inference::Detector>,
+}
+
+/// The calling thread's CPU time.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid pointer to a timespec on the stack.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+impl Worker {
+    fn run(mut self, rx: std::sync::mpsc::Receiver<Job>, on_ready: Arc<dyn Fn(ClipDone) + Send + Sync>) {
+        // Low priority: clips never take CPU from ingest or detection (Linux: per thread).
+        // SAFETY: plain syscalls on this thread.
+        unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+        }
+        for job in rx {
+            let started = thread_cpu();
+            let (camera, alert, policy) = (job.camera.clone(), job.alert.clone(), job.policy);
+            match self.make(job) {
+                Ok(mut done) => {
+                    done.cpu = thread_cpu().saturating_sub(started);
+                    info!(camera, alert, privacy = ?policy, duration_s = format!("{:.1}", done.duration.as_secs_f64()), frames = done.frames, faces = done.faces, bytes = done.bytes, cpu_ms = done.cpu.as_millis() as u64, "clip ready");
+                    on_ready(done);
+                }
+                Err(e) => warn!(camera, alert, "clip not made: {e}"),
+            }
+        }
+    }
+
+    fn make(&mut self, job: Job) -> Result<ClipDone, String> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
+        let path = self.dir.join(format!("{}.mp4", job.alert));
+        let part = self.dir.join(format!("{}.mp4.part", job.alert));
+        let first = job.units.first().map(|u| u.0).unwrap_or_default();
+        let last = job.units.last().map(|u| u.0).unwrap_or_default();
+        let (frames, faces) = match job.policy {
+            ClipPolicy::Raw => (self.copy(&job, first, &part)?, 0),
+            _ => self.blur(&job, first, &part)?,
+        };
+        let _ = std::fs::remove_file(&path);
+        std::fs::rename(&part, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        Ok(ClipDone {
+            camera: job.camera,
+            alert: job.alert,
+            path,
+            policy: job.policy,
+            duration: last.saturating_sub(first),
+            frames,
+            bytes,
+            faces,
+            cpu: Duration::ZERO,
+        })
+    }
+
+    fn source(codec: &str) -> gst_app::AppSrc {
+        let caps = gst::Caps::builder(format!("video/x-{codec}"))
+            .field("stream-format", "byte-stream")
+            .field("alignment", "au")
+            .build();
+        gst_app::AppSrc::builder().caps(&caps).format(gst::Format::Time).is_live(false).block(true).build()
+    }
+
+    fn push_units(src: &gst_app::AppSrc, job: &Job, first: Duration) -> Result<(), String> {
+        for (pts, key, data) in &job.units {
+            let mut b = gst::Buffer::from_slice(data.clone());
+            {
+                let b = b.get_mut().expect("a new buffer is writable");
+                b.set_pts(gst::ClockTime::from_nseconds(pts.saturating_sub(first).as_nanos() as u64));
+                if !key {
+                    b.set_flags(gst::BufferFlags::DELTA_UNIT);
+                }
+            }
+            src.push_buffer(b).map_err(|e| format!("cannot feed the clip pipeline: {e:?}"))?;
+        }
+        src.end_of_stream().map_err(|e| format!("{e:?}"))?;
+        Ok(())
+    }
+
+    /// Waits for the end of a pipeline fed from memory; its error if it fails.
+    fn finish(pipeline: &gst::Pipeline) -> Result<(), String> {
+        let bus = pipeline.bus().ok_or("no bus")?;
+        let result = loop {
+            match bus.timed_pop(gst::ClockTime::from_seconds(60)) {
+                None => break Err("the clip pipeline did not finish within 60 s".to_string()),
+                Some(m) => match m.view() {
+                    gst::MessageView::Eos(_) => break Ok(()),
+                    gst::MessageView::Error(e) => break Err(format!("{} ({:?})", e.error(), e.debug())),
+                    _ => {}
+                },
+            }
+        };
+        let _ = pipeline.set_state(gst::State::Null);
+        result
+    }
+
+    /// `raw`: the units as they came, in an MP4.
+    fn copy(&self, job: &Job, first: Duration, out: &std::path::Path) -> Result<u64, String> {
+        let parse = if job.codec == "h265" { "h265parse" } else { "h264parse" };
+        let desc = format!("{parse} ! mp4mux faststart=true ! filesink name=out");
+        let bin = gst::parse::bin_from_description(&desc, true).map_err(|e| e.to_string())?;
+        bin.by_name("out").ok_or("no filesink")?.set_property("location", out.display().to_string());
+        let pipeline = gst::Pipeline::new();
+        let src = Self::source(job.codec);
+        pipeline
+            .add_many([src.upcast_ref::<gst::Element>(), bin.upcast_ref::<gst::Element>()])
+            .map_err(|e| e.to_string())?;
+        src.link(&bin).map_err(|e| e.to_string())?;
+        pipeline.set_state(gst::State::Playing).map_err(|e| e.to_string())?;
+        Self::push_units(&src, job, first)?;
+        Self::finish(&pipeline)?;
+        Ok(job.units.len() as u64)
+    }
+
+    /// `blurred`: decoded at `fps`, faces pixelated, encoded again.
+    fn blur(&mut self, job: &Job, first: Duration, out: &std::path::Path) -> Result<(u64, u64), String> {
+        let Some((model, spec)) = self.faces.clone() else { return Err("no face model to blur with".into()) };
+        if self.detector.is_none() {
+            let specs = std::collections::BTreeMap::from([(model.clone(), spec)]);
+            self.detector = Some(crate::inference::Detector::new(&specs, 1).map_err(|e| e.to_string())?);
+        }
+        let (parse, dec) = if job.codec == "h265" { ("h265parse", "avdec_h265") } else { ("h264parse", "avdec_h264") };
+        let fps = self.fps;
+        let desc = format!(
+            "{parse} ! {dec} ! videoconvert ! videoscale ! videorate ! \
+             video/x-raw,format=BGR,framerate={fps}/1,pixel-aspect-ratio=1/1 ! appsink name=sink sync=false max-buffers=4"
+        );
+        let bin = gst::parse::bin_from_description(&desc, true).map_err(|e| e.to_string())?;
+        let sink =
+            bin.by_name("sink").ok_or("no appsink")?.downcast::<gst_app::AppSink>().map_err(|_| "not an appsink")?;
+        let decode = gst::Pipeline::new();
+        let src = Self::source(job.codec);
+        decode
+            .add_many([src.upcast_ref::<gst::Element>(), bin.upcast_ref::<gst::Element>()])
+            .map_err(|e| e.to_string())?;
+        src.link(&bin).map_err(|e| e.to_string())?;
+        decode.set_state(gst::State::Playing).map_err(|e| e.to_string())?;
+        let units = Job { units: job.units.clone(), camera: String::new(), alert: String::new(), ..*job };
+        let feeder = {
+            let src = src.clone();
+            std::thread::spawn(move || Self::push_units(&src, &units, first))
+        };
+
+        let mut encode: Option<(gst::Pipeline, gst_app::AppSrc)> = None;
+        // Frame i goes out with the faces of i-1, i and i+1 pixelated: a face the model
+        // misses in one frame is still hidden by its neighbours.
+        let mut window: VecDeque<(gst::ClockTime, u32, u32, Vec<u8>, Vec<[f32; 4]>)> = VecDeque::new();
+        let (mut frames, mut faces) = (0u64, 0u64);
+        let emit = |encode: &mut Option<(gst::Pipeline, gst_app::AppSrc)>,
+                    window: &VecDeque<(gst::ClockTime, u32, u32, Vec<u8>, Vec<[f32; 4]>)>,
+                    i: usize|
+         -> Result<(), String> {
+            let (pts, w, h, data, _) = &window[i];
+            let mut bgr = data.clone();
+            let lo = i.saturating_sub(1);
+            let hi = (i + 1).min(window.len() - 1);
+            for (_, _, _, _, boxes) in window.range(lo..=hi) {
+                for b in boxes {
+                    crate::alert::pixelate(&mut bgr, *w, *h, *b);
+                }
+            }
+            if encode.is_none() {
+                *encode = Some(Self::encoder(*w, *h, fps, out)?);
+            }
+            let (_, esrc) = encode.as_ref().unwrap();
+            let mut b = gst::Buffer::from_mut_slice(bgr);
+            b.get_mut().expect("a new buffer is writable").set_pts(*pts);
+            esrc.push_buffer(b).map_err(|e| format!("cannot feed the encoder: {e:?}"))?;
+            Ok(())
+        };
+        while let Some(sample) = sink.pull_sample().ok() {
+            let Some(buffer) = sample.buffer() else { continue };
+            let Some(st) = sample.caps().and_then(|c| c.structure(0).map(|s| s.to_owned())) else { continue };
+            let (w, h) = (st.get::<i32>("width").unwrap_or(0) as u32, st.get::<i32>("height").unwrap_or(0) as u32);
+            let Ok(map) = buffer.map_readable() else { continue };
+            // Tightly packed BGR: videoconvert pads rows to 4 bytes; copy row by row.
+            let stride = map.len() / h.max(1) as usize;
+            let mut data = Vec::with_capacity((w * h * 3) as usize);
+            for row in map.chunks(stride).take(h as usize) {
+                data.extend_from_slice(&row[..(w * 3) as usize]);
+            }
+            let job_img = crate::inference::Job {
+                image: crate::inference::ImageView::packed(&data, w, h),
+                source: (w, h),
+                roi: None,
+            };
+            let found = self
+                .detector
+                .as_mut()
+                .expect("made above")
+                .detect(std::slice::from_ref(&model), &[job_img])
+                .map_err(|e| e.to_string())?
+                .pop()
+                .map(|d| d.faces)
+                .unwrap_or_default();
+            faces += found.len() as u64;
+            window.push_back((
+                buffer.pts().unwrap_or(gst::ClockTime::ZERO),
+                w,
+                h,
+                data,
+                found.iter().map(|f| f.bbox).collect(),
+            ));
+            if window.len() == 3 {
+                emit(&mut encode, &window, 1)?;
+                frames += 1;
+                window.pop_front();
+            } else if window.len() == 2 && frames == 0 {
+                emit(&mut encode, &window, 0)?;
+                frames += 1;
+            }
+        }
+        // The last frame, with its earlier neighbour's faces.
+        if let Some(i) = window.len().checked_sub(1)
+            && window.len() >= 2
+        {
+            emit(&mut encode, &window, i)?;
+            frames += 1;
+        } else if window.len() == 1 && frames == 0 {
+            emit(&mut encode, &window, 0)?;
+            frames += 1;
+        }
+        let fed = feeder.join().map_err(|_| "the clip feeder panicked".to_string())?;
+        let decoded = Self::finish(&decode);
+        fed?;
+        decoded?;
+        let (pipeline, esrc) = encode.ok_or("no picture decoded from the kept stream")?;
+        esrc.end_of_stream().map_err(|e| format!("{e:?}"))?;
+        Self::finish(&pipeline)?;
+        Ok((frames, faces))
+    }
+
+    fn encoder(w: u32, h: u32, fps: u32, out: &std::path::Path) -> Result<(gst::Pipeline, gst_app::AppSrc), String> {
+        // I420 before x264enc: Debian's x264 otherwise picks 4:4:4, which few players play.
+        let desc = format!(
+            "videoconvert ! video/x-raw,format=I420 ! x264enc speed-preset=veryfast pass=qual quantizer=26 bframes=0 key-int-max={} \
+             ! video/x-h264,profile=high ! h264parse ! mp4mux faststart=true ! filesink name=out",
+            fps * 2
+        );
+        let bin = gst::parse::bin_from_description(&desc, true).map_err(|e| e.to_string())?;
+        bin.by_name("out").ok_or("no filesink")?.set_property("location", out.display().to_string());
+        let caps = gst::Caps::builder("video/x-raw")
+            .field("format", "BGR")
+            .field("width", w as i32)
+            .field("height", h as i32)
+            .field("framerate", gst::Fraction::new(fps as i32, 1))
+            .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+            .build();
+        let src = gst_app::AppSrc::builder().caps(&caps).format(gst::Format::Time).is_live(false).block(true).build();
+        let pipeline = gst::Pipeline::new();
+        pipeline
+            .add_many([src.upcast_ref::<gst::Element>(), bin.upcast_ref::<gst::Element>()])
+            .map_err(|e| e.to_string())?;
+        src.link(&bin).map_err(|e| e.to_string())?;
+        pipeline.set_state(gst::State::Playing).map_err(|e| e.to_string())?;
+        Ok((pipeline, src))
+    }
+}
+
+/// Deletes clips past `max_age`, then the oldest beyond `max_bytes`.
+pub fn prune(dir: &std::path::Path, max_age: Duration, max_bytes: u64) -> std::io::Result<(usize, u64)> {
+    crate::alert::prune_files(dir, "mp4", max_age, max_bytes, SystemTime::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(ring: &mut Ring, ms: u64, key: bool, len: usize) {
+        ring.bytes += len;
+        ring.units.push_back(Unit { pts: Duration::from_millis(ms), key, data: vec![0; len] });
+    }
+
+    #[test]
+    fn the_ring_keeps_a_key_frame_before_pre_capture_and_stays_bounded() {
+        let mut r = Ring { codec: "h264", ..Ring::default() };
+        // 2 s groups of pictures, 25 units each (80 ms apart).
+        for i in 0..250u64 {
+            unit(&mut r, i * 80, i % 25 == 0, 1000);
+            r.trim(Duration::from_secs(5), 1 << 20);
+        }
+        let newest = r.newest().unwrap();
+        let first = r.units.front().unwrap();
+        assert!(first.key);
+        assert!(newest - first.pts >= Duration::from_secs(5), "{:?}", newest - first.pts);
+        assert!(newest - first.pts < Duration::from_secs(7), "at most one group more than needed");
+        // The cap wins over pre_capture.
+        r.trim(Duration::from_secs(5), 30_000);
+        assert!(r.bytes <= 30_000 && r.units.front().unwrap().key, "{}", r.bytes);
+    }
+
+    #[test]
+    fn a_pending_clip_keeps_its_start_and_is_cut_at_a_key_frame() {
+        let mut r = Ring { codec: "h264", ..Ring::default() };
+        for i in 0..100u64 {
+            unit(&mut r, i * 80, i % 25 == 0, 100);
+        }
+        // Event at 6.0 s: from 1.0 s; the cut starts at the key frame of 0.0 s.
+        r.pending.push(Pending {
+            alert: "a".into(),
+            from: Duration::from_millis(1000),
+            to: Duration::from_millis(11000),
+            policy: ClipPolicy::Blurred,
+            asked: Instant::now(),
+        });
+        for i in 100..200u64 {
+            unit(&mut r, i * 80, i % 25 == 0, 100);
+            r.trim(Duration::from_secs(5), 1 << 20);
+        }
+        assert_eq!(r.units.front().unwrap().pts, Duration::ZERO, "the pending clip's start is kept");
+        let cut = r.cut(Duration::from_millis(1000), Duration::from_millis(11000));
+        assert!(cut[0].1 && cut[0].0 == Duration::ZERO);
+        assert_eq!(cut.last().unwrap().0, Duration::from_millis(10960));
+        r.pending.clear();
+        r.trim(Duration::from_secs(5), 1 << 20);
+        assert!(r.units.front().unwrap().pts >= Duration::from_secs(8));
+    }
+}

