@@ -63,8 +63,7 @@ impl Ring {
     /// at least `keep` before the newest unit (and no pending clip needs them), then while
     /// over `max` bytes whatever is pending.
     fn trim(&mut self, keep: Duration, max: usize) {
-        loop {
-            let Some(next_key) = self.units.iter().skip(1).position(|u| u.key).map(|i| i + 1) else { break };
+        while let Some(next_key) = self.units.iter().skip(1).position(|u| u.key).map(|i| i + 1) {
             let next_pts = self.units[next_key].pts;
             let newest = self.newest().unwrap_or_default();
             let needed = self.pending.iter().map(|p| p.from).min();
@@ -280,6 +279,9 @@ impl Clips {
     }
 }
 
+/// A decoded clip frame: (pts, width, height, BGR, face boxes found in it).
+type Picture = (gst::ClockTime, u32, u32, Vec<u8>, Vec<[f32; 4]>);
+
 struct Worker {
     dir: PathBuf,
     fps: u32,
@@ -434,10 +436,10 @@ impl Worker {
         let mut encode: Option<(gst::Pipeline, gst_app::AppSrc)> = None;
         // Frame i goes out with the faces of i-1, i and i+1 pixelated: a face the model
         // misses in one frame is still hidden by its neighbours.
-        let mut window: VecDeque<(gst::ClockTime, u32, u32, Vec<u8>, Vec<[f32; 4]>)> = VecDeque::new();
+        let mut window: VecDeque<Picture> = VecDeque::new();
         let (mut frames, mut faces) = (0u64, 0u64);
         let emit = |encode: &mut Option<(gst::Pipeline, gst_app::AppSrc)>,
-                    window: &VecDeque<(gst::ClockTime, u32, u32, Vec<u8>, Vec<[f32; 4]>)>,
+                    window: &VecDeque<Picture>,
                     i: usize|
          -> Result<(), String> {
             let (pts, w, h, data, _) = &window[i];
@@ -458,7 +460,7 @@ impl Worker {
             esrc.push_buffer(b).map_err(|e| format!("cannot feed the encoder: {e:?}"))?;
             Ok(())
         };
-        while let Some(sample) = sink.pull_sample().ok() {
+        while let Ok(sample) = sink.pull_sample() {
             let Some(buffer) = sample.buffer() else { continue };
             let Some(st) = sample.caps().and_then(|c| c.structure(0).map(|s| s.to_owned())) else { continue };
             let (w, h) = (st.get::<i32>("width").unwrap_or(0) as u32, st.get::<i32>("height").unwrap_or(0) as u32);

@@ -110,6 +110,9 @@ pub fn camera_problem(c: &Value) -> Option<Value> {
     }
 }
 
+/// The in-process dispatcher, its latest statistics and their window (seconds).
+pub(crate) type InProcess = (Arc<crate::dispatch::Dispatcher>, Arc<Mutex<Vec<crate::dispatch::stats::Group>>>, u64);
+
 /// The overview of a node (`edge-node run`).
 pub(crate) struct NodePage {
     pub node: String,
@@ -119,7 +122,7 @@ pub(crate) struct NodePage {
     pub live: Arc<crate::live::LiveFrames>,
     pub clips: Arc<crate::clips::Clips>,
     /// The in-process dispatcher, when this node dispatches.
-    pub dispatch: Option<(Arc<crate::dispatch::Dispatcher>, Arc<Mutex<Vec<crate::dispatch::stats::Group>>>, u64)>,
+    pub dispatch: Option<InProcess>,
 }
 
 impl NodePage {
