@@ -176,20 +176,48 @@ pub struct Alert {
 }
 
 /// `gridsight.clip` version 1, on `<prefix>/<node>/clips/<alert id>`: the clip is ready.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClipReady {
+    pub schema: Schema<ClipSchema>,
+    pub version: Version1,
+    pub node: String,
+    pub camera: String,
+    pub alert: String,
+    /// Path on the node's HTTP listener.
+    pub url: String,
+    pub privacy: ClipPrivacy,
+    pub duration_s: f64,
+    pub frames: u64,
+    pub bytes: u64,
+    pub at: String,
+}
+
+/// What a clip shows of faces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClipPrivacy {
+    Blurred,
+    Raw,
+}
+
 pub fn clip_json(node: &str, c: &crate::clips::ClipDone) -> serde_json::Value {
-    serde_json::json!({
-        "schema": "gridsight.clip",
-        "version": 1,
-        "node": node,
-        "camera": c.camera,
-        "alert": c.alert,
-        "url": format!("/clips/{}.mp4", c.alert),
-        "privacy": match c.policy { crate::config::ClipPolicy::Raw => "raw", _ => "blurred" },
-        "duration_s": (c.duration.as_secs_f64() * 10.0).round() / 10.0,
-        "frames": c.frames,
-        "bytes": c.bytes,
-        "at": crate::alert::rfc3339(std::time::SystemTime::now()),
-    })
+    let v = ClipReady {
+        schema: Schema::new(),
+        version: Version1,
+        node: node.to_string(),
+        camera: c.camera.clone(),
+        alert: c.alert.clone(),
+        url: format!("/clips/{}.mp4", c.alert),
+        privacy: match c.policy {
+            crate::config::ClipPolicy::Raw => ClipPrivacy::Raw,
+            _ => ClipPrivacy::Blurred,
+        },
+        duration_s: (c.duration.as_secs_f64() * 10.0).round() / 10.0,
+        frames: c.frames,
+        bytes: c.bytes,
+        at: crate::alert::rfc3339(std::time::SystemTime::now()),
+    };
+    serde_json::to_value(&v).unwrap_or_default()
 }
 
 /// `gridsight.camera_status` version 1, retained on `<prefix>/<node>/cameras/<camera>/status`.
@@ -484,6 +512,7 @@ macro_rules! schema {
 }
 
 schema!(AlertSchema, "gridsight.alert");
+schema!(ClipSchema, "gridsight.clip");
 schema!(CameraStatusSchema, "gridsight.camera_status");
 schema!(NodeStatusSchema, "gridsight.node_status");
 schema!(CommandReplySchema, "gridsight.command_reply");
@@ -565,6 +594,7 @@ mod tests {
                 "gridsight.dispatch_stats" => {
                     serde_json::to_value(serde_json::from_value::<DispatchStats>(v.clone()).unwrap())
                 }
+                "gridsight.clip" => serde_json::to_value(serde_json::from_value::<ClipReady>(v.clone()).unwrap()),
                 // A request without a schema: an order update (a command is parsed in control's tests).
                 "" if v.get("action").is_some() => {
                     let u: OrderUpdate = serde_json::from_value(v.clone()).unwrap();
@@ -585,6 +615,7 @@ mod tests {
             "gridsight.order",
             "gridsight.order_reply",
             "gridsight.dispatch_stats",
+            "gridsight.clip",
             "",
         ] {
             assert!(seen.contains(want), "README has no {want} example");
