@@ -24,7 +24,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::alert::{AlertSink, CameraInfo};
 use crate::camera::{Cameras, Placement};
@@ -47,6 +47,8 @@ pub struct Emitter {
     pub notify: Arc<dyn Fn() + Send + Sync>,
     /// Event clips (`None` in tools that make no clips).
     pub clips: Option<Arc<crate::clips::Clips>>,
+    /// With Home Assistant discovery: violation events and last snapshots per camera.
+    pub home_assistant: Option<crate::contract::Topics>,
 }
 
 impl Emitter {
@@ -77,6 +79,13 @@ impl Emitter {
                     counters.alerts_stored.fetch_add(1, Relaxed);
                     if let (Some(c), Some(id)) = (clips, a["clip"].as_str().and(a["id"].as_str())) {
                         c.request(camera, id, frame.and_then(|f| f.pts));
+                    }
+                    if let Some(topics) = &self.home_assistant {
+                        let jpeg = a["id"].as_str().and_then(|id| self.alerts.snapshot_file(id));
+                        let extra = crate::ha::alert_messages(topics, &a, jpeg);
+                        if let Err(e) = self.outbox.locked().push_all(&extra) {
+                            warn!(camera, "cannot store the home assistant event: {e}");
+                        }
                     }
                     info!(
                         node = %self.node,

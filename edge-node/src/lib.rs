@@ -47,6 +47,7 @@ pub mod detect;
 pub mod dispatch;
 pub mod geometry;
 pub mod graph;
+pub mod ha;
 pub mod inference;
 pub mod live;
 pub mod localtime;

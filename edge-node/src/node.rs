@@ -318,6 +318,12 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
     let mut link_opts = base.clone();
     let commands_topic = topics.commands(node);
     link_opts.subscriptions.push(commands_topic.clone());
+    // Home Assistant's birth message makes the node publish its discovery configs again.
+    let ha_birth = Arc::new(tokio::sync::Notify::new());
+    let birth_topic = config.home_assistant.as_ref().map(|h| h.birth_topic.clone());
+    if let Some(t) = &birth_topic {
+        link_opts.subscriptions.push(t.clone());
+    }
     let registry = Arc::new(CameraRegistry::default());
     // Commands: validated on the link's task; valid ones queue here (64; when full the
     // sender is answered "busy"), refusals are answered there within a budget.
@@ -334,19 +340,28 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                 let registry = registry.clone();
                 Arc::new(move |m: &Message| log_delivered(m, &registry))
             },
-            Arc::new(move |topic: &str, payload: &[u8]| {
-                if let control::Admitted::Reply(v) = gate.admit(topic, payload) {
-                    let m = Message {
-                        topic: reply_topic.clone(),
-                        payload: serde_json::to_vec(&v).unwrap_or_default(),
-                        retain: false,
-                        kind: Kind::Status,
-                    };
-                    if let Err(e) = replies_out.locked().push(&m) {
-                        warn!("cannot store command reply: {e}");
+            Arc::new({
+                let birth = ha_birth.clone();
+                move |topic: &str, payload: &[u8]| {
+                    if birth_topic.as_deref() == Some(topic) {
+                        if payload == b"online" {
+                            birth.notify_one();
+                        }
+                        return true;
                     }
+                    if let control::Admitted::Reply(v) = gate.admit(topic, payload) {
+                        let m = Message {
+                            topic: reply_topic.clone(),
+                            payload: serde_json::to_vec(&v).unwrap_or_default(),
+                            retain: false,
+                            kind: Kind::Status,
+                        };
+                        if let Err(e) = replies_out.locked().push(&m) {
+                            warn!("cannot store command reply: {e}");
+                        }
+                    }
+                    true
                 }
-                true
             }),
         )
     };
@@ -393,6 +408,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
             registry: registry.clone(),
             notify: notify.clone(),
             clips: Some(clips.clone()),
+            home_assistant: config.home_assistant.is_some().then(|| topics.clone()),
         },
     );
     let pool = Arc::new(InferencePool::start(&config.models, &config.inference, graph.on_detections())?);
@@ -521,6 +537,10 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
         info!(index = s.index, count = s.nodes.len(), node = %config.node.id, "shard: running this node's share of the camera list");
     }
     info!(cameras = config.cameras.iter().filter(|c| c.here).count(), "running");
+    let mut ha_topics = publish_discovery(&config, &[], &outbox);
+    // The config as last reloaded (discovery is published again from it).
+    let mut latest: Option<Config> = None;
+    notify();
     rt.block_on(async {
         let mut report = tokio::time::interval(std::time::Duration::from_secs(10));
         report.tick().await;
@@ -543,8 +563,10 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                                 publish_status(&config, shard_now.as_ref(), &topics, &ingest, &outbox);
                                 Ok("status published".to_string())
                             }
-                            control::Command::Reload => reload(&config, &path, &graph, &pool, &ingest, "command").map(|(summary, shard)| {
-                                shard_now = shard;
+                            control::Command::Reload => reload(&config, &path, &graph, &pool, &ingest, "command").map(|(summary, new)| {
+                                shard_now = new.shard.clone();
+                                ha_topics = publish_discovery(&new, &ha_topics, &outbox);
+                                latest = Some(new);
                                 summary
                             }),
                             control::Command::Snapshot => {
@@ -602,9 +624,17 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                     return Ok(());
                 }
                 _ = signals.hup.recv() => {
-                    if let Ok((_, shard)) = reload(&config, &path, &graph, &pool, &ingest, "SIGHUP") {
-                        shard_now = shard;
+                    if let Ok((_, new)) = reload(&config, &path, &graph, &pool, &ingest, "SIGHUP") {
+                        shard_now = new.shard.clone();
+                        ha_topics = publish_discovery(&new, &ha_topics, &outbox);
+                        latest = Some(new);
+                        notify();
                     }
+                }
+                _ = ha_birth.notified() => {
+                    info!("home assistant is online: discovery published again");
+                    ha_topics = publish_discovery(latest.as_ref().unwrap_or(&config), &ha_topics, &outbox);
+                    notify();
                 }
             }
         }
@@ -612,6 +642,35 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
     drop(graph);
     crate::shutdown::Running { rt, ingest, pool, dispatch, link }.stop();
     Ok(())
+}
+
+/// Stores the Home Assistant discovery configs of `config` (and deletes those of `before`
+/// it no longer has); returns the topics published.
+fn publish_discovery(config: &Config, before: &[String], outbox: &Mutex<Outbox>) -> Vec<String> {
+    let (messages, now) = match &config.home_assistant {
+        Some(h) => (crate::ha::messages(config, h, before), crate::ha::config_topics(config, h)),
+        None => (
+            before
+                .iter()
+                .map(|t| Message { topic: t.clone(), payload: Vec::new(), retain: true, kind: Kind::Status })
+                .collect(),
+            Vec::new(),
+        ),
+    };
+    let mut out = outbox.locked();
+    for m in &messages {
+        if let Err(e) = out.push_latest(m) {
+            warn!(topic = %m.topic, "cannot store a discovery config: {e}");
+        }
+    }
+    if !messages.is_empty() {
+        info!(
+            configs = now.len(),
+            deleted = before.iter().filter(|t| !now.contains(t)).count(),
+            "home assistant discovery stored"
+        );
+    }
+    now
 }
 
 /// Re-reads the config file: a valid one is applied (only changed cameras restart), an
@@ -623,7 +682,7 @@ fn reload(
     pool: &InferencePool,
     ingest: &Ingest,
     cause: &str,
-) -> Result<(String, Option<config::Shard>), String> {
+) -> Result<(String, Config), String> {
     match config::load(path) {
         Ok(new) => {
             info!(summary = %new.summary(), cause, "config reloaded");
@@ -635,7 +694,7 @@ fn reload(
             }
             graph.apply(&new, pool);
             ingest.apply(camera_specs(&new, &graph.cameras));
-            Ok((new.summary(), new.shard.clone()))
+            Ok((new.summary(), new))
         }
         Err(e) => {
             warn!(cause, "config reload refused, keeping the running config: {e}");

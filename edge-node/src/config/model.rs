@@ -200,6 +200,13 @@ pub enum FacePolicy {
     Raw,
 }
 
+/// `[home_assistant]`: MQTT discovery for Home Assistant; `None` when off (the default).
+#[derive(Debug, Clone)]
+pub struct HomeAssistant {
+    pub discovery_prefix: String,
+    pub birth_topic: String,
+}
+
 /// What event clips do (`privacy.clips`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -259,6 +266,7 @@ pub struct Config {
     pub dispatch: Dispatch,
     /// This node's share of a district camera list; `None`: every camera runs here.
     pub shard: Option<Shard>,
+    pub home_assistant: Option<HomeAssistant>,
 }
 
 /// This node's place in a shard.

@@ -49,6 +49,21 @@ pub struct RawConfig {
     pub grid: RawGrid,
     #[serde(default)]
     pub dispatch: RawDispatch,
+    /// Home Assistant MQTT discovery.
+    #[serde(default)]
+    pub home_assistant: RawHomeAssistant,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHomeAssistant {
+    /// Publish discovery configs (one device per camera, via the node's). Default: false.
+    pub enabled: Option<bool>,
+    /// Discovery topic prefix. Default: `"homeassistant"`.
+    pub discovery_prefix: Option<String>,
+    /// Home Assistant's birth topic: `online` there makes the node publish again.
+    /// Default: `"<discovery_prefix>/status"`.
+    pub birth_topic: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

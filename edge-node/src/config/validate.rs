@@ -199,6 +199,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
     let mut cameras: Vec<Camera> =
         raw.cameras.iter().enumerate().map(|(i, c)| camera(&mut v, i, c, &defaults, &models, &grid)).collect();
     place(&mut v, &mut cameras, shard.as_ref());
+    let home_assistant = home_assistant(&mut v, &raw.home_assistant);
 
     if v.problems.is_empty() {
         Ok(Config {
@@ -214,10 +215,26 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
             grid,
             dispatch,
             shard,
+            home_assistant,
         })
     } else {
         Err(v.problems)
     }
+}
+
+/// `[home_assistant]`: off unless `enabled`; topics without wildcards.
+fn home_assistant(v: &mut Validator, h: &RawHomeAssistant) -> Option<HomeAssistant> {
+    let prefix = h.discovery_prefix.clone().unwrap_or_else(|| "homeassistant".into());
+    let birth = h.birth_topic.clone().unwrap_or_else(|| format!("{prefix}/status"));
+    for (field, topic) in [("discovery_prefix", &prefix), ("birth_topic", &birth)] {
+        if topic.is_empty() || topic.contains(['+', '#']) || topic.starts_with('/') || topic.ends_with('/') {
+            v.err(
+                format!("home_assistant.{field}"),
+                format!("\"{topic}\" is not a topic (no wildcards, no leading or trailing /)"),
+            );
+        }
+    }
+    h.enabled.unwrap_or(false).then_some(HomeAssistant { discovery_prefix: prefix, birth_topic: birth })
 }
 
 /// `[clips]`: how long before and after the alert, the rate of blurred clips, retention.
