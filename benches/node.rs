@@ -193,6 +193,8 @@ struct Figures {
     total: f64,
     stages: Vec<(&'static str, f64)>,
     rss_mb: f64,
+    /// Encoded stream held for event clips (part of the RSS).
+    clip_mb: f64,
     threads: usize,
     unintended: f64,
     streaming: usize,
@@ -222,9 +224,10 @@ impl Figures {
             self.stages.iter().map(|(s, cpu)| format!("{s} {:.2}", self.per_cam_ms(*cpu))).collect();
         println!("  by stage, ms per camera-second: {}", split.join(", "));
         println!(
-            "  RSS {:.0} MB ({:.1} MB per camera); {} threads; decoded {:.2} and detected {:.2} frames per camera-second ({:.2} on a crop where it moved); simulator {:.2} ms per camera-second (not counted)",
+            "  RSS {:.0} MB ({:.1} MB per camera, of which {:.2} MB of stream kept for event clips); {} threads; decoded {:.2} and detected {:.2} frames per camera-second ({:.2} on a crop where it moved); simulator {:.2} ms per camera-second (not counted)",
             self.rss_mb,
             self.rss_mb / self.cameras as f64,
+            self.clip_mb / self.cameras as f64,
             self.threads,
             self.decoded_fps,
             self.inferred_fps,
@@ -338,6 +341,7 @@ input_size = [640, 384]
             ("everything else", rest),
         ],
         rss_mb: rss_mb(pid),
+        clip_mb: metric(&m1, "gridsight_camera_clip_buffer_bytes", &[]) / 1e6,
         threads: th1.values().map(|v| v.0).sum(),
         unintended: d("gridsight_camera_frames_dropped_total", &["intended=\"false\""]),
         streaming: held,
