@@ -165,8 +165,22 @@ impl Graph {
                     }
                 }
             };
+            // A camera without a face model: its snapshots hide the head of every person
+            // instead (the faces nobody looked for).
+            let heads: Vec<Face>;
+            let faces = if !events.is_empty() && live.runs_faces(&frame.camera) == Some(false) {
+                heads = d
+                    .objects
+                    .iter()
+                    .filter(|o| &*o.label == "person")
+                    .map(|o| Face { bbox: crate::live::head_of(o.bbox), score: o.score, landmarks: [[0.0; 2]; 5] })
+                    .collect();
+                &heads
+            } else {
+                &d.faces
+            };
             // The camera's lock is released: ingest's streaming thread never waits on the JPEG.
-            emitter.emit(&frame.camera, &placement, &events, Some(frame), &d.faces, frame.wall);
+            emitter.emit(&frame.camera, &placement, &events, Some(frame), faces, frame.wall);
         })
     }
 

@@ -60,7 +60,7 @@ impl std::fmt::Display for LiveError {
 
 /// The part of a person box a face is in: the top fifth, a little wider than the box's
 /// middle (heads are narrower than shoulders, but lean).
-fn head_of(b: [f32; 4]) -> [f32; 4] {
+pub fn head_of(b: [f32; 4]) -> [f32; 4] {
     let (w, h) = (b[2] - b[0], b[3] - b[1]);
     [b[0] + w * 0.1, b[1], b[2] - w * 0.1, b[1] + h * 0.22]
 }
@@ -93,6 +93,11 @@ impl LiveFrames {
             return;
         }
         frames.insert(frame.camera.clone(), Latest { frame: frame.clone(), hide });
+    }
+
+    /// Whether the camera runs a face model (`None`: not a camera of this node).
+    pub fn runs_faces(&self, camera: &str) -> Option<bool> {
+        self.cameras.locked().get(camera).copied()
     }
 
     /// When the camera's newest frame was captured.
