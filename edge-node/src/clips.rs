@@ -109,7 +109,8 @@ pub struct ClipDone {
     pub bytes: u64,
     /// Faces pixelated (blurred clips).
     pub faces: u64,
-    /// CPU time the worker spent on it.
+    /// CPU time of the worker thread (face model, pixelation); GStreamer's decoding and
+    /// encoding run on threads of their own and are not in it.
     pub cpu: Duration,
 }
 
@@ -311,7 +312,7 @@ impl Worker {
             match self.make(job) {
                 Ok(mut done) => {
                     done.cpu = thread_cpu().saturating_sub(started);
-                    info!(camera, alert, privacy = ?policy, duration_s = format!("{:.1}", done.duration.as_secs_f64()), frames = done.frames, faces = done.faces, bytes = done.bytes, cpu_ms = done.cpu.as_millis() as u64, "clip ready");
+                    info!(camera, alert, privacy = ?policy, duration_s = format!("{:.1}", done.duration.as_secs_f64()), frames = done.frames, faces = done.faces, bytes = done.bytes, worker_cpu_ms = done.cpu.as_millis() as u64, "clip ready");
                     on_ready(done);
                 }
                 Err(e) => warn!(camera, alert, "clip not made: {e}"),
