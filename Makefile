@@ -5,7 +5,7 @@ export ORT_DYLIB_PATH ?= $(CURDIR)/.cache/onnxruntime/libonnxruntime.so.1.31.1
 export GRIDSIGHT_SHARED ?= $(abspath $(CURDIR)/../shared)
 export GRIDSIGHT_MEDIA ?= $(CURDIR)/.cache/media
 
-.PHONY: setup build demo test check-config bench bench-node deb fmt lint clean
+.PHONY: setup build demo test check-config bench bench-node bench-page deb fmt lint clean
 
 ## setup: install Debian packages, ONNX Runtime, models and media (idempotent)
 setup:
@@ -35,6 +35,10 @@ bench: setup
 ## scenes), both RTSP clients and the peers' decode-everything pipeline side by side
 bench-node: setup
 	$(CARGO) bench --locked --bench node -- clients peers
+
+## bench-page: the status page with 200 cameras in headless Chromium (time to show them, script time per update)
+bench-page: build
+	@bash benches/page.sh 200
 
 ## deb: the Debian package for site boxes (target/deb/gridsight_VERSION_amd64.deb)
 deb: build
