@@ -200,6 +200,18 @@ pub enum FacePolicy {
     Raw,
 }
 
+/// `[reports]`: residents' reports; `None` when off (the default).
+#[derive(Debug, Clone)]
+pub struct Reports {
+    pub categories: Vec<String>,
+    pub attach_within_m: f64,
+    pub attach_for: Duration,
+    /// A location in no micro-grid goes to the control room (else it is refused).
+    pub outside_to_control_room: bool,
+    pub per_address: u32,
+    pub per_token: u32,
+}
+
 /// `[home_assistant]`: MQTT discovery for Home Assistant; `None` when off (the default).
 #[derive(Debug, Clone)]
 pub struct HomeAssistant {
@@ -267,6 +279,7 @@ pub struct Config {
     /// This node's share of a district camera list; `None`: every camera runs here.
     pub shard: Option<Shard>,
     pub home_assistant: Option<HomeAssistant>,
+    pub reports: Option<Reports>,
 }
 
 /// This node's place in a shard.
@@ -473,6 +486,8 @@ pub struct MicroGrid {
     pub id: String,
     pub name: String,
     pub grid: String,
+    /// Its area, x = longitude, y = latitude.
+    pub area: Option<Polygon>,
 }
 
 #[derive(Debug, Clone)]

@@ -52,6 +52,29 @@ pub struct RawConfig {
     /// Home Assistant MQTT discovery.
     #[serde(default)]
     pub home_assistant: RawHomeAssistant,
+    /// Residents' reports (the dispatcher's intake API).
+    #[serde(default)]
+    pub reports: RawReports,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReports {
+    /// Accept residents' reports at `/api/v1/reports` of the dispatcher's listener. Default: false.
+    pub enabled: Option<bool>,
+    /// The categories residents may report (snake_case), e.g. `["pothole", "litter"]`.
+    pub categories: Option<Vec<String>>,
+    /// Reports of one category this close (meters) and within `attach_for` join one open
+    /// order. Default: 50.
+    pub attach_within: Option<f64>,
+    /// Default: `"2h"`.
+    pub attach_for: Option<String>,
+    /// A location in no micro-grid: `"refuse"` (default) or `"control_room"`.
+    pub outside: Option<String>,
+    /// Reports accepted per minute from one address. Default: 10.
+    pub per_address: Option<u32>,
+    /// Requests per minute with one reporter token. Default: 20.
+    pub per_token: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -442,6 +465,9 @@ pub struct RawMicroGrid {
     pub name: Option<String>,
     /// Grid id.
     pub grid: String,
+    /// Its area on the map, `[[lon, lat], ...]` (WGS 84): residents' reports are placed in
+    /// the micro-grid whose area holds their location.
+    pub polygon: Option<Vec<[f64; 2]>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -200,6 +200,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
         raw.cameras.iter().enumerate().map(|(i, c)| camera(&mut v, i, c, &defaults, &models, &grid)).collect();
     place(&mut v, &mut cameras, shard.as_ref());
     let home_assistant = home_assistant(&mut v, &raw.home_assistant);
+    let reports = reports(&mut v, &raw.reports, &models);
 
     if v.problems.is_empty() {
         Ok(Config {
@@ -216,10 +217,54 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
             dispatch,
             shard,
             home_assistant,
+            reports,
         })
     } else {
         Err(v.problems)
     }
+}
+
+/// `[reports]`: off unless `enabled`; then categories, and a face model for the photos.
+fn reports(v: &mut Validator, r: &RawReports, models: &BTreeMap<String, ModelSpec>) -> Option<Reports> {
+    if !r.enabled.unwrap_or(false) {
+        return None;
+    }
+    let categories = r.categories.clone().unwrap_or_default();
+    if categories.is_empty() {
+        v.err("reports.categories", "list the categories residents may report, e.g. [\"pothole\", \"litter\"]");
+    }
+    for (i, c) in categories.iter().enumerate() {
+        if c.is_empty() || !c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+            v.err(format!("reports.categories[{i}]"), format!("\"{c}\" is not snake_case"));
+        }
+    }
+    if !models.values().any(|m| m.family == Family::Yunet) {
+        v.err("reports.enabled", "report photos are pixelated with the face model: add one of family yunet to [models]");
+    }
+    let attach_within_m = match r.attach_within {
+        None => 50.0,
+        Some(m) if (0.0..=10_000.0).contains(&m) => m,
+        Some(m) => {
+            v.err("reports.attach_within", format!("{m} is not a distance in meters from 0 to 10000"));
+            50.0
+        }
+    };
+    let outside_to_control_room = match r.outside.as_deref() {
+        None | Some("refuse") => false,
+        Some("control_room") => true,
+        Some(o) => {
+            v.err("reports.outside", format!("\"{o}\": use \"refuse\" or \"control_room\""));
+            false
+        }
+    };
+    Some(Reports {
+        categories,
+        attach_within_m,
+        attach_for: v.duration("reports.attach_for".into(), r.attach_for.as_ref(), Duration::from_secs(7200)),
+        outside_to_control_room,
+        per_address: r.per_address.unwrap_or(10).max(1),
+        per_token: r.per_token.unwrap_or(20).max(1),
+    })
 }
 
 /// `[home_assistant]`: off unless `enabled`; topics without wildcards.
@@ -687,10 +732,25 @@ fn grid(v: &mut Validator, g: &RawGrid) -> Grid {
         if !grids.contains(m.grid.as_str()) {
             v.err(format!("grid.micro_grids[{i}].grid"), unknown("grid", &m.grid, &grids));
         }
+        let area = m.polygon.as_ref().and_then(|pts| {
+            let at = format!("grid.micro_grids[{i}].polygon");
+            if let Some(p) = pts.iter().find(|p| !(-180.0..=180.0).contains(&p[0]) || !(-90.0..=90.0).contains(&p[1])) {
+                v.err(at, format!("[{}, {}] is not [longitude, latitude] (-180..180, -90..90)", p[0], p[1]));
+                return None;
+            }
+            match crate::geometry::Polygon::new(pts.iter().map(|p| crate::geometry::Point::new(p[0], p[1])).collect()) {
+                Ok(poly) => Some(poly),
+                Err(e) => {
+                    v.err(at, e.to_string());
+                    None
+                }
+            }
+        });
         out.micro_grids.push(MicroGrid {
             id: m.id.clone(),
             name: m.name.clone().unwrap_or_else(|| m.id.clone()),
             grid: m.grid.clone(),
+            area,
         });
     }
     for (i, p) in g.inspectors.iter().enumerate() {

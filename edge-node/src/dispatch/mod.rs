@@ -21,6 +21,7 @@
 pub mod fleet;
 pub mod inspector;
 pub mod order;
+pub mod reports;
 pub mod service;
 pub mod stats;
 #[cfg(test)]

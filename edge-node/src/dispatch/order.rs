@@ -117,7 +117,7 @@ pub struct Order {
 /// The dispatcher's tables, as upgrade steps (see `Outbox::upgrade_tables`); a new column
 /// or table is a new step at the end, never an edit of an old one. Databases made before
 /// versioning have step 1's tables already (`IF NOT EXISTS`).
-pub const SCHEMA_STEPS: &[&str] = &[SCHEMA_1];
+pub const SCHEMA_STEPS: &[&str] = &[SCHEMA_1, super::reports::SCHEMA_2];
 
 const SCHEMA_1: &str = "
 CREATE TABLE IF NOT EXISTS orders (

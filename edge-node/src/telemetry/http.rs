@@ -25,7 +25,21 @@ pub struct Request<'a> {
     pub query: &'a str,
     /// The `Accept` header ("" when absent).
     pub accept: &'a str,
+    /// The `Authorization` header ("" when absent).
+    pub authorization: &'a str,
+    /// `POST` only: the body, its `Content-Type` and who sent it.
+    pub post: Option<Post<'a>>,
 }
+
+/// A `POST` request's body and sender.
+pub struct Post<'a> {
+    pub content_type: &'a str,
+    pub body: &'a [u8],
+    pub peer: std::net::IpAddr,
+}
+
+/// The largest `POST` body read; a larger one is refused (413) before it is read.
+pub const MAX_BODY: usize = 11 << 20;
 
 /// A handler's answer.
 pub struct Reply {
@@ -53,6 +67,10 @@ pub type Handler = Arc<dyn Fn(&Request) -> Option<Reply> + Send + Sync>;
 /// about cameras.
 const OPEN: [&str; 2] = ["/healthz", "/readyz"];
 
+/// Paths that carry a credential of their own instead of the listener's token: residents'
+/// reports, read and rated with the reporter's token.
+const OWN_CREDENTIALS: &str = "/api/v1/reports";
+
 /// Serves an already bound listener (bind at start, so a taken port stops the node before
 /// anything else starts) on the current tokio runtime; returns the bound address. With a
 /// `token`, requests must carry it (see the module's note).
@@ -61,20 +79,31 @@ pub fn serve_on(listener: TcpListener, handler: Handler, token: Option<Secret>) 
     let bound = listener.local_addr()?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let token = token.map(Arc::new);
-    let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap| {
-        let (handler, token) = (handler.clone(), token.clone());
-        async move {
-            if let Some(t) = token
-                && !OPEN.contains(&uri.path())
-                && !authorized(&headers, &t)
-            {
-                return refused();
-            }
-            answer(handler, method, uri, headers).await
-        }
-    });
+    let app = axum::Router::new()
+        .fallback(
+            move |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+                  method: Method,
+                  uri: Uri,
+                  headers: HeaderMap,
+                  body: axum::body::Body| {
+                let (handler, token) = (handler.clone(), token.clone());
+                async move {
+                    let path = uri.path();
+                    let own = path == OWN_CREDENTIALS || path.starts_with(&format!("{OWN_CREDENTIALS}/"));
+                    if let Some(t) = token
+                        && !OPEN.contains(&path)
+                        && !own
+                        && !authorized(&headers, &t)
+                    {
+                        return refused();
+                    }
+                    answer(handler, method, uri, headers, body, peer).await
+                }
+            },
+        )
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY));
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        if let Err(e) = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await {
             tracing::error!("http server stopped: {e}");
         }
     });
@@ -101,8 +130,17 @@ fn authorized(headers: &HeaderMap, token: &Secret) -> bool {
 }
 
 /// Compares without stopping at the first difference (no timing hint of the token).
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+fn too_large() -> Response {
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        [(header::CONNECTION, "close")],
+        format!("the body is over {} MiB; a photo may be 8 MiB and an audio clip 2 MiB\n", MAX_BODY >> 20),
+    )
+        .into_response()
 }
 
 fn refused() -> Response {
@@ -117,15 +155,43 @@ fn refused() -> Response {
         .into_response()
 }
 
-async fn answer(handler: Handler, method: Method, uri: Uri, headers: HeaderMap) -> Response {
-    if method != Method::GET {
-        return (StatusCode::METHOD_NOT_ALLOWED, "only GET\n").into_response();
-    }
+async fn answer(
+    handler: Handler,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Body,
+    peer: SocketAddr,
+) -> Response {
+    let text = |h: header::HeaderName| headers.get(h).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let body = match method {
+        Method::GET => None,
+        // Only the reports API takes a body.
+        Method::POST if !uri.path().starts_with(OWN_CREDENTIALS) => {
+            return (StatusCode::METHOD_NOT_ALLOWED, "only GET here\n").into_response();
+        }
+        Method::POST => {
+            // Refused before reading it whole: the length it says, then what it really sends.
+            let said = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+            if said.is_some_and(|n| n > MAX_BODY) {
+                return too_large();
+            }
+            match axum::body::to_bytes(body, MAX_BODY).await {
+                Ok(b) => Some(b),
+                Err(_) => return too_large(),
+            }
+        }
+        _ => return (StatusCode::METHOD_NOT_ALLOWED, "only GET and POST\n").into_response(),
+    };
     let path = uri.path().to_string();
     let query = uri.query().unwrap_or("").to_string();
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let answered =
-        tokio::task::spawn_blocking(move || handler(&Request { path: &path, query: &query, accept: &accept })).await;
+    let (accept, authorization, content_type) =
+        (text(header::ACCEPT), text(header::AUTHORIZATION), text(header::CONTENT_TYPE));
+    let answered = tokio::task::spawn_blocking(move || {
+        let post = body.as_ref().map(|b| Post { content_type: &content_type, body: b, peer: peer.ip() });
+        handler(&Request { path: &path, query: &query, accept: &accept, authorization: &authorization, post })
+    })
+    .await;
     match answered {
         Ok(Some(r)) => {
             let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

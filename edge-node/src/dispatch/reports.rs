@@ -1,0 +1,339 @@
+//! reports: residents' reports, the second source of dispatch orders.
+//!
+//! Input: a report (category, text, a point or a micro-grid, an optional photo and audio
+//! clip), already checked and with its photo made safe by the intake (`intake.rs`). Output:
+//! the report stored with a reporter token (only its SHA-256 is kept), and an order through
+//! the same lifecycle, deadlines and escalation as camera alerts (`node = "residents"`,
+//! `source` in the report's status) — or the report attached to an open order of the same
+//! category within `attach_within` meters and `attach_for`. Report and order commit in one
+//! transaction: a crash leaves either both or neither.
+
+use crate::Locked;
+use rusqlite::{OptionalExtension, params};
+use sha2::Digest;
+
+use super::{DispatchError, Dispatcher, Order, State};
+
+/// The reports table (dispatch schema step 2).
+pub const SCHEMA_2: &str = "
+CREATE TABLE IF NOT EXISTS reports (
+    id TEXT PRIMARY KEY,
+    token_hash TEXT NOT NULL,
+    category TEXT NOT NULL,
+    text TEXT NOT NULL,
+    lat REAL, lon REAL,
+    micro_grid TEXT, grid TEXT,
+    photo BLOB,
+    audio BLOB, audio_type TEXT,
+    order_id TEXT,
+    created_ms INTEGER NOT NULL,
+    rating INTEGER, rating_comment TEXT, rated_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS reports_order ON reports(order_id);
+";
+
+/// The node name of resident orders (their `source`).
+pub const RESIDENTS: &str = "residents";
+
+/// A checked report, ready to store.
+#[derive(Debug, Clone)]
+pub struct NewReport {
+    pub category: String,
+    pub text: String,
+    /// (latitude, longitude), when given as a point.
+    pub point: Option<(f64, f64)>,
+    pub micro_grid: Option<String>,
+    pub grid: Option<String>,
+    /// JPEG, faces pixelated, no metadata.
+    pub photo: Option<Vec<u8>>,
+    pub audio: Option<(Vec<u8>, String)>,
+}
+
+/// What became of a report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accepted {
+    pub id: String,
+    /// Give this to the reporter; it is the only way to read the report or rate it.
+    pub token: String,
+    pub order: Option<String>,
+    pub attached: bool,
+}
+
+pub fn token_hash(token: &str) -> String {
+    sha2::Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// 16 random bytes as hex (the kernel's generator).
+pub fn random_hex() -> String {
+    use std::io::Read;
+    let mut b = [0u8; 16];
+    let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Great-circle distance in meters.
+pub fn meters(a: (f64, f64), b: (f64, f64)) -> f64 {
+    let (la1, lo1, la2, lo2) = (a.0.to_radians(), a.1.to_radians(), b.0.to_radians(), b.1.to_radians());
+    let h = ((la2 - la1) / 2.0).sin().powi(2) + la1.cos() * la2.cos() * ((lo2 - lo1) / 2.0).sin().powi(2);
+    2.0 * 6_371_000.0 * h.sqrt().asin()
+}
+
+/// A rating refused, and why (the HTTP status it maps to).
+#[derive(Debug, PartialEq)]
+pub enum RatingRefused {
+    NotFound,
+    NotYet(String),
+    Already,
+}
+
+impl Dispatcher {
+    /// Stores a report and makes (or joins) its order, in one transaction.
+    pub fn handle_report(
+        &self,
+        r: &NewReport,
+        attach_within_m: f64,
+        attach_for_ms: i64,
+        now: i64,
+    ) -> Result<Accepted, DispatchError> {
+        let id = format!("r-{now:013}-{}", &random_hex()[..8]);
+        let token = random_hex();
+        self.store.locked().transaction(|tx, out| {
+            // An open resident order of the category, near enough and recent enough.
+            let mut near: Option<Order> = None;
+            if let Some(p) = r.point {
+                let mut stmt = tx.prepare(
+                    "SELECT o.id, r.lat, r.lon FROM orders o JOIN reports r ON r.order_id = o.id \
+                     WHERE o.node = ?1 AND o.category = ?2 AND o.closed_ms IS NULL AND o.created_ms >= ?3 \
+                     AND r.lat IS NOT NULL ORDER BY o.created_ms",
+                )?;
+                let rows: Vec<(String, f64, f64)> = stmt
+                    .query_map(params![RESIDENTS, r.category, now - attach_for_ms], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                    })?
+                    .collect::<Result<_, _>>()?;
+                if let Some((oid, _, _)) = rows.iter().find(|(_, la, lo)| meters(p, (*la, *lo)) <= attach_within_m) {
+                    near = Order::load(tx, oid)?;
+                }
+            }
+            let (order, attached) = match near {
+                Some(mut o) => {
+                    o.alerts += 1;
+                    o.last_alert = id.clone();
+                    o.save(tx)?;
+                    self.announce(out, &o, "alert_attached", None, Some(&format!("report {id}")), now, &[]);
+                    (Some(o.id), true)
+                }
+                None => match self.config.route(&r.category) {
+                    None => (None, false),
+                    Some(route) => {
+                        let mut o = Order {
+                            id: format!("o-{id}"),
+                            key: format!("{RESIDENTS}/{}/{id}", r.category),
+                            state: State::Assigned,
+                            node: RESIDENTS.to_string(),
+                            camera: "-".to_string(),
+                            rule: "report".to_string(),
+                            zone: None,
+                            category: r.category.clone(),
+                            severity: "medium".to_string(),
+                            priority: route.priority.name().to_string(),
+                            micro_grid: r.micro_grid.clone(),
+                            grid: r.grid.clone(),
+                            assignee: None,
+                            worker: None,
+                            escalation: 0,
+                            escalations: 0,
+                            reassignments: 0,
+                            excluded: Vec::new(),
+                            deadline_ms: None,
+                            deadline: None,
+                            alerts: 1,
+                            first_alert: id.clone(),
+                            last_alert: id.clone(),
+                            label: r.category.clone(),
+                            score: 1.0,
+                            snapshot: r.photo.as_ref().map(|_| format!("/api/v1/reports/{id}/photo.jpg")),
+                            created_ms: now,
+                            assigned_ms: None,
+                            accepted_ms: None,
+                            on_site_ms: None,
+                            resolved_ms: None,
+                            closed_ms: None,
+                            cancel_reason: None,
+                            note: None,
+                        };
+                        self.announce(out, &o, "created", None, Some(&format!("resident report {id}")), now, &[]);
+                        tracing::info!(order = %o.id, report = %id, category = %o.category, grid = o.grid.as_deref().unwrap_or("-"), "order created from a resident's report");
+                        self.assign_or_escalate(tx, out, &mut o, route, now, "created")?;
+                        o.save(tx)?;
+                        (Some(o.id), false)
+                    }
+                },
+            };
+            tx.execute(
+                "INSERT INTO reports (id, token_hash, category, text, lat, lon, micro_grid, grid, photo, audio, \
+                 audio_type, order_id, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                params![
+                    id,
+                    token_hash(&token),
+                    r.category,
+                    r.text,
+                    r.point.map(|p| p.0),
+                    r.point.map(|p| p.1),
+                    r.micro_grid,
+                    r.grid,
+                    r.photo,
+                    r.audio.as_ref().map(|a| &a.0),
+                    r.audio.as_ref().map(|a| &a.1),
+                    order,
+                    now
+                ],
+            )?;
+            Ok::<_, DispatchError>(Accepted { id: id.clone(), token: token.clone(), order, attached })
+        })
+    }
+
+    /// Whether `token` is the report's.
+    pub fn report_token_ok(&self, id: &str, token: &str) -> Result<bool, DispatchError> {
+        let hash: Option<String> = self
+            .store
+            .locked()
+            .connection()
+            .query_row("SELECT token_hash FROM reports WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?;
+        Ok(hash.is_some_and(|h| crate::telemetry::http::same(h.as_bytes(), token_hash(token).as_bytes())))
+    }
+
+    /// The report's status for its reporter: what was reported, where, the order's state and
+    /// timeline, the closing note and the rating.
+    pub fn report_status(&self, id: &str) -> Result<Option<serde_json::Value>, DispatchError> {
+        let store = self.store.locked();
+        let conn = store.connection();
+        let row = conn
+            .query_row(
+                "SELECT category, text, lat, lon, micro_grid, grid, photo IS NOT NULL, audio IS NOT NULL, order_id, \
+                 created_ms, rating, rating_comment FROM reports WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<f64>>(2)?,
+                        r.get::<_, Option<f64>>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                        r.get::<_, bool>(6)?,
+                        r.get::<_, bool>(7)?,
+                        r.get::<_, Option<String>>(8)?,
+                        r.get::<_, i64>(9)?,
+                        r.get::<_, Option<i64>>(10)?,
+                        r.get::<_, Option<String>>(11)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((category, text, lat, lon, micro_grid, grid, photo, audio, order_id, created, rating, comment)) = row
+        else {
+            return Ok(None);
+        };
+        let order = match &order_id {
+            Some(oid) => Order::all(conn)?.into_iter().find(|o| &o.id == oid),
+            None => None,
+        };
+        let at = |ms: Option<i64>| ms.map(super::order::rfc3339_ms);
+        let mut timeline = vec![serde_json::json!({"event": "reported", "at": super::order::rfc3339_ms(created)})];
+        if let Some(o) = &order {
+            for (event, ms) in [
+                ("assigned", o.assigned_ms),
+                ("accepted", o.accepted_ms),
+                ("on_site", o.on_site_ms),
+                ("resolved", o.resolved_ms),
+                ("closed", o.closed_ms),
+            ] {
+                if let Some(t) = at(ms) {
+                    timeline.push(serde_json::json!({"event": event, "at": t}));
+                }
+            }
+        }
+        Ok(Some(serde_json::json!({
+            "schema": "gridsight.report_status", "version": 1, "id": id, "source": "resident",
+            "category": category, "text": text,
+            "location": {"lat": lat, "lon": lon, "micro_grid": micro_grid, "grid": grid},
+            "photo": photo.then(|| format!("/api/v1/reports/{id}/photo.jpg")), "audio": audio,
+            "order": order_id, "state": order.as_ref().map(|o| o.state.name()).unwrap_or("not_dispatched"),
+            "timeline": timeline, "note": order.as_ref().and_then(|o| o.note.clone()),
+            "rating": rating, "rating_comment": comment,
+        })))
+    }
+
+    /// The stored (pixelated) photo of a report.
+    pub fn report_photo(&self, id: &str) -> Result<Option<Vec<u8>>, DispatchError> {
+        let store = self.store.locked();
+        Ok(store
+            .connection()
+            .query_row("SELECT photo FROM reports WHERE id = ?1", [id], |r| r.get::<_, Option<Vec<u8>>>(0))
+            .optional()?
+            .flatten())
+    }
+
+    /// Stores the reporter's rating (1-5): once, and only after the order is resolved.
+    pub fn rate_report(
+        &self,
+        id: &str,
+        rating: u8,
+        comment: &str,
+        now: i64,
+    ) -> Result<Result<(), RatingRefused>, DispatchError> {
+        self.store.locked().transaction(|tx, _| {
+            let row: Option<(Option<String>, Option<i64>)> = tx
+                .query_row("SELECT order_id, rating FROM reports WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let Some((order_id, existing)) = row else { return Ok(Err(RatingRefused::NotFound)) };
+            if existing.is_some() {
+                return Ok(Err(RatingRefused::Already));
+            }
+            let state = match &order_id {
+                Some(oid) => Order::load(tx, oid)?.map(|o| o.state),
+                None => None,
+            };
+            if state != Some(State::Resolved) {
+                let now_state = state.map_or("not dispatched", |s| s.name());
+                return Ok(Err(RatingRefused::NotYet(format!("the order is {now_state}; rate it once it is resolved"))));
+            }
+            tx.execute(
+                "UPDATE reports SET rating = ?2, rating_comment = ?3, rated_ms = ?4 WHERE id = ?1",
+                params![id, rating, comment, now],
+            )?;
+            Ok::<_, DispatchError>(Ok(()))
+        })
+    }
+
+    /// Ratings per grid and category: (grid, category, count, mean).
+    pub fn ratings(&self) -> Result<Vec<(String, String, u64, f64)>, DispatchError> {
+        let store = self.store.locked();
+        let mut stmt = store.connection().prepare(
+            "SELECT COALESCE(grid, '-'), category, COUNT(*), AVG(rating) FROM reports WHERE rating IS NOT NULL \
+             GROUP BY 1, 2 ORDER BY 1, 2",
+        )?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64, r.get(3)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distances_and_tokens() {
+        // 0.00018° of latitude is about 20 m.
+        let d = meters((31.2304, 121.4737), (31.23058, 121.4737));
+        assert!((19.0..21.0).contains(&d), "{d}");
+        let (a, b) = (random_hex(), random_hex());
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+        assert_eq!(token_hash("x"), "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881");
+    }
+}
