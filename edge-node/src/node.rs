@@ -218,7 +218,33 @@ pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
         (Arc::new(crate::dispatch::stats::collector(service.metrics.clone())), service.link_stats());
     let (dispatcher, latest, fleet) = (service.dispatcher.clone(), service.metrics.clone(), service.fleet.clone());
     let (title, window) = (config.node.name.clone(), config.dispatch.retention.as_secs());
+    let intake = crate::dispatch::intake::Intake::new(&config, service.dispatcher.clone());
+    // Residents' ratings per grid and category, read from the reports on each scrape.
+    let ratings = config.reports.is_some().then(|| {
+        let d = service.dispatcher.clone();
+        Arc::new(crate::telemetry::ScrapeCollector::new(move |m| {
+            let rows = d.ratings().unwrap_or_default();
+            type Row = (String, String, u64, u64, Option<f64>);
+            let of = |f: &dyn Fn(&Row) -> Option<f64>| -> Vec<(Vec<(&str, &str)>, f64)> {
+                rows.iter()
+                    .filter_map(|r| Some((vec![("grid", r.0.as_str()), ("category", r.1.as_str())], f(r)?)))
+                    .collect()
+            };
+            m.family("gridsight_reports", "Residents' reports stored.", "gauge", &of(&|r| Some(r.2 as f64)));
+            m.family(
+                "gridsight_reports_rated",
+                "Reports rated by their reporter.",
+                "gauge",
+                &of(&|r| Some(r.3 as f64)),
+            );
+            m.family("gridsight_reports_rating_mean", "Mean rating (1-5) residents gave.", "gauge", &of(&|r| r.4));
+        }))
+    });
+    if config.reports.is_some() {
+        info!("residents' reports: POST /api/v1/reports");
+    }
     let handler: crate::telemetry::http::Handler = Arc::new(move |r: &crate::telemetry::http::Request| match r.path {
+        path if path.starts_with("/api/v1/reports") => intake.as_ref()?.answer(r),
         "/" => Some(Reply::new(200, "text/html; charset=utf-8", crate::telemetry::page::PAGE)),
         "/api/overview" => {
             let fleet = fleet.as_ref()?;
@@ -226,7 +252,13 @@ pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
             let v = crate::telemetry::page::district_overview(&title, up, &dispatcher, &latest, fleet, window);
             Some(json_reply(&v))
         }
-        "/metrics" => Some(crate::telemetry::metrics_response(r.accept, vec![Box::new(stats.clone())]).into()),
+        "/metrics" => {
+            let mut collectors: Vec<Box<dyn prometheus_client::collector::Collector>> = vec![Box::new(stats.clone())];
+            if let Some(r) = &ratings {
+                collectors.push(Box::new(r.clone()));
+            }
+            Some(crate::telemetry::metrics_response(r.accept, collectors).into())
+        }
         path => health(path, &connected, None).map(Into::into),
     });
     let addr = {
@@ -457,8 +489,11 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                 .as_ref()
                 .map(|d| (d.dispatcher.clone(), d.metrics.clone(), config.dispatch.retention.as_secs())),
         };
+        let intake =
+            dispatch.as_ref().and_then(|d| crate::dispatch::intake::Intake::new(&config, d.dispatcher.clone()));
         let handler: crate::telemetry::http::Handler =
             Arc::new(move |r: &crate::telemetry::http::Request| match r.path {
+                path if path.starts_with("/api/v1/reports") => intake.as_ref()?.answer(r),
                 "/" => Some(Reply::new(200, "text/html; charset=utf-8", crate::telemetry::page::PAGE)),
                 "/api/overview" => Some(json_reply(&page.overview())),
                 path if path.starts_with("/clips/") && path.ends_with(".mp4") => {

@@ -239,7 +239,10 @@ fn reports(v: &mut Validator, r: &RawReports, models: &BTreeMap<String, ModelSpe
         }
     }
     if !models.values().any(|m| m.family == Family::Yunet) {
-        v.err("reports.enabled", "report photos are pixelated with the face model: add one of family yunet to [models]");
+        v.err(
+            "reports.enabled",
+            "report photos are pixelated with the face model: add one of family yunet to [models]",
+        );
     }
     let attach_within_m = match r.attach_within {
         None => 50.0,

@@ -20,6 +20,7 @@
 
 pub mod fleet;
 pub mod inspector;
+pub mod intake;
 pub mod order;
 pub mod reports;
 pub mod service;

@@ -298,7 +298,9 @@ impl Dispatcher {
             };
             if state != Some(State::Resolved) {
                 let now_state = state.map_or("not dispatched", |s| s.name());
-                return Ok(Err(RatingRefused::NotYet(format!("the order is {now_state}; rate it once it is resolved"))));
+                return Ok(Err(RatingRefused::NotYet(format!(
+                    "the order is {now_state}; rate it once it is resolved"
+                ))));
             }
             tx.execute(
                 "UPDATE reports SET rating = ?2, rating_comment = ?3, rated_ms = ?4 WHERE id = ?1",
@@ -308,15 +310,17 @@ impl Dispatcher {
         })
     }
 
-    /// Ratings per grid and category: (grid, category, count, mean).
-    pub fn ratings(&self) -> Result<Vec<(String, String, u64, f64)>, DispatchError> {
+    /// Reports per grid and category: (grid, category, reports, rated, mean rating).
+    pub fn ratings(&self) -> Result<Vec<(String, String, u64, u64, Option<f64>)>, DispatchError> {
         let store = self.store.locked();
         let mut stmt = store.connection().prepare(
-            "SELECT COALESCE(grid, '-'), category, COUNT(*), AVG(rating) FROM reports WHERE rating IS NOT NULL \
+            "SELECT COALESCE(grid, '-'), category, COUNT(*), COUNT(rating), AVG(rating) FROM reports \
              GROUP BY 1, 2 ORDER BY 1, 2",
         )?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64, r.get(3)?)))?
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64, r.get::<_, i64>(3)? as u64, r.get(4)?))
+            })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }

@@ -1,0 +1,437 @@
+//! intake: the residents' reports API on the dispatcher's HTTP listener.
+//!
+//! ```text
+//! POST /api/v1/reports               multipart: category, text, lat + lon or micro_grid,
+//!                                    photo (JPEG/PNG ≤ 8 MiB), audio (≤ 2 MiB)  ─► 201 {id, token}
+//! GET  /api/v1/reports/<id>          Authorization: Bearer <token> ─► status, timeline, note
+//! GET  /api/v1/reports/<id>/photo.jpg  (token) ─► the stored photo
+//! POST /api/v1/reports/<id>/rating   (token) {"rating": 1-5, "comment": "..."} ─► 200, once,
+//!                                    after the order is resolved
+//! ```
+//!
+//! Everything is checked before anything is stored, so a refused report leaves nothing
+//! behind: the fields, the category, the coordinates and where they fall, the photo (decoded;
+//! anything that is not a JPEG or PNG is refused). The photo is then made safe. Faces found
+//! by the face model are pixelated, and it is encoded again as a JPEG, so no EXIF or other
+//! metadata (GPS!) survives. Floods get 429, per address for new reports and per reporter
+//! token for the rest.
+
+use crate::Locked;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::Dispatcher;
+use super::reports::{NewReport, RatingRefused};
+use crate::config::{Config, Family, Grid, ModelSpec, Reports};
+use crate::telemetry::http::{Reply, Request};
+
+const MAX_PHOTO: usize = 8 << 20;
+const MAX_AUDIO: usize = 2 << 20;
+const MAX_TEXT: usize = 2000;
+/// Photos are kept at most this wide or high.
+const MAX_SIDE: u32 = 1920;
+
+/// One part of a `multipart/form-data` body.
+#[derive(Debug)]
+pub struct Part<'a> {
+    pub name: String,
+    pub content_type: Option<String>,
+    pub data: &'a [u8],
+}
+
+/// Splits a `multipart/form-data` body; `Err` says what is wrong with it.
+pub fn multipart<'a>(content_type: &str, body: &'a [u8]) -> Result<Vec<Part<'a>>, String> {
+    let boundary = content_type
+        .split(';')
+        .map(str::trim)
+        .find_map(|p| p.strip_prefix("boundary="))
+        .map(|b| b.trim_matches('"'))
+        .filter(|_| content_type.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"))
+        .ok_or("the body must be multipart/form-data with a boundary")?;
+    if boundary.is_empty() || boundary.len() > 70 {
+        return Err("the multipart boundary must be 1-70 characters".into());
+    }
+    let delimiter = format!("--{boundary}");
+    let find = |hay: &[u8], needle: &[u8], from: usize| -> Option<usize> {
+        hay.get(from..)?.windows(needle.len()).position(|w| w == needle).map(|i| i + from)
+    };
+    let mut parts = Vec::new();
+    let mut at = find(body, delimiter.as_bytes(), 0).ok_or("no multipart boundary in the body")?;
+    loop {
+        at += delimiter.len();
+        if body.get(at..at + 2) == Some(b"--") {
+            return Ok(parts);
+        }
+        if body.get(at..at + 2) != Some(b"\r\n") {
+            return Err("a multipart boundary is not followed by a line break".into());
+        }
+        at += 2;
+        let head_end = find(body, b"\r\n\r\n", at).ok_or("a multipart part has no end of headers")?;
+        let head = std::str::from_utf8(&body[at..head_end]).map_err(|_| "multipart headers are not UTF-8")?;
+        let next =
+            find(body, format!("\r\n{delimiter}").as_bytes(), head_end + 4).ok_or("a multipart part is not closed")?;
+        let (mut name, mut ctype) = (None, None);
+        for line in head.split("\r\n") {
+            let (k, v) = line.split_once(':').ok_or("a multipart header without ':'")?;
+            match k.trim().to_ascii_lowercase().as_str() {
+                "content-disposition" => {
+                    name = v
+                        .split(';')
+                        .map(str::trim)
+                        .find_map(|p| p.strip_prefix("name="))
+                        .map(|n| n.trim_matches('"').to_string());
+                }
+                "content-type" => ctype = Some(v.trim().to_ascii_lowercase()),
+                _ => {}
+            }
+        }
+        let name = name.ok_or("a multipart part without a name")?;
+        if parts.iter().any(|p: &Part| p.name == name) {
+            return Err(format!("the field {name} is given twice"));
+        }
+        parts.push(Part { name, content_type: ctype, data: &body[head_end + 4..next] });
+        at = next + 2;
+        if parts.len() > 16 {
+            return Err("too many fields".into());
+        }
+    }
+}
+
+/// Requests per minute per key.
+#[derive(Default)]
+struct Limits {
+    seen: HashMap<String, (Instant, u32)>,
+}
+
+impl Limits {
+    fn allow(&mut self, key: String, per_minute: u32, now: Instant) -> bool {
+        if self.seen.len() > 10_000 {
+            self.seen.retain(|_, (t, _)| now.duration_since(*t) < Duration::from_secs(60));
+        }
+        let e = self.seen.entry(key).or_insert((now, 0));
+        if now.duration_since(e.0) >= Duration::from_secs(60) {
+            *e = (now, 0);
+        }
+        e.1 += 1;
+        e.1 <= per_minute
+    }
+}
+
+/// The reports API of one dispatcher.
+pub struct Intake {
+    dispatcher: Arc<Dispatcher>,
+    config: Reports,
+    grid: Grid,
+    faces: (String, ModelSpec),
+    detector: Mutex<Option<crate::inference::Detector>>,
+    limits: Mutex<Limits>,
+}
+
+fn error(status: u16, reason: impl Into<String>) -> Reply {
+    let v = json!({"ok": false, "reason": reason.into()});
+    Reply::new(status, "application/json", serde_json::to_vec(&v).unwrap_or_default())
+}
+
+fn ok(status: u16, v: serde_json::Value) -> Reply {
+    Reply::new(status, "application/json", serde_json::to_vec(&v).unwrap_or_default())
+}
+
+impl Intake {
+    /// `None` unless `[reports]` is enabled (the config then has a face model).
+    pub fn new(config: &Config, dispatcher: Arc<Dispatcher>) -> Option<Self> {
+        let reports = config.reports.clone()?;
+        let faces = config
+            .models
+            .iter()
+            .find(|(_, m)| m.family == Family::Yunet)
+            .map(|(n, m)| (n.clone(), ModelSpec { score_threshold: m.score_threshold.min(0.5), ..m.clone() }))?;
+        Some(Self {
+            dispatcher,
+            config: reports,
+            grid: config.grid.clone(),
+            faces,
+            detector: Mutex::default(),
+            limits: Mutex::default(),
+        })
+    }
+
+    /// Answers a request under `/api/v1/reports`, or `None` for other paths.
+    pub fn answer(&self, r: &Request) -> Option<Reply> {
+        let rest = r.path.strip_prefix("/api/v1/reports")?;
+        let now = super::service::now_ms();
+        Some(match (rest, &r.post) {
+            ("", Some(post)) => {
+                if !self.limits.locked().allow(format!("ip {}", post.peer), self.config.per_address, Instant::now()) {
+                    return Some(error(429, "too many reports from this address; try again in a minute"));
+                }
+                self.create(post.content_type, post.body, now)
+            }
+            ("" | "/", None) => error(405, "POST a report here; GET /api/v1/reports/<id> with its token"),
+            (tail, post) => {
+                let tail = tail.trim_start_matches('/');
+                let (id, what) = tail.split_once('/').unwrap_or((tail, ""));
+                let token = r
+                    .authorization
+                    .strip_prefix("Bearer ")
+                    .or(r.authorization.strip_prefix("bearer "))
+                    .unwrap_or("")
+                    .trim();
+                if !self.limits.locked().allow(format!("token {token}"), self.config.per_token, Instant::now()) {
+                    return Some(error(429, "too many requests with this token; try again in a minute"));
+                }
+                match self.dispatcher.report_token_ok(id, token) {
+                    Err(e) => error(500, format!("cannot read the report: {e}")),
+                    Ok(false) => error(403, "unknown report, or not its token (send Authorization: Bearer <token>)"),
+                    Ok(true) => match (what, post) {
+                        ("", None) => match self.dispatcher.report_status(id) {
+                            Ok(Some(v)) => ok(200, v),
+                            Ok(None) => error(404, "no such report"),
+                            Err(e) => error(500, e.to_string()),
+                        },
+                        ("photo.jpg", None) => match self.dispatcher.report_photo(id) {
+                            Ok(Some(jpeg)) => Reply::new(200, "image/jpeg", jpeg),
+                            Ok(None) => error(404, "this report has no photo"),
+                            Err(e) => error(500, e.to_string()),
+                        },
+                        ("rating", Some(post)) => self.rate(id, post.body, now),
+                        _ => error(404, "not a report resource: /api/v1/reports/<id>, /photo.jpg, /rating"),
+                    },
+                }
+            }
+        })
+    }
+
+    fn create(&self, content_type: &str, body: &[u8], now: i64) -> Reply {
+        let report = match self.check(content_type, body) {
+            Ok(r) => r,
+            Err((status, reason)) => return error(status, reason),
+        };
+        match self.dispatcher.handle_report(
+            &report,
+            self.config.attach_within_m,
+            self.config.attach_for.as_millis() as i64,
+            now,
+        ) {
+            Ok(a) => ok(
+                201,
+                json!({"ok": true, "id": a.id, "token": a.token, "order": a.order, "attached": a.attached,
+                       "status": format!("/api/v1/reports/{}", a.id)}),
+            ),
+            Err(e) => error(500, format!("the report could not be stored: {e}")),
+        }
+    }
+
+    /// Every check, then the photo made safe; nothing is stored here.
+    fn check(&self, content_type: &str, body: &[u8]) -> Result<NewReport, (u16, String)> {
+        let bad = |s: String| (400, s);
+        let parts = multipart(content_type, body).map_err(bad)?;
+        let field = |name: &str| parts.iter().find(|p| p.name == name);
+        let text_of = |name: &str| -> Result<Option<String>, (u16, String)> {
+            field(name)
+                .map(|p| {
+                    std::str::from_utf8(p.data)
+                        .map(|s| s.trim().to_string())
+                        .map_err(|_| bad(format!("{name} is not UTF-8 text")))
+                })
+                .transpose()
+        };
+        for p in &parts {
+            if !["category", "text", "lat", "lon", "micro_grid", "photo", "audio"].contains(&p.name.as_str()) {
+                return Err(bad(format!(
+                    "unknown field {}; use category, text, lat, lon, micro_grid, photo, audio",
+                    p.name
+                )));
+            }
+        }
+        let category = text_of("category")?.ok_or_else(|| bad("missing field category".into()))?;
+        if !self.config.categories.contains(&category) {
+            return Err(bad(format!("unknown category \"{category}\"; one of {}", self.config.categories.join(", "))));
+        }
+        let text = text_of("text")?.ok_or_else(|| bad("missing field text (what is wrong, in words)".into()))?;
+        if text.is_empty() || text.chars().count() > MAX_TEXT {
+            return Err(bad(format!("text must be 1-{MAX_TEXT} characters")));
+        }
+        let number = |name: &str, range: std::ops::RangeInclusive<f64>| -> Result<Option<f64>, (u16, String)> {
+            match text_of(name)? {
+                None => Ok(None),
+                Some(t) => match t.parse::<f64>() {
+                    Ok(v) if v.is_finite() && range.contains(&v) => Ok(Some(v)),
+                    _ => Err(bad(format!("{name} \"{t}\" is not a number from {} to {}", range.start(), range.end()))),
+                },
+            }
+        };
+        let (lat, lon) = (number("lat", -90.0..=90.0)?, number("lon", -180.0..=180.0)?);
+        let micro_grid = text_of("micro_grid")?;
+        let (point, micro_grid) = match (lat, lon, micro_grid) {
+            (Some(la), Some(lo), None) => {
+                let found = self
+                    .grid
+                    .micro_grids
+                    .iter()
+                    .find(|m| m.area.as_ref().is_some_and(|a| a.contains(crate::geometry::Point::new(lo, la))));
+                match found {
+                    Some(m) => (Some((la, lo)), Some(m.id.clone())),
+                    None if self.config.outside_to_control_room => (Some((la, lo)), None),
+                    None => return Err((422, format!("{la}, {lo} is outside every micro-grid of this district"))),
+                }
+            }
+            (None, None, Some(m)) => match self.grid.micro_grids.iter().find(|g| g.id == m) {
+                Some(g) => (None, Some(g.id.clone())),
+                None => return Err(bad(format!("unknown micro_grid \"{m}\""))),
+            },
+            (None, None, None) => return Err(bad("missing location: lat and lon, or micro_grid".into())),
+            (Some(_), None, _) | (None, Some(_), _) => return Err(bad("give both lat and lon".into())),
+            (Some(_), Some(_), Some(_)) => return Err(bad("give lat and lon, or micro_grid, not both".into())),
+        };
+        let grid =
+            micro_grid.as_ref().and_then(|m| self.grid.micro_grids.iter().find(|g| &g.id == m)).map(|g| g.grid.clone());
+        let audio = match field("audio") {
+            None => None,
+            Some(p) if p.data.len() > MAX_AUDIO => {
+                return Err((413, format!("the audio clip is over {} MiB", MAX_AUDIO >> 20)));
+            }
+            Some(p) if p.data.is_empty() => return Err(bad("the audio clip is empty".into())),
+            Some(p) => {
+                let ctype = p.content_type.clone().unwrap_or_default();
+                if !ctype.starts_with("audio/") {
+                    return Err(bad(format!("the audio part is \"{ctype}\", not audio/*")));
+                }
+                Some((p.data.to_vec(), ctype))
+            }
+        };
+        let photo = match field("photo") {
+            None => None,
+            Some(p) if p.data.len() > MAX_PHOTO => {
+                return Err((413, format!("the photo is over {} MiB", MAX_PHOTO >> 20)));
+            }
+            Some(p) => Some(self.safe_photo(p.data).map_err(bad)?),
+        };
+        Ok(NewReport { category, text, point, micro_grid, grid, photo, audio })
+    }
+
+    /// Decodes a JPEG or PNG, pixelates every face the face model finds, and encodes it
+    /// again (no metadata survives).
+    fn safe_photo(&self, data: &[u8]) -> Result<Vec<u8>, String> {
+        let format = image::guess_format(data).map_err(|_| "the photo is not an image (JPEG or PNG)".to_string())?;
+        if !matches!(format, image::ImageFormat::Jpeg | image::ImageFormat::Png) {
+            return Err(format!("the photo is {format:?}; send a JPEG or PNG"));
+        }
+        let img = image::load_from_memory_with_format(data, format)
+            .map_err(|e| format!("the photo cannot be decoded: {e}"))?;
+        let img = if img.width().max(img.height()) > MAX_SIDE {
+            img.resize(MAX_SIDE, MAX_SIDE, image::imageops::FilterType::Triangle)
+        } else {
+            img
+        };
+        let mut rgb = img.to_rgb8();
+        let (w, h) = rgb.dimensions();
+        let bgr: Vec<u8> = rgb.pixels().flat_map(|p| [p[2], p[1], p[0]]).collect();
+        let faces = {
+            let mut d = self.detector.locked();
+            if d.is_none() {
+                let specs = std::collections::BTreeMap::from([(self.faces.0.clone(), self.faces.1.clone())]);
+                *d = Some(
+                    crate::inference::Detector::new(&specs, 1)
+                        .map_err(|e| format!("the face model cannot run: {e}"))?,
+                );
+            }
+            let job = crate::inference::Job {
+                image: crate::inference::ImageView::packed(&bgr, w, h),
+                source: (w, h),
+                roi: None,
+            };
+            d.as_mut()
+                .expect("made above")
+                .detect(std::slice::from_ref(&self.faces.0), &[job])
+                .map_err(|e| format!("the face model failed: {e}"))?
+                .pop()
+                .map(|d| d.faces)
+                .unwrap_or_default()
+        };
+        for f in &faces {
+            crate::alert::pixelate(&mut rgb, w, h, f.bbox);
+        }
+        let mut out = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85)
+            .encode_image(&rgb)
+            .map_err(|e| format!("the photo cannot be encoded: {e}"))?;
+        tracing::info!(faces = faces.len(), bytes = out.len(), "report photo: faces pixelated, metadata dropped");
+        Ok(out)
+    }
+
+    fn rate(&self, id: &str, body: &[u8], now: i64) -> Reply {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Rating {
+            rating: u8,
+            #[serde(default)]
+            comment: String,
+        }
+        let r: Rating = match serde_json::from_slice(body) {
+            Ok(r) => r,
+            Err(e) => return error(400, format!("expected {{\"rating\": 1-5, \"comment\": \"...\"}}: {e}")),
+        };
+        if !(1..=5).contains(&r.rating) {
+            return error(400, "rating must be 1 to 5");
+        }
+        if r.comment.chars().count() > MAX_TEXT {
+            return error(400, format!("comment must be at most {MAX_TEXT} characters"));
+        }
+        match self.dispatcher.rate_report(id, r.rating, r.comment.trim(), now) {
+            Ok(Ok(())) => ok(200, json!({"ok": true, "id": id, "rating": r.rating})),
+            Ok(Err(RatingRefused::NotFound)) => error(404, "no such report"),
+            Ok(Err(RatingRefused::Already)) => error(409, "this report is rated already"),
+            Ok(Err(RatingRefused::NotYet(why))) => error(409, why),
+            Err(e) => error(500, e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
+        let mut b = Vec::new();
+        for (name, ctype, data) in parts {
+            b.extend_from_slice(format!("--XyZ\r\nContent-Disposition: form-data; name=\"{name}\"").as_bytes());
+            if let Some(c) = ctype {
+                b.extend_from_slice(format!("; filename=\"f\"\r\nContent-Type: {c}").as_bytes());
+            }
+            b.extend_from_slice(b"\r\n\r\n");
+            b.extend_from_slice(data);
+            b.extend_from_slice(b"\r\n");
+        }
+        b.extend_from_slice(b"--XyZ--\r\n");
+        b
+    }
+
+    #[test]
+    fn multipart_fields_and_refusals() {
+        let b = body(&[("category", None, b"pothole"), ("photo", Some("image/jpeg"), b"\xff\xd8binary\r\n--Xy")]);
+        let parts = multipart("multipart/form-data; boundary=XyZ", &b).unwrap();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0].data, b"pothole");
+        assert_eq!(parts[1].content_type.as_deref(), Some("image/jpeg"));
+        assert_eq!(parts[1].data, b"\xff\xd8binary\r\n--Xy");
+        assert!(multipart("application/json", &b).is_err());
+        assert!(multipart("multipart/form-data; boundary=other", &b).is_err());
+        assert!(multipart("multipart/form-data; boundary=XyZ", b"--XyZ\r\nno headers end").is_err());
+        let twice = body(&[("text", None, b"a"), ("text", None, b"b")]);
+        assert!(multipart("multipart/form-data; boundary=XyZ", &twice).unwrap_err().contains("twice"));
+        assert!(multipart("multipart/form-data; boundary=XyZ", b"").is_err());
+    }
+
+    #[test]
+    fn limits_per_minute() {
+        let mut l = Limits::default();
+        let t = Instant::now();
+        assert!((0..3).all(|_| l.allow("a".into(), 3, t)));
+        assert!(!l.allow("a".into(), 3, t));
+        assert!(l.allow("b".into(), 3, t));
+        assert!(l.allow("a".into(), 3, t + Duration::from_secs(61)));
+    }
+}
