@@ -224,12 +224,12 @@ pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
         let d = service.dispatcher.clone();
         Arc::new(crate::telemetry::ScrapeCollector::new(move |m| {
             let rows = d.ratings().unwrap_or_default();
-            type Row = (String, String, u64, u64, Option<f64>);
-            let of = |f: &dyn Fn(&Row) -> Option<f64>| -> Vec<(Vec<(&str, &str)>, f64)> {
-                rows.iter()
-                    .filter_map(|r| Some((vec![("grid", r.0.as_str()), ("category", r.1.as_str())], f(r)?)))
-                    .collect()
-            };
+            let of =
+                |f: &dyn Fn(&crate::dispatch::reports::RatingRow) -> Option<f64>| -> Vec<(Vec<(&str, &str)>, f64)> {
+                    rows.iter()
+                        .filter_map(|r| Some((vec![("grid", r.0.as_str()), ("category", r.1.as_str())], f(r)?)))
+                        .collect()
+                };
             m.family("gridsight_reports", "Residents' reports stored.", "gauge", &of(&|r| Some(r.2 as f64)));
             m.family(
                 "gridsight_reports_rated",

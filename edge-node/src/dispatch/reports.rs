@@ -78,6 +78,9 @@ pub fn meters(a: (f64, f64), b: (f64, f64)) -> f64 {
     2.0 * 6_371_000.0 * h.sqrt().asin()
 }
 
+/// (grid, category, reports, rated, mean rating).
+pub type RatingRow = (String, String, u64, u64, Option<f64>);
+
 /// A rating refused, and why (the HTTP status it maps to).
 #[derive(Debug, PartialEq)]
 pub enum RatingRefused {
@@ -310,8 +313,8 @@ impl Dispatcher {
         })
     }
 
-    /// Reports per grid and category: (grid, category, reports, rated, mean rating).
-    pub fn ratings(&self) -> Result<Vec<(String, String, u64, u64, Option<f64>)>, DispatchError> {
+    /// Reports per grid and category.
+    pub fn ratings(&self) -> Result<Vec<RatingRow>, DispatchError> {
         let store = self.store.locked();
         let mut stmt = store.connection().prepare(
             "SELECT COALESCE(grid, '-'), category, COUNT(*), COUNT(rating), AVG(rating) FROM reports \
