@@ -164,6 +164,7 @@ grid = "g2"
     )
     .unwrap();
     let db = dir.join("data/dispatch.db");
+    let order_events = subscriber_raw(port, "gridsight/dispatch/orders", "reports-orders");
     let mut dispatcher = edge_node("dispatch", &cfg, &dir.join("dispatch-1.log"));
     let logs = |n: u32| std::fs::read_to_string(dir.join(format!("dispatch-{n}.log"))).unwrap_or_default();
     assert!(
@@ -208,6 +209,22 @@ grid = "g2"
     assert_eq!(faces(&mut detector, &stored), 0, "a face is recognisable in the stored photo");
     assert!(!contains(&stored, b"Exif") && !contains(&stored, b"GPS"), "metadata survived");
     assert!(image::load_from_memory(&stored).is_ok());
+    // The inspectors see the words, the place and the (pixelated) photo.
+    let events = || -> Vec<serde_json::Value> { order_events.lock().unwrap().iter().map(|(_, p)| json(p)).collect() };
+    let created = wait_until(Duration::from_secs(10), || {
+        let ev = events();
+        let mine = |e: &serde_json::Value| e["order"]["id"] == order.as_str();
+        ev.iter().any(|v| {
+            mine(v)
+                && v["event"] == "created"
+                && v["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("A deep pothole by the bus stop") && d.contains("(m1)"))
+        }) && ev.iter().any(|v| mine(v) && v["event"] == "assigned" && v["order"]["assignee"] == "insp-a")
+    });
+    assert!(created, "no created event with the report's text and place: {:#?}", events());
+    let (code, seen) = http(http_port, "GET", &format!("/reports/{id}/photo.jpg"), None, "text/plain", b"");
+    assert_eq!((code, seen.len()), (200, stored.len()), "the inspectors' photo is the stored one");
 
     // 2. A second pothole 20 m away joins the order; litter at the same spot makes its own.
     let near = form(

@@ -245,6 +245,14 @@ pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
     }
     let handler: crate::telemetry::http::Handler = Arc::new(move |r: &crate::telemetry::http::Request| match r.path {
         path if path.starts_with("/api/v1/reports") => intake.as_ref()?.answer(r),
+        // A report's photo for inspectors and the control room (the listener's token, if any).
+        path if path.starts_with("/reports/") && path.ends_with("/photo.jpg") => {
+            let id = &path["/reports/".len()..path.len() - "/photo.jpg".len()];
+            Some(match dispatcher.report_photo(id) {
+                Ok(Some(jpeg)) => Reply::new(200, "image/jpeg", jpeg),
+                _ => Reply::new(404, "text/plain", "no such report photo\n"),
+            })
+        }
         "/" => Some(Reply::new(200, "text/html; charset=utf-8", crate::telemetry::page::PAGE)),
         "/api/overview" => {
             let fleet = fleet.as_ref()?;

@@ -653,11 +653,17 @@ impl Dispatcher {
         })
     }
 
-    /// Deletes closed orders, handled alert ids and answered updates older than the retention.
+    /// Deletes closed orders, handled alert ids and answered updates older than the
+    /// retention, and residents' reports (photo, audio, rating) older than it whose order is
+    /// gone with them.
     pub fn prune(&self, now: i64) -> Result<usize, DispatchError> {
         let before = now - self.config.retention.as_millis() as i64;
         self.store.locked().transaction(|tx, _| {
             let n = tx.execute("DELETE FROM orders WHERE closed_ms IS NOT NULL AND closed_ms < ?1", [before])?;
+            tx.execute(
+                "DELETE FROM reports WHERE created_ms < ?1 AND (order_id IS NULL OR order_id NOT IN (SELECT id FROM orders))",
+                [before],
+            )?;
             tx.execute("DELETE FROM seen_alerts WHERE at_ms < ?1", [before])?;
             tx.execute("DELETE FROM updates WHERE at_ms < ?1", [before])?;
             Ok::<_, DispatchError>(n)

@@ -155,7 +155,8 @@ impl Dispatcher {
                             last_alert: id.clone(),
                             label: r.category.clone(),
                             score: 1.0,
-                            snapshot: r.photo.as_ref().map(|_| format!("/api/v1/reports/{id}/photo.jpg")),
+                            // For inspectors and the control room (the listener's token).
+                            snapshot: r.photo.as_ref().map(|_| format!("/reports/{id}/photo.jpg")),
                             created_ms: now,
                             assigned_ms: None,
                             accepted_ms: None,
@@ -165,7 +166,15 @@ impl Dispatcher {
                             cancel_reason: None,
                             note: None,
                         };
-                        self.announce(out, &o, "created", None, Some(&format!("resident report {id}")), now, &[]);
+                        // What the inspector needs to find and judge it: the words, the place.
+                        let place = match (r.point, &r.micro_grid) {
+                            (Some((la, lo)), Some(m)) => format!("at {la:.6}, {lo:.6} ({m})"),
+                            (Some((la, lo)), None) => format!("at {la:.6}, {lo:.6} (outside every micro-grid)"),
+                            (None, Some(m)) => format!("in {m}"),
+                            (None, None) => String::new(),
+                        };
+                        let detail = format!("resident report {id}: \u{201c}{}\u{201d} {place}", r.text);
+                        self.announce(out, &o, "created", None, Some(&detail), now, &[]);
                         tracing::info!(order = %o.id, report = %id, category = %o.category, grid = o.grid.as_deref().unwrap_or("-"), "order created from a resident's report");
                         self.assign_or_escalate(tx, out, &mut o, route, now, "created")?;
                         o.save(tx)?;
