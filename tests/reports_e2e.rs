@@ -359,7 +359,37 @@ grid = "g2"
     assert_eq!(c, 429);
     assert!(json(&b)["reason"].as_str().unwrap().contains("too many"));
 
-    // 7. kill -9 right after a report is accepted: after the restart it has one order.
+    // 7. An app's gateway reports over MQTT: answered on its reply topic, a repeat changes nothing.
+    let replies = subscriber_raw(port, "gridsight/dispatch/reports/replies/app-1", "reports-replies");
+    std::thread::sleep(Duration::from_millis(500));
+    let mut opts = rumqttc::MqttOptions::new("reports-gateway", "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut conn) = rumqttc::Client::new(opts, 10);
+    std::thread::spawn(move || for _ in conn.iter() {});
+    let before_mqtt = reports(&db);
+    let good = r#"{"id": "q-1", "category": "litter", "text": "Boxes by the gate", "lat": 31.2320, "lon": 121.4720}"#;
+    for payload in [good, good, r#"{"id": "q-2", "category": "graffiti", "text": "x", "micro_grid": "m1"}"#, "not json"]
+    {
+        client.publish("gridsight/dispatch/reports/in/app-1", rumqttc::QoS::AtLeastOnce, false, payload).unwrap();
+    }
+    assert!(
+        wait_until(Duration::from_secs(15), || replies.lock().unwrap().len() >= 4),
+        "{} replies",
+        replies.lock().unwrap().len()
+    );
+    let got: Vec<serde_json::Value> = replies.lock().unwrap().iter().map(|(_, p)| json(p)).collect();
+    let q1: Vec<&serde_json::Value> = got.iter().filter(|r| r["request"] == "q-1").collect();
+    assert_eq!(q1.len(), 2, "{got:?}");
+    assert!(q1[0]["ok"] == true && q1[0]["duplicate"] == false, "{got:?}");
+    assert!(q1[1]["duplicate"] == true && q1[1]["id"] == q1[0]["id"], "the repeat gets the same answer: {got:?}");
+    let q2 = got.iter().find(|r| r["request"] == "q-2").unwrap();
+    assert!(q2["ok"] == false && q2["reason"].as_str().unwrap().contains("unknown category"), "{q2}");
+    assert!(got.iter().any(|r| r["request"].is_null() && r["ok"] == false), "not JSON is answered too: {got:?}");
+    assert_eq!(reports(&db), before_mqtt + 1, "one report for the request, whatever the repeats");
+    let s = status(q1[0]["id"].as_str().unwrap(), q1[0]["token"].as_str().unwrap());
+    assert_eq!(s["location"]["micro_grid"], "m1", "{s}");
+
+    // 8. kill -9 right after a report is accepted: after the restart it has one order.
     let orders_before = resident_orders(&db);
     let late = form(&[("category", "litter"), ("text", "More bags"), ("micro_grid", "m1")], &[]);
     // A fresh address budget: the restart resets the in-memory limits.

@@ -68,6 +68,23 @@ impl Topics {
         format!("{}/{node}/commands/reply", self.prefix)
     }
 
+    /// Residents' reports from apps' gateways (`<prefix>/dispatch/reports/in/<gateway>`).
+    pub fn reports_in_filter(&self) -> String {
+        format!("{}/dispatch/reports/in/+", self.prefix)
+    }
+
+    /// The gateway of a reports topic, if it is one.
+    pub fn gateway_of<'a>(&self, topic: &'a str) -> Option<&'a str> {
+        topic
+            .strip_prefix(&self.prefix)?
+            .strip_prefix("/dispatch/reports/in/")
+            .filter(|s| !s.is_empty() && !s.contains('/'))
+    }
+
+    pub fn report_replies(&self, gateway: &str) -> String {
+        format!("{}/dispatch/reports/replies/{gateway}", self.prefix)
+    }
+
     /// Order events for everyone.
     pub fn orders(&self) -> String {
         format!("{}/dispatch/orders", self.prefix)

@@ -218,7 +218,7 @@ pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
         (Arc::new(crate::dispatch::stats::collector(service.metrics.clone())), service.link_stats());
     let (dispatcher, latest, fleet) = (service.dispatcher.clone(), service.metrics.clone(), service.fleet.clone());
     let (title, window) = (config.node.name.clone(), config.dispatch.retention.as_secs());
-    let intake = crate::dispatch::intake::Intake::new(&config, service.dispatcher.clone());
+    let intake = service.intake.clone();
     // Residents' ratings per grid and category, read from the reports on each scrape.
     let ratings = config.reports.is_some().then(|| {
         let d = service.dispatcher.clone();
@@ -241,7 +241,7 @@ pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
         }))
     });
     if config.reports.is_some() {
-        info!("residents' reports: POST /api/v1/reports");
+        info!("residents' reports: POST /api/v1/reports, and MQTT <prefix>/dispatch/reports/in/<gateway>");
     }
     let handler: crate::telemetry::http::Handler = Arc::new(move |r: &crate::telemetry::http::Request| match r.path {
         path if path.starts_with("/api/v1/reports") => intake.as_ref()?.answer(r),

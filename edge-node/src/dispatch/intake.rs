@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::Dispatcher;
 use super::reports::{NewReport, RatingRefused};
+use super::{DispatchError, Dispatcher};
 use crate::config::{Config, Family, Grid, ModelSpec, Reports};
 use crate::telemetry::http::{Reply, Request};
 
@@ -226,8 +226,85 @@ impl Intake {
 
     /// Every check, then the photo made safe; nothing is stored here.
     fn check(&self, content_type: &str, body: &[u8]) -> Result<NewReport, (u16, String)> {
+        let parts = multipart(content_type, body).map_err(|e| (400, e))?;
+        self.check_parts(&parts)
+    }
+
+    /// A report published by an app's gateway on `<prefix>/dispatch/reports/in/<gateway>`:
+    /// `{"id": "<request id>", "category", "text", "lat", "lon" | "micro_grid",
+    /// "photo": "<base64 JPEG/PNG>", "audio": "<base64>", "audio_type": "audio/..."}` (the
+    /// whole message at most 64 KiB). Answered on `<prefix>/dispatch/reports/replies/<gateway>`
+    /// with the request id; the same request again gets the same answer. `Err`: not stored
+    /// (the broker redelivers it).
+    pub fn mqtt(&self, gateway: &str, payload: &[u8], now: i64) -> Result<(), DispatchError> {
+        use base64::Engine;
+        let v: serde_json::Value = serde_json::from_slice(payload).unwrap_or(serde_json::Value::Null);
+        let request = v["id"].as_str().filter(|id| crate::control::valid_id(id)).map(str::to_string);
+        let reply_of = |request: Option<&str>, r: Result<&super::reports::Accepted, &str>| match r {
+            Ok(a) => json!({"schema": "gridsight.report_reply", "version": 1, "request": request, "ok": true,
+                            "id": a.id, "token": a.token, "order": a.order, "attached": a.attached}),
+            Err(reason) => json!({"schema": "gridsight.report_reply", "version": 1, "request": request, "ok": false,
+                                  "reason": reason}),
+        };
+        let topic = self.dispatcher.topics().report_replies(gateway);
+        let publish = |reply: &serde_json::Value| {
+            let m = crate::outbox::Message {
+                topic: topic.clone(),
+                payload: serde_json::to_vec(reply).unwrap_or_default(),
+                retain: false,
+                kind: crate::outbox::Kind::Order,
+            };
+            self.dispatcher.store().locked().push(&m).map(|_| ())
+        };
+        let Some(request) = request else {
+            publish(&reply_of(None, Err("expected a JSON object with \"id\" (1-64 characters): the request id")))?;
+            return Ok(());
+        };
+        // The fields as a form would send them, then the same checks.
+        let mut owned: Vec<(String, Option<String>, Vec<u8>)> = Vec::new();
+        let mut problem = None;
+        for (k, val) in v.as_object().into_iter().flatten() {
+            match (k.as_str(), val) {
+                ("id" | "audio_type", _) => {}
+                ("photo" | "audio", serde_json::Value::String(b64)) => {
+                    match base64::engine::general_purpose::STANDARD.decode(b64) {
+                        Ok(bytes) => {
+                            let ctype =
+                                (k == "audio").then(|| v["audio_type"].as_str().unwrap_or("").to_ascii_lowercase());
+                            owned.push((k.clone(), ctype, bytes));
+                        }
+                        Err(_) => problem = Some(format!("{k} is not base64")),
+                    }
+                }
+                (_, serde_json::Value::String(t)) => owned.push((k.clone(), None, t.clone().into_bytes())),
+                (_, serde_json::Value::Number(n)) => owned.push((k.clone(), None, n.to_string().into_bytes())),
+                _ => problem = Some(format!("{k} must be a string or a number")),
+            }
+        }
+        let parts: Vec<Part> =
+            owned.iter().map(|(n, c, d)| Part { name: n.clone(), content_type: c.clone(), data: d }).collect();
+        let checked = match problem {
+            Some(p) => Err(p),
+            None => self.check_parts(&parts).map_err(|(_, reason)| reason),
+        };
+        let sender = format!("reports:{gateway}");
+        let (reply, duplicate) = self.dispatcher.handle_report_once(
+            &sender,
+            &request,
+            checked.as_ref().map_err(String::as_str),
+            self.config.attach_within_m,
+            self.config.attach_for.as_millis() as i64,
+            now,
+            &|r| reply_of(Some(&request), r),
+        )?;
+        let mut reply = reply;
+        reply["duplicate"] = duplicate.into();
+        publish(&reply)?;
+        Ok(())
+    }
+
+    fn check_parts(&self, parts: &[Part]) -> Result<NewReport, (u16, String)> {
         let bad = |s: String| (400, s);
-        let parts = multipart(content_type, body).map_err(bad)?;
         let field = |name: &str| parts.iter().find(|p| p.name == name);
         let text_of = |name: &str| -> Result<Option<String>, (u16, String)> {
             field(name)
@@ -238,7 +315,7 @@ impl Intake {
                 })
                 .transpose()
         };
-        for p in &parts {
+        for p in parts {
             if !["category", "text", "lat", "lon", "micro_grid", "photo", "audio"].contains(&p.name.as_str()) {
                 return Err(bad(format!(
                     "unknown field {}; use category, text, lat, lon, micro_grid, photo, audio",

@@ -98,9 +98,56 @@ impl Dispatcher {
         attach_for_ms: i64,
         now: i64,
     ) -> Result<Accepted, DispatchError> {
+        self.store.locked().transaction(|tx, out| self.report_in(tx, out, r, attach_within_m, attach_for_ms, now))
+    }
+
+    /// A report that came with a request id (over MQTT, from an app's gateway): the same
+    /// request again gets the same answer and changes nothing. `answer` makes the reply of a
+    /// new report; it is stored with the report, in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub fn handle_report_once(
+        &self,
+        sender: &str,
+        request: &str,
+        r: Result<&NewReport, &str>,
+        attach_within_m: f64,
+        attach_for_ms: i64,
+        now: i64,
+        answer: &dyn Fn(Result<&Accepted, &str>) -> serde_json::Value,
+    ) -> Result<(serde_json::Value, bool), DispatchError> {
+        self.store.locked().transaction(|tx, out| {
+            let seen: Option<String> = tx
+                .query_row("SELECT reply FROM updates WHERE sender = ?1 AND id = ?2", params![sender, request], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            if let Some(reply) = seen {
+                return Ok((serde_json::from_str(&reply).unwrap_or_default(), true));
+            }
+            let reply = match r {
+                Ok(r) => answer(Ok(&self.report_in(tx, out, r, attach_within_m, attach_for_ms, now)?)),
+                Err(reason) => answer(Err(reason)),
+            };
+            tx.execute(
+                "INSERT INTO updates (sender, id, reply, at_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![sender, request, reply.to_string(), now],
+            )?;
+            Ok::<_, DispatchError>((reply, false))
+        })
+    }
+
+    fn report_in(
+        &self,
+        tx: &rusqlite::Transaction,
+        out: &mut Vec<crate::outbox::Message>,
+        r: &NewReport,
+        attach_within_m: f64,
+        attach_for_ms: i64,
+        now: i64,
+    ) -> Result<Accepted, DispatchError> {
         let id = format!("r-{now:013}-{}", &random_hex()[..8]);
         let token = random_hex();
-        self.store.locked().transaction(|tx, out| {
+        {
             // An open resident order of the category, near enough and recent enough.
             let mut near: Option<Order> = None;
             if let Some(p) = r.point {
@@ -201,8 +248,8 @@ impl Dispatcher {
                     now
                 ],
             )?;
-            Ok::<_, DispatchError>(Accepted { id: id.clone(), token: token.clone(), order, attached })
-        })
+            Ok(Accepted { id: id.clone(), token: token.clone(), order, attached })
+        }
     }
 
     /// Whether `token` is the report's.

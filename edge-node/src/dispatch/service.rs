@@ -34,6 +34,8 @@ pub struct DispatchService {
     pub metrics: Arc<Mutex<Vec<super::stats::Group>>>,
     /// The district's nodes and cameras, when started for a district (`edge-node dispatch`).
     pub fleet: Option<Arc<super::fleet::Fleet>>,
+    /// Residents' reports (`[reports]`), over HTTP and from apps' gateways on MQTT.
+    pub intake: Option<Arc<super::intake::Intake>>,
 }
 
 impl DispatchService {
@@ -52,8 +54,12 @@ impl DispatchService {
         info!(path = %path.display(), open_orders = open, alerts, routes = config.dispatch.routes.len(), "dispatcher starting");
 
         let fleet = fleet.then(|| Arc::new(super::fleet::Fleet::new(&prefix)));
+        let intake = super::intake::Intake::new(config, dispatcher.clone()).map(Arc::new);
         let mut subscriptions = vec![alerts.to_string(), dispatcher.updates_filter()];
         subscriptions.extend(fleet.iter().flat_map(|f| f.filters()));
+        if intake.is_some() {
+            subscriptions.push(dispatcher.topics().reports_in_filter());
+        }
         let opts = LinkOptions {
             client_id: format!("{}-dispatch", base.client_id),
             availability_topic: crate::contract::Topics::new(&prefix).dispatcher_availability(&config.node.id),
@@ -64,6 +70,7 @@ impl DispatchService {
         };
         let d = dispatcher.clone();
         let seen = fleet.clone();
+        let reports_in = intake.clone();
         let refusals = Mutex::new(RefusalLog::default());
         let link = MqttLink::start_with_inbound(
             opts,
@@ -75,6 +82,16 @@ impl DispatchService {
                     && f.take(topic, payload)
                 {
                     return true;
+                }
+                if let Some(gateway) = d.topics().gateway_of(topic) {
+                    let Some(i) = &reports_in else { return true };
+                    return match i.mqtt(gateway, payload, now) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            warn!(topic, "report not stored, the broker will redeliver it: {e}");
+                            false
+                        }
+                    };
                 }
                 if let Some(sender) = d.sender_of(topic) {
                     return match d.handle_update(sender, payload, now) {
@@ -130,7 +147,7 @@ impl DispatchService {
             config.dispatch.stats_interval,
             config.dispatch.retention,
         ));
-        Ok(Self { dispatcher, link, stop, stopping, task, metrics, fleet })
+        Ok(Self { dispatcher, link, stop, stopping, task, metrics, fleet, intake })
     }
 
     pub fn connected(&self) -> bool {
