@@ -359,6 +359,13 @@ grid = "g2"
     assert_eq!(c, 429);
     assert!(json(&b)["reason"].as_str().unwrap().contains("too many"));
 
+    // One token polling too fast: 429 beyond per_token (20 a minute).
+    let (r3id, r3tok) = (r3["id"].as_str().unwrap().to_string(), r3["token"].as_str().unwrap().to_string());
+    let polls: Vec<u16> = (0..25)
+        .map(|_| http(http_port, "GET", &format!("/api/v1/reports/{r3id}"), Some(&r3tok), "text/plain", b"").0)
+        .collect();
+    assert!(polls.contains(&429) && polls[0] == 200, "{polls:?}");
+
     // 7. An app's gateway reports over MQTT: answered on its reply topic, a repeat changes nothing.
     let replies = subscriber_raw(port, "gridsight/dispatch/reports/replies/app-1", "reports-replies");
     std::thread::sleep(Duration::from_millis(500));
