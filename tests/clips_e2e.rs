@@ -20,14 +20,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 fn get(port: u16, path: &str) -> (u16, Vec<u8>) {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return (0, vec![]) };
-    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let Some(split) = out.windows(4).position(|w| w == b"\r\n\r\n") else { return (0, vec![]) };
-    let status = String::from_utf8_lossy(&out[..split]).split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, out[split + 4..].to_vec())
+    http_request(port, "GET", path, "", b"")
 }
 
 /// Decodes an MP4 with GStreamer: its duration (as the demuxer says) and every frame (BGR).

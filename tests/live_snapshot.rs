@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use common::*;
@@ -19,15 +18,7 @@ const TOKEN: &str = "live-test-token-0123456789";
 
 /// `GET path` with an optional `Authorization` value: (status, body).
 fn get(port: u16, path: &str, auth: Option<&str>) -> (u16, Vec<u8>) {
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return (0, vec![]) };
-    let auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
-    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n");
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let Some(split) = out.windows(4).position(|w| w == b"\r\n\r\n") else { return (0, vec![]) };
-    let head = String::from_utf8_lossy(&out[..split]).to_string();
-    let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, out[split + 4..].to_vec())
+    http_request(port, "GET", path, &auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default(), b"")
 }
 
 fn bearer() -> Option<&'static str> {

@@ -18,19 +18,8 @@ use edge_node::inference::{Detector, ImageView, Job};
 
 /// (status, body) of a request with an optional bearer token and body.
 fn http(port: u16, method: &str, path: &str, token: Option<&str>, ctype: &str, body: &[u8]) -> (u16, Vec<u8>) {
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return (0, vec![]) };
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = s.write_all(head.as_bytes());
-    let _ = s.write_all(body);
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let Some(split) = out.windows(4).position(|w| w == b"\r\n\r\n") else { return (0, vec![]) };
-    let status = String::from_utf8_lossy(&out[..split]).split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, out[split + 4..].to_vec())
+    http_request(port, method, path, &format!("{auth}Content-Type: {ctype}\r\n"), body)
 }
 
 fn json(b: &[u8]) -> serde_json::Value {

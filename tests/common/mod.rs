@@ -346,3 +346,19 @@ pub fn http_body(port: u16, path: &str) -> String {
     let _ = s.read_to_string(&mut out);
     out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
 }
+
+/// (status, body) of one HTTP/1.1 request to 127.0.0.1:`port`; `headers` are extra header
+/// lines, each ending in CRLF. (0, empty) when nothing answers.
+#[allow(dead_code)]
+pub fn http_request(port: u16, method: &str, path: &str, headers: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return (0, vec![]) };
+    let length = if method == "GET" { String::new() } else { format!("Content-Length: {}\r\n", body.len()) };
+    let _ = write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\n{headers}{length}Connection: close\r\n\r\n");
+    let _ = s.write_all(body);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let Some(split) = out.windows(4).position(|w| w == b"\r\n\r\n") else { return (0, vec![]) };
+    let status = String::from_utf8_lossy(&out[..split]).split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, out[split + 4..].to_vec())
+}
