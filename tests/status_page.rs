@@ -133,11 +133,13 @@ fn the_district_page_shows_every_node_its_cameras_alerts_and_orders() {
     let known = wait_until(Duration::from_secs(60), || {
         let v = overview();
         v["nodes"].as_array().is_some_and(|n| n.iter().any(|n| n["node"] == "edge-0" && n["state"] == "online"))
-            && v["cameras"].as_array().is_some_and(|c| c.iter().any(|c| c["camera"] == "street"))
+            && v["cameras"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["camera"] == "street" && c["thumbnail"].is_string()))
     });
     assert!(known, "the district does not know the node: {:#}\n{}", overview(), logs());
     assert_eq!(overview()["district"], true);
-    in_chromium(district_http, "status-page-district.png", &["--cameras", "street", "--thumbnails", "0"], &logs);
+    in_chromium(district_http, "status-page-district.png", &["--cameras", "street", "--thumbnails", "1"], &logs);
 }
 
 #[test]

@@ -55,6 +55,12 @@ impl Topics {
         format!("{}/{node}/clips/{alert}", self.prefix)
     }
 
+    /// A camera's thumbnail (retained JPEG, 160 px wide, faces pixelated; every 30 s), for
+    /// the district page.
+    pub fn camera_thumbnail(&self, node: &str, camera: &str) -> String {
+        format!("{}/{node}/cameras/{camera}/thumbnail", self.prefix)
+    }
+
     /// A live snapshot a `snapshot` command asked for (JPEG, faces pixelated).
     pub fn camera_snapshot(&self, node: &str, camera: &str) -> String {
         format!("{}/{node}/cameras/{camera}/snapshot", self.prefix)

@@ -88,6 +88,35 @@ fn bind_http(addr: std::net::SocketAddr) -> Result<std::net::TcpListener, NodeEr
 
 /// Retained status per camera and for the node, through the outbox (a newer status
 /// replaces an unsent older one).
+/// Every camera's newest picture as a small retained JPEG (faces pixelated), for the
+/// district page; a newer one replaces one not yet sent.
+fn publish_thumbnails(config: &Config, topics: &Topics, live: &crate::live::LiveFrames, outbox: &Mutex<Outbox>) {
+    let node = &config.node.id;
+    let shots: Vec<Message> = config
+        .cameras
+        .iter()
+        .filter(|c| c.here && c.enabled)
+        .filter_map(|c| {
+            let s = live.snapshot(&c.id, THUMBNAIL_WIDTH).ok()?;
+            Some(Message {
+                topic: topics.camera_thumbnail(node, &c.id),
+                payload: s.jpeg,
+                retain: true,
+                kind: Kind::Snapshot,
+            })
+        })
+        .collect();
+    let mut out = outbox.locked();
+    for m in &shots {
+        if let Err(e) = out.push_latest(m) {
+            warn!(topic = %m.topic, "cannot store a thumbnail: {e}");
+        }
+    }
+}
+
+/// Width of the thumbnails published for the district page.
+const THUMBNAIL_WIDTH: u32 = 160;
+
 fn publish_status(
     config: &Config,
     shard: Option<&config::Shard>,
@@ -251,6 +280,14 @@ pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
             Some(match dispatcher.report_photo(id) {
                 Ok(Some(jpeg)) => Reply::new(200, "image/jpeg", jpeg),
                 _ => Reply::new(404, "text/plain", "no such report photo\n"),
+            })
+        }
+        path if path.starts_with("/cameras/") && path.ends_with("/thumbnail.jpg") => {
+            let rest = &path["/cameras/".len()..path.len() - "/thumbnail.jpg".len()];
+            let (node, camera) = rest.split_once('/')?;
+            Some(match fleet.as_ref()?.thumbnail(node, camera) {
+                Some(jpeg) => Reply::new(200, "image/jpeg", jpeg),
+                None => Reply::new(404, "text/plain", "no thumbnail of that camera yet\n"),
             })
         }
         "/" => Some(Reply::new(200, "text/html; charset=utf-8", crate::telemetry::page::PAGE)),
@@ -649,6 +686,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                             _ => {}
                         }
                         publish_status(&config, shard_now.as_ref(), &topics, &ingest, &outbox);
+                        publish_thumbnails(latest.as_ref().unwrap_or(&config), &topics, &graph.live, &outbox);
                         notify();
                         let s = &config.storage;
                         match crate::alert::prune_snapshots(&s.snapshot_dir, s.snapshot_max_age, s.snapshot_max_bytes, std::time::SystemTime::now()) {

@@ -29,6 +29,8 @@ struct Node {
 struct Inner {
     nodes: BTreeMap<String, Node>,
     cameras: BTreeMap<(String, String), Value>,
+    /// The newest thumbnail of each camera, and when it came.
+    thumbnails: BTreeMap<(String, String), (Vec<u8>, std::time::SystemTime)>,
     alerts: VecDeque<Value>,
 }
 
@@ -44,7 +46,10 @@ impl Fleet {
 
     /// The topic filters to subscribe to.
     pub fn filters(&self) -> Vec<String> {
-        ["+/status", "+/cameras/+/status", "+/availability"].iter().map(|f| format!("{}/{f}", self.prefix)).collect()
+        ["+/status", "+/cameras/+/status", "+/cameras/+/thumbnail", "+/availability"]
+            .iter()
+            .map(|f| format!("{}/{f}", self.prefix))
+            .collect()
     }
 
     /// Takes a message if it is on one of [`Self::filters`]; `false` for other topics.
@@ -71,6 +76,15 @@ impl Fleet {
                 }
                 true
             }
+            [node, "cameras", camera, "thumbnail"] => {
+                let key = (node.to_string(), camera.to_string());
+                if payload.starts_with(&[0xff, 0xd8]) && payload.len() < 256 << 10 {
+                    inner.thumbnails.insert(key, (payload.to_vec(), std::time::SystemTime::now()));
+                } else if payload.is_empty() {
+                    inner.thumbnails.remove(&key);
+                }
+                true
+            }
             [node, "cameras", camera, "status"] => {
                 let key = (node.to_string(), camera.to_string());
                 match serde_json::from_slice::<Value>(payload) {
@@ -88,6 +102,11 @@ impl Fleet {
             }
             _ => false,
         }
+    }
+
+    /// The newest thumbnail a node published for a camera.
+    pub fn thumbnail(&self, node: &str, camera: &str) -> Option<Vec<u8>> {
+        self.inner.locked().thumbnails.get(&(node.to_string(), camera.to_string())).map(|t| t.0.clone())
     }
 
     /// Remembers an alert the dispatcher handled (shown newest first).
@@ -142,8 +161,17 @@ impl Fleet {
                 c["state"] = "offline".into();
             }
             c["district"] = true.into();
-            c["thumbnail"] = Value::Null;
-            c["snapshot_at"] = Value::Null;
+            let camera = c["camera"].as_str().unwrap_or("").to_string();
+            match inner.thumbnails.get(&(node.clone(), camera.clone())) {
+                Some((_, at)) => {
+                    c["thumbnail"] = format!("cameras/{node}/{camera}/thumbnail.jpg").into();
+                    c["snapshot_at"] = crate::alert::rfc3339(*at).into();
+                }
+                None => {
+                    c["thumbnail"] = Value::Null;
+                    c["snapshot_at"] = Value::Null;
+                }
+            }
             if c["state"] != "offline" {
                 problems.extend(camera_problem(&c));
             }
@@ -189,6 +217,10 @@ mod tests {
         assert_eq!(p.len(), 1, "one problem for the node, none per camera: {p:?}");
         assert_eq!(p[0]["text"], "node edge-0 is offline (its cameras are not watched)");
 
+        assert!(f.take("gridsight/edge-0/cameras/gate/thumbnail", &[0xff, 0xd8, 0xff, 0xe0]));
+        assert_eq!(f.thumbnail("edge-0", "gate").unwrap().len(), 4);
+        let (cams, _, _) = f.overview(&mut Vec::new());
+        assert_eq!(cams[0]["thumbnail"], "cameras/edge-0/gate/thumbnail.jpg");
         f.take("gridsight/edge-0/cameras/gate/status", b"");
         assert!(f.overview(&mut Vec::new()).0.is_empty(), "an empty retained message removes the camera");
 
