@@ -248,6 +248,10 @@ pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
     let (dispatcher, latest, fleet) = (service.dispatcher.clone(), service.metrics.clone(), service.fleet.clone());
     let (title, window) = (config.node.name.clone(), config.dispatch.retention.as_secs());
     let intake = service.intake.clone();
+    let access = crate::telemetry::http::Access {
+        token: config.http.token.clone(),
+        own_credentials: intake.iter().map(|_| crate::dispatch::intake::PATH).collect(),
+    };
     // Residents' ratings per grid and category, read from the reports on each scrape.
     let ratings = config.reports.is_some().then(|| {
         let d = service.dispatcher.clone();
@@ -273,7 +277,7 @@ pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
         info!("residents' reports: POST /api/v1/reports, and MQTT <prefix>/dispatch/reports/in/<gateway>");
     }
     let handler: crate::telemetry::http::Handler = Arc::new(move |r: &crate::telemetry::http::Request| match r.path {
-        path if path.starts_with("/api/v1/reports") => intake.as_ref()?.answer(r),
+        path if path.starts_with(crate::dispatch::intake::PATH) => intake.as_ref()?.answer(r),
         // A report's photo for inspectors and the control room (the listener's token, if any).
         path if path.starts_with("/reports/") && path.ends_with("/photo.jpg") => {
             let id = &path["/reports/".len()..path.len() - "/photo.jpg".len()];
@@ -308,7 +312,7 @@ pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
     });
     let addr = {
         let _entered = rt.enter();
-        crate::telemetry::http::serve_on(http, handler, config.http.token.clone())
+        crate::telemetry::http::serve_on(http, handler, access)
     }
     .map_err(|source| NodeError::Listen { addr: config.http.listen, source })?;
     info!(listen = %addr, lock = %lock.path().display(), "http: /metrics /healthz /readyz");
@@ -534,11 +538,14 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                 .as_ref()
                 .map(|d| (d.dispatcher.clone(), d.metrics.clone(), config.dispatch.retention.as_secs())),
         };
-        let intake =
-            dispatch.as_ref().and_then(|d| crate::dispatch::intake::Intake::new(&config, d.dispatcher.clone()));
+        let intake = dispatch.as_ref().and_then(|d| d.intake.clone());
+        let access = crate::telemetry::http::Access {
+            token: config.http.token.clone(),
+            own_credentials: intake.iter().map(|_| crate::dispatch::intake::PATH).collect(),
+        };
         let handler: crate::telemetry::http::Handler =
             Arc::new(move |r: &crate::telemetry::http::Request| match r.path {
-                path if path.starts_with("/api/v1/reports") => intake.as_ref()?.answer(r),
+                path if path.starts_with(crate::dispatch::intake::PATH) => intake.as_ref()?.answer(r),
                 "/" => Some(Reply::new(200, "text/html; charset=utf-8", crate::telemetry::page::PAGE)),
                 "/api/overview" => Some(json_reply(&page.overview())),
                 path if path.starts_with("/clips/") && path.ends_with(".mp4") => {
@@ -593,7 +600,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
             });
         let addr = {
             let _entered = rt.enter();
-            crate::telemetry::http::serve_on(http, handler, config.http.token.clone())
+            crate::telemetry::http::serve_on(http, handler, access)
         }
         .map_err(|source| NodeError::Listen { addr: config.http.listen, source })?;
         info!(listen = %addr, lock = %lock.path().display(), "http: /metrics /healthz /readyz /status");

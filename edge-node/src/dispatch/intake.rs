@@ -28,6 +28,9 @@ use super::{DispatchError, Dispatcher};
 use crate::config::{Config, Family, Grid, ModelSpec, Reports};
 use crate::telemetry::http::{Reply, Request};
 
+/// Where the API lives (it carries the reporter's token, not the listener's).
+pub const PATH: &str = "/api/v1/reports";
+
 const MAX_PHOTO: usize = 8 << 20;
 const MAX_AUDIO: usize = 2 << 20;
 const MAX_TEXT: usize = 2000;
@@ -160,7 +163,7 @@ impl Intake {
 
     /// Answers a request under `/api/v1/reports`, or `None` for other paths.
     pub fn answer(&self, r: &Request) -> Option<Reply> {
-        let rest = r.path.strip_prefix("/api/v1/reports")?;
+        let rest = r.path.strip_prefix(PATH)?;
         let now = super::service::now_ms();
         Some(match (rest, &r.post) {
             ("", Some(post)) => {

@@ -67,18 +67,31 @@ pub type Handler = Arc<dyn Fn(&Request) -> Option<Reply> + Send + Sync>;
 /// about cameras.
 const OPEN: [&str; 2] = ["/healthz", "/readyz"];
 
-/// Paths that carry a credential of their own instead of the listener's token: residents'
-/// reports, read and rated with the reporter's token.
-const OWN_CREDENTIALS: &str = "/api/v1/reports";
+/// Who may ask what of a listener.
+#[derive(Clone, Default)]
+pub struct Access {
+    /// The listener's token; `None`: anyone (loopback only, the config sees to it).
+    pub token: Option<Secret>,
+    /// Path prefixes that take `POST` bodies and carry a credential of their own instead of
+    /// the token (residents' reports, read and rated with the reporter's token). `POST`
+    /// anywhere else is 405.
+    pub own_credentials: Vec<&'static str>,
+}
+
+impl Access {
+    fn own(&self, path: &str) -> bool {
+        self.own_credentials.iter().any(|p| path == *p || path.strip_prefix(p).is_some_and(|r| r.starts_with('/')))
+    }
+}
 
 /// Serves an already bound listener (bind at start, so a taken port stops the node before
 /// anything else starts) on the current tokio runtime; returns the bound address. With a
-/// `token`, requests must carry it (see the module's note).
-pub fn serve_on(listener: TcpListener, handler: Handler, token: Option<Secret>) -> std::io::Result<SocketAddr> {
+/// token, requests must carry it (see the module's note).
+pub fn serve_on(listener: TcpListener, handler: Handler, access: Access) -> std::io::Result<SocketAddr> {
     listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    let token = token.map(Arc::new);
+    let access = Arc::new(access);
     let app = axum::Router::new()
         .fallback(
             move |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
@@ -86,18 +99,18 @@ pub fn serve_on(listener: TcpListener, handler: Handler, token: Option<Secret>) 
                   uri: Uri,
                   headers: HeaderMap,
                   body: axum::body::Body| {
-                let (handler, token) = (handler.clone(), token.clone());
+                let (handler, access) = (handler.clone(), access.clone());
                 async move {
                     let path = uri.path();
-                    let own = path == OWN_CREDENTIALS || path.starts_with(&format!("{OWN_CREDENTIALS}/"));
-                    if let Some(t) = token
+                    let own = access.own(path);
+                    if let Some(t) = &access.token
                         && !OPEN.contains(&path)
                         && !own
-                        && !authorized(&headers, &t)
+                        && !authorized(&headers, t)
                     {
                         return refused();
                     }
-                    answer(handler, method, uri, headers, body, peer).await
+                    answer(handler, method, uri, headers, body, peer, own).await
                 }
             },
         )
@@ -162,12 +175,12 @@ async fn answer(
     headers: HeaderMap,
     body: axum::body::Body,
     peer: SocketAddr,
+    takes_body: bool,
 ) -> Response {
     let text = |h: header::HeaderName| headers.get(h).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let body = match method {
         Method::GET => None,
-        // Only the reports API takes a body.
-        Method::POST if !uri.path().starts_with(OWN_CREDENTIALS) => {
+        Method::POST if !takes_body => {
             return (StatusCode::METHOD_NOT_ALLOWED, "only GET here\n").into_response();
         }
         Method::POST => {
@@ -263,7 +276,7 @@ mod tests {
                 Arc::new(|r: &Request| {
                     (r.path == "/healthz").then(|| (200, "text/plain", format!("ok {}\n", r.accept)).into())
                 }),
-                None,
+                Access::default(),
             )
             .unwrap()
         };
@@ -288,8 +301,11 @@ mod tests {
             let _e = rt.enter();
             serve_on(
                 TcpListener::bind("127.0.0.1:0").unwrap(),
-                Arc::new(|r: &Request| Some((200, "text/plain", format!("secret of {}\n", r.path)).into())),
-                Some(Secret::new(token)),
+                Arc::new(|r: &Request| {
+                    let body = r.post.as_ref().map(|p| String::from_utf8_lossy(p.body).to_string()).unwrap_or_default();
+                    Some((200, "text/plain", format!("secret of {}{body}\n", r.path)).into())
+                }),
+                Access { token: Some(Secret::new(token)), own_credentials: vec!["/api/own"] },
             )
             .unwrap()
         };
@@ -323,6 +339,18 @@ mod tests {
         assert!(with("/readyz", "").starts_with("HTTP/1.1 200"));
         // A path that only looks like a probe is guarded.
         assert!(with("/healthz/../status", "").starts_with("HTTP/1.1 40"));
+        // Paths with a credential of their own reach the handler without the token, and
+        // only they take a body.
+        assert!(with("/api/own/x", "").ends_with("secret of /api/own/x\n"));
+        assert!(with("/api/ownother", "").starts_with("HTTP/1.1 401"));
+        let post = |path: &str, auth: &str| {
+            get(
+                addr,
+                &format!("POST {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 2\r\nConnection: close\r\n\r\nhi"),
+            )
+        };
+        assert!(post("/api/own", "").ends_with("secret of /api/ownhi\n"));
+        assert!(post("/status", &format!("Authorization: Bearer {token}\r\n")).starts_with("HTTP/1.1 405"));
     }
 
     #[test]
