@@ -179,7 +179,14 @@ impl Clips {
                 policies.insert(c.id.clone(), policy);
             }
         }
-        self.rings.locked().retain(|id, _| policies.contains_key(&**id));
+        // A ring per recording camera, made here so that the per-unit path takes one lock.
+        {
+            let mut rings = self.rings.locked();
+            rings.retain(|id, _| policies.contains_key(&**id));
+            for id in policies.keys() {
+                rings.entry(Arc::from(id.as_str())).or_default();
+            }
+        }
         *self.policies.locked() = policies;
     }
 
@@ -190,11 +197,9 @@ impl Clips {
 
     /// An access unit of `camera`, as received (called for every unit, key or not).
     pub fn unit(&self, camera: &Arc<str>, codec: &'static str, pts: Duration, key: bool, data: &[u8]) {
-        if !self.records(camera) {
-            return;
-        }
         let mut rings = self.rings.locked();
-        let ring = rings.entry(camera.clone()).or_default();
+        // Only recording cameras have a ring.
+        let Some(ring) = rings.get_mut(camera) else { return };
         // A new session starts its timestamps again: what was kept belongs to the old one.
         if ring.newest().is_some_and(|n| pts + Duration::from_secs(1) < n) || ring.codec != codec {
             let done: Vec<Pending> = ring.pending.drain(..).collect();

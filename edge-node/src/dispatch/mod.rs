@@ -209,40 +209,18 @@ impl Dispatcher {
             return Ok(AlertOutcome::Ignored(format!("no dispatch route for category {}", a.category)));
         };
         let mut o = Order {
-            id: format!("o-{}", a.id),
-            key,
-            state: State::Assigned,
             node: a.node.clone(),
             camera: a.camera.clone(),
             rule: a.rule.clone(),
             zone: a.zone.clone(),
             category: a.category.clone(),
             severity: a.severity.clone(),
-            priority: route.priority.name().to_string(),
             micro_grid: a.micro_grid.clone(),
             grid: a.grid.clone().filter(|g| self.grid.grids.iter().any(|c| &c.id == g)),
-            assignee: None,
-            worker: None,
-            escalation: 0,
-            escalations: 0,
-            reassignments: 0,
-            excluded: Vec::new(),
-            deadline_ms: None,
-            deadline: None,
-            alerts: 1,
-            first_alert: a.id.clone(),
-            last_alert: a.id.clone(),
             label: a.label.clone(),
             score: a.score,
             snapshot: a.snapshot.clone(),
-            created_ms: now,
-            assigned_ms: None,
-            accepted_ms: None,
-            on_site_ms: None,
-            resolved_ms: None,
-            closed_ms: None,
-            cancel_reason: None,
-            note: None,
+            ..Order::new(key, &a.id, route, now)
         };
         self.announce(out, &o, "created", None, None, now, &[]);
         info!(order = %o.id, camera = %o.camera, category = %o.category, grid = o.grid.as_deref().unwrap_or("-"), "order created");

@@ -160,6 +160,47 @@ const COLUMNS: &str = "id, key, state, node, camera, rule, zone, category, sever
     cancel_reason, note";
 
 impl Order {
+    /// A new order from its first alert (or report) `first`, before assignment: its id is
+    /// `o-<first>`, the lifecycle fields are empty. The caller sets what it is about.
+    pub fn new(key: String, first: &str, route: &crate::config::Route, now: i64) -> Self {
+        Self {
+            id: format!("o-{first}"),
+            key,
+            state: State::Assigned,
+            node: String::new(),
+            camera: String::new(),
+            rule: String::new(),
+            zone: None,
+            category: String::new(),
+            severity: String::new(),
+            priority: route.priority.name().to_string(),
+            micro_grid: None,
+            grid: None,
+            assignee: None,
+            worker: None,
+            escalation: 0,
+            escalations: 0,
+            reassignments: 0,
+            excluded: Vec::new(),
+            deadline_ms: None,
+            deadline: None,
+            alerts: 1,
+            first_alert: first.to_string(),
+            last_alert: first.to_string(),
+            label: String::new(),
+            score: 0.0,
+            snapshot: None,
+            created_ms: now,
+            assigned_ms: None,
+            accepted_ms: None,
+            on_site_ms: None,
+            resolved_ms: None,
+            closed_ms: None,
+            cancel_reason: None,
+            note: None,
+        }
+    }
+
     fn from_row(r: &Row) -> rusqlite::Result<Self> {
         let excluded: String = r.get(17)?;
         let deadline: Option<String> = r.get(19)?;

@@ -177,41 +177,18 @@ impl Dispatcher {
                     None => (None, false),
                     Some(route) => {
                         let mut o = Order {
-                            id: format!("o-{id}"),
-                            key: format!("{RESIDENTS}/{}/{id}", r.category),
-                            state: State::Assigned,
                             node: RESIDENTS.to_string(),
                             camera: "-".to_string(),
                             rule: "report".to_string(),
-                            zone: None,
                             category: r.category.clone(),
                             severity: "medium".to_string(),
-                            priority: route.priority.name().to_string(),
                             micro_grid: r.micro_grid.clone(),
                             grid: r.grid.clone(),
-                            assignee: None,
-                            worker: None,
-                            escalation: 0,
-                            escalations: 0,
-                            reassignments: 0,
-                            excluded: Vec::new(),
-                            deadline_ms: None,
-                            deadline: None,
-                            alerts: 1,
-                            first_alert: id.clone(),
-                            last_alert: id.clone(),
                             label: r.category.clone(),
                             score: 1.0,
                             // For inspectors and the control room (the listener's token).
                             snapshot: r.photo.as_ref().map(|_| format!("/reports/{id}/photo.jpg")),
-                            created_ms: now,
-                            assigned_ms: None,
-                            accepted_ms: None,
-                            on_site_ms: None,
-                            resolved_ms: None,
-                            closed_ms: None,
-                            cancel_reason: None,
-                            note: None,
+                            ..Order::new(format!("{RESIDENTS}/{}/{id}", r.category), &id, route, now)
                         };
                         // What the inspector needs to find and judge it: the words, the place.
                         let place = match (r.point, &r.micro_grid) {
