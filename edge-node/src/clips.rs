@@ -332,8 +332,8 @@ impl Worker {
         let first = job.units.first().map(|u| u.0).unwrap_or_default();
         let last = job.units.last().map(|u| u.0).unwrap_or_default();
         let (frames, faces) = match job.policy {
-            ClipPolicy::Raw => (self.copy(&job, first, &part)?, 0),
-            _ => self.blur(&job, first, &part)?,
+            ClipPolicy::Raw => (self.copy(job.codec, job.units, first, &part)?, 0),
+            _ => self.blur(job.codec, job.units, first, &part)?,
         };
         let _ = std::fs::remove_file(&path);
         std::fs::rename(&part, &path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -359,9 +359,10 @@ impl Worker {
         gst_app::AppSrc::builder().caps(&caps).format(gst::Format::Time).is_live(false).block(true).build()
     }
 
-    fn push_units(src: &gst_app::AppSrc, job: &Job, first: Duration) -> Result<(), String> {
-        for (pts, key, data) in &job.units {
-            let mut b = gst::Buffer::from_slice(data.clone());
+    /// Feeds the units (moved into the buffers, not copied), then the end of stream.
+    fn push_units(src: &gst_app::AppSrc, units: Vec<(Duration, bool, Vec<u8>)>, first: Duration) -> Result<(), String> {
+        for (pts, key, data) in units {
+            let mut b = gst::Buffer::from_mut_slice(data);
             {
                 let b = b.get_mut().expect("a new buffer is writable");
                 b.set_pts(gst::ClockTime::from_nseconds(pts.saturating_sub(first).as_nanos() as u64));
@@ -393,31 +394,44 @@ impl Worker {
     }
 
     /// `raw`: the units as they came, in an MP4.
-    fn copy(&self, job: &Job, first: Duration, out: &std::path::Path) -> Result<u64, String> {
-        let parse = if job.codec == "h265" { "h265parse" } else { "h264parse" };
+    fn copy(
+        &self,
+        codec: &str,
+        units: Vec<(Duration, bool, Vec<u8>)>,
+        first: Duration,
+        out: &std::path::Path,
+    ) -> Result<u64, String> {
+        let parse = if codec == "h265" { "h265parse" } else { "h264parse" };
         let desc = format!("{parse} ! mp4mux faststart=true ! filesink name=out");
         let bin = gst::parse::bin_from_description(&desc, true).map_err(|e| e.to_string())?;
         bin.by_name("out").ok_or("no filesink")?.set_property("location", out.display().to_string());
         let pipeline = gst::Pipeline::new();
-        let src = Self::source(job.codec);
+        let src = Self::source(codec);
         pipeline
             .add_many([src.upcast_ref::<gst::Element>(), bin.upcast_ref::<gst::Element>()])
             .map_err(|e| e.to_string())?;
         src.link(&bin).map_err(|e| e.to_string())?;
         pipeline.set_state(gst::State::Playing).map_err(|e| e.to_string())?;
-        Self::push_units(&src, job, first)?;
+        let n = units.len() as u64;
+        Self::push_units(&src, units, first)?;
         Self::finish(&pipeline)?;
-        Ok(job.units.len() as u64)
+        Ok(n)
     }
 
     /// `blurred`: decoded at `fps`, faces pixelated, encoded again.
-    fn blur(&mut self, job: &Job, first: Duration, out: &std::path::Path) -> Result<(u64, u64), String> {
+    fn blur(
+        &mut self,
+        codec: &str,
+        units: Vec<(Duration, bool, Vec<u8>)>,
+        first: Duration,
+        out: &std::path::Path,
+    ) -> Result<(u64, u64), String> {
         let Some((model, spec)) = self.faces.clone() else { return Err("no face model to blur with".into()) };
         if self.detector.is_none() {
             let specs = std::collections::BTreeMap::from([(model.clone(), spec)]);
             self.detector = Some(crate::inference::Detector::new(&specs, 1).map_err(|e| e.to_string())?);
         }
-        let (parse, dec) = if job.codec == "h265" { ("h265parse", "avdec_h265") } else { ("h264parse", "avdec_h264") };
+        let (parse, dec) = if codec == "h265" { ("h265parse", "avdec_h265") } else { ("h264parse", "avdec_h264") };
         let fps = self.fps;
         let desc = format!(
             "{parse} ! {dec} ! videoconvert ! videoscale ! videorate ! \
@@ -427,16 +441,15 @@ impl Worker {
         let sink =
             bin.by_name("sink").ok_or("no appsink")?.downcast::<gst_app::AppSink>().map_err(|_| "not an appsink")?;
         let decode = gst::Pipeline::new();
-        let src = Self::source(job.codec);
+        let src = Self::source(codec);
         decode
             .add_many([src.upcast_ref::<gst::Element>(), bin.upcast_ref::<gst::Element>()])
             .map_err(|e| e.to_string())?;
         src.link(&bin).map_err(|e| e.to_string())?;
         decode.set_state(gst::State::Playing).map_err(|e| e.to_string())?;
-        let units = Job { units: job.units.clone(), camera: String::new(), alert: String::new(), ..*job };
         let feeder = {
             let src = src.clone();
-            std::thread::spawn(move || Self::push_units(&src, &units, first))
+            std::thread::spawn(move || Self::push_units(&src, units, first))
         };
 
         let mut encode: Option<(gst::Pipeline, gst_app::AppSrc)> = None;
