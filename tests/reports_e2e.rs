@@ -119,6 +119,10 @@ categories = ["pothole", "litter"]
 attach_within = 50
 attach_for = "1h"
 per_address = 40
+reopen_at_most = 2
+per_gateway = 6
+[dispatch]
+stats_interval = "1s"
 [[dispatch.routes]]
 category = "*"
 accept_within = "1h"
@@ -276,14 +280,51 @@ grid = "g2"
     }
     // 5. The rating: once, and in the statistics.
     let (c, b) = rate(&id, &token, r#"{"rating": 4, "comment": "quick, thanks"}"#);
-    assert_eq!(c, 200, "{b}");
+    assert_eq!((c, &b["reopened"]), (200, &serde_json::json!(false)), "{b}");
     let (c, b) = rate(&id, &token, r#"{"rating": 5}"#);
     assert_eq!(c, 409, "{b}");
     assert_eq!(status(&id, &token)["rating"], 4);
-    let metrics = String::from_utf8(http(http_port, "GET", "/metrics", None, "text/plain", b"").1).unwrap();
-    assert!(metrics.contains(r#"gridsight_reports_rating_mean{grid="g1",category="pothole"} 4"#), "{metrics}");
-    assert!(metrics.contains(r#"gridsight_reports{grid="g1",category="pothole"} 2"#), "{metrics}");
-    promtool_check(&metrics).unwrap_or_else(|e| panic!("promtool: {e}"));
+    // The second reporter is not content (at or below reopen_at_most): the order opens again
+    // and goes back to the grid's inspector; both reporters see it.
+    let (id2, token2) = (r2["id"].as_str().unwrap(), r2["token"].as_str().unwrap());
+    let (c, b) = rate(id2, token2, r#"{"rating": 2, "comment": "still a hole"}"#);
+    assert_eq!((c, &b["reopened"]), (200, &serde_json::json!(true)), "{b}");
+    let s = status(&id, &token);
+    assert_eq!(s["state"], "assigned", "{s}");
+    let reopened = s["timeline"].as_array().unwrap().iter().find(|e| e["event"] == "reopened").cloned();
+    assert!(
+        reopened.as_ref().is_some_and(|e| e["detail"].as_str().unwrap().contains("2/5")),
+        "no reopened step in {s}"
+    );
+    assert!(
+        s["timeline"].as_array().unwrap().iter().all(|e| e.get("by").is_none()),
+        "inspectors are not named to residents: {s}"
+    );
+    let reassigned = wait_until(Duration::from_secs(10), || {
+        events().iter().any(|v| {
+            v["order"]["id"] == order.as_str() && v["event"] == "reassigned" && v["order"]["assignee"] == "insp-a"
+        })
+    });
+    assert!(reassigned, "the reopened order was not given back to g1: {:#?}", events());
+    let metrics = || String::from_utf8(http(http_port, "GET", "/metrics", None, "text/plain", b"").1).unwrap();
+    let want = [
+        r#"gridsight_reports_rating_mean{grid="g1",category="pothole"} 3"#,
+        r#"gridsight_reports{grid="g1",category="pothole"} 2"#,
+        r#"gridsight_reports_rated{grid="g1",category="pothole"} 2"#,
+        r#"gridsight_orders_reopened{grid="g1",category="pothole"} 1"#,
+    ];
+    assert!(wait_until(Duration::from_secs(10), || want.iter().all(|w| metrics().contains(w))), "{}", metrics());
+    promtool_check(&metrics()).unwrap_or_else(|e| panic!("promtool: {e}"));
+    let stats = subscriber_raw(port, "gridsight/dispatch/stats", "reports-stats");
+    assert!(wait_until(Duration::from_secs(10), || {
+        stats.lock().unwrap().iter().any(|(_, p)| {
+            json(p)["groups"].as_array().is_some_and(|g| {
+                g.iter().any(|g| {
+                    g["grid"] == "g1" && g["reports"] == 2 && g["rated"] == 2 && g["rating_mean"] == 3.0 && g["reopened"] == 1
+                })
+            })
+        })
+    }));
 
     // 6. The hostile set: each refused with a reason, nothing stored.
     let before = (reports(&db), resident_orders(&db));
@@ -384,6 +425,22 @@ grid = "g2"
     assert_eq!(reports(&db), before_mqtt + 1, "one report for the request, whatever the repeats");
     let s = status(q1[0]["id"].as_str().unwrap(), q1[0]["token"].as_str().unwrap());
     assert_eq!(s["location"]["micro_grid"], "m1", "{s}");
+    // A flood through one gateway (per_gateway = 6 a minute; 3 counted so far): the 7th is
+    // answered "retry" and stores nothing, not even its answer.
+    let flood = |n: u32| format!(r#"{{"id": "f-{n}", "category": "graffiti", "text": "x", "micro_grid": "m1"}}"#);
+    for n in 1..=4 {
+        client.publish("gridsight/dispatch/reports/in/app-1", rumqttc::QoS::AtLeastOnce, false, flood(n)).unwrap();
+    }
+    let answer = |id: &str| -> Option<serde_json::Value> {
+        replies.lock().unwrap().iter().map(|(_, p)| json(p)).find(|r| r["request"] == id)
+    };
+    assert!(wait_until(Duration::from_secs(15), || answer("f-4").is_some()), "no answer to f-4");
+    assert!(answer("f-3").unwrap()["reason"].as_str().unwrap().contains("unknown category"));
+    let f4 = answer("f-4").unwrap();
+    assert!(f4["retry"] == true && f4["reason"].as_str().unwrap().contains("too many"), "{f4}");
+    let conn = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let kept: i64 = conn.query_row("SELECT count(*) FROM updates WHERE id = 'f-4'", [], |r| r.get(0)).unwrap();
+    assert_eq!((kept, reports(&db)), (0, before_mqtt + 1), "a refused flood left something");
 
     // 8. kill -9 right after a report is accepted: after the restart it has one order.
     let orders_before = resident_orders(&db);

@@ -362,10 +362,12 @@ pub enum OrderEventKind {
     Escalated,
     Cancelled,
     AlertAttached,
+    /// A resident rated the resolved work at or below `reports.reopen_at_most`.
+    Reopened,
 }
 
 impl OrderEventKind {
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Created,
         Self::Assigned,
         Self::Reassigned,
@@ -376,6 +378,7 @@ impl OrderEventKind {
         Self::Escalated,
         Self::Cancelled,
         Self::AlertAttached,
+        Self::Reopened,
     ];
 
     pub fn name(self) -> &'static str {
@@ -390,6 +393,7 @@ impl OrderEventKind {
             Self::Escalated => "escalated",
             Self::Cancelled => "cancelled",
             Self::AlertAttached => "alert_attached",
+            Self::Reopened => "reopened",
         }
     }
 
@@ -512,6 +516,16 @@ pub struct StatsGroup {
     pub resolve_p50_s: Option<f64>,
     pub resolve_p90_s: Option<f64>,
     pub escalations: u64,
+    /// Residents' reports in the window, how many were rated, their mean rating, and the
+    /// orders reopened after a low rating (absent from statistics of older dispatchers).
+    #[serde(default)]
+    pub reports: u64,
+    #[serde(default)]
+    pub rated: u64,
+    #[serde(default)]
+    pub rating_mean: Option<f64>,
+    #[serde(default)]
+    pub reopened: u64,
 }
 
 pub use crate::dispatch::order::{Action as OrderAction, Update as OrderUpdate};

@@ -252,27 +252,6 @@ pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
         token: config.http.token.clone(),
         own_credentials: intake.iter().map(|_| crate::dispatch::intake::PATH).collect(),
     };
-    // Residents' ratings per grid and category, read from the reports on each scrape.
-    let ratings = config.reports.is_some().then(|| {
-        let d = service.dispatcher.clone();
-        Arc::new(crate::telemetry::ScrapeCollector::new(move |m| {
-            let rows = d.ratings().unwrap_or_default();
-            let of =
-                |f: &dyn Fn(&crate::dispatch::reports::RatingRow) -> Option<f64>| -> Vec<(Vec<(&str, &str)>, f64)> {
-                    rows.iter()
-                        .filter_map(|r| Some((vec![("grid", r.0.as_str()), ("category", r.1.as_str())], f(r)?)))
-                        .collect()
-                };
-            m.family("gridsight_reports", "Residents' reports stored.", "gauge", &of(&|r| Some(r.2 as f64)));
-            m.family(
-                "gridsight_reports_rated",
-                "Reports rated by their reporter.",
-                "gauge",
-                &of(&|r| Some(r.3 as f64)),
-            );
-            m.family("gridsight_reports_rating_mean", "Mean rating (1-5) residents gave.", "gauge", &of(&|r| r.4));
-        }))
-    });
     if config.reports.is_some() {
         info!("residents' reports: POST /api/v1/reports, and MQTT <prefix>/dispatch/reports/in/<gateway>");
     }
@@ -302,11 +281,7 @@ pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
             Some(json_reply(&v))
         }
         "/metrics" => {
-            let mut collectors: Vec<Box<dyn prometheus_client::collector::Collector>> = vec![Box::new(stats.clone())];
-            if let Some(r) = &ratings {
-                collectors.push(Box::new(r.clone()));
-            }
-            Some(crate::telemetry::metrics_response(r.accept, collectors).into())
+            Some(crate::telemetry::metrics_response(r.accept, vec![Box::new(stats.clone())]).into())
         }
         path => health(path, &connected, None).map(Into::into),
     });

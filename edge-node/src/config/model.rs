@@ -210,6 +210,9 @@ pub struct Reports {
     pub outside_to_control_room: bool,
     pub per_address: u32,
     pub per_token: u32,
+    pub per_gateway: u32,
+    /// A rating at or below this reopens the order; `None`: ratings never reopen.
+    pub reopen_at_most: Option<u8>,
 }
 
 /// `[home_assistant]`: MQTT discovery for Home Assistant; `None` when off (the default).

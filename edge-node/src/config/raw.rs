@@ -75,6 +75,10 @@ pub struct RawReports {
     pub per_address: Option<u32>,
     /// Requests per minute with one reporter token. Default: 20.
     pub per_token: Option<u32>,
+    /// Reports per minute through one app gateway on MQTT. Default: 600.
+    pub per_gateway: Option<u32>,
+    /// A rating (1-5) at or below this reopens the resolved order (1 to 4). Default: never.
+    pub reopen_at_most: Option<u8>,
 }
 
 #[derive(Debug, Default, Deserialize)]

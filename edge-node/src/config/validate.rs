@@ -267,6 +267,14 @@ fn reports(v: &mut Validator, r: &RawReports, models: &BTreeMap<String, ModelSpe
         outside_to_control_room,
         per_address: r.per_address.unwrap_or(10).max(1),
         per_token: r.per_token.unwrap_or(20).max(1),
+        per_gateway: r.per_gateway.unwrap_or(600).max(1),
+        reopen_at_most: r.reopen_at_most.filter(|n| {
+            let ok = (1..=4).contains(n);
+            if !ok {
+                v.err("reports.reopen_at_most", format!("{n}: a rating from 1 to 4 (5 would reopen every order)"));
+            }
+            ok
+        }),
     })
 }
 

@@ -263,6 +263,13 @@ impl Intake {
             publish(&reply_of(None, Err("expected a JSON object with \"id\" (1-64 characters): the request id")))?;
             return Ok(());
         };
+        // A flood through one gateway: answered, not stored, so the same request can come again.
+        if !self.limits.locked().allow(format!("gateway {gateway}"), self.config.per_gateway, Instant::now()) {
+            let mut reply = reply_of(Some(&request), Err("too many reports through this gateway; try again in a minute"));
+            reply["retry"] = true.into();
+            publish(&reply)?;
+            return Ok(());
+        }
         // The fields as a form would send them, then the same checks.
         let mut owned: Vec<(String, Option<String>, Vec<u8>)> = Vec::new();
         let mut problem = None;
@@ -460,8 +467,8 @@ impl Intake {
         if r.comment.chars().count() > MAX_TEXT {
             return error(400, format!("comment must be at most {MAX_TEXT} characters"));
         }
-        match self.dispatcher.rate_report(id, r.rating, r.comment.trim(), now) {
-            Ok(Ok(())) => ok(200, json!({"ok": true, "id": id, "rating": r.rating})),
+        match self.dispatcher.rate_report(id, r.rating, r.comment.trim(), self.config.reopen_at_most, now) {
+            Ok(Ok(reopened)) => ok(200, json!({"ok": true, "id": id, "rating": r.rating, "reopened": reopened})),
             Ok(Err(RatingRefused::NotFound)) => error(404, "no such report"),
             Ok(Err(RatingRefused::Already)) => error(409, "this report is rated already"),
             Ok(Err(RatingRefused::NotYet(why))) => error(409, why),

@@ -152,6 +152,12 @@ impl Dispatcher {
         }
     }
 
+    /// The route of a stored order's category (the default one if the configuration no
+    /// longer has it).
+    fn route_of(&self, category: &str) -> Route {
+        self.config.route(category).cloned().unwrap_or_else(|| Route::default_for(category))
+    }
+
     /// One alert event (`gridsight.alert` JSON).
     pub fn handle_alert(&self, payload: &[u8], now: i64) -> Result<AlertOutcome, DispatchError> {
         let alert = match AlertIn::parse(payload) {
@@ -196,7 +202,7 @@ impl Dispatcher {
                 }
             }
             o.save(tx)?;
-            self.announce(out, &o, "alert_attached", None, Some(&format!("alert {} ({})", a.id, a.kind)), now, &[]);
+            self.announce(tx, out, &o, "alert_attached", None, Some(&format!("alert {} ({})", a.id, a.kind)), now, &[])?;
             return Ok(AlertOutcome::Attached(o.id));
         }
         if !a.dispatch {
@@ -222,7 +228,7 @@ impl Dispatcher {
             snapshot: a.snapshot.clone(),
             ..Order::new(key, &a.id, route, now)
         };
-        self.announce(out, &o, "created", None, None, now, &[]);
+        self.announce(tx, out, &o, "created", None, None, now, &[])?;
         info!(order = %o.id, camera = %o.camera, category = %o.category, grid = o.grid.as_deref().unwrap_or("-"), "order created");
         self.assign_or_escalate(tx, out, &mut o, route, now, "created")?;
         o.save(tx)?;
@@ -249,10 +255,10 @@ impl Dispatcher {
                 info!(order = %o.id, inspector = %who, reason = why, "order {event}");
                 let mut notify = vec![who.clone()];
                 notify.extend(previous.filter(|p| *p != who));
-                self.announce(out, o, event, None, Some(why), now, &notify);
+                self.announce(tx, out, o, event, None, Some(why), now, &notify)?;
                 Ok(())
             }
-            None => self.escalate(out, o, route, now, &format!("{why}; no inspector of the grid is on duty")),
+            None => self.escalate(tx, out, o, route, now, &format!("{why}; no inspector of the grid is on duty")),
         }
     }
 
@@ -295,6 +301,7 @@ impl Dispatcher {
     /// skipped). At the end of the chain it stays with the last target, without a deadline.
     fn escalate(
         &self,
+        tx: &Transaction,
         out: &mut Vec<Message>,
         o: &mut Order,
         route: &Route,
@@ -340,7 +347,7 @@ impl Dispatcher {
         let mut notify = vec![to];
         notify.extend(previous);
         notify.extend(o.worker.clone());
-        self.announce(out, o, "escalated", None, Some(why), now, &notify);
+        self.announce(tx, out, o, "escalated", None, Some(why), now, &notify)?;
         Ok(())
     }
 
@@ -349,6 +356,7 @@ impl Dispatcher {
     #[allow(clippy::too_many_arguments)]
     fn announce(
         &self,
+        tx: &Transaction,
         out: &mut Vec<Message>,
         o: &Order,
         event: &str,
@@ -356,11 +364,17 @@ impl Dispatcher {
         detail: Option<&str>,
         now: i64,
         notify: &[String],
-    ) {
+    ) -> rusqlite::Result<()> {
         let Some(kind) = crate::contract::OrderEventKind::from_name(event) else {
             tracing::error!(order = %o.id, event, "not an order event of the contract; not announced");
-            return;
+            return Ok(());
         };
+        // The order's history (the reporter's timeline, the control room), in the same
+        // transaction as the change it records.
+        tx.execute(
+            "INSERT INTO order_events (order_id, event, by_who, detail, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![o.id, event, by, detail, now],
+        )?;
         let v = crate::contract::OrderEvent {
             schema: crate::contract::Schema::new(),
             version: crate::contract::Version1,
@@ -385,6 +399,7 @@ impl Dispatcher {
                 kind: Kind::Order,
             });
         }
+        Ok(())
     }
 
     /// One update from `sender` (the last level of the topic it came on). The reply is
@@ -449,7 +464,7 @@ impl Dispatcher {
         if o.state.is_closed() {
             return refuse(format!("order is {}; no further change", o.state.name()));
         }
-        let route = self.config.route(&o.category).cloned().unwrap_or_else(|| Route::default_for(&o.category));
+        let route = self.route_of(&o.category);
         let is = |who: &Option<String>| who.as_deref() == Some(sender);
         let leader = o.grid.as_ref().and_then(|g| self.grid.grids.iter().find(|c| &c.id == g)?.leader.clone());
         let supervisor = sender == CONTROL_ROOM || leader.as_deref() == Some(sender);
@@ -481,9 +496,9 @@ impl Dispatcher {
                     return refuse("reject needs a reason".into());
                 }
                 o.excluded.push(sender.to_string());
-                self.announce(out, &o, "rejected", Some(sender), u.reason.as_deref(), now, &[]);
+                self.announce(tx, out, &o, "rejected", Some(sender), u.reason.as_deref(), now, &[])?;
                 if state == State::Escalated {
-                    self.escalate(out, &mut o, &route, now, &format!("rejected by {sender}"))?;
+                    self.escalate(tx, out, &mut o, &route, now, &format!("rejected by {sender}"))?;
                 } else {
                     self.assign_or_escalate(tx, out, &mut o, &route, now, &format!("rejected by {sender}"))?;
                 }
@@ -563,7 +578,7 @@ impl Dispatcher {
         }
         o.save(tx)?;
         info!(order = %o.id, by = sender, action = u.action.name(), state = o.state.name(), "order updated");
-        self.announce(out, &o, event, Some(sender), u.reason.as_deref().or(u.note.as_deref()), now, &notify);
+        self.announce(tx, out, &o, event, Some(sender), u.reason.as_deref().or(u.note.as_deref()), now, &notify)?;
         Ok(self.ok(u, &o, event.to_string()))
     }
 
@@ -597,7 +612,7 @@ impl Dispatcher {
         self.store.locked().transaction(|tx, out| {
             let due = Order::due(tx, now, limit)?;
             for mut o in due.iter().cloned() {
-                let route = self.config.route(&o.category).cloned().unwrap_or_else(|| Route::default_for(&o.category));
+                let route = self.route_of(&o.category);
                 let late = o.assignee.clone().unwrap_or_default();
                 match (o.deadline, o.state) {
                     (Some(Deadline::Accept), State::Assigned) => {
@@ -613,15 +628,15 @@ impl Dispatcher {
                                 &format!("{late} did not accept in time"),
                             )?;
                         } else {
-                            self.escalate(out, &mut o, &route, now, &format!("{late} did not accept in time"))?;
+                            self.escalate(tx, out, &mut o, &route, now, &format!("{late} did not accept in time"))?;
                         }
                     }
                     (Some(Deadline::Accept), _) => {
                         o.excluded.push(late.clone());
-                        self.escalate(out, &mut o, &route, now, &format!("{late} did not take it up in time"))?;
+                        self.escalate(tx, out, &mut o, &route, now, &format!("{late} did not take it up in time"))?;
                     }
                     (Some(Deadline::Resolve), _) => {
-                        self.escalate(out, &mut o, &route, now, "not resolved in time")?;
+                        self.escalate(tx, out, &mut o, &route, now, "not resolved in time")?;
                     }
                     (None, _) => {}
                 }
@@ -637,6 +652,11 @@ impl Dispatcher {
     pub fn prune(&self, now: i64) -> Result<usize, DispatchError> {
         let before = now - self.config.retention.as_millis() as i64;
         self.store.locked().transaction(|tx, _| {
+            tx.execute(
+                "DELETE FROM order_events WHERE order_id IN \
+                 (SELECT id FROM orders WHERE closed_ms IS NOT NULL AND closed_ms < ?1)",
+                [before],
+            )?;
             let n = tx.execute("DELETE FROM orders WHERE closed_ms IS NOT NULL AND closed_ms < ?1", [before])?;
             tx.execute(
                 "DELETE FROM reports WHERE created_ms < ?1 AND (order_id IS NULL OR order_id NOT IN (SELECT id FROM orders))",

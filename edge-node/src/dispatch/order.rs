@@ -117,7 +117,17 @@ pub struct Order {
 /// The dispatcher's tables, as upgrade steps (see `Outbox::upgrade_tables`); a new column
 /// or table is a new step at the end, never an edit of an old one. Databases made before
 /// versioning have step 1's tables already (`IF NOT EXISTS`).
-pub const SCHEMA_STEPS: &[&str] = &[SCHEMA_1, super::reports::SCHEMA_2];
+pub const SCHEMA_STEPS: &[&str] = &[SCHEMA_1, super::reports::SCHEMA_2, SCHEMA_3];
+
+/// Step 3: every event of every order, as announced (an order made before this step has
+/// none; its timeline comes from its timestamps).
+const SCHEMA_3: &str = "
+CREATE TABLE IF NOT EXISTS order_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    order_id TEXT NOT NULL, event TEXT NOT NULL, by_who TEXT, detail TEXT, at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS order_events_order ON order_events(order_id, seq);
+";
 
 const SCHEMA_1: &str = "
 CREATE TABLE IF NOT EXISTS orders (
@@ -158,6 +168,9 @@ const COLUMNS: &str = "id, key, state, node, camera, rule, zone, category, sever
     assignee, worker, escalation, escalations, reassignments, excluded, deadline_ms, deadline, alerts, first_alert, \
     last_alert, label, score, snapshot, created_ms, assigned_ms, accepted_ms, on_site_ms, resolved_ms, closed_ms, \
     cancel_reason, note";
+
+/// One stored order event: (event, by, detail, at_ms).
+pub type EventRow = (String, Option<String>, Option<String>, i64);
 
 impl Order {
     /// A new order from its first alert (or report) `first`, before assignment: its id is
@@ -256,7 +269,7 @@ impl Order {
         })
     }
 
-    pub fn load(tx: &Transaction, id: &str) -> rusqlite::Result<Option<Self>> {
+    pub fn load(tx: &rusqlite::Connection, id: &str) -> rusqlite::Result<Option<Self>> {
         tx.query_row(&format!("SELECT {COLUMNS} FROM orders WHERE id = ?1"), [id], Self::from_row).optional()
     }
 
@@ -275,6 +288,13 @@ impl Order {
             "SELECT {COLUMNS} FROM orders WHERE deadline_ms IS NOT NULL AND deadline_ms <= ?1 AND closed_ms IS NULL ORDER BY deadline_ms, id LIMIT ?2"
         ))?;
         stmt.query_map(params![now, limit as i64], Self::from_row)?.collect()
+    }
+
+    /// The order's events as announced, oldest first: (event, by, detail, at_ms).
+    pub fn events(conn: &rusqlite::Connection, id: &str) -> rusqlite::Result<Vec<EventRow>> {
+        let mut stmt = conn
+            .prepare_cached("SELECT event, by_who, detail, at_ms FROM order_events WHERE order_id = ?1 ORDER BY seq")?;
+        stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect()
     }
 
     pub fn all(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<Self>> {

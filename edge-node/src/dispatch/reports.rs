@@ -78,9 +78,6 @@ pub fn meters(a: (f64, f64), b: (f64, f64)) -> f64 {
     2.0 * 6_371_000.0 * h.sqrt().asin()
 }
 
-/// (grid, category, reports, rated, mean rating).
-pub type RatingRow = (String, String, u64, u64, Option<f64>);
-
 /// A rating refused, and why (the HTTP status it maps to).
 #[derive(Debug, PartialEq)]
 pub enum RatingRefused {
@@ -170,7 +167,7 @@ impl Dispatcher {
                     o.alerts += 1;
                     o.last_alert = id.clone();
                     o.save(tx)?;
-                    self.announce(out, &o, "alert_attached", None, Some(&format!("report {id}")), now, &[]);
+                    self.announce(tx, out, &o, "alert_attached", None, Some(&format!("report {id}")), now, &[])?;
                     (Some(o.id), true)
                 }
                 None => match self.config.route(&r.category) {
@@ -198,7 +195,7 @@ impl Dispatcher {
                             (None, None) => String::new(),
                         };
                         let detail = format!("resident report {id}: \u{201c}{}\u{201d} {place}", r.text);
-                        self.announce(out, &o, "created", None, Some(&detail), now, &[]);
+                        self.announce(tx, out, &o, "created", None, Some(&detail), now, &[])?;
                         tracing::info!(order = %o.id, report = %id, category = %o.category, grid = o.grid.as_deref().unwrap_or("-"), "order created from a resident's report");
                         self.assign_or_escalate(tx, out, &mut o, route, now, "created")?;
                         o.save(tx)?;
@@ -273,23 +270,39 @@ impl Dispatcher {
             return Ok(None);
         };
         let order = match &order_id {
-            Some(oid) => Order::all(conn)?.into_iter().find(|o| &o.id == oid),
+            Some(oid) => Order::load(conn, oid)?,
             None => None,
         };
-        let at = |ms: Option<i64>| ms.map(super::order::rfc3339_ms);
-        let mut timeline = vec![serde_json::json!({"event": "reported", "at": super::order::rfc3339_ms(created)})];
+        let at = |ms: i64| super::order::rfc3339_ms(ms);
+        let mut timeline = vec![serde_json::json!({"event": "reported", "at": at(created)})];
         if let Some(o) = &order {
-            for (event, ms) in [
-                ("assigned", o.assigned_ms),
-                ("accepted", o.accepted_ms),
-                ("on_site", o.on_site_ms),
-                ("resolved", o.resolved_ms),
-                ("closed", o.closed_ms),
-            ] {
-                if let Some(t) = at(ms) {
-                    timeline.push(serde_json::json!({"event": event, "at": t}));
+            let events = Order::events(conn, &o.id)?;
+            if events.is_empty() {
+                // An order from before the event log: what its timestamps say.
+                for (event, ms) in [
+                    ("assigned", o.assigned_ms),
+                    ("accepted", o.accepted_ms),
+                    ("on_site", o.on_site_ms),
+                    ("resolved", o.resolved_ms),
+                    ("closed", o.closed_ms),
+                ] {
+                    timeline.extend(ms.map(|ms| serde_json::json!({"event": event, "at": at(ms)})));
                 }
             }
+            // Every state change, without who (inspectors are not named to residents);
+            // what an inspector wrote when closing or why it was reopened is shown.
+            for (event, _by, detail, ms) in events {
+                if event == "alert_attached" || event == "created" {
+                    continue;
+                }
+                let mut e = serde_json::json!({"event": event, "at": at(ms)});
+                if matches!(event.as_str(), "resolved" | "cancelled" | "reopened") {
+                    e["detail"] = detail.into();
+                }
+                timeline.push(e);
+            }
+            // A report that joined an open order: what happened before it too, in time order.
+            timeline.sort_by(|a, b| a["at"].as_str().cmp(&b["at"].as_str()));
         }
         Ok(Some(serde_json::json!({
             "schema": "gridsight.report_status", "version": 1, "id": id, "source": "resident",
@@ -312,15 +325,19 @@ impl Dispatcher {
             .flatten())
     }
 
-    /// Stores the reporter's rating (1-5): once, and only after the order is resolved.
+    /// Stores the reporter's rating (1-5): once, and only after the order is resolved. A
+    /// rating at or below `reopen_at_most` reopens the order: it goes back to the grid's
+    /// inspectors (assignment as for a new order, deadlines anew), and the reporter sees it.
+    /// Returns whether it reopened.
     pub fn rate_report(
         &self,
         id: &str,
         rating: u8,
         comment: &str,
+        reopen_at_most: Option<u8>,
         now: i64,
-    ) -> Result<Result<(), RatingRefused>, DispatchError> {
-        self.store.locked().transaction(|tx, _| {
+    ) -> Result<Result<bool, RatingRefused>, DispatchError> {
+        self.store.locked().transaction(|tx, out| {
             let row: Option<(Option<String>, Option<i64>)> = tx
                 .query_row("SELECT order_id, rating FROM reports WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
@@ -328,37 +345,44 @@ impl Dispatcher {
             if existing.is_some() {
                 return Ok(Err(RatingRefused::Already));
             }
-            let state = match &order_id {
-                Some(oid) => Order::load(tx, oid)?.map(|o| o.state),
+            let order = match &order_id {
+                Some(oid) => Order::load(tx, oid)?,
                 None => None,
             };
-            if state != Some(State::Resolved) {
-                let now_state = state.map_or("not dispatched", |s| s.name());
-                return Ok(Err(RatingRefused::NotYet(format!(
-                    "the order is {now_state}; rate it once it is resolved"
-                ))));
-            }
+            let mut o = match order {
+                Some(o) if o.state == State::Resolved => o,
+                other => {
+                    let now_state = other.map_or("not dispatched", |o| o.state.name());
+                    return Ok(Err(RatingRefused::NotYet(format!(
+                        "the order is {now_state}; rate it once it is resolved"
+                    ))));
+                }
+            };
             tx.execute(
                 "UPDATE reports SET rating = ?2, rating_comment = ?3, rated_ms = ?4 WHERE id = ?1",
                 params![id, rating, comment, now],
             )?;
-            Ok::<_, DispatchError>(Ok(()))
+            let reopen = reopen_at_most.is_some_and(|at_most| rating <= at_most);
+            if reopen {
+                let why = if comment.is_empty() {
+                    format!("reopened: the resident rated it {rating}/5")
+                } else {
+                    format!("reopened: the resident rated it {rating}/5: \u{201c}{comment}\u{201d}")
+                };
+                // Open again, from the start of its route; the inspector who resolved it
+                // hears why.
+                let resolver: Vec<String> = o.worker.iter().cloned().collect();
+                o.state = State::Assigned;
+                (o.resolved_ms, o.closed_ms, o.on_site_ms, o.worker) = (None, None, None, None);
+                o.escalation = 0;
+                self.announce(tx, out, &o, "reopened", None, Some(&why), now, &resolver)?;
+                tracing::info!(order = %o.id, report = %id, rating, "order reopened after a low rating");
+                let route = self.route_of(&o.category);
+                self.assign_or_escalate(tx, out, &mut o, &route, now, &why)?;
+                o.save(tx)?;
+            }
+            Ok::<_, DispatchError>(Ok(reopen))
         })
-    }
-
-    /// Reports per grid and category.
-    pub fn ratings(&self) -> Result<Vec<RatingRow>, DispatchError> {
-        let store = self.store.locked();
-        let mut stmt = store.connection().prepare(
-            "SELECT COALESCE(grid, '-'), category, COUNT(*), COUNT(rating), AVG(rating) FROM reports \
-             GROUP BY 1, 2 ORDER BY 1, 2",
-        )?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64, r.get::<_, i64>(3)? as u64, r.get(4)?))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
     }
 }
 

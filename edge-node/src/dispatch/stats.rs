@@ -1,6 +1,7 @@
 //! Handling statistics per grid and category: orders created, the share handled (resolved or
-//! cancelled), median and p90 time to accept and to resolve, escalations. Published
-//! (retained) on `<prefix>/dispatch/stats` and served as Prometheus metrics.
+//! cancelled), median and p90 time to accept and to resolve, escalations, and residents'
+//! reports, their ratings and the orders reopened after a low one. Published (retained) on
+//! `<prefix>/dispatch/stats` and served as Prometheus metrics.
 
 use std::collections::BTreeMap;
 
@@ -18,12 +19,23 @@ pub struct Group {
     /// Seconds from creation to acceptance / resolution, of the orders that got there.
     pub to_accept: Vec<f64>,
     pub to_resolve: Vec<f64>,
+    /// Residents' reports made in the window, how many their reporter rated, the sum of
+    /// the ratings, and the orders reopened after a low rating.
+    pub reports: u64,
+    pub rated: u64,
+    pub rating_sum: u64,
+    pub reopened: u64,
 }
 
 impl Group {
     /// Resolved or cancelled, over created.
     pub fn handled_rate(&self) -> f64 {
         if self.created == 0 { 0.0 } else { (self.resolved + self.cancelled) as f64 / self.created as f64 }
+    }
+
+    /// The mean rating (1-5), when any report was rated.
+    pub fn rating_mean(&self) -> Option<f64> {
+        (self.rated > 0).then(|| self.rating_sum as f64 / self.rated as f64)
     }
 }
 
@@ -38,7 +50,12 @@ pub fn percentile(values: &[f64], p: f64) -> Option<f64> {
     Some(v[rank - 1])
 }
 
-/// Statistics over the orders created at or after `since_ms`.
+/// The group of a grid and category, made empty when new.
+fn group(groups: &mut BTreeMap<(String, String), Group>, grid: String, category: String) -> &mut Group {
+    groups.entry((grid.clone(), category.clone())).or_insert_with(|| Group { grid, category, ..Group::default() })
+}
+
+/// Statistics over the orders and reports created at or after `since_ms`.
 pub fn compute(conn: &Connection, since_ms: i64) -> rusqlite::Result<Vec<Group>> {
     let mut stmt = conn.prepare_cached(
         "SELECT COALESCE(grid, '-'), category, state, escalations, created_ms, accepted_ms, resolved_ms
@@ -58,11 +75,7 @@ pub fn compute(conn: &Connection, since_ms: i64) -> rusqlite::Result<Vec<Group>>
     })?;
     for row in rows {
         let (grid, category, state, escalations, created, accepted, resolved) = row?;
-        let g = groups.entry((grid.clone(), category.clone())).or_insert_with(|| Group {
-            grid,
-            category,
-            ..Group::default()
-        });
+        let g = group(&mut groups, grid, category);
         g.created += 1;
         g.escalations += escalations as u64;
         match state.as_str() {
@@ -76,6 +89,25 @@ pub fn compute(conn: &Connection, since_ms: i64) -> rusqlite::Result<Vec<Group>>
         if let Some(r) = resolved {
             g.to_resolve.push((r - created) as f64 / 1000.0);
         }
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT COALESCE(grid, '-'), category, COUNT(*), COUNT(rating), COALESCE(SUM(rating), 0) FROM reports \
+         WHERE created_ms >= ?1 GROUP BY 1, 2",
+    )?;
+    let rows = stmt.query_map([since_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?, r.get::<_, i64>(4)?)))?;
+    for row in rows {
+        let (grid, category, reports, rated, sum) = row?;
+        let g = group(&mut groups, grid, category);
+        (g.reports, g.rated, g.rating_sum) = (reports as u64, rated as u64, sum as u64);
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT COALESCE(o.grid, '-'), o.category, COUNT(*) FROM order_events e JOIN orders o ON o.id = e.order_id \
+         WHERE e.event = 'reopened' AND o.created_ms >= ?1 GROUP BY 1, 2",
+    )?;
+    let rows = stmt.query_map([since_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?)))?;
+    for row in rows {
+        let (grid, category, n) = row?;
+        group(&mut groups, grid, category).reopened = n as u64;
     }
     Ok(groups.into_values().collect())
 }
@@ -103,6 +135,10 @@ pub fn to_json(groups: &[Group], window_s: u64, at: &str) -> serde_json::Value {
                 resolve_p50_s: round(percentile(&g.to_resolve, 0.5)),
                 resolve_p90_s: round(percentile(&g.to_resolve, 0.9)),
                 escalations: g.escalations,
+                reports: g.reports,
+                rated: g.rated,
+                rating_mean: g.rating_mean().map(|m| (m * 100.0).round() / 100.0),
+                reopened: g.reopened,
             })
             .collect(),
     };
@@ -148,4 +184,8 @@ pub fn to_metrics(m: &mut crate::telemetry::MetricsText, groups: &[Group]) {
     metric("gridsight_orders_resolve_p90_seconds", "90th percentile time to resolution.", &|g| {
         percentile(&g.to_resolve, 0.9)
     });
+    metric("gridsight_orders_reopened", "Orders reopened after a resident's low rating.", &|g| Some(g.reopened as f64));
+    metric("gridsight_reports", "Residents' reports made in the statistics window.", &|g| Some(g.reports as f64));
+    metric("gridsight_reports_rated", "Reports rated by their reporter.", &|g| Some(g.rated as f64));
+    metric("gridsight_reports_rating_mean", "Mean rating (1-5) residents gave.", &|g| g.rating_mean());
 }

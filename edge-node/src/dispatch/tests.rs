@@ -455,3 +455,75 @@ fn an_unknown_stored_state_is_an_error() {
     let e = d.orders().expect_err("an unknown state must not load");
     assert!(e.to_string().contains("unknown stored order state \"reopened\""), "{e}");
 }
+
+fn report(text: &str, point: (f64, f64)) -> reports::NewReport {
+    reports::NewReport {
+        category: "pothole".into(),
+        text: text.into(),
+        point: Some(point),
+        micro_grid: Some("m1".into()),
+        grid: Some("g1".into()),
+        photo: None,
+        audio: None,
+    }
+}
+
+#[test]
+fn a_low_rating_reopens_the_order_and_the_reporters_see_every_step() {
+    let d = open(&temp("reopen"));
+    let first = d.handle_report(&report("deep hole", (31.2304, 121.4737)), 50.0, 60 * MIN, T0).unwrap();
+    let second = d.handle_report(&report("same hole", (31.23058, 121.4737)), 50.0, 60 * MIN, T0 + MIN).unwrap();
+    assert!(second.attached && second.order == first.order, "{second:?}");
+    let o = first.order.clone().unwrap();
+    assert_eq!(order(&d, &o).assignee.as_deref(), Some("a1"));
+    assert!(matches!(d.rate_report(&first.id, 4, "", Some(2), T0).unwrap(), Err(reports::RatingRefused::NotYet(_))));
+    assert!(act(&d, "a1", &update("u1", &o, "accept", "a1", serde_json::json!({})), T0 + 2 * MIN).ok);
+    let r = act(&d, "a1", &update("u2", &o, "resolve", "a1", serde_json::json!({"note": "patched"})), T0 + 30 * MIN);
+    assert!(r.ok, "{r:?}");
+
+    // A good rating changes nothing; a second one is refused.
+    assert_eq!(d.rate_report(&first.id, 4, "thanks", Some(2), T0 + 40 * MIN).unwrap(), Ok(false));
+    assert_eq!(d.rate_report(&first.id, 1, "", Some(2), T0 + 41 * MIN).unwrap(), Err(reports::RatingRefused::Already));
+    assert_eq!(order(&d, &o).state, State::Resolved);
+    // A rating at the threshold reopens it: back to the grid, deadlines anew, a1 told why.
+    assert_eq!(d.rate_report(&second.id, 2, "still there", Some(2), T0 + 50 * MIN).unwrap(), Ok(true));
+    let got = order(&d, &o);
+    assert_eq!((got.state, got.closed_ms, got.resolved_ms, got.worker.as_deref()), (State::Assigned, None, None, None));
+    assert_eq!(got.deadline_ms, Some(T0 + 50 * MIN + 10 * MIN), "a new accept deadline");
+    let ev = events(&d);
+    assert!(ev.contains(&("gs/dispatch/inspectors/a1".into(), "reopened".into(), o.clone(), "a1".into())), "{ev:?}");
+    assert!(ev.iter().any(|e| e.1 == "reassigned" && e.2 == o && e.3 != "-"), "{ev:?}");
+
+    // Each reporter's timeline: every step in time order, the closing note and the reason.
+    let s = d.report_status(&second.id).unwrap().unwrap();
+    let steps: Vec<&str> = s["timeline"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(steps, ["assigned", "reported", "accepted", "resolved", "reopened", "reassigned"], "{s}");
+    let tl = s["timeline"].as_array().unwrap();
+    assert_eq!(tl[3]["detail"], "patched");
+    assert!(tl[4]["detail"].as_str().unwrap().contains("2/5: \u{201c}still there\u{201d}"), "{s}");
+    assert!(tl.iter().all(|e| e.get("by").is_none()), "{s}");
+    assert_eq!(d.report_status(&first.id).unwrap().unwrap()["state"], "assigned");
+
+    // Statistics: two reports, both rated (mean 3), one reopen; the order open again.
+    let stats = stats::compute(d.store().lock().unwrap().connection(), 0).unwrap();
+    let g = stats.iter().find(|g| g.grid == "g1" && g.category == "pothole").unwrap();
+    assert_eq!((g.created, g.open, g.reports, g.rated, g.rating_mean(), g.reopened), (1, 1, 2, 2, Some(3.0), 1));
+    let json = stats::to_json(&stats, 60, "now");
+    assert_eq!(json["groups"][0]["rating_mean"], 3.0);
+    assert!(stats::metrics_text(&stats).contains("gridsight_orders_reopened{grid=\"g1\",category=\"pothole\"} 1"));
+
+    // It can be worked and resolved again; the reporters who rated cannot rate twice.
+    let who = order(&d, &o).assignee.unwrap();
+    assert!(act(&d, &who, &update("u3", &o, "accept", &who, serde_json::json!({})), T0 + 55 * MIN).ok);
+    assert!(act(&d, &who, &update("u4", &o, "resolve", &who, serde_json::json!({})), T0 + 90 * MIN).ok);
+    assert_eq!(d.rate_report(&second.id, 5, "", Some(2), T0 + 95 * MIN).unwrap(), Err(reports::RatingRefused::Already));
+    // Without a threshold, no rating reopens.
+    let third = d.handle_report(&report("again", (31.2304, 121.4737)), 50.0, 60 * MIN, T0 + 100 * MIN).unwrap();
+    let o3 = third.order.unwrap();
+    assert_ne!(o3, o, "a closed order takes no new report");
+    let a = order(&d, &o3).assignee.unwrap();
+    assert!(act(&d, &a, &update("u5", &o3, "accept", &a, serde_json::json!({})), T0 + 101 * MIN).ok);
+    assert!(act(&d, &a, &update("u6", &o3, "resolve", &a, serde_json::json!({})), T0 + 102 * MIN).ok);
+    assert_eq!(d.rate_report(&third.id, 1, "", None, T0 + 103 * MIN).unwrap(), Ok(false));
+    assert_eq!(order(&d, &o3).state, State::Resolved);
+}
