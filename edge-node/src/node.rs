@@ -280,9 +280,7 @@ pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
             let v = crate::telemetry::page::district_overview(&title, up, &dispatcher, &latest, fleet, window);
             Some(json_reply(&v))
         }
-        "/metrics" => {
-            Some(crate::telemetry::metrics_response(r.accept, vec![Box::new(stats.clone())]).into())
-        }
+        "/metrics" => Some(crate::telemetry::metrics_response(r.accept, vec![Box::new(stats.clone())]).into()),
         path => health(path, &connected, None).map(Into::into),
     });
     let addr = {

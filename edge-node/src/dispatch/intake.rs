@@ -265,7 +265,8 @@ impl Intake {
         };
         // A flood through one gateway: answered, not stored, so the same request can come again.
         if !self.limits.locked().allow(format!("gateway {gateway}"), self.config.per_gateway, Instant::now()) {
-            let mut reply = reply_of(Some(&request), Err("too many reports through this gateway; try again in a minute"));
+            let mut reply =
+                reply_of(Some(&request), Err("too many reports through this gateway; try again in a minute"));
             reply["retry"] = true.into();
             publish(&reply)?;
             return Ok(());

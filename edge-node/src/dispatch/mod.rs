@@ -202,7 +202,16 @@ impl Dispatcher {
                 }
             }
             o.save(tx)?;
-            self.announce(tx, out, &o, "alert_attached", None, Some(&format!("alert {} ({})", a.id, a.kind)), now, &[])?;
+            self.announce(
+                tx,
+                out,
+                &o,
+                "alert_attached",
+                None,
+                Some(&format!("alert {} ({})", a.id, a.kind)),
+                now,
+                &[],
+            )?;
             return Ok(AlertOutcome::Attached(o.id));
         }
         if !a.dispatch {

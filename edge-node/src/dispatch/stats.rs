@@ -94,7 +94,9 @@ pub fn compute(conn: &Connection, since_ms: i64) -> rusqlite::Result<Vec<Group>>
         "SELECT COALESCE(grid, '-'), category, COUNT(*), COUNT(rating), COALESCE(SUM(rating), 0) FROM reports \
          WHERE created_ms >= ?1 GROUP BY 1, 2",
     )?;
-    let rows = stmt.query_map([since_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?, r.get::<_, i64>(4)?)))?;
+    let rows = stmt.query_map([since_ms], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?, r.get::<_, i64>(4)?))
+    })?;
     for row in rows {
         let (grid, category, reports, rated, sum) = row?;
         let g = group(&mut groups, grid, category);
