@@ -58,6 +58,8 @@ fn the_package_builds_installs_its_files_and_runs() {
         "StateDirectory=gridsight",
         "ProtectSystem=strict",
         "Restart=on-failure",
+        "Type=notify",
+        "WatchdogSec=60s",
         "NoNewPrivileges=yes",
         "ExecStart=/usr/bin/edge-node run --config /etc/gridsight/node.toml",
         "Environment=ORT_DYLIB_PATH=/usr/lib/gridsight/libonnxruntime.so.1.31.1",
@@ -98,11 +100,26 @@ fn the_package_builds_installs_its_files_and_runs() {
     let check = Command::new(&bin).arg("check-config").arg(&cfg).output().unwrap();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     let log = dir.join("node.log");
-    let node = KillOnDrop(
+    // What systemd would hear (Type=notify): READY=1 once set up, WATCHDOG=1, STOPPING=1.
+    let notify_path = dir.join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    {
+        let heard = heard.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while let Ok(n) = notify.recv(&mut buf) {
+                heard.lock().unwrap().push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        });
+    }
+    let mut node = KillOnDrop(
         Command::new(&bin)
             .args(["run", "--config"])
             .arg(&cfg)
             .env("ORT_DYLIB_PATH", x.join("usr/lib/gridsight/libonnxruntime.so.1.31.1"))
+            .env("NOTIFY_SOCKET", &notify_path)
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -110,6 +127,23 @@ fn the_package_builds_installs_its_files_and_runs() {
     );
     let streaming =
         wait_until(Duration::from_secs(30), || http_body(http, "/status").contains("\"state\": \"streaming\""));
+    let said = |what: &str| heard.lock().unwrap().iter().any(|m| m.lines().any(|l| l == what));
+    assert!(said("READY=1"), "no READY=1 for systemd: {:?}", heard.lock().unwrap());
+    assert!(heard.lock().unwrap()[0].contains("STATUS=running 1 cameras"), "{:?}", heard.lock().unwrap());
+    // A reload is RELOADING=1 then READY=1 again.
+    unsafe { libc::kill(node.0.id() as i32, libc::SIGHUP) };
+    assert!(wait_until(Duration::from_secs(10), || said("RELOADING=1")), "{:?}", heard.lock().unwrap());
+    assert!(wait_until(Duration::from_secs(10), || heard
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| m.starts_with("READY=1"))
+        .count()
+        >= 2));
+    assert!(wait_until(Duration::from_secs(15), || said("WATCHDOG=1")), "{:?}", heard.lock().unwrap());
+    unsafe { libc::kill(node.0.id() as i32, libc::SIGTERM) };
+    let _ = node.0.wait();
+    assert!(said("STOPPING=1"), "{:?}", heard.lock().unwrap());
     drop(node);
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(streaming, "the packaged node did not stream:\n{text}");

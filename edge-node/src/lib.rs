@@ -59,6 +59,7 @@ pub mod rules;
 pub mod shutdown;
 pub mod sim;
 pub mod source;
+pub mod systemd;
 pub mod telemetry;
 pub mod track;
 pub mod types;

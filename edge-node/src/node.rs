@@ -290,8 +290,10 @@ pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
     .map_err(|source| NodeError::Listen { addr: config.http.listen, source })?;
     info!(listen = %addr, lock = %lock.path().display(), "http: /metrics /healthz /readyz");
     info!(node = %config.node.id, inspectors = config.grid.inspectors.len(), grids = config.grid.grids.len(), "dispatcher running");
+    crate::systemd::notify("READY=1\nSTATUS=dispatching");
     let signal = rt.block_on(signals.shutdown());
     info!(signal, "shutting down");
+    crate::systemd::notify("STOPPING=1");
     rt.block_on(service.shutdown(Duration::from_secs(3)));
     rt.shutdown_timeout(Duration::from_secs(3));
     info!("stopped");
@@ -596,7 +598,9 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
     if let Some(s) = &shard_now {
         info!(index = s.index, count = s.nodes.len(), node = %config.node.id, "shard: running this node's share of the camera list");
     }
-    info!(cameras = config.cameras.iter().filter(|c| c.here).count(), "running");
+    let here = config.cameras.iter().filter(|c| c.here).count();
+    info!(cameras = here, "running");
+    crate::systemd::notify(&format!("READY=1\nSTATUS=running {here} cameras"));
     let mut ha_topics = publish_discovery(&config, &[], &outbox);
     // The config as last reloaded (discovery is published again from it).
     let mut latest: Option<Config> = None;
@@ -652,6 +656,8 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                     notify();
                 }
                 _ = report.tick() => {
+                    // The loop is alive (systemd's WatchdogSec= restarts a node that hangs).
+                    crate::systemd::notify("WATCHDOG=1");
                     refusals.locked().flush();
                     log_detections(&graph, &registry, &pool);
                     refresh(&snapshot);
@@ -678,10 +684,12 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                 }
                 _ = signals.term.recv() => {
                     info!(signal = "SIGTERM", "shutting down");
+                    crate::systemd::notify("STOPPING=1");
                     return Ok::<_, NodeError>(());
                 }
                 _ = signals.int.recv() => {
                     info!(signal = "SIGINT", "shutting down");
+                    crate::systemd::notify("STOPPING=1");
                     return Ok(());
                 }
                 _ = signals.hup.recv() => {
@@ -737,6 +745,21 @@ fn publish_discovery(config: &Config, before: &[String], outbox: &Mutex<Outbox>)
 /// Re-reads the config file: a valid one is applied (only changed cameras restart), an
 /// invalid one is reported and the running config stays.
 fn reload(
+    running: &Config,
+    path: &std::path::Path,
+    graph: &Graph,
+    pool: &InferencePool,
+    ingest: &Ingest,
+    cause: &str,
+) -> Result<(String, Config), String> {
+    crate::systemd::reloading();
+    let result = apply_reload(running, path, graph, pool, ingest, cause);
+    crate::systemd::notify("READY=1");
+    result
+}
+
+/// The reload itself ([`reload`] tells systemd around it).
+fn apply_reload(
     running: &Config,
     path: &std::path::Path,
     graph: &Graph,
