@@ -11,10 +11,10 @@ use std::os::unix::net::UnixDatagram;
 
 /// Sends `state` to systemd when the node runs under it; errors are logged, never fatal.
 pub fn notify(state: &str) {
-    if let Some(socket) = std::env::var_os("NOTIFY_SOCKET") {
-        if let Err(e) = send(&socket, state) {
-            tracing::warn!(socket = %socket.to_string_lossy(), "cannot notify systemd: {e}");
-        }
+    if let Some(socket) = std::env::var_os("NOTIFY_SOCKET")
+        && let Err(e) = send(&socket, state)
+    {
+        tracing::warn!(socket = %socket.to_string_lossy(), "cannot notify systemd: {e}");
     }
 }
 
