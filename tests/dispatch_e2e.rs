@@ -117,9 +117,7 @@ fn created(got: &Received) -> Vec<String> {
 
 #[test]
 fn alerts_become_orders_inspectors_close_them_and_downtime_loses_nothing() {
-    let dir = std::env::temp_dir().join(format!("gridsight-dispatch-e2e-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("dispatch-e2e");
     let port = free_port();
     let _broker = Mosquitto::start(port);
     let http = free_port();

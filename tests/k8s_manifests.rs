@@ -92,9 +92,7 @@ fn the_checker_finds_what_is_wrong() {
 
 #[test]
 fn the_district_files_are_valid_for_every_pod_and_share_one_grid() {
-    let dir = std::env::temp_dir().join(format!("gridsight-k8s-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("k8s");
     let district = local_copy("district.toml", &dir);
     let count = toml_of("district.toml")["shard"]["count"].as_integer().unwrap();
     for i in 0..count {

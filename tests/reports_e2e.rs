@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use edge_node::inference::{Detector, ImageView, Job};
+use edge_node::inference::Detector;
 
 /// (status, body) of a request with an optional bearer token and body.
 fn http(port: u16, method: &str, path: &str, token: Option<&str>, ctype: &str, body: &[u8]) -> (u16, Vec<u8>) {
@@ -60,19 +60,6 @@ fn photo_with_gps() -> Vec<u8> {
     out
 }
 
-fn faces(detector: &mut Detector, jpeg: &[u8]) -> usize {
-    let img = image::load_from_memory(jpeg).unwrap().to_rgb8();
-    let (w, h) = img.dimensions();
-    let bgr: Vec<u8> = img.pixels().flat_map(|p| [p[2], p[1], p[0]]).collect();
-    detector
-        .detect(&["faces".into()], &[Job { image: ImageView::packed(&bgr, w, h), source: (w, h), roi: None }])
-        .unwrap()
-        .pop()
-        .unwrap()
-        .faces
-        .len()
-}
-
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -89,9 +76,7 @@ fn reports(db: &std::path::Path) -> i64 {
 
 #[test]
 fn a_report_becomes_an_order_is_resolved_and_rated() {
-    let dir = std::env::temp_dir().join(format!("gridsight-reports-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("reports");
     let port = free_port();
     let _broker = Mosquitto::start(port);
     let http_port = free_port();
@@ -170,7 +155,7 @@ grid = "g2"
     let photo = photo_with_gps();
     let models = edge_node::config::load(&root().join("tests/configs/detect.toml")).unwrap().models;
     let mut detector = Detector::new(&models, 1).unwrap();
-    let faces_before = faces(&mut detector, &photo);
+    let faces_before = faces_in_jpeg(&mut detector, &photo);
     assert!(faces_before >= 5, "the test photo shows {faces_before} faces");
     eprintln!("the photo shows {faces_before} faces");
     assert!(contains(&photo, b"Exif\0\0") && contains(&photo, b"GPSLatitude"));
@@ -199,7 +184,7 @@ grid = "g2"
     let (code, stored) =
         http(http_port, "GET", &format!("/api/v1/reports/{id}/photo.jpg"), Some(&token), "text/plain", b"");
     assert_eq!(code, 200);
-    assert_eq!(faces(&mut detector, &stored), 0, "a face is recognisable in the stored photo");
+    assert_eq!(faces_in_jpeg(&mut detector, &stored), 0, "a face is recognisable in the stored photo");
     assert!(!contains(&stored, b"Exif") && !contains(&stored, b"GPS"), "metadata survived");
     assert!(image::load_from_memory(&stored).is_ok());
     // The inspectors see the words, the place and the (pixelated) photo.

@@ -13,7 +13,6 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::*;
-use edge_node::sim::{Auth, Simulator, StreamSpec};
 
 /// The cameras a node runs, and whether all of them stream.
 fn cameras(http: u16) -> Option<(BTreeSet<String>, bool)> {
@@ -47,18 +46,9 @@ fn write(node: &Node, dir: &std::path::Path, index: usize, count: usize, url: &s
 
 #[test]
 fn three_nodes_share_twelve_cameras_and_a_fourth_takes_only_its_share() {
-    let media = media_dir();
-    let sim = Simulator::start(
-        "127.0.0.1",
-        0,
-        &[StreamSpec::parse("s=pattern:ball:4,size=320x240,keyint=2s", &media).unwrap()],
-        Auth::None,
-    )
-    .unwrap();
+    let sim = simulator(&["s=pattern:ball:4,size=320x240,keyint=2s"]);
     let url = sim.url("s");
-    let dir = std::env::temp_dir().join(format!("gridsight-shard-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("shard");
     let nodes: Vec<Node> = (0..4)
         .map(|i| Node { config: dir.join(format!("node-{i}.toml")), http: free_port(), mqtt: free_port() })
         .collect();

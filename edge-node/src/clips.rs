@@ -360,6 +360,18 @@ impl Worker {
     }
 
     /// Feeds the units (moved into the buffers, not copied), then the end of stream.
+    /// A pipeline of the units' source linked to the bin `desc` (not started yet).
+    fn fed(codec: &str, desc: &str) -> Result<(gst::Pipeline, gst_app::AppSrc, gst::Bin), String> {
+        let bin = gst::parse::bin_from_description(desc, true).map_err(|e| e.to_string())?;
+        let pipeline = gst::Pipeline::new();
+        let src = Self::source(codec);
+        pipeline
+            .add_many([src.upcast_ref::<gst::Element>(), bin.upcast_ref::<gst::Element>()])
+            .map_err(|e| e.to_string())?;
+        src.link(&bin).map_err(|e| e.to_string())?;
+        Ok((pipeline, src, bin))
+    }
+
     fn push_units(src: &gst_app::AppSrc, units: Vec<(Duration, bool, Vec<u8>)>, first: Duration) -> Result<(), String> {
         for (pts, key, data) in units {
             let mut b = gst::Buffer::from_mut_slice(data);
@@ -403,14 +415,8 @@ impl Worker {
     ) -> Result<u64, String> {
         let parse = if codec == "h265" { "h265parse" } else { "h264parse" };
         let desc = format!("{parse} ! mp4mux faststart=true ! filesink name=out");
-        let bin = gst::parse::bin_from_description(&desc, true).map_err(|e| e.to_string())?;
+        let (pipeline, src, bin) = Self::fed(codec, &desc)?;
         bin.by_name("out").ok_or("no filesink")?.set_property("location", out.display().to_string());
-        let pipeline = gst::Pipeline::new();
-        let src = Self::source(codec);
-        pipeline
-            .add_many([src.upcast_ref::<gst::Element>(), bin.upcast_ref::<gst::Element>()])
-            .map_err(|e| e.to_string())?;
-        src.link(&bin).map_err(|e| e.to_string())?;
         pipeline.set_state(gst::State::Playing).map_err(|e| e.to_string())?;
         let n = units.len() as u64;
         Self::push_units(&src, units, first)?;
@@ -437,15 +443,9 @@ impl Worker {
             "{parse} ! {dec} ! videoconvert ! videoscale ! videorate ! \
              video/x-raw,format=BGR,framerate={fps}/1,pixel-aspect-ratio=1/1 ! appsink name=sink sync=false max-buffers=4"
         );
-        let bin = gst::parse::bin_from_description(&desc, true).map_err(|e| e.to_string())?;
+        let (decode, src, bin) = Self::fed(codec, &desc)?;
         let sink =
             bin.by_name("sink").ok_or("no appsink")?.downcast::<gst_app::AppSink>().map_err(|_| "not an appsink")?;
-        let decode = gst::Pipeline::new();
-        let src = Self::source(codec);
-        decode
-            .add_many([src.upcast_ref::<gst::Element>(), bin.upcast_ref::<gst::Element>()])
-            .map_err(|e| e.to_string())?;
-        src.link(&bin).map_err(|e| e.to_string())?;
         decode.set_state(gst::State::Playing).map_err(|e| e.to_string())?;
         let feeder = {
             let src = src.clone();

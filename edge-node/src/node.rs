@@ -753,21 +753,7 @@ fn reload(
     cause: &str,
 ) -> Result<(String, Config), String> {
     crate::systemd::reloading();
-    let result = apply_reload(running, path, graph, pool, ingest, cause);
-    crate::systemd::notify("READY=1");
-    result
-}
-
-/// The reload itself ([`reload`] tells systemd around it).
-fn apply_reload(
-    running: &Config,
-    path: &std::path::Path,
-    graph: &Graph,
-    pool: &InferencePool,
-    ingest: &Ingest,
-    cause: &str,
-) -> Result<(String, Config), String> {
-    match config::load(path) {
+    let result = match config::load(path) {
         Ok(new) => {
             info!(summary = %new.summary(), cause, "config reloaded");
             if new.node.time_zone != running.node.time_zone {
@@ -784,7 +770,9 @@ fn apply_reload(
             warn!(cause, "config reload refused, keeping the running config: {e}");
             Err(format!("reload refused, running config kept: {e}"))
         }
-    }
+    };
+    crate::systemd::notify("READY=1");
+    result
 }
 
 /// One line per camera: what detection found since the last report.

@@ -19,6 +19,62 @@ pub fn media_dir() -> PathBuf {
     std::env::var_os("GRIDSIGHT_MEDIA").map(PathBuf::from).unwrap_or_else(|| root().join(".cache/media"))
 }
 
+/// An empty folder of this test run: `<tmp>/gridsight-<name>-<pid>`.
+pub fn fresh_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gridsight-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The camera simulator on a free port of 127.0.0.1, without authentication, serving
+/// `specs` (`name=clip-or-pattern,options`, media from [`media_dir`]).
+pub fn simulator(specs: &[&str]) -> edge_node::sim::Simulator {
+    let media = media_dir();
+    let specs: Vec<_> = specs.iter().map(|s| edge_node::sim::StreamSpec::parse(s, &media).unwrap()).collect();
+    edge_node::sim::Simulator::start("127.0.0.1", 0, &specs, edge_node::sim::Auth::None).unwrap()
+}
+
+/// The faces the detector's `faces` model finds in a packed BGR image.
+pub fn faces_bgr(
+    detector: &mut edge_node::inference::Detector,
+    w: u32,
+    h: u32,
+    bgr: &[u8],
+) -> Vec<edge_node::types::Face> {
+    use edge_node::inference::{ImageView, Job};
+    detector
+        .detect(&["faces".to_string()], &[Job { image: ImageView::packed(bgr, w, h), source: (w, h), roi: None }])
+        .unwrap()
+        .pop()
+        .unwrap()
+        .faces
+}
+
+/// How many faces the detector's `faces` model finds in a JPEG (or PNG).
+pub fn faces_in_jpeg(detector: &mut edge_node::inference::Detector, jpeg: &[u8]) -> usize {
+    let img = image::load_from_memory(jpeg).expect("a JPEG").to_rgb8();
+    let (w, h) = img.dimensions();
+    let bgr: Vec<u8> = img.pixels().flat_map(|p| [p[2], p[1], p[0]]).collect();
+    faces_bgr(detector, w, h, &bgr).len()
+}
+
+/// One community, grid `g1` with micro-grid `m1` and inspector `insp-a` on duty always.
+pub const ONE_GRID: &str = r#"
+[[grid.communities]]
+id = "c1"
+[[grid.grids]]
+id = "g1"
+community = "c1"
+[[grid.micro_grids]]
+id = "m1"
+grid = "g1"
+[[grid.inspectors]]
+id = "insp-a"
+name = "Inspector A"
+grid = "g1"
+"#;
+
 /// The client test cameras use unless a test says otherwise: the default one.
 pub const RTSP_CLIENT: RtspClient = RtspClient::Retina;
 
