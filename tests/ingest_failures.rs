@@ -69,7 +69,7 @@ fn failures_are_named_retried_and_isolated() {
     assert!(ingest.camera("badpath").unwrap().state.to_string().starts_with("failed: no such stream"));
 
     // Retried with backoff, while the good camera is never disturbed.
-    assert!(wait_until(Duration::from_secs(15), || ingest.camera("badpath").unwrap().reconnects >= 3));
+    assert!(wait_until(Duration::from_secs(60), || ingest.camera("badpath").unwrap().reconnects >= 3));
     assert!(ingest.camera("badcreds").unwrap().reconnects >= 1);
     let good = ingest.camera("good").unwrap();
     assert_eq!((good.reconnects, good.starts, good.stalls), (0, 1, 0));

@@ -114,7 +114,7 @@ fn every_clip_and_every_mode() {
     let mut changed = cameras.clone();
     changed[4].detect_fps = 1.0;
     ingest.apply(changed);
-    assert!(wait_until(Duration::from_secs(10), || {
+    assert!(wait_until(Duration::from_secs(60), || {
         let s = ingest.camera("all").unwrap();
         s.starts == 2 && s.state == CameraState::Streaming
     }));
@@ -124,7 +124,7 @@ fn every_clip_and_every_mode() {
     }
     // Removing a camera stops only it.
     ingest.apply(cameras[..3].to_vec());
-    assert!(wait_until(Duration::from_secs(5), || ingest.status().len() == 3));
+    assert!(wait_until(Duration::from_secs(30), || ingest.status().len() == 3));
     assert!(ingest.shutdown(Duration::from_secs(5)));
 }
 

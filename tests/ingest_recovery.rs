@@ -53,7 +53,7 @@ fn cameras_return_after_the_server_is_killed_and_restarted() {
     sim.wait().unwrap();
     let killed = Instant::now();
     assert!(
-        wait_until(Duration::from_secs(10), || ingest.status().iter().all(|s| s.state != CameraState::Streaming)),
+        wait_until(Duration::from_secs(60), || ingest.status().iter().all(|s| s.state != CameraState::Streaming)),
         "cameras did not notice the server died: {:#?}",
         ingest.status()
     );
@@ -62,7 +62,7 @@ fn cameras_return_after_the_server_is_killed_and_restarted() {
     let counts: Vec<usize> = ids.iter().map(|c| frames.count(c)).collect();
     let mut sim = spawn_sim(port);
     assert!(wait_until(Duration::from_secs(30), || all_streaming(&ingest)), "did not recover: {:#?}", ingest.status());
-    assert!(wait_until(Duration::from_secs(10), || ids.iter().zip(&counts).all(|(c, n)| frames.count(c) > *n)));
+    assert!(wait_until(Duration::from_secs(60), || ids.iter().zip(&counts).all(|(c, n)| frames.count(c) > *n)));
     for s in ingest.status() {
         assert!(s.reconnects >= 2, "{}: {} reconnects", s.id, s.reconnects);
     }
@@ -89,12 +89,12 @@ fn a_stalled_stream_is_detected_and_reconnected() {
     }
     let ingest = Ingest::start(cams, frames.callback(), options()).unwrap();
     let state = |id: &str| ingest.camera(id).unwrap().state;
-    assert!(wait_until(Duration::from_secs(15), || ids.iter().all(|id| state(id) == CameraState::Streaming)));
+    assert!(wait_until(Duration::from_secs(60), || ids.iter().all(|id| state(id) == CameraState::Streaming)));
 
     sim.stall("s");
     for id in ids {
         assert!(
-            wait_until(Duration::from_secs(8), || matches!(state(id), CameraState::Stalled { .. })),
+            wait_until(Duration::from_secs(30), || matches!(state(id), CameraState::Stalled { .. })),
             "{id}: stall not detected: {:?}",
             state(id)
         );
@@ -102,9 +102,9 @@ fn a_stalled_stream_is_detected_and_reconnected() {
     }
     sim.resume("s");
     for id in ids {
-        assert!(wait_until(Duration::from_secs(15), || state(id) == CameraState::Streaming), "{id}: {:?}", state(id));
+        assert!(wait_until(Duration::from_secs(60), || state(id) == CameraState::Streaming), "{id}: {:?}", state(id));
         let n = frames.count(id);
-        assert!(wait_until(Duration::from_secs(5), || frames.count(id) > n), "{id}: no frames after recovery");
+        assert!(wait_until(Duration::from_secs(30), || frames.count(id) > n), "{id}: no frames after recovery");
         assert!(ingest.camera(id).unwrap().reconnects >= 1, "{id}");
     }
     ingest.shutdown(Duration::from_secs(5));

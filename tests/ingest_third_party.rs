@@ -58,7 +58,7 @@ fn ingests_a_stream_from_vlc() {
     let tcp = camera("vlc-tcp", &format!("rtsp://127.0.0.1:{port}/street"), DecodeMode::All, 2.0);
     let ingest = Ingest::start(vec![cam, tcp], frames.callback(), options).unwrap();
     let ok = wait_until(Duration::from_secs(30), || frames.count("vlc-street") >= 4);
-    let tcp_ok = wait_until(Duration::from_secs(10), || frames.count("vlc-tcp") >= 4);
+    let tcp_ok = wait_until(Duration::from_secs(60), || frames.count("vlc-tcp") >= 4);
     let tcp_status = ingest.camera("vlc-tcp").unwrap();
     assert!(tcp_ok, "the TCP/retina camera did not fall back to UDP/gstreamer: {tcp_status:#?}");
     assert!(tcp_status.last_error.as_deref().is_some_and(|e| e.contains("461")), "{tcp_status:#?}");

@@ -93,7 +93,7 @@ fn commands_and_hostile_input_over_the_embedded_broker() {
     }
     // h1 is cut short, so its id cannot be read; the others are echoed. 6 replies: the
     // 1 MiB payload is refused by the link before parsing and not answered.
-    assert!(wait_until(Duration::from_secs(15), || replies(&got).len() >= 6), "{:?}\n{}", replies(&got), log());
+    assert!(wait_until(Duration::from_secs(60), || replies(&got).len() >= 6), "{:?}\n{}", replies(&got), log());
     for i in 2..=4 {
         let r = reply_to(&got, &format!("h{i}")).unwrap();
         assert_eq!(r["ok"], false, "{r}");
@@ -101,7 +101,7 @@ fn commands_and_hostile_input_over_the_embedded_broker() {
     }
     // The 1 MiB one was sent last and is not answered: wait for its log line.
     assert!(
-        wait_until(Duration::from_secs(10), || log().contains("over the 65536 byte limit")),
+        wait_until(Duration::from_secs(60), || log().contains("over the 65536 byte limit")),
         "the 1 MiB payload is refused by size:\n{}",
         log()
     );
@@ -135,7 +135,7 @@ fn commands_and_hostile_input_over_the_embedded_broker() {
             })
             .sum::<u64>()
     };
-    assert!(wait_until(Duration::from_secs(15), || counted() >= 3006), "counted {}:\n{}", counted(), log());
+    assert!(wait_until(Duration::from_secs(60), || counted() >= 3006), "counted {}:\n{}", counted(), log());
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(counted(), 3006, "refusals logged + suppressed");
 
@@ -156,10 +156,10 @@ fn commands_and_hostile_input_over_the_embedded_broker() {
     // status: a fresh node status; reload of a broken file: refused, nothing changes.
     got.lock().unwrap().retain(|(t, _)| !t.ends_with("/status"));
     send(br#"{"id":"s1","command":"status"}"#.to_vec());
-    assert!(wait_until(Duration::from_secs(10), || reply_to(&got, "s1").is_some() && seen("gridsight/ctl/status", "")));
+    assert!(wait_until(Duration::from_secs(60), || reply_to(&got, "s1").is_some() && seen("gridsight/ctl/status", "")));
     std::fs::write(&path, config(&dir, port, http, "[[cameras]]\nid = \"Bad Id\"\n")).unwrap();
     send(br#"{"id":"r1","command":"reload"}"#.to_vec());
-    assert!(wait_until(Duration::from_secs(10), || reply_to(&got, "r1").is_some()));
+    assert!(wait_until(Duration::from_secs(60), || reply_to(&got, "r1").is_some()));
     let r = reply_to(&got, "r1").unwrap();
     assert_eq!(r["ok"], false, "{r}");
     assert!(r["reason"].as_str().unwrap().contains("cameras[0]"), "{r}");

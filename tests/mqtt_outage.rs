@@ -54,7 +54,7 @@ fn alerts_written_during_an_outage_arrive_afterwards() {
 
     push(0..20);
     assert!(
-        wait_until(Duration::from_secs(15), || got.lock().unwrap().len() >= 20),
+        wait_until(Duration::from_secs(60), || got.lock().unwrap().len() >= 20),
         "before the outage: {:?}",
         got.lock().unwrap().len()
     );
@@ -76,7 +76,7 @@ fn alerts_written_during_an_outage_arrive_afterwards() {
         (0..50).filter(|i| !got.lock().unwrap().contains(&format!("alert-{i:03}"))).collect::<Vec<_>>()
     );
     assert!(
-        wait_until(Duration::from_secs(10), || outbox.lock().unwrap().is_empty().unwrap()),
+        wait_until(Duration::from_secs(60), || outbox.lock().unwrap().is_empty().unwrap()),
         "the outbox did not empty"
     );
     let received = got.lock().unwrap().clone();
@@ -84,7 +84,7 @@ fn alerts_written_during_an_outage_arrive_afterwards() {
     assert_eq!(unique.len(), 50);
     eprintln!("received {} messages for 50 alerts ({} duplicates)", received.len(), received.len() - unique.len());
     // The row leaves the outbox just before the ack callback runs: wait for the callback.
-    assert!(wait_until(Duration::from_secs(5), || *acked.lock().unwrap() == 50), "acked {}", acked.lock().unwrap());
+    assert!(wait_until(Duration::from_secs(60), || *acked.lock().unwrap() == 50), "acked {}", acked.lock().unwrap());
     rt.block_on(link.shutdown(Duration::from_secs(3)));
     let _ = std::fs::remove_file(&db);
 }

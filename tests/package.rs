@@ -123,15 +123,15 @@ fn the_package_builds_installs_its_files_and_runs() {
     assert!(heard.lock().unwrap()[0].contains("STATUS=running 1 cameras"), "{:?}", heard.lock().unwrap());
     // A reload is RELOADING=1 then READY=1 again.
     unsafe { libc::kill(node.0.id() as i32, libc::SIGHUP) };
-    assert!(wait_until(Duration::from_secs(10), || said("RELOADING=1")), "{:?}", heard.lock().unwrap());
-    assert!(wait_until(Duration::from_secs(10), || heard
+    assert!(wait_until(Duration::from_secs(60), || said("RELOADING=1")), "{:?}", heard.lock().unwrap());
+    assert!(wait_until(Duration::from_secs(60), || heard
         .lock()
         .unwrap()
         .iter()
         .filter(|m| m.starts_with("READY=1"))
         .count()
         >= 2));
-    assert!(wait_until(Duration::from_secs(15), || said("WATCHDOG=1")), "{:?}", heard.lock().unwrap());
+    assert!(wait_until(Duration::from_secs(45), || said("WATCHDOG=1")), "{:?}", heard.lock().unwrap());
     unsafe { libc::kill(node.0.id() as i32, libc::SIGTERM) };
     let _ = node.0.wait();
     assert!(said("STOPPING=1"), "{:?}", heard.lock().unwrap());
