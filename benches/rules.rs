@@ -111,7 +111,16 @@ fn track_and_evaluate(
 ) -> Vec<edge_node::rules::RuleEvent> {
     let update = tracker.update(d, t);
     let tracks: Vec<&Track> = tracker.confirmed().collect();
-    engine.evaluate(&Scene { tracks: &tracks, faces: &d.faces, ended: &update.ended, frame: (1280, 720), t, local })
+    let wall = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000) + t;
+    engine.evaluate(&Scene {
+        tracks: &tracks,
+        faces: &d.faces,
+        ended: &update.ended,
+        frame: (1280, 720),
+        t,
+        wall,
+        local,
+    })
 }
 
 fn main() {
@@ -131,7 +140,7 @@ fn cpu() {
     let seconds = 120u64;
     let mut cams = engines();
     let sink = AlertSink::new("bench", "gridsight", None);
-    let info = CameraInfo { id: "cam", micro_grid: Some("m"), grid: Some("g"), faces: FacePolicy::Blur, clip: false };
+    let info = CameraInfo { id: "cam", micro_grid: Some("m"), grid: Some("g"), faces: FacePolicy::Blur, clip: None };
     let label: Arc<str> = Arc::from("person");
     let (mut events, mut bytes) = (0usize, 0usize);
     let local = LocalTime { weekday: 2, minute: 600 };
@@ -251,13 +260,8 @@ fn latency(duration: Duration) {
                 continue;
             }
             let cam_id = format!("cam-{c:03}");
-            let info = CameraInfo {
-                id: &cam_id,
-                micro_grid: Some("m"),
-                grid: Some("g"),
-                faces: FacePolicy::Blur,
-                clip: false,
-            };
+            let info =
+                CameraInfo { id: &cam_id, micro_grid: Some("m"), grid: Some("g"), faces: FacePolicy::Blur, clip: None };
             for e in &evs {
                 let a = sink.emit(&outbox, &info, e, Some(&frame), &d.faces, SystemTime::now()).unwrap();
                 started.lock().unwrap().insert(a["id"].as_str().unwrap().to_string(), t0);

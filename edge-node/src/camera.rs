@@ -163,6 +163,7 @@ impl CameraCore {
             ended: &update.ended,
             frame: (frame.source_width.max(frame.width), frame.source_height.max(frame.height)),
             t,
+            wall: frame.wall,
             local: local_time(frame.wall),
         };
         self.rules.evaluate(&scene)

@@ -6,11 +6,15 @@
 //!   ─► Ring per camera: units from a key frame at least pre_capture back (bounded by
 //!      clips.buffer_max; the oldest group of pictures goes first)
 //! alert `new` ─► request(camera, alert, pts) ─► waits for post_capture more stream
+//!   (a `new` alert of the same camera within a clip still being recorded joins it: one
+//!    clip for the alerts of one moment, its end moved to cover the latest, within a cap)
 //!   ─► worker thread (nice 19, one clip at a time):
 //!        blurred: appsrc ! h264parse ! avdec ! videorate (clips.fps) ─► YuNet on every
 //!                 frame, faces of the frame and its neighbours pixelated ─► x264enc ! mp4mux
 //!        raw:     appsrc ! h264parse ! mp4mux (the stream copied, explicit setting only)
-//!   ─► <clips.dir>/<alert id>.mp4 (written as .part, then renamed) ─► `on_ready`
+//!   ─► the MP4 in memory ─► DiskGuard::admit (the disk reserve kept for alerts; the oldest
+//!      optional files make room, else the clip is skipped and counted)
+//!   ─► <clips.dir>/<first alert id>.mp4 (written as .part, then renamed) ─► `on_ready`
 //! ```
 //!
 //! Faces are detected, never identified. Blurred clips need a face model (family `yunet`)
@@ -29,6 +33,7 @@ use gstreamer_app as gst_app;
 use tracing::{info, warn};
 
 use crate::config::{ClipPolicy, Config, Family, ModelSpec};
+use crate::outbox::{DiskGuard, Optional};
 
 /// An encoded access unit (Annex B, parameter sets in front of key frames).
 struct Unit {
@@ -37,9 +42,12 @@ struct Unit {
     data: Vec<u8>,
 }
 
-/// A clip waiting for the stream after its alert.
+/// A clip waiting for the stream after its alerts.
 struct Pending {
-    alert: String,
+    /// The alerts it shows; the first names the file.
+    alerts: Vec<String>,
+    /// The first alert's moment: joined alerts move `to`, never further than a cap from it.
+    at: Duration,
     from: Duration,
     to: Duration,
     policy: ClipPolicy,
@@ -101,7 +109,10 @@ impl Ring {
 #[derive(Debug, Clone)]
 pub struct ClipDone {
     pub camera: String,
+    /// The clip's id: its first alert's, and the file's name.
     pub alert: String,
+    /// Every alert it shows (the first is `alert`).
+    pub alerts: Vec<String>,
     pub path: PathBuf,
     pub policy: ClipPolicy,
     pub duration: Duration,
@@ -116,7 +127,7 @@ pub struct ClipDone {
 
 struct Job {
     camera: String,
-    alert: String,
+    alerts: Vec<String>,
     codec: &'static str,
     policy: ClipPolicy,
     units: Vec<(Duration, bool, Vec<u8>)>,
@@ -133,14 +144,19 @@ pub struct Clips {
     jobs: std::sync::mpsc::SyncSender<Job>,
 }
 
+/// A joined alert may stretch a clip to at most this many times `pre_capture + post_capture`.
+const MAX_STRETCH: u32 = 2;
+
 /// Jobs waiting for the worker; more are refused (and logged) rather than piling up.
 const QUEUE: usize = 32;
 /// A pending clip whose stream stopped is cut with what there is after this much more.
 const GIVE_UP: Duration = Duration::from_secs(20);
 
 impl Clips {
-    /// Starts the worker; `on_ready` is called on it for each clip written.
-    pub fn start(config: &Config, on_ready: Arc<dyn Fn(ClipDone) + Send + Sync>) -> Arc<Self> {
+    /// Starts the worker; `on_ready` is called on it for each clip written. With `disk`,
+    /// a clip is written only when it leaves the disk reserve intact (see
+    /// [`crate::outbox::DiskGuard::admit`]).
+    pub fn start(config: &Config, disk: Option<DiskGuard>, on_ready: Arc<dyn Fn(ClipDone) + Send + Sync>) -> Arc<Self> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
         let c = &config.clips;
         let faces: Option<(String, ModelSpec)> = config
@@ -148,7 +164,10 @@ impl Clips {
             .iter()
             .find(|(_, m)| m.family == Family::Yunet)
             .map(|(n, m)| (n.clone(), ModelSpec { score_threshold: m.score_threshold.min(0.5), ..m.clone() }));
-        let worker = Worker { dir: c.dir.clone(), fps: c.fps, faces, detector: None };
+        if let Some(d) = &disk {
+            d.keep_files(Optional::Clip, &c.dir, "mp4");
+        }
+        let worker = Worker { dir: c.dir.clone(), fps: c.fps, faces, detector: None, disk };
         let _ = std::thread::Builder::new().name("clips".into()).spawn(move || worker.run(rx, on_ready));
         let clips = Arc::new(Self {
             pre: c.pre_capture,
@@ -224,32 +243,54 @@ impl Clips {
 
     fn send(&self, camera: &str, ring: &Ring, p: Pending) {
         let units = ring.cut(p.from, p.to);
+        let alert = p.alerts.first().cloned().unwrap_or_default();
         if units.is_empty() {
-            warn!(camera, alert = %p.alert, "clip: nothing of the stream was kept for it");
+            warn!(camera, alert, "clip: nothing of the stream was kept for it");
             return;
         }
-        let job =
-            Job { camera: camera.to_string(), alert: p.alert.clone(), codec: ring.codec, policy: p.policy, units };
+        let job = Job { camera: camera.to_string(), alerts: p.alerts, codec: ring.codec, policy: p.policy, units };
         if self.jobs.try_send(job).is_err() {
-            warn!(camera, alert = %p.alert, "clip: {QUEUE} clips already wait for the worker; this one is not made");
+            warn!(camera, alert, "clip: {QUEUE} clips already wait for the worker; this one is not made");
         }
     }
 
     /// Asks for the clip of `alert`, whose triggering frame has stream timestamp `pts`
-    /// (`None`: the newest unit). Returns whether one will be made.
-    pub fn request(&self, camera: &str, alert: &str, pts: Option<Duration>) -> bool {
-        let Some(policy) = self.policies.locked().get(camera).copied() else { return false };
+    /// (`None`: the newest unit). Returns the id of the clip that will show it: its own,
+    /// or that of a clip of the same camera still being recorded around `pts`, which it
+    /// joins (the clip's end moves to `post_capture` after it, within [`MAX_STRETCH`]).
+    /// `None`: no clip will be made.
+    pub fn request(&self, camera: &str, alert: &str, pts: Option<Duration>) -> Option<String> {
+        let policy = self.policies.locked().get(camera).copied()?;
         let mut rings = self.rings.locked();
-        let Some(ring) = rings.get_mut(camera) else { return false };
-        let Some(at) = pts.or(ring.newest()) else { return false };
+        let ring = rings.get_mut(camera)?;
+        let at = pts.or(ring.newest())?;
+        let cap = (self.pre + self.post) * MAX_STRETCH;
+        if let Some(p) = ring.pending.iter_mut().find(|p| p.policy == policy && p.from <= at && at <= p.to) {
+            p.alerts.push(alert.to_string());
+            p.to = p.to.max(at + self.post).min(p.at.saturating_sub(self.pre) + cap);
+            return p.alerts.first().cloned();
+        }
         ring.pending.push(Pending {
-            alert: alert.to_string(),
+            alerts: vec![alert.to_string()],
+            at,
             from: at.saturating_sub(self.pre),
             to: at + self.post,
             policy,
             asked: Instant::now(),
         });
-        true
+        Some(alert.to_string())
+    }
+
+    /// Takes back a [`Self::request`] whose alert could not be stored: it leaves its clip,
+    /// and a clip no alert is left in is not made.
+    pub fn cancel(&self, camera: &str, alert: &str) {
+        let mut rings = self.rings.locked();
+        let Some(ring) = rings.get_mut(camera) else { return };
+        for p in &mut ring.pending {
+            // The file keeps the first alert's name even if that one is taken back.
+            p.alerts.retain(|a| a != alert);
+        }
+        ring.pending.retain(|p| !p.alerts.is_empty());
     }
 
     /// Cuts clips whose camera stopped sending (called now and then by the node).
@@ -293,6 +334,26 @@ struct Worker {
     fps: u32,
     faces: Option<(String, ModelSpec)>,
     detector: Option<crate::inference::Detector>,
+    disk: Option<DiskGuard>,
+}
+
+/// Why a clip was not made.
+enum NotMade {
+    /// The disk was under its reserve (counted by the guard).
+    Disk,
+    Failed(String),
+}
+
+impl From<String> for NotMade {
+    fn from(e: String) -> Self {
+        Self::Failed(e)
+    }
+}
+
+impl From<&str> for NotMade {
+    fn from(e: &str) -> Self {
+        Self::Failed(e.to_string())
+    }
 }
 
 /// The calling thread's CPU time.
@@ -313,34 +374,59 @@ impl Worker {
         }
         for job in rx {
             let started = thread_cpu();
-            let (camera, alert, policy) = (job.camera.clone(), job.alert.clone(), job.policy);
+            let (camera, alerts, policy) = (job.camera.clone(), job.alerts.clone(), job.policy);
+            let alert = alerts.first().cloned().unwrap_or_default();
             match self.make(job) {
                 Ok(mut done) => {
                     done.cpu = thread_cpu().saturating_sub(started);
-                    info!(camera, alert, privacy = ?policy, duration_s = format!("{:.1}", done.duration.as_secs_f64()), frames = done.frames, faces = done.faces, bytes = done.bytes, worker_cpu_ms = done.cpu.as_millis() as u64, "clip ready");
+                    info!(camera, alert, alerts = alerts.len(), privacy = ?policy, duration_s = format!("{:.1}", done.duration.as_secs_f64()), frames = done.frames, faces = done.faces, bytes = done.bytes, worker_cpu_ms = done.cpu.as_millis() as u64, "clip ready");
                     on_ready(done);
                 }
-                Err(e) => warn!(camera, alert, "clip not made: {e}"),
+                // Said by the guard (at most once a minute) and counted there.
+                Err(NotMade::Disk) => {}
+                Err(NotMade::Failed(e)) => warn!(camera, alert, "clip not made: {e}"),
             }
         }
     }
 
-    fn make(&mut self, job: Job) -> Result<ClipDone, String> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
-        let path = self.dir.join(format!("{}.mp4", job.alert));
-        let part = self.dir.join(format!("{}.mp4.part", job.alert));
+    /// Whether `bytes` more may be written (always, without a guard).
+    fn admit(&self, bytes: u64) -> Result<(), NotMade> {
+        match &self.disk {
+            Some(d) if !d.admit(Optional::Clip, bytes) => Err(NotMade::Disk),
+            _ => Ok(()),
+        }
+    }
+
+    fn make(&mut self, job: Job) -> Result<ClipDone, NotMade> {
+        let alert = job.alerts.first().cloned().ok_or("a clip without an alert")?;
+        let path = self.dir.join(format!("{alert}.mp4"));
+        let part = self.dir.join(format!("{alert}.mp4.part"));
         let first = job.units.first().map(|u| u.0).unwrap_or_default();
         let last = job.units.last().map(|u| u.0).unwrap_or_default();
-        let (frames, faces) = match job.policy {
-            ClipPolicy::Raw => (self.copy(job.codec, job.units, first, &part)?, 0),
-            _ => self.blur(job.codec, job.units, first, &part)?,
+        // Before the work: a clip that cannot be stored is not made (a blurred clip is
+        // about a third of its stream).
+        let stream: u64 = job.units.iter().map(|u| u.2.len() as u64).sum();
+        self.admit(if job.policy == ClipPolicy::Raw { stream } else { stream / 3 })?;
+        let (mp4, frames, faces) = match job.policy {
+            ClipPolicy::Raw => {
+                let (mp4, n) = self.copy(job.codec, job.units, first)?;
+                (mp4, n, 0)
+            }
+            _ => self.blur(job.codec, job.units, first)?,
         };
-        let _ = std::fs::remove_file(&path);
+        // The clip as it is, against the reserve, before a byte of it is on the disk.
+        let bytes = mp4.len() as u64;
+        self.admit(bytes)?;
+        std::fs::create_dir_all(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
+        std::fs::write(&part, &mp4).map_err(|e| {
+            let _ = std::fs::remove_file(&part);
+            format!("{}: {e}", part.display())
+        })?;
         std::fs::rename(&part, &path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         Ok(ClipDone {
             camera: job.camera,
-            alert: job.alert,
+            alert,
+            alerts: job.alerts,
             path,
             policy: job.policy,
             duration: last.saturating_sub(first),
@@ -405,33 +491,54 @@ impl Worker {
         result
     }
 
-    /// `raw`: the units as they came, in an MP4.
+    /// Collects what the bin's appsink `out` receives (the MP4: with `faststart`, mp4mux
+    /// writes it in order, headers first, so it needs no seekable file).
+    fn collect(bin: &gst::Bin) -> Result<Arc<Mutex<Vec<u8>>>, String> {
+        let sink =
+            bin.by_name("out").ok_or("no appsink")?.downcast::<gst_app::AppSink>().map_err(|_| "not an appsink")?;
+        let bytes: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let into = bytes.clone();
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    if let Some(map) = sample.buffer().and_then(|b| b.map_readable().ok()) {
+                        into.locked().extend_from_slice(&map);
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+        Ok(bytes)
+    }
+
+    /// `raw`: the units as they came, in an MP4 (its bytes, and the units in it).
     fn copy(
         &self,
         codec: &str,
         units: Vec<(Duration, bool, Vec<u8>)>,
         first: Duration,
-        out: &std::path::Path,
-    ) -> Result<u64, String> {
+    ) -> Result<(Vec<u8>, u64), String> {
         let parse = if codec == "h265" { "h265parse" } else { "h264parse" };
-        let desc = format!("{parse} ! mp4mux faststart=true ! filesink name=out");
+        let desc = format!("{parse} ! mp4mux faststart=true ! appsink name=out sync=false");
         let (pipeline, src, bin) = Self::fed(codec, &desc)?;
-        bin.by_name("out").ok_or("no filesink")?.set_property("location", out.display().to_string());
+        let mp4 = Self::collect(&bin)?;
         pipeline.set_state(gst::State::Playing).map_err(|e| e.to_string())?;
         let n = units.len() as u64;
         Self::push_units(&src, units, first)?;
         Self::finish(&pipeline)?;
-        Ok(n)
+        let mp4 = std::mem::take(&mut *mp4.locked());
+        Ok((mp4, n))
     }
 
-    /// `blurred`: decoded at `fps`, faces pixelated, encoded again.
+    /// `blurred`: decoded at `fps`, faces pixelated, encoded again (the MP4's bytes, its
+    /// frames, the faces pixelated).
     fn blur(
         &mut self,
         codec: &str,
         units: Vec<(Duration, bool, Vec<u8>)>,
         first: Duration,
-        out: &std::path::Path,
-    ) -> Result<(u64, u64), String> {
+    ) -> Result<(Vec<u8>, u64, u64), String> {
         let Some((model, spec)) = self.faces.clone() else { return Err("no face model to blur with".into()) };
         if self.detector.is_none() {
             let specs = std::collections::BTreeMap::from([(model.clone(), spec)]);
@@ -452,12 +559,12 @@ impl Worker {
             std::thread::spawn(move || Self::push_units(&src, units, first))
         };
 
-        let mut encode: Option<(gst::Pipeline, gst_app::AppSrc)> = None;
+        let mut encode: Option<(gst::Pipeline, gst_app::AppSrc, Arc<Mutex<Vec<u8>>>)> = None;
         // Frame i goes out with the faces of i-1, i and i+1 pixelated: a face the model
         // misses in one frame is still hidden by its neighbours.
         let mut window: VecDeque<Picture> = VecDeque::new();
         let (mut frames, mut faces) = (0u64, 0u64);
-        let emit = |encode: &mut Option<(gst::Pipeline, gst_app::AppSrc)>,
+        let emit = |encode: &mut Option<(gst::Pipeline, gst_app::AppSrc, Arc<Mutex<Vec<u8>>>)>,
                     window: &VecDeque<Picture>,
                     i: usize|
          -> Result<(), String> {
@@ -471,9 +578,9 @@ impl Worker {
                 }
             }
             if encode.is_none() {
-                *encode = Some(Self::encoder(*w, *h, fps, out)?);
+                *encode = Some(Self::encoder(*w, *h, fps)?);
             }
-            let (_, esrc) = encode.as_ref().unwrap();
+            let (_, esrc, _) = encode.as_ref().unwrap();
             let mut b = gst::Buffer::from_mut_slice(bgr);
             b.get_mut().expect("a new buffer is writable").set_pts(*pts);
             esrc.push_buffer(b).map_err(|e| format!("cannot feed the encoder: {e:?}"))?;
@@ -535,21 +642,24 @@ impl Worker {
         let decoded = Self::finish(&decode);
         fed?;
         decoded?;
-        let (pipeline, esrc) = encode.ok_or("no picture decoded from the kept stream")?;
+        let (pipeline, esrc, mp4) = encode.ok_or("no picture decoded from the kept stream")?;
         esrc.end_of_stream().map_err(|e| format!("{e:?}"))?;
         Self::finish(&pipeline)?;
-        Ok((frames, faces))
+        let mp4 = std::mem::take(&mut *mp4.locked());
+        Ok((mp4, frames, faces))
     }
 
-    fn encoder(w: u32, h: u32, fps: u32, out: &std::path::Path) -> Result<(gst::Pipeline, gst_app::AppSrc), String> {
+    /// The encoding pipeline of a blurred clip: BGR frames in, the MP4's bytes collected.
+    #[allow(clippy::type_complexity)]
+    fn encoder(w: u32, h: u32, fps: u32) -> Result<(gst::Pipeline, gst_app::AppSrc, Arc<Mutex<Vec<u8>>>), String> {
         // I420 before x264enc: Debian's x264 otherwise picks 4:4:4, which few players play.
         let desc = format!(
             "videoconvert ! video/x-raw,format=I420 ! x264enc speed-preset=veryfast pass=qual quantizer=26 bframes=0 key-int-max={} \
-             ! video/x-h264,profile=high ! h264parse ! mp4mux faststart=true ! filesink name=out",
+             ! video/x-h264,profile=high ! h264parse ! mp4mux faststart=true ! appsink name=out sync=false",
             fps * 2
         );
         let bin = gst::parse::bin_from_description(&desc, true).map_err(|e| e.to_string())?;
-        bin.by_name("out").ok_or("no filesink")?.set_property("location", out.display().to_string());
+        let mp4 = Self::collect(&bin)?;
         let caps = gst::Caps::builder("video/x-raw")
             .field("format", "BGR")
             .field("width", w as i32)
@@ -564,7 +674,7 @@ impl Worker {
             .map_err(|e| e.to_string())?;
         src.link(&bin).map_err(|e| e.to_string())?;
         pipeline.set_state(gst::State::Playing).map_err(|e| e.to_string())?;
-        Ok((pipeline, src))
+        Ok((pipeline, src, mp4))
     }
 }
 
@@ -608,7 +718,8 @@ mod tests {
         }
         // Event at 6.0 s: from 1.0 s; the cut starts at the key frame of 0.0 s.
         r.pending.push(Pending {
-            alert: "a".into(),
+            alerts: vec!["a".into()],
+            at: Duration::from_millis(6000),
             from: Duration::from_millis(1000),
             to: Duration::from_millis(11000),
             policy: ClipPolicy::Blurred,

@@ -193,12 +193,14 @@ pub struct Alert {
     /// Topic of the snapshot JPEG, when one was stored.
     pub snapshot: Option<String>,
     /// Path of the event clip on the node's HTTP listener (`/clips/<id>.mp4`), for a `new`
-    /// alert of a camera with clips; a `gridsight.clip` message says when it is ready.
+    /// alert of a camera with clips; a `gridsight.clip` message says when it is ready. The
+    /// `new` alerts of one camera and moment share one clip (the id of the first of them).
     #[serde(default)]
     pub clip: Option<String>,
 }
 
 /// `gridsight.clip` version 1, on `<prefix>/<node>/clips/<alert id>`: the clip is ready.
+/// One message per alert the clip shows, each with the same `url`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClipReady {
     pub schema: Schema<ClipSchema>,
@@ -206,7 +208,7 @@ pub struct ClipReady {
     pub node: String,
     pub camera: String,
     pub alert: String,
-    /// Path on the node's HTTP listener.
+    /// Path on the node's HTTP listener (shared by the alerts of one moment).
     pub url: String,
     pub privacy: ClipPrivacy,
     pub duration_s: f64,
@@ -223,13 +225,13 @@ pub enum ClipPrivacy {
     Raw,
 }
 
-pub fn clip_json(node: &str, c: &crate::clips::ClipDone) -> serde_json::Value {
+pub fn clip_json(node: &str, c: &crate::clips::ClipDone, alert: &str) -> serde_json::Value {
     let v = ClipReady {
         schema: Schema::new(),
         version: Version1,
         node: node.to_string(),
         camera: c.camera.clone(),
-        alert: c.alert.clone(),
+        alert: alert.to_string(),
         url: format!("/clips/{}.mp4", c.alert),
         privacy: match c.policy {
             crate::config::ClipPolicy::Raw => ClipPrivacy::Raw,

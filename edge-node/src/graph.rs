@@ -66,24 +66,31 @@ impl Emitter {
         }
         let counters = self.registry.camera(camera);
         let clips = self.clips.as_ref().filter(|c| frame.is_some() && c.records(camera));
-        let cam = CameraInfo {
-            id: camera,
-            micro_grid: placement.micro_grid.as_deref(),
-            grid: placement.grid.as_deref(),
-            faces: placement.faces,
-            clip: clips.is_some(),
-        };
         for e in events {
-            match self.alerts.emit(&self.outbox, &cam, e, frame, faces, wall) {
+            let id = self.alerts.next_id();
+            // A `new` alert's clip, asked for before the alert is built: its own, or the one
+            // of this camera's moment it shares.
+            let clip = clips
+                .filter(|_| e.kind == crate::rules::EventKind::New)
+                .and_then(|c| c.request(camera, &id, frame.and_then(|f| f.pts)));
+            let cam = CameraInfo {
+                id: camera,
+                micro_grid: placement.micro_grid.as_deref(),
+                grid: placement.grid.as_deref(),
+                faces: placement.faces,
+                clip: clip.as_deref(),
+            };
+            match self.alerts.emit_as(&id, &self.outbox, &cam, e, frame, faces, wall) {
                 Ok(a) => {
                     counters.alerts_stored.fetch_add(1, Relaxed);
-                    if let (Some(c), Some(id)) = (clips, a["clip"].as_str().and(a["id"].as_str())) {
-                        c.request(camera, id, frame.and_then(|f| f.pts));
-                    }
                     if let Some(topics) = &self.home_assistant {
-                        let jpeg = a["id"].as_str().and_then(|id| self.alerts.snapshot_file(id));
+                        let mut out = self.outbox.locked();
+                        // The snapshot again, as Home Assistant's image: optional like it.
+                        let jpeg = a["id"].as_str().and_then(|id| self.alerts.snapshot_file(id)).filter(|j| {
+                            out.disk().is_none_or(|d| d.admit(crate::outbox::Optional::Snapshot, j.len() as u64 * 2))
+                        });
                         let extra = crate::ha::alert_messages(topics, &a, jpeg);
-                        if let Err(e) = self.outbox.locked().push_all(&extra) {
+                        if let Err(e) = out.push_all(&extra) {
                             warn!(camera, "cannot store the home assistant event: {e}");
                         }
                     }
@@ -100,6 +107,9 @@ impl Emitter {
                 }
                 Err(err) => {
                     counters.alerts_failed.fetch_add(1, Relaxed);
+                    if let (Some(c), Some(_)) = (clips, &clip) {
+                        c.cancel(camera, &id);
+                    }
                     error!(camera, "cannot store alert: {err}");
                 }
             }

@@ -29,7 +29,7 @@ use crate::graph::{Emitter, Graph};
 use crate::inference;
 use crate::inference::InferencePool;
 use crate::mqtt::{LinkOptions, MqttLink, RefusalLog};
-use crate::outbox::{DiskGuard, DiskState, Kind, Message, Outbox, OutboxError};
+use crate::outbox::{DiskGuard, DiskState, Kind, Message, Optional, Outbox, OutboxError};
 use crate::rules::IncidentIds;
 use crate::source::{CameraSpec, Ingest, IngestOptions};
 use crate::telemetry::CameraRegistry;
@@ -108,6 +108,10 @@ fn publish_thumbnails(config: &Config, topics: &Topics, live: &crate::live::Live
         .collect();
     let mut out = outbox.locked();
     for m in &shots {
+        // Optional: written only when the disk reserve kept for alerts stays free.
+        if out.disk().is_some_and(|d| !d.admit(Optional::Thumbnail, m.payload.len() as u64 * 3)) {
+            continue;
+        }
         if let Err(e) = out.push_latest(m) {
             warn!(topic = %m.topic, "cannot store a thumbnail: {e}");
         }
@@ -239,12 +243,15 @@ pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
     let http = bind_http(config.http.listen)?;
     let topics = topics_of(&config);
     let base = broker_options(&config, true)?;
+    let disk = DiskGuard::new(&config.storage.data_dir, config.storage.disk_reserve);
     let service = {
         let _entered = rt.enter();
-        DispatchService::start(&config, &base, &topics.all_alerts(), true)?
+        DispatchService::start(&config, &base, &topics.all_alerts(), true, disk.clone())?
     };
     let (stats, connected) =
         (Arc::new(crate::dispatch::stats::collector(service.metrics.clone())), service.link_stats());
+    let disk_metrics =
+        Arc::new(crate::telemetry::ScrapeCollector::new(move |m| crate::telemetry::disk_metrics(m, &disk)));
     let (dispatcher, latest, fleet) = (service.dispatcher.clone(), service.metrics.clone(), service.fleet.clone());
     let (title, window) = (config.node.name.clone(), config.dispatch.retention.as_secs());
     let intake = service.intake.clone();
@@ -280,7 +287,10 @@ pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
             let v = crate::telemetry::page::district_overview(&title, up, &dispatcher, &latest, fleet, window);
             Some(json_reply(&v))
         }
-        "/metrics" => Some(crate::telemetry::metrics_response(r.accept, vec![Box::new(stats.clone())]).into()),
+        "/metrics" => Some(
+            crate::telemetry::metrics_response(r.accept, vec![Box::new(stats.clone()), Box::new(disk_metrics.clone())])
+                .into(),
+        ),
         path => health(path, &connected, None).map(Into::into),
     });
     let addr = {
@@ -427,7 +437,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
     };
     let dispatch = if config.dispatch.enabled {
         let _entered = rt.enter();
-        Some(DispatchService::start(&config, &base, &topics.alerts(node), false)?)
+        Some(DispatchService::start(&config, &base, &topics.alerts(node), false, disk.clone())?)
     } else {
         info!("dispatch runs elsewhere ([dispatch] enabled = false)");
         None
@@ -441,14 +451,20 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
         let (outbox, notify, topics, node) = (outbox.clone(), notify.clone(), topics.clone(), node.to_string());
         crate::clips::Clips::start(
             &config,
+            Some(disk.clone()),
             Arc::new(move |done: crate::clips::ClipDone| {
-                let m = Message {
-                    topic: topics.clip(&node, &done.alert),
-                    payload: serde_json::to_vec(&contract::clip_json(&node, &done)).unwrap_or_default(),
-                    retain: false,
-                    kind: Kind::Status,
-                };
-                if let Err(e) = outbox.locked().push(&m) {
+                // One message per alert the clip shows.
+                let messages: Vec<Message> = done
+                    .alerts
+                    .iter()
+                    .map(|alert| Message {
+                        topic: topics.clip(&node, alert),
+                        payload: serde_json::to_vec(&contract::clip_json(&node, &done, alert)).unwrap_or_default(),
+                        retain: false,
+                        kind: Kind::Status,
+                    })
+                    .collect();
+                if let Err(e) = outbox.locked().push_all(&messages) {
                     warn!(alert = %done.alert, "cannot store the clip message: {e}");
                 }
                 notify();
@@ -636,6 +652,9 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                             control::Command::Snapshot => {
                                 let camera = req.camera.as_deref().unwrap_or_default();
                                 match graph.live.snapshot(camera, crate::alert::SNAPSHOT_MAX_WIDTH) {
+                                    Ok(s) if !disk.admit(Optional::Snapshot, s.jpeg.len() as u64 * 3) => {
+                                        Err("the disk is under the reserve kept for alerts: no snapshot is stored now".to_string())
+                                    }
                                     Ok(s) => {
                                         let topic = topics.camera_snapshot(node, camera);
                                         let detail = format!("published to {topic}: frame of {}", crate::alert::rfc3339(s.wall));

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::contract::{Alert, AlertType, Schema, Version1};
 
 use crate::config::FacePolicy;
-use crate::outbox::{Kind, Message, Outbox, OutboxError};
+use crate::outbox::{Kind, Message, Optional, Outbox, OutboxError};
 use crate::rules::{EventKind, RuleEvent};
 use crate::types::{Face, Frame};
 
@@ -29,10 +29,6 @@ pub struct AlertSink {
     /// Distinguishes this process's ids from those of earlier runs.
     nonce: u32,
     seq: AtomicU64,
-    /// Snapshots not stored because the disk was under its reserve (alerts go first).
-    pub snapshots_skipped: AtomicU64,
-    /// Snapshot files deleted early to keep the disk reserve.
-    pub snapshot_files_dropped: AtomicU64,
     /// The last [`RECENT`] alerts stored, oldest first (the status page).
     recent: Mutex<std::collections::VecDeque<serde_json::Value>>,
 }
@@ -46,8 +42,9 @@ pub struct CameraInfo<'a> {
     pub micro_grid: Option<&'a str>,
     pub grid: Option<&'a str>,
     pub faces: FacePolicy,
-    /// Whether a `new` alert of this camera gets an event clip.
-    pub clip: bool,
+    /// The event clip a `new` alert points at (its own id, or that of the clip it shares
+    /// with alerts of the same moment); `None`: no clip.
+    pub clip: Option<&'a str>,
 }
 
 pub const SNAPSHOT_MAX_WIDTH: u32 = 640;
@@ -62,8 +59,6 @@ impl AlertSink {
             snapshot_dir,
             nonce,
             seq: AtomicU64::new(0),
-            snapshots_skipped: AtomicU64::new(0),
-            snapshot_files_dropped: AtomicU64::new(0),
             recent: Mutex::default(),
         }
     }
@@ -114,7 +109,23 @@ impl AlertSink {
         faces: &[Face],
         wall: SystemTime,
     ) -> Result<serde_json::Value, OutboxError> {
-        let id = self.next_id();
+        self.emit_as(&self.next_id(), outbox, cam, event, frame, faces, wall)
+    }
+
+    /// [`Self::emit`] with an id made beforehand by [`Self::next_id`] (so that a clip can
+    /// be asked for in its name before the alert is built).
+    #[allow(clippy::too_many_arguments)]
+    pub fn emit_as(
+        &self,
+        id: &str,
+        outbox: &Mutex<Outbox>,
+        cam: &CameraInfo,
+        event: &RuleEvent,
+        frame: Option<&Frame>,
+        faces: &[Face],
+        wall: SystemTime,
+    ) -> Result<serde_json::Value, OutboxError> {
+        let id = id.to_string();
         let snapshot_topic = self.topics.snapshot(&self.node, &id);
         let jpeg = match (event.kind, frame) {
             (EventKind::New, Some(f)) => snapshot(f, event.bbox, faces, cam.faces),
@@ -139,9 +150,20 @@ impl AlertSink {
             // No room even for the alert: everything that is not an alert makes way, then
             // the alert alone is stored (its snapshot field then names nothing).
             Err(e) if e.is_disk_full() => {
-                tracing::warn!(camera = cam.id, "disk full: dropping snapshots to store the alert");
-                if let Some(dir) = &self.snapshot_dir {
-                    self.drop_snapshot_files(dir, u64::MAX);
+                tracing::warn!(
+                    camera = cam.id,
+                    "disk full: deleting optional files and unsent snapshots to store the alert"
+                );
+                match out.disk() {
+                    // Every optional file (snapshots, clips) makes way, oldest first.
+                    Some(disk) => {
+                        disk.delete_oldest(u64::MAX);
+                    }
+                    None => {
+                        if let Some(dir) = &self.snapshot_dir {
+                            let _ = free_oldest_snapshots(dir, u64::MAX);
+                        }
+                    }
                 }
                 out.drop_snapshots(u64::MAX)?;
                 let mut alert = alert;
@@ -161,36 +183,15 @@ impl AlertSink {
 
     /// Whether a snapshot of `len` bytes (a file, an outbox row and its WAL frames) fits
     /// without eating into the disk reserve kept for alerts, after deleting the oldest
-    /// snapshot files and unsent snapshots to make room. A `false` is counted.
+    /// optional files and then unsent snapshots to make room (see [`crate::outbox::DiskGuard::admit`]).
     fn room_for_snapshot(&self, out: &mut Outbox, len: u64) -> bool {
         let Some(disk) = out.disk().cloned() else { return true };
-        let need = len * 3;
-        let mut short = disk.shortfall(need);
-        if short > 0
-            && let Some(dir) = &self.snapshot_dir
-        {
-            self.drop_snapshot_files(dir, short);
-            short = disk.shortfall(need);
+        if let Some(dir) = &self.snapshot_dir {
+            disk.keep_files(Optional::Snapshot, dir, "jpg");
         }
-        if short > 0 {
+        disk.admit_with(Optional::Snapshot, len * 3, |short| {
             let _ = out.drop_snapshots(short);
-            short = disk.shortfall(need);
-        }
-        if short > 0 {
-            self.snapshots_skipped.fetch_add(1, Ordering::Relaxed);
-        }
-        short == 0
-    }
-
-    /// Deletes the oldest snapshot files until `bytes` are freed (or none is left).
-    fn drop_snapshot_files(&self, dir: &std::path::Path, bytes: u64) {
-        match free_oldest_snapshots(dir, bytes) {
-            Ok((removed, _)) => {
-                self.snapshot_files_dropped.fetch_add(removed as u64, Ordering::Relaxed);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(dir = %dir.display(), "cannot delete old snapshots: {e}"),
-        }
+        })
     }
 }
 
@@ -267,10 +268,11 @@ pub fn alert_json(
         bbox: e.bbox.map(|b| b.map(round)),
         micro_grid: cam.micro_grid.map(str::to_string),
         grid: cam.grid.map(str::to_string),
-        started_at: at(e.started_at),
+        // Computed once, when the incident opened: the same in every alert of it.
+        started_at: rfc3339(e.started_wall),
         ended_at: e.ended_at.map(at),
         snapshot: snapshot.map(str::to_string),
-        clip: (cam.clip && e.kind == EventKind::New).then(|| format!("/clips/{id}.mp4")),
+        clip: cam.clip.filter(|_| e.kind == EventKind::New).map(|c| format!("/clips/{c}.mp4")),
     };
     serde_json::to_value(&alert).unwrap_or_default()
 }

@@ -26,12 +26,15 @@ use serde_json::json;
 use super::reports::{NewReport, RatingRefused};
 use super::{DispatchError, Dispatcher};
 use crate::config::{Config, Family, Grid, ModelSpec, Reports};
+use crate::outbox::Optional;
 use crate::telemetry::http::{Reply, Request};
 
 /// Where the API lives (it carries the reporter's token, not the listener's).
 pub const PATH: &str = "/api/v1/reports";
 
 const MAX_PHOTO: usize = 8 << 20;
+/// Said to a reporter whose photo or audio was not stored.
+const LEFT_OUT: &str = "the report is stored, but not its photo or audio: the dispatcher's disk is under the reserve kept for alerts and orders";
 const MAX_AUDIO: usize = 2 << 20;
 const MAX_TEXT: usize = 2000;
 /// Photos are kept at most this wide or high.
@@ -207,22 +210,45 @@ impl Intake {
         })
     }
 
+    /// Leaves out the photo and the audio when storing them would eat into the disk reserve
+    /// kept for alerts and orders (the report itself is always stored); returns what was
+    /// left out, for the reply.
+    fn fit_media(&self, report: &mut NewReport) -> Vec<&'static str> {
+        let Some(disk) = self.dispatcher.store().locked().disk().cloned() else { return Vec::new() };
+        let mut left_out = Vec::new();
+        // A database row and its WAL frames: about three times the bytes.
+        if report.photo.as_ref().is_some_and(|p| !disk.admit(Optional::ReportPhoto, p.len() as u64 * 3)) {
+            report.photo = None;
+            left_out.push("photo");
+        }
+        if report.audio.as_ref().is_some_and(|a| !disk.admit(Optional::ReportAudio, a.0.len() as u64 * 3)) {
+            report.audio = None;
+            left_out.push("audio");
+        }
+        left_out
+    }
+
     fn create(&self, content_type: &str, body: &[u8], now: i64) -> Reply {
-        let report = match self.check(content_type, body) {
+        let mut report = match self.check(content_type, body) {
             Ok(r) => r,
             Err((status, reason)) => return error(status, reason),
         };
+        let left_out = self.fit_media(&mut report);
         match self.dispatcher.handle_report(
             &report,
             self.config.attach_within_m,
             self.config.attach_for.as_millis() as i64,
             now,
         ) {
-            Ok(a) => ok(
-                201,
-                json!({"ok": true, "id": a.id, "token": a.token, "order": a.order, "attached": a.attached,
-                       "status": format!("/api/v1/reports/{}", a.id)}),
-            ),
+            Ok(a) => {
+                let mut v = json!({"ok": true, "id": a.id, "token": a.token, "order": a.order, "attached": a.attached,
+                                   "status": format!("/api/v1/reports/{}", a.id)});
+                if !left_out.is_empty() {
+                    v["left_out"] = json!(left_out);
+                    v["note"] = LEFT_OUT.into();
+                }
+                ok(201, v)
+            }
             Err(e) => error(500, format!("the report could not be stored: {e}")),
         }
     }
@@ -243,9 +269,18 @@ impl Intake {
         use base64::Engine;
         let v: serde_json::Value = serde_json::from_slice(payload).unwrap_or(serde_json::Value::Null);
         let request = v["id"].as_str().filter(|id| crate::control::valid_id(id)).map(str::to_string);
+        let left_out: std::cell::RefCell<Vec<&'static str>> = Default::default();
         let reply_of = |request: Option<&str>, r: Result<&super::reports::Accepted, &str>| match r {
-            Ok(a) => json!({"schema": "gridsight.report_reply", "version": 1, "request": request, "ok": true,
-                            "id": a.id, "token": a.token, "order": a.order, "attached": a.attached}),
+            Ok(a) => {
+                let mut v = json!({"schema": "gridsight.report_reply", "version": 1, "request": request, "ok": true,
+                                   "id": a.id, "token": a.token, "order": a.order, "attached": a.attached});
+                let left_out = left_out.borrow();
+                if !left_out.is_empty() {
+                    v["left_out"] = json!(*left_out);
+                    v["note"] = LEFT_OUT.into();
+                }
+                v
+            }
             Err(reason) => json!({"schema": "gridsight.report_reply", "version": 1, "request": request, "ok": false,
                                   "reason": reason}),
         };
@@ -298,6 +333,10 @@ impl Intake {
             Some(p) => Err(p),
             None => self.check_parts(&parts).map_err(|(_, reason)| reason),
         };
+        let checked = checked.map(|mut r| {
+            *left_out.borrow_mut() = self.fit_media(&mut r);
+            r
+        });
         let sender = format!("reports:{gateway}");
         let (reply, duplicate) = self.dispatcher.handle_report_once(
             &sender,

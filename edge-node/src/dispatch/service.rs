@@ -18,7 +18,7 @@ use tracing::{info, warn};
 use super::{AlertOutcome, Dispatcher, stats};
 use crate::config::Config;
 use crate::mqtt::{LinkOptions, MqttLink, RefusalLog};
-use crate::outbox::{Kind, Message, Outbox};
+use crate::outbox::{DiskGuard, Kind, Message, Outbox};
 
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
@@ -42,10 +42,18 @@ impl DispatchService {
     /// Starts on the current tokio runtime. `base` says how to reach the broker (its client
     /// id gets `-dispatch` appended); `alerts` is the topic filter of the alerts to handle.
     /// With `fleet`, it also follows every node's status topics (the district page).
-    pub fn start(config: &Config, base: &LinkOptions, alerts: &str, fleet: bool) -> Result<Self, super::DispatchError> {
+    /// `disk` guards the reserve on `data_dir` (shared with the node's outbox when both run
+    /// in one process): residents' photos and audio are stored only above it.
+    pub fn start(
+        config: &Config,
+        base: &LinkOptions,
+        alerts: &str,
+        fleet: bool,
+        disk: DiskGuard,
+    ) -> Result<Self, super::DispatchError> {
         let prefix = config.mqtt.as_ref().map_or("gridsight", |m| m.topic_prefix.as_str()).to_string();
         let path = config.storage.data_dir.join("dispatch.db");
-        let store = Arc::new(Mutex::new(Outbox::open(&path, config.storage.outbox_max_bytes)?));
+        let store = Arc::new(Mutex::new(Outbox::open(&path, config.storage.outbox_max_bytes)?.with_disk(disk)));
         let calendar: super::Calendar =
             Arc::new(|ms: i64| crate::localtime::local_time(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)));
         let dispatcher =

@@ -18,7 +18,7 @@
 
 mod disk;
 
-pub use disk::{DiskGuard, DiskState};
+pub use disk::{DiskGuard, DiskState, Optional};
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -175,7 +175,10 @@ impl Outbox {
     /// Bounds the outbox by the free space of its filesystem less `guard`'s reserve, and
     /// keeps the WAL within a quarter of the reserve.
     pub fn with_disk(mut self, guard: DiskGuard) -> Self {
-        let pages = (guard.reserve() / 4 / 4096).clamp(16, WAL_PAGES);
+        // A reserve larger than the filesystem (the default 64 MiB on a small disk) must not
+        // let the WAL outgrow the disk.
+        let room = guard.total().map_or(guard.reserve(), |t| t.min(guard.reserve()));
+        let pages = (room / 4 / 4096).clamp(16, WAL_PAGES);
         let _ = self.conn.pragma_update(None, "wal_autocheckpoint", pages);
         let _ = self.conn.pragma_update(None, "journal_size_limit", pages * 4096);
         self.disk = Some(guard);

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::config::{Coordinates, Direction, Rule, RuleKind, Severity};
 use crate::geometry::{Point, Polygon, Polyline};
@@ -45,6 +45,9 @@ pub struct RuleEvent {
     pub bbox: Option<[f32; 4]>,
     pub started_at: Duration,
     pub ended_at: Option<Duration>,
+    /// When the incident started on the wall clock: computed once, when it opened, so every
+    /// event of one incident carries the same start (stream and wall clocks drift apart).
+    pub started_wall: SystemTime,
 }
 
 /// Local calendar position for schedules: weekday 0 = Monday, minute after midnight.
@@ -62,6 +65,8 @@ pub struct Scene<'a> {
     pub ended: &'a [Track],
     pub frame: (u32, u32),
     pub t: Duration,
+    /// The wall-clock time of the frame at `t`.
+    pub wall: SystemTime,
     pub local: LocalTime,
 }
 
@@ -70,10 +75,11 @@ const CROWD_END_AFTER: Duration = Duration::from_secs(3);
 /// Face incidents end after no face is in the zone this long.
 const FACE_END_AFTER: Duration = Duration::from_secs(5);
 
-#[derive(Default)]
+#[derive(Clone, Copy)]
 struct Open {
     incident: u64,
     started: Duration,
+    started_wall: SystemTime,
     best: f32,
     count: u32,
 }
@@ -298,11 +304,14 @@ impl RuleEngine {
             bbox,
             started_at: open.started,
             ended_at: (kind == EventKind::End).then_some(t),
+            started_wall: open.started_wall,
         }
     }
 
-    fn open_incident(&mut self, started: Duration, best: f32, count: u32) -> Open {
-        Open { incident: self.ids.next(), started, best, count }
+    /// A new incident that started at stream time `started`, seen in `scene`.
+    fn open_incident(&mut self, scene: &Scene, started: Duration, best: f32, count: u32) -> Open {
+        let started_wall = scene.wall.checked_sub(scene.t.saturating_sub(started)).unwrap_or(scene.wall);
+        Open { incident: self.ids.next(), started, started_wall, best, count }
     }
 
     /// Rules about single tracks in a zone (dwell, enter). `fires` decides, given how long
@@ -346,12 +355,12 @@ impl RuleEngine {
             if let Some(open) = st.open.get_mut(&tr.id) {
                 if tr.score > open.best + 0.1 {
                     open.best = tr.score;
-                    let open = Open { incident: open.incident, started: open.started, best: open.best, count: 0 };
+                    let open = Open { best: open.best, count: 0, ..*open };
                     let e = self.event(EventKind::Update, rule, &open, &tr.label, Some(tr.id), zone, Some(tr.bbox), t);
                     events.push(e);
                 }
             } else if on && !quiet {
-                let open = self.open_incident(since, tr.best_score, 0);
+                let open = self.open_incident(scene, since, tr.best_score, 0);
                 events.push(self.event(EventKind::New, rule, &open, &tr.label, Some(tr.id), zone, Some(tr.bbox), t));
                 self.state[i].open.insert(tr.id, open);
             }
@@ -408,7 +417,7 @@ impl RuleEngine {
                 continue;
             }
             st.quiet_until.insert(tr.id, t + rule.cooldown);
-            let open = self.open_incident(t, tr.best_score, 0);
+            let open = self.open_incident(scene, t, tr.best_score, 0);
             let mut e = self.event(EventKind::New, rule, &open, &tr.label, Some(tr.id), line, Some(tr.bbox), t);
             e.ended_at = Some(t);
             events.push(e);
@@ -452,12 +461,12 @@ impl RuleEngine {
                 if diff >= 2 && diff * 5 >= open.count {
                     open.count = count;
                     open.best = open.best.max(best);
-                    let snapshot = Open { incident: open.incident, started: open.started, best: open.best, count };
+                    let snapshot = Open { count, ..*open };
                     let e = self.event(EventKind::Update, rule, &snapshot, &label, None, zone, None, t);
                     events.push(e);
                 }
             } else if t.saturating_sub(since) >= min_duration && !quiet {
-                let open = self.open_incident(since, best, count);
+                let open = self.open_incident(scene, since, best, count);
                 events.push(self.event(EventKind::New, rule, &open, &label, None, zone, None, t));
                 self.state[i].open.insert(0, open);
             }
@@ -490,7 +499,7 @@ impl RuleEngine {
             let quiet = st.quiet_until.get(&0).is_some_and(|q| t < *q);
             if !st.open.contains_key(&0) && !quiet {
                 let bbox = f.bbox;
-                let open = self.open_incident(t, best, seen.len() as u32);
+                let open = self.open_incident(scene, t, best, seen.len() as u32);
                 events.push(self.event(EventKind::New, rule, &open, "face", None, zone, Some(bbox), t));
                 self.state[i].open.insert(0, open);
             }

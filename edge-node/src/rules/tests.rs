@@ -15,6 +15,12 @@ fn sec(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
 
+/// The wall clock of the frame at stream time `t`: a clock that runs 1 % fast against the
+/// stream's, as cameras' do a little.
+fn wall(t: Duration) -> std::time::SystemTime {
+    std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000) + t + t / 100
+}
+
 fn rule(kind: RuleKind, cooldown: f64) -> Rule {
     Rule {
         id: "r".into(),
@@ -51,7 +57,15 @@ fn run(engine: &mut RuleEngine, frames: &[(f64, Vec<Track>, Vec<Track>, LocalTim
     let mut out = Vec::new();
     for (t, tracks, ended, local) in frames {
         let refs: Vec<&Track> = tracks.iter().collect();
-        let scene = Scene { tracks: &refs, faces: &[], ended, frame: (100, 100), t: sec(*t), local: *local };
+        let scene = Scene {
+            tracks: &refs,
+            faces: &[],
+            ended,
+            frame: (100, 100),
+            t: sec(*t),
+            wall: wall(sec(*t)),
+            local: *local,
+        };
         for e in engine.evaluate(&scene) {
             out.push(format!("{t}:{:?}:{}", e.kind, e.track.map_or("-".into(), |t| t.to_string())));
         }
@@ -232,7 +246,15 @@ fn face_in_zone_fires_once_then_ends() {
     for (t, faces) in
         [(0.0, vec![face.clone()]), (1.0, vec![face.clone()]), (3.0, vec![]), (7.0, vec![]), (8.0, vec![face.clone()])]
     {
-        let scene = Scene { tracks: &[], faces: &faces, ended: &[], frame: (100, 100), t: sec(t), local: NOON };
+        let scene = Scene {
+            tracks: &[],
+            faces: &faces,
+            ended: &[],
+            frame: (100, 100),
+            t: sec(t),
+            wall: wall(sec(t)),
+            local: NOON,
+        };
         for ev in e.evaluate(&scene) {
             kinds.push(format!("{t}:{:?}:{}", ev.kind, ev.label));
         }
@@ -254,6 +276,7 @@ fn events_carry_rule_data_and_one_incident_id() {
             ended: &[],
             frame: (100, 100),
             t: sec(t),
+            wall: wall(sec(t)),
             local: NOON,
         }));
     }
@@ -263,6 +286,7 @@ fn events_carry_rule_data_and_one_incident_id() {
         ended: &car,
         frame: (100, 100),
         t: sec(3.0),
+        wall: wall(sec(3.0)),
         local: NOON,
     }));
     assert_eq!(all.len(), 2);
@@ -273,6 +297,10 @@ fn events_carry_rule_data_and_one_incident_id() {
     assert_eq!(new.started_at, sec(0.0));
     assert_eq!(end.ended_at, Some(sec(3.0)));
     assert!(new.bbox.is_some());
+    // One start on the wall clock for the whole incident, computed when it opened (at t = 1,
+    // one stream second after it started), however the clocks drift afterwards.
+    assert_eq!(new.started_wall, wall(sec(1.0)) - sec(1.0));
+    assert_eq!(end.started_wall, new.started_wall);
 }
 
 /// Thousands of tracks pass through over hours: per-track maps (cooldowns included) stay
@@ -326,6 +354,7 @@ fn incident_numbers_are_unique_across_engines_and_runs() {
                     ended: &[],
                     frame: (100, 100),
                     t: sec(t),
+                    wall: wall(sec(t)),
                     local: NOON,
                 }) {
                     if ev.kind == EventKind::New {
@@ -338,6 +367,7 @@ fn incident_numbers_are_unique_across_engines_and_runs() {
                     ended: &car,
                     frame: (100, 100),
                     t: sec(t + 1.0),
+                    wall: wall(sec(t + 1.0)),
                     local: NOON,
                 });
             }
@@ -352,8 +382,15 @@ fn end_all_closes_every_open_incident() {
     let mut e = engine(rule(dwell(false, 0.0), 0.0));
     let cars = [at(1, "car", 50., 50., true), at(2, "car", 40., 40., true)];
     let refs: Vec<&Track> = cars.iter().collect();
-    let opened =
-        e.evaluate(&Scene { tracks: &refs, faces: &[], ended: &[], frame: (100, 100), t: sec(1.0), local: NOON });
+    let opened = e.evaluate(&Scene {
+        tracks: &refs,
+        faces: &[],
+        ended: &[],
+        frame: (100, 100),
+        t: sec(1.0),
+        wall: wall(sec(1.0)),
+        local: NOON,
+    });
     assert_eq!(opened.len(), 2);
     let mut ended = e.end_all(sec(5.0));
     ended.sort_by_key(|ev| ev.track);

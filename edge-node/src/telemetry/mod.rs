@@ -23,6 +23,57 @@ pub fn init_logging() {
     let _ = tracing_subscriber::registry().with(fmt.with_filter(filter)).try_init();
 }
 
+/// The disk families of `/metrics` (node and dispatcher): free space, the reserve, its
+/// state, and what each kind of optional write skipped or deleted to keep the reserve.
+pub fn disk_metrics(m: &mut MetricsText, disk: &crate::outbox::DiskGuard) {
+    use crate::outbox::{DiskState, Optional};
+    m.family(
+        "gridsight_snapshots_skipped_total",
+        "Snapshots not stored because the disk was under its reserve (the alert was stored).",
+        "counter",
+        &[(vec![("reason", "disk_low")], disk.skipped(Optional::Snapshot) as f64)],
+    );
+    m.family(
+        "gridsight_snapshot_files_dropped_total",
+        "Snapshot files deleted early to keep the disk reserve.",
+        "counter",
+        &[(vec![], disk.deleted(Optional::Snapshot) as f64)],
+    );
+    m.family(
+        "gridsight_disk_skipped_total",
+        "Optional writes (snapshots, clips, thumbnails, residents' photos and audio) left out because the disk was under its reserve; alerts never are.",
+        "counter",
+        &Optional::ALL.map(|k| (vec![("kind", k.name())], disk.skipped(k) as f64)),
+    );
+    m.family(
+        "gridsight_disk_deleted_total",
+        "Optional files deleted early, oldest first, to keep the disk reserve.",
+        "counter",
+        &Optional::ALL.map(|k| (vec![("kind", k.name())], disk.deleted(k) as f64)),
+    );
+    let free = disk.free();
+    let state = free.map_or(DiskState::Ok, |f| disk.state_of(f));
+    m.family(
+        "gridsight_disk_free_bytes",
+        "Free bytes on the filesystem of data_dir.",
+        "gauge",
+        &[(vec![], free.unwrap_or(0) as f64)],
+    );
+    m.family(
+        "gridsight_disk_reserve_bytes",
+        "Free bytes kept for alerts (storage.disk_reserve).",
+        "gauge",
+        &[(vec![], disk.reserve() as f64)],
+    );
+    m.family(
+        "gridsight_disk_state",
+        "1 for the disk's state: ok, low (snapshots not stored) or full (alerts at risk).",
+        "gauge",
+        &[DiskState::Ok, DiskState::Low, DiskState::Full]
+            .map(|st| (vec![("state", st.name())], f64::from(u8::from(st == state)))),
+    );
+}
+
 /// Counters the node keeps per camera beside ingest's own (`source::Counters`) and the
 /// inference pool's: frames the motion gate skipped, alerts stored, refused by the store,
 /// and delivered. Monotonic for the life of the process (a reloaded camera keeps them).

@@ -235,39 +235,7 @@ pub(crate) fn node_metrics(m: &mut MetricsText, s: &Snapshot, src: &MetricsSourc
         "counter",
         &[(vec![], s.outbox_dropped_snapshots as f64)],
     );
-    m.family(
-        "gridsight_snapshots_skipped_total",
-        "Snapshots not stored because the disk was under its reserve (the alert was stored).",
-        "counter",
-        &[(vec![("reason", "disk_low")], src.alerts.snapshots_skipped.load(Relaxed) as f64)],
-    );
-    m.family(
-        "gridsight_snapshot_files_dropped_total",
-        "Snapshot files deleted early to keep the disk reserve.",
-        "counter",
-        &[(vec![], src.alerts.snapshot_files_dropped.load(Relaxed) as f64)],
-    );
-    let free = src.disk.free();
-    let state = free.map_or(DiskState::Ok, |f| src.disk.state_of(f));
-    m.family(
-        "gridsight_disk_free_bytes",
-        "Free bytes on the filesystem of data_dir.",
-        "gauge",
-        &[(vec![], free.unwrap_or(0) as f64)],
-    );
-    m.family(
-        "gridsight_disk_reserve_bytes",
-        "Free bytes kept for alerts (storage.disk_reserve).",
-        "gauge",
-        &[(vec![], src.disk.reserve() as f64)],
-    );
-    m.family(
-        "gridsight_disk_state",
-        "1 for the disk's state: ok, low (snapshots not stored) or full (alerts at risk).",
-        "gauge",
-        &[DiskState::Ok, DiskState::Low, DiskState::Full]
-            .map(|st| (vec![("state", st.name())], f64::from(u8::from(st == state)))),
-    );
+    super::disk_metrics(m, &src.disk);
     let link = &src.link;
     m.family(
         "gridsight_mqtt_connected",
