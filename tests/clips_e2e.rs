@@ -14,44 +14,9 @@ use std::time::Duration;
 
 use common::*;
 use edge_node::inference::Detector;
-use gstreamer as gst;
-use gstreamer::prelude::*;
-use gstreamer_app as gst_app;
 
 fn get(port: u16, path: &str) -> (u16, Vec<u8>) {
     http_request(port, "GET", path, "", b"")
-}
-
-/// Decodes an MP4 with GStreamer: its duration (as the demuxer says) and every frame (BGR).
-fn decode(path: &std::path::Path) -> (Duration, Vec<(u32, u32, Vec<u8>)>) {
-    gst::init().unwrap();
-    let p = gst::parse::launch(&format!(
-        "filesrc location=\"{}\" ! qtdemux ! h264parse ! avdec_h264 ! videoconvert ! video/x-raw,format=BGR ! appsink name=sink sync=false",
-        path.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let sink = p.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
-    p.set_state(gst::State::Playing).unwrap();
-    let mut frames = Vec::new();
-    let mut duration = None;
-    while let Ok(s) = sink.pull_sample() {
-        if duration.is_none() {
-            duration = p.query_duration::<gst::ClockTime>();
-        }
-        let st = s.caps().unwrap().structure(0).unwrap().to_owned();
-        let (w, h) = (st.get::<i32>("width").unwrap() as u32, st.get::<i32>("height").unwrap() as u32);
-        let map = s.buffer().unwrap().map_readable().unwrap();
-        let stride = map.len() / h as usize;
-        let mut bgr = Vec::new();
-        for row in map.chunks(stride).take(h as usize) {
-            bgr.extend_from_slice(&row[..(w * 3) as usize]);
-        }
-        frames.push((w, h, bgr));
-    }
-    let _ = p.set_state(gst::State::Null);
-    (Duration::from_nanos(duration.map(|d| d.nseconds()).unwrap_or(0)), frames)
 }
 
 #[test]
@@ -155,7 +120,7 @@ motion_gate = false
         assert_eq!(code, 200);
         let file = dir.join(format!("{cam}.mp4"));
         std::fs::write(&file, &mp4).unwrap();
-        let (duration, frames) = decode(&file);
+        let (duration, frames) = decode_mp4(&file);
         let secs = duration.as_secs_f64();
         assert!((9.0..=11.0).contains(&secs), "{cam}: clip of {secs:.2} s, want 10 ± 1 (5 before + 5 after)");
         assert!(!frames.is_empty(), "{cam}: no frame decoded");

@@ -1,24 +1,30 @@
-//! Snapshots hide faces: YuNet finds a face in the frame, and none in the snapshot.
+//! Published pictures hide every face a whole-frame detector finds, not only the faces the
+//! node's own detection found.
 //!
 //!   crosswalk / astronaut photo ─► YuNet: faces ─► alert::snapshot (blur) ─► JPEG ─► YuNet: no face
 //!                                                 └► (raw policy) ─► JPEG ─► YuNet: faces still there
+//!   crowd photo ─► the crop path (faces only around the people YOLOX found) ─► snapshot
+//!     without the whole-frame search: faces left; with it (privacy): none at 1x or 2x
+//!   a camera on a still of the crowd photo ─► edge-node run ─► alert
+//!     ─► its snapshot, its blurred clip, its live snapshot: none at 1x or 2x
 
 mod common;
+
+use std::time::Duration;
 
 use common::*;
 use edge_node::alert::snapshot;
 use edge_node::config::FacePolicy;
-use edge_node::inference::Detector;
+use edge_node::inference::{Detector, ImageView, Job};
 use edge_node::types::Frame;
 
 fn frame(file: &str) -> Frame {
     photo_frame(file, u32::MAX)
 }
 
-fn decode_jpeg(jpeg: &[u8]) -> (u32, u32, Vec<u8>) {
-    let img = image::load_from_memory(jpeg).unwrap().to_rgb8();
-    let (w, h) = img.dimensions();
-    (w, h, img.pixels().flat_map(|p| [p[2], p[1], p[0]]).collect())
+/// Faces a whole-frame detector finds at 1x and at 2x in a picture (packed BGR).
+fn left(w: u32, h: u32, bgr: &[u8]) -> (usize, usize) {
+    (faces_at_scale(w, h, bgr, 1.0).len(), faces_at_scale(w, h, bgr, 2.0).len())
 }
 
 #[test]
@@ -30,8 +36,8 @@ fn published_snapshots_have_no_recognisable_face() {
         let faces = faces_bgr(&mut detector, f.width, f.height, &f.data);
         assert!(!faces.is_empty(), "{file}: no face in the original");
 
-        let blurred = snapshot(&f, Some([10.0, 10.0, 100.0, 100.0]), &faces, FacePolicy::Blur).unwrap();
-        let (w, h, bgr) = decode_jpeg(&blurred);
+        let blurred = snapshot(&f, Some([10.0, 10.0, 100.0, 100.0]), &faces, FacePolicy::Blur, None).unwrap();
+        let (w, h, bgr) = decode_image(&blurred);
         assert!(w <= 640);
         let left = faces_bgr(&mut detector, w, h, &bgr);
         assert!(
@@ -43,8 +49,131 @@ fn published_snapshots_have_no_recognisable_face() {
         );
 
         // The raw policy (explicit opt-in) keeps them: the test above is not vacuous.
-        let raw = snapshot(&f, None, &faces, FacePolicy::Raw).unwrap();
-        let (w, h, bgr) = decode_jpeg(&raw);
+        let raw = snapshot(&f, None, &faces, FacePolicy::Raw, None).unwrap();
+        let (w, h, bgr) = decode_image(&raw);
         assert!(!faces_bgr(&mut detector, w, h, &bgr).is_empty(), "{file}: raw snapshot lost its faces");
+    }
+}
+
+/// The crowd photo at the node's frame size: the faces found around YOLOX's people are not
+/// enough; the whole-frame search leaves no face for a detector at 1x or 2x.
+#[test]
+fn a_crowd_snapshot_is_searched_on_the_whole_frame() {
+    let config = edge_node::config::load(&root().join("tests/configs/detect.toml")).unwrap();
+    let mut detector = Detector::new(&config.models, 1).unwrap();
+    let privacy = edge_node::privacy::Privacy::from_config(&config);
+    assert!(privacy.enabled());
+    let f = photo_frame("deface_city.jpg", 640);
+    let (w, h) = (f.width, f.height);
+    // What the camera's detection gives the snapshot: faces on crops around people.
+    let job = Job { image: ImageView::packed(&f.data, w, h), source: (w, h), roi: None };
+    let crop = detector.detect(&["objects".to_string(), "faces".to_string()], &[job]).unwrap().pop().unwrap();
+    let people = crop.objects.iter().filter(|o| &*o.label == "person").count();
+    let whole = left(w, h, &f.data);
+    println!(
+        "{w}x{h}: {people} people, {} faces on their crops; whole frame: {whole:?} faces at 1x, 2x",
+        crop.faces.len()
+    );
+
+    let (sw, sh, only_crops) = decode_image(&snapshot(&f, None, &crop.faces, FacePolicy::Blur, None).unwrap());
+    let without = left(sw, sh, &only_crops);
+    let (sw, sh, searched) = decode_image(&snapshot(&f, None, &crop.faces, FacePolicy::Blur, Some(&privacy)).unwrap());
+    let with = left(sw, sh, &searched);
+    println!("faces left at 1x, 2x: crops only {without:?}, whole-frame search {with:?}");
+    assert!(
+        without.0 + without.1 > 0,
+        "the crop path alone should leave faces in this crowd (the test would be vacuous)"
+    );
+    assert_eq!(with, (0, 0), "faces left in the published snapshot");
+}
+
+/// A camera looking at a still of the crowd photo: its alert's snapshot, its blurred clip
+/// and its live snapshot show no face to a whole-frame detector at 1x or 2x.
+#[test]
+fn a_crowd_camera_publishes_no_face() {
+    let sim = simulator(&["crowd=still:deface_city.jpg:10,keyint=2s"]);
+    let dir = fresh_dir("crowd-privacy");
+    let (http, mqtt) = (free_port(), free_port());
+    let config = dir.join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"version = 1
+[node]
+id = "crowd"
+[embedded_broker]
+listen = "127.0.0.1:{mqtt}"
+[http]
+listen = "127.0.0.1:{http}"
+[storage]
+data_dir = "{data}"
+models_dir = "{models}"
+[models.objects]
+file = "yolox_nano_dynamic.onnx"
+classes = ["person"]
+[models.faces]
+file = "yunet_s_dynamic.onnx"
+input_size = [640, 384]
+[[cameras]]
+id = "crossing"
+url = "{url}"
+detect_fps = 2.0
+motion_gate = false
+[cameras.zones.all]
+polygon = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]
+[[cameras.rules]]
+id = "walk"
+kind = "zone_enter"
+category = "intrusion"
+zone = "all"
+classes = ["person"]
+cooldown = "10m"
+"#,
+            data = dir.join("data").display(),
+            models = root().join("models").display(),
+            url = sim.url("crowd"),
+        ),
+    )
+    .unwrap();
+    let alerts = subscriber_raw(mqtt, "gridsight/crowd/alerts", "crowd-alerts");
+    let ready = subscriber_raw(mqtt, "gridsight/crowd/clips/+", "crowd-clips");
+    let log = dir.join("node.log");
+    let _node = edge_node("run", &config, &log);
+    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    let json = |p: &[u8]| serde_json::from_slice::<serde_json::Value>(p).unwrap_or_default();
+
+    // The first alert with a clip, and that clip ready (post-capture, then the blurring).
+    let first_new =
+        || alerts.lock().unwrap().iter().map(|(_, p)| json(p)).find(|a| a["type"] == "new" && a["clip"].is_string());
+    assert!(wait_until(Duration::from_secs(120), || first_new().is_some()), "no alert\n{}", logs());
+    let alert = first_new().unwrap();
+    let clip_ready = || ready.lock().unwrap().iter().map(|(_, p)| json(p)).any(|c| c["alert"] == alert["id"]);
+    assert!(wait_until(Duration::from_secs(240), clip_ready), "no clip\n{}", logs());
+
+    let id = alert["id"].as_str().unwrap();
+    let (code, jpeg) = http_request(http, "GET", &format!("/alerts/{id}.jpg"), "", b"");
+    assert_eq!(code, 200, "the alert's snapshot");
+    let (w, h, bgr) = decode_image(&jpeg);
+    assert_eq!(left(w, h, &bgr), (0, 0), "faces in the alert's snapshot ({w}x{h})");
+
+    let (code, live) = http_request(http, "GET", "/cameras/crossing/snapshot.jpg", "", b"");
+    assert_eq!(code, 200, "the live snapshot");
+    let (w, h, bgr) = decode_image(&live);
+    assert_eq!(left(w, h, &bgr), (0, 0), "faces in the live snapshot ({w}x{h})");
+
+    let (code, mp4) = http_request(http, "GET", alert["clip"].as_str().unwrap(), "", b"");
+    assert_eq!(code, 200, "the clip");
+    let file = dir.join("clip.mp4");
+    std::fs::write(&file, &mp4).unwrap();
+    let (_, frames) = decode_mp4(&file);
+    assert!(frames.len() >= 10, "{} frames", frames.len());
+    // Ten frames across the clip (a still: the frames differ only by the encoder's noise).
+    let step = frames.len() / 10;
+    let per_frame: Vec<(usize, usize)> = frames.iter().step_by(step).map(|(w, h, bgr)| left(*w, *h, bgr)).collect();
+    let (w, h, _) = &frames[0];
+    println!("clip {w}x{h}, {} frames; faces left per sampled frame at 1x, 2x: {per_frame:?}", frames.len());
+    assert!(per_frame.iter().all(|&l| l == (0, 0)), "faces in the blurred clip: {per_frame:?}");
+    for line in logs().lines().filter(|l| l.contains("clip ready")) {
+        println!("{}", line.split_once("INFO ").map_or(line, |(_, r)| r));
     }
 }

@@ -34,6 +34,7 @@ use tracing::{info, warn};
 
 use crate::config::{ClipPolicy, Config, Family, ModelSpec};
 use crate::outbox::{DiskGuard, Optional};
+use crate::privacy::FaceSearch;
 
 /// An encoded access unit (Annex B, parameter sets in front of key frames).
 struct Unit {
@@ -159,15 +160,11 @@ impl Clips {
     pub fn start(config: &Config, disk: Option<DiskGuard>, on_ready: Arc<dyn Fn(ClipDone) + Send + Sync>) -> Arc<Self> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
         let c = &config.clips;
-        let faces: Option<(String, ModelSpec)> = config
-            .models
-            .iter()
-            .find(|(_, m)| m.family == Family::Yunet)
-            .map(|(n, m)| (n.clone(), ModelSpec { score_threshold: m.score_threshold.min(0.5), ..m.clone() }));
         if let Some(d) = &disk {
             d.keep_files(Optional::Clip, &c.dir, "mp4");
         }
-        let worker = Worker { dir: c.dir.clone(), fps: c.fps, faces, detector: None, disk };
+        let face_model = crate::privacy::face_model(config);
+        let worker = Worker { dir: c.dir.clone(), fps: c.fps, face_model, search: None, disk };
         let _ = std::thread::Builder::new().name("clips".into()).spawn(move || worker.run(rx, on_ready));
         let clips = Arc::new(Self {
             pre: c.pre_capture,
@@ -332,8 +329,9 @@ type Picture = (gst::ClockTime, u32, u32, Vec<u8>, Vec<[f32; 4]>);
 struct Worker {
     dir: PathBuf,
     fps: u32,
-    faces: Option<(String, ModelSpec)>,
-    detector: Option<crate::inference::Detector>,
+    /// The face model of the whole-frame search of every clip frame ([`crate::privacy`]).
+    face_model: Option<ModelSpec>,
+    search: Option<FaceSearch>,
     disk: Option<DiskGuard>,
 }
 
@@ -539,11 +537,11 @@ impl Worker {
         units: Vec<(Duration, bool, Vec<u8>)>,
         first: Duration,
     ) -> Result<(Vec<u8>, u64, u64), String> {
-        let Some((model, spec)) = self.faces.clone() else { return Err("no face model to blur with".into()) };
-        if self.detector.is_none() {
-            let specs = std::collections::BTreeMap::from([(model.clone(), spec)]);
-            self.detector = Some(crate::inference::Detector::new(&specs, 1).map_err(|e| e.to_string())?);
+        if self.search.is_none() {
+            let spec = self.face_model.as_ref().ok_or("no face model to blur with")?;
+            self.search = Some(FaceSearch::new(spec).map_err(|e| e.to_string())?);
         }
+        let search = self.search.as_mut().expect("made above");
         let (parse, dec) = if codec == "h265" { ("h265parse", "avdec_h265") } else { ("h264parse", "avdec_h264") };
         let fps = self.fps;
         let desc = format!(
@@ -560,13 +558,15 @@ impl Worker {
         };
 
         let mut encode: Option<(gst::Pipeline, gst_app::AppSrc, Arc<Mutex<Vec<u8>>>)> = None;
-        // Frame i goes out with the faces of i-1, i and i+1 pixelated: a face the model
-        // misses in one frame is still hidden by its neighbours.
+        // Frame i goes out with the faces the search found in i-1, i and i+1 pixelated (a
+        // face it misses in one frame is still hidden by its neighbours), then verified
+        // ([`FaceSearch::verify`]: what is still found at 2x is pixelated too).
         let mut window: VecDeque<Picture> = VecDeque::new();
         let (mut frames, mut faces) = (0u64, 0u64);
-        let emit = |encode: &mut Option<(gst::Pipeline, gst_app::AppSrc, Arc<Mutex<Vec<u8>>>)>,
-                    window: &VecDeque<Picture>,
-                    i: usize|
+        let mut emit = |encode: &mut Option<(gst::Pipeline, gst_app::AppSrc, Arc<Mutex<Vec<u8>>>)>,
+                        search: &mut FaceSearch,
+                        window: &VecDeque<Picture>,
+                        i: usize|
          -> Result<(), String> {
             let (pts, w, h, data, _) = &window[i];
             let mut bgr = data.clone();
@@ -577,6 +577,7 @@ impl Worker {
                     crate::alert::pixelate(&mut bgr, *w, *h, *b);
                 }
             }
+            faces += search.verify(&mut bgr, *w, *h).map_err(|e| e.to_string())?.len() as u64;
             if encode.is_none() {
                 *encode = Some(Self::encoder(*w, *h, fps)?);
             }
@@ -584,8 +585,10 @@ impl Worker {
             let mut b = gst::Buffer::from_mut_slice(bgr);
             b.get_mut().expect("a new buffer is writable").set_pts(*pts);
             esrc.push_buffer(b).map_err(|e| format!("cannot feed the encoder: {e:?}"))?;
+            frames += 1;
             Ok(())
         };
+        let mut found_total = 0u64;
         while let Ok(sample) = sink.pull_sample() {
             let Some(buffer) = sample.buffer() else { continue };
             let Some(st) = sample.caps().and_then(|c| c.structure(0).map(|s| s.to_owned())) else { continue };
@@ -597,47 +600,26 @@ impl Worker {
             for row in map.chunks(stride).take(h as usize) {
                 data.extend_from_slice(&row[..(w * 3) as usize]);
             }
-            let job_img = crate::inference::Job {
-                image: crate::inference::ImageView::packed(&data, w, h),
-                source: (w, h),
-                roi: None,
-            };
-            let found = self
-                .detector
-                .as_mut()
-                .expect("made above")
-                .detect(std::slice::from_ref(&model), &[job_img])
-                .map_err(|e| e.to_string())?
-                .pop()
-                .map(|d| d.faces)
-                .unwrap_or_default();
-            faces += found.len() as u64;
-            window.push_back((
-                buffer.pts().unwrap_or(gst::ClockTime::ZERO),
-                w,
-                h,
-                data,
-                found.iter().map(|f| f.bbox).collect(),
-            ));
+            let found = search.search(&data, w, h).map_err(|e| e.to_string())?;
+            found_total += found.len() as u64;
+            window.push_back((buffer.pts().unwrap_or(gst::ClockTime::ZERO), w, h, data, found));
+            // The encoder exists once a frame went out: the first frame goes out with only its
+            // next neighbour, every other one once its next neighbour is in.
             if window.len() == 3 {
-                emit(&mut encode, &window, 1)?;
-                frames += 1;
+                emit(&mut encode, search, &window, 1)?;
                 window.pop_front();
-            } else if window.len() == 2 && frames == 0 {
-                emit(&mut encode, &window, 0)?;
-                frames += 1;
+            } else if window.len() == 2 && encode.is_none() {
+                emit(&mut encode, search, &window, 0)?;
             }
         }
         // The last frame, with its earlier neighbour's faces.
-        if let Some(i) = window.len().checked_sub(1)
-            && window.len() >= 2
-        {
-            emit(&mut encode, &window, i)?;
-            frames += 1;
-        } else if window.len() == 1 && frames == 0 {
-            emit(&mut encode, &window, 0)?;
-            frames += 1;
+        if window.len() >= 2 {
+            emit(&mut encode, search, &window, window.len() - 1)?;
+        } else if window.len() == 1 && encode.is_none() {
+            emit(&mut encode, search, &window, 0)?;
         }
+        drop(emit);
+        let faces = faces + found_total;
         let fed = feeder.join().map_err(|_| "the clip feeder panicked".to_string())?;
         let decoded = Self::finish(&decode);
         fed?;

@@ -139,7 +139,8 @@ pub struct Graph {
 
 impl Graph {
     pub fn new(ids: Arc<IncidentIds>, emitter: Emitter) -> Self {
-        Self { cameras: Arc::default(), ids, emitter: Arc::new(emitter), found: Arc::default(), live: Arc::default() }
+        let live = Arc::new(crate::live::LiveFrames::new(emitter.alerts.privacy()));
+        Self { cameras: Arc::default(), ids, emitter: Arc::new(emitter), found: Arc::default(), live }
     }
 
     /// The inference pool's callback: detections → the camera's core → alerts. Runs on a

@@ -19,7 +19,8 @@
 //!    stream time ([`localtime`] gives schedules the node's time zone) → rule events.
 //! 5. [`graph`]: the `Emitter` turns events into [`alert`]s (JSON per [`contract`], a
 //!    face-pixelated snapshot within the disk reserve) stored in the [`outbox`] (SQLite,
-//!    before anything is published).
+//!    before anything is published). Every published picture is searched for faces on the
+//!    whole picture first ([`privacy`]), whatever the crop path found for the rules.
 //! 6. [`mqtt`]: the link publishes outbox rows at QoS 1 and deletes each on its PUBACK;
 //!    [`broker`] is the embedded broker when there is no `[mqtt]`; [`control`] answers
 //!    commands; [`dispatch`] turns alerts into inspectors' orders (in-process or
@@ -55,6 +56,7 @@ pub mod motion;
 pub mod mqtt;
 pub mod node;
 pub mod outbox;
+pub mod privacy;
 pub mod rules;
 pub mod shutdown;
 pub mod sim;

@@ -3,11 +3,13 @@
 //! thumbnails).
 //!
 //! Input: every frame the inference pool finished, with its detections. Output: on request,
-//! a JPEG of the newest one with people's faces pixelated: the faces the face model found,
-//! and on a camera that does not run the face model, the head of every person box. Nobody's
+//! a JPEG of the newest one with people's faces pixelated: every face the node's face model
+//! finds on the whole frame ([`crate::privacy`]), the faces the camera's detection found, and
+//! on a camera that does not run the face model, the head of every person box. Nobody's
 //! face leaves the node raw by this path, whatever the camera's `privacy.faces` (that
 //! setting is for alert evidence). Keeping a frame costs a reference to its pixels, which
-//! the pool already holds; the JPEG is made only when asked for.
+//! the pool already holds; the face search runs only when a picture of a frame is asked
+//! for, once per frame (its result is kept for the next request and other widths).
 
 use crate::Locked;
 use std::collections::HashMap;
@@ -15,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use crate::config::{Config, Family};
+use crate::privacy::Privacy;
 use crate::types::{Detections, Frame};
 
 /// The newest detected frame per camera.
@@ -23,12 +26,16 @@ pub struct LiveFrames {
     frames: Mutex<HashMap<Arc<str>, Latest>>,
     /// Cameras of this node, and whether each runs a face model.
     cameras: Mutex<HashMap<String, bool>>,
+    /// The whole-frame face search every picture goes through.
+    privacy: Arc<Privacy>,
 }
 
 struct Latest {
     frame: Frame,
     /// Regions to pixelate, in camera pixels.
     hide: Vec<[f32; 4]>,
+    /// The frame's pixels once made safe (searched and pixelated), for the next request.
+    safe: Option<Arc<Vec<u8>>>,
 }
 
 /// A live snapshot.
@@ -44,7 +51,7 @@ pub enum LiveError {
     Unknown,
     /// A camera of this node with no detected frame yet (connecting, or offline).
     NoFrame,
-    /// The frame could not be encoded.
+    /// The frame could not be made safe (the face search failed) or encoded.
     Encode,
 }
 
@@ -53,7 +60,7 @@ impl std::fmt::Display for LiveError {
         f.write_str(match self {
             Self::Unknown => "not a camera of this node",
             Self::NoFrame => "no frame yet: the camera is connecting or offline",
-            Self::Encode => "the frame could not be encoded",
+            Self::Encode => "the frame could not be searched for faces or encoded",
         })
     }
 }
@@ -66,6 +73,11 @@ pub fn head_of(b: [f32; 4]) -> [f32; 4] {
 }
 
 impl LiveFrames {
+    /// Pictures are searched for faces with `privacy` before they leave.
+    pub fn new(privacy: Arc<Privacy>) -> Self {
+        Self { privacy, ..Self::default() }
+    }
+
     /// Follows the config: the cameras this node runs, and which of them run a face model.
     pub fn configure(&self, config: &Config) {
         let faces: Vec<&str> =
@@ -92,7 +104,7 @@ impl LiveFrames {
         if frames.get(&frame.camera).is_some_and(|l| l.frame.wall > frame.wall) {
             return;
         }
-        frames.insert(frame.camera.clone(), Latest { frame: frame.clone(), hide });
+        frames.insert(frame.camera.clone(), Latest { frame: frame.clone(), hide, safe: None });
     }
 
     /// Whether the camera runs a face model (`None`: not a camera of this node).
@@ -110,13 +122,24 @@ impl LiveFrames {
         if !self.cameras.locked().contains_key(camera) {
             return Err(LiveError::Unknown);
         }
-        let (frame, hide) = {
+        let (frame, hide, safe) = {
             let frames = self.frames.locked();
             let l = frames.get(camera).ok_or(LiveError::NoFrame)?;
-            (l.frame.clone(), l.hide.clone())
+            (l.frame.clone(), l.hide.clone(), l.safe.clone())
         };
-        // Encoded outside the lock: the pool's workers never wait on a JPEG.
-        let jpeg = crate::alert::jpeg(&frame, &hide, None, max_width).ok_or(LiveError::Encode)?;
+        // Searched and encoded outside the lock: the pool's workers never wait on them.
+        let safe = match safe {
+            Some(s) => s,
+            None => {
+                let s =
+                    Arc::new(crate::alert::safe_pixels(&frame, &hide, Some(&self.privacy)).ok_or(LiveError::Encode)?);
+                if let Some(l) = self.frames.locked().get_mut(camera).filter(|l| l.frame.seq == frame.seq) {
+                    l.safe = Some(s.clone());
+                }
+                s
+            }
+        };
+        let jpeg = crate::alert::jpeg_of(&safe, &frame, None, max_width).ok_or(LiveError::Encode)?;
         Ok(Snapshot { jpeg, wall: frame.wall })
     }
 }

@@ -378,7 +378,12 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
     let pending = outbox.locked().len().unwrap_or(0);
     info!(path = %outbox_path.display(), pending, "outbox open");
     let topics = topics_of(&config);
-    let alerts = Arc::new(AlertSink::new(&config.node.id, topics.prefix(), Some(config.storage.snapshot_dir.clone())));
+    // Every picture that leaves the node is searched for faces on the whole frame first.
+    let privacy = Arc::new(crate::privacy::Privacy::from_config(&config));
+    let alerts = Arc::new(
+        AlertSink::new(&config.node.id, topics.prefix(), Some(config.storage.snapshot_dir.clone()))
+            .with_privacy(privacy.clone()),
+    );
     let node = &config.node.id;
     let base = broker_options(&config, true)?;
     let mut link_opts = base.clone();

@@ -418,3 +418,57 @@ pub fn http_request(port: u16, method: &str, path: &str, headers: &str, body: &[
     let status = String::from_utf8_lossy(&out[..split]).split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     (status, out[split + 4..].to_vec())
 }
+
+/// The faces an independent whole-frame detector finds in a packed BGR picture: YuNet (the
+/// detection tests' face model, at its own threshold) on the whole picture at `scale` (1.0:
+/// the picture's own size; 2.0: twice it, where small faces show).
+pub fn faces_at_scale(w: u32, h: u32, bgr: &[u8], scale: f32) -> Vec<edge_node::types::Face> {
+    let mut models = edge_node::config::load(&root().join("tests/configs/detect.toml")).unwrap().models;
+    models.retain(|_, m| m.family == edge_node::config::Family::Yunet);
+    for m in models.values_mut() {
+        let up = |v: u32| ((v as f32 * scale).round() as u32).div_ceil(32) * 32;
+        m.input_size = (up(w), up(h));
+    }
+    let mut detector = edge_node::inference::Detector::new(&models, 2).unwrap();
+    faces_bgr(&mut detector, w, h, bgr)
+}
+
+/// A JPEG (or PNG) as packed BGR: (width, height, pixels).
+pub fn decode_image(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
+    let img = image::load_from_memory(bytes).expect("an image").to_rgb8();
+    let (w, h) = img.dimensions();
+    (w, h, img.pixels().flat_map(|p| [p[2], p[1], p[0]]).collect())
+}
+
+/// Decodes an MP4 with GStreamer: its duration (as the demuxer says) and every frame (BGR).
+pub fn decode_mp4(path: &std::path::Path) -> (Duration, Vec<(u32, u32, Vec<u8>)>) {
+    use gstreamer::prelude::*;
+    gstreamer::init().unwrap();
+    let p = gstreamer::parse::launch(&format!(
+        "filesrc location=\"{}\" ! qtdemux ! h264parse ! avdec_h264 ! videoconvert ! video/x-raw,format=BGR ! appsink name=sink sync=false",
+        path.display()
+    ))
+    .unwrap()
+    .downcast::<gstreamer::Pipeline>()
+    .unwrap();
+    let sink = p.by_name("sink").unwrap().downcast::<gstreamer_app::AppSink>().unwrap();
+    p.set_state(gstreamer::State::Playing).unwrap();
+    let mut frames = Vec::new();
+    let mut duration = None;
+    while let Ok(s) = sink.pull_sample() {
+        if duration.is_none() {
+            duration = p.query_duration::<gstreamer::ClockTime>();
+        }
+        let st = s.caps().unwrap().structure(0).unwrap().to_owned();
+        let (w, h) = (st.get::<i32>("width").unwrap() as u32, st.get::<i32>("height").unwrap() as u32);
+        let map = s.buffer().unwrap().map_readable().unwrap();
+        let stride = map.len() / h as usize;
+        let mut bgr = Vec::new();
+        for row in map.chunks(stride).take(h as usize) {
+            bgr.extend_from_slice(&row[..(w * 3) as usize]);
+        }
+        frames.push((w, h, bgr));
+    }
+    let _ = p.set_state(gstreamer::State::Null);
+    (Duration::from_nanos(duration.map(|d| d.nseconds()).unwrap_or(0)), frames)
+}

@@ -10,14 +10,15 @@
 
 use crate::Locked;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::contract::{Alert, AlertType, Schema, Version1};
 
 use crate::config::FacePolicy;
 use crate::outbox::{Kind, Message, Optional, Outbox, OutboxError};
+use crate::privacy::Privacy;
 use crate::rules::{EventKind, RuleEvent};
 use crate::types::{Face, Frame};
 
@@ -31,6 +32,8 @@ pub struct AlertSink {
     seq: AtomicU64,
     /// The last [`RECENT`] alerts stored, oldest first (the status page).
     recent: Mutex<std::collections::VecDeque<serde_json::Value>>,
+    /// Searches snapshots for faces on the whole frame (none: only the faces given).
+    privacy: Arc<Privacy>,
 }
 
 /// How many alerts [`AlertSink::recent`] keeps.
@@ -60,7 +63,20 @@ impl AlertSink {
             nonce,
             seq: AtomicU64::new(0),
             recent: Mutex::default(),
+            privacy: Arc::default(),
         }
+    }
+
+    /// Snapshots are searched for faces with `privacy` ([`crate::privacy`]) before they are
+    /// stored.
+    pub fn with_privacy(mut self, privacy: Arc<Privacy>) -> Self {
+        self.privacy = privacy;
+        self
+    }
+
+    /// The face search pictures of this node go through.
+    pub fn privacy(&self) -> Arc<Privacy> {
+        self.privacy.clone()
     }
 
     /// The alerts stored lately, newest first.
@@ -128,7 +144,7 @@ impl AlertSink {
         let id = id.to_string();
         let snapshot_topic = self.topics.snapshot(&self.node, &id);
         let jpeg = match (event.kind, frame) {
-            (EventKind::New, Some(f)) => snapshot(f, event.bbox, faces, cam.faces),
+            (EventKind::New, Some(f)) => snapshot(f, event.bbox, faces, cam.faces, Some(&self.privacy)),
             _ => None,
         };
         let mut out = outbox.locked();
@@ -303,25 +319,69 @@ pub fn rfc3339(t: SystemTime) -> String {
 
 /// JPEG of the frame: faces pixelated (unless `raw`), the triggering box drawn, at most
 /// [`SNAPSHOT_MAX_WIDTH`] wide. Boxes are in camera pixels and mapped to the frame.
-pub fn snapshot(frame: &Frame, bbox: Option<[f32; 4]>, faces: &[Face], policy: FacePolicy) -> Option<Vec<u8>> {
-    let hide: Vec<[f32; 4]> = match policy {
-        FacePolicy::Blur => faces.iter().map(|f| f.bbox).collect(),
-        FacePolicy::Raw => Vec::new(),
-    };
-    jpeg(frame, &hide, bbox, SNAPSHOT_MAX_WIDTH)
+/// With `privacy` (and the `blur` policy), every face a whole-frame search finds is
+/// pixelated too ([`crate::privacy`]), not only the `faces` the camera's detection found.
+pub fn snapshot(
+    frame: &Frame,
+    bbox: Option<[f32; 4]>,
+    faces: &[Face],
+    policy: FacePolicy,
+    privacy: Option<&Privacy>,
+) -> Option<Vec<u8>> {
+    match policy {
+        FacePolicy::Blur => {
+            let hide: Vec<[f32; 4]> = faces.iter().map(|f| f.bbox).collect();
+            let safe = safe_pixels(frame, &hide, privacy)?;
+            jpeg_of(&safe, frame, bbox, SNAPSHOT_MAX_WIDTH)
+        }
+        FacePolicy::Raw => jpeg_of(&frame.data, frame, bbox, SNAPSHOT_MAX_WIDTH),
+    }
+}
+
+/// The frame's pixels (packed BGR) with the `hide` regions (camera pixels) pixelated and,
+/// with `privacy`, every face its whole-frame search finds. `None` when the search failed
+/// (then nothing of the frame may be published; logged).
+pub fn safe_pixels(frame: &Frame, hide: &[[f32; 4]], privacy: Option<&Privacy>) -> Option<Vec<u8>> {
+    let (w, h) = (frame.width, frame.height);
+    let to_frame = to_frame_pixels(frame);
+    let known: Vec<[f32; 4]> = hide.iter().map(|b| to_frame(*b)).collect();
+    let mut bgr = frame.data.to_vec();
+    match privacy {
+        Some(p) => {
+            if let Err(e) = p.hide(&mut bgr, w, h, &known) {
+                tracing::error!(camera = %frame.camera, "the face search failed, so this picture is not published: {e}");
+                return None;
+            }
+        }
+        None => {
+            for b in &known {
+                pixelate(&mut bgr, w, h, *b);
+            }
+        }
+    }
+    Some(bgr)
+}
+
+/// Camera pixels to the frame's.
+fn to_frame_pixels(frame: &Frame) -> impl Fn([f32; 4]) -> [f32; 4] {
+    let sx = frame.width as f32 / frame.source_width.max(frame.width) as f32;
+    let sy = frame.height as f32 / frame.source_height.max(frame.height) as f32;
+    move |b: [f32; 4]| [b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy]
 }
 
 /// JPEG of the frame with the `hide` regions pixelated and `bbox` drawn (both in camera
-/// pixels), at most `max_width` wide (aspect kept).
+/// pixels), at most `max_width` wide (aspect kept). No face search: see [`snapshot`].
 pub fn jpeg(frame: &Frame, hide: &[[f32; 4]], bbox: Option<[f32; 4]>, max_width: u32) -> Option<Vec<u8>> {
+    let safe = safe_pixels(frame, hide, None)?;
+    jpeg_of(&safe, frame, bbox, max_width)
+}
+
+/// JPEG of `bgr` (the frame's size) with `bbox` (camera pixels) drawn, at most `max_width`
+/// wide (aspect kept).
+pub fn jpeg_of(bgr: &[u8], frame: &Frame, bbox: Option<[f32; 4]>, max_width: u32) -> Option<Vec<u8>> {
     let (w, h) = (frame.width, frame.height);
-    let sx = w as f32 / frame.source_width.max(frame.width) as f32;
-    let sy = h as f32 / frame.source_height.max(frame.height) as f32;
-    let to_frame = |b: [f32; 4]| [b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy];
-    let mut rgb: Vec<u8> = frame.data.chunks_exact(3).flat_map(|p| [p[2], p[1], p[0]]).collect();
-    for b in hide {
-        pixelate(&mut rgb, w, h, to_frame(*b));
-    }
+    let to_frame = to_frame_pixels(frame);
+    let mut rgb: Vec<u8> = bgr.chunks_exact(3).flat_map(|p| [p[2], p[1], p[0]]).collect();
     if let Some(b) = bbox {
         crate::detect::draw_box(&mut rgb, w, h, to_frame(b), [255, 60, 0]);
     }

@@ -25,7 +25,7 @@ use serde_json::json;
 
 use super::reports::{NewReport, RatingRefused};
 use super::{DispatchError, Dispatcher};
-use crate::config::{Config, Family, Grid, ModelSpec, Reports};
+use crate::config::{Config, Grid, Reports};
 use crate::outbox::Optional;
 use crate::telemetry::http::{Reply, Request};
 
@@ -131,8 +131,8 @@ pub struct Intake {
     dispatcher: Arc<Dispatcher>,
     config: Reports,
     grid: Grid,
-    faces: (String, ModelSpec),
-    detector: Mutex<Option<crate::inference::Detector>>,
+    /// The whole-photo face search (the config has a face model when reports are on).
+    privacy: crate::privacy::Privacy,
     limits: Mutex<Limits>,
 }
 
@@ -149,19 +149,11 @@ impl Intake {
     /// `None` unless `[reports]` is enabled (the config then has a face model).
     pub fn new(config: &Config, dispatcher: Arc<Dispatcher>) -> Option<Self> {
         let reports = config.reports.clone()?;
-        let faces = config
-            .models
-            .iter()
-            .find(|(_, m)| m.family == Family::Yunet)
-            .map(|(n, m)| (n.clone(), ModelSpec { score_threshold: m.score_threshold.min(0.5), ..m.clone() }))?;
-        Some(Self {
-            dispatcher,
-            config: reports,
-            grid: config.grid.clone(),
-            faces,
-            detector: Mutex::default(),
-            limits: Mutex::default(),
-        })
+        let privacy = crate::privacy::Privacy::from_config(config);
+        if !privacy.enabled() {
+            return None;
+        }
+        Some(Self { dispatcher, config: reports, grid: config.grid.clone(), privacy, limits: Mutex::default() })
     }
 
     /// Answers a request under `/api/v1/reports`, or `None` for other paths.
@@ -453,34 +445,13 @@ impl Intake {
         } else {
             img
         };
-        let mut rgb = img.to_rgb8();
+        let rgb = img.to_rgb8();
         let (w, h) = rgb.dimensions();
-        let bgr: Vec<u8> = rgb.pixels().flat_map(|p| [p[2], p[1], p[0]]).collect();
-        let faces = {
-            let mut d = self.detector.locked();
-            if d.is_none() {
-                let specs = std::collections::BTreeMap::from([(self.faces.0.clone(), self.faces.1.clone())]);
-                *d = Some(
-                    crate::inference::Detector::new(&specs, 1)
-                        .map_err(|e| format!("the face model cannot run: {e}"))?,
-                );
-            }
-            let job = crate::inference::Job {
-                image: crate::inference::ImageView::packed(&bgr, w, h),
-                source: (w, h),
-                roi: None,
-            };
-            d.as_mut()
-                .expect("made above")
-                .detect(std::slice::from_ref(&self.faces.0), &[job])
-                .map_err(|e| format!("the face model failed: {e}"))?
-                .pop()
-                .map(|d| d.faces)
-                .unwrap_or_default()
-        };
-        for f in &faces {
-            crate::alert::pixelate(&mut rgb, w, h, f.bbox);
-        }
+        let mut bgr: Vec<u8> = rgb.pixels().flat_map(|p| [p[2], p[1], p[0]]).collect();
+        // The whole photo at 1x and 2x ([`crate::privacy`]): residents photograph crowds too.
+        let faces = self.privacy.hide(&mut bgr, w, h, &[]).map_err(|e| format!("the face model cannot run: {e}"))?;
+        let rgb = image::RgbImage::from_raw(w, h, bgr.chunks_exact(3).flat_map(|p| [p[2], p[1], p[0]]).collect())
+            .ok_or("the photo cannot be rebuilt")?;
         let mut out = Vec::new();
         image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85)
             .encode_image(&rgb)

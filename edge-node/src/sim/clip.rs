@@ -18,6 +18,8 @@ pub enum Picture {
     Clip(PathBuf),
     /// A `videotestsrc` pattern (`ball`, `smpte`, `snow`, ...) of the given length.
     Pattern { pattern: String, seconds: u32 },
+    /// A photo (JPEG or PNG) held still for the given length.
+    Still { path: PathBuf, seconds: u32 },
 }
 
 /// Video codec of a served stream.
@@ -94,6 +96,11 @@ fn au_caps(codec: Codec) -> String {
 
 /// Reads or encodes the stream's access units.
 pub fn load(picture: &Picture, encoding: &Encoding) -> Result<EncodedClip, SimError> {
+    if let Picture::Clip(path) | Picture::Still { path, .. } = picture
+        && !path.is_file()
+    {
+        return Err(SimError::Media(format!("{} does not exist (run `make setup`)", path.display())));
+    }
     if let Picture::Clip(path) = picture {
         if !path.is_file() {
             return Err(SimError::Media(format!("{} does not exist (run `make setup`)", path.display())));
@@ -121,7 +128,7 @@ pub fn load(picture: &Picture, encoding: &Encoding) -> Result<EncodedClip, SimEr
             let (w, h) = size.unwrap_or((640, 360));
             (w, h, fps.unwrap_or(25))
         }
-        (Picture::Clip(path), size, fps) => {
+        (Picture::Clip(path) | Picture::Still { path, .. }, size, fps) => {
             let (nw, nh, nfps) = probe(path)?;
             let (w, h) = size.unwrap_or((nw & !1, nh & !1));
             (w, h, fps.unwrap_or(nfps.round().max(1.0) as u32))
@@ -152,6 +159,13 @@ pub fn load(picture: &Picture, encoding: &Encoding) -> Result<EncodedClip, SimEr
         Picture::Pattern { pattern, seconds } => {
             let frames = seconds * fps;
             format!("videotestsrc pattern={pattern} num-buffers={frames} ! {raw} ! {encode}")
+        }
+        Picture::Still { path, seconds } => {
+            let frames = seconds * fps;
+            format!(
+                "filesrc location=\"{}\" ! decodebin ! videoconvert ! videoscale ! imagefreeze num-buffers={frames} ! {raw} ! {encode}",
+                escape(path)
+            )
         }
     };
     collect(&launch, true, encoding.codec)

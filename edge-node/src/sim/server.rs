@@ -40,7 +40,8 @@ pub enum ServedTransport {
 
 impl StreamSpec {
     /// Parses `MOUNT=SOURCE[,size=WxH][,fps=N][,keyint=DURATION][,bitrate=KBPS][,codec=h265][,transport=udp|tcp]` where SOURCE
-    /// is a file (relative to `media_dir`) or `pattern:NAME[:SECONDS]`.
+    /// is a file (relative to `media_dir`), `still:IMAGE[:SECONDS]` (a photo held still, a
+    /// clip of that length) or `pattern:NAME[:SECONDS]`.
     pub fn parse(spec: &str, media_dir: &std::path::Path) -> Result<Self, SimError> {
         let bad = |reason: &str| SimError::Spec { spec: spec.to_string(), reason: reason.to_string() };
         let (mount, rest) = spec.split_once('=').ok_or_else(|| bad("expected MOUNT=SOURCE[,option=value...]"))?;
@@ -51,6 +52,12 @@ impl StreamSpec {
             Picture::Pattern {
                 pattern: pattern.to_string(),
                 seconds: seconds.parse().map_err(|_| bad("pattern length must be whole seconds"))?,
+            }
+        } else if let Some(p) = source.strip_prefix("still:") {
+            let (file, seconds) = p.split_once(':').unwrap_or((p, "10"));
+            Picture::Still {
+                path: media_dir.join(file),
+                seconds: seconds.parse().map_err(|_| bad("still length must be whole seconds"))?,
             }
         } else {
             Picture::Clip(media_dir.join(source))
