@@ -175,12 +175,28 @@ fn alerts_arrive_survive_an_outage_and_a_crash() {
         street && face
     });
     assert!(ok, "alerts seen: {:#?}", alerts(&got));
+    // Every alert of one incident carries one start (`new`, `update` and `end` alike): a
+    // consumer keying on (incident, started_at) sees one incident.
+    let ended = wait_until(Duration::from_secs(120), || {
+        let a = alerts(&got);
+        a.iter()
+            .filter(|v| v["type"] == "end")
+            .any(|e| a.iter().any(|n| n["type"] == "new" && n["incident"] == e["incident"]))
+    });
+    assert!(ended, "no incident ended: {:#?}", alerts(&got));
+    let mut starts: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for a in alerts(&got) {
+        let incident = a["incident"].as_str().unwrap_or_default().to_string();
+        starts.entry(incident).or_default().insert(a["started_at"].as_str().unwrap_or_default().to_string());
+    }
+    let split: Vec<_> = starts.iter().filter(|(_, s)| s.len() > 1).collect();
+    assert!(split.is_empty(), "incidents with more than one start time: {split:?}");
     // The in-process dispatcher made them orders: g1's inspector got the street one; g2
     // has nobody, so the cabin one went to the control room.
     let order_events = || -> Vec<serde_json::Value> {
         orders.lock().unwrap().iter().filter_map(|(_, p)| serde_json::from_slice(p).ok()).collect()
     };
-    let ok = wait_until(Duration::from_secs(20), || {
+    let ok = wait_until(Duration::from_secs(60), || {
         let ev = order_events();
         let has = |event: &str, camera: &str, assignee: &str| {
             ev.iter()
@@ -194,7 +210,7 @@ fn alerts_arrive_survive_an_outage_and_a_crash() {
         text.lines().find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
     };
     let value = |text: &str, series: &str| find(text, series).unwrap_or_else(|| panic!("{series} not in\n{text}"));
-    let ok = wait_until(Duration::from_secs(20), || {
+    let ok = wait_until(Duration::from_secs(60), || {
         find(&http_get(http, "/metrics"), r#"gridsight_camera_alerts_delivered_total{camera="street"}"#)
             .is_some_and(|n| n >= 1.0)
     });
@@ -236,7 +252,7 @@ fn alerts_arrive_survive_an_outage_and_a_crash() {
     assert!(serde_json::to_vec(&face_alert).unwrap().len() < 4096);
     let snap_topic = face_alert["snapshot"].as_str().unwrap().to_string();
     assert!(
-        wait_until(Duration::from_secs(20), || got.lock().unwrap().iter().any(|(t, _)| *t == snap_topic)),
+        wait_until(Duration::from_secs(60), || got.lock().unwrap().iter().any(|(t, _)| *t == snap_topic)),
         "snapshot {snap_topic} not received"
     );
     let jpeg = got.lock().unwrap().iter().find(|(t, _)| *t == snap_topic).unwrap().1.clone();

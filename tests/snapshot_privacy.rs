@@ -150,6 +150,29 @@ cooldown = "10m"
     let clip_ready = || ready.lock().unwrap().iter().map(|(_, p)| json(p)).any(|c| c["alert"] == alert["id"]);
     assert!(wait_until(Duration::from_secs(240), clip_ready), "no clip\n{}", logs());
 
+    // The people of the crowd are found together: their `new` alerts share one clip, and
+    // each alert gets its own `gridsight.clip` message pointing at it.
+    let news: Vec<serde_json::Value> =
+        alerts.lock().unwrap().iter().map(|(_, p)| json(p)).filter(|a| a["type"] == "new").collect();
+    let sharing: Vec<&serde_json::Value> = news.iter().filter(|a| a["clip"] == alert["clip"]).collect();
+    let messages: Vec<serde_json::Value> = ready.lock().unwrap().iter().map(|(_, p)| json(p)).collect();
+    println!("{} new alerts, {} of them share the first clip", news.len(), sharing.len());
+    assert!(sharing.len() >= 2, "the alerts of one moment did not share a clip: {news:#?}");
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            let messages: Vec<serde_json::Value> = ready.lock().unwrap().iter().map(|(_, p)| json(p)).collect();
+            sharing.iter().all(|a| messages.iter().any(|m| m["alert"] == a["id"] && m["url"] == alert["clip"]))
+        }),
+        "a clip message per alert: {messages:#?}"
+    );
+    let clip_files = std::fs::read_dir(dir.join("data/clips")).unwrap().flatten().count();
+    let distinct: std::collections::BTreeSet<&str> = news.iter().filter_map(|a| a["clip"].as_str()).collect();
+    assert!(
+        clip_files <= distinct.len() && distinct.len() < news.len(),
+        "{clip_files} files for {} clips",
+        distinct.len()
+    );
+
     let id = alert["id"].as_str().unwrap();
     let (code, jpeg) = http_request(http, "GET", &format!("/alerts/{id}.jpg"), "", b"");
     assert_eq!(code, 200, "the alert's snapshot");

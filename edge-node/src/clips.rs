@@ -692,6 +692,54 @@ mod tests {
         assert!(r.bytes <= 30_000 && r.units.front().unwrap().key, "{}", r.bytes);
     }
 
+    /// Alerts of one camera's moment share one clip; a later one gets its own.
+    #[test]
+    fn alerts_of_one_moment_share_a_clip() {
+        let text = format!(
+            "version = 1\n[node]\nid = \"n\"\n[storage]\ndata_dir = \"{}\"\nmodels_dir = \"{}\"\n[models.faces]\nfile = \"yunet_s_dynamic.onnx\"\n[[cameras]]\nid = \"a\"\nurl = \"rtsp://h/a\"\nmodels = [\"faces\"]\n",
+            std::env::temp_dir().join(format!("gridsight-clips-unit-{}", std::process::id())).display(),
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../models")
+        );
+        let config = crate::config::parse(&text, std::path::Path::new(".")).unwrap();
+        let clips = Clips::start(&config, None, Arc::new(|_| {}));
+        let cam: Arc<str> = Arc::from("a");
+        // 8 s of stream, a key frame every 2 s.
+        for i in 0..100u64 {
+            clips.unit(&cam, "h264", Duration::from_millis(i * 80), i % 25 == 0, &[0; 10]);
+        }
+        let at = |ms: u64| Some(Duration::from_millis(ms));
+        assert_eq!(clips.request("a", "first", at(6000)).as_deref(), Some("first"));
+        assert_eq!(clips.request("a", "second", at(6011)).as_deref(), Some("first"), "11 ms later: the same clip");
+        assert_eq!(clips.request("a", "third", at(9000)).as_deref(), Some("first"), "within the clip still recording");
+        {
+            let rings = clips.rings.locked();
+            let p = &rings[&cam].pending;
+            assert_eq!(p.len(), 1);
+            assert_eq!(p[0].alerts, ["first", "second", "third"]);
+            assert_eq!(
+                (p[0].from, p[0].to),
+                (Duration::from_secs(1), Duration::from_secs(14)),
+                "its end follows the latest"
+            );
+        }
+        // Alerts in a row stretch it, at most to 2 × (5 s + 5 s) from its start.
+        assert_eq!(clips.request("a", "more", at(13900)).as_deref(), Some("first"));
+        assert_eq!(clips.request("a", "still", at(18500)).as_deref(), Some("first"));
+        assert_eq!(clips.rings.locked()[&cam].pending[0].to, Duration::from_secs(21), "capped");
+        clips.cancel("a", "more");
+        clips.cancel("a", "still");
+        // After its end: its own clip.
+        assert_eq!(clips.request("a", "fourth", at(25000)).as_deref(), Some("fourth"));
+        // An alert that could not be stored leaves its clip; a clip nobody is left in goes.
+        clips.cancel("a", "fourth");
+        clips.cancel("a", "second");
+        let rings = clips.rings.locked();
+        assert_eq!(rings[&cam].pending.len(), 1);
+        assert_eq!(rings[&cam].pending[0].alerts, ["first", "third"]);
+        drop(rings);
+        assert_eq!(clips.request("b", "x", at(1000)), None, "a camera without clips");
+    }
+
     #[test]
     fn a_pending_clip_keeps_its_start_and_is_cut_at_a_key_frame() {
         let mut r = Ring { codec: "h264", ..Ring::default() };

@@ -48,7 +48,7 @@ enum Command {
         #[arg(long)]
         media: Option<PathBuf>,
         /// MOUNT=SOURCE[,size=WxH][,fps=N][,keyint=2s][,bitrate=KBPS]; SOURCE is a clip file or
-        /// pattern:NAME[:SECONDS]. Repeatable. Default: bikes, carphone, skyline and a pattern.
+        /// still:IMAGE[:SECONDS] or pattern:NAME[:SECONDS]. Repeatable. Default: bikes, carphone, skyline and a pattern.
         #[arg(long = "stream")]
         streams: Vec<String>,
         /// Require this user name (with --password).
