@@ -456,7 +456,8 @@ fn privacy(media: &std::path::Path) {
             let more = search.verify(&mut safe, 640, 360).unwrap();
             v.push(t.elapsed().as_secs_f64() * 1e3);
             faces = found.len() + more.len();
-            let job = edge_node::inference::Job::whole(edge_node::inference::ImageView::packed(&bgr, 640, 360), (640, 360));
+            let job =
+                edge_node::inference::Job::whole(edge_node::inference::ImageView::packed(&bgr, 640, 360), (640, 360));
             let t = Instant::now();
             before.detect(&["faces".to_string()], &[job]).unwrap();
             b.push(t.elapsed().as_secs_f64() * 1e3);

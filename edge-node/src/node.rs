@@ -630,6 +630,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
         let mut report = tokio::time::interval(std::time::Duration::from_secs(10));
         report.tick().await;
         let mut ticks = 0u64;
+        let thumbnails_busy = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut last_disk = log_disk_change(&disk, DiskState::Ok);
         loop {
             tokio::select! {
@@ -696,7 +697,18 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                             _ => {}
                         }
                         publish_status(&config, shard_now.as_ref(), &topics, &ingest, &outbox);
-                        publish_thumbnails(latest.as_ref().unwrap_or(&config), &topics, &graph.live, &outbox);
+                        // The face search of each thumbnail takes a while: on a thread of
+                        // its own, one round at a time, never in this loop.
+                        if !thumbnails_busy.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                            let (cfg, topics, live, outbox) =
+                                (latest.clone().unwrap_or_else(|| config.clone()), topics.clone(), graph.live.clone(), outbox.clone());
+                            let (busy, notify) = (thumbnails_busy.clone(), notify.clone());
+                            let _ = std::thread::Builder::new().name("thumbnails".into()).spawn(move || {
+                                publish_thumbnails(&cfg, &topics, &live, &outbox);
+                                busy.store(false, std::sync::atomic::Ordering::Release);
+                                notify();
+                            });
+                        }
                         notify();
                         let s = &config.storage;
                         match crate::alert::prune_snapshots(&s.snapshot_dir, s.snapshot_max_age, s.snapshot_max_bytes, std::time::SystemTime::now()) {

@@ -197,9 +197,10 @@ pub struct RawStorage {
     /// Outbox size limit; when full, oldest unsent snapshots go first, alerts never. Default: `"512MiB"`.
     /// Also bounded by the free space of `data_dir`'s filesystem less `disk_reserve`.
     pub outbox_max_size: Option<String>,
-    /// Free space on `data_dir`'s filesystem kept for alerts: below it, the oldest
-    /// snapshot files and unsent snapshots are deleted and new snapshots are not stored
-    /// (the node reports "disk low"; alerts are still stored). Default: `"64MiB"`.
+    /// Free space on `data_dir`'s filesystem kept for alerts and orders: an optional write
+    /// (snapshot, event clip, thumbnail, resident's photo or audio) happens only above it,
+    /// after the oldest optional files and unsent snapshots are deleted to make room; below
+    /// it the node reports "disk low" and alerts are still stored. Default: `"64MiB"`.
     pub disk_reserve: Option<String>,
 }
 

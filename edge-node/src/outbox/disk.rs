@@ -69,7 +69,8 @@ const WARN_EVERY: Duration = Duration::from_secs(60);
 pub enum DiskState {
     /// At least the reserve is free.
     Ok,
-    /// Under the reserve: snapshots are no longer stored, alerts still are.
+    /// Under the reserve: optional files (snapshots, clips, thumbnails, residents' media) are no
+    /// longer written, alerts still are.
     Low,
     /// Under an eighth of the reserve: alerts themselves are at risk.
     Full,

@@ -67,7 +67,7 @@ pub fn disk_metrics(m: &mut MetricsText, disk: &crate::outbox::DiskGuard) {
     );
     m.family(
         "gridsight_disk_state",
-        "1 for the disk's state: ok, low (snapshots not stored) or full (alerts at risk).",
+        "1 for the disk's state: ok, low (snapshots, clips, thumbnails not stored) or full (alerts at risk).",
         "gauge",
         &[DiskState::Ok, DiskState::Low, DiskState::Full]
             .map(|st| (vec![("state", st.name())], f64::from(u8::from(st == state)))),

@@ -281,7 +281,7 @@ pub(crate) fn health(
                     200,
                     "text/plain",
                     format!(
-                        "ready; disk low: {free} bytes free of the {reserve} reserved for alerts; snapshots are not stored\n"
+                        "ready; disk low: {free} bytes free of the {reserve} reserved for alerts; snapshots, clips and thumbnails are not stored\n"
                     ),
                 ),
                 _ => (200, "text/plain", "ready\n".into()),
@@ -316,11 +316,13 @@ pub(crate) fn log_disk_change(disk: &DiskGuard, before: DiskState) -> DiskState 
     if now != before {
         let (free_mb, reserve_mb) = (free as f64 / 1e6, disk.reserve() as f64 / 1e6);
         match now {
-            DiskState::Ok => info!(free_mb, reserve_mb, "disk ok again: snapshots are stored again"),
+            DiskState::Ok => {
+                info!(free_mb, reserve_mb, "disk ok again: snapshots, clips and thumbnails are stored again")
+            }
             DiskState::Low => warn!(
                 free_mb,
                 reserve_mb,
-                "disk low: under the reserve kept for alerts; old snapshots are deleted and new ones not stored, alerts still are"
+                "disk low: under the reserve kept for alerts; old snapshots and clips are deleted and new ones not stored, alerts still are"
             ),
             DiskState::Full => tracing::error!(
                 free_mb,

@@ -143,7 +143,9 @@ impl NodePage {
         }
         let disk = super::node::disk_json(&s.disk);
         match disk["state"].as_str() {
-            Some("low") => problems.push(problem("warn", "disk low: snapshots are not stored; alerts are")),
+            Some("low") => {
+                problems.push(problem("warn", "disk low: snapshots, clips and thumbnails are not stored; alerts are"))
+            }
             Some("full") => problems.push(problem("error", "disk full: alerts are at risk")),
             _ => {}
         }
