@@ -128,6 +128,15 @@ impl LiveFrames {
             (l.frame.clone(), l.hide.clone(), l.safe.clone())
         };
         // Searched and encoded outside the lock: the pool's workers never wait on them.
+        // A picture smaller than the frame (a thumbnail) with no full-size search at hand is
+        // searched at its own size: what it can show is what is searched, at a fraction of
+        // the cost (a face too small to find at twice the thumbnail's size is a few pixels).
+        if safe.is_none() && max_width < frame.width {
+            let small = downscaled(&frame, max_width).ok_or(LiveError::Encode)?;
+            let safe = crate::alert::safe_pixels(&small, &hide, Some(&self.privacy)).ok_or(LiveError::Encode)?;
+            let jpeg = crate::alert::jpeg_of(&safe, &small, None, max_width).ok_or(LiveError::Encode)?;
+            return Ok(Snapshot { jpeg, wall: frame.wall });
+        }
         let safe = match safe {
             Some(s) => s,
             None => {
@@ -142,6 +151,22 @@ impl LiveFrames {
         let jpeg = crate::alert::jpeg_of(&safe, &frame, None, max_width).ok_or(LiveError::Encode)?;
         Ok(Snapshot { jpeg, wall: frame.wall })
     }
+}
+
+/// The frame scaled to `width` (aspect kept), boxes in camera pixels still valid for it.
+fn downscaled(frame: &Frame, width: u32) -> Option<Frame> {
+    let height = ((frame.height as f32 * width as f32 / frame.width as f32).round() as u32).max(1);
+    // Channel order does not matter to a resize: BGR goes through as if it were RGB.
+    let img = image::RgbImage::from_raw(frame.width, frame.height, frame.data.to_vec())?;
+    let small = image::imageops::resize(&img, width, height, image::imageops::FilterType::Triangle);
+    Some(Frame {
+        width,
+        height,
+        source_width: frame.source_width.max(frame.width),
+        source_height: frame.source_height.max(frame.height),
+        data: Arc::from(small.into_raw()),
+        ..frame.clone()
+    })
 }
 
 #[cfg(test)]
