@@ -323,6 +323,9 @@ impl Clips {
     }
 }
 
+/// The encoding pipeline of a blurred clip, its source, and the MP4's bytes as they come.
+type Encoder = (gst::Pipeline, gst_app::AppSrc, Arc<Mutex<Vec<u8>>>);
+
 /// A decoded clip frame: (pts, width, height, BGR, face boxes found in it).
 type Picture = (gst::ClockTime, u32, u32, Vec<u8>, Vec<[f32; 4]>);
 
@@ -557,13 +560,13 @@ impl Worker {
             std::thread::spawn(move || Self::push_units(&src, units, first))
         };
 
-        let mut encode: Option<(gst::Pipeline, gst_app::AppSrc, Arc<Mutex<Vec<u8>>>)> = None;
+        let mut encode: Option<Encoder> = None;
         // Frame i goes out with the faces the search found in i-1, i and i+1 pixelated (a
         // face it misses in one frame is still hidden by its neighbours), then verified
         // ([`FaceSearch::verify`]: what is still found at 2x is pixelated too).
         let mut window: VecDeque<Picture> = VecDeque::new();
         let (mut frames, mut faces) = (0u64, 0u64);
-        let mut emit = |encode: &mut Option<(gst::Pipeline, gst_app::AppSrc, Arc<Mutex<Vec<u8>>>)>,
+        let mut emit = |encode: &mut Option<Encoder>,
                         search: &mut FaceSearch,
                         window: &VecDeque<Picture>,
                         i: usize|
@@ -618,7 +621,6 @@ impl Worker {
         } else if window.len() == 1 && encode.is_none() {
             emit(&mut encode, search, &window, 0)?;
         }
-        drop(emit);
         let faces = faces + found_total;
         let fed = feeder.join().map_err(|_| "the clip feeder panicked".to_string())?;
         let decoded = Self::finish(&decode);
@@ -632,8 +634,7 @@ impl Worker {
     }
 
     /// The encoding pipeline of a blurred clip: BGR frames in, the MP4's bytes collected.
-    #[allow(clippy::type_complexity)]
-    fn encoder(w: u32, h: u32, fps: u32) -> Result<(gst::Pipeline, gst_app::AppSrc, Arc<Mutex<Vec<u8>>>), String> {
+    fn encoder(w: u32, h: u32, fps: u32) -> Result<Encoder, String> {
         // I420 before x264enc: Debian's x264 otherwise picks 4:4:4, which few players play.
         let desc = format!(
             "videoconvert ! video/x-raw,format=I420 ! x264enc speed-preset=veryfast pass=qual quantizer=26 bframes=0 key-int-max={} \
