@@ -5,7 +5,7 @@ export ORT_DYLIB_PATH ?= $(CURDIR)/.cache/onnxruntime/libonnxruntime.so.1.31.1
 export GRIDSIGHT_SHARED ?= $(abspath $(CURDIR)/../shared)
 export GRIDSIGHT_MEDIA ?= $(CURDIR)/.cache/media
 
-.PHONY: setup build demo test check-config bench bench-node bench-privacy bench-page deb fmt lint clean
+.PHONY: setup build demo test check-config bench bench-node bench-privacy bench-recall bench-page deb fmt lint clean
 
 ## setup: install Debian packages, ONNX Runtime, models and media (idempotent)
 setup:
@@ -40,6 +40,11 @@ bench-node: setup
 ## per alert, per blurred clip, per camera-second of thumbnails)
 bench-privacy: setup
 	$(CARGO) bench --locked --bench node -- privacy
+
+## bench-recall: the cheap cadence against per-frame detection at 5 fps, on the same streams at the
+## same time: recall and precision per rule kind and class, first-alert delay, CPU and inferences
+bench-recall: setup
+	$(CARGO) bench --locked --bench recall
 
 ## bench-page: the status page with 200 cameras in headless Chromium (time to show them, script time per update)
 bench-page: build

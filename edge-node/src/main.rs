@@ -47,7 +47,7 @@ enum Command {
         /// Folder of the clips. Default: $GRIDSIGHT_MEDIA, else .cache/media.
         #[arg(long)]
         media: Option<PathBuf>,
-        /// MOUNT=SOURCE[,size=WxH][,fps=N][,keyint=2s][,bitrate=KBPS]; SOURCE is a clip file or
+        /// MOUNT=SOURCE[,size=WxH][,fps=N][,keyint=2s][,bitrate=KBPS][,speed=N (plays N times as fast)]; SOURCE is a clip file or
         /// still:IMAGE[:SECONDS] or pattern:NAME[:SECONDS]. Repeatable. Default: bikes, carphone, skyline and a pattern.
         #[arg(long = "stream")]
         streams: Vec<String>,

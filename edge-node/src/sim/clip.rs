@@ -48,6 +48,8 @@ pub struct Encoding {
     pub fps: Option<u32>,
     pub keyframe_interval: Option<Duration>,
     pub bitrate_kbps: Option<u32>,
+    /// Plays the clip this many times as fast (frames dropped to keep `fps`): short events.
+    pub speed: Option<u32>,
 }
 
 /// A clip passes through only if no two key frames (across the loop) are further apart.
@@ -153,8 +155,9 @@ pub fn load(picture: &Picture, encoding: &Encoding) -> Result<EncodedClip, SimEr
     };
     let launch = match picture {
         Picture::Clip(path) => format!(
-            "filesrc location=\"{}\" ! decodebin ! videoconvert ! videoscale ! videorate ! {raw} ! {encode}",
-            escape(path)
+            "filesrc location=\"{}\" ! decodebin ! videoconvert ! videoscale ! videorate rate={} ! {raw} ! {encode}",
+            escape(path),
+            encoding.speed.unwrap_or(1)
         ),
         Picture::Pattern { pattern, seconds } => {
             let frames = seconds * fps;

