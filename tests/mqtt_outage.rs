@@ -3,6 +3,7 @@
 //!   outbox ─► MqttLink ─► Mosquitto ─► subscriber
 //!   20 alerts delivered; broker stopped; 30 alerts written during the outage (they wait
 //!   in the outbox); broker back 15 s later ─► all 30 arrive, none lost; the outbox empties.
+//!   A clean stop while connected delivers the rows committed just before it.
 
 mod common;
 
@@ -86,5 +87,47 @@ fn alerts_written_during_an_outage_arrive_afterwards() {
     // The row leaves the outbox just before the ack callback runs: wait for the callback.
     assert!(wait_until(Duration::from_secs(60), || *acked.lock().unwrap() == 50), "acked {}", acked.lock().unwrap());
     rt.block_on(link.shutdown(Duration::from_secs(3)));
+    let _ = std::fs::remove_file(&db);
+}
+
+/// A clean stop while connected delivers what was committed just before it (the alerts a
+/// pool stores while it drains at SIGTERM) instead of leaving them for the next start.
+#[test]
+fn a_clean_stop_delivers_the_rows_committed_before_it() {
+    let port = free_port();
+    let _broker = Mosquitto::start(port);
+    let got = subscriber(port, "gridsight/test/alerts");
+    std::thread::sleep(Duration::from_millis(800));
+
+    let db = std::env::temp_dir().join(format!("gridsight-stop-drain-{}.db", std::process::id()));
+    let _ = std::fs::remove_file(&db);
+    let outbox = Arc::new(Mutex::new(Outbox::open(&db, 64 << 20).unwrap()));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let opts = LinkOptions {
+        max_inflight: 10,
+        ..LinkOptions::new("127.0.0.1", port, "gridsight-test-stop", "gridsight/test/availability-stop")
+    };
+    let link = {
+        let _rt = rt.enter();
+        MqttLink::start(opts, outbox.clone(), Arc::new(|_| {}))
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || link.stats.connected.load(std::sync::atomic::Ordering::SeqCst)),
+        "the link did not connect"
+    );
+    for i in 0..40 {
+        outbox.lock().unwrap().push(&alert(i)).unwrap();
+    }
+    link.notify();
+    rt.block_on(link.shutdown(Duration::from_secs(3)));
+    assert_eq!(outbox.lock().unwrap().len().unwrap(), 0, "rows left in the outbox after a clean stop");
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            let g = got.lock().unwrap();
+            (0..40).all(|i| g.contains(&format!("alert-{i:03}")))
+        }),
+        "missing after the stop: {:?}",
+        (0..40).filter(|i| !got.lock().unwrap().contains(&format!("alert-{i:03}"))).collect::<Vec<_>>()
+    );
     let _ = std::fs::remove_file(&db);
 }

@@ -214,7 +214,8 @@ impl MqttLink {
         self.notify.clone()
     }
 
-    /// Publishes `offline` (retained) and disconnects, within `deadline`.
+    /// Delivers the rows committed before the stop (for up to [`STOP_DRAIN`] while
+    /// connected), publishes `offline` (retained) and disconnects, within `deadline`.
     pub async fn shutdown(mut self, deadline: Duration) {
         self.stopping.store(true, Ordering::SeqCst);
         self.stop.notify_one();
@@ -313,6 +314,11 @@ struct Feed {
     /// and the tap is taking the rest.
     caught_up: bool,
 }
+
+/// At a clean stop, how long a connected link goes on delivering the rows committed
+/// before it (within the 3 s the node gives the link): they reach the broker now, not at the
+/// next start.
+const STOP_DRAIN: Duration = Duration::from_millis(1500);
 
 /// How many committed rows wait in the tap for the link (bounded; beyond, rows are read
 /// from the database).
@@ -547,8 +553,9 @@ async fn serve(
     let opts = &cx.opts;
     let window = opts.max_inflight.max(1) as usize;
     let mut connected = false;
+    let mut drain_until = None;
     loop {
-        if cx.stopping.load(Ordering::SeqCst) {
+        if cx.stopping.load(Ordering::SeqCst) && !connected {
             return Ok(());
         }
         acks.start(&cx.outbox);
@@ -559,6 +566,21 @@ async fn serve(
             if room > 0 {
                 feed.fill(cx, client, s, room).await;
                 room = window.saturating_sub(s.requested.len() + s.inflight.len());
+            }
+        }
+        // Stopping while connected: rows committed before the stop (alerts the pool
+        // stored while it drained) are delivered first, for at most STOP_DRAIN.
+        if cx.stopping.load(Ordering::SeqCst) {
+            let until = *drain_until.get_or_insert_with(|| tokio::time::Instant::now() + STOP_DRAIN);
+            let delivered = s.requested.is_empty() && s.inflight.is_empty() && feed.caught_up && feed.tap.rx.is_empty();
+            if delivered || tokio::time::Instant::now() >= until {
+                if !delivered {
+                    warn!(
+                        in_flight = s.requested.len() + s.inflight.len(),
+                        "mqtt link stopping before every pending message was acknowledged; the rest wait in the outbox for the next start"
+                    );
+                }
+                return Ok(());
             }
         }
         let take_tap = connected && feed.caught_up && room > 0;
@@ -618,7 +640,9 @@ async fn serve(
             }
             result = async { acks.writing.as_mut().expect("guarded").await }, if acks.writing.is_some() => acks.written(result),
             _ = cx.notify.notified() => {}
-            _ = cx.stop.notified() => return Ok(()),
+            // The loop's top decides: deliver what is pending first, or stop now.
+            _ = cx.stop.notified() => {}
+            _ = async { tokio::time::sleep_until(drain_until.expect("guarded")).await }, if drain_until.is_some() => {}
         }
     }
 }
