@@ -10,7 +10,7 @@ chromium-driver, driven by Selenium) and checks what a control room relies on:
 
 Usage: status_page.py URL --cameras a,b,c --screenshot FILE [--orders] [--thumbnails N]
        [--timeout S]. Prints one line per check; exit 0 when all pass, 1 otherwise.
-Run by tests/status_page.rs with the Python of .cache/venv (`make setup` installs Selenium).
+Run by tests/it/status_page.rs with the Python of .cache/venv (`make setup` installs Selenium).
 """
 
 import argparse

@@ -8,11 +8,9 @@
 //!   `decode = "all"` on the same stream;
 //! - status says which cadence each camera is in and why.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use edge_node::sim::{Auth, Simulator, StreamSpec};
 
 const LINE_RULE: &str = r#"[cameras.lines.middle]

@@ -8,11 +8,9 @@
 //!   no face in any frame of the blurred clip and finds faces in the raw one; a clip past
 //!   clips.max_age is deleted.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use edge_node::inference::Detector;
 
 fn get(port: u16, path: &str) -> (u16, Vec<u8>) {

@@ -5,12 +5,10 @@
 //!   edge-node check-config ──► district.toml for every pod index, dispatch.toml
 //!   the grid of both files is the same; the container file starts what the manifests run
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 /// A copy of a shipped district file with the paths that exist only in the container (the
 /// Secret's mount, the packaged models) pointed at stand-ins here.
@@ -124,7 +122,7 @@ fn the_district_files_are_valid_for_every_pod_and_share_one_grid() {
 #[test]
 fn the_container_file_runs_what_the_package_installs() {
     let file = std::fs::read_to_string(root().join("deploy/container/Containerfile")).unwrap();
-    // Built from the package that `make deb` makes (tests/package.rs checks its contents).
+    // Built from the package that `make deb` makes (tests/it/package.rs checks its contents).
     assert!(file.contains("COPY gridsight_*_amd64.deb /tmp/"));
     assert!(file.contains("ENTRYPOINT [\"/usr/bin/edge-node\"]"));
     let unit = std::fs::read_to_string(root().join("deploy/deb/gridsight-edge-node.service")).unwrap();

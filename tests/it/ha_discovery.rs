@@ -6,12 +6,10 @@
 //!   value_template's field is in them, event types cover the violations that arrive, cameras
 //!   are devices via the node's; Home Assistant's birth message makes the node publish again
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn discovery_configs_describe_what_the_node_publishes() {

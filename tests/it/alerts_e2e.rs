@@ -7,13 +7,11 @@
 //!   2. broker stopped: alerts pile up in the outbox; the node is killed with SIGKILL
 //!   3. broker and node restarted: every pending alert arrives; none delivered before the crash comes again
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use edge_node::inference::{Detector, ImageView, Job};
 
 fn config(dir: &std::path::Path, rtsp: u16, mqtt: u16, http: u16) -> std::path::PathBuf {

@@ -6,11 +6,9 @@
 //!   the node finds faces in the cabin camera, and YuNet finds none in either snapshot;
 //!   without the token: 401 and no picture; the probes stay open
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use edge_node::inference::Detector;
 
 const TOKEN: &str = "live-test-token-0123456789";

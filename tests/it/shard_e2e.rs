@@ -7,12 +7,10 @@
 //! Each node's file differs only in its index, data_dir and ports (on one machine they
 //! cannot share those; on site boxes or in a StatefulSet the file is the same).
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// The cameras a node runs, and whether all of them stream.
 fn cameras(http: u16) -> Option<(BTreeSet<String>, bool)> {

@@ -8,11 +8,9 @@
 //!   a camera on a still of the crowd photo ─► edge-node run ─► alert
 //!     ─► its snapshot, its blurred clip, its live snapshot: none at 1x or 2x
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use edge_node::alert::snapshot;
 use edge_node::config::FacePolicy;
 use edge_node::inference::{Detector, ImageView, Job};

@@ -4,13 +4,11 @@
 //!   cvlc --sout '#rtp{sdp=rtsp://127.0.0.1:PORT/street}' ─► rtspsrc (udp) ─► frames
 //!   the same, asked over TCP by retina ─► 461 ─► UDP through rtspsrc ─► frames
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use edge_node::config::{DecodeMode, Transport};
 use edge_node::source::{CameraState, Ingest, IngestOptions};
 

@@ -5,12 +5,10 @@
 //!   in the outbox); broker back 15 s later ─► all 30 arrive, none lost; the outbox empties.
 //!   A clean stop while connected delivers the rows committed just before it.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use edge_node::mqtt::{LinkOptions, MqttLink};
 use edge_node::outbox::{Kind, Message, Outbox};
 

@@ -9,14 +9,12 @@
 //! And user name + password, on a plain listener without anonymous access: the right
 //! password delivers, a wrong one is refused and nothing leaves the outbox.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use edge_node::mqtt::{LinkOptions, MqttLink, TlsFiles};
 use edge_node::outbox::{Kind, Message, Outbox};
 

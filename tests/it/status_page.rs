@@ -10,12 +10,10 @@
 //! The overview JSON is also checked here: a camera that cannot connect is in the problems
 //! banner, alerts carry their snapshot's URL and it serves the JPEG.
 
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 fn get(port: u16, path: &str) -> (u16, Vec<u8>) {
     http_request(port, "GET", path, "", b"")

@@ -11,13 +11,11 @@
 //! And the node reports it: `edge-node run` on a tmpfs filled past its reserve says "disk
 //! low" in the log, /readyz, /status and /metrics; filled further, /readyz is 503 "disk full".
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use common::*;
+use crate::common::*;
 use edge_node::alert::{AlertSink, CameraInfo};
 use edge_node::config::{FacePolicy, Severity};
 use edge_node::mqtt::{LinkOptions, MqttLink};

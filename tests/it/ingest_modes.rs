@@ -6,11 +6,9 @@
 //!     ├─► gop1 as "kf"  (keyframes, detect 5 fps) ─► ≈ 1 frame/s, nothing but key frames decoded
 //!     └─► gop1 as "all" (all, detect 2 fps)       ─► ≈ 25 decoded/s, ≤ 2 handed on per second
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use edge_node::config::DecodeMode;
 use edge_node::sim::{Auth, Simulator, StreamSpec};
 use edge_node::source::{CameraState, Ingest, IngestOptions};

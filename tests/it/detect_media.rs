@@ -7,11 +7,9 @@
 //!
 //! through the same code path as the daemon (`edge-node detect`), with default thresholds.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
+use crate::common::*;
 use edge_node::detect::{DetectOptions, Result1, run, to_json};
 
 fn detect(files: &[&str], fps: Option<f64>) -> Vec<Result1> {

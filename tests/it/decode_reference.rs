@@ -4,9 +4,7 @@
 //!   photo ─► fill_tensor ─► ORT run ─┬─► library decode (yolox / yunet) ─┐
 //!                                    └─► reference decode (below) ───────┴─► boxes within 1 px
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use edge_node::config::Family;
 use edge_node::inference::family::{Output, codec_for};
 use edge_node::inference::load_session;

@@ -10,13 +10,11 @@
 //!   3. every alert that reached a site broker is in exactly one order, and no alert is
 //!      counted twice (the dispatcher's own database says so)
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use edge_node::sim::{Auth, Simulator, StreamSpec};
 
 /// Four cameras, two on each node under rendezvous hashing over `edge-0`, `edge-1`.

@@ -7,13 +7,11 @@
 //!   a second pothole 20 m away joins the order; the hostile set is refused and leaves nothing;
 //!   kill -9 right after a report: after the restart, exactly one order for it
 
-mod common;
-
 use std::io::{Read, Write};
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use edge_node::inference::Detector;
 
 /// (status, body) of a request with an optional bearer token and body.

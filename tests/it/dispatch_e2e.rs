@@ -9,13 +9,11 @@
 //!   2. the dispatcher is killed (SIGKILL) and stays down a minute while the nodes publish 20
 //!      more alerts; restarted, it makes every one an order, and no order twice
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 fn config(dir: &std::path::Path, port: u16, http: u16) -> std::path::PathBuf {
     let text = format!(

@@ -4,12 +4,10 @@
 //!   edge-node sim (child) ──kill -9──(10 s)──restart──►  every camera: backoff … streaming
 //!   in-process sim: stall(mount) ─► camera "stalled" ─► reconnect ─► resume ─► streaming
 
-mod common;
-
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use edge_node::config::{DecodeMode, RtspClient};
 use edge_node::source::{CameraState, Ingest, IngestOptions};
 

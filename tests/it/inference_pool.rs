@@ -5,13 +5,11 @@
 //!   phase 1: 2 workers, 1 fps per camera   ─► objects (street) and faces (carphone) on all 8
 //!   phase 2: 1 worker, 25 fps per camera   ─► pool behind: every camera drops, none starves
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use edge_node::config::DecodeMode;
 use edge_node::inference::InferencePool;
 use edge_node::sim::{Auth, Simulator, StreamSpec};

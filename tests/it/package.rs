@@ -3,12 +3,10 @@
 //! run from the extracted tree with the packaged library, models and config, streams a
 //! simulated camera. Nothing here runs systemd.
 
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn the_package_builds_installs_its_files_and_runs() {
@@ -33,6 +31,8 @@ fn the_package_builds_installs_its_files_and_runs() {
         "./etc/gridsight/node.toml",
         "./lib/systemd/system/gridsight-edge-node.service",
         "./usr/share/doc/gridsight/site-broker.conf",
+        "./usr/share/doc/gridsight/book/reference/config.md",
+        "./usr/share/doc/gridsight/book/reference/mqtt.md",
     ] {
         assert!(list.lines().any(|l| l.ends_with(want)), "{want} is not in the package:\n{list}");
     }

@@ -10,12 +10,10 @@
 //!   3. `status` ⇒ fresh status; `reload` with a broken file ⇒ refused, running config kept
 //!   4. SIGTERM ⇒ exit 0, availability `offline`
 
-mod common;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 fn config(dir: &std::path::Path, port: u16, http: u16, extra: &str) -> String {
     format!(
