@@ -111,6 +111,8 @@ enum Command {
     },
     /// Check a config file: print every problem and exit 64, or a one-line summary and exit 0.
     CheckConfig { file: PathBuf },
+    /// Print the config reference (every field, its type and what it does) as Markdown.
+    ConfigReference,
 }
 
 fn load(path: &std::path::Path) -> Result<config::Config, ExitCode> {
@@ -146,6 +148,10 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::ConfigReference => {
+            print!("{}", config::reference::generate().0);
+            ExitCode::SUCCESS
+        }
         Command::Sim { bind, port, media, streams, user, password, auth } => {
             telemetry::init_logging();
             match run_sim(&bind, port, media, streams, user, password, &auth) {

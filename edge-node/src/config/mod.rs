@@ -8,6 +8,7 @@
 mod manifest;
 mod model;
 mod raw;
+pub mod reference;
 mod secret;
 pub mod shard;
 mod span;

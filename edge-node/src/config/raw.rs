@@ -93,6 +93,7 @@ pub struct RawHomeAssistant {
     pub birth_topic: Option<String>,
 }
 
+/// `[dispatch]`: the dispatcher that turns alerts into orders for inspectors.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDispatch {
@@ -109,6 +110,7 @@ pub struct RawDispatch {
     pub routes: Vec<RawRoute>,
 }
 
+/// `[[dispatch.routes]]`: how the orders of one alert category are handled.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
@@ -126,6 +128,7 @@ pub struct RawRoute {
     pub escalate: Option<Vec<EscalationStep>>,
 }
 
+/// `[node]`: who this node is.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawNode {
@@ -180,6 +183,7 @@ pub struct RawEmbeddedBroker {
     pub listen: Option<String>,
 }
 
+/// `[storage]`: where the node keeps its state, and how much disk it may use.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStorage {
@@ -204,6 +208,7 @@ pub struct RawStorage {
     pub disk_reserve: Option<String>,
 }
 
+/// `[http]`: the status page, snapshots, clips, health, status and metrics.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHttp {
@@ -216,6 +221,7 @@ pub struct RawHttp {
     pub token_file: Option<PathBuf>,
 }
 
+/// `[models.<name>]`: one detection model (the YOLOX object or the YuNet face family).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawModel {
@@ -234,6 +240,7 @@ pub struct RawModel {
     pub labels: Option<Vec<String>>,
 }
 
+/// `[inference]`: the shared pool that runs the detection models for every camera.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawInference {
@@ -252,7 +259,7 @@ pub struct RawInference {
     pub queue_per_camera: Option<u32>,
 }
 
-/// Settings a camera inherits; every field may also be set per camera.
+/// Every field may also be set per camera.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDefaults {
@@ -277,11 +284,13 @@ pub struct RawDefaults {
     pub full_detect_interval: Option<String>,
     /// `normalized` (default: 0–1 fractions of the frame) or `pixel`.
     pub coordinates: Option<Coordinates>,
+    /// Faces in snapshots and event clips.
     pub privacy: Option<RawPrivacy>,
     /// Defaults for every rule.
     pub rules: Option<RawRuleDefaults>,
 }
 
+/// What pictures and clips that leave the node show of faces.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPrivacy {
@@ -311,6 +320,7 @@ pub struct RawClips {
     pub dir: Option<PathBuf>,
 }
 
+/// Every field may also be set per rule.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRuleDefaults {
@@ -341,6 +351,7 @@ pub struct RawShard {
     pub nodes: Option<Vec<String>>,
 }
 
+/// `[[cameras]]`: one camera. Every field of `[defaults]` may be set here for this camera.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCamera {
@@ -359,11 +370,17 @@ pub struct RawCamera {
     pub password_file: Option<PathBuf>,
     /// `false` keeps the camera in the file but does not connect. Default: true.
     pub enabled: Option<bool>,
+    /// `[defaults]` `transport`, for this camera.
     pub transport: Option<Transport>,
+    /// `[defaults]` `decode`, for this camera.
     pub decode: Option<DecodeMode>,
+    /// `[defaults]` `hw_decode`, for this camera.
     pub hw_decode: Option<HwDecode>,
+    /// `[defaults]` `rtsp_client`, for this camera.
     pub rtsp_client: Option<RtspClient>,
+    /// `[defaults]` `detect_fps`, for this camera.
     pub detect_fps: Option<f64>,
+    /// `[defaults]` `models`, for this camera.
     pub models: Option<Vec<String>>,
     /// Model input `[width, height]` for this camera (dynamic models only; multiples of 32),
     /// e.g. `[640, 384]` for a 16:9 camera.
@@ -372,9 +389,13 @@ pub struct RawCamera {
     pub micro_grid: Option<String>,
     /// Pin the camera to one node of the `[shard]` (its id) instead of hashing.
     pub node: Option<String>,
+    /// `[defaults]` `stall_timeout`, for this camera.
     pub stall_timeout: Option<String>,
+    /// `[defaults]` `motion_gate`, for this camera.
     pub motion_gate: Option<bool>,
+    /// `[defaults]` `full_detect_interval`, for this camera.
     pub full_detect_interval: Option<String>,
+    /// `[defaults]` `coordinates`, for this camera.
     pub coordinates: Option<Coordinates>,
     /// Named polygon zones: `[cameras.zones.loading_bay] polygon = [[x, y], ...]`.
     #[serde(default)]
@@ -382,11 +403,14 @@ pub struct RawCamera {
     /// Named polylines: `[cameras.lines.gate] points = [[x, y], ...]`.
     #[serde(default)]
     pub lines: BTreeMap<String, RawLine>,
+    /// The camera's violation rules.
     #[serde(default)]
     pub rules: Vec<RawRule>,
+    /// `[defaults.privacy]`, for this camera.
     pub privacy: Option<RawPrivacy>,
 }
 
+/// A named zone of a camera.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawZone {
@@ -394,6 +418,7 @@ pub struct RawZone {
     pub polygon: Vec<RawPoint>,
 }
 
+/// A named line of a camera (for `line_cross` rules).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLine {
@@ -401,6 +426,7 @@ pub struct RawLine {
     pub points: Vec<RawPoint>,
 }
 
+/// `[[cameras.rules]]`: one violation rule of a camera.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
@@ -426,36 +452,52 @@ pub struct RawRule {
     pub min_count: Option<u32>,
     /// `zone_enter`, `face_in_zone`: active windows, e.g. `["mon-fri 22:00-06:00"]`. Default: always.
     pub schedule: Option<Vec<String>>,
+    /// `[defaults.rules]` `severity`, for this rule.
     pub severity: Option<Severity>,
+    /// `[defaults.rules]` `min_score`, for this rule.
     pub min_score: Option<f64>,
+    /// `[defaults.rules]` `cooldown`, for this rule.
     pub cooldown: Option<String>,
+    /// `[defaults.rules]` `dispatch`, for this rule.
     pub dispatch: Option<bool>,
 }
 
+/// `[grid]`: the grid-management map: communities, grids, micro-grids and the inspectors
+/// who work them. Alerts route to the grid of their camera's micro-grid.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawGrid {
+    /// Residential communities.
     #[serde(default)]
     pub communities: Vec<RawCommunity>,
+    /// Grid cells, each in a community.
     #[serde(default)]
     pub grids: Vec<RawGridCell>,
+    /// Micro-grids, each in a grid.
     #[serde(default)]
     pub micro_grids: Vec<RawMicroGrid>,
+    /// Inspectors, each working one grid.
     #[serde(default)]
     pub inspectors: Vec<RawInspector>,
 }
 
+/// A residential community (or district part) that grids belong to.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCommunity {
+    /// Unique community id (referred to by the other tables and in alerts).
     pub id: String,
+    /// Human name. Default: the id.
     pub name: Option<String>,
 }
 
+/// A grid cell: the unit inspectors are assigned to.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawGridCell {
+    /// Unique grid id (referred to by the other tables and in alerts).
     pub id: String,
+    /// Human name. Default: the id.
     pub name: Option<String>,
     /// Community id.
     pub community: String,
@@ -463,10 +505,13 @@ pub struct RawGridCell {
     pub leader: Option<String>,
 }
 
+/// A micro-grid: the smallest area; cameras and residents' reports are placed in one.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMicroGrid {
+    /// Unique micro-grid id (referred to by the other tables and in alerts).
     pub id: String,
+    /// Human name. Default: the id.
     pub name: Option<String>,
     /// Grid id.
     pub grid: String,
@@ -475,10 +520,13 @@ pub struct RawMicroGrid {
     pub polygon: Option<Vec<[f64; 2]>>,
 }
 
+/// An inspector: who gets the orders of their grid while on duty.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawInspector {
+    /// Unique inspector id (referred to by the other tables and in alerts).
     pub id: String,
+    /// Human name, shown to the control room.
     pub name: String,
     /// Grid id the inspector works in.
     pub grid: String,
