@@ -5,7 +5,7 @@ export ORT_DYLIB_PATH ?= $(CURDIR)/.cache/onnxruntime/libonnxruntime.so.1.31.1
 export GRIDSIGHT_SHARED ?= $(abspath $(CURDIR)/../shared)
 export GRIDSIGHT_MEDIA ?= $(CURDIR)/.cache/media
 
-.PHONY: setup build demo test check-config bench bench-node bench-privacy bench-recall bench-page deb fmt lint clean
+.PHONY: setup build demo test check-config bench bench-node bench-privacy bench-recall bench-page deb docs fmt lint clean
 
 ## setup: install Debian packages, ONNX Runtime, models and media (idempotent)
 setup:
@@ -53,6 +53,15 @@ bench-page: build
 ## deb: the Debian package for site boxes (target/deb/gridsight_VERSION_amd64.deb)
 deb: build
 	@bash deploy/deb/build.sh target/release/edge-node target/deb
+
+## docs: the book under docs/ (docs/book/index.html): the config reference regenerated from the
+## config types, then mdBook (from crates.io, into .cache/mdbook on first use)
+MDBOOK := $(CURDIR)/.cache/mdbook/bin/mdbook
+docs: setup
+	@test -x $(MDBOOK) || $(CARGO) install mdbook --version 0.5.4 --locked --no-default-features --features search --root $(CURDIR)/.cache/mdbook
+	$(CARGO) run --quiet --locked --bin edge-node -- config-reference > docs/src/reference/config.md
+	$(MDBOOK) build docs
+	@echo "docs: open docs/book/index.html"
 
 fmt:
 	$(CARGO) fmt --all

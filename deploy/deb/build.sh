@@ -5,7 +5,7 @@
 #   /usr/share/gridsight/models/               the ONNX models and their manifest
 #   /etc/gridsight/node.toml                   a starting config (a conffile)
 #   /lib/systemd/system/gridsight-edge-node.service   the hardened unit
-#   /usr/share/doc/gridsight/                  README, the annotated example config, the
+#   /usr/share/doc/gridsight/                  README, the book (book/), the annotated example config, the
 #                                              site broker's bridge template
 # The maintainer scripts add the `gridsight` system user. --fast: no compression (tests).
 set -euo pipefail
@@ -31,6 +31,10 @@ install -m 0644 models/manifest.toml "$root/usr/share/gridsight/models/"
 install -m 0640 deploy/deb/node.toml "$root/etc/gridsight/node.toml"
 install -m 0644 deploy/deb/gridsight-edge-node.service "$root/lib/systemd/system/"
 install -m 0644 README.md deploy/edge-node.example.toml deploy/bridge/site-broker.conf "$root/usr/share/doc/gridsight/"
+# The book's Markdown (the guide, the MQTT/HTTP/config reference), readable without a build.
+mkdir -p "$root/usr/share/doc/gridsight/book"
+cp -r docs/src/. "$root/usr/share/doc/gridsight/book/"
+find "$root/usr/share/doc/gridsight/book" -type d -exec chmod 0755 {} + -o -type f -exec chmod 0644 {} +
 size=$(du -sk "$root" | cut -f1)
 cat > "$root/DEBIAN/control" <<CONTROL
 Package: gridsight

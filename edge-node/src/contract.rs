@@ -3,7 +3,7 @@
 //!
 //! Every payload carries `schema` and `version`; a consumer refuses a payload whose schema,
 //! version, field types or enum values it does not know (an unknown state is an error, not
-//! a default). The README shows one example of each, and a test parses them with these types.
+//! a default). The book's MQTT contract page (docs/src/reference/mqtt.md) shows one example of each, and a test parses them with these types.
 
 use serde::{Deserialize, Serialize};
 
@@ -605,13 +605,13 @@ impl<'de> Deserialize<'de> for Version1 {
 mod tests {
     use super::*;
 
-    /// Every ```json example in the README parses as the type its `schema` names, and
+    /// Every ```json example of the book's MQTT contract page parses as the type its `schema` names, and
     /// serialises back to the same JSON value.
     #[test]
-    fn readme_examples_parse_and_round_trip() {
-        let readme = include_str!("../../README.md");
+    fn contract_page_examples_parse_and_round_trip() {
+        let page = include_str!("../../docs/src/reference/mqtt.md");
         let mut seen = std::collections::BTreeSet::new();
-        for block in readme.split("```json\n").skip(1) {
+        for block in page.split("```json\n").skip(1) {
             let text = &block[..block.find("```").expect("closed block")];
             let v: serde_json::Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
             let schema = v["schema"].as_str().unwrap_or("").to_string();
@@ -640,7 +640,7 @@ mod tests {
                     serde_json::to_value(u)
                 }
                 "" => continue,
-                other => panic!("README shows a payload of unknown schema {other}"),
+                other => panic!("the MQTT contract page shows a payload of unknown schema {other}"),
             }
             .unwrap();
             assert_eq!(back, v, "{schema} does not round-trip");
@@ -657,14 +657,14 @@ mod tests {
             "gridsight.clip",
             "",
         ] {
-            assert!(seen.contains(want), "README has no {want} example");
+            assert!(seen.contains(want), "the MQTT contract page has no {want} example");
         }
     }
 
     #[test]
     fn unknown_schema_version_and_states_are_refused() {
-        let readme = include_str!("../../README.md");
-        let text = readme.split("```json\n").nth(1).unwrap().split("```").next().unwrap();
+        let page = include_str!("../../docs/src/reference/mqtt.md");
+        let text = page.split("```json\n").nth(1).unwrap().split("```").next().unwrap();
         let good: serde_json::Value = serde_json::from_str(text).unwrap();
         for (field, bad) in [
             ("schema", serde_json::json!("gridsight.other")),

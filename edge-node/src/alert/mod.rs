@@ -245,7 +245,7 @@ fn files_of(dir: &std::path::Path, ext: &str, now: SystemTime) -> std::io::Resul
     Ok(files)
 }
 
-/// The alert document (documented in the README's MQTT contract).
+/// The alert document (documented in the book: docs/src/reference/mqtt.md).
 pub fn alert_json(
     id: &str,
     node: &str,
