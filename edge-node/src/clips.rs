@@ -126,6 +126,29 @@ pub struct ClipDone {
     pub cpu: Duration,
 }
 
+impl ClipDone {
+    /// `gridsight.clip`: the clip of `alert` (one of the alerts it shows) is ready.
+    pub fn ready(&self, node: &str, alert: &str) -> crate::contract::ClipReady {
+        use crate::contract::{ClipPrivacy, ClipReady, Schema, Version1};
+        ClipReady {
+            schema: Schema::new(),
+            version: Version1,
+            node: node.to_string(),
+            camera: self.camera.clone(),
+            alert: alert.to_string(),
+            url: format!("/clips/{}.mp4", self.alert),
+            privacy: match self.policy {
+                ClipPolicy::Raw => ClipPrivacy::Raw,
+                _ => ClipPrivacy::Blurred,
+            },
+            duration_s: (self.duration.as_secs_f64() * 10.0).round() / 10.0,
+            frames: self.frames,
+            bytes: self.bytes,
+            at: crate::contract::time::now(),
+        }
+    }
+}
+
 struct Job {
     camera: String,
     alerts: Vec<String>,

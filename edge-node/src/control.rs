@@ -18,28 +18,10 @@
 use crate::Locked;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-/// What a request asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Command {
-    Status,
-    Reload,
-    Ping,
-    Snapshot,
-}
-
-impl Command {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Status => "status",
-            Self::Reload => "reload",
-            Self::Ping => "ping",
-            Self::Snapshot => "snapshot",
-        }
-    }
-}
+/// What a request asks for: one type, in the contract.
+pub use gridsight_contract::Command;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -126,7 +108,7 @@ pub fn reply(node: &str, id: Option<&str>, command: Option<Command>, result: Res
         ok: result.is_ok(),
         detail: result.ok().map(str::to_string),
         reason: result.err().map(str::to_string),
-        at: crate::alert::rfc3339(std::time::SystemTime::now()),
+        at: crate::contract::time::now(),
     };
     serde_json::to_value(&reply).unwrap_or_default()
 }

@@ -41,7 +41,7 @@ pub mod broker;
 pub mod camera;
 pub mod clips;
 pub mod config;
-pub mod contract;
+pub use gridsight_contract as contract;
 pub mod control;
 pub mod datadir;
 pub mod detect;

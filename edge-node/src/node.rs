@@ -129,7 +129,7 @@ fn publish_status(
     outbox: &Mutex<Outbox>,
 ) {
     let node = &config.node.id;
-    let at = crate::alert::rfc3339(std::time::SystemTime::now());
+    let at = crate::contract::time::now();
     let cams = ingest.status();
     let mut out = outbox.locked();
     for c in &cams {
@@ -464,7 +464,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                     .iter()
                     .map(|alert| Message {
                         topic: topics.clip(&node, alert),
-                        payload: serde_json::to_vec(&contract::clip_json(&node, &done, alert)).unwrap_or_default(),
+                        payload: serde_json::to_vec(&done.ready(&node, alert)).unwrap_or_default(),
                         retain: false,
                         kind: Kind::Status,
                     })
@@ -578,7 +578,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                         .iter()
                         .map(|c| {
                             let mut v = camera_status_json(&node_id, c, &s.at);
-                            v["snapshot_at"] = live.at(&c.id).map(crate::alert::rfc3339).into();
+                            v["snapshot_at"] = live.at(&c.id).map(crate::contract::time::rfc3339).into();
                             v
                         })
                         .collect();
@@ -607,11 +607,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
             out.maintain();
             (out.len().unwrap_or(0), out.dropped_snapshots)
         };
-        *snapshot.locked() = Snapshot {
-            outbox_pending,
-            outbox_dropped_snapshots,
-            at: crate::alert::rfc3339(std::time::SystemTime::now()),
-        };
+        *snapshot.locked() = Snapshot { outbox_pending, outbox_dropped_snapshots, at: crate::contract::time::now() };
     };
     refresh(&snapshot);
     // The shard as last loaded (a reload may change it).
@@ -663,7 +659,7 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                                     }
                                     Ok(s) => {
                                         let topic = topics.camera_snapshot(node, camera);
-                                        let detail = format!("published to {topic}: frame of {}", crate::alert::rfc3339(s.wall));
+                                        let detail = format!("published to {topic}: frame of {}", crate::contract::time::rfc3339(s.wall));
                                         out.push(Message { topic, payload: s.jpeg, retain: false, kind: Kind::Snapshot });
                                         Ok(detail)
                                     }

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::contract::time::rfc3339;
 use crate::contract::{Alert, AlertType, Schema, Version1};
 
 use crate::config::FacePolicy;
@@ -293,30 +294,6 @@ pub fn alert_json(
     serde_json::to_value(&alert).unwrap_or_default()
 }
 
-/// `2026-11-27T10:12:55.123Z`.
-pub fn rfc3339(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
-}
-
 /// JPEG of the frame: faces pixelated (unless `raw`), the triggering box drawn, at most
 /// [`SNAPSHOT_MAX_WIDTH`] wide. Boxes are in camera pixels and mapped to the frame.
 /// With `privacy` (and the `blur` policy), every face a whole-frame search finds is
@@ -504,13 +481,6 @@ mod tests {
         left.sort();
         assert_eq!(left, ["c.jpg", "d.jpg", "notes.txt"]);
         let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn rfc3339_by_hand() {
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_millis(1_795_774_375_123)), "2026-11-27T10:12:55.123Z");
-        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00.000Z");
     }
 
     #[test]

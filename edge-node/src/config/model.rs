@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::secret::Secret;
 use super::units::Schedule;
@@ -146,16 +146,6 @@ impl Route {
             escalate: vec![EscalationStep::Leader, EscalationStep::ControlRoom],
         }
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    Info,
-    Low,
-    Medium,
-    High,
-    Critical,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -532,3 +522,6 @@ impl Config {
         )
     }
 }
+
+/// A rule's severity is the alert's: one type, in the contract.
+pub use gridsight_contract::Severity;

@@ -165,7 +165,7 @@ impl Fleet {
             match inner.thumbnails.get(&(node.clone(), camera.clone())) {
                 Some((_, at)) => {
                     c["thumbnail"] = format!("cameras/{node}/{camera}/thumbnail.jpg").into();
-                    c["snapshot_at"] = crate::alert::rfc3339(*at).into();
+                    c["snapshot_at"] = crate::contract::time::rfc3339(*at).into();
                 }
                 None => {
                     c["thumbnail"] = Value::Null;

@@ -88,7 +88,7 @@ impl Reply {
             reason: (!self.ok).then(|| self.detail.clone()),
             state: self.state,
             duplicate: self.duplicate,
-            at: order::rfc3339_ms(at_ms),
+            at: crate::contract::time::rfc3339_ms(at_ms),
         };
         serde_json::to_value(&reply).unwrap_or_default()
     }
@@ -390,7 +390,7 @@ impl Dispatcher {
             event: kind,
             by: by.map(str::to_string),
             detail: detail.map(str::to_string),
-            at: order::rfc3339_ms(now),
+            at: crate::contract::time::rfc3339_ms(now),
             order: o.view(),
         };
         let payload = serde_json::to_vec(&v).unwrap_or_default();

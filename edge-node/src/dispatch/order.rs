@@ -1,7 +1,6 @@
 //! Orders as stored, the updates inspectors send, and their JSON forms.
 
 use rusqlite::{OptionalExtension, Row, Transaction, params};
-use serde::{Deserialize, Serialize};
 
 /// Where an order is in its life. `created` is an event, not a resting state: a new order
 /// is assigned or escalated in the same transaction that creates it.
@@ -361,7 +360,7 @@ impl Order {
 
     /// The order as published (`order` in `gridsight.order` events).
     pub fn view(&self) -> crate::contract::OrderView {
-        let t = |ms: Option<i64>| ms.map(rfc3339_ms);
+        let t = |ms: Option<i64>| ms.map(crate::contract::time::rfc3339_ms);
         crate::contract::OrderView {
             id: self.id.clone(),
             state: self.state.contract(),
@@ -384,7 +383,7 @@ impl Order {
             label: self.label.clone(),
             score: (self.score * 1000.0).round() / 1000.0,
             snapshot: self.snapshot.clone(),
-            created_at: rfc3339_ms(self.created_ms),
+            created_at: crate::contract::time::rfc3339_ms(self.created_ms),
             assigned_at: t(self.assigned_ms),
             accepted_at: t(self.accepted_ms),
             on_site_at: t(self.on_site_ms),
@@ -405,55 +404,8 @@ impl Order {
     }
 }
 
-pub fn rfc3339_ms(ms: i64) -> String {
-    crate::alert::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64))
-}
-
-/// What an inspector's app (or the control room) asks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    Accept,
-    Reject,
-    Arrive,
-    Resolve,
-    Cancel,
-    Assign,
-}
-
-impl Action {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Accept => "accept",
-            Self::Reject => "reject",
-            Self::Arrive => "arrive",
-            Self::Resolve => "resolve",
-            Self::Cancel => "cancel",
-            Self::Assign => "assign",
-        }
-    }
-}
-
-/// A lifecycle update, on `<prefix>/dispatch/updates/<sender>`:
-/// `{"id": "u-17", "order": "o-…", "action": "accept", "by": "insp-1", "note": "…"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Update {
-    /// Unique per sender: a replayed update is answered again and changes nothing.
-    pub id: String,
-    pub order: String,
-    pub action: Action,
-    /// The sender's id; must match the topic it came on.
-    pub by: String,
-    /// `reject` and `cancel` need one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-    /// `assign`: the inspector to give the order to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to: Option<String>,
-}
+/// The update payload and its action: one type each, in the contract.
+pub use gridsight_contract::{OrderAction as Action, OrderUpdate as Update};
 
 /// Parses an update, refusing anything but the documented object with sane sizes.
 pub fn parse_update(payload: &[u8]) -> Result<Update, (Option<String>, String)> {

@@ -273,7 +273,7 @@ impl Dispatcher {
             Some(oid) => Order::load(conn, oid)?,
             None => None,
         };
-        let at = |ms: i64| super::order::rfc3339_ms(ms);
+        let at = |ms: i64| crate::contract::time::rfc3339_ms(ms);
         let mut timeline = vec![serde_json::json!({"event": "reported", "at": at(created)})];
         if let Some(o) = &order {
             let events = Order::events(conn, &o.id)?;

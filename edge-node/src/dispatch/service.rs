@@ -206,7 +206,7 @@ async fn timers(
                 match groups {
                     Ok(groups) => {
                         *metrics.locked() = groups.clone();
-                        let v = stats::to_json(&groups, retention.as_secs(), &super::order::rfc3339_ms(now));
+                        let v = stats::to_json(&groups, retention.as_secs(), &crate::contract::time::rfc3339_ms(now));
                         let m = Message {
                             topic: d.topics().stats(),
                             payload: serde_json::to_vec(&v).unwrap_or_default(),

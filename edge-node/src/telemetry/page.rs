@@ -65,7 +65,7 @@ pub fn district_overview(
     fleet: &crate::dispatch::fleet::Fleet,
     window_s: u64,
 ) -> Value {
-    let at = crate::alert::rfc3339(std::time::SystemTime::now());
+    let at = crate::contract::time::now();
     let mut problems = Vec::new();
     if !connected {
         problems.push(problem("error", "the dispatcher is not connected to the district broker"));
@@ -128,7 +128,7 @@ pub(crate) struct NodePage {
 impl NodePage {
     pub fn overview(&self) -> Value {
         use std::sync::atomic::Ordering::Relaxed;
-        let at = crate::alert::rfc3339(std::time::SystemTime::now());
+        let at = crate::contract::time::now();
         let s = &self.sources;
         let mut problems = Vec::new();
         let connected = s.link.connected.load(std::sync::atomic::Ordering::SeqCst);
@@ -154,7 +154,7 @@ impl NodePage {
         for c in s.cameras.status() {
             let mut v = super::node::camera_status_json(&self.node, &c, &at);
             let shown = self.live.at(&c.id);
-            v["snapshot_at"] = shown.map(crate::alert::rfc3339).into();
+            v["snapshot_at"] = shown.map(crate::contract::time::rfc3339).into();
             // Only a camera with a picture gets an image to load (no 503s for the browser).
             v["thumbnail"] = shown.map(|_| format!("cameras/{}/snapshot.jpg?width=320", c.id)).into();
             problems.extend(camera_problem(&v));

@@ -1,5 +1,7 @@
-//! contract: what crosses a process over MQTT, as types shared by producer and consumer,
-//! and the one place topics are built.
+//! gridsight's contract: what crosses a process over MQTT, as types shared by producer and
+//! consumer, the one place topics are built, and the one place time is written
+//! ([`time`]). A leaf crate (serde only): the node, the dispatcher and any app build and
+//! read every payload through these types.
 //!
 //! Every payload carries `schema` and `version`; a consumer refuses a payload whose schema,
 //! version, field types or enum values it does not know (an unknown state is an error, not
@@ -7,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Severity;
+pub mod time;
 
 /// Every topic of the contract, from the prefix (`mqtt.topic_prefix`, default `gridsight`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,26 +227,6 @@ pub enum ClipPrivacy {
     Raw,
 }
 
-pub fn clip_json(node: &str, c: &crate::clips::ClipDone, alert: &str) -> serde_json::Value {
-    let v = ClipReady {
-        schema: Schema::new(),
-        version: Version1,
-        node: node.to_string(),
-        camera: c.camera.clone(),
-        alert: alert.to_string(),
-        url: format!("/clips/{}.mp4", c.alert),
-        privacy: match c.policy {
-            crate::config::ClipPolicy::Raw => ClipPrivacy::Raw,
-            _ => ClipPrivacy::Blurred,
-        },
-        duration_s: (c.duration.as_secs_f64() * 10.0).round() / 10.0,
-        frames: c.frames,
-        bytes: c.bytes,
-        at: crate::alert::rfc3339(std::time::SystemTime::now()),
-    };
-    serde_json::to_value(&v).unwrap_or_default()
-}
-
 /// `gridsight.camera_status` version 1, retained on `<prefix>/<node>/cameras/<camera>/status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CameraStatus {
@@ -341,7 +323,7 @@ pub struct CommandReply {
     pub node: String,
     /// The request's `id`, when it had a usable one.
     pub id: Option<String>,
-    pub command: Option<crate::control::Command>,
+    pub command: Option<Command>,
     pub ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -530,8 +512,6 @@ pub struct StatsGroup {
     pub reopened: u64,
 }
 
-pub use crate::dispatch::order::{Action as OrderAction, Update as OrderUpdate};
-
 /// A schema name that (de)serialises as its one string and refuses any other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Schema<S>(std::marker::PhantomData<S>);
@@ -601,6 +581,84 @@ impl<'de> Deserialize<'de> for Version1 {
     }
 }
 
+/// How serious an alert is (a rule's `severity`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+/// What a node command asks for (`<prefix>/<node>/commands`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Command {
+    Status,
+    Reload,
+    Ping,
+    Snapshot,
+}
+
+impl Command {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Status => "status",
+            Self::Reload => "reload",
+            Self::Ping => "ping",
+            Self::Snapshot => "snapshot",
+        }
+    }
+}
+
+/// What an inspector's app (or the control room) asks of an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderAction {
+    Accept,
+    Reject,
+    Arrive,
+    Resolve,
+    Cancel,
+    Assign,
+}
+
+impl OrderAction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Accept => "accept",
+            Self::Reject => "reject",
+            Self::Arrive => "arrive",
+            Self::Resolve => "resolve",
+            Self::Cancel => "cancel",
+            Self::Assign => "assign",
+        }
+    }
+}
+
+/// A lifecycle update, on `<prefix>/dispatch/updates/<sender>`:
+/// `{"id": "u-17", "order": "o-…", "action": "accept", "by": "insp-1", "note": "…"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderUpdate {
+    /// Unique per sender: a replayed update is answered again and changes nothing.
+    pub id: String,
+    pub order: String,
+    pub action: OrderAction,
+    /// The sender's id; must match the topic it came on.
+    pub by: String,
+    /// `reject` and `cancel` need one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// `assign`: the inspector to give the order to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -609,7 +667,7 @@ mod tests {
     /// serialises back to the same JSON value.
     #[test]
     fn contract_page_examples_parse_and_round_trip() {
-        let page = include_str!("../../docs/src/reference/mqtt.md");
+        let page = include_str!("../../../docs/src/reference/mqtt.md");
         let mut seen = std::collections::BTreeSet::new();
         for block in page.split("```json\n").skip(1) {
             let text = &block[..block.find("```").expect("closed block")];
@@ -663,7 +721,7 @@ mod tests {
 
     #[test]
     fn unknown_schema_version_and_states_are_refused() {
-        let page = include_str!("../../docs/src/reference/mqtt.md");
+        let page = include_str!("../../../docs/src/reference/mqtt.md");
         let text = page.split("```json\n").nth(1).unwrap().split("```").next().unwrap();
         let good: serde_json::Value = serde_json::from_str(text).unwrap();
         for (field, bad) in [
