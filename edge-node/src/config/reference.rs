@@ -1,6 +1,6 @@
 //! The config reference, generated from the config file's own types: every field of
 //! `raw.rs` with its TOML type and its doc comment, the values of the enums of `model.rs`
-//! with theirs. `edge-node config-reference` prints it; the book's
+//! (and of the contract, for `severity`) with theirs. `edge-node config-reference` prints it; the book's
 //! `docs/src/reference/config.md` is it, and a test fails when that page is stale or a
 //! field has no doc (`make docs` writes the page).
 //!
@@ -12,6 +12,8 @@ use std::fmt::Write;
 
 const RAW: &str = include_str!("raw.rs");
 const MODEL: &str = include_str!("model.rs");
+/// Enums the config shares with the contract (a rule's `severity`).
+const CONTRACT: &str = include_str!("../../../crates/contract/src/lib.rs");
 
 /// A struct or enum of the sources, with its doc comment.
 #[derive(Debug, Default)]
@@ -130,7 +132,8 @@ fn cell(s: &str) -> String {
 
 /// The reference page, and every field or table that has no doc comment (as its TOML path).
 pub fn generate() -> (String, Vec<String>) {
-    let mut all = items(MODEL);
+    let mut all = items(CONTRACT);
+    all.extend(items(MODEL));
     all.extend(items(RAW));
     let mut page = String::from(
         "# Config reference\n\n\
