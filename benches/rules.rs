@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use edge_node::alert::{AlertSink, CameraInfo, alert_json};
+use edge_node::alert::{AlertSink, CameraInfo, alert_for};
 use edge_node::config::{Coordinates, Direction, FacePolicy, Rule, RuleKind, Schedule, Severity};
 use edge_node::geometry::{Point, Polygon, Polyline};
 use edge_node::mqtt::{LinkOptions, MqttLink};
@@ -151,7 +151,7 @@ fn cpu() {
             let d = detections(step, c, &label);
             let evs = track_and_evaluate(tracker, engine, &d, t, local);
             for e in &evs {
-                let v = alert_json(&sink.next_id(), "bench", &info, e, SystemTime::now(), None);
+                let v = alert_for(&sink.next_id(), "bench", &info, e, SystemTime::now(), None);
                 bytes += serde_json::to_vec(&v).unwrap().len();
             }
             events += evs.len();
@@ -264,9 +264,9 @@ fn latency(duration: Duration) {
                 CameraInfo { id: &cam_id, micro_grid: Some("m"), grid: Some("g"), faces: FacePolicy::Blur, clip: None };
             for e in &evs {
                 let a = sink.emit(&outbox, &info, e, Some(&frame), &d.faces, SystemTime::now()).unwrap();
-                started.lock().unwrap().insert(a["id"].as_str().unwrap().to_string(), t0);
+                started.lock().unwrap().insert(a.id.clone(), t0);
                 alerts += 1;
-                snapshots += usize::from(a.get("snapshot").is_some_and(|s| !s.is_null()));
+                snapshots += usize::from(a.snapshot.is_some());
             }
             link.notify();
         }

@@ -86,7 +86,7 @@ impl Emitter {
                     if let Some(topics) = &self.home_assistant {
                         let mut out = self.outbox.locked();
                         // The snapshot again, as Home Assistant's image: optional like it.
-                        let jpeg = a["id"].as_str().and_then(|id| self.alerts.snapshot_file(id)).filter(|j| {
+                        let jpeg = self.alerts.snapshot_file(&a.id).filter(|j| {
                             out.disk().is_none_or(|d| d.admit(crate::outbox::Optional::Snapshot, j.len() as u64 * 2))
                         });
                         let extra = crate::ha::alert_messages(topics, &a, jpeg);
@@ -97,8 +97,8 @@ impl Emitter {
                     info!(
                         node = %self.node,
                         camera,
-                        alert = %a["id"].as_str().unwrap_or(""),
-                        r#type = %a["type"].as_str().unwrap_or(""),
+                        alert = %a.id,
+                        r#type = %a.kind.name(),
                         category = %e.category,
                         label = %e.label,
                         zone = %e.zone.as_deref().unwrap_or("-"),

@@ -119,14 +119,14 @@ pub fn messages(config: &Config, ha: &HomeAssistant, before: &[String]) -> Vec<M
 }
 
 /// For a stored `new` alert: its violation event, and its snapshot as the camera's last one.
-pub fn alert_messages(topics: &Topics, alert: &Value, jpeg: Option<Vec<u8>>) -> Vec<Message> {
-    let (Some(node), Some(camera)) = (alert["node"].as_str(), alert["camera"].as_str()) else { return Vec::new() };
-    if alert["type"] != "new" {
+pub fn alert_messages(topics: &Topics, alert: &crate::contract::Alert, jpeg: Option<Vec<u8>>) -> Vec<Message> {
+    let (node, camera) = (alert.node.as_str(), alert.camera.as_str());
+    if alert.kind != crate::contract::AlertType::New {
         return Vec::new();
     }
     let event = json!({
-        "event_type": alert["category"], "alert": alert["id"], "rule": alert["rule"], "zone": alert["zone"],
-        "label": alert["label"], "severity": alert["severity"], "clip": alert["clip"],
+        "event_type": alert.category, "alert": alert.id, "rule": alert.rule, "zone": alert.zone,
+        "label": alert.label, "severity": alert.severity, "clip": alert.clip,
     });
     let mut out = vec![Message {
         topic: camera_event_topic(topics, node, camera),

@@ -99,7 +99,7 @@ fn alerts_survive_a_full_disk_and_the_space_comes_back() {
         let a = sink.emit(&outbox, &cam, &event(i), Some(&f), &[], SystemTime::now()).unwrap_or_else(|e| {
             panic!("alert {i} refused with {} bytes free: {e}", free(&data));
         });
-        ids.push(a["id"].as_str().unwrap().to_string());
+        ids.push(a.id.clone());
         lowest = lowest.min(free(&data));
     }
     assert_eq!(alert_rows(&outbox), 100, "every alert is in the outbox");
@@ -159,7 +159,7 @@ fn alerts_survive_a_full_disk_and_the_space_comes_back() {
     let skipped_before = guard.skipped(Optional::Snapshot);
     for i in 100..120 {
         let a = sink.emit(&outbox, &cam, &event(i), Some(&f), &[], SystemTime::now()).unwrap();
-        assert!(a["snapshot"].is_string(), "alert {i} has no snapshot with {} bytes free", free(&data));
+        assert!(a.snapshot.is_some(), "alert {i} has no snapshot with {} bytes free", free(&data));
     }
     assert_eq!(guard.skipped(Optional::Snapshot), skipped_before);
     assert!(wait_until(Duration::from_secs(30), || delivered().len() >= 120), "{}", delivered().len());

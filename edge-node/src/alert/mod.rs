@@ -32,7 +32,7 @@ pub struct AlertSink {
     nonce: u32,
     seq: AtomicU64,
     /// The last [`RECENT`] alerts stored, oldest first (the status page).
-    recent: Mutex<std::collections::VecDeque<serde_json::Value>>,
+    recent: Mutex<std::collections::VecDeque<Alert>>,
     /// Searches snapshots for faces on the whole frame (none: only the faces given).
     privacy: Arc<Privacy>,
 }
@@ -81,11 +81,11 @@ impl AlertSink {
     }
 
     /// The alerts stored lately, newest first.
-    pub fn recent(&self) -> Vec<serde_json::Value> {
+    pub fn recent(&self) -> Vec<Alert> {
         self.recent.locked().iter().rev().cloned().collect()
     }
 
-    fn remember(&self, alert: &serde_json::Value) {
+    fn remember(&self, alert: &Alert) {
         let mut r = self.recent.locked();
         if r.len() == RECENT {
             r.pop_front();
@@ -125,7 +125,7 @@ impl AlertSink {
         frame: Option<&Frame>,
         faces: &[Face],
         wall: SystemTime,
-    ) -> Result<serde_json::Value, OutboxError> {
+    ) -> Result<Alert, OutboxError> {
         self.emit_as(&self.next_id(), outbox, cam, event, frame, faces, wall)
     }
 
@@ -141,7 +141,7 @@ impl AlertSink {
         frame: Option<&Frame>,
         faces: &[Face],
         wall: SystemTime,
-    ) -> Result<serde_json::Value, OutboxError> {
+    ) -> Result<Alert, OutboxError> {
         let id = id.to_string();
         let snapshot_topic = self.topics.snapshot(&self.node, &id);
         let jpeg = match (event.kind, frame) {
@@ -150,7 +150,7 @@ impl AlertSink {
         };
         let mut out = outbox.locked();
         let jpeg = jpeg.filter(|j| self.room_for_snapshot(&mut out, j.len() as u64));
-        let alert = alert_json(&id, &self.node, cam, event, wall, jpeg.as_ref().map(|_| snapshot_topic.as_str()));
+        let alert = alert_for(&id, &self.node, cam, event, wall, jpeg.as_ref().map(|_| snapshot_topic.as_str()));
         let payload = serde_json::to_vec(&alert).unwrap_or_default();
         let alert_row = Message { topic: self.alerts_topic(), payload, retain: false, kind: Kind::Alert };
         let mut messages = vec![alert_row.clone()];
@@ -184,7 +184,7 @@ impl AlertSink {
                 }
                 out.drop_snapshots(u64::MAX)?;
                 let mut alert = alert;
-                alert["snapshot"] = serde_json::Value::Null;
+                alert.snapshot = None;
                 let row = Message { payload: serde_json::to_vec(&alert).unwrap_or_default(), ..alert_row };
                 out.push(&row)?;
                 Ok(alert)
@@ -247,21 +247,21 @@ fn files_of(dir: &std::path::Path, ext: &str, now: SystemTime) -> std::io::Resul
 }
 
 /// The alert document (documented in the book: docs/src/reference/mqtt.md).
-pub fn alert_json(
+pub fn alert_for(
     id: &str,
     node: &str,
     cam: &CameraInfo,
     e: &RuleEvent,
     wall: SystemTime,
     snapshot: Option<&str>,
-) -> serde_json::Value {
+) -> Alert {
     // Event times are stream-relative; place them on the wall clock relative to `wall`,
     // the moment of the frame that produced the event.
     let now = e.ended_at.unwrap_or(e.started_at).max(e.started_at);
     let at = |t: Duration| rfc3339(wall.checked_sub(now.saturating_sub(t)).unwrap_or(wall));
     // Through f64, so 258.4 prints as 258.4 and not 258.3999938964844.
     let round = |v: f32| (v as f64 * 10.0).round() / 10.0;
-    let alert = Alert {
+    Alert {
         schema: Schema::new(),
         version: Version1,
         id: id.to_string(),
@@ -290,8 +290,7 @@ pub fn alert_json(
         ended_at: e.ended_at.map(at),
         snapshot: snapshot.map(str::to_string),
         clip: cam.clip.filter(|_| e.kind == EventKind::New).map(|c| format!("/clips/{c}.mp4")),
-    };
-    serde_json::to_value(&alert).unwrap_or_default()
+    }
 }
 
 /// JPEG of the frame: faces pixelated (unless `raw`), the triggering box drawn, at most

@@ -179,16 +179,13 @@ impl NodePage {
             .alerts
             .recent()
             .into_iter()
-            .map(|mut a| {
-                if a["snapshot"].is_string()
-                    && let Some(id) = a["id"].as_str()
-                {
-                    a["snapshot_url"] = format!("alerts/{id}.jpg").into();
+            .map(|alert| {
+                let mut a = serde_json::to_value(&alert).unwrap_or_default();
+                if alert.snapshot.is_some() {
+                    a["snapshot_url"] = format!("alerts/{}.jpg", alert.id).into();
                 }
-                if let Some(id) = a["id"].as_str()
-                    && self.clips.file(id).is_some()
-                {
-                    a["clip_url"] = format!("clips/{id}.mp4").into();
+                if self.clips.file(&alert.id).is_some() {
+                    a["clip_url"] = format!("clips/{}.mp4", alert.id).into();
                 }
                 a
             })
