@@ -689,6 +689,22 @@ pub fn prune(dir: &std::path::Path, max_age: Duration, max_bytes: u64) -> std::i
     crate::alert::prune_files(dir, "mp4", max_age, max_bytes, SystemTime::now())
 }
 
+/// `GET /clips/<alert id>.mp4`: an event clip, as the alert's `clip` field names it.
+pub fn routes(clips: Arc<Clips>) -> axum::Router {
+    use crate::telemetry::http::{Get, Reply, get};
+    axum::Router::new().route(
+        "/clips/:file",
+        get(move |g: &Get| {
+            let found =
+                g.param("file").strip_suffix(".mp4").and_then(|id| clips.file(id)).and_then(|p| std::fs::read(p).ok());
+            match found {
+                Some(mp4) => Reply::new(200, "video/mp4", mp4),
+                None => Reply::new(404, "text/plain", "no such clip (not made yet, deleted by retention, or off)\n"),
+            }
+        }),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

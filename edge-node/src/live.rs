@@ -169,6 +169,29 @@ fn downscaled(frame: &Frame, width: u32) -> Option<Frame> {
     })
 }
 
+/// `GET /cameras/<id>/snapshot.jpg[?width=N]`: the camera's newest detected frame, faces
+/// pixelated, at most `width` (64–1920, default 640) pixels wide.
+pub fn routes(live: Arc<LiveFrames>) -> axum::Router {
+    use crate::telemetry::http::{Get, Reply, get};
+    axum::Router::new().route(
+        "/cameras/:camera/snapshot.jpg",
+        get(move |g: &Get| {
+            let camera = g.param("camera");
+            let width = g.query.split('&').find_map(|kv| kv.strip_prefix("width=")).map(str::parse::<u32>);
+            let width = match width {
+                None => 640,
+                Some(Ok(w)) if (64..=1920).contains(&w) => w,
+                Some(_) => return Reply::new(400, "text/plain", "width must be a number of pixels, 64 to 1920\n"),
+            };
+            match live.snapshot(camera, width) {
+                Ok(s) => Reply::new(200, "image/jpeg", s.jpeg),
+                Err(e @ LiveError::Unknown) => Reply::new(404, "text/plain", format!("camera {camera}: {e}\n")),
+                Err(e) => Reply::new(503, "text/plain", format!("camera {camera}: {e}\n")),
+            }
+        }),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

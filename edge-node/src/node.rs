@@ -33,9 +33,8 @@ use crate::outbox::{DiskGuard, DiskState, Kind, Message, Optional, Outbox, Outbo
 use crate::rules::IncidentIds;
 use crate::source::{CameraSpec, Ingest, IngestOptions};
 use crate::telemetry::CameraRegistry;
-use crate::telemetry::http::Reply;
 use crate::telemetry::node::{
-    MetricsSources, Snapshot, camera_status_json, disk_json, disk_status, health, log_disk_change, node_metrics,
+    MetricsSources, Snapshot, camera_status_json, disk_status, log_disk_change, node_metrics,
 };
 
 /// Valid commands waiting for the main loop; beyond this the sender is answered "busy".
@@ -216,26 +215,6 @@ fn runtime_with_signals(name: &str) -> Result<(tokio::runtime::Runtime, Signals)
     Ok((rt, signals))
 }
 
-fn json_reply(v: &serde_json::Value) -> crate::telemetry::http::Reply {
-    crate::telemetry::http::Reply::new(200, "application/json", serde_json::to_vec_pretty(v).unwrap_or_default())
-}
-
-/// `GET /cameras/<id>/snapshot.jpg[?width=N]`: the camera's newest detected frame, faces
-/// pixelated, at most `width` (64–1920, default 640) pixels wide.
-fn live_snapshot(live: &crate::live::LiveFrames, camera: &str, query: &str) -> Reply {
-    let width = query.split('&').find_map(|kv| kv.strip_prefix("width=")).map(str::parse::<u32>);
-    let width = match width {
-        None => 640,
-        Some(Ok(w)) if (64..=1920).contains(&w) => w,
-        Some(_) => return Reply::new(400, "text/plain", "width must be a number of pixels, 64 to 1920\n"),
-    };
-    match live.snapshot(camera, width) {
-        Ok(s) => Reply::new(200, "image/jpeg", s.jpeg),
-        Err(e @ crate::live::LiveError::Unknown) => Reply::new(404, "text/plain", format!("camera {camera}: {e}\n")),
-        Err(e) => Reply::new(503, "text/plain", format!("camera {camera}: {e}\n")),
-    }
-}
-
 /// `edge-node dispatch`: the dispatcher alone, for every node's alerts, until SIGINT/SIGTERM.
 pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
     let (rt, mut signals) = runtime_with_signals("dispatch")?;
@@ -248,54 +227,41 @@ pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
         let _entered = rt.enter();
         DispatchService::start(&config, &base, &topics.all_alerts(), true, disk.clone())?
     };
-    let (stats, connected) =
-        (Arc::new(crate::dispatch::stats::collector(service.metrics.clone())), service.link_stats());
+    let stats = Arc::new(crate::dispatch::stats::collector(service.metrics.clone()));
     let disk_metrics =
         Arc::new(crate::telemetry::ScrapeCollector::new(move |m| crate::telemetry::disk_metrics(m, &disk)));
-    let (dispatcher, latest, fleet) = (service.dispatcher.clone(), service.metrics.clone(), service.fleet.clone());
-    let (title, window) = (config.node.name.clone(), config.dispatch.retention.as_secs());
-    let intake = service.intake.clone();
     let access = crate::telemetry::http::Access {
         token: config.http.token.clone(),
-        own_credentials: intake.iter().map(|_| crate::dispatch::intake::PATH).collect(),
+        own_credentials: service.intake.iter().map(|_| crate::dispatch::intake::PATH).collect(),
     };
     if config.reports.is_some() {
         info!("residents' reports: POST /api/v1/reports, and MQTT <prefix>/dispatch/reports/in/<gateway>");
     }
-    let handler: crate::telemetry::http::Handler = Arc::new(move |r: &crate::telemetry::http::Request| match r.path {
-        path if path.starts_with(crate::dispatch::intake::PATH) => intake.as_ref()?.answer(r),
-        // A report's photo for inspectors and the control room (the listener's token, if any).
-        path if path.starts_with("/reports/") && path.ends_with("/photo.jpg") => {
-            let id = &path["/reports/".len()..path.len() - "/photo.jpg".len()];
-            Some(match dispatcher.report_photo(id) {
-                Ok(Some(jpeg)) => Reply::new(200, "image/jpeg", jpeg),
-                _ => Reply::new(404, "text/plain", "no such report photo\n"),
-            })
-        }
-        path if path.starts_with("/cameras/") && path.ends_with("/thumbnail.jpg") => {
-            let rest = &path["/cameras/".len()..path.len() - "/thumbnail.jpg".len()];
-            let (node, camera) = rest.split_once('/')?;
-            Some(match fleet.as_ref()?.thumbnail(node, camera) {
-                Some(jpeg) => Reply::new(200, "image/jpeg", jpeg),
-                None => Reply::new(404, "text/plain", "no thumbnail of that camera yet\n"),
-            })
-        }
-        "/" => Some(Reply::new(200, "text/html; charset=utf-8", crate::telemetry::page::PAGE)),
-        "/api/overview" => {
-            let fleet = fleet.as_ref()?;
-            let up = connected.connected.load(std::sync::atomic::Ordering::SeqCst);
-            let v = crate::telemetry::page::district_overview(&title, up, &dispatcher, &latest, fleet, window);
-            Some(json_reply(&v))
-        }
-        "/metrics" => Some(
-            crate::telemetry::metrics_response(r.accept, vec![Box::new(stats.clone()), Box::new(disk_metrics.clone())])
-                .into(),
-        ),
-        path => health(path, &connected, None).map(Into::into),
-    });
+    let mut routes = crate::telemetry::probes(service.link_stats(), None)
+        .merge(crate::telemetry::metrics_route(move || {
+            vec![
+                Box::new(stats.clone()) as Box<dyn prometheus_client::collector::Collector>,
+                Box::new(disk_metrics.clone()),
+            ]
+        }))
+        .merge(crate::dispatch::reports::routes(service.dispatcher.clone()));
+    if let Some(intake) = &service.intake {
+        routes = routes.merge(crate::dispatch::intake::routes(intake.clone()));
+    }
+    if let Some(fleet) = &service.fleet {
+        routes =
+            routes.merge(crate::dispatch::fleet::routes(fleet.clone())).merge(crate::telemetry::page::district_routes(
+                config.node.name.clone(),
+                service.link_stats(),
+                service.dispatcher.clone(),
+                service.metrics.clone(),
+                fleet.clone(),
+                config.dispatch.retention.as_secs(),
+            ));
+    }
     let addr = {
         let _entered = rt.enter();
-        crate::telemetry::http::serve_on(http, handler, access)
+        crate::telemetry::http::serve_on(http, routes, access)
     }
     .map_err(|source| NodeError::Listen { addr: config.http.listen, source })?;
     info!(listen = %addr, lock = %lock.path().display(), "http: /metrics /healthz /readyz");
@@ -522,7 +488,6 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
             Arc::new(crate::telemetry::ScrapeCollector::new(move |m| node_metrics(m, &snap.locked(), &sources)))
         };
         let live = graph.live.clone();
-        let clips_http = clips.clone();
         let page = crate::telemetry::page::NodePage {
             clips: clips.clone(),
             node: config.node.id.clone(),
@@ -539,64 +504,26 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
             token: config.http.token.clone(),
             own_credentials: intake.iter().map(|_| crate::dispatch::intake::PATH).collect(),
         };
-        let handler: crate::telemetry::http::Handler =
-            Arc::new(move |r: &crate::telemetry::http::Request| match r.path {
-                path if path.starts_with(crate::dispatch::intake::PATH) => intake.as_ref()?.answer(r),
-                "/" => Some(Reply::new(200, "text/html; charset=utf-8", crate::telemetry::page::PAGE)),
-                "/api/overview" => Some(json_reply(&page.overview())),
-                path if path.starts_with("/clips/") && path.ends_with(".mp4") => {
-                    let id = &path["/clips/".len()..path.len() - ".mp4".len()];
-                    Some(match clips_http.file(id).and_then(|p| std::fs::read(p).ok()) {
-                        Some(mp4) => Reply::new(200, "video/mp4", mp4),
-                        None => {
-                            Reply::new(404, "text/plain", "no such clip (not made yet, deleted by retention, or off)\n")
-                        }
-                    })
+        let mut routes = crate::telemetry::probes(stats, Some(sources.disk.clone()))
+            .merge(crate::telemetry::metrics_route(move || {
+                let mut collectors: Vec<Box<dyn prometheus_client::collector::Collector>> =
+                    vec![Box::new(node_collector.clone())];
+                if let Some(d) = &dispatch_metrics {
+                    collectors.push(Box::new(d.clone()));
                 }
-                path if path.starts_with("/alerts/") && path.ends_with(".jpg") => {
-                    let id = &path["/alerts/".len()..path.len() - ".jpg".len()];
-                    Some(match sources.alerts.snapshot_file(id) {
-                        Some(jpeg) => Reply::new(200, "image/jpeg", jpeg),
-                        None => {
-                            Reply::new(404, "text/plain", "no such snapshot (deleted by retention, or never stored)\n")
-                        }
-                    })
-                }
-                "/metrics" => {
-                    let mut collectors: Vec<Box<dyn prometheus_client::collector::Collector>> =
-                        vec![Box::new(node_collector.clone())];
-                    if let Some(d) = &dispatch_metrics {
-                        collectors.push(Box::new(d.clone()));
-                    }
-                    Some(crate::telemetry::metrics_response(r.accept, collectors).into())
-                }
-                "/status" => {
-                    let s = snap.locked();
-                    let cams: Vec<_> = sources
-                        .cameras
-                        .status()
-                        .iter()
-                        .map(|c| {
-                            let mut v = camera_status_json(&node_id, c, &s.at);
-                            v["snapshot_at"] = live.at(&c.id).map(crate::contract::time::rfc3339).into();
-                            v
-                        })
-                        .collect();
-                    let v = serde_json::json!({
-                        "node": node_id, "outbox_pending": s.outbox_pending, "disk": disk_json(&sources.disk),
-                        "at": s.at, "cameras": cams,
-                    });
-                    Some(json_reply(&v))
-                }
-                path if path.starts_with("/cameras/") && path.ends_with("/snapshot.jpg") => {
-                    let camera = &path["/cameras/".len()..path.len() - "/snapshot.jpg".len()];
-                    Some(live_snapshot(&live, camera, r.query))
-                }
-                path => health(path, &stats, Some(&sources.disk)).map(Into::into),
-            });
+                collectors
+            }))
+            .merge(crate::telemetry::node::status_route(node_id, snap, sources.clone(), live.clone()))
+            .merge(page.routes())
+            .merge(crate::clips::routes(clips.clone()))
+            .merge(crate::alert::routes(sources.alerts.clone()))
+            .merge(crate::live::routes(live));
+        if let Some(intake) = intake {
+            routes = routes.merge(crate::dispatch::intake::routes(intake));
+        }
         let addr = {
             let _entered = rt.enter();
-            crate::telemetry::http::serve_on(http, handler, access)
+            crate::telemetry::http::serve_on(http, routes, access)
         }
         .map_err(|source| NodeError::Listen { addr: config.http.listen, source })?;
         info!(listen = %addr, lock = %lock.path().display(), "http: /metrics /healthz /readyz /status");

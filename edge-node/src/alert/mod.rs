@@ -451,6 +451,18 @@ pub fn prune_files(
     Ok((removed, total))
 }
 
+/// `GET /alerts/<alert id>.jpg`: a stored alert snapshot.
+pub fn routes(alerts: Arc<AlertSink>) -> axum::Router {
+    use crate::telemetry::http::{Get, Reply, get};
+    axum::Router::new().route(
+        "/alerts/:file",
+        get(move |g: &Get| match g.param("file").strip_suffix(".jpg").and_then(|id| alerts.snapshot_file(id)) {
+            Some(jpeg) => Reply::new(200, "image/jpeg", jpeg),
+            None => Reply::new(404, "text/plain", "no such snapshot (deleted by retention, or never stored)\n"),
+        }),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@
 
 use crate::Locked;
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
@@ -181,6 +181,19 @@ impl Fleet {
         let alerts = inner.alerts.iter().rev().cloned().collect();
         (cameras, nodes, alerts)
     }
+}
+
+/// `GET /cameras/<node>/<camera>/thumbnail.jpg`: a camera's newest thumbnail, as its node
+/// published it (the district page).
+pub fn routes(fleet: Arc<Fleet>) -> axum::Router {
+    use crate::telemetry::http::{Get, Reply, get};
+    axum::Router::new().route(
+        "/cameras/:node/:camera/thumbnail.jpg",
+        get(move |g: &Get| match fleet.thumbnail(g.param("node"), g.param("camera")) {
+            Some(jpeg) => Reply::new(200, "image/jpeg", jpeg),
+            None => Reply::new(404, "text/plain", "no thumbnail of that camera yet\n"),
+        }),
+    )
 }
 
 #[cfg(test)]

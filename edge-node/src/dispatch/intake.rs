@@ -488,6 +488,12 @@ impl Intake {
     }
 }
 
+/// Everything under [`PATH`]: reports in (`POST`, with a body), their status, photo and
+/// rating (the reporter's token, not the listener's).
+pub fn routes(intake: Arc<Intake>) -> axum::Router {
+    crate::telemetry::http::with_body(PATH, Arc::new(move |r: &Request| intake.answer(r)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@
 use crate::Locked;
 use rusqlite::{OptionalExtension, params};
 use sha2::Digest;
+use std::sync::Arc;
 
 use super::{DispatchError, Dispatcher, Order, State};
 
@@ -384,6 +385,19 @@ impl Dispatcher {
             Ok::<_, DispatchError>(Ok(reopen))
         })
     }
+}
+
+/// `GET /reports/<id>/photo.jpg`: a report's photo (faces pixelated), for inspectors and
+/// the control room (behind the listener's token, if any).
+pub fn routes(dispatcher: Arc<Dispatcher>) -> axum::Router {
+    use crate::telemetry::http::{Get, Reply, get};
+    axum::Router::new().route(
+        "/reports/:id/photo.jpg",
+        get(move |g: &Get| match dispatcher.report_photo(g.param("id")) {
+            Ok(Some(jpeg)) => Reply::new(200, "image/jpeg", jpeg),
+            _ => Reply::new(404, "text/plain", "no such report photo\n"),
+        }),
+    )
 }
 
 #[cfg(test)]

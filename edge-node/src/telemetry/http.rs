@@ -1,7 +1,8 @@
-//! The HTTP endpoints (`/metrics`, `/healthz`, `/readyz`, `/status`, the status page and
-//! camera snapshots) on axum, on the node's tokio runtime. Answers are computed by a
-//! [`Handler`] on a blocking thread (they read locks and SQLite, or encode a JPEG), so a slow
-//! answer never holds up the runtime; anything but `GET` of a known path gets 404 or 405.
+//! The HTTP listener of the node and the dispatcher, on axum, on their tokio runtime. Each
+//! part declares the routes it serves as an axum router (`clips::routes`, `live::routes`,
+//! `telemetry::routes`, …) and the command merges them; answers are computed on a blocking
+//! thread ([`get`]: they read locks and SQLite, or encode a JPEG), so a slow answer never
+//! holds up the runtime; an unknown path gets 404, a known one asked with another method 405.
 //! `/metrics` is OpenMetrics for a scraper that asks for it (Prometheus does) and the classic
 //! Prometheus text format otherwise (curl, promtool).
 //!
@@ -60,8 +61,76 @@ impl From<(u16, &'static str, String)> for Reply {
     }
 }
 
-/// Answers a path, or `None` for 404.
+/// Answers a whole request (`GET` or `POST` with its body), or `None` for 404: for the parts
+/// with credentials of their own under one prefix (residents' reports, [`with_body`]).
 pub type Handler = Arc<dyn Fn(&Request) -> Option<Reply> + Send + Sync>;
+
+/// What a `GET` route's handler sees: the path's parameters (`/clips/:file` gives
+/// `file`), the query string without `?`, and the `Accept` header.
+pub struct Get {
+    params: Vec<(String, String)>,
+    pub query: String,
+    pub accept: String,
+}
+
+impl Get {
+    /// The path parameter `name` ("" when the route has none of that name).
+    pub fn param(&self, name: &str) -> &str {
+        self.params.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str())
+    }
+}
+
+/// A `GET` route answered on a blocking thread (handlers read locks, SQLite or files, or
+/// encode a JPEG: a slow answer never holds up the runtime). Other methods get 405.
+pub fn get<F>(f: F) -> axum::routing::MethodRouter
+where
+    F: Fn(&Get) -> Reply + Clone + Send + Sync + 'static,
+{
+    axum::routing::get(move |params: axum::extract::RawPathParams, uri: Uri, headers: HeaderMap| async move {
+        let asked = Get {
+            params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            query: uri.query().unwrap_or("").to_string(),
+            accept: headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string(),
+        };
+        match tokio::task::spawn_blocking(move || f(&asked)).await {
+            Ok(r) => r.into_response(),
+            Err(e) => {
+                tracing::error!("http handler failed: {e}");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
+            }
+        }
+    })
+}
+
+/// The routes of a part with credentials of its own under `prefix` (listed in
+/// [`Access::own_credentials`]): every method reaches `handler` with the whole request;
+/// only these routes take a body.
+pub fn with_body(prefix: &'static str, handler: Handler) -> axum::Router {
+    let route = axum::routing::any(
+        move |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+              method: Method,
+              uri: Uri,
+              headers: HeaderMap,
+              body: axum::body::Body| {
+            let handler = handler.clone();
+            async move { answer(handler, method, uri, headers, body, peer).await }
+        },
+    );
+    axum::Router::new().route(prefix, route.clone()).route(&format!("{prefix}/*rest"), route)
+}
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, [(header::CONTENT_TYPE, self.content_type), (header::CACHE_CONTROL, "no-store")], self.body)
+            .into_response()
+    }
+}
+
+/// A JSON answer (pretty, for people reading it with curl).
+pub fn json(v: &impl serde::Serialize) -> Reply {
+    Reply::new(200, "application/json", serde_json::to_vec_pretty(v).unwrap_or_default())
+}
 
 /// Paths anyone may read: the probes of a supervisor (kubelet, load balancer) say nothing
 /// about cameras.
@@ -84,36 +153,17 @@ impl Access {
     }
 }
 
-/// Serves an already bound listener (bind at start, so a taken port stops the node before
-/// anything else starts) on the current tokio runtime; returns the bound address. With a
-/// token, requests must carry it (see the module's note).
-pub fn serve_on(listener: TcpListener, handler: Handler, access: Access) -> std::io::Result<SocketAddr> {
+/// Serves `routes` on an already bound listener (bind at start, so a taken port stops the
+/// node before anything else starts) on the current tokio runtime; returns the bound
+/// address. With a token, requests must carry it (see the module's note); an unknown path
+/// gets 404, a known one asked with another method 405.
+pub fn serve_on(listener: TcpListener, routes: axum::Router, access: Access) -> std::io::Result<SocketAddr> {
     listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    let access = Arc::new(access);
-    let app = axum::Router::new()
-        .fallback(
-            move |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
-                  method: Method,
-                  uri: Uri,
-                  headers: HeaderMap,
-                  body: axum::body::Body| {
-                let (handler, access) = (handler.clone(), access.clone());
-                async move {
-                    let path = uri.path();
-                    let own = access.own(path);
-                    if let Some(t) = &access.token
-                        && !OPEN.contains(&path)
-                        && !own
-                        && !authorized(&headers, t)
-                    {
-                        return refused();
-                    }
-                    answer(handler, method, uri, headers, body, peer, own).await
-                }
-            },
-        )
+    let app = routes
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found; try /, /metrics, /healthz, /readyz, /status\n") })
+        .layer(axum::middleware::from_fn_with_state(Arc::new(access), guard))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY));
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await {
@@ -121,6 +171,24 @@ pub fn serve_on(listener: TcpListener, handler: Handler, access: Access) -> std:
         }
     });
     Ok(bound)
+}
+
+/// Lets a request through when it carries the token, asks for a probe, or goes to a part
+/// with credentials of its own; anything else gets 401 and nothing of the answer.
+async fn guard(
+    axum::extract::State(access): axum::extract::State<Arc<Access>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    if let Some(t) = &access.token
+        && !OPEN.contains(&path)
+        && !access.own(path)
+        && !authorized(request.headers(), t)
+    {
+        return refused();
+    }
+    next.run(request).await
 }
 
 /// Whether the request carries the token, as a bearer token or a basic-auth password.
@@ -175,14 +243,10 @@ async fn answer(
     headers: HeaderMap,
     body: axum::body::Body,
     peer: SocketAddr,
-    takes_body: bool,
 ) -> Response {
     let text = |h: header::HeaderName| headers.get(h).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let body = match method {
         Method::GET => None,
-        Method::POST if !takes_body => {
-            return (StatusCode::METHOD_NOT_ALLOWED, "only GET here\n").into_response();
-        }
         Method::POST => {
             // Refused before reading it whole: the length it says, then what it really sends.
             let said = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
@@ -206,11 +270,7 @@ async fn answer(
     })
     .await;
     match answered {
-        Ok(Some(r)) => {
-            let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            (status, [(header::CONTENT_TYPE, r.content_type), (header::CACHE_CONTROL, "no-store")], r.body)
-                .into_response()
-        }
+        Ok(Some(r)) => r.into_response(),
         Ok(None) => (StatusCode::NOT_FOUND, "not found; try /, /metrics, /healthz, /readyz, /status\n").into_response(),
         Err(e) => {
             tracing::error!("http handler failed: {e}");
@@ -258,7 +318,7 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
 
-    fn get(addr: SocketAddr, request: &str) -> String {
+    fn ask(addr: SocketAddr, request: &str) -> String {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         s.write_all(request.as_bytes()).unwrap();
         let mut out = String::new();
@@ -273,23 +333,22 @@ mod tests {
             let _e = rt.enter();
             serve_on(
                 TcpListener::bind("127.0.0.1:0").unwrap(),
-                Arc::new(|r: &Request| {
-                    (r.path == "/healthz").then(|| (200, "text/plain", format!("ok {}\n", r.accept)).into())
-                }),
+                axum::Router::new()
+                    .route("/healthz", get(|g: &Get| (200, "text/plain", format!("ok {}\n", g.accept)).into())),
                 Access::default(),
             )
             .unwrap()
         };
-        let r = get(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\nAccept: a/b\r\nConnection: close\r\n\r\n");
+        let r = ask(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\nAccept: a/b\r\nConnection: close\r\n\r\n");
         assert!(r.starts_with("HTTP/1.1 200 OK") && r.ends_with("ok a/b\n"), "{r}");
-        assert!(get(addr, "GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").starts_with("HTTP/1.1 404"));
+        assert!(ask(addr, "GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").starts_with("HTTP/1.1 404"));
         assert!(
-            get(addr, "POST /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").starts_with("HTTP/1.1 405")
+            ask(addr, "POST /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").starts_with("HTTP/1.1 405")
         );
         // Garbage and a silent client do not stop the server.
-        let _ = get(addr, "\u{0}\u{1}garbage\r\n\r\n");
+        let _ = ask(addr, "\u{0}\u{1}garbage\r\n\r\n");
         let silent = std::net::TcpStream::connect(addr).unwrap();
-        assert!(get(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").starts_with("HTTP/1.1 200"));
+        assert!(ask(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").starts_with("HTTP/1.1 200"));
         drop(silent);
     }
 
@@ -301,16 +360,28 @@ mod tests {
             let _e = rt.enter();
             serve_on(
                 TcpListener::bind("127.0.0.1:0").unwrap(),
-                Arc::new(|r: &Request| {
-                    let body = r.post.as_ref().map(|p| String::from_utf8_lossy(p.body).to_string()).unwrap_or_default();
-                    Some((200, "text/plain", format!("secret of {}{body}\n", r.path)).into())
-                }),
+                {
+                    let secret = |path: &'static str| {
+                        get(move |_: &Get| (200, "text/plain", format!("secret of {path}\n")).into())
+                    };
+                    let own: Handler = Arc::new(|r: &Request| {
+                        let body =
+                            r.post.as_ref().map(|p| String::from_utf8_lossy(p.body).to_string()).unwrap_or_default();
+                        Some((200, "text/plain", format!("secret of {}{body}\n", r.path)).into())
+                    });
+                    axum::Router::new()
+                        .route("/status", secret("/status"))
+                        .route("/x.jpg", secret("/x.jpg"))
+                        .route("/healthz", secret("/healthz"))
+                        .route("/readyz", secret("/readyz"))
+                        .merge(with_body("/api/own", own))
+                },
                 Access { token: Some(Secret::new(token)), own_credentials: vec!["/api/own"] },
             )
             .unwrap()
         };
         let with = |path: &str, auth: &str| {
-            get(addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"))
+            ask(addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"))
         };
         use base64::Engine;
         let basic = |user_pass: &str| {
@@ -344,7 +415,7 @@ mod tests {
         assert!(with("/api/own/x", "").ends_with("secret of /api/own/x\n"));
         assert!(with("/api/ownother", "").starts_with("HTTP/1.1 401"));
         let post = |path: &str, auth: &str| {
-            get(
+            ask(
                 addr,
                 &format!("POST {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 2\r\nConnection: close\r\n\r\nhi"),
             )

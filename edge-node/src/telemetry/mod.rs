@@ -7,6 +7,7 @@ pub mod page;
 
 use crate::RwLocked;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
@@ -214,4 +215,24 @@ pub fn render(collectors: Vec<Box<dyn prometheus_client::collector::Collector>>)
         tracing::warn!("cannot encode metrics: {e:?}");
     }
     out
+}
+
+/// `GET /healthz` (200 while the process runs) and `/readyz` (200 once connected to the
+/// broker and while the disk has room for alerts; 503 with the reason otherwise).
+pub fn probes(link: Arc<crate::mqtt::LinkStats>, disk: Option<crate::outbox::DiskGuard>) -> axum::Router {
+    use http::{Get, get};
+    let answer = move |path: &'static str| {
+        let (link, disk) = (link.clone(), disk.clone());
+        get(move |_: &Get| node::health(path, &link, disk.as_ref()).expect("a probe path").into())
+    };
+    axum::Router::new().route("/healthz", answer("/healthz")).route("/readyz", answer("/readyz"))
+}
+
+/// `GET /metrics` of what `collectors` gives on each scrape (OpenMetrics when asked for).
+pub fn metrics_route<F>(collectors: F) -> axum::Router
+where
+    F: Fn() -> Vec<Box<dyn prometheus_client::collector::Collector>> + Clone + Send + Sync + 'static,
+{
+    axum::Router::new()
+        .route("/metrics", http::get(move |g: &http::Get| metrics_response(&g.accept, collectors()).into()))
 }

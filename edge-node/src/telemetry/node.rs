@@ -333,3 +333,34 @@ pub(crate) fn log_disk_change(disk: &DiskGuard, before: DiskState) -> DiskState 
     }
     now
 }
+
+/// `GET /status`: every camera's status (with when its newest picture was taken), the
+/// outbox and the disk, as JSON.
+pub(crate) fn status_route(
+    node: String,
+    snapshot: Arc<std::sync::Mutex<Snapshot>>,
+    sources: Arc<MetricsSources>,
+    live: Arc<crate::live::LiveFrames>,
+) -> axum::Router {
+    use super::http::{Get, get, json};
+    axum::Router::new().route(
+        "/status",
+        get(move |_: &Get| {
+            let s = snapshot.locked();
+            let cams: Vec<_> = sources
+                .cameras
+                .status()
+                .iter()
+                .map(|c| {
+                    let mut v = camera_status_json(&node, c, &s.at);
+                    v["snapshot_at"] = live.at(&c.id).map(crate::contract::time::rfc3339).into();
+                    v
+                })
+                .collect();
+            json(&serde_json::json!({
+                "node": node, "outbox_pending": s.outbox_pending, "disk": disk_json(&sources.disk),
+                "at": s.at, "cameras": cams,
+            }))
+        }),
+    )
+}

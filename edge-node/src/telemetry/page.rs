@@ -214,6 +214,36 @@ impl NodePage {
     }
 }
 
+impl NodePage {
+    /// `GET /` (the page) and `/api/overview` (what it shows, as JSON).
+    pub fn routes(self) -> axum::Router {
+        use super::http::{Get, get, json};
+        let page = Arc::new(self);
+        axum::Router::new()
+            .route("/", get(|_: &Get| super::http::Reply::new(200, "text/html; charset=utf-8", PAGE)))
+            .route("/api/overview", get(move |_: &Get| json(&page.overview())))
+    }
+}
+
+/// The district page of `edge-node dispatch`: `GET /` and `/api/overview`.
+pub fn district_routes(
+    title: String,
+    link: Arc<crate::mqtt::LinkStats>,
+    dispatcher: Arc<crate::dispatch::Dispatcher>,
+    latest: Arc<Mutex<Vec<crate::dispatch::stats::Group>>>,
+    fleet: Arc<crate::dispatch::fleet::Fleet>,
+    window_s: u64,
+) -> axum::Router {
+    use super::http::{Get, get, json};
+    axum::Router::new().route("/", get(|_: &Get| super::http::Reply::new(200, "text/html; charset=utf-8", PAGE))).route(
+        "/api/overview",
+        get(move |_: &Get| {
+            let up = link.connected.load(std::sync::atomic::Ordering::SeqCst);
+            json(&district_overview(&title, up, &dispatcher, &latest, &fleet, window_s))
+        }),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
