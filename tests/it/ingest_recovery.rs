@@ -31,6 +31,7 @@ fn options() -> IngestOptions {
 
 #[test]
 fn cameras_return_after_the_server_is_killed_and_restarted() {
+    let _scenario = crate::common::scenario(module_path!());
     let _logs = captured_logs();
     let port = free_port();
     let mut sim = spawn_sim(port);
@@ -74,6 +75,7 @@ fn cameras_return_after_the_server_is_killed_and_restarted() {
 
 #[test]
 fn a_stalled_stream_is_detected_and_reconnected() {
+    let _scenario = crate::common::scenario(module_path!());
     let sim = simulator(&["s=pattern:ball:4,size=320x240,keyint=1s"]);
     let frames = Frames::default();
     // One camera per RTSP client, on one stream.

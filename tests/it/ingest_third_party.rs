@@ -14,6 +14,7 @@ use edge_node::source::{CameraState, Ingest, IngestOptions};
 
 #[test]
 fn ingests_a_stream_from_vlc() {
+    let _scenario = crate::common::scenario(module_path!());
     let _logs = captured_logs();
     let cvlc = ["/usr/bin/cvlc"]
         .into_iter()

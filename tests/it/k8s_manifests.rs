@@ -43,6 +43,7 @@ fn toml_of(file: &str) -> toml::Table {
 
 #[test]
 fn the_manifests_validate_against_the_pinned_kubernetes_schema() {
+    let _scenario = crate::common::scenario(module_path!());
     let python = root().join(".cache/venv/bin/python");
     assert!(python.exists(), "{} is missing: run `make setup` (it installs kubernetes-validate)", python.display());
     let out = Command::new(&python).arg(root().join("deploy/k8s/check.py")).output().unwrap();
@@ -52,6 +53,7 @@ fn the_manifests_validate_against_the_pinned_kubernetes_schema() {
 
 #[test]
 fn the_checker_finds_what_is_wrong() {
+    let _scenario = crate::common::scenario(module_path!());
     // The checker itself: a copy of the manifests with three mistakes, each reported.
     let dir = std::env::temp_dir().join(format!("gridsight-k8s-bad-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -90,6 +92,7 @@ fn the_checker_finds_what_is_wrong() {
 
 #[test]
 fn the_district_files_are_valid_for_every_pod_and_share_one_grid() {
+    let _scenario = crate::common::scenario(module_path!());
     let dir = fresh_dir("k8s");
     let district = local_copy("district.toml", &dir);
     let count = toml_of("district.toml")["shard"]["count"].as_integer().unwrap();
@@ -121,6 +124,7 @@ fn the_district_files_are_valid_for_every_pod_and_share_one_grid() {
 
 #[test]
 fn the_container_file_runs_what_the_package_installs() {
+    let _scenario = crate::common::scenario(module_path!());
     let file = std::fs::read_to_string(root().join("deploy/container/Containerfile")).unwrap();
     // Built from the package that `make deb` makes (tests/it/package.rs checks its contents).
     assert!(file.contains("COPY gridsight_*_amd64.deb /tmp/"));

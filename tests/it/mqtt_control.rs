@@ -50,6 +50,7 @@ fn reply_to(got: &Received, id: &str) -> Option<serde_json::Value> {
 
 #[test]
 fn commands_and_hostile_input_over_the_embedded_broker() {
+    let _scenario = crate::common::scenario(module_path!());
     let dir = fresh_dir("ctl");
     let port = free_port();
     let path = dir.join("node.toml");

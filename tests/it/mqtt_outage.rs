@@ -23,6 +23,7 @@ fn alert(i: usize) -> Message {
 
 #[test]
 fn alerts_written_during_an_outage_arrive_afterwards() {
+    let _scenario = crate::common::scenario(module_path!());
     let port = free_port();
     let mut broker = Mosquitto::start(port);
     let got = subscriber(port, "gridsight/test/alerts");
@@ -92,6 +93,7 @@ fn alerts_written_during_an_outage_arrive_afterwards() {
 /// pool stores while it drains at SIGTERM) instead of leaving them for the next start.
 #[test]
 fn a_clean_stop_delivers_the_rows_committed_before_it() {
+    let _scenario = crate::common::scenario(module_path!());
     let port = free_port();
     let _broker = Mosquitto::start(port);
     let got = subscriber(port, "gridsight/test/alerts");

@@ -109,6 +109,7 @@ fn link(port: u16, tls: TlsFiles, db: &Path) -> (MqttLink, Arc<Mutex<Outbox>>, t
 
 #[test]
 fn mutual_tls_with_client_certificate() {
+    let _scenario = crate::common::scenario(module_path!());
     let dir = fresh_dir("tls");
     make_certs(&dir);
     let (tls_port, plain_port) = (free_port(), free_port());
@@ -156,6 +157,7 @@ fn mutual_tls_with_client_certificate() {
 /// password delivers, a wrong one is refused and nothing leaves the outbox.
 #[test]
 fn username_and_password() {
+    let _scenario = crate::common::scenario(module_path!());
     let dir = fresh_dir("auth");
     let passwords = dir.join("passwords");
     let ok = Command::new("mosquitto_passwd")

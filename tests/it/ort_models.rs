@@ -32,6 +32,7 @@ fn input(w: u32, h: u32) -> Array4<f32> {
 
 #[test]
 fn a_provider_the_library_lacks_falls_back_to_cpu() {
+    let _scenario = crate::common::scenario(module_path!());
     use edge_node::config::Provider;
     // The PyPI wheel is CPU only: CUDA is reported missing and the session still loads.
     assert!(inference::runtime::provider_available(Provider::Cpu));
@@ -51,6 +52,7 @@ fn matches(declared: &[i64], contract: &[Dim]) -> bool {
 
 #[test]
 fn runtime_loads_and_every_model_meets_its_contract() {
+    let _scenario = crate::common::scenario(module_path!());
     let (lib, _) = inference::init_runtime().expect("ONNX Runtime loads");
     assert!(lib.ends_with(inference::runtime::LIBRARY_FILE));
     let models = root().join("models");

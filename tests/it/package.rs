@@ -10,6 +10,7 @@ use crate::common::*;
 
 #[test]
 fn the_package_builds_installs_its_files_and_runs() {
+    let _scenario = crate::common::scenario(module_path!());
     let dir = fresh_dir("deb");
     let out = Command::new("bash")
         .arg(root().join("deploy/deb/build.sh"))

@@ -74,6 +74,7 @@ fn reports(db: &std::path::Path) -> i64 {
 
 #[test]
 fn a_report_becomes_an_order_is_resolved_and_rated() {
+    let _scenario = crate::common::scenario(module_path!());
     let dir = fresh_dir("reports");
     let port = free_port();
     let _broker = Mosquitto::start(port);

@@ -44,6 +44,7 @@ fn write(node: &Node, dir: &std::path::Path, index: usize, count: usize, url: &s
 
 #[test]
 fn three_nodes_share_twelve_cameras_and_a_fourth_takes_only_its_share() {
+    let _scenario = crate::common::scenario(module_path!());
     let sim = simulator(&["s=pattern:ball:4,size=320x240,keyint=2s"]);
     let url = sim.url("s");
     let dir = fresh_dir("shard");

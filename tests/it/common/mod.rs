@@ -472,3 +472,36 @@ pub fn decode_mp4(path: &std::path::Path) -> (Duration, Vec<(u32, u32, Vec<u8>)>
     let _ = p.set_state(gstreamer::State::Null);
     (Duration::from_nanos(duration.map(|d| d.nseconds()).unwrap_or(0)), frames)
 }
+
+/// Who is in the room: the scenario (module) running now, and how many of its tests.
+static ROOM: Mutex<(Option<&'static str>, usize)> = Mutex::new((None, 0));
+static ROOM_FREED: std::sync::Condvar = std::sync::Condvar::new();
+
+/// One scenario at a time: the tests of one module run together (in parallel, as they
+/// always did), a test of another module waits until they are done. Each scenario sizes
+/// its deadlines for itself and the nodes it starts, not for another scenario's Chromium
+/// or nodes on the same two cores (a blurred clip is made at nice 19, and waits while
+/// other processes keep both cores busy). The guard leaves the room when dropped, also
+/// when the test panics.
+pub fn scenario(module: &'static str) -> Scenario {
+    let mut room = ROOM.lock().unwrap_or_else(|e| e.into_inner());
+    while room.0.is_some_and(|m| m != module) {
+        room = ROOM_FREED.wait(room).unwrap_or_else(|e| e.into_inner());
+    }
+    room.0 = Some(module);
+    room.1 += 1;
+    Scenario
+}
+
+pub struct Scenario;
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        let mut room = ROOM.lock().unwrap_or_else(|e| e.into_inner());
+        room.1 -= 1;
+        if room.1 == 0 {
+            room.0 = None;
+            ROOM_FREED.notify_all();
+        }
+    }
+}
