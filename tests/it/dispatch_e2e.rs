@@ -131,8 +131,7 @@ fn alerts_become_orders_inspectors_close_them_and_downtime_loses_nothing() {
         log(&cfg, 1)
     );
     // The nodes: a client that publishes alerts at QoS 1.
-    let (nodes, mut connection) = rumqttc::Client::new(rumqttc::MqttOptions::new("fake-nodes", "127.0.0.1", port), 100);
-    std::thread::spawn(move || for _ in connection.iter() {});
+    let nodes = crate::common::publisher(rumqttc::MqttOptions::new("fake-nodes", "127.0.0.1", port), 100);
     let publish = |node: &str, n: usize, camera: &str| {
         nodes
             .publish(format!("gridsight/{node}/alerts"), rumqttc::QoS::AtLeastOnce, false, alert(node, n, camera))

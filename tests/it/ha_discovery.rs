@@ -132,8 +132,7 @@ url = "rtsp://127.0.0.1:{rtsp}/night"
     let before = discovery.lock().unwrap().len();
     let mut opts = rumqttc::MqttOptions::new("ha-test-birth", "127.0.0.1", mqtt);
     opts.set_keep_alive(Duration::from_secs(5));
-    let (client, mut conn) = rumqttc::Client::new(opts, 10);
-    std::thread::spawn(move || for _ in conn.iter() {});
+    let client = crate::common::publisher(opts, 10);
     client.publish("homeassistant/status", rumqttc::QoS::AtLeastOnce, false, "online").unwrap();
     assert!(
         wait_until(Duration::from_secs(20), || discovery.lock().unwrap().len() >= before + 9),

@@ -123,8 +123,7 @@ models = ["objects"]
     std::thread::sleep(Duration::from_millis(500));
     let mut opts = rumqttc::MqttOptions::new("live-test-sender", "127.0.0.1", mqtt);
     opts.set_keep_alive(Duration::from_secs(5));
-    let (client, mut conn) = rumqttc::Client::new(opts, 10);
-    std::thread::spawn(move || for _ in conn.iter() {});
+    let client = crate::common::publisher(opts, 10);
     for payload in
         [r#"{"id":"s1","command":"snapshot","camera":"cabin"}"#, r#"{"id":"s2","command":"snapshot","camera":"nope"}"#]
     {

@@ -73,8 +73,7 @@ fn commands_and_hostile_input_over_the_embedded_broker() {
     // A client of the test's own, to send commands.
     let mut opts = rumqttc::MqttOptions::new("test-sender", "127.0.0.1", port);
     opts.set_max_packet_size(4 << 20, 4 << 20);
-    let (client, mut connection) = rumqttc::Client::new(opts, 4000);
-    std::thread::spawn(move || for _ in connection.iter() {});
+    let client = crate::common::publisher(opts, 4000);
     let send =
         |payload: Vec<u8>| client.publish("gridsight/ctl/commands", rumqttc::QoS::AtLeastOnce, false, payload).unwrap();
 

@@ -387,8 +387,7 @@ grid = "g2"
     std::thread::sleep(Duration::from_millis(500));
     let mut opts = rumqttc::MqttOptions::new("reports-gateway", "127.0.0.1", port);
     opts.set_keep_alive(Duration::from_secs(5));
-    let (client, mut conn) = rumqttc::Client::new(opts, 10);
-    std::thread::spawn(move || for _ in conn.iter() {});
+    let client = crate::common::publisher(opts, 10);
     let before_mqtt = reports(&db);
     let good = r#"{"id": "q-1", "category": "litter", "text": "Boxes by the gate", "lat": 31.2320, "lon": 121.4720}"#;
     for payload in [good, good, r#"{"id": "q-2", "category": "graffiti", "text": "x", "micro_grid": "m1"}"#, "not json"]

@@ -241,7 +241,8 @@ pub fn subscriber(port: u16, topic: &str) -> Arc<Mutex<Vec<String>>> {
     let out = got.clone();
     std::thread::spawn(move || {
         let mut seen = 0;
-        loop {
+        // Until the test lets go of what it reads (then `raw`'s thread stops too).
+        while Arc::strong_count(&out) > 1 {
             {
                 let r = raw.lock().unwrap();
                 let mut o = out.lock().unwrap();
@@ -277,8 +278,15 @@ pub fn subscriber_with_state(port: u16, topic: &str, name: &str) -> (Received, A
     opts.set_keep_alive(Duration::from_secs(5));
     let (client, mut connection) = rumqttc::Client::new(opts, 100);
     let topic = topic.to_string();
+    // The thread ends once the test has let go of what it records: in the one test binary
+    // a subscriber that outlived its test (and its broker) reconnected for the rest of the
+    // run, and a handful of them kept both cores busy.
     std::thread::spawn(move || {
         for event in connection.iter() {
+            if Arc::strong_count(&sink) == 1 {
+                let _ = client.try_disconnect();
+                return;
+            }
             match event {
                 Ok(rumqttc::Event::Incoming(rumqttc::Incoming::ConnAck(_))) => {
                     let _ = client.try_subscribe(topic.clone(), rumqttc::QoS::AtLeastOnce);
@@ -503,5 +511,45 @@ impl Drop for Scenario {
             room.0 = None;
             ROOM_FREED.notify_all();
         }
+    }
+}
+
+/// A test's own MQTT client for publishing: its connection is driven on a thread that
+/// waits between failed attempts and ends when the `Publisher` is dropped (one test
+/// binary: a driver thread that outlived its test and broker reconnected in a tight loop
+/// for the rest of the run).
+pub struct Publisher {
+    client: rumqttc::Client,
+    alive: Arc<std::sync::atomic::AtomicBool>,
+}
+
+pub fn publisher(opts: rumqttc::MqttOptions, cap: usize) -> Publisher {
+    let (client, mut connection) = rumqttc::Client::new(opts, cap);
+    let alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let driving = alive.clone();
+    std::thread::spawn(move || {
+        for event in connection.iter() {
+            if !driving.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            if event.is_err() {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    });
+    Publisher { client, alive }
+}
+
+impl std::ops::Deref for Publisher {
+    type Target = rumqttc::Client;
+    fn deref(&self) -> &rumqttc::Client {
+        &self.client
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.alive.store(false, std::sync::atomic::Ordering::SeqCst);
+        let _ = self.client.try_disconnect();
     }
 }
