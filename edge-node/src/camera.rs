@@ -101,7 +101,9 @@ impl CameraCore {
     /// detection running even when little moves).
     ///
     /// For a rule that needs every frame, the demand follows: on while something moved or
-    /// a track is live (always, without a motion gate), off when the scene is quiet.
+    /// a track is live (always, without a motion gate), off when the scene is quiet; and a
+    /// burst (detection at [`crate::source::BURST_FPS`]) while a track, confirmed or not, is
+    /// within reach of a line a rule watches for its class.
     pub fn admit(&mut self, frame: &Frame) -> Gate {
         let live = self.tracker.has_live();
         let gate = match self.gate.as_mut() {
@@ -112,6 +114,8 @@ impl CameraCore {
             // A full detection forced by the interval (or a first frame) is not motion.
             let moving = matches!(&gate, Gate::Run { full: false, regions } if !regions.is_empty());
             self.demand.set(self.gate.is_none() || moving || live);
+            let size = (frame.source_width.max(frame.width), frame.source_height.max(frame.height));
+            self.demand.set_burst(self.rules.near_line(self.tracker.tracks(), size));
         }
         gate
     }
@@ -135,7 +139,7 @@ impl CameraCore {
         for g in regions {
             add([g[0] * w, g[1] * h, g[2] * w, g[3] * h]);
         }
-        for t in self.tracker.confirmed() {
+        for t in self.tracker.tracks() {
             let b = t.bbox;
             add([b[0] / sx, b[1] / sy, b[2] / sx, b[3] / sy]);
         }

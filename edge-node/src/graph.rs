@@ -98,6 +98,7 @@ impl Emitter {
                         node = %self.node,
                         camera,
                         alert = %a.id,
+                        incident = %a.incident,
                         r#type = %a.kind.name(),
                         category = %e.category,
                         label = %e.label,

@@ -6,6 +6,10 @@
 //! - a busy street with a line-crossing rule decodes the frames after a key frame that shows
 //!   motion (nearly every frame), and its line-crossing alerts fire as they do with
 //!   `decode = "all"` on the same stream;
+//! - the busy street at the default cadence raises person and bicycle alerts in its zone
+//!   where a line rule makes it decode the frames after a moving key frame (issue 22: the
+//!   tracker used to lose every cyclist and pedestrian between two looks, so only slow cars
+//!   ever alerted), and person alerts where its rules need only key frames;
 //! - status says which cadence each camera is in and why.
 
 use std::time::Duration;
@@ -22,6 +26,17 @@ category = "line_crossing"
 line = "middle"
 classes = ["person", "bicycle", "car"]
 cooldown = "1s"
+"#;
+
+const ZONE_RULE: &str = r#"[cameras.zones.lower]
+polygon = [[0.0, 0.3], [1.0, 0.3], [1.0, 1.0], [0.0, 1.0]]
+[[cameras.rules]]
+id = "enter"
+kind = "zone_enter"
+category = "intrusion"
+zone = "lower"
+classes = ["person", "bicycle", "car"]
+cooldown = "5s"
 "#;
 
 #[test]
@@ -84,7 +99,15 @@ min_duration = "5m"
 [[cameras]]
 id = "still"
 url = "{still}"
-{LINE_RULE}"#,
+{LINE_RULE}
+[[cameras]]
+id = "street-zone"
+url = "{street}"
+{ZONE_RULE}
+[[cameras]]
+id = "street-default"
+url = "{street}"
+{ZONE_RULE}{LINE_RULE}"#,
         data = dir.join("data").display(),
         models = root().join("models").display(),
     );
@@ -100,7 +123,7 @@ url = "{still}"
     // 30 s of streaming: 15 key frames each.
     let streaming = wait_until(Duration::from_secs(60), || {
         status().is_some_and(|s| {
-            s["cameras"].as_array().is_some_and(|c| c.len() == 4 && c.iter().all(|c| c["state"] == "streaming"))
+            s["cameras"].as_array().is_some_and(|c| c.len() == 6 && c.iter().all(|c| c["state"] == "streaming"))
         })
     });
     let text = || std::fs::read_to_string(&log).unwrap_or_default();
@@ -138,5 +161,21 @@ url = "{still}"
     // that shows motion), so the counts over one window differ a little.
     assert!(a * 2 >= b && a <= b * 2 + 2, "adaptive {a} alerts vs all {b}");
     assert!(logs.contains("cadence="), "the log names each camera's cadence");
+
+    // People and cyclists in the zone at the default cadence.
+    let entered = |cam: &str, label: &str| {
+        logs.lines()
+            .filter(|l| l.contains("alert stored") && l.contains(&format!("camera=\"{cam}\"")))
+            .filter(|l| l.contains("type=new") && l.contains("category=intrusion"))
+            .filter(|l| l.contains(&format!("label={label} ")))
+            .count()
+    };
+    let (people, cyclists) = (entered("street-default", "person"), entered("street-default", "bicycle"));
+    assert!(people > 0 && cyclists > 0, "street-default: {people} person and {cyclists} bicycle alerts:\n{logs}");
+    // On key frames alone (every 2 s) people still alert: one confident look confirms. The
+    // clip's cyclists are never on screen at a key frame (they pass in under 2 s), so a
+    // zone-only camera cannot see them: the README says so.
+    let people = entered("street-zone", "person");
+    assert!(people > 0, "street-zone: {people} person alerts:\n{logs}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -37,7 +37,8 @@ pub enum DecodeMode {
     /// by key-frame sampling (dwell, entering a zone, crowding) or nothing moves; a camera
     /// with a rule that needs more (line crossing, faces in a zone) keeps decoding the delta
     /// frames after a key frame that shows motion or while a track is live, at
-    /// `detect_fps`, until quiet again.
+    /// `detect_fps` (5 per second while a track is within reach of a watched line), until
+    /// quiet again.
     Adaptive,
 }
 

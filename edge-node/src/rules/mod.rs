@@ -402,8 +402,14 @@ impl RuleEngine {
             }
             let p = self.point(tr.ground_point(), scene.frame);
             let now = side(&pl, p);
+            // Where the track was before: as the rule last saw it, or, the first time the rule
+            // sees it (it was just confirmed), its previous box.
+            let earlier = tr.previous.map(|b| self.point(tr.ground_point_of(&b), scene.frame));
             let st = &mut self.state[i];
-            let Some((before, prev)) = st.side.insert(tr.id, (now, p)) else { continue };
+            let Some((before, prev)) = st.side.insert(tr.id, (now, p)).or_else(|| earlier.map(|e| (side(&pl, e), e)))
+            else {
+                continue;
+            };
             // The move itself must cut the line (not just its extension).
             if before == now || now == 0.0 || before == 0.0 || !crosses(&pl, prev, p) {
                 continue;
@@ -526,6 +532,30 @@ impl RuleEngine {
             events.push(self.event(EventKind::End, rule, &o, "object", track, &zone, None, t));
         }
         self.state[i].since.clear();
+    }
+
+    /// Whether any of `tracks` (camera pixels, in a frame of `frame` size) is within reach of
+    /// a line that a rule watches for its class: closer than its box's longer side plus
+    /// where its velocity takes it in half a second. Such a track may cross before the next
+    /// look at the usual cadence.
+    pub fn near_line(&self, tracks: &[Track], frame: (u32, u32)) -> bool {
+        self.rules.iter().any(|rule| {
+            let RuleKind::LineCross { line, classes, .. } = &rule.kind else { return false };
+            let Some(pl) = self.lines.get(line) else { return false };
+            // Distances in pixels whatever the coordinates: scale the line's points.
+            let (sx, sy) = match self.coordinates {
+                Coordinates::Normalized => (frame.0 as f64, frame.1 as f64),
+                Coordinates::Pixel => (1.0, 1.0),
+            };
+            let pts: Vec<Point> = pl.points().iter().map(|p| Point::new(p.x * sx, p.y * sy)).collect();
+            tracks.iter().filter(|tr| classes.iter().any(|c| c == tr.label.as_ref())).any(|tr| {
+                let g = tr.ground_point();
+                let p = Point::new(g[0] as f64, g[1] as f64);
+                let b = tr.bbox;
+                let reach = (b[2] - b[0]).max(b[3] - b[1]) as f64 + 0.5 * (tr.velocity[0].hypot(tr.velocity[1])) as f64;
+                pts.windows(2).any(|w| on_segment_dist(p, w[0], w[1]) <= reach)
+            })
+        })
     }
 
     /// Incidents currently open, for status.

@@ -218,6 +218,21 @@ fn line_cross_directions_and_back_and_forth() {
     assert_eq!(run(&mut engine(rule(cross(Direction::Either), 0.001)), &beyond), Vec::<String>::new());
 }
 
+/// A track the rules first see on the far side of the line (confirmed on its second frame,
+/// one second after the first) crosses on the move from its previous box: two positions of
+/// one track, whichever frames they came from.
+#[test]
+fn line_cross_counts_the_move_from_the_box_before_the_rules_saw_the_track() {
+    let cross =
+        RuleKind::LineCross { line: "gate".into(), classes: vec!["bicycle".into()], direction: Direction::Either };
+    let mut seen = at(4, "bicycle", 70., 50., false);
+    seen.previous = Some([25.0, 30.0, 35.0, 50.0]);
+    assert_eq!(run(&mut engine(rule(cross.clone(), 5.0)), &[(1.0, vec![seen.clone()], vec![], NOON)]), ["1:New:4"]);
+    // Its previous box on the same side: no crossing.
+    seen.previous = Some([55.0, 30.0, 65.0, 50.0]);
+    assert_eq!(run(&mut engine(rule(cross, 5.0)), &[(1.0, vec![seen], vec![], NOON)]), Vec::<String>::new());
+}
+
 #[test]
 fn crowd_builds_updates_and_ends() {
     let kind =
@@ -405,4 +420,21 @@ fn end_all_closes_every_open_incident() {
     got.sort();
     assert_eq!(got, want);
     assert_eq!(e.open_incidents(), 0);
+}
+
+/// A burst near a line: a watched class within its box size (plus half a second of its
+/// speed) of the line; not farther, not another class.
+#[test]
+fn tracks_near_a_watched_line_ask_for_a_burst() {
+    let cross =
+        RuleKind::LineCross { line: "gate".into(), classes: vec!["person".into()], direction: Direction::Either };
+    let e = engine(rule(cross, 5.0));
+    // Boxes 10 x 20: the reach is 20 pixels from the line at x = 50.
+    assert!(e.near_line(&[at(1, "person", 35., 50., false)], (100, 100)));
+    assert!(!e.near_line(&[at(1, "person", 25., 50., false)], (100, 100)));
+    let mut fast = at(1, "person", 25., 50., false);
+    fast.velocity = [40.0, 0.0];
+    assert!(e.near_line(&[fast], (100, 100)), "20 px a half-second away");
+    assert!(!e.near_line(&[at(1, "car", 45., 50., false)], (100, 100)), "not a class the rule watches");
+    assert!(!engine(rule(dwell(false, 1.0), 0.0)).near_line(&[at(1, "car", 50., 50., false)], (100, 100)));
 }

@@ -7,18 +7,34 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::config::DecodeMode;
 
 /// Whether a camera's rules want every frame right now (something moves, or a track is
-/// live): set by detection, read by the camera's gate at each delta frame. Not a setting:
-/// two demands always compare equal, so it never makes a camera restart.
+/// live), and whether they want a burst (a track near a line: [`BURST_FPS`] instead of
+/// `detect_fps`): set by detection, read by the camera's gates at each frame. Not a
+/// setting: two demands always compare equal, so it never makes a camera restart.
 #[derive(Clone, Default)]
-pub struct Demand(Arc<AtomicBool>);
+pub struct Demand(Arc<(AtomicBool, AtomicBool)>);
+
+/// Detections per second while a track is near a line: a crossing is two positions of one
+/// track on either side, and a cyclist is across a line in well under a second.
+pub const BURST_FPS: f64 = 5.0;
 
 impl Demand {
     pub fn set(&self, on: bool) {
-        self.0.store(on, Ordering::Relaxed);
+        self.0.0.store(on, Ordering::Relaxed);
+        if !on {
+            self.0.1.store(false, Ordering::Relaxed);
+        }
     }
 
     pub fn get(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.0.0.load(Ordering::Relaxed)
+    }
+
+    pub fn set_burst(&self, on: bool) {
+        self.0.1.store(on, Ordering::Relaxed);
+    }
+
+    pub fn burst(&self) -> bool {
+        self.0.1.load(Ordering::Relaxed)
     }
 }
 

@@ -40,7 +40,7 @@ use gstreamer::prelude::*;
 use tracing::{info, warn};
 
 pub use backoff::Backoff;
-pub use gate::{Demand, KeyframeGate, RateLimiter};
+pub use gate::{BURST_FPS, Demand, KeyframeGate, RateLimiter};
 pub use pipeline::fit_size;
 pub use rate::Rates;
 pub use reason::FailReason;
@@ -130,7 +130,12 @@ impl CameraSpec {
                 "key frames only: every rule is served by key-frame sampling".into()
             }
             DecodeMode::Adaptive => format!(
-                "key frames while quiet; every frame at {fps} per second while something moves or a track is live ({} needs it)",
+                "key frames while quiet; every frame at {fps} per second while something moves or a track is live{} ({} needs it)",
+                if self.delta_rules.iter().any(|r| r.ends_with("(line_cross)")) {
+                    format!(", {} per second while a track is near a line", self.detect_fps.max(BURST_FPS))
+                } else {
+                    String::new()
+                },
                 self.delta_rules.join(", ")
             ),
         }

@@ -23,7 +23,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use tracing::{info, warn};
 
-use super::gate::{KeyframeGate, RateLimiter};
+use super::gate::{BURST_FPS, Demand, KeyframeGate, RateLimiter};
 use super::reason::FailReason;
 use super::{CameraShared, CameraSpec, FrameCallback, Msg, PipelineEvent};
 use crate::config::{HwDecode, Transport};
@@ -33,6 +33,9 @@ use crate::types::Frame;
 pub(super) struct Gates {
     keyframes: KeyframeGate,
     rate: RateLimiter,
+    /// While the demand asks for a burst (adaptive cameras with a track near a line).
+    burst: RateLimiter,
+    demand: Demand,
 }
 
 impl Gates {
@@ -40,7 +43,14 @@ impl Gates {
         Arc::new(Mutex::new(Self {
             keyframes: KeyframeGate::new(spec.decode, spec.detect_fps).with_demand(spec.demand.clone()),
             rate: RateLimiter::new(spec.detect_fps),
+            burst: RateLimiter::new(spec.detect_fps.max(BURST_FPS)),
+            demand: spec.demand.clone(),
         }))
+    }
+
+    /// Whether a decoded frame of a camera decoding every frame is handed on.
+    fn admit_decoded(&mut self, pts_ns: Option<u64>) -> bool {
+        if self.demand.burst() { self.burst.admit(pts_ns) } else { self.rate.admit(pts_ns) }
     }
 }
 
@@ -363,7 +373,7 @@ pub(super) fn add_decoder_probe(
             c.cpu.lap(&c.cpu.decode_ns);
             c.decoded.fetch_add(1, Ordering::Relaxed);
             let mut g = gates.locked();
-            if g.keyframes.decoding_all() && !g.rate.admit(buffer.pts().map(|t| t.nseconds())) {
+            if g.keyframes.decoding_all() && !g.admit_decoded(buffer.pts().map(|t| t.nseconds())) {
                 c.dropped_rate.fetch_add(1, Ordering::Relaxed);
                 c.cpu.stop();
                 return gst::PadProbeReturn::Drop;

@@ -2,12 +2,15 @@
 //!
 //! Input: each frame's detections (camera pixels) and the frame's time. Output: the live
 //! tracks (id, class, box, velocity, confirmed, stationary, the face of a person) and the
-//! ids that ended. Detections arrive at 1–5 per second, so objects move far between
-//! frames: matching predicts each track forward with its velocity and accepts overlap, or,
-//! for small fast objects, a centre close relative to the box size. High-score detections
-//! match first, then low-score ones keep existing tracks alive (ByteTrack's idea). A track
-//! is confirmed after `min_hits` matches and ends after `max_age` unmatched. Pure and
-//! synchronous: the caller owns the clock.
+//! ids that ended. Detections arrive at 0.5–5 per second, so objects move far between
+//! frames: matching predicts each track forward with its velocity, then gates by the
+//! distance of the centres scaled by the box's size and the time elapsed (how far such an
+//! object can have gone; farther for a track whose velocity is not known yet), preferring
+//! overlap. High-score detections match first, then low-score ones keep existing tracks
+//! alive (ByteTrack's idea). A track is confirmed after `min_hits` matches, or by one
+//! confident detection when frames come a second or more apart (a cyclist is across the
+//! picture before a second look); it ends after `max_age` unmatched. Pure and synchronous:
+//! the caller owns the clock.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,14 +22,22 @@ use crate::types::{Detections, Face};
 pub struct TrackerOptions {
     /// Matches needed before a track is confirmed (births of one-frame noise are dropped).
     pub min_hits: u32,
+    /// When frames come at least `single_frame_gap` apart, a detection this confident
+    /// confirms its track on its own.
+    pub confirm_score: f32,
+    pub single_frame_gap: Duration,
     /// Unmatched for this long: the track ends.
     pub max_age: Duration,
     /// Detections at or above this score match first; below it (down to `low_score`) they
     /// only extend existing tracks.
     pub high_score: f32,
     pub low_score: f32,
-    /// Least similarity (IoU, or closeness of centres) to match.
-    pub min_similarity: f32,
+    /// How far a track whose velocity is not known yet may have moved, in box sizes (its
+    /// longer side) per second of the time since it was last seen.
+    pub max_speed: f32,
+    /// The same for a track with a velocity: how far it may stray from where it was
+    /// predicted to be.
+    pub speed_error: f32,
     /// A track whose centre stays within this fraction of its box height for
     /// `stationary_after` is stationary.
     pub stationary_radius: f32,
@@ -37,10 +48,13 @@ impl Default for TrackerOptions {
     fn default() -> Self {
         Self {
             min_hits: 2,
+            confirm_score: 0.6,
+            single_frame_gap: Duration::from_millis(800),
             max_age: Duration::from_secs(3),
             high_score: 0.5,
             low_score: 0.1,
-            min_similarity: 0.2,
+            max_speed: 3.0,
+            speed_error: 1.0,
             stationary_radius: 0.2,
             stationary_after: Duration::from_secs(5),
         }
@@ -54,6 +68,9 @@ pub struct Track {
     pub label: Arc<str>,
     /// Latest box, `[x1, y1, x2, y2]` in camera pixels.
     pub bbox: [f32; 4],
+    /// The box of the match before the latest (a line crossing is two positions of one
+    /// track, whenever the rules start looking at it).
+    pub previous: Option<[f32; 4]>,
     pub score: f32,
     pub best_score: f32,
     /// Centre velocity, pixels per second.
@@ -78,10 +95,15 @@ impl Track {
     /// The point that decides zone membership: bottom-centre for people and vehicles
     /// (where they stand), centre for anything else.
     pub fn ground_point(&self) -> [f32; 2] {
+        self.ground_point_of(&self.bbox)
+    }
+
+    /// [`Track::ground_point`] of another box of this track (its previous one).
+    pub fn ground_point_of(&self, b: &[f32; 4]) -> [f32; 2] {
         if matches!(self.label.as_ref(), "person" | "bicycle" | "car" | "motorcycle" | "bus" | "truck" | "train") {
-            [(self.bbox[0] + self.bbox[2]) / 2.0, self.bbox[3]]
+            [(b[0] + b[2]) / 2.0, b[3]]
         } else {
-            self.centre()
+            centre(b)
         }
     }
 
@@ -93,6 +115,7 @@ impl Track {
             class_id: 0,
             label: Arc::from(label),
             bbox,
+            previous: None,
             score,
             best_score: score,
             velocity: [0.0, 0.0],
@@ -118,23 +141,37 @@ fn centre(b: &[f32; 4]) -> [f32; 2] {
     [(b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0]
 }
 
-/// IoU, or for boxes that do not overlap, how close the centres are relative to the
-/// track's size (up to 0.5 at the same centre).
-fn similarity(pred: &[f32; 4], det: &[f32; 4]) -> f32 {
+/// The longer side of a box.
+fn size(b: &[f32; 4]) -> f32 {
+    (b[2] - b[0]).max(b[3] - b[1]).max(1.0)
+}
+
+/// How well a detection fits a track predicted to `pred` after `dt` seconds unseen: 0 when
+/// it cannot be the same object (its centre beyond the gate, or a size off by more than
+/// half or double), else in (0, 0.5) by closeness of centres within the gate, and
+/// 0.5–1 when the boxes overlap. The gate's radius is half a box plus `speed` box sizes per
+/// second elapsed.
+fn affinity(pred: &[f32; 4], det: &[f32; 4], dt: f32, speed: f32) -> f32 {
+    let ratio = size(det) / size(pred);
+    if !(0.5..=2.0).contains(&ratio) {
+        return 0.0;
+    }
     let overlap = iou(pred, det);
     if overlap > 0.0 {
-        return overlap.max(0.2);
+        return 0.5 + 0.5 * overlap;
     }
     let (a, b) = (centre(pred), centre(det));
-    let diag = ((pred[2] - pred[0]).powi(2) + (pred[3] - pred[1]).powi(2)).sqrt().max(1.0);
     let d = ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt();
-    (0.5 * (1.0 - d / diag)).max(0.0)
+    let radius = size(pred) * (0.5 + speed * dt);
+    (0.5 * (1.0 - d / radius)).max(0.0)
 }
 
 pub struct Tracker {
     opts: TrackerOptions,
     next_id: u64,
     tracks: Vec<Track>,
+    /// Time of the previous update: the gap between frames decides whether one look confirms.
+    last_update: Option<Duration>,
 }
 
 /// What one update changed.
@@ -146,7 +183,7 @@ pub struct Update {
 
 impl Tracker {
     pub fn new(opts: TrackerOptions) -> Self {
-        Self { opts, next_id: 1, tracks: Vec::new() }
+        Self { opts, next_id: 1, tracks: Vec::new(), last_update: None }
     }
 
     /// Live tracks, confirmed or not.
@@ -164,7 +201,14 @@ impl Tracker {
         self.tracks.iter().any(|t| t.confirmed)
     }
 
+    /// Whether a detection of `score` confirms its track on its own, at this frame gap.
+    fn confirms_alone(&self, score: f32, gap: Option<Duration>) -> bool {
+        score >= self.opts.confirm_score && gap.is_some_and(|g| g >= self.opts.single_frame_gap)
+    }
+
     pub fn update(&mut self, dets: &Detections, t: Duration) -> Update {
+        let gap = self.last_update.map(|last| t.saturating_sub(last));
+        self.last_update = Some(t);
         let mut matched_track = vec![false; self.tracks.len()];
         let mut used = vec![false; dets.objects.len()];
         // Two passes: confident detections first, then weak ones for leftover tracks.
@@ -175,13 +219,15 @@ impl Tracker {
                     continue;
                 }
                 let pred = tr.predicted(t);
+                let dt = t.saturating_sub(tr.last_seen).as_secs_f32();
+                let speed = if tr.hits == 1 { self.opts.max_speed } else { self.opts.speed_error };
                 for (di, d) in dets.objects.iter().enumerate() {
                     let strong = d.score >= self.opts.high_score;
                     if used[di] || d.class_id != tr.class_id || (pass == 0) != strong || d.score < self.opts.low_score {
                         continue;
                     }
-                    let s = similarity(&pred, &d.bbox);
-                    if s >= self.opts.min_similarity {
+                    let s = affinity(&pred, &d.bbox, dt, speed);
+                    if s > 0.0 {
                         pairs.push((s, ti, di));
                     }
                 }
@@ -194,6 +240,7 @@ impl Tracker {
                 matched_track[ti] = true;
                 used[di] = true;
                 let d = &dets.objects[di];
+                let alone = self.confirms_alone(d.score, gap);
                 let tr = &mut self.tracks[ti];
                 let dt = t.saturating_sub(tr.last_seen).as_secs_f32();
                 if dt > 0.0 {
@@ -205,12 +252,13 @@ impl Tracker {
                         [0.6 * v[0] + 0.4 * tr.velocity[0], 0.6 * v[1] + 0.4 * tr.velocity[1]]
                     };
                 }
+                tr.previous = Some(tr.bbox);
                 tr.bbox = d.bbox;
                 tr.score = d.score;
                 tr.best_score = tr.best_score.max(d.score);
                 tr.last_seen = t;
                 tr.hits += 1;
-                tr.confirmed |= tr.hits >= self.opts.min_hits;
+                tr.confirmed |= tr.hits >= self.opts.min_hits || alone;
                 let c = tr.centre();
                 let radius = self.opts.stationary_radius * (tr.bbox[3] - tr.bbox[1]).max(1.0);
                 if ((c[0] - tr.anchor[0]).powi(2) + (c[1] - tr.anchor[1]).powi(2)).sqrt() > radius {
@@ -245,18 +293,20 @@ impl Tracker {
             let id = self.next_id;
             self.next_id += 1;
             let c = centre(&d.bbox);
+            let confirmed = self.opts.min_hits <= 1 || self.confirms_alone(d.score, gap);
             self.tracks.push(Track {
                 id,
                 class_id: d.class_id,
                 label: d.label.clone(),
                 bbox: d.bbox,
+                previous: None,
                 score: d.score,
                 best_score: d.score,
                 velocity: [0.0, 0.0],
                 first_seen: t,
                 last_seen: t,
                 hits: 1,
-                confirmed: self.opts.min_hits <= 1,
+                confirmed,
                 stationary: false,
                 anchor: c,
                 anchor_since: t,
@@ -369,6 +419,52 @@ mod tests {
         assert!(live[0].stationary, "parked for 6.5 s");
         // The person box contains the car's centre but is another class: separate tracks.
         assert_eq!(live[1].label.as_ref(), "person");
+    }
+
+    /// The busy street at the cheap cadence: a cyclist (80 px box) riding 150 px a second,
+    /// seen once a second, never overlaps its last box. It keeps one track, confirmed by its
+    /// first confident look, and its previous box is where it was a second before.
+    #[test]
+    fn a_cyclist_seen_once_a_second_keeps_one_track_confirmed_at_first_sight() {
+        let mut tr = Tracker::new(TrackerOptions::default());
+        tr.update(&dets(vec![]), s(0));
+        for i in 1..5u64 {
+            let x = 150.0 * i as f32;
+            tr.update(&dets(vec![obj("bicycle", 1, [x, 200.0, x + 80.0, 280.0], 0.75)]), s(i * 1000));
+            let live: Vec<_> = tr.confirmed().collect();
+            assert_eq!(live.len(), 1, "frame {i}: {:?}", tr.tracks());
+            assert_eq!(live[0].id, 1);
+            if i > 1 {
+                let before = 150.0 * (i - 1) as f32;
+                assert_eq!(live[0].previous, Some([before, 200.0, before + 80.0, 280.0]));
+            }
+        }
+        // A weak look (below confirm_score) needs a second one, as at any cadence.
+        let mut tr = Tracker::new(TrackerOptions::default());
+        tr.update(&dets(vec![]), s(0));
+        tr.update(&dets(vec![obj("person", 0, [10.0, 10.0, 40.0, 100.0], 0.55)]), s(1000));
+        assert!(!tr.has_live());
+    }
+
+    /// At 5 frames a second, one look is not enough (a blip of noise would alert), and a
+    /// box too far for the time elapsed, or of another size, is another object.
+    #[test]
+    fn at_five_frames_a_second_tracks_need_two_looks_and_stay_within_reach() {
+        let mut tr = Tracker::new(TrackerOptions::default());
+        tr.update(&dets(vec![]), s(0));
+        tr.update(&dets(vec![obj("person", 0, [100.0, 100.0, 130.0, 180.0], 0.9)]), s(200));
+        assert!(!tr.has_live(), "one look at 5 fps");
+        // 300 px in 0.2 s for an 80 px person (19 box sizes a second): not the same one.
+        tr.update(&dets(vec![obj("person", 0, [400.0, 100.0, 430.0, 180.0], 0.9)]), s(400));
+        assert!(!tr.has_live());
+        assert_eq!(tr.tracks().len(), 1);
+        assert_eq!(tr.tracks()[0].id, 2);
+        // Next to it, but a fifth of its size: not the same one either.
+        tr.update(&dets(vec![obj("person", 0, [410.0, 100.0, 420.0, 116.0], 0.9)]), s(600));
+        assert_eq!(tr.tracks()[0].id, 3);
+        // Two looks close in time and place confirm.
+        tr.update(&dets(vec![obj("person", 0, [412.0, 100.0, 422.0, 116.0], 0.9)]), s(800));
+        assert_eq!(tr.confirmed().map(|t| t.id).collect::<Vec<_>>(), [3]);
     }
 
     #[test]
