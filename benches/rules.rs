@@ -47,7 +47,15 @@ fn rules() -> Vec<Rule> {
                 stationary_only: false,
             },
         ),
-        r("enter", RuleKind::ZoneEnter { zone: "z".into(), classes: cls(), schedule: Schedule::always() }),
+        r(
+            "enter",
+            RuleKind::ZoneEnter {
+                zone: "z".into(),
+                classes: cls(),
+                schedule: Schedule::always(),
+                shortest_visit: None,
+            },
+        ),
         r("cross", RuleKind::LineCross { line: "l".into(), classes: cls(), direction: Direction::Either }),
         r(
             "crowd",

@@ -9,7 +9,8 @@
 //! - the busy street at the default cadence raises person and bicycle alerts in its zone
 //!   where a line rule makes it decode the frames after a moving key frame (issue 22: the
 //!   tracker used to lose every cyclist and pedestrian between two looks, so only slow cars
-//!   ever alerted), and person alerts where its rules need only key frames;
+//!   ever alerted) or where the zone rule names its `shortest_visit`, and person alerts
+//!   where its rules need only key frames;
 //! - status says which cadence each camera is in and why.
 
 use std::time::Duration;
@@ -107,7 +108,12 @@ url = "{street}"
 [[cameras]]
 id = "street-default"
 url = "{street}"
-{ZONE_RULE}{LINE_RULE}"#,
+{ZONE_RULE}{LINE_RULE}
+[[cameras]]
+id = "street-visit"
+url = "{street}"
+{ZONE_RULE}shortest_visit = "1s"
+"#,
         data = dir.join("data").display(),
         models = root().join("models").display(),
     );
@@ -123,7 +129,7 @@ url = "{street}"
     // 30 s of streaming: 15 key frames each.
     let streaming = wait_until(Duration::from_secs(60), || {
         status().is_some_and(|s| {
-            s["cameras"].as_array().is_some_and(|c| c.len() == 6 && c.iter().all(|c| c["state"] == "streaming"))
+            s["cameras"].as_array().is_some_and(|c| c.len() == 7 && c.iter().all(|c| c["state"] == "streaming"))
         })
     });
     let text = || std::fs::read_to_string(&log).unwrap_or_default();
@@ -170,8 +176,12 @@ url = "{street}"
             .filter(|l| l.contains(&format!("label={label} ")))
             .count()
     };
-    let (people, cyclists) = (entered("street-default", "person"), entered("street-default", "bicycle"));
-    assert!(people > 0 && cyclists > 0, "street-default: {people} person and {cyclists} bicycle alerts:\n{logs}");
+    for cam in ["street-default", "street-visit"] {
+        let (people, cyclists) = (entered(cam, "person"), entered(cam, "bicycle"));
+        assert!(people > 0 && cyclists > 0, "{cam}: {people} person and {cyclists} bicycle alerts:\n{logs}");
+    }
+    let visit = camera(&s, "street-visit");
+    assert!(visit["cadence"].as_str().unwrap().contains("enter (zone_enter)"), "{visit}");
     // On key frames alone (every 2 s) people still alert: one confident look confirms. The
     // clip's cyclists are never on screen at a key frame (they pass in under 2 s), so a
     // zone-only camera cannot see them: the README says so.

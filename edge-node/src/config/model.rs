@@ -437,7 +437,7 @@ pub enum RuleKind {
     ZoneDwell { zone: String, classes: Vec<String>, min_duration: Duration, stationary_only: bool },
     LineCross { line: String, classes: Vec<String>, direction: Direction },
     Crowd { zone: String, classes: Vec<String>, min_count: u32, min_duration: Duration },
-    ZoneEnter { zone: String, classes: Vec<String>, schedule: Schedule },
+    ZoneEnter { zone: String, classes: Vec<String>, schedule: Schedule, shortest_visit: Option<Duration> },
     FaceInZone { zone: String, schedule: Schedule },
 }
 

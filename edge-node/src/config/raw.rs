@@ -452,6 +452,13 @@ pub struct RawRule {
     pub min_count: Option<u32>,
     /// `zone_enter`, `face_in_zone`: active windows, e.g. `["mon-fri 22:00-06:00"]`. Default: always.
     pub schedule: Option<Vec<String>>,
+    /// `zone_enter`: the shortest visit the rule must catch, e.g. `"1s"` (a cyclist crossing
+    /// the zone). Default: unset, the rule is served by key frames and catches what stays in
+    /// the zone at least one key-frame interval (2 s on a typical camera). Set, the camera
+    /// decodes the frames after a key frame that shows motion, as for a line crossing, and
+    /// detects at least once per `shortest_visit` while something moves: decoding every frame
+    /// of a moving scene is then the camera's cost (≈ 22 ms per camera-second at 360p).
+    pub shortest_visit: Option<String>,
     /// `[defaults.rules]` `severity`, for this rule.
     pub severity: Option<Severity>,
     /// `[defaults.rules]` `min_score`, for this rule.

@@ -1137,6 +1137,7 @@ fn rule(v: &mut Validator, at: &str, r: &RawRule, ctx: &RuleContext) -> Option<R
         !matches!(r.kind, RuleKindName::ZoneEnter | RuleKindName::FaceInZone) && r.schedule.is_some(),
     );
     forbid(v, "classes", r.kind == RuleKindName::FaceInZone && r.classes.is_some());
+    forbid(v, "shortest_visit", r.kind != RuleKindName::ZoneEnter && r.shortest_visit.is_some());
 
     let zone = if uses_zone {
         match &r.zone {
@@ -1228,7 +1229,19 @@ fn rule(v: &mut Validator, at: &str, r: &RawRule, ctx: &RuleContext) -> Option<R
             };
             RuleKind::Crowd { zone, classes, min_count, min_duration: min_duration(v) }
         }
-        RuleKindName::ZoneEnter => RuleKind::ZoneEnter { zone, classes, schedule },
+        RuleKindName::ZoneEnter => {
+            let shortest_visit = r.shortest_visit.as_ref().map(|_| {
+                let d = v.duration(format!("{at}.shortest_visit"), r.shortest_visit.as_ref(), Duration::from_secs(1));
+                if d < Duration::from_millis(100) {
+                    v.err(
+                        format!("{at}.shortest_visit"),
+                        "shortest_visit must be at least 0.1 s (10 detections per second while something moves)",
+                    );
+                }
+                d.max(Duration::from_millis(100))
+            });
+            RuleKind::ZoneEnter { zone, classes, schedule, shortest_visit }
+        }
         RuleKindName::FaceInZone => RuleKind::FaceInZone { zone, schedule },
         RuleKindName::LineCross => {
             let line = match &r.line {

@@ -232,7 +232,7 @@ impl RuleEngine {
                         t.saturating_sub(since) >= *min_duration
                     });
                 }
-                RuleKind::ZoneEnter { zone, classes, schedule } => {
+                RuleKind::ZoneEnter { zone, classes, schedule, .. } => {
                     if !schedule.is_active(scene.local.weekday, scene.local.minute) {
                         self.close_all(i, &rule, scene.t, &mut events);
                         continue;

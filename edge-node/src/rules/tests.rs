@@ -154,6 +154,7 @@ fn zone_enter_cooldown_and_midnight_schedule() {
         zone: "bay".into(),
         classes: vec!["person".into()],
         schedule: Schedule::parse(&sched.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap(),
+        shortest_visit: None,
     };
     let p = |x| vec![at(7, "person", x, 50., false)];
     // Enter, leave, re-enter within the 30 s cooldown (quiet), again after it (fires).

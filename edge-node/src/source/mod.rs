@@ -107,7 +107,7 @@ impl CameraSpec {
             decode: cam.decode,
             hw_decode: cam.hw_decode,
             rtsp_client: cam.rtsp_client,
-            detect_fps: cam.detect_fps,
+            detect_fps: detect_fps(cam),
             fit,
             stall_timeout: cam.stall_timeout,
             delta_rules: delta_rules(cam),
@@ -143,13 +143,30 @@ impl CameraSpec {
 }
 
 /// Rules served badly by one detection per key frame: a crossing happens between two key
-/// frames, a face walks past in a second.
+/// frames, a face walks past in a second, and a `zone_enter` rule may say that visits
+/// shorter than a key-frame interval matter (`shortest_visit`).
 pub fn delta_rules(cam: &config::Camera) -> Vec<String> {
     cam.rules
         .iter()
-        .filter(|r| matches!(r.kind, config::RuleKind::LineCross { .. } | config::RuleKind::FaceInZone { .. }))
+        .filter(|r| match &r.kind {
+            config::RuleKind::LineCross { .. } | config::RuleKind::FaceInZone { .. } => true,
+            config::RuleKind::ZoneEnter { shortest_visit, .. } => shortest_visit.is_some(),
+            _ => false,
+        })
         .map(|r| format!("{} ({})", r.id, r.kind.name().as_str()))
         .collect()
+}
+
+/// Frames per second handed on to detection: the camera's `detect_fps`, or more where a
+/// `zone_enter` rule's `shortest_visit` needs a look at least that often.
+pub fn detect_fps(cam: &config::Camera) -> f64 {
+    cam.rules
+        .iter()
+        .filter_map(|r| match &r.kind {
+            config::RuleKind::ZoneEnter { shortest_visit: Some(d), .. } => Some(1.0 / d.as_secs_f64()),
+            _ => None,
+        })
+        .fold(cam.detect_fps, f64::max)
 }
 
 /// Per-camera counters, monotonic since the camera was added.
