@@ -168,24 +168,34 @@ url = "{street}"
     assert!(a * 2 >= b && a <= b * 2 + 2, "adaptive {a} alerts vs all {b}");
     assert!(logs.contains("cadence="), "the log names each camera's cadence");
 
-    // People and cyclists in the zone at the default cadence.
-    let entered = |cam: &str, label: &str| {
+    // People and cyclists in the zone at the default cadence: the clip loops every 10 s, so
+    // each kind shows up within a loop or two; a slow machine gets another minute.
+    let entered = |logs: &str, cam: &str, label: &str| {
         logs.lines()
             .filter(|l| l.contains("alert stored") && l.contains(&format!("camera=\"{cam}\"")))
             .filter(|l| l.contains("type=new") && l.contains("category=intrusion"))
             .filter(|l| l.contains(&format!("label={label} ")))
             .count()
     };
-    for cam in ["street-default", "street-visit"] {
-        let (people, cyclists) = (entered(cam, "person"), entered(cam, "bicycle"));
-        assert!(people > 0 && cyclists > 0, "{cam}: {people} person and {cyclists} bicycle alerts:\n{logs}");
-    }
-    let visit = camera(&s, "street-visit");
-    assert!(visit["cadence"].as_str().unwrap().contains("enter (zone_enter)"), "{visit}");
     // On key frames alone (every 2 s) people still alert: one confident look confirms. The
     // clip's cyclists are never on screen at a key frame (they pass in under 2 s), so a
-    // zone-only camera cannot see them: the README says so.
-    let people = entered("street-zone", "person");
-    assert!(people > 0, "street-zone: {people} person alerts:\n{logs}");
+    // zone-only camera cannot see them: the cameras guide says so.
+    let wanted = [
+        ("street-default", "person"),
+        ("street-default", "bicycle"),
+        ("street-visit", "person"),
+        ("street-visit", "bicycle"),
+        ("street-zone", "person"),
+    ];
+    let all_seen = wait_until(Duration::from_secs(60), || {
+        let logs = text();
+        wanted.iter().all(|(cam, label)| entered(&logs, cam, label) > 0)
+    });
+    let logs = text();
+    let counts: Vec<String> =
+        wanted.iter().map(|(cam, label)| format!("{cam} {label}: {}", entered(&logs, cam, label))).collect();
+    assert!(all_seen, "zone alerts at the default cadence ({}):\n{logs}", counts.join(", "));
+    let visit = camera(&s, "street-visit");
+    assert!(visit["cadence"].as_str().unwrap().contains("enter (zone_enter)"), "{visit}");
     let _ = std::fs::remove_dir_all(&dir);
 }
