@@ -1,5 +1,5 @@
 //! Tracking + rules + alert building for 200 cameras at 2 detections/s each.
-//! Run: `cargo bench --bench rules` (both parts), or `-- cpu` / `-- latency`.
+//! Run: `cargo bench --bench rules` (every part), or `-- cpu` / `-- latency` / `-- stages`.
 //!
 //! cpu: each camera sees 6 objects moving through a zone with every rule kind configured;
 //! events become alert JSON, no I/O. Reports CPU per camera (target: under 0.1% of a core).
@@ -10,6 +10,15 @@
 //! outbox) → `MqttLink` → a Debian Mosquitto of its own on 127.0.0.1. Reports the
 //! frame-to-PUBACK latency of each alert, p50/p99/max: from the moment a frame's
 //! detections reach the tracker to the broker's PUBACK for the alert.
+//!
+//! stages: the same cameras and load through the node's own graph (`Graph::on_detections`,
+//! called as an inference worker calls it, then whatever stages the graph has: the camera
+//! stage's and the alert stage's queues and threads, or the callback doing it all), cores
+//! built from a config, the same snapshot, outbox, link and Mosquitto. The latency of an
+//! alert runs from the call that handed its camera's newest frame to the graph to its
+//! PUBACK (the tick is 500 ms, far longer than any latency measured, so the frame is
+//! unambiguous). The same source builds against an older edge-node (a git worktree) for a
+//! before/after comparison.
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -137,10 +146,14 @@ fn main() {
     if wants("cpu") {
         cpu();
     }
+    let seconds = || {
+        Duration::from_secs(std::env::var("GRIDSIGHT_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60))
+    };
     if wants("latency") {
-        latency(Duration::from_secs(
-            std::env::var("GRIDSIGHT_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60),
-        ));
+        latency(seconds());
+    }
+    if wants("stages") {
+        stages(seconds());
     }
 }
 
@@ -318,4 +331,210 @@ fn process_cpu() -> f64 {
     let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, r)| r).split_whitespace().collect();
     let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|x| x.parse::<f64>().ok()).sum());
     ticks / 100.0
+}
+
+/// A config of `CAMERAS` cameras with the rules of [`rules`], in normalised coordinates.
+fn stages_config(dir: &std::path::Path) -> edge_node::config::Config {
+    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+    let mut text = format!(
+        r#"version = 1
+[node]
+id = "bench"
+[storage]
+data_dir = "{data}"
+models_dir = "{models}"
+[models.objects]
+file = "yolox_nano_dynamic.onnx"
+classes = ["person", "car"]
+[models.faces]
+file = "yunet_s_dynamic.onnx"
+"#,
+        data = dir.join("data").display(),
+        models = models.display()
+    );
+    for c in 0..CAMERAS {
+        text += &format!(
+            r#"
+[[cameras]]
+id = "cam-{c:03}"
+url = "rtsp://127.0.0.1/cam-{c:03}"
+[cameras.zones.z]
+polygon = [[0.2, 0.3], [0.8, 0.3], [0.8, 0.9], [0.2, 0.9]]
+[cameras.lines.l]
+points = [[0.5, 0.0], [0.5, 1.0]]
+[[cameras.rules]]
+id = "dwell"
+kind = "zone_dwell"
+category = "c"
+zone = "z"
+classes = ["person", "car"]
+min_duration = "5s"
+cooldown = "30s"
+[[cameras.rules]]
+id = "enter"
+kind = "zone_enter"
+category = "c"
+zone = "z"
+classes = ["person", "car"]
+cooldown = "30s"
+[[cameras.rules]]
+id = "cross"
+kind = "line_cross"
+category = "c"
+line = "l"
+classes = ["person", "car"]
+cooldown = "30s"
+[[cameras.rules]]
+id = "crowd"
+kind = "crowd"
+category = "c"
+zone = "z"
+classes = ["person", "car"]
+min_count = 3
+min_duration = "3s"
+cooldown = "30s"
+[[cameras.rules]]
+id = "faces"
+kind = "face_in_zone"
+category = "c"
+zone = "z"
+cooldown = "30s"
+"#
+        );
+    }
+    edge_node::config::parse(&text, dir).unwrap_or_else(|e| panic!("bench config: {e:?}"))
+}
+
+fn stages(duration: Duration) {
+    use edge_node::graph::{Emitter, Graph};
+    use edge_node::rules::IncidentIds;
+    use edge_node::telemetry::CameraRegistry;
+
+    let dir = std::env::temp_dir().join(format!("gridsight-bench-stages-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    std::fs::write(dir.join("mosquitto.conf"), format!("listener {port} 127.0.0.1\nallow_anonymous true\n")).unwrap();
+    let Ok(mut broker) = std::process::Command::new("mosquitto")
+        .arg("-c")
+        .arg(dir.join("mosquitto.conf"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    else {
+        println!("rules stages: skipped, mosquitto is not installed (run `make setup`)");
+        return;
+    };
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let config = stages_config(&dir);
+    let frame = street_frame();
+    let outbox = Arc::new(Mutex::new(
+        Outbox::open(&dir.join("outbox.db"), 512 << 20).unwrap().with_disk(DiskGuard::new(&dir, 64 << 20)),
+    ));
+    // Per camera: when each of its frames was handed to the graph; per alert: its camera and
+    // when its PUBACK came.
+    let handed: Arc<Mutex<HashMap<String, Vec<Instant>>>> = Arc::default();
+    let acked: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let acks = acked.clone();
+    let link = Arc::new({
+        let _e = rt.enter();
+        MqttLink::start(
+            LinkOptions::new("127.0.0.1", port, "bench-stages", "gridsight/bench/availability"),
+            outbox.clone(),
+            Arc::new(move |m| {
+                if m.kind != Kind::Alert {
+                    return;
+                }
+                let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+                acks.lock().unwrap().push((v["camera"].as_str().unwrap().to_string(), Instant::now()));
+            }),
+        )
+    });
+    while link.stats.connects.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let notify = {
+        let link = link.clone();
+        Arc::new(move || link.notify())
+    };
+    let emitter = Emitter {
+        node: "bench".into(),
+        alerts: Arc::new(AlertSink::new("bench", "gridsight", Some(dir.join("snapshots")))),
+        outbox: outbox.clone(),
+        registry: Arc::new(CameraRegistry::default()),
+        notify,
+        clips: None,
+        home_assistant: None,
+    };
+    let graph = Graph::new(Arc::new(IncidentIds::new(1)), emitter);
+    graph.cameras.apply(&config, &graph.ids);
+    let on_detections = graph.on_detections();
+    let ids: Vec<Arc<str>> = (0..CAMERAS).map(|c| Arc::from(format!("cam-{c:03}").as_str())).collect();
+    let label: Arc<str> = Arc::from("person");
+    let steps = duration.as_secs() * FPS;
+    let cpu0 = process_cpu();
+    let begin = Instant::now();
+    for step in 0..steps {
+        let tick = begin + Duration::from_millis(step * 1000 / FPS);
+        std::thread::sleep(tick.saturating_duration_since(Instant::now()));
+        let t = Duration::from_millis(step * 1000 / FPS);
+        for (c, id) in ids.iter().enumerate() {
+            let d = detections(step, c, &label);
+            let mut f = frame.clone();
+            f.camera = id.clone();
+            f.seq = step;
+            f.stream = t;
+            f.wall = SystemTime::now();
+            handed.lock().unwrap().entry(id.to_string()).or_default().push(Instant::now());
+            on_detections(&f, d, Duration::ZERO);
+        }
+    }
+    // Let the last ones arrive: until no PUBACK came for a second.
+    let mut last = (0, Instant::now());
+    while last.1.elapsed() < Duration::from_secs(1) {
+        link.notify();
+        std::thread::sleep(Duration::from_millis(20));
+        let n = acked.lock().unwrap().len();
+        if n != last.0 {
+            last = (n, Instant::now());
+        }
+    }
+    let cpu = process_cpu() - cpu0;
+    let wall = begin.elapsed().as_secs_f64();
+    let handed = handed.lock().unwrap();
+    let acked = acked.lock().unwrap();
+    let mut l: Vec<f64> = acked
+        .iter()
+        .filter_map(|(camera, at)| {
+            let t0 = handed.get(camera)?.iter().rev().find(|t0| *t0 <= at)?;
+            Some(at.duration_since(*t0).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    l.sort_by(f64::total_cmp);
+    let stored: u64 = (0..CAMERAS)
+        .map(|c| {
+            graph
+                .emitter
+                .registry
+                .camera(&format!("cam-{c:03}"))
+                .alerts_stored
+                .load(std::sync::atomic::Ordering::SeqCst)
+        })
+        .sum();
+    println!(
+        "rules stages: {CAMERAS} cameras x {} s at {FPS} detections/s through the node's graph, Mosquitto on 127.0.0.1: {stored} alerts stored, {} acknowledged ({:.1}/s), frame-to-PUBACK p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; process {:.1}% of a core",
+        duration.as_secs(),
+        l.len(),
+        l.len() as f64 / wall,
+        percentile(&l, 0.5),
+        percentile(&l, 0.99),
+        l.last().copied().unwrap_or(0.0),
+        cpu / wall * 100.0,
+    );
+    let _ = broker.kill();
+    let _ = broker.wait();
+    let _ = std::fs::remove_dir_all(&dir);
 }

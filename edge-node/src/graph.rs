@@ -5,13 +5,20 @@
 //!   (streaming thread)         │ submit (per-camera queue, drop oldest, counted)
 //!                              ▼
 //!                        inference::InferencePool (workers; one frame of a camera at a time)
-//!                              │ on_detections, in capture order
+//!                              │ on_detections, in capture order (live snapshots, counts)
+//!                              │ camera queue (CAMERA_QUEUE, bounded: a full queue makes
+//!                              ▼ the worker wait; nothing is dropped)
+//!                        camera stage thread: CameraCore::observe (tracker → rules, stream
+//!                              │ time; a panic resets that camera's core and is counted)
+//!                              │ alert queue (ALERT_QUEUE, bounded, waits likewise)
 //!                              ▼
-//!                        CameraCore::observe (tracker → rules, stream time; a panic resets
-//!                              │ that camera's core and is counted)     ── camera lock released
-//!                              ▼
-//!                        Emitter: alert JSON + snapshot JPEG ─► Outbox (SQLite) ─► MqttLink
+//!                        alert stage thread: Emitter: alert + snapshot JPEG (faces hidden)
+//!                              ─► Outbox (SQLite) ─► MqttLink
 //! ```
+//!
+//! Inference workers no longer wait on a snapshot's face search or an SQLite commit; the
+//! queues keep each camera's order (the pool never holds two of its frames at once, and
+//! both stages are one thread each).
 //!
 //! [`Graph::apply`] is the one config diff: new cameras get a core and a pool queue,
 //! unchanged ones keep theirs, changed or removed ones end their open incidents with `end`
@@ -21,6 +28,7 @@
 use crate::Locked;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -136,19 +144,111 @@ pub struct Graph {
     pub found: Arc<Mutex<HashMap<Arc<str>, Found>>>,
     /// The newest detected frame of each camera (live snapshots).
     pub live: Arc<crate::live::LiveFrames>,
+    /// The camera stage's queue (detections in, and the incidents a reload ended).
+    to_cameras: SyncSender<ToCameras>,
+    stages: Mutex<Option<Stages>>,
+}
+
+/// Frames with detections the camera stage may hold before inference waits for it. The
+/// policy is to wait, never to drop: an alert may hang on any frame.
+pub const CAMERA_QUEUE: usize = 256;
+/// Rule events with their frame the alert stage may hold before the camera stage waits for
+/// it (the same policy: an alert is never dropped).
+pub const ALERT_QUEUE: usize = 64;
+
+/// What the camera stage receives, in order.
+enum ToCameras {
+    /// A frame of a camera and what inference found in it.
+    Detected(Frame, Detections),
+    /// Open incidents a reload ended: they go to the alert stage behind the events before.
+    Ended(crate::camera::Ended),
+    /// Everything before it is handled: stop (the alert stage after it).
+    Stop,
+}
+
+/// What the alert stage receives: one camera's rule events, with the frame they came from
+/// (snapshots, clips) and the faces to hide in it.
+enum ToAlerts {
+    Events {
+        camera: Arc<str>,
+        placement: Placement,
+        events: Vec<RuleEvent>,
+        frame: Option<Frame>,
+        faces: Vec<Face>,
+        wall: SystemTime,
+    },
+    Stop,
+}
+
+/// The camera stage's and the alert stage's threads, for shutdown.
+pub struct Stages {
+    to_cameras: SyncSender<ToCameras>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Stages {
+    /// Lets both stages finish what they hold (every alert stored), then stop; waits up to
+    /// `deadline`. Returns whether they stopped in time.
+    pub fn finish(self, deadline: Duration) -> bool {
+        let until = std::time::Instant::now() + deadline;
+        let mut stop = ToCameras::Stop;
+        loop {
+            match self.to_cameras.try_send(stop) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) if std::time::Instant::now() < until => {
+                    stop = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => break,
+            }
+        }
+        while self.threads.iter().any(|t| !t.is_finished()) {
+            if std::time::Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
 }
 
 impl Graph {
     pub fn new(ids: Arc<IncidentIds>, emitter: Emitter) -> Self {
         let live = Arc::new(crate::live::LiveFrames::new(emitter.alerts.privacy()));
-        Self { cameras: Arc::default(), ids, emitter: Arc::new(emitter), found: Arc::default(), live }
+        let cameras: Arc<Cameras> = Arc::default();
+        let emitter = Arc::new(emitter);
+        let (to_cameras, cameras_rx) = sync_channel(CAMERA_QUEUE);
+        let (to_alerts, alerts_rx) = sync_channel(ALERT_QUEUE);
+        let camera_stage = {
+            let (cameras, registry, live) = (cameras.clone(), emitter.registry.clone(), live.clone());
+            std::thread::Builder::new()
+                .name("camera-stage".into())
+                .spawn(move || camera_stage(cameras_rx, to_alerts, &cameras, &registry, &live))
+                .expect("cannot start the camera stage's thread")
+        };
+        let alert_stage = {
+            let emitter = emitter.clone();
+            std::thread::Builder::new()
+                .name("alert-stage".into())
+                .spawn(move || alert_stage(alerts_rx, &emitter))
+                .expect("cannot start the alert stage's thread")
+        };
+        let stages = Stages { to_cameras: to_cameras.clone(), threads: vec![camera_stage, alert_stage] };
+        Self { cameras, ids, emitter, found: Arc::default(), live, to_cameras, stages: Mutex::new(Some(stages)) }
     }
 
-    /// The inference pool's callback: detections → the camera's core → alerts. Runs on a
-    /// worker, one frame of a camera at a time, in capture order (the pool guarantees it).
+    /// The stages' threads, for shutdown ([`Stages::finish`] after the inference pool has
+    /// stopped). Once.
+    pub fn stages(&self) -> Option<Stages> {
+        self.stages.locked().take()
+    }
+
+    /// The inference pool's callback: live snapshots and the detection counts, then the
+    /// frame to the camera stage's queue (waiting when it is full). Runs on a worker, one
+    /// frame of a camera at a time, in capture order (the pool guarantees it; the queue
+    /// keeps it).
     pub fn on_detections(&self) -> DetectionCallback {
-        let (cameras, emitter, found) = (self.cameras.clone(), self.emitter.clone(), self.found.clone());
-        let live = self.live.clone();
+        let (found, live, to_cameras) = (self.found.clone(), self.live.clone(), self.to_cameras.clone());
         Arc::new(move |frame: &Frame, d: Detections, took: Duration| {
             live.update(frame, &d);
             {
@@ -161,38 +261,9 @@ impl Graph {
                     *f.objects.entry(o.label.to_string()).or_default() += 1;
                 }
             }
-            let Some(core) = cameras.get(&frame.camera) else { return };
-            let (events, placement) = {
-                let mut core = core.locked();
-                let observed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core.observe(frame, &d)));
-                match observed {
-                    Ok(events) => (events, core.placement.clone()),
-                    Err(_) => {
-                        // One camera's bad frame: its tracker and rules start afresh, the
-                        // others never notice.
-                        core.reset();
-                        emitter.registry.camera(&frame.camera).panics.fetch_add(1, Relaxed);
-                        error!(camera = %frame.camera, seq = frame.seq, "panic while tracking or evaluating rules; this camera's tracker and rules start afresh");
-                        return;
-                    }
-                }
-            };
-            // A camera without a face model: its snapshots hide the head of every person
-            // instead (the faces nobody looked for).
-            let heads: Vec<Face>;
-            let faces = if !events.is_empty() && live.runs_faces(&frame.camera) == Some(false) {
-                heads = d
-                    .objects
-                    .iter()
-                    .filter(|o| &*o.label == "person")
-                    .map(|o| Face { bbox: crate::live::head_of(o.bbox), score: o.score, landmarks: [[0.0; 2]; 5] })
-                    .collect();
-                &heads
-            } else {
-                &d.faces
-            };
-            // The camera's lock is released: ingest's streaming thread never waits on the JPEG.
-            emitter.emit(&frame.camera, &placement, &events, Some(frame), faces, frame.wall);
+            if to_cameras.send(ToCameras::Detected(frame.clone(), d)).is_err() {
+                warn!(camera = %frame.camera, "the camera stage has stopped; a detected frame is not evaluated");
+            }
         })
     }
 
@@ -238,7 +309,89 @@ impl Graph {
         }
         for e in ended {
             info!(camera = %e.camera, incidents = e.events.len(), "camera changed or removed: its open incidents end");
-            self.emitter.emit(&e.camera, &e.placement, &e.events, None, &[], e.wall);
+            // Behind the events of frames already queued, so an incident never ends before
+            // it was raised.
+            if self.to_cameras.send(ToCameras::Ended(e)).is_err() {
+                error!("the camera stage has stopped; incidents a reload ended are not stored");
+            }
+        }
+    }
+}
+
+/// The camera stage: each frame's detections through its camera's core (tracker → rules,
+/// stream time; a panic resets that camera's core and is counted), the events to the alert
+/// stage. One thread for every camera: tracking and rules cost microseconds a frame.
+fn camera_stage(
+    rx: Receiver<ToCameras>,
+    to_alerts: SyncSender<ToAlerts>,
+    cameras: &Cameras,
+    registry: &CameraRegistry,
+    live: &crate::live::LiveFrames,
+) {
+    let send = |m: ToAlerts| {
+        if to_alerts.send(m).is_err() {
+            error!("the alert stage has stopped; rule events are not stored");
+        }
+    };
+    while let Ok(m) = rx.recv() {
+        match m {
+            ToCameras::Stop => break,
+            ToCameras::Ended(e) => send(ToAlerts::Events {
+                camera: e.camera,
+                placement: e.placement,
+                events: e.events,
+                frame: None,
+                faces: Vec::new(),
+                wall: e.wall,
+            }),
+            ToCameras::Detected(frame, d) => {
+                let Some(core) = cameras.get(&frame.camera) else { continue };
+                let (events, placement) = {
+                    let mut core = core.locked();
+                    let observed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core.observe(&frame, &d)));
+                    match observed {
+                        Ok(events) => (events, core.placement.clone()),
+                        Err(_) => {
+                            // One camera's bad frame: its tracker and rules start afresh, the
+                            // others never notice.
+                            core.reset();
+                            registry.camera(&frame.camera).panics.fetch_add(1, Relaxed);
+                            error!(camera = %frame.camera, seq = frame.seq, "panic while tracking or evaluating rules; this camera's tracker and rules start afresh");
+                            continue;
+                        }
+                    }
+                };
+                if events.is_empty() {
+                    continue;
+                }
+                // A camera without a face model: its snapshots hide the head of every person
+                // instead (the faces nobody looked for).
+                let faces = if live.runs_faces(&frame.camera) == Some(false) {
+                    d.objects
+                        .iter()
+                        .filter(|o| &*o.label == "person")
+                        .map(|o| Face { bbox: crate::live::head_of(o.bbox), score: o.score, landmarks: [[0.0; 2]; 5] })
+                        .collect()
+                } else {
+                    d.faces
+                };
+                let (camera, wall) = (frame.camera.clone(), frame.wall);
+                send(ToAlerts::Events { camera, placement, events, frame: Some(frame), faces, wall });
+            }
+        }
+    }
+    send(ToAlerts::Stop);
+}
+
+/// The alert stage: rule events → alerts (snapshot JPEG, clip request, the outbox's SQLite
+/// commit), in the order the camera stage sent them.
+fn alert_stage(rx: Receiver<ToAlerts>, emitter: &Emitter) {
+    while let Ok(m) = rx.recv() {
+        match m {
+            ToAlerts::Stop => break,
+            ToAlerts::Events { camera, placement, events, frame, faces, wall } => {
+                emitter.emit(&camera, &placement, &events, frame.as_ref(), &faces, wall)
+            }
         }
     }
 }

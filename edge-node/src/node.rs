@@ -667,8 +667,9 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
             }
         }
     })?;
+    let stages = graph.stages();
     drop(graph);
-    crate::shutdown::Running { rt, ingest, pool, dispatch, link }.stop();
+    crate::shutdown::Running { rt, ingest, pool, stages, dispatch, link }.stop();
     Ok(())
 }
 

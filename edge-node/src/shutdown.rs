@@ -2,11 +2,12 @@
 //! ([`SHUTDOWN_DEADLINE`]; the process exits anyway when it passes).
 //!
 //! 1. Ingest: every camera pipeline goes to NULL, so no new frame enters.
-//! 2. The inference pool finishes the frames it holds; their alerts are stored.
-//! 3. The in-process dispatcher (its timers, then its link).
-//! 4. The MQTT link: acknowledgements written, a retained `offline`, a clean disconnect.
+//! 2. The inference pool finishes the frames it holds, into the camera stage's queue.
+//! 3. The camera stage and then the alert stage finish theirs: every alert is stored.
+//! 4. The in-process dispatcher (its timers, then its link).
+//! 5. The MQTT link: acknowledgements written, a retained `offline`, a clean disconnect.
 //!    Rows not yet acknowledged stay in the outbox for the next start.
-//! 5. The async runtime.
+//! 6. The async runtime.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use crate::dispatch::service::DispatchService;
+use crate::graph::Stages;
 use crate::inference::InferencePool;
 use crate::mqtt::MqttLink;
 use crate::source::Ingest;
@@ -26,6 +28,8 @@ pub struct Running {
     pub rt: tokio::runtime::Runtime,
     pub ingest: Ingest,
     pub pool: Arc<InferencePool>,
+    /// The camera and alert stages (`None` when already taken).
+    pub stages: Option<Stages>,
     pub dispatch: Option<DispatchService>,
     pub link: MqttLink,
 }
@@ -45,6 +49,11 @@ impl Running {
                 }
             }
             Err(_) => warn!("inference pool still in use at shutdown; its workers stop with the process"),
+        }
+        if let Some(stages) = self.stages
+            && !stages.finish(left())
+        {
+            warn!("the camera and alert stages did not finish before the deadline");
         }
         if let Some(d) = self.dispatch {
             self.rt.block_on(d.shutdown(Duration::from_secs(2).min(left())));
