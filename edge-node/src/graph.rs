@@ -12,13 +12,14 @@
 //!                              │ time; a panic resets that camera's core and is counted)
 //!                              │ alert queue (ALERT_QUEUE, bounded, waits likewise)
 //!                              ▼
-//!                        alert stage thread: Emitter: alert + snapshot JPEG (faces hidden)
+//!                        alert stage (ALERT_THREADS, a camera always on the same one):
+//!                              Emitter: alert + snapshot JPEG (faces hidden)
 //!                              ─► Outbox (SQLite) ─► MqttLink
 //! ```
 //!
 //! Inference workers no longer wait on a snapshot's face search or an SQLite commit; the
-//! queues keep each camera's order (the pool never holds two of its frames at once, and
-//! both stages are one thread each).
+//! queues keep each camera's order (the pool never holds two of its frames at once, the
+//! camera stage is one thread, and a camera's events always go to the same alert thread).
 //!
 //! [`Graph::apply`] is the one config diff: new cameras get a core and a pool queue,
 //! unchanged ones keep theirs, changed or removed ones end their open incidents with `end`
@@ -156,6 +157,11 @@ pub const CAMERA_QUEUE: usize = 256;
 /// it (the same policy: an alert is never dropped).
 pub const ALERT_QUEUE: usize = 64;
 
+/// Threads of the alert stage: a snapshot's JPEG and face search take milliseconds, and the
+/// inference pool's workers did them side by side before the stage existed. A camera's
+/// events always go to the same thread, so they stay in order.
+pub const ALERT_THREADS: usize = 2;
+
 /// What the camera stage receives, in order.
 enum ToCameras {
     /// A frame of a camera and what inference found in it.
@@ -169,15 +175,18 @@ enum ToCameras {
 /// What the alert stage receives: one camera's rule events, with the frame they came from
 /// (snapshots, clips) and the faces to hide in it.
 enum ToAlerts {
-    Events {
-        camera: Arc<str>,
-        placement: Placement,
-        events: Vec<RuleEvent>,
-        frame: Option<Frame>,
-        faces: Vec<Face>,
-        wall: SystemTime,
-    },
+    Events(Box<Batch>),
     Stop,
+}
+
+/// One frame's rule events for the alert stage.
+struct Batch {
+    camera: Arc<str>,
+    placement: Placement,
+    events: Vec<RuleEvent>,
+    frame: Option<Frame>,
+    faces: Vec<Face>,
+    wall: SystemTime,
 }
 
 /// The camera stage's and the alert stage's threads, for shutdown.
@@ -218,7 +227,18 @@ impl Graph {
         let cameras: Arc<Cameras> = Arc::default();
         let emitter = Arc::new(emitter);
         let (to_cameras, cameras_rx) = sync_channel(CAMERA_QUEUE);
-        let (to_alerts, alerts_rx) = sync_channel(ALERT_QUEUE);
+        // The alert stage's threads, each with its queue; a camera always goes to the same one.
+        let (to_alerts, alert_threads): (Vec<_>, Vec<_>) = (0..ALERT_THREADS)
+            .map(|i| {
+                let (tx, rx) = sync_channel(ALERT_QUEUE);
+                let emitter = emitter.clone();
+                let thread = std::thread::Builder::new()
+                    .name(format!("alert-stage-{i}"))
+                    .spawn(move || alert_stage(rx, &emitter))
+                    .expect("cannot start the alert stage's thread");
+                (tx, thread)
+            })
+            .unzip();
         let camera_stage = {
             let (cameras, registry, live) = (cameras.clone(), emitter.registry.clone(), live.clone());
             std::thread::Builder::new()
@@ -226,14 +246,9 @@ impl Graph {
                 .spawn(move || camera_stage(cameras_rx, to_alerts, &cameras, &registry, &live))
                 .expect("cannot start the camera stage's thread")
         };
-        let alert_stage = {
-            let emitter = emitter.clone();
-            std::thread::Builder::new()
-                .name("alert-stage".into())
-                .spawn(move || alert_stage(alerts_rx, &emitter))
-                .expect("cannot start the alert stage's thread")
-        };
-        let stages = Stages { to_cameras: to_cameras.clone(), threads: vec![camera_stage, alert_stage] };
+        let mut threads = vec![camera_stage];
+        threads.extend(alert_threads);
+        let stages = Stages { to_cameras: to_cameras.clone(), threads };
         Self { cameras, ids, emitter, found: Arc::default(), live, to_cameras, stages: Mutex::new(Some(stages)) }
     }
 
@@ -323,27 +338,31 @@ impl Graph {
 /// stage. One thread for every camera: tracking and rules cost microseconds a frame.
 fn camera_stage(
     rx: Receiver<ToCameras>,
-    to_alerts: SyncSender<ToAlerts>,
+    to_alerts: Vec<SyncSender<ToAlerts>>,
     cameras: &Cameras,
     registry: &CameraRegistry,
     live: &crate::live::LiveFrames,
 ) {
-    let send = |m: ToAlerts| {
-        if to_alerts.send(m).is_err() {
-            error!("the alert stage has stopped; rule events are not stored");
+    let send = |camera: &str, m: ToAlerts| {
+        let shard = camera.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize)) % to_alerts.len();
+        if to_alerts[shard].send(m).is_err() {
+            error!(camera, "the alert stage has stopped; rule events are not stored");
         }
     };
     while let Ok(m) = rx.recv() {
         match m {
             ToCameras::Stop => break,
-            ToCameras::Ended(e) => send(ToAlerts::Events {
-                camera: e.camera,
-                placement: e.placement,
-                events: e.events,
-                frame: None,
-                faces: Vec::new(),
-                wall: e.wall,
-            }),
+            ToCameras::Ended(e) => send(
+                &e.camera.clone(),
+                ToAlerts::Events(Box::new(Batch {
+                    camera: e.camera,
+                    placement: e.placement,
+                    events: e.events,
+                    frame: None,
+                    faces: Vec::new(),
+                    wall: e.wall,
+                })),
+            ),
             ToCameras::Detected(frame, d) => {
                 let Some(core) = cameras.get(&frame.camera) else { continue };
                 let (events, placement) = {
@@ -376,22 +395,23 @@ fn camera_stage(
                     d.faces
                 };
                 let (camera, wall) = (frame.camera.clone(), frame.wall);
-                send(ToAlerts::Events { camera, placement, events, frame: Some(frame), faces, wall });
+                let batch = Batch { camera: camera.clone(), placement, events, frame: Some(frame), faces, wall };
+                send(&camera, ToAlerts::Events(Box::new(batch)));
             }
         }
     }
-    send(ToAlerts::Stop);
+    for tx in &to_alerts {
+        let _ = tx.send(ToAlerts::Stop);
+    }
 }
 
-/// The alert stage: rule events → alerts (snapshot JPEG, clip request, the outbox's SQLite
-/// commit), in the order the camera stage sent them.
+/// One thread of the alert stage: rule events → alerts (snapshot JPEG, clip request, the
+/// outbox's SQLite commit), in the order the camera stage sent them.
 fn alert_stage(rx: Receiver<ToAlerts>, emitter: &Emitter) {
     while let Ok(m) = rx.recv() {
         match m {
             ToAlerts::Stop => break,
-            ToAlerts::Events { camera, placement, events, frame, faces, wall } => {
-                emitter.emit(&camera, &placement, &events, frame.as_ref(), &faces, wall)
-            }
+            ToAlerts::Events(b) => emitter.emit(&b.camera, &b.placement, &b.events, b.frame.as_ref(), &b.faces, b.wall),
         }
     }
 }
