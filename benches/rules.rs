@@ -214,25 +214,32 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-fn latency(duration: Duration) {
-    let dir = std::env::temp_dir().join(format!("gridsight-bench-latency-{}", std::process::id()));
+/// A Mosquitto of its own on 127.0.0.1 in a fresh folder, for the part `name`: (folder,
+/// port, process); `None` (said) when Debian's mosquitto is not installed.
+fn broker(name: &str) -> Option<(std::path::PathBuf, u16, std::process::Child)> {
+    let dir = std::env::temp_dir().join(format!("gridsight-bench-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     std::fs::write(dir.join("mosquitto.conf"), format!("listener {port} 127.0.0.1\nallow_anonymous true\n")).unwrap();
-    let Ok(mut broker) = std::process::Command::new("mosquitto")
+    let Ok(broker) = std::process::Command::new("mosquitto")
         .arg("-c")
         .arg(dir.join("mosquitto.conf"))
         .stderr(std::process::Stdio::null())
         .spawn()
     else {
-        println!("rules latency: skipped, mosquitto is not installed (run `make setup`)");
-        return;
+        println!("rules {name}: skipped, mosquitto is not installed (run `make setup`)");
+        return None;
     };
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         std::thread::sleep(Duration::from_millis(20));
     }
+    Some((dir, port, broker))
+}
+
+fn latency(duration: Duration) {
+    let Some((dir, port, mut broker)) = broker("latency") else { return };
 
     let frame = street_frame();
     // As the daemon opens it: bounded by the disk's free space less the alert reserve.
@@ -419,24 +426,7 @@ fn stages(duration: Duration) {
     use edge_node::rules::IncidentIds;
     use edge_node::telemetry::CameraRegistry;
 
-    let dir = std::env::temp_dir().join(format!("gridsight-bench-stages-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    std::fs::write(dir.join("mosquitto.conf"), format!("listener {port} 127.0.0.1\nallow_anonymous true\n")).unwrap();
-    let Ok(mut broker) = std::process::Command::new("mosquitto")
-        .arg("-c")
-        .arg(dir.join("mosquitto.conf"))
-        .stderr(std::process::Stdio::null())
-        .spawn()
-    else {
-        println!("rules stages: skipped, mosquitto is not installed (run `make setup`)");
-        return;
-    };
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let Some((dir, port, mut broker)) = broker("stages") else { return };
     // GRIDSIGHT_BENCH_CAMERAS: fewer cameras, fewer alerts per tick (200 saturate the
     // outbox's synchronous commits on a 2-core VM: latencies then run into the tick).
     let cameras: usize = std::env::var("GRIDSIGHT_BENCH_CAMERAS").ok().and_then(|s| s.parse().ok()).unwrap_or(CAMERAS);

@@ -547,13 +547,13 @@ impl RuleEngine {
                 Coordinates::Normalized => (frame.0 as f64, frame.1 as f64),
                 Coordinates::Pixel => (1.0, 1.0),
             };
-            let pts: Vec<Point> = pl.points().iter().map(|p| Point::new(p.x * sx, p.y * sy)).collect();
+            let px = |p: &Point| Point::new(p.x * sx, p.y * sy);
             tracks.iter().filter(|tr| classes.iter().any(|c| c == tr.label.as_ref())).any(|tr| {
                 let g = tr.ground_point();
                 let p = Point::new(g[0] as f64, g[1] as f64);
                 let b = tr.bbox;
                 let reach = (b[2] - b[0]).max(b[3] - b[1]) as f64 + 0.5 * (tr.velocity[0].hypot(tr.velocity[1])) as f64;
-                pts.windows(2).any(|w| on_segment_dist(p, w[0], w[1]) <= reach)
+                pl.points().windows(2).any(|w| on_segment_dist(p, px(&w[0]), px(&w[1])) <= reach)
             })
         })
     }

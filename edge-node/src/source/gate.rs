@@ -11,7 +11,13 @@ use crate::config::DecodeMode;
 /// `detect_fps`): set by detection, read by the camera's gates at each frame. Not a
 /// setting: two demands always compare equal, so it never makes a camera restart.
 #[derive(Clone, Default)]
-pub struct Demand(Arc<(AtomicBool, AtomicBool)>);
+pub struct Demand(Arc<Wants>);
+
+#[derive(Default)]
+struct Wants {
+    every_frame: AtomicBool,
+    burst: AtomicBool,
+}
 
 /// Detections per second while a track is near a line: a crossing is two positions of one
 /// track on either side, and a cyclist is across a line in well under a second.
@@ -19,22 +25,22 @@ pub const BURST_FPS: f64 = 5.0;
 
 impl Demand {
     pub fn set(&self, on: bool) {
-        self.0.0.store(on, Ordering::Relaxed);
+        self.0.every_frame.store(on, Ordering::Relaxed);
         if !on {
-            self.0.1.store(false, Ordering::Relaxed);
+            self.0.burst.store(false, Ordering::Relaxed);
         }
     }
 
     pub fn get(&self) -> bool {
-        self.0.0.load(Ordering::Relaxed)
+        self.0.every_frame.load(Ordering::Relaxed)
     }
 
     pub fn set_burst(&self, on: bool) {
-        self.0.1.store(on, Ordering::Relaxed);
+        self.0.burst.store(on, Ordering::Relaxed);
     }
 
     pub fn burst(&self) -> bool {
-        self.0.1.load(Ordering::Relaxed)
+        self.0.burst.load(Ordering::Relaxed)
     }
 }
 
