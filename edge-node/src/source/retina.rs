@@ -149,14 +149,21 @@ type Failure = (FailReason, String);
 
 /// Retina's error as the supervisor's reason.
 fn reason_of(e: &retina::Error) -> FailReason {
-    let text = e.to_string();
-    if text.contains("401") {
+    reason_of_text(&e.to_string())
+}
+
+/// [`reason_of`] on retina's message. A status is read where retina writes it (`404 response
+/// to DESCRIBE …`), never anywhere in the text: the message also holds the camera's URL, and
+/// a port such as 40145 is not a 401.
+fn reason_of_text(text: &str) -> FailReason {
+    let status = |code: &str| text.contains(&format!("{code} response"));
+    if status("401") {
         FailReason::Unauthorized
-    } else if text.contains("404") {
+    } else if status("404") {
         FailReason::NoSuchStream
     } else if text.contains("Connection refused") || text.contains("No route") || text.contains("lookup") {
         FailReason::HostUnreachable
-    } else if text.contains("461") {
+    } else if status("461") {
         FailReason::TransportRefused { tried: crate::config::Transport::Tcp, both: false }
     } else if text.contains("EOF") || text.contains("reset") || text.contains("closed") {
         FailReason::StreamEnded
@@ -295,5 +302,21 @@ impl Run {
         self.pipeline.set_state(gst::State::Playing).map_err(|_| other("decoder pipeline refused to start".into()))?;
         info!(camera = %self.camera, codec, "receiving with retina");
         Ok(appsrc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The status is read where retina writes it, not from a port that happens to hold it.
+    #[test]
+    fn statuses_are_read_from_the_response_not_the_url() {
+        let at = "\n\nconn: 127.0.0.1:40145(me)->127.0.0.1:40145@2026-12-05T15:12:58";
+        let text = |s: &str| format!("{s} response to DESCRIBE CSeq=1: Unexpected RTSP response status{at}");
+        assert_eq!(reason_of_text(&text("404")), FailReason::NoSuchStream);
+        assert_eq!(reason_of_text(&text("401")), FailReason::Unauthorized);
+        assert!(matches!(reason_of_text(&text("461")), FailReason::TransportRefused { .. }));
+        assert!(matches!(reason_of_text(&format!("something else{at}")), FailReason::Other(_)));
     }
 }
