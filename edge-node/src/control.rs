@@ -86,9 +86,7 @@ pub fn parse(payload: &[u8]) -> Result<Request, Refusal> {
     Ok(req)
 }
 
-pub fn valid_id(id: &str) -> bool {
-    (1..=64).contains(&id.len()) && id.chars().all(|c| !c.is_control())
-}
+pub use crate::contract::valid_id;
 
 /// The `id` of a request that failed to parse, when it is there and usable (so the refusal
 /// can name it).

@@ -26,6 +26,11 @@
 //!    commands; [`dispatch`] turns alerts into inspectors' orders (in-process or
 //!    `edge-node dispatch`).
 //!
+//! The crates below this one (re-exported under the module names used here): [`contract`]
+//! (payloads and topics), `gridsight-base` ([`config`], [`outbox`], [`mqtt`], [`geometry`],
+//! [`localtime`], HTTP and metrics helpers) and `gridsight-dispatch` ([`dispatch`]: orders,
+//! reports, the district page). None of them can call into the node.
+//!
 //! Around them: [`config`] (the TOML file: raw serde types → `validate()` with path, line
 //! and column → [`config::Config`]), [`contract`] (every MQTT payload as one type, and
 //! [`contract::Topics`]), [`geometry`] (zones and lines), [`types`] (`Frame`, detections),
@@ -40,22 +45,15 @@ pub mod alert;
 pub mod broker;
 pub mod camera;
 pub mod clips;
-pub mod config;
-pub use gridsight_contract as contract;
 pub mod control;
 pub mod datadir;
 pub mod detect;
-pub mod dispatch;
-pub mod geometry;
 pub mod graph;
 pub mod ha;
 pub mod inference;
 pub mod live;
-pub mod localtime;
 pub mod motion;
-pub mod mqtt;
 pub mod node;
-pub mod outbox;
 pub mod privacy;
 pub mod rules;
 pub mod shutdown;
@@ -65,6 +63,12 @@ pub mod systemd;
 pub mod telemetry;
 pub mod track;
 pub mod types;
+
+// The crates below the node, under the names its modules use. Dependencies point one
+// way: contract ← base ← dispatch ← this crate; none of them can call into the node.
+pub use gridsight_base::{Locked, RwLocked, config, geometry, localtime, mqtt, outbox};
+pub use gridsight_contract as contract;
+pub use gridsight_dispatch as dispatch;
 
 /// Initialises GStreamer once per process.
 pub fn init_gstreamer() -> Result<(), gstreamer::glib::Error> {
@@ -94,32 +98,3 @@ pub fn tune_allocator() {
 
 /// Exit status for a config that fails validation (`EX_USAGE`).
 pub const EXIT_BAD_CONFIG: i32 = 64;
-
-/// Locks that outlive a panic elsewhere. A panic is caught where it happens (one camera's
-/// frame, one worker's batch) and logged there; a lock its thread held is still consistent
-/// enough to go on with (every critical section here is short and leaves no half-written
-/// state), so the others take the lock instead of panicking in turn.
-pub trait Locked<T: ?Sized> {
-    fn locked(&self) -> std::sync::MutexGuard<'_, T>;
-}
-
-impl<T: ?Sized> Locked<T> for std::sync::Mutex<T> {
-    fn locked(&self) -> std::sync::MutexGuard<'_, T> {
-        self.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-/// [`Locked`] for readers-writer locks.
-pub trait RwLocked<T: ?Sized> {
-    fn read_locked(&self) -> std::sync::RwLockReadGuard<'_, T>;
-    fn write_locked(&self) -> std::sync::RwLockWriteGuard<'_, T>;
-}
-
-impl<T: ?Sized> RwLocked<T> for std::sync::RwLock<T> {
-    fn read_locked(&self) -> std::sync::RwLockReadGuard<'_, T> {
-        self.read().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-    fn write_locked(&self) -> std::sync::RwLockWriteGuard<'_, T> {
-        self.write().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}

@@ -178,26 +178,15 @@ fn shard_status(s: &config::Shard, cams: &[crate::source::CameraStatus]) -> cont
     }
 }
 
-/// The topics of this node's broker: `mqtt.topic_prefix`, or `gridsight` on the embedded broker.
-pub fn topics_of(config: &Config) -> Topics {
-    Topics::new(config.mqtt.as_ref().map_or("gridsight", |m| m.topic_prefix.as_str()))
-}
+pub use gridsight_base::mqtt::topics_of;
 
-/// How this node reaches its broker: `[mqtt]`, or the embedded broker (started here when
-/// `start_embedded`). The client id is `mqtt.client_id` or `gridsight-<node>`.
+/// How this node reaches its broker ([`gridsight_base::mqtt::link_options`]), starting the
+/// embedded broker first when there is no `[mqtt]` and `start_embedded`.
 pub fn broker_options(config: &Config, start_embedded: bool) -> Result<LinkOptions, NodeError> {
-    let node = &config.node.id;
-    match (&config.mqtt, config.embedded_broker) {
-        (Some(m), _) => LinkOptions::from_config(m, node).map_err(NodeError::Tls),
-        (None, addr) => {
-            let addr = addr.unwrap_or_else(|| ([127, 0, 0, 1], 1883).into());
-            if start_embedded {
-                crate::broker::start(addr)?;
-            }
-            let availability = topics_of(config).availability(node);
-            Ok(LinkOptions::new(&addr.ip().to_string(), addr.port(), &format!("gridsight-{node}"), &availability))
-        }
+    if start_embedded && config.mqtt.is_none() {
+        crate::broker::start(config.embedded_broker.unwrap_or_else(gridsight_base::mqtt::embedded_default))?;
     }
+    gridsight_base::mqtt::link_options(config).map_err(NodeError::Tls)
 }
 
 /// The async runtime (2 workers) with the shutdown and reload signals installed in it.
@@ -225,7 +214,9 @@ pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
     let disk = DiskGuard::new(&config.storage.data_dir, config.storage.disk_reserve);
     let service = {
         let _entered = rt.enter();
-        DispatchService::start(&config, &base, &topics.all_alerts(), true, disk.clone())?
+        // Residents' photos are searched for faces with the node's face model.
+        let faces = crate::privacy::face_filter(&Arc::new(crate::privacy::Privacy::from_config(&config)));
+        DispatchService::start(&config, &base, &topics.all_alerts(), true, disk.clone(), faces)?
     };
     let stats = Arc::new(crate::dispatch::stats::collector(service.metrics.clone()));
     let disk_metrics =
@@ -250,7 +241,7 @@ pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
     }
     if let Some(fleet) = &service.fleet {
         routes =
-            routes.merge(crate::dispatch::fleet::routes(fleet.clone())).merge(crate::telemetry::page::district_routes(
+            routes.merge(crate::dispatch::fleet::routes(fleet.clone())).merge(crate::dispatch::page::district_routes(
                 config.node.name.clone(),
                 service.link_stats(),
                 service.dispatcher.clone(),
@@ -408,7 +399,14 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
     };
     let dispatch = if config.dispatch.enabled {
         let _entered = rt.enter();
-        Some(DispatchService::start(&config, &base, &topics.alerts(node), false, disk.clone())?)
+        Some(DispatchService::start(
+            &config,
+            &base,
+            &topics.alerts(node),
+            false,
+            disk.clone(),
+            crate::privacy::face_filter(&privacy),
+        )?)
     } else {
         info!("dispatch runs elsewhere ([dispatch] enabled = false)");
         None

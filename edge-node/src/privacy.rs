@@ -20,7 +20,7 @@
 //! never identified.
 
 use crate::Locked;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::config::{Config, Family, ModelSpec};
 use crate::inference::{ImageView, Job, Model, OrtError};
@@ -149,6 +149,17 @@ impl Privacy {
         let result = search.hide(bgr, w, h, known);
         self.idle.locked().push(search);
         result
+    }
+}
+
+/// The dispatcher's face filter for residents' photos: `privacy` when it has a face model.
+pub fn face_filter(privacy: &Arc<Privacy>) -> Option<Arc<dyn crate::dispatch::intake::FaceFilter>> {
+    privacy.enabled().then(|| privacy.clone() as Arc<dyn crate::dispatch::intake::FaceFilter>)
+}
+
+impl crate::dispatch::intake::FaceFilter for Privacy {
+    fn hide_faces(&self, bgr: &mut [u8], w: u32, h: u32) -> Result<usize, String> {
+        self.hide(bgr, w, h, &[]).map(|faces| faces.len()).map_err(|e| e.to_string())
     }
 }
 

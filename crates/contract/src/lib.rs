@@ -659,6 +659,12 @@ pub struct OrderUpdate {
     pub to: Option<String>,
 }
 
+/// Whether `id` can be a request or update id: 1 to 64 characters, none of them a
+/// control character.
+pub fn valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.chars().all(|c| !c.is_control())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

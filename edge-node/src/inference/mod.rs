@@ -14,7 +14,7 @@
 
 pub mod detector;
 pub mod family;
-pub mod labels;
+pub use gridsight_base::labels;
 pub mod nms;
 pub mod pool;
 pub mod preprocess;

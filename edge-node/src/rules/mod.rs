@@ -50,12 +50,7 @@ pub struct RuleEvent {
     pub started_wall: SystemTime,
 }
 
-/// Local calendar position for schedules: weekday 0 = Monday, minute after midnight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LocalTime {
-    pub weekday: u8,
-    pub minute: u16,
-}
+pub use gridsight_base::localtime::LocalTime;
 
 /// What the engine looks at in one frame.
 pub struct Scene<'a> {
@@ -128,7 +123,7 @@ impl IncidentIds {
 
     /// The run number to use after `stored` (the last one used) when the time is `now_secs`.
     pub fn next_run(stored: Option<u64>, now_secs: u64) -> u64 {
-        stored.map_or(0, |s| s + 1).max(now_secs).min(u32::MAX as u64)
+        gridsight_base::outbox::next_incident_run(stored, now_secs)
     }
 
     pub fn run(&self) -> u64 {

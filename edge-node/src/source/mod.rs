@@ -15,7 +15,6 @@
 //! [`Ingest::apply`] diffs a new camera list and restarts only the cameras that changed.
 //! Shutdown: [`Ingest::shutdown`] stops every pipeline within a deadline.
 
-mod backoff;
 mod color;
 pub mod decoders;
 mod gate;
@@ -39,8 +38,8 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use tracing::{info, warn};
 
-pub use backoff::Backoff;
 pub use gate::{BURST_FPS, Demand, KeyframeGate, RateLimiter};
+pub use gridsight_base::backoff::Backoff;
 pub use pipeline::fit_size;
 pub use rate::Rates;
 pub use reason::FailReason;

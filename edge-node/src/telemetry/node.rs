@@ -257,40 +257,6 @@ pub(crate) fn node_metrics(m: &mut MetricsText, s: &Snapshot, src: &MetricsSourc
     );
 }
 
-/// `/healthz` and `/readyz`: ready once connected to the broker and while the disk has
-/// room for alerts (a low disk is said, still ready: alerts are stored, snapshots are not).
-pub(crate) fn health(
-    path: &str,
-    link: &crate::mqtt::LinkStats,
-    disk: Option<&DiskGuard>,
-) -> Option<(u16, &'static str, String)> {
-    match path {
-        "/healthz" => Some((200, "text/plain", "ok\n".into())),
-        "/readyz" => {
-            let disk = disk.and_then(|d| Some((d.free()?, d.reserve(), d)));
-            Some(match disk {
-                _ if !link.connected.load(std::sync::atomic::Ordering::SeqCst) => {
-                    (503, "text/plain", "not connected to the MQTT broker\n".into())
-                }
-                Some((free, reserve, d)) if d.state_of(free) == DiskState::Full => (
-                    503,
-                    "text/plain",
-                    format!("disk full: {free} bytes free, {reserve} reserved for alerts; alerts are at risk\n"),
-                ),
-                Some((free, reserve, d)) if d.state_of(free) == DiskState::Low => (
-                    200,
-                    "text/plain",
-                    format!(
-                        "ready; disk low: {free} bytes free of the {reserve} reserved for alerts; snapshots, clips and thumbnails are not stored\n"
-                    ),
-                ),
-                _ => (200, "text/plain", "ready\n".into()),
-            })
-        }
-        _ => None,
-    }
-}
-
 /// `{"state", "free_bytes", "reserve_bytes"}` of the disk under `data_dir`.
 pub(crate) fn disk_status(disk: &DiskGuard) -> contract::DiskStatus {
     let free = disk.free();

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
-use crate::telemetry::page::{camera_problem, problem};
+use crate::page::{camera_problem, problem};
 
 /// How many alerts the page lists.
 const RECENT: usize = 100;
@@ -186,7 +186,7 @@ impl Fleet {
 /// `GET /cameras/<node>/<camera>/thumbnail.jpg`: a camera's newest thumbnail, as its node
 /// published it (the district page).
 pub fn routes(fleet: Arc<Fleet>) -> axum::Router {
-    use crate::telemetry::http::{Get, Reply, get};
+    use crate::http::{Get, Reply, get};
     axum::Router::new().route(
         "/cameras/:node/:camera/thumbnail.jpg",
         get(move |g: &Get| match fleet.thumbnail(g.param("node"), g.param("camera")) {

@@ -235,7 +235,7 @@ impl Dispatcher {
             .connection()
             .query_row("SELECT token_hash FROM reports WHERE id = ?1", [id], |r| r.get(0))
             .optional()?;
-        Ok(hash.is_some_and(|h| crate::telemetry::http::same(h.as_bytes(), token_hash(token).as_bytes())))
+        Ok(hash.is_some_and(|h| crate::http::same(h.as_bytes(), token_hash(token).as_bytes())))
     }
 
     /// The report's status for its reporter: what was reported, where, the order's state and
@@ -390,7 +390,7 @@ impl Dispatcher {
 /// `GET /reports/<id>/photo.jpg`: a report's photo (faces pixelated), for inspectors and
 /// the control room (behind the listener's token, if any).
 pub fn routes(dispatcher: Arc<Dispatcher>) -> axum::Router {
-    use crate::telemetry::http::{Get, Reply, get};
+    use crate::http::{Get, Reply, get};
     axum::Router::new().route(
         "/reports/:id/photo.jpg",
         get(move |g: &Get| match dispatcher.report_photo(g.param("id")) {

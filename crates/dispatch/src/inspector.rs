@@ -21,8 +21,8 @@ pub struct Request<'a> {
 }
 
 fn connect(config: &Config, who: &str) -> Result<(Client, rumqttc::Connection, Topics), String> {
-    let base = crate::node::broker_options(config, false).map_err(|e| e.to_string())?;
-    let topics = crate::node::topics_of(config);
+    let base = crate::mqtt::link_options(config)?;
+    let topics = crate::mqtt::topics_of(config);
     let opts = LinkOptions {
         client_id: format!("gridsight-inspector-{who}-{}", std::process::id()),
         availability_topic: topics.inspector_availability(who),

@@ -43,13 +43,15 @@ impl DispatchService {
     /// id gets `-dispatch` appended); `alerts` is the topic filter of the alerts to handle.
     /// With `fleet`, it also follows every node's status topics (the district page).
     /// `disk` guards the reserve on `data_dir` (shared with the node's outbox when both run
-    /// in one process): residents' photos and audio are stored only above it.
+    /// in one process): residents' photos and audio are stored only above it. `faces`
+    /// pixelates residents' photos; reports are off without it.
     pub fn start(
         config: &Config,
         base: &LinkOptions,
         alerts: &str,
         fleet: bool,
         disk: DiskGuard,
+        faces: Option<Arc<dyn super::intake::FaceFilter>>,
     ) -> Result<Self, super::DispatchError> {
         let prefix = config.mqtt.as_ref().map_or("gridsight", |m| m.topic_prefix.as_str()).to_string();
         let path = config.storage.data_dir.join("dispatch.db");
@@ -62,7 +64,7 @@ impl DispatchService {
         info!(path = %path.display(), open_orders = open, alerts, routes = config.dispatch.routes.len(), "dispatcher starting");
 
         let fleet = fleet.then(|| Arc::new(super::fleet::Fleet::new(&prefix)));
-        let intake = super::intake::Intake::new(config, dispatcher.clone()).map(Arc::new);
+        let intake = super::intake::Intake::new(config, dispatcher.clone(), faces).map(Arc::new);
         let mut subscriptions = vec![alerts.to_string(), dispatcher.updates_filter()];
         subscriptions.extend(fleet.iter().flat_map(|f| f.filters()));
         if intake.is_some() {

@@ -283,7 +283,7 @@ struct Ctx {
 /// back to the base once a connection has lasted [`Reconnect::STABLE`].
 #[derive(Debug)]
 pub struct Reconnect {
-    backoff: crate::source::Backoff,
+    backoff: crate::backoff::Backoff,
 }
 
 impl Reconnect {
@@ -292,7 +292,7 @@ impl Reconnect {
     pub const STABLE: Duration = Duration::from_secs(10);
 
     pub fn new(max: Duration, seed: u64) -> Self {
-        Self { backoff: crate::source::Backoff::new(Self::BASE, max, seed) }
+        Self { backoff: crate::backoff::Backoff::new(Self::BASE, max, seed) }
     }
 
     /// The wait before the next attempt, given how long the last connection was up
@@ -643,6 +643,31 @@ async fn serve(
             // The loop's top decides: deliver what is pending first, or stop now.
             _ = cx.stop.notified() => {}
             _ = async { tokio::time::sleep_until(drain_until.expect("guarded")).await }, if drain_until.is_some() => {}
+        }
+    }
+}
+
+/// The topics of a node's broker: `mqtt.topic_prefix`, or `gridsight` on the embedded broker.
+pub fn topics_of(config: &crate::config::Config) -> crate::contract::Topics {
+    crate::contract::Topics::new(config.mqtt.as_ref().map_or("gridsight", |m| m.topic_prefix.as_str()))
+}
+
+/// Where the embedded broker listens when the config does not say.
+pub fn embedded_default() -> std::net::SocketAddr {
+    ([127, 0, 0, 1], 1883).into()
+}
+
+/// How a node or dispatcher reaches its broker: `[mqtt]`, or the embedded broker
+/// (`embedded_broker`, default [`embedded_default`]). The client id is `mqtt.client_id` or
+/// `gridsight-<node>`. The error names the TLS file that cannot be read.
+pub fn link_options(config: &crate::config::Config) -> Result<LinkOptions, String> {
+    let node = &config.node.id;
+    match &config.mqtt {
+        Some(m) => LinkOptions::from_config(m, node),
+        None => {
+            let addr = config.embedded_broker.unwrap_or_else(embedded_default);
+            let availability = topics_of(config).availability(node);
+            Ok(LinkOptions::new(&addr.ip().to_string(), addr.port(), &format!("gridsight-{node}"), &availability))
         }
     }
 }

@@ -12,7 +12,7 @@ use super::raw::*;
 use super::secret::Secret;
 use super::units::{Schedule, parse_bytes, parse_duration};
 use crate::geometry::{Point, Polygon, Polyline};
-use crate::inference::labels::default_labels;
+use crate::labels::default_labels;
 
 /// Problems found, as (TOML path, message, byte offset inside the string value when the
 /// problem is at a known character of it).

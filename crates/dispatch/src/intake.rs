@@ -26,8 +26,8 @@ use serde_json::json;
 use super::reports::{NewReport, RatingRefused};
 use super::{DispatchError, Dispatcher};
 use crate::config::{Config, Grid, Reports};
+use crate::http::{Reply, Request};
 use crate::outbox::Optional;
-use crate::telemetry::http::{Reply, Request};
 
 /// Where the API lives (it carries the reporter's token, not the listener's).
 pub const PATH: &str = "/api/v1/reports";
@@ -126,13 +126,21 @@ impl Limits {
     }
 }
 
+/// Pixelates the faces of a picture in place. The dispatcher loads no model: the node
+/// lends its whole-picture face search (`edge-node`'s `privacy::Privacy`, at 1x and 2x).
+pub trait FaceFilter: Send + Sync {
+    /// Hides every face of the `w`×`h` BGR picture; returns how many it hid, or why the
+    /// search could not run.
+    fn hide_faces(&self, bgr: &mut [u8], w: u32, h: u32) -> Result<usize, String>;
+}
+
 /// The reports API of one dispatcher.
 pub struct Intake {
     dispatcher: Arc<Dispatcher>,
     config: Reports,
     grid: Grid,
     /// The whole-photo face search (the config has a face model when reports are on).
-    privacy: crate::privacy::Privacy,
+    faces: Arc<dyn FaceFilter>,
     limits: Mutex<Limits>,
 }
 
@@ -146,14 +154,11 @@ fn ok(status: u16, v: serde_json::Value) -> Reply {
 }
 
 impl Intake {
-    /// `None` unless `[reports]` is enabled (the config then has a face model).
-    pub fn new(config: &Config, dispatcher: Arc<Dispatcher>) -> Option<Self> {
+    /// `None` unless `[reports]` is enabled and `faces` is given (validation makes the
+    /// config name a face model when reports are on; the node lends its face search).
+    pub fn new(config: &Config, dispatcher: Arc<Dispatcher>, faces: Option<Arc<dyn FaceFilter>>) -> Option<Self> {
         let reports = config.reports.clone()?;
-        let privacy = crate::privacy::Privacy::from_config(config);
-        if !privacy.enabled() {
-            return None;
-        }
-        Some(Self { dispatcher, config: reports, grid: config.grid.clone(), privacy, limits: Mutex::default() })
+        Some(Self { dispatcher, config: reports, grid: config.grid.clone(), faces: faces?, limits: Mutex::default() })
     }
 
     /// Answers a request under `/api/v1/reports`, or `None` for other paths.
@@ -260,7 +265,7 @@ impl Intake {
     pub fn mqtt(&self, gateway: &str, payload: &[u8], now: i64) -> Result<(), DispatchError> {
         use base64::Engine;
         let v: serde_json::Value = serde_json::from_slice(payload).unwrap_or(serde_json::Value::Null);
-        let request = v["id"].as_str().filter(|id| crate::control::valid_id(id)).map(str::to_string);
+        let request = v["id"].as_str().filter(|id| crate::contract::valid_id(id)).map(str::to_string);
         let left_out: std::cell::RefCell<Vec<&'static str>> = Default::default();
         let reply_of = |request: Option<&str>, r: Result<&super::reports::Accepted, &str>| match r {
             Ok(a) => {
@@ -448,15 +453,15 @@ impl Intake {
         let rgb = img.to_rgb8();
         let (w, h) = rgb.dimensions();
         let mut bgr: Vec<u8> = rgb.pixels().flat_map(|p| [p[2], p[1], p[0]]).collect();
-        // The whole photo at 1x and 2x ([`crate::privacy`]): residents photograph crowds too.
-        let faces = self.privacy.hide(&mut bgr, w, h, &[]).map_err(|e| format!("the face model cannot run: {e}"))?;
+        // The whole photo ([`FaceFilter`]): residents photograph crowds too.
+        let faces = self.faces.hide_faces(&mut bgr, w, h).map_err(|e| format!("the face model cannot run: {e}"))?;
         let rgb = image::RgbImage::from_raw(w, h, bgr.chunks_exact(3).flat_map(|p| [p[2], p[1], p[0]]).collect())
             .ok_or("the photo cannot be rebuilt")?;
         let mut out = Vec::new();
         image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85)
             .encode_image(&rgb)
             .map_err(|e| format!("the photo cannot be encoded: {e}"))?;
-        tracing::info!(faces = faces.len(), bytes = out.len(), "report photo: faces pixelated, metadata dropped");
+        tracing::info!(faces, bytes = out.len(), "report photo: faces pixelated, metadata dropped");
         Ok(out)
     }
 
@@ -491,7 +496,7 @@ impl Intake {
 /// Everything under [`PATH`]: reports in (`POST`, with a body), their status, photo and
 /// rating (the reporter's token, not the listener's).
 pub fn routes(intake: Arc<Intake>) -> axum::Router {
-    crate::telemetry::http::with_body(PATH, Arc::new(move |r: &Request| intake.answer(r)))
+    crate::http::with_body(PATH, Arc::new(move |r: &Request| intake.answer(r)))
 }
 
 #[cfg(test)]

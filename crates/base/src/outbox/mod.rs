@@ -18,6 +18,12 @@
 
 mod disk;
 
+/// The run number of incident ids to use after `stored` (the last one used) when the
+/// time is `now_secs`: above the last one, and not below the Unix time in seconds.
+pub fn next_incident_run(stored: Option<u64>, now_secs: u64) -> u64 {
+    stored.map_or(0, |s| s + 1).max(now_secs).min(u32::MAX as u64)
+}
+
 pub use disk::{DiskGuard, DiskState, Optional};
 
 use std::path::Path;
@@ -297,7 +303,7 @@ impl Outbox {
         Tap { rx, state }
     }
 
-    /// The next run number for incident ids (`rules::IncidentIds`), stored before it is
+    /// The next run number for incident ids (the node's `rules::IncidentIds`), stored before it is
     /// used so a restart never reuses one: above the last one stored, and not below the
     /// Unix time in seconds (`now_secs`).
     pub fn next_incident_run(&mut self, now_secs: u64) -> Result<u64, OutboxError> {
@@ -306,7 +312,7 @@ impl Outbox {
             .query_row("SELECT value FROM meta WHERE key = 'incident_run'", [], |r| r.get(0))
             .map(Some)
             .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })?;
-        let run = crate::rules::IncidentIds::next_run(stored.map(|s| s as u64), now_secs);
+        let run = next_incident_run(stored.map(|s| s as u64), now_secs);
         tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('incident_run', ?1)", [run as i64])?;
         tx.commit()?;
         Ok(run)

@@ -1,4 +1,4 @@
-//! dispatch: alerts become orders for the inspectors on duty in the camera's grid, and every
+//! gridsight-dispatch: alerts become orders for the inspectors on duty in the camera's grid, and every
 //! order is followed until it is closed.
 //!
 //! Input: alert events (`gridsight.alert` JSON, from the broker), lifecycle updates from
@@ -22,21 +22,24 @@ pub mod fleet;
 pub mod inspector;
 pub mod intake;
 pub mod order;
+pub mod page;
 pub mod reports;
 pub mod service;
 pub mod stats;
 #[cfg(test)]
 mod tests;
 
-use crate::Locked;
+// The shared base under the names the node's modules use (`crate::config`, …).
+use gridsight_base::{Locked, config, geometry, http, localtime, mqtt, outbox, telemetry};
+use gridsight_contract as contract;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{OptionalExtension, Transaction, params};
 use tracing::info;
 
 use crate::config::{Dispatch, EscalationStep, Grid, Route};
+use crate::localtime::LocalTime;
 use crate::outbox::{Kind, Message, Outbox, OutboxError};
-use crate::rules::LocalTime;
 pub use order::{Action, CONTROL_ROOM, Deadline, Order, State, Update};
 
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,12 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::rules::LocalTime;
+/// Local calendar position for schedules: weekday 0 = Monday, minute after midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalTime {
+    pub weekday: u8,
+    pub minute: u16,
+}
 
 /// The `TZ` value for a configured time zone, or why it is not one.
 /// Accepts `UTC`, `UTC±HH:MM` and names with a file under the zoneinfo folder (`TZDIR`,

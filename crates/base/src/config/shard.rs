@@ -76,7 +76,7 @@ mod tests {
 #[cfg(test)]
 mod config_tests {
     fn config(index: usize, count: usize, extra: &str) -> crate::config::Config {
-        let models = concat!(env!("CARGO_MANIFEST_DIR"), "/../models");
+        let models = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models");
         let mut text = format!(
             "version = 1\n[node]\nid = \"edge\"\n[storage]\nmodels_dir = \"{models}\"\n[shard]\ncount = {count}\nindex = {index}\n[models.objects]\nfile = \"yolox_nano.onnx\"\n"
         );
