@@ -50,6 +50,7 @@ pids+=($!)
 
 cat <<'HINT'
 demo: the status page is http://127.0.0.1:9090/ (cameras, alerts with snapshots and clips, orders)
+demo: the inspectors' app is http://127.0.0.1:9090/inspector/ (sign in as lead: token demo-token-lead-0000001)
 demo: orders go to the demo inspectors; insp-1 is played by the helper, lead is yours:
   ./target/release/edge-node inspector --config deploy/demo.toml --id lead watch
   ./target/release/edge-node inspector --config deploy/demo.toml --id lead accept|arrive|resolve ORDER

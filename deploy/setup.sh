@@ -28,7 +28,8 @@ packages=(
   vlc-bin vlc-plugin-base
   prometheus  # promtool: the tests check /metrics with it (the server is not started)
   binutils systemd  # objcopy and systemd-analyze: `make deb` and its test
-  chromium chromium-driver  # a real headless browser for the status-page tests
+  chromium chromium-driver  # a real headless browser for the status-page and app tests
+  espeak-ng  # speaks new orders to inspectors (/orders/<id>/voice)
 )
 
 

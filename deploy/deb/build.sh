@@ -43,6 +43,7 @@ Architecture: amd64
 Maintainer: gridsight <gridsight@localhost>
 Installed-Size: $size
 Depends: adduser, libgstreamer1.0-0, libgstreamer-plugins-base1.0-0, libgstrtspserver-1.0-0, gstreamer1.0-plugins-base, gstreamer1.0-plugins-good, gstreamer1.0-plugins-bad, gstreamer1.0-libav, libsqlite3-0, libssl3
+Recommends: espeak-ng
 Section: video
 Priority: optional
 Description: gridsight edge node: video analytics for city camera grids

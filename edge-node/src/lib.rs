@@ -52,6 +52,7 @@ pub mod graph;
 pub mod ha;
 pub mod inference;
 pub mod live;
+pub mod media;
 pub mod motion;
 pub mod node;
 pub mod privacy;

@@ -180,6 +180,19 @@ fn shard_status(s: &config::Shard, cams: &[crate::source::CameraStatus]) -> cont
 
 pub use gridsight_base::mqtt::topics_of;
 
+/// The path prefixes whose parts check credentials of their own: residents' reports, the
+/// inspectors' app and its order media.
+fn own_credentials(reports: bool, app: bool) -> Vec<&'static str> {
+    let mut own = Vec::new();
+    if reports {
+        own.push(crate::dispatch::intake::PATH);
+    }
+    if app {
+        own.extend([crate::dispatch::apps::PREFIX, crate::dispatch::apps::ORDERS]);
+    }
+    own
+}
+
 /// How this node reaches its broker ([`gridsight_base::mqtt::link_options`]), starting the
 /// embedded broker first when there is no `[mqtt]` and `start_embedded`.
 pub fn broker_options(config: &Config, start_embedded: bool) -> Result<LinkOptions, NodeError> {
@@ -212,18 +225,20 @@ pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
     let topics = topics_of(&config);
     let base = broker_options(&config, true)?;
     let disk = DiskGuard::new(&config.storage.data_dir, config.storage.disk_reserve);
+    // Residents' and inspectors' photos are searched for faces with the node's face model.
+    let faces = crate::privacy::face_filter(&Arc::new(crate::privacy::Privacy::from_config(&config)));
     let service = {
         let _entered = rt.enter();
-        // Residents' photos are searched for faces with the node's face model.
-        let faces = crate::privacy::face_filter(&Arc::new(crate::privacy::Privacy::from_config(&config)));
-        DispatchService::start(&config, &base, &topics.all_alerts(), true, disk.clone(), faces)?
+        DispatchService::start(&config, &base, &topics.all_alerts(), true, disk.clone(), faces.clone())?
     };
     let stats = Arc::new(crate::dispatch::stats::collector(service.metrics.clone()));
     let disk_metrics =
         Arc::new(crate::telemetry::ScrapeCollector::new(move |m| crate::telemetry::disk_metrics(m, &disk)));
+    // The inspectors' app, without the node's pictures (they stay on the nodes).
+    let app = crate::dispatch::apps::InspectorApp::new(&config, service.dispatcher.clone(), None, faces).map(Arc::new);
     let access = crate::telemetry::http::Access {
         token: config.http.token.clone(),
-        own_credentials: service.intake.iter().map(|_| crate::dispatch::intake::PATH).collect(),
+        own_credentials: own_credentials(service.intake.is_some(), app.is_some()),
     };
     if config.reports.is_some() {
         info!("residents' reports: POST /api/v1/reports, and MQTT <prefix>/dispatch/reports/in/<gateway>");
@@ -238,6 +253,9 @@ pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
         .merge(crate::dispatch::reports::routes(service.dispatcher.clone()));
     if let Some(intake) = &service.intake {
         routes = routes.merge(crate::dispatch::intake::routes(intake.clone()));
+    }
+    if let Some(app) = app {
+        routes = routes.merge(crate::dispatch::apps::routes(app));
     }
     if let Some(fleet) = &service.fleet {
         routes =
@@ -498,9 +516,19 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
                 .map(|d| (d.dispatcher.clone(), d.metrics.clone(), config.dispatch.retention.as_secs())),
         };
         let intake = dispatch.as_ref().and_then(|d| d.intake.clone());
+        let media: Arc<dyn crate::dispatch::apps::Media> = Arc::new(crate::media::NodeMedia {
+            node: config.node.id.clone(),
+            alerts: sources.alerts.clone(),
+            clips: clips.clone(),
+            live: live.clone(),
+        });
+        let app = dispatch.as_ref().and_then(|d| {
+            let faces = crate::privacy::face_filter(&privacy);
+            crate::dispatch::apps::InspectorApp::new(&config, d.dispatcher.clone(), Some(media), faces).map(Arc::new)
+        });
         let access = crate::telemetry::http::Access {
             token: config.http.token.clone(),
-            own_credentials: intake.iter().map(|_| crate::dispatch::intake::PATH).collect(),
+            own_credentials: own_credentials(intake.is_some(), app.is_some()),
         };
         let mut routes = crate::telemetry::probes(stats, Some(sources.disk.clone()))
             .merge(crate::telemetry::metrics_route(move || {
@@ -518,6 +546,10 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
             .merge(crate::live::routes(live));
         if let Some(intake) = intake {
             routes = routes.merge(crate::dispatch::intake::routes(intake));
+        }
+        if let Some(app) = app {
+            info!("inspectors' app: /inspector/");
+            routes = routes.merge(crate::dispatch::apps::routes(app));
         }
         let addr = {
             let _entered = rt.enter();

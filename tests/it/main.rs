@@ -21,6 +21,7 @@ mod ingest_failures;
 mod ingest_modes;
 mod ingest_recovery;
 mod ingest_third_party;
+mod inspector_app;
 mod k8s_manifests;
 mod live_snapshot;
 mod mqtt_control;

@@ -28,6 +28,9 @@ pub struct Request<'a> {
     pub accept: &'a str,
     /// The `Authorization` header ("" when absent).
     pub authorization: &'a str,
+    /// The `Cookie` header ("" when absent): apps whose media and event streams cannot
+    /// send an `Authorization` header carry their credential in a cookie.
+    pub cookie: &'a str,
     /// `POST` only: the body, its `Content-Type` and who sent it.
     pub post: Option<Post<'a>>,
 }
@@ -47,12 +50,28 @@ pub struct Reply {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Vec<u8>,
+    /// Further headers (`Set-Cookie`, `Cache-Control` of static files).
+    pub headers: Vec<(header::HeaderName, String)>,
 }
 
 impl Reply {
     pub fn new(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> Self {
-        Self { status, content_type, body: body.into() }
+        Self { status, content_type, body: body.into(), headers: Vec::new() }
     }
+
+    /// The same reply with one more header (a `Cache-Control` here replaces `no-store`).
+    pub fn with_header(mut self, name: header::HeaderName, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+/// The value of cookie `name` in a `Cookie` header.
+pub fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header.split(';').find_map(|kv| {
+        let (k, v) = kv.trim().split_once('=')?;
+        (k == name).then_some(v)
+    })
 }
 
 impl From<(u16, &'static str, String)> for Reply {
@@ -122,8 +141,19 @@ pub fn with_body(prefix: &'static str, handler: Handler) -> axum::Router {
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, [(header::CONTENT_TYPE, self.content_type), (header::CACHE_CONTROL, "no-store")], self.body)
-            .into_response()
+        let mut response =
+            (status, [(header::CONTENT_TYPE, self.content_type), (header::CACHE_CONTROL, "no-store")], self.body)
+                .into_response();
+        for (name, value) in self.headers {
+            if let Ok(v) = header::HeaderValue::from_str(&value) {
+                if name == header::CACHE_CONTROL {
+                    response.headers_mut().insert(name, v);
+                } else {
+                    response.headers_mut().append(name, v);
+                }
+            }
+        }
+        response
     }
 }
 
@@ -262,11 +292,18 @@ async fn answer(
     };
     let path = uri.path().to_string();
     let query = uri.query().unwrap_or("").to_string();
-    let (accept, authorization, content_type) =
-        (text(header::ACCEPT), text(header::AUTHORIZATION), text(header::CONTENT_TYPE));
+    let (accept, authorization, content_type, cookie) =
+        (text(header::ACCEPT), text(header::AUTHORIZATION), text(header::CONTENT_TYPE), text(header::COOKIE));
     let answered = tokio::task::spawn_blocking(move || {
         let post = body.as_ref().map(|b| Post { content_type: &content_type, body: b, peer: peer.ip() });
-        handler(&Request { path: &path, query: &query, accept: &accept, authorization: &authorization, post })
+        handler(&Request {
+            path: &path,
+            query: &query,
+            accept: &accept,
+            authorization: &authorization,
+            cookie: &cookie,
+            post,
+        })
     })
     .await;
     match answered {

@@ -134,6 +134,35 @@ pub trait FaceFilter: Send + Sync {
     fn hide_faces(&self, bgr: &mut [u8], w: u32, h: u32) -> Result<usize, String>;
 }
 
+/// Decodes a JPEG or PNG, pixelates every face the face model finds, and encodes it
+/// again (no metadata survives): residents' photos and inspectors' photos of their work.
+pub fn safe_photo(faces: &dyn FaceFilter, data: &[u8]) -> Result<Vec<u8>, String> {
+    let format = image::guess_format(data).map_err(|_| "the photo is not an image (JPEG or PNG)".to_string())?;
+    if !matches!(format, image::ImageFormat::Jpeg | image::ImageFormat::Png) {
+        return Err(format!("the photo is {format:?}; send a JPEG or PNG"));
+    }
+    let img =
+        image::load_from_memory_with_format(data, format).map_err(|e| format!("the photo cannot be decoded: {e}"))?;
+    let img = if img.width().max(img.height()) > MAX_SIDE {
+        img.resize(MAX_SIDE, MAX_SIDE, image::imageops::FilterType::Triangle)
+    } else {
+        img
+    };
+    let rgb = img.to_rgb8();
+    let (w, h) = rgb.dimensions();
+    let mut bgr: Vec<u8> = rgb.pixels().flat_map(|p| [p[2], p[1], p[0]]).collect();
+    // The whole photo ([`FaceFilter`]): residents photograph crowds too.
+    let faces = faces.hide_faces(&mut bgr, w, h).map_err(|e| format!("the face model cannot run: {e}"))?;
+    let rgb = image::RgbImage::from_raw(w, h, bgr.chunks_exact(3).flat_map(|p| [p[2], p[1], p[0]]).collect())
+        .ok_or("the photo cannot be rebuilt")?;
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85)
+        .encode_image(&rgb)
+        .map_err(|e| format!("the photo cannot be encoded: {e}"))?;
+    tracing::info!(faces, bytes = out.len(), "report photo: faces pixelated, metadata dropped");
+    Ok(out)
+}
+
 /// The reports API of one dispatcher.
 pub struct Intake {
     dispatcher: Arc<Dispatcher>,
@@ -431,38 +460,9 @@ impl Intake {
             Some(p) if p.data.len() > MAX_PHOTO => {
                 return Err((413, format!("the photo is over {} MiB", MAX_PHOTO >> 20)));
             }
-            Some(p) => Some(self.safe_photo(p.data).map_err(bad)?),
+            Some(p) => Some(safe_photo(self.faces.as_ref(), p.data).map_err(bad)?),
         };
         Ok(NewReport { category, text, point, micro_grid, grid, photo, audio })
-    }
-
-    /// Decodes a JPEG or PNG, pixelates every face the face model finds, and encodes it
-    /// again (no metadata survives).
-    fn safe_photo(&self, data: &[u8]) -> Result<Vec<u8>, String> {
-        let format = image::guess_format(data).map_err(|_| "the photo is not an image (JPEG or PNG)".to_string())?;
-        if !matches!(format, image::ImageFormat::Jpeg | image::ImageFormat::Png) {
-            return Err(format!("the photo is {format:?}; send a JPEG or PNG"));
-        }
-        let img = image::load_from_memory_with_format(data, format)
-            .map_err(|e| format!("the photo cannot be decoded: {e}"))?;
-        let img = if img.width().max(img.height()) > MAX_SIDE {
-            img.resize(MAX_SIDE, MAX_SIDE, image::imageops::FilterType::Triangle)
-        } else {
-            img
-        };
-        let rgb = img.to_rgb8();
-        let (w, h) = rgb.dimensions();
-        let mut bgr: Vec<u8> = rgb.pixels().flat_map(|p| [p[2], p[1], p[0]]).collect();
-        // The whole photo ([`FaceFilter`]): residents photograph crowds too.
-        let faces = self.faces.hide_faces(&mut bgr, w, h).map_err(|e| format!("the face model cannot run: {e}"))?;
-        let rgb = image::RgbImage::from_raw(w, h, bgr.chunks_exact(3).flat_map(|p| [p[2], p[1], p[0]]).collect())
-            .ok_or("the photo cannot be rebuilt")?;
-        let mut out = Vec::new();
-        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85)
-            .encode_image(&rgb)
-            .map_err(|e| format!("the photo cannot be encoded: {e}"))?;
-        tracing::info!(faces, bytes = out.len(), "report photo: faces pixelated, metadata dropped");
-        Ok(out)
     }
 
     fn rate(&self, id: &str, body: &[u8], now: i64) -> Reply {

@@ -18,6 +18,7 @@
 //! The core is a function of its inputs and `now` (milliseconds since the epoch): tests drive
 //! it with a paused clock.
 
+pub mod apps;
 pub mod fleet;
 pub mod inspector;
 pub mod intake;
@@ -106,6 +107,8 @@ pub struct Dispatcher {
     config: Dispatch,
     topics: crate::contract::Topics,
     calendar: Calendar,
+    /// Counts committed changes: the apps' event streams wait on it instead of polling.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Dispatcher {
@@ -118,7 +121,25 @@ impl Dispatcher {
         calendar: Calendar,
     ) -> Result<Self, DispatchError> {
         store.locked().upgrade_tables("dispatch", order::SCHEMA_STEPS)?;
-        Ok(Self { store, grid, config, topics: crate::contract::Topics::new(prefix), calendar })
+        let changes = tokio::sync::watch::Sender::new(0);
+        Ok(Self { store, grid, config, topics: crate::contract::Topics::new(prefix), calendar, changes })
+    }
+
+    /// Wakes when a change is committed (an order created, updated, escalated; a report).
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// One transaction of the store, then the watchers are woken.
+    pub(crate) fn commit<T, E: From<OutboxError>>(
+        &self,
+        f: impl FnOnce(&Transaction, &mut Vec<Message>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let out = self.store.locked().transaction(f);
+        if out.is_ok() {
+            self.changes.send_modify(|n| *n += 1);
+        }
+        out
     }
 
     pub fn store(&self) -> &Arc<Mutex<Outbox>> {
@@ -167,7 +188,7 @@ impl Dispatcher {
             Ok(a) => a,
             Err(reason) => return Ok(AlertOutcome::Refused(reason)),
         };
-        self.store.locked().transaction(|tx, out| {
+        self.commit(|tx, out| {
             let seen: Option<i64> =
                 tx.query_row("SELECT 1 FROM seen_alerts WHERE id = ?1", [&alert.id], |r| r.get(0)).optional()?;
             if seen.is_some() {
@@ -238,6 +259,7 @@ impl Dispatcher {
             label: a.label.clone(),
             score: a.score,
             snapshot: a.snapshot.clone(),
+            clip: a.clip.clone(),
             ..Order::new(key, &a.id, route, now)
         };
         self.announce(tx, out, &o, "created", None, None, now, &[])?;
@@ -432,7 +454,7 @@ impl Dispatcher {
                 format!("\"by\" is {} but the update came on {sender}'s topic", u.by),
             ));
         }
-        self.store.locked().transaction(|tx, out| {
+        self.commit(|tx, out| {
             let stored: Option<String> = tx
                 .query_row("SELECT reply FROM updates WHERE sender = ?1 AND id = ?2", params![sender, u.id], |r| {
                     r.get(0)
@@ -621,7 +643,7 @@ impl Dispatcher {
     }
 
     fn tick_batch(&self, now: i64, limit: usize) -> Result<usize, DispatchError> {
-        self.store.locked().transaction(|tx, out| {
+        self.commit(|tx, out| {
             let due = Order::due(tx, now, limit)?;
             for mut o in due.iter().cloned() {
                 let route = self.route_of(&o.category);
@@ -684,6 +706,57 @@ impl Dispatcher {
     pub fn orders(&self) -> Result<Vec<Order>, DispatchError> {
         Ok(Order::all(self.store.locked().connection())?)
     }
+
+    /// One order.
+    pub fn order(&self, id: &str) -> Result<Option<Order>, DispatchError> {
+        Ok(Order::load(self.store.locked().connection(), id)?)
+    }
+
+    /// An order's events as announced, oldest first.
+    pub fn order_events(&self, id: &str) -> Result<Vec<order::EventRow>, DispatchError> {
+        Ok(Order::events(self.store.locked().connection(), id)?)
+    }
+
+    /// The orders an inspector holds now (to act on, or accepted), and those they closed
+    /// since `closed_since` (ms).
+    pub fn orders_of(&self, who: &str, closed_since: i64) -> Result<Vec<Order>, DispatchError> {
+        Ok(Order::of(self.store.locked().connection(), who, closed_since)?)
+    }
+
+    /// Keeps the photo sent with update `update` of `order` (once per update id).
+    pub fn keep_photo(&self, order: &str, update: &str, by: &str, jpeg: &[u8], now: i64) -> Result<(), DispatchError> {
+        self.store.locked().connection().execute(
+            "INSERT OR IGNORE INTO order_photos (order_id, update_id, by_who, jpeg, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![order, update, by, jpeg, now],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets the photo of an update the dispatcher refused.
+    pub fn drop_photo(&self, order: &str, update: &str) -> Result<(), DispatchError> {
+        self.store
+            .locked()
+            .connection()
+            .execute("DELETE FROM order_photos WHERE order_id = ?1 AND update_id = ?2", params![order, update])?;
+        Ok(())
+    }
+
+    /// The newest photo of an order's work (the resolve's).
+    pub fn photo(&self, order: &str) -> Result<Option<Vec<u8>>, DispatchError> {
+        Ok(self
+            .store
+            .locked()
+            .connection()
+            .query_row("SELECT jpeg FROM order_photos WHERE order_id = ?1 ORDER BY at_ms DESC LIMIT 1", [order], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    /// The inspectors of the grid (ids and names).
+    pub fn grid(&self) -> &Grid {
+        &self.grid
+    }
 }
 
 /// The fields of an alert the dispatcher uses, checked.
@@ -703,6 +776,7 @@ struct AlertIn {
     micro_grid: Option<String>,
     grid: Option<String>,
     snapshot: Option<String>,
+    clip: Option<String>,
 }
 
 impl AlertIn {
@@ -732,6 +806,7 @@ impl AlertIn {
             micro_grid: opt(a.micro_grid),
             grid: opt(a.grid),
             snapshot: a.snapshot.filter(|s| s.len() <= 300),
+            clip: a.clip.filter(|s| s.len() <= 300),
         })
     }
 }

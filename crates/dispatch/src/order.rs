@@ -111,12 +111,24 @@ pub struct Order {
     pub closed_ms: Option<i64>,
     pub cancel_reason: Option<String>,
     pub note: Option<String>,
+    /// The event clip of its first alert, as the alert names it (`/clips/<id>.mp4` on the node).
+    pub clip: Option<String>,
 }
 
 /// The dispatcher's tables, as upgrade steps (see `Outbox::upgrade_tables`); a new column
 /// or table is a new step at the end, never an edit of an old one. Databases made before
 /// versioning have step 1's tables already (`IF NOT EXISTS`).
-pub const SCHEMA_STEPS: &[&str] = &[SCHEMA_1, super::reports::SCHEMA_2, SCHEMA_3];
+pub const SCHEMA_STEPS: &[&str] = &[SCHEMA_1, super::reports::SCHEMA_2, SCHEMA_3, SCHEMA_4];
+
+/// Step 4: photos of the work sent with an inspector's update (faces pixelated), one per
+/// update id; the clip of an order's first alert.
+const SCHEMA_4: &str = "
+ALTER TABLE orders ADD COLUMN clip TEXT;
+CREATE TABLE IF NOT EXISTS order_photos (
+    order_id TEXT NOT NULL, update_id TEXT NOT NULL, by_who TEXT NOT NULL, jpeg BLOB NOT NULL,
+    at_ms INTEGER NOT NULL, PRIMARY KEY (order_id, update_id)
+);
+";
 
 /// Step 3: every event of every order, as announced (an order made before this step has
 /// none; its timeline comes from its timestamps).
@@ -166,7 +178,7 @@ CREATE TABLE IF NOT EXISTS cursors (grid TEXT PRIMARY KEY, last TEXT NOT NULL);
 const COLUMNS: &str = "id, key, state, node, camera, rule, zone, category, severity, priority, micro_grid, grid, \
     assignee, worker, escalation, escalations, reassignments, excluded, deadline_ms, deadline, alerts, first_alert, \
     last_alert, label, score, snapshot, created_ms, assigned_ms, accepted_ms, on_site_ms, resolved_ms, closed_ms, \
-    cancel_reason, note";
+    cancel_reason, note, clip";
 
 /// One stored order event: (event, by, detail, at_ms).
 pub type EventRow = (String, Option<String>, Option<String>, i64);
@@ -210,6 +222,7 @@ impl Order {
             closed_ms: None,
             cancel_reason: None,
             note: None,
+            clip: None,
         }
     }
 
@@ -265,6 +278,7 @@ impl Order {
             closed_ms: r.get(31)?,
             cancel_reason: r.get(32)?,
             note: r.get(33)?,
+            clip: r.get(34)?,
         })
     }
 
@@ -296,6 +310,15 @@ impl Order {
         stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect()
     }
 
+    /// The open orders `who` must act on or works on, and those closed since `closed_since`.
+    pub fn of(conn: &rusqlite::Connection, who: &str, closed_since: i64) -> rusqlite::Result<Vec<Self>> {
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM orders WHERE (assignee = ?1 OR worker = ?1) \
+             AND (closed_ms IS NULL OR closed_ms >= ?2) ORDER BY created_ms DESC, id"
+        ))?;
+        stmt.query_map(params![who, closed_since], Self::from_row)?.collect()
+    }
+
     pub fn all(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<Self>> {
         let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM orders ORDER BY created_ms, id"))?;
         stmt.query_map([], Self::from_row)?.collect()
@@ -306,7 +329,7 @@ impl Order {
         tx.execute(
             &format!(
                 "INSERT OR REPLACE INTO orders ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, \
-                 ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34)"
+                 ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35)"
             ),
             params![
                 self.id,
@@ -343,6 +366,7 @@ impl Order {
                 self.closed_ms,
                 self.cancel_reason,
                 self.note,
+                self.clip,
             ],
         )?;
         Ok(())

@@ -96,7 +96,7 @@ impl Dispatcher {
         attach_for_ms: i64,
         now: i64,
     ) -> Result<Accepted, DispatchError> {
-        self.store.locked().transaction(|tx, out| self.report_in(tx, out, r, attach_within_m, attach_for_ms, now))
+        self.commit(|tx, out| self.report_in(tx, out, r, attach_within_m, attach_for_ms, now))
     }
 
     /// A report that came with a request id (over MQTT, from an app's gateway): the same
@@ -113,7 +113,7 @@ impl Dispatcher {
         now: i64,
         answer: &dyn Fn(Result<&Accepted, &str>) -> serde_json::Value,
     ) -> Result<(serde_json::Value, bool), DispatchError> {
-        self.store.locked().transaction(|tx, out| {
+        self.commit(|tx, out| {
             let seen: Option<String> = tx
                 .query_row("SELECT reply FROM updates WHERE sender = ?1 AND id = ?2", params![sender, request], |r| {
                     r.get(0)
@@ -326,6 +326,18 @@ impl Dispatcher {
             .flatten())
     }
 
+    /// The resident's voice note of a report and its content type.
+    pub fn report_audio(&self, id: &str) -> Result<Option<(Vec<u8>, String)>, DispatchError> {
+        let store = self.store.locked();
+        let row = store
+            .connection()
+            .query_row("SELECT audio, audio_type FROM reports WHERE id = ?1", [id], |r| {
+                Ok((r.get::<_, Option<Vec<u8>>>(0)?, r.get::<_, Option<String>>(1)?))
+            })
+            .optional()?;
+        Ok(row.and_then(|(a, t)| Some((a?, t.unwrap_or_else(|| "audio/webm".into())))))
+    }
+
     /// Stores the reporter's rating (1-5): once, and only after the order is resolved. A
     /// rating at or below `reopen_at_most` reopens the order: it goes back to the grid's
     /// inspectors (assignment as for a new order, deadlines anew), and the reporter sees it.
@@ -338,7 +350,7 @@ impl Dispatcher {
         reopen_at_most: Option<u8>,
         now: i64,
     ) -> Result<Result<bool, RatingRefused>, DispatchError> {
-        self.store.locked().transaction(|tx, out| {
+        self.commit(|tx, out| {
             let row: Option<(Option<String>, Option<i64>)> = tx
                 .query_row("SELECT order_id, rating FROM reports WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;

@@ -274,6 +274,16 @@ pub struct Config {
     pub shard: Option<Shard>,
     pub home_assistant: Option<HomeAssistant>,
     pub reports: Option<Reports>,
+    pub apps: Apps,
+}
+
+/// `[apps]`: the inspectors' app.
+#[derive(Debug, Clone, Default)]
+pub struct Apps {
+    /// Inspector id → token; empty: the inspectors' app is off.
+    pub inspector_tokens: Vec<(String, Secret)>,
+    /// The espeak-ng voice of spoken order summaries.
+    pub voice: String,
 }
 
 /// This node's place in a shard.

@@ -55,6 +55,24 @@ pub struct RawConfig {
     /// Residents' reports (the dispatcher's intake API).
     #[serde(default)]
     pub reports: RawReports,
+    /// The apps the dispatcher serves to the people who act (the inspectors' app).
+    #[serde(default)]
+    pub apps: RawApps,
+}
+
+/// `[apps]`: the inspectors' app at `/inspector/` of the dispatcher's listener (`edge-node
+/// dispatch`, or `edge-node run` when it dispatches).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApps {
+    /// File of the inspectors' credentials, one `<inspector id> <token>` per line (`#` starts
+    /// a comment; tokens of at least 16 characters, e.g. `openssl rand -hex 16`, each
+    /// inspector of `[grid]` at most once). The app is served when this is set; an inspector
+    /// signs in with their token and sees only their own orders.
+    pub inspector_tokens: Option<PathBuf>,
+    /// The espeak-ng voice that reads new orders aloud (`/orders/<id>/voice`): `"en"`,
+    /// `"cmn"` (Mandarin), or any name of `espeak-ng --voices`. Default: `"en"`.
+    pub voice: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

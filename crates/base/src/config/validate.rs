@@ -201,6 +201,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
     place(&mut v, &mut cameras, shard.as_ref());
     let home_assistant = home_assistant(&mut v, &raw.home_assistant);
     let reports = reports(&mut v, &raw.reports, &models);
+    let apps = apps(&mut v, &raw.apps, &grid);
 
     if v.problems.is_empty() {
         Ok(Config {
@@ -218,10 +219,59 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Config, Problems> {
             shard,
             home_assistant,
             reports,
+            apps,
         })
     } else {
         Err(v.problems)
     }
+}
+
+/// `[apps]`: the inspectors' tokens (each line names an inspector of `[grid]`), the voice.
+fn apps(v: &mut Validator, a: &RawApps, grid: &Grid) -> Apps {
+    let voice = a.voice.clone().unwrap_or_else(|| "en".into());
+    if voice.is_empty() || !voice.chars().all(|c| c.is_ascii_alphanumeric() || "-_+/".contains(c)) {
+        v.err("apps.voice", format!("\"{voice}\" is not an espeak-ng voice name (e.g. \"en\", \"cmn\")"));
+    }
+    let mut inspector_tokens: Vec<(String, Secret)> = Vec::new();
+    if let Some(f) = &a.inspector_tokens {
+        let full = v.path(f);
+        match std::fs::read_to_string(&full) {
+            Err(e) => v.err("apps.inspector_tokens", format!("cannot read {}: {e}", full.display())),
+            Ok(text) => {
+                for (n, line) in text.lines().enumerate() {
+                    let line = line.split('#').next().unwrap_or("").trim();
+                    if line.is_empty() {
+                        continue;
+                    }
+                    let at = format!("{} line {}", full.display(), n + 1);
+                    let mut words = line.split_whitespace();
+                    let (Some(id), Some(token), None) = (words.next(), words.next(), words.next()) else {
+                        v.err("apps.inspector_tokens", format!("{at}: write `<inspector id> <token>`"));
+                        continue;
+                    };
+                    if !grid.inspectors.iter().any(|i| i.id == id) {
+                        let known: Vec<&str> = grid.inspectors.iter().map(|i| i.id.as_str()).collect();
+                        v.err(
+                            "apps.inspector_tokens",
+                            format!("{at}: \"{id}\" is not an inspector of [grid] (known: {})", known.join(", ")),
+                        );
+                    } else if token.len() < 16 {
+                        v.err(
+                            "apps.inspector_tokens",
+                            format!("{at}: the token of {id} is shorter than 16 characters"),
+                        );
+                    } else if inspector_tokens.iter().any(|(i, _)| i == id) {
+                        v.err("apps.inspector_tokens", format!("{at}: {id} has a token already"));
+                    } else if inspector_tokens.iter().any(|(_, t)| t.expose() == token) {
+                        v.err("apps.inspector_tokens", format!("{at}: this token is another inspector's too"));
+                    } else {
+                        inspector_tokens.push((id.to_string(), Secret::new(token)));
+                    }
+                }
+            }
+        }
+    }
+    Apps { inspector_tokens, voice }
 }
 
 /// `[reports]`: off unless `enabled`; then categories, and a face model for the photos.

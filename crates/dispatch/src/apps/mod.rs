@@ -1,0 +1,531 @@
+//! The inspectors' app: a mobile web app at `/inspector/` (plain HTML, CSS and JavaScript
+//! served from this crate, installable: a manifest and a service worker), and its API.
+//!
+//! Who: each inspector signs in with the token the operator gave them (`apps.inspector_tokens`);
+//! the server answers with an HttpOnly cookie, so pictures, clips, the voice and the event
+//! stream (which cannot send an `Authorization` header) carry it. An inspector sees and acts
+//! on their own orders only.
+//!
+//! | path | what |
+//! |---|---|
+//! | `GET /inspector/` (+ `app.js`, `app.css`, `sw.js`, `manifest.webmanifest`, `icon.svg`) | the app |
+//! | `POST /inspector/api/login` `{"token"}`, `POST /inspector/api/logout` | the cookie |
+//! | `GET /inspector/api/me` | who is signed in |
+//! | `GET /inspector/api/orders` | their orders: open ones (most urgent first), then closed today |
+//! | `GET /inspector/api/events` | the same list pushed as server-sent events on every change |
+//! | `GET /inspector/api/orders/<id>` | one order, its timeline, its micro-grid's outline |
+//! | `GET /inspector/api/orders/<id>/{snapshot.jpg,clip.mp4,live.jpg,photo.jpg}` | its pictures (faces pixelated) |
+//! | `POST /inspector/api/orders/<id>/update` `{"id", "action", "reason"?, "note"?, "photo"?}` | accept, reject, arrive, resolve |
+//! | `GET /orders/<id>/voice` | the spoken summary (WAV), for the inspector or the listener's token |
+//!
+//! Updates go through [`Dispatcher::handle_update`] exactly as on MQTT: the app makes the
+//! update id when the button is pressed and keeps it while the phone is offline, so a
+//! resend is answered again and changes nothing.
+
+pub mod voice;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::config::{Config, Grid, Secret};
+use crate::http::{Reply, Request};
+use crate::intake::FaceFilter;
+use crate::order::Order;
+use crate::{Dispatcher, State};
+
+/// Where the app is served.
+pub const PREFIX: &str = "/inspector";
+/// Where order media for any credential holder is served (`/orders/<id>/voice`).
+pub const ORDERS: &str = "/orders";
+
+/// The cookie that carries an inspector's token.
+const COOKIE: &str = "gs_inspector";
+
+/// Closed orders stay in an inspector's list this long (ms).
+const CLOSED_SHOWN_MS: i64 = 24 * 3600 * 1000;
+
+/// The largest photo of the work accepted (before pixelation).
+const MAX_PHOTO: usize = 8 << 20;
+
+/// What the node keeps of its cameras and alerts, lent to the dispatcher that runs inside
+/// it (`edge-node run`). A dispatcher on its own has none: the app then says the media
+/// stay on the node.
+pub trait Media: Send + Sync {
+    /// The snapshot JPEG of an alert (faces pixelated), while retention keeps it.
+    fn snapshot(&self, node: &str, alert: &str) -> Option<Vec<u8>>;
+    /// The event clip (MP4, faces pixelated) an alert names (`/clips/<id>.mp4`), once it is made.
+    fn clip(&self, node: &str, path: &str) -> Option<Vec<u8>>;
+    /// The camera's newest picture, faces pixelated.
+    fn live(&self, node: &str, camera: &str) -> Result<Vec<u8>, String>;
+}
+
+/// The app's state.
+pub struct InspectorApp {
+    dispatcher: Arc<Dispatcher>,
+    tokens: Vec<(String, Secret)>,
+    /// The listener's own token: the control room may fetch `/orders/<id>/voice` with it.
+    listener_token: Option<Secret>,
+    grid: Grid,
+    voice: voice::Voice,
+    media: Option<Arc<dyn Media>>,
+    faces: Option<Arc<dyn FaceFilter>>,
+}
+
+const INDEX: &str = include_str!("inspector/index.html");
+const APP_JS: &str = include_str!("inspector/app.js");
+const APP_CSS: &str = include_str!("inspector/app.css");
+const SW_JS: &str = include_str!("inspector/sw.js");
+const MANIFEST: &str = include_str!("inspector/manifest.webmanifest");
+const ICON: &str = include_str!("inspector/icon.svg");
+
+fn answer(status: u16, v: &Value) -> Reply {
+    Reply::new(status, "application/json", serde_json::to_vec(v).unwrap_or_default())
+}
+
+fn refused(status: u16, reason: impl Into<String>) -> Reply {
+    answer(status, &json!({"ok": false, "reason": reason.into()}))
+}
+
+impl InspectorApp {
+    /// `None` unless `apps.inspector_tokens` names at least one inspector.
+    pub fn new(
+        config: &Config,
+        dispatcher: Arc<Dispatcher>,
+        media: Option<Arc<dyn Media>>,
+        faces: Option<Arc<dyn FaceFilter>>,
+    ) -> Option<Self> {
+        if config.apps.inspector_tokens.is_empty() {
+            return None;
+        }
+        Some(Self {
+            dispatcher,
+            tokens: config.apps.inspector_tokens.clone(),
+            listener_token: config.http.token.clone(),
+            grid: config.grid.clone(),
+            voice: voice::Voice::new(&config.apps.voice, &config.storage.data_dir),
+            media,
+            faces,
+        })
+    }
+
+    /// The inspector a token belongs to (every token compared in full).
+    fn inspector_of(&self, token: &str) -> Option<&str> {
+        let mut found = None;
+        for (id, t) in &self.tokens {
+            if crate::http::same(token.as_bytes(), t.expose().as_bytes()) {
+                found = Some(id.as_str());
+            }
+        }
+        found
+    }
+
+    /// Who sends the request: the cookie, or `Authorization: Bearer <token>`.
+    fn who(&self, authorization: &str, cookie: &str) -> Option<&str> {
+        let bearer = authorization.strip_prefix("Bearer ").map(str::trim);
+        bearer.or_else(|| crate::http::cookie(cookie, COOKIE)).and_then(|t| self.inspector_of(t))
+    }
+
+    fn name_of<'a>(&'a self, id: &'a str) -> &'a str {
+        self.grid.inspectors.iter().find(|i| i.id == id).map_or(id, |i| i.name.as_str())
+    }
+
+    /// Where an order is, in words: its micro-grid's name and the camera.
+    fn place(&self, o: &Order) -> String {
+        let mg =
+            o.micro_grid.as_deref().map(|m| self.grid.micro_grids.iter().find(|g| g.id == m).map_or(m, |g| &g.name));
+        match (mg, o.node.as_str()) {
+            (Some(m), crate::reports::RESIDENTS) => m.to_string(),
+            (Some(m), _) => format!("{m}, camera {}", o.camera),
+            (None, _) => format!("camera {}", o.camera),
+        }
+    }
+
+    /// An order as the list shows it.
+    fn card(&self, o: &Order, who: &str) -> Value {
+        let view = o.view();
+        let mut v = serde_json::to_value(&view).unwrap_or_default();
+        v["place"] = self.place(o).into();
+        v["deadline_ms"] = o.deadline_ms.into();
+        v["created_ms"] = o.created_ms.into();
+        v["open"] = (!o.state.is_closed()).into();
+        // What the inspector can do now.
+        let mine = o.assignee.as_deref() == Some(who);
+        let actions: Vec<&str> = match o.state {
+            State::Assigned if mine => vec!["accept", "reject"],
+            State::Accepted if o.worker.as_deref() == Some(who) => vec!["arrive", "resolve"],
+            State::OnSite if o.worker.as_deref() == Some(who) => vec!["resolve"],
+            _ => vec![],
+        };
+        v["actions"] = actions.into();
+        let resident = o.node == crate::reports::RESIDENTS;
+        v["snapshot_url"] = match (&o.snapshot, resident) {
+            (Some(_), true) => Some(format!("{PREFIX}/api/orders/{}/report.jpg", o.id)),
+            (Some(_), false) if self.media.is_some() => Some(format!("{PREFIX}/api/orders/{}/snapshot.jpg", o.id)),
+            _ => None,
+        }
+        .into();
+        v["voice_url"] = format!("{ORDERS}/{}/voice", o.id).into();
+        v
+    }
+
+    /// The inspector's list: open orders first (priority, then the nearest deadline), then
+    /// those closed in the last day, newest first.
+    pub fn list(&self, who: &str, now: i64) -> Result<Value, String> {
+        let mut orders = self.dispatcher.orders_of(who, now - CLOSED_SHOWN_MS).map_err(|e| e.to_string())?;
+        let rank = |p: &str| match p {
+            "urgent" => 0,
+            "high" => 1,
+            "normal" => 2,
+            _ => 3,
+        };
+        orders.sort_by(|a, b| {
+            let open = |o: &Order| o.state.is_closed();
+            open(a).cmp(&open(b)).then_with(|| {
+                if a.state.is_closed() {
+                    b.closed_ms.cmp(&a.closed_ms)
+                } else {
+                    rank(&a.priority)
+                        .cmp(&rank(&b.priority))
+                        .then(a.deadline_ms.unwrap_or(i64::MAX).cmp(&b.deadline_ms.unwrap_or(i64::MAX)))
+                        .then(b.created_ms.cmp(&a.created_ms))
+                }
+            })
+        });
+        Ok(json!({
+            "inspector": who,
+            "now_ms": now,
+            "orders": orders.iter().map(|o| self.card(o, who)).collect::<Vec<_>>(),
+        }))
+    }
+
+    /// One order of `who`'s, or why not.
+    fn order_of(&self, who: &str, id: &str) -> Result<Order, Reply> {
+        match self.dispatcher.order(id) {
+            Ok(Some(o)) if o.assignee.as_deref() == Some(who) || o.worker.as_deref() == Some(who) => Ok(o),
+            Ok(_) => Err(refused(404, format!("order {id} is not one of yours"))),
+            Err(e) => Err(refused(503, format!("cannot read the orders: {e}"))),
+        }
+    }
+
+    fn detail(&self, who: &str, o: &Order, now: i64) -> Value {
+        let mut v = self.card(o, who);
+        let events = self.dispatcher.order_events(&o.id).unwrap_or_default();
+        v["timeline"] = events
+            .into_iter()
+            .map(|(event, by, detail, at)| {
+                json!({"event": event, "by": by, "detail": detail, "at": crate::contract::time::rfc3339_ms(at)})
+            })
+            .collect::<Vec<_>>()
+            .into();
+        let resident = o.node == crate::reports::RESIDENTS;
+        let has_media = self.media.is_some() && !resident;
+        v["clip_url"] =
+            (has_media && o.clip.is_some()).then(|| format!("{PREFIX}/api/orders/{}/clip.mp4", o.id)).into();
+        v["live_url"] = has_media.then(|| format!("{PREFIX}/api/orders/{}/live.jpg", o.id)).into();
+        v["photo_url"] = self
+            .dispatcher
+            .photo(&o.id)
+            .ok()
+            .flatten()
+            .map(|_| format!("{PREFIX}/api/orders/{}/photo.jpg", o.id))
+            .into();
+        if resident {
+            // A report's order: the resident's words, photo and audio.
+            if let Ok(Some(r)) = self.dispatcher.report_status(&o.first_alert) {
+                v["report"] = r;
+            }
+            v["report_photo_url"] =
+                o.snapshot.is_some().then(|| format!("{PREFIX}/api/orders/{}/report.jpg", o.id)).into();
+        }
+        v["media_note"] = (self.media.is_none() && !resident)
+            .then(|| format!("the snapshot and clip stay on node {}: this dispatcher runs on its own", o.node))
+            .into();
+        v["map"] = self.map_of(o);
+        v["now_ms"] = now.into();
+        v
+    }
+
+    /// The outline of the order's micro-grid (x = longitude, y = latitude), for the small map.
+    fn map_of(&self, o: &Order) -> Value {
+        let Some(mg) = o.micro_grid.as_deref().and_then(|m| self.grid.micro_grids.iter().find(|g| g.id == m)) else {
+            return Value::Null;
+        };
+        json!({
+            "micro_grid": mg.id,
+            "name": mg.name,
+            "area": mg.area.as_ref().map(|a| a.points().iter().map(|p| [p.x, p.y]).collect::<Vec<_>>()),
+        })
+    }
+
+    /// An update from the app: the same path as an MQTT update from `who`.
+    fn update(&self, who: &str, id: &str, body: &[u8], now: i64) -> Reply {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct FromApp {
+            id: String,
+            action: crate::contract::OrderAction,
+            #[serde(default)]
+            reason: Option<String>,
+            #[serde(default)]
+            note: Option<String>,
+            /// `data:image/jpeg;base64,…` (the app's camera input, already made smaller).
+            #[serde(default)]
+            photo: Option<String>,
+        }
+        let u: FromApp = match serde_json::from_slice(body) {
+            Ok(u) => u,
+            Err(e) => return refused(400, format!("the update is not understood: {e}")),
+        };
+        if !matches!(
+            u.action,
+            crate::contract::OrderAction::Accept
+                | crate::contract::OrderAction::Reject
+                | crate::contract::OrderAction::Arrive
+                | crate::contract::OrderAction::Resolve
+        ) {
+            return refused(400, format!("an inspector cannot {} an order", u.action.name()));
+        }
+        let photo = match u.photo.as_deref().map(|p| self.photo_of(p)) {
+            None => None,
+            Some(Ok(jpeg)) => Some(jpeg),
+            Some(Err(r)) => return r,
+        };
+        if let Some(jpeg) = &photo
+            && let Err(e) = self.dispatcher.keep_photo(id, &u.id, who, jpeg, now)
+        {
+            return refused(503, format!("cannot keep the photo: {e}"));
+        }
+        let update = crate::contract::OrderUpdate {
+            id: u.id.clone(),
+            order: id.to_string(),
+            action: u.action,
+            by: who.to_string(),
+            reason: u.reason,
+            note: u.note,
+            to: None,
+        };
+        let payload = serde_json::to_vec(&update).unwrap_or_default();
+        match self.dispatcher.handle_update(who, &payload, now) {
+            Ok(r) => {
+                if !r.ok && !r.duplicate && photo.is_some() {
+                    let _ = self.dispatcher.drop_photo(id, &u.id);
+                }
+                answer(if r.ok { 200 } else { 409 }, &r.to_json(now))
+            }
+            Err(e) => refused(503, format!("the update is not stored: {e}; send it again")),
+        }
+    }
+
+    /// A data URL's photo, faces pixelated, or the answer that refuses it.
+    fn photo_of(&self, data_url: &str) -> Result<Vec<u8>, Reply> {
+        use base64::Engine;
+        let Some(faces) = &self.faces else {
+            return Err(refused(422, "photos need a face model in the config (faces are pixelated before keeping)"));
+        };
+        let b64 = data_url.split_once(";base64,").map_or(data_url, |(_, b)| b);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .map_err(|_| refused(400, "the photo is not base64 data"))?;
+        if bytes.len() > MAX_PHOTO {
+            return Err(refused(413, format!("the photo is over {} MiB", MAX_PHOTO >> 20)));
+        }
+        crate::intake::safe_photo(faces.as_ref(), &bytes).map_err(|e| refused(400, e))
+    }
+
+    fn media(&self, who: &str, id: &str, what: &str) -> Reply {
+        let o = match self.order_of(who, id) {
+            Ok(o) => o,
+            Err(r) => return r,
+        };
+        let missing = |what: &str| Reply::new(404, "text/plain", format!("no {what} for order {id}\n"));
+        let media = self.media.as_ref();
+        match what {
+            "snapshot.jpg" => {
+                let alert = o.snapshot.as_deref().and_then(|t| t.rsplit('/').next()).unwrap_or(&o.first_alert);
+                match media.and_then(|m| m.snapshot(&o.node, alert)) {
+                    Some(j) => Reply::new(200, "image/jpeg", j),
+                    None => missing("snapshot"),
+                }
+            }
+            "clip.mp4" => match o.clip.as_deref().and_then(|c| media?.clip(&o.node, c)) {
+                Some(mp4) => Reply::new(200, "video/mp4", mp4),
+                None => missing("clip (not made yet, or removed by retention)"),
+            },
+            "live.jpg" => match media.map(|m| m.live(&o.node, &o.camera)) {
+                Some(Ok(j)) => Reply::new(200, "image/jpeg", j),
+                Some(Err(e)) => Reply::new(503, "text/plain", format!("camera {}: {e}\n", o.camera)),
+                None => missing("live picture"),
+            },
+            "report.jpg" => match self.dispatcher.report_photo(&o.first_alert) {
+                Ok(Some(j)) => Reply::new(200, "image/jpeg", j),
+                _ => missing("resident's photo"),
+            },
+            "report-audio" => match self.dispatcher.report_audio(&o.first_alert) {
+                Ok(Some((audio, ctype))) => {
+                    let ctype = ["audio/webm", "audio/ogg", "audio/mpeg", "audio/mp4", "audio/wav"]
+                        .into_iter()
+                        .find(|t| ctype.starts_with(t))
+                        .unwrap_or("application/octet-stream");
+                    Reply::new(200, ctype, audio)
+                }
+                _ => missing("resident's voice note"),
+            },
+            "photo.jpg" => match self.dispatcher.photo(id) {
+                Ok(Some(j)) => Reply::new(200, "image/jpeg", j),
+                _ => missing("photo"),
+            },
+            _ => Reply::new(404, "text/plain", "not found\n"),
+        }
+    }
+
+    /// `GET /orders/<id>/voice`: for its inspector, or with the listener's token.
+    fn voice(&self, r: &Request, id: &str, now: i64) -> Reply {
+        let control_room = self.listener_token.as_ref().is_none_or(|t| {
+            r.authorization
+                .strip_prefix("Bearer ")
+                .is_some_and(|given| crate::http::same(given.trim().as_bytes(), t.expose().as_bytes()))
+        });
+        let order = match self.who(r.authorization, r.cookie) {
+            Some(who) => self.order_of(who, id),
+            None if control_room => match self.dispatcher.order(id) {
+                Ok(Some(o)) => Ok(o),
+                Ok(None) => Err(refused(404, format!("no order {id}"))),
+                Err(e) => Err(refused(503, e.to_string())),
+            },
+            None => Err(refused(401, "sign in to the inspector app, or send the listener's token")),
+        };
+        let o = match order {
+            Ok(o) => o,
+            Err(r) => return r,
+        };
+        let text = self.voice.summary(&o, &self.place(&o), o.created_ms.max(now.min(o.created_ms + 1000)));
+        match self.voice.wav(&o.id, &text) {
+            Ok(wav) => Reply::new(200, "audio/wav", wav).with_header(header::CACHE_CONTROL, "private, max-age=86400"),
+            Err(e) => {
+                tracing::warn!(order = %o.id, "no voice: {e}");
+                Reply::new(503, "text/plain", format!("the summary cannot be spoken: {e}\n"))
+            }
+        }
+    }
+
+    /// Every request under [`PREFIX`] and [`ORDERS`].
+    pub fn answer(&self, r: &Request, now: i64) -> Option<Reply> {
+        let stat = |ctype: &'static str, body: &'static str| {
+            Reply::new(200, ctype, body).with_header(header::CACHE_CONTROL, "no-cache")
+        };
+        if let Some(rest) = r.path.strip_prefix(ORDERS) {
+            let id = rest.strip_prefix('/')?.strip_suffix("/voice")?;
+            return Some(self.voice(r, id, now));
+        }
+        let rest = r.path.strip_prefix(PREFIX)?;
+        let post = r.post.as_ref();
+        Some(match (rest, post) {
+            ("", None) => Reply::new(308, "text/plain", "").with_header(header::LOCATION, format!("{PREFIX}/")),
+            ("/", None) | ("/index.html", None) => stat("text/html; charset=utf-8", INDEX),
+            ("/app.js", None) => stat("text/javascript; charset=utf-8", APP_JS),
+            ("/app.css", None) => stat("text/css; charset=utf-8", APP_CSS),
+            ("/sw.js", None) => stat("text/javascript; charset=utf-8", SW_JS),
+            ("/manifest.webmanifest", None) => stat("application/manifest+json", MANIFEST),
+            ("/icon.svg", None) => stat("image/svg+xml", ICON),
+            ("/api/login", Some(p)) => {
+                #[derive(serde::Deserialize)]
+                struct Login {
+                    token: String,
+                }
+                let Ok(l) = serde_json::from_slice::<Login>(p.body) else {
+                    return Some(refused(400, "send {\"token\": \"…\"}"));
+                };
+                match self.inspector_of(l.token.trim()) {
+                    Some(who) => answer(200, &json!({"ok": true, "inspector": who, "name": self.name_of(who)}))
+                        .with_header(
+                            header::SET_COOKIE,
+                            format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age=2592000", l.token.trim()),
+                        ),
+                    None => refused(401, "this is not an inspector's token; ask the control room for yours"),
+                }
+            }
+            ("/api/logout", Some(_)) => answer(200, &json!({"ok": true}))
+                .with_header(header::SET_COOKIE, format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")),
+            (api, post) if api.starts_with("/api/") => {
+                let Some(who) = self.who(r.authorization, r.cookie) else {
+                    return Some(refused(401, "not signed in (or the token was withdrawn): sign in again"));
+                };
+                let parts: Vec<&str> = api["/api/".len()..].split('/').collect();
+                match (parts.as_slice(), post) {
+                    (["me"], None) => answer(200, &json!({"inspector": who, "name": self.name_of(who)})),
+                    (["orders"], None) => match self.list(who, now) {
+                        Ok(v) => answer(200, &v),
+                        Err(e) => refused(503, format!("cannot read the orders: {e}")),
+                    },
+                    (["orders", id], None) => match self.order_of(who, id) {
+                        Ok(o) => answer(200, &self.detail(who, &o, now)),
+                        Err(r) => r,
+                    },
+                    (["orders", id, what], None) => self.media(who, id, what),
+                    (["orders", id, "update"], Some(p)) => self.update(who, id, p.body, now),
+                    _ => refused(404, format!("no such request: {}", r.path)),
+                }
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// `GET /inspector/api/events`: the inspector's list, pushed as a server-sent event
+/// (`event: orders`) at once and after every change that alters it; a comment every 15 s
+/// keeps proxies from closing the stream.
+async fn events(app: Arc<InspectorApp>, headers: HeaderMap) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures::StreamExt;
+    let text = |h: header::HeaderName| headers.get(h).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let Some(who) = app.who(&text(header::AUTHORIZATION), &text(header::COOKIE)).map(str::to_string) else {
+        return (StatusCode::UNAUTHORIZED, "not signed in\n").into_response();
+    };
+    let changes = app.dispatcher.watch();
+    let state = (app, who, changes, String::new(), true);
+    let stream = futures::stream::unfold(state, |(app, who, mut changes, mut last, mut first)| async move {
+        loop {
+            if !first && changes.changed().await.is_err() {
+                return None;
+            }
+            first = false;
+            changes.borrow_and_update();
+            let (a, w) = (app.clone(), who.clone());
+            let now = crate::service::now_ms();
+            let list = tokio::task::spawn_blocking(move || a.list(&w, now)).await.ok()?;
+            let Ok(v) = list else { continue };
+            // Unchanged lists are not sent again (`now_ms` aside).
+            let key = v["orders"].to_string();
+            if key != last {
+                last = key;
+                let event = Event::default().event("orders").data(v.to_string());
+                return Some((event, (app, who, changes, last, first)));
+            }
+        }
+    });
+    Sse::new(stream.map(Ok::<_, Infallible>))
+        .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
+        .into_response()
+}
+
+/// The app's routes; list [`PREFIX`] and [`ORDERS`] in `http::Access::own_credentials`.
+pub fn routes(app: Arc<InspectorApp>) -> axum::Router {
+    let handler: crate::http::Handler = {
+        let app = app.clone();
+        Arc::new(move |r: &Request| app.answer(r, crate::service::now_ms()))
+    };
+    let stream = axum::routing::get(move |headers: HeaderMap| events(app.clone(), headers));
+    // `/inspector/*rest` does not match an empty rest: the page itself has its own route.
+    let index = crate::http::get(|_| {
+        Reply::new(200, "text/html; charset=utf-8", INDEX).with_header(header::CACHE_CONTROL, "no-cache")
+    });
+    axum::Router::new()
+        .route("/inspector/", index)
+        .route("/inspector/api/events", stream)
+        .merge(crate::http::with_body(PREFIX, handler.clone()))
+        .merge(crate::http::with_body(ORDERS, handler))
+}
