@@ -180,12 +180,12 @@ fn shard_status(s: &config::Shard, cams: &[crate::source::CameraStatus]) -> cont
 
 pub use gridsight_base::mqtt::topics_of;
 
-/// The path prefixes whose parts check credentials of their own: residents' reports, the
-/// inspectors' app and its order media.
+/// The path prefixes whose parts check credentials of their own: residents' reports and
+/// their app, the inspectors' app and its order media.
 fn own_credentials(reports: bool, app: bool) -> Vec<&'static str> {
     let mut own = Vec::new();
     if reports {
-        own.push(crate::dispatch::intake::PATH);
+        own.extend([crate::dispatch::intake::PATH, crate::dispatch::apps::resident::PREFIX]);
     }
     if app {
         own.extend([crate::dispatch::apps::PREFIX, crate::dispatch::apps::ORDERS]);
@@ -253,6 +253,10 @@ pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
         .merge(crate::dispatch::reports::routes(service.dispatcher.clone()));
     if let Some(intake) = &service.intake {
         routes = routes.merge(crate::dispatch::intake::routes(intake.clone()));
+        if let Some(residents) = crate::dispatch::apps::resident::ResidentApp::new(&config, service.dispatcher.clone())
+        {
+            routes = routes.merge(crate::dispatch::apps::resident::routes(Arc::new(residents)));
+        }
     }
     if let Some(app) = app {
         routes = routes.merge(crate::dispatch::apps::routes(app));
@@ -546,6 +550,13 @@ pub fn run(config: Config, path: PathBuf) -> Result<(), NodeError> {
             .merge(crate::live::routes(live));
         if let Some(intake) = intake {
             routes = routes.merge(crate::dispatch::intake::routes(intake));
+            let residents = dispatch
+                .as_ref()
+                .and_then(|d| crate::dispatch::apps::resident::ResidentApp::new(&config, d.dispatcher.clone()));
+            if let Some(residents) = residents {
+                info!("residents' app: /report/");
+                routes = routes.merge(crate::dispatch::apps::resident::routes(Arc::new(residents)));
+            }
         }
         if let Some(app) = app {
             info!("inspectors' app: /inspector/");

@@ -30,6 +30,7 @@ mod mqtt_tls;
 mod ort_models;
 mod package;
 mod reports_e2e;
+mod resident_app;
 mod shard_e2e;
 mod snapshot_privacy;
 mod status_page;

@@ -22,6 +22,7 @@
 //! update id when the button is pressed and keeps it while the phone is offline, so a
 //! resend is answered again and changes nothing.
 
+pub mod resident;
 pub mod voice;
 
 use std::convert::Infallible;
