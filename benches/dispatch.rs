@@ -61,6 +61,8 @@ fn main() {
         stats_interval: Duration::from_secs(60),
         retention: Duration::from_secs(90 * 86_400),
         routes: vec![Route::default_for("*")],
+        nearest_max_open: 3,
+        position_max_age: Duration::from_secs(120),
     };
     let calendar = Arc::new(|_| LocalTime { weekday: 0, minute: 600 });
     let d = Dispatcher::new(store.clone(), grid(), config, "gridsight", calendar).unwrap();

@@ -162,7 +162,14 @@ fn cpu() {
     let seconds = 120u64;
     let mut cams = engines();
     let sink = AlertSink::new("bench", "gridsight", None);
-    let info = CameraInfo { id: "cam", micro_grid: Some("m"), grid: Some("g"), faces: FacePolicy::Blur, clip: None };
+    let info = CameraInfo {
+        id: "cam",
+        micro_grid: Some("m"),
+        grid: Some("g"),
+        faces: FacePolicy::Blur,
+        clip: None,
+        location: None,
+    };
     let label: Arc<str> = Arc::from("person");
     let (mut events, mut bytes) = (0usize, 0usize);
     let local = LocalTime { weekday: 2, minute: 600 };
@@ -289,8 +296,14 @@ fn latency(duration: Duration) {
                 continue;
             }
             let cam_id = format!("cam-{c:03}");
-            let info =
-                CameraInfo { id: &cam_id, micro_grid: Some("m"), grid: Some("g"), faces: FacePolicy::Blur, clip: None };
+            let info = CameraInfo {
+                id: &cam_id,
+                micro_grid: Some("m"),
+                grid: Some("g"),
+                faces: FacePolicy::Blur,
+                clip: None,
+                location: None,
+            };
             for e in &evs {
                 let a = sink.emit(&outbox, &info, e, Some(&frame), &d.faces, SystemTime::now()).unwrap();
                 started.lock().unwrap().insert(a.id.clone(), t0);

@@ -31,6 +31,8 @@ pub struct Placement {
     pub micro_grid: Option<String>,
     pub grid: Option<String>,
     pub faces: FacePolicy,
+    /// The camera's `[longitude, latitude]`.
+    pub location: Option<[f64; 2]>,
 }
 
 /// One camera's gate, tracker and rules.
@@ -66,7 +68,8 @@ fn setup_of(cam: &config::Camera, placement: &Placement) -> String {
 
 impl CameraCore {
     pub fn new(cam: Arc<config::Camera>, grid: Option<String>, ids: Arc<IncidentIds>) -> Self {
-        let placement = Placement { micro_grid: cam.micro_grid.clone(), grid, faces: cam.faces };
+        let placement =
+            Placement { micro_grid: cam.micro_grid.clone(), grid, faces: cam.faces, location: cam.location };
         let setup = setup_of(&cam, &placement);
         let wants_deltas = !crate::source::delta_rules(&cam).is_empty();
         let gate = cam.motion_gate.then(|| {
@@ -190,8 +193,12 @@ impl CameraCore {
 
     /// Whether `cam` (placed in `grid`) would build the same core.
     pub fn same_setup(&self, cam: &config::Camera, grid: Option<&str>) -> bool {
-        let placement =
-            Placement { micro_grid: cam.micro_grid.clone(), grid: grid.map(str::to_string), faces: cam.faces };
+        let placement = Placement {
+            micro_grid: cam.micro_grid.clone(),
+            grid: grid.map(str::to_string),
+            faces: cam.faces,
+            location: cam.location,
+        };
         setup_of(cam, &placement) == self.setup
     }
 

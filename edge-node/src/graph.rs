@@ -88,6 +88,7 @@ impl Emitter {
                 grid: placement.grid.as_deref(),
                 faces: placement.faces,
                 clip: clip.as_deref(),
+                location: placement.location,
             };
             match self.alerts.emit_as(&id, &self.outbox, &cam, e, frame, faces, wall) {
                 Ok(a) => {

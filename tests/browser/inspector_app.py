@@ -8,7 +8,8 @@ chromium-driver, driven by Selenium), against a running node that dispatches in-
   * accept, then "on site": each step reaches the control room's overview;
   * offline, "resolve" with a note and a photo is queued; back online it is sent once, and a
     resend of the same update changes nothing;
-  * the next order is listed within 2 s of its creation;
+  * the next order goes to this inspector as the nearest on duty (their phone's position;
+    another inspector 5 km away) and is listed within 2 s of its creation;
   * screenshots of the list and the order page.
 
 Usage: inspector_app.py URL --token T --photo FILE --shots DIR. Prints one line per check
@@ -129,6 +130,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("url")
     ap.add_argument("--token", required=True)
+    ap.add_argument("--other-token", required=True, help="another inspector of the grid, far away")
+    ap.add_argument("--lat", type=float, required=True, help="where this phone is")
+    ap.add_argument("--lon", type=float, required=True)
     ap.add_argument("--photo", required=True)
     ap.add_argument("--shots", required=True)
     ap.add_argument("--timeout", type=float, default=90)
@@ -137,6 +141,8 @@ def main():
     result = {}
     d = browser()
     try:
+        d.execute_cdp_cmd("Browser.grantPermissions", {"origin": a.url.rstrip("/"), "permissions": ["geolocation"]})
+        d.execute_cdp_cmd("Emulation.setGeolocationOverride", {"latitude": a.lat, "longitude": a.lon, "accuracy": 12})
         d.get(a.url.rstrip("/") + "/inspector/")
         until(10, "the sign-in form", lambda: d.find_element(By.ID, "login").is_displayed())
         # A wrong token is answered in words.
@@ -151,6 +157,13 @@ def main():
         until(10, "the list after sign-in", lambda: d.find_element(By.ID, "list").is_displayed())
         until(10, "the live stream", lambda: d.find_element(By.ID, "link").text == "live")
         ok("signed in; the event stream is live")
+        # On duty: this phone shares its position; the other inspector is 5 km away.
+        d.find_element(By.ID, "duty").click()
+        note = until(10, "the position sent", lambda: "Sharing" in d.find_element(By.ID, "duty-note").text
+                     and d.find_element(By.ID, "duty-note").text)
+        ok(f"on duty: {note!r}")
+        far = Api(a.url, a.other_token).post("/inspector/api/position", {"lat": a.lat + 0.045, "lon": a.lon, "accuracy": 10})
+        assert far[0] == 200, far
 
         # The first order of the busy street (pushed: nothing reloads the page).
         card = until(a.timeout, "an order in the list", lambda: d.find_elements(By.CSS_SELECTOR, "#orders li.open"))[0]
@@ -231,6 +244,10 @@ def main():
             if e.get_attribute("data-id") not in seen], every=0.05)[0]
         shown_ms = time.time() * 1000
         created_ms = api.order(new)["created_ms"]
+        why = [e["detail"] for e in api.order(new)["timeline"] if e["event"] == "assigned"]
+        assert why and why[0].startswith("nearest, "), f"order {new} was not given to the nearest: {why}"
+        ok(f"order {new} went to this phone: {why[0]}")
+        result["nearest"] = why[0]
         result["push_ms"] = round(shown_ms - created_ms)
         assert shown_ms - created_ms <= 2000, f"order {new} listed {shown_ms - created_ms:.0f} ms after its creation"
         ok(f"order {new} listed {shown_ms - created_ms:.0f} ms after its creation")

@@ -90,7 +90,8 @@ fn alerts_survive_a_full_disk_and_the_space_comes_back() {
     let outbox =
         Arc::new(Mutex::new(Outbox::open(&data.join("outbox.db"), 512 << 20).unwrap().with_disk(guard.clone())));
     let sink = AlertSink::new("disk", "gridsight", Some(data.join("snapshots")));
-    let cam = CameraInfo { id: "cam", micro_grid: None, grid: None, faces: FacePolicy::Blur, clip: None };
+    let cam =
+        CameraInfo { id: "cam", micro_grid: None, grid: None, faces: FacePolicy::Blur, clip: None, location: None };
     // The crosswalk photo, 640 wide (busy content: JPEGs of ≈ 50–90 KB).
     let f = photo_frame("deface_city.jpg", 640);
 

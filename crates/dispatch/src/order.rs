@@ -113,6 +113,8 @@ pub struct Order {
     pub note: Option<String>,
     /// The event clip of its first alert, as the alert names it (`/clips/<id>.mp4` on the node).
     pub clip: Option<String>,
+    /// `[longitude, latitude]`: the camera's, or the report's.
+    pub location: Option<[f64; 2]>,
 }
 
 /// The dispatcher's tables, as upgrade steps (see `Outbox::upgrade_tables`); a new column
@@ -121,9 +123,11 @@ pub struct Order {
 pub const SCHEMA_STEPS: &[&str] = &[SCHEMA_1, super::reports::SCHEMA_2, SCHEMA_3, SCHEMA_4];
 
 /// Step 4: photos of the work sent with an inspector's update (faces pixelated), one per
-/// update id; the clip of an order's first alert.
+/// update id; the clip of an order's first alert; where the order is.
 const SCHEMA_4: &str = "
 ALTER TABLE orders ADD COLUMN clip TEXT;
+ALTER TABLE orders ADD COLUMN lon REAL;
+ALTER TABLE orders ADD COLUMN lat REAL;
 CREATE TABLE IF NOT EXISTS order_photos (
     order_id TEXT NOT NULL, update_id TEXT NOT NULL, by_who TEXT NOT NULL, jpeg BLOB NOT NULL,
     at_ms INTEGER NOT NULL, PRIMARY KEY (order_id, update_id)
@@ -178,7 +182,7 @@ CREATE TABLE IF NOT EXISTS cursors (grid TEXT PRIMARY KEY, last TEXT NOT NULL);
 const COLUMNS: &str = "id, key, state, node, camera, rule, zone, category, severity, priority, micro_grid, grid, \
     assignee, worker, escalation, escalations, reassignments, excluded, deadline_ms, deadline, alerts, first_alert, \
     last_alert, label, score, snapshot, created_ms, assigned_ms, accepted_ms, on_site_ms, resolved_ms, closed_ms, \
-    cancel_reason, note, clip";
+    cancel_reason, note, clip, lon, lat";
 
 /// One stored order event: (event, by, detail, at_ms).
 pub type EventRow = (String, Option<String>, Option<String>, i64);
@@ -223,6 +227,7 @@ impl Order {
             cancel_reason: None,
             note: None,
             clip: None,
+            location: None,
         }
     }
 
@@ -279,6 +284,10 @@ impl Order {
             cancel_reason: r.get(32)?,
             note: r.get(33)?,
             clip: r.get(34)?,
+            location: match (r.get::<_, Option<f64>>(35)?, r.get::<_, Option<f64>>(36)?) {
+                (Some(lon), Some(lat)) => Some([lon, lat]),
+                _ => None,
+            },
         })
     }
 
@@ -329,7 +338,7 @@ impl Order {
         tx.execute(
             &format!(
                 "INSERT OR REPLACE INTO orders ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, \
-                 ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35)"
+                 ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37)"
             ),
             params![
                 self.id,
@@ -367,6 +376,8 @@ impl Order {
                 self.cancel_reason,
                 self.note,
                 self.clip,
+                self.location.map(|l| l[0]),
+                self.location.map(|l| l[1]),
             ],
         )?;
         Ok(())
@@ -420,6 +431,7 @@ impl Order {
             }),
             cancel_reason: self.cancel_reason.clone(),
             note: self.note.clone(),
+            location: self.location,
         }
     }
 

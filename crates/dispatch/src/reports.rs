@@ -186,6 +186,7 @@ impl Dispatcher {
                             score: 1.0,
                             // For inspectors and the control room (the listener's token).
                             snapshot: r.photo.as_ref().map(|_| format!("/reports/{id}/photo.jpg")),
+                            location: r.point.map(|(la, lo)| [lo, la]),
                             ..Order::new(format!("{RESIDENTS}/{}/{id}", r.category), &id, route, now)
                         };
                         // What the inspector needs to find and judge it: the words, the place.

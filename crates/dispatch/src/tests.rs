@@ -57,6 +57,8 @@ fn routes() -> Dispatch {
         stats_interval: Duration::from_secs(60),
         retention: Duration::from_secs(86_400 * 30),
         routes: vec![parking, Route::default_for("*")],
+        nearest_max_open: 3,
+        position_max_age: Duration::from_secs(120),
     }
 }
 
@@ -526,4 +528,56 @@ fn a_low_rating_reopens_the_order_and_the_reporters_see_every_step() {
     assert!(act(&d, &a, &update("u6", &o3, "resolve", &a, serde_json::json!({})), T0 + 102 * MIN).ok);
     assert_eq!(d.rate_report(&third.id, 1, "", None, T0 + 103 * MIN).unwrap(), Ok(false));
     assert_eq!(order(&d, &o3).state, State::Resolved);
+}
+
+/// An alert of `camera` placed at `[lon, lat]`.
+fn alert_at(id: &str, camera: &str, location: [f64; 2]) -> Vec<u8> {
+    let mut v: serde_json::Value = serde_json::from_slice(&alert(id, camera, "new", "g1")).unwrap();
+    v["location"] = serde_json::json!(location);
+    serde_json::to_vec(&v).unwrap()
+}
+
+fn assigned_detail(d: &Dispatcher, order: &str) -> String {
+    d.order_events(order).unwrap().into_iter().find(|e| e.0 == "assigned").and_then(|e| e.2).unwrap_or_default()
+}
+
+#[test]
+fn the_nearest_on_duty_inspector_with_room_gets_the_order_and_it_says_why() {
+    let d = open(&temp("nearest"));
+    let camera = [121.4740, 31.2310];
+    let at = |lat: f64, t: i64| Some(Position { location: [121.4740, lat], accuracy_m: 10.0, at_ms: t });
+    // a1 about 800 m north of the camera, a2 about 150 m: a2, though a1 comes first in turn.
+    d.set_position("a1", at(31.2382, T0));
+    d.set_position("a2", at(31.23235, T0));
+    let AlertOutcome::Created(o1) = d.handle_alert(&alert_at("x1", "cam-1", camera), T0).unwrap() else { panic!() };
+    assert_eq!(order(&d, &o1).assignee.as_deref(), Some("a2"));
+    assert_eq!(assigned_detail(&d, &o1), "nearest, 150 m");
+    assert_eq!(order(&d, &o1).view().location, Some(camera));
+
+    // a2 holds as many open orders as `nearest_max_open`: the next nearest, a1.
+    for (i, cam) in ["cam-2", "cam-3"].iter().enumerate() {
+        d.set_position("a1", None);
+        let AlertOutcome::Created(o) = d.handle_alert(&alert_at(&format!("y{i}"), cam, camera), T0 + 1000).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(order(&d, &o).assignee.as_deref(), Some("a2"), "a1 shares no position");
+    }
+    d.set_position("a1", at(31.2382, T0 + 2000));
+    let AlertOutcome::Created(o4) = d.handle_alert(&alert_at("z1", "cam-4", camera), T0 + 2000).unwrap() else {
+        panic!()
+    };
+    assert_eq!(order(&d, &o4).assignee.as_deref(), Some("a1"));
+    assert!(assigned_detail(&d, &o4).starts_with("nearest, 8"), "{}", assigned_detail(&d, &o4));
+
+    // Positions older than position_max_age (2 min) are not used: the fewest open orders
+    // first again (a1 has 1, a2 has 3), and the order says nothing of distance.
+    let late = T0 + 2000 + 3 * MIN;
+    let AlertOutcome::Created(o5) = d.handle_alert(&alert_at("w1", "cam-5", camera), late).unwrap() else { panic!() };
+    assert_eq!(order(&d, &o5).assignee.as_deref(), Some("a1"));
+    assert_eq!(assigned_detail(&d, &o5), "created");
+    // An alert without a place is assigned as before, whatever the positions.
+    d.set_position("a2", at(31.2311, late));
+    let o6 = created(&d, "v1", "cam-6", "g1", late);
+    assert_eq!(assigned_detail(&d, &o6), "created");
 }

@@ -49,6 +49,8 @@ pub struct CameraInfo<'a> {
     /// The event clip a `new` alert points at (its own id, or that of the clip it shares
     /// with alerts of the same moment); `None`: no clip.
     pub clip: Option<&'a str>,
+    /// The camera's `[longitude, latitude]`, when configured.
+    pub location: Option<[f64; 2]>,
 }
 
 pub const SNAPSHOT_MAX_WIDTH: u32 = 640;
@@ -290,6 +292,7 @@ pub fn alert_for(
         ended_at: e.ended_at.map(at),
         snapshot: snapshot.map(str::to_string),
         clip: cam.clip.filter(|_| e.kind == EventKind::New).map(|c| format!("/clips/{c}.mp4")),
+        location: cam.location,
     }
 }
 

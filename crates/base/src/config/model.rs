@@ -117,6 +117,9 @@ pub struct Dispatch {
     pub stats_interval: Duration,
     pub retention: Duration,
     pub routes: Vec<Route>,
+    /// Nearest assignment: fewer open orders than this (0: off).
+    pub nearest_max_open: u32,
+    pub position_max_age: Duration,
 }
 
 impl Dispatch {
@@ -382,6 +385,8 @@ pub struct Camera {
     pub models: Vec<String>,
     pub input_size: Option<(u32, u32)>,
     pub micro_grid: Option<String>,
+    /// `[longitude, latitude]`.
+    pub location: Option<[f64; 2]>,
     /// The node it is pinned to (`node = "..."`).
     pub node: Option<String>,
     /// Whether this node runs it: enabled, and its shard's (always, without `[shard]`).

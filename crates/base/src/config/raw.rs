@@ -122,6 +122,13 @@ pub struct RawDispatch {
     pub stats_interval: Option<String>,
     /// Closed orders older than this are deleted. Default: `"90d"`.
     pub retention: Option<String>,
+    /// A new order goes to the nearest on-duty inspector of its grid who shares a position
+    /// (the inspectors' app) and holds fewer open orders than this; 0 turns nearest
+    /// assignment off. Orders without a place, or no such inspector: the fewest open orders
+    /// first, round-robin on ties. Default: 3.
+    pub nearest_max_open: Option<u32>,
+    /// An inspector's shared position older than this is not used. Default: `"2m"`.
+    pub position_max_age: Option<String>,
     /// Which alert categories create orders, and how they are handled. An alert whose
     /// category has no route (and no `"*"` route) creates no order. Default: one `"*"` route.
     #[serde(default)]
@@ -405,6 +412,10 @@ pub struct RawCamera {
     pub input_size: Option<[u32; 2]>,
     /// Micro-grid (from `[[grid.micro_grids]]`) the camera watches; alerts route to its grid.
     pub micro_grid: Option<String>,
+    /// Where the camera is, `[longitude, latitude]` (WGS 84), e.g. `[121.4741, 31.2312]`.
+    /// Alerts carry it, and the dispatcher gives their orders to the nearest on-duty
+    /// inspector. Inside its micro-grid's `polygon` when that has one.
+    pub location: Option<[f64; 2]>,
     /// Pin the camera to one node of the `[shard]` (its id) instead of hashing.
     pub node: Option<String>,
     /// `[defaults]` `stall_timeout`, for this camera.

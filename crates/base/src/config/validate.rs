@@ -877,6 +877,12 @@ fn dispatch(v: &mut Validator, d: &RawDispatch, grid: &Grid) -> Dispatch {
         ),
         retention: v.duration("dispatch.retention".into(), d.retention.as_ref(), Duration::from_secs(90 * 86400)),
         routes,
+        nearest_max_open: d.nearest_max_open.unwrap_or(3),
+        position_max_age: v.duration(
+            "dispatch.position_max_age".into(),
+            d.position_max_age.as_ref(),
+            Duration::from_secs(120),
+        ),
     }
 }
 
@@ -1049,6 +1055,20 @@ fn camera(
         );
     }
 
+    if let Some([lon, lat]) = c.location {
+        if !(-180.0..=180.0).contains(&lon) || !(-90.0..=90.0).contains(&lat) {
+            v.err(format!("{at}location"), format!("[{lon}, {lat}] is not [longitude, latitude] in degrees"));
+        } else if let Some(m) = c.micro_grid.as_ref().and_then(|mg| grid.micro_grids.iter().find(|m| &m.id == mg))
+            && let Some(area) = &m.area
+            && !area.contains(Point::new(lon, lat))
+        {
+            v.err(
+                format!("{at}location"),
+                format!("[{lon}, {lat}] is outside micro-grid {}'s polygon (x = longitude, y = latitude)", m.id),
+            );
+        }
+    }
+
     let coordinates = c.coordinates.unwrap_or(d.coordinates);
     let points = |v: &mut Validator, path: &str, raw: &[RawPoint]| -> Vec<Point> {
         for (k, [x, y]) in raw.iter().enumerate() {
@@ -1125,6 +1145,7 @@ fn camera(
         models: camera_models,
         input_size: c.input_size.map(|[w, h]| (w, h)),
         micro_grid: c.micro_grid.clone(),
+        location: c.location,
         node: c.node.clone(),
         here: false,
         stall_timeout: v.duration(format!("{at}stall_timeout"), c.stall_timeout.as_ref(), d.stall_timeout),

@@ -16,6 +16,7 @@
 //! | `GET /inspector/api/orders/<id>` | one order, its timeline, its micro-grid's outline |
 //! | `GET /inspector/api/orders/<id>/{snapshot.jpg,clip.mp4,live.jpg,photo.jpg}` | its pictures (faces pixelated) |
 //! | `POST /inspector/api/orders/<id>/update` `{"id", "action", "reason"?, "note"?, "photo"?}` | accept, reject, arrive, resolve |
+//! | `POST /inspector/api/position` `{"lat", "lon", "accuracy"}` or `{"on_duty": false}` | the phone's position while on duty (nearest assignment) |
 //! | `GET /orders/<id>/voice` | the spoken summary (WAV), for the inspector or the listener's token |
 //!
 //! Updates go through [`Dispatcher::handle_update`] exactly as on MQTT: the app makes the
@@ -321,6 +322,43 @@ impl InspectorApp {
         }
     }
 
+    /// `POST /inspector/api/position`: `{"lat", "lon", "accuracy"}` while on duty (the app
+    /// sends it when the phone moves and every minute), `{"on_duty": false}` to stop: only
+    /// the latest is kept, in memory, and forgotten off duty.
+    fn position(&self, who: &str, body: &[u8], now: i64) -> Reply {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Shared {
+            #[serde(default = "yes")]
+            on_duty: bool,
+            lat: Option<f64>,
+            lon: Option<f64>,
+            accuracy: Option<f64>,
+        }
+        fn yes() -> bool {
+            true
+        }
+        let p: Shared = match serde_json::from_slice(body) {
+            Ok(p) => p,
+            Err(e) => {
+                return refused(400, format!("send {{\"lat\", \"lon\", \"accuracy\"}} or {{\"on_duty\": false}}: {e}"));
+            }
+        };
+        if !p.on_duty {
+            self.dispatcher.set_position(who, None);
+            return answer(200, &json!({"ok": true, "sharing": false}));
+        }
+        let (Some(lat), Some(lon)) = (p.lat, p.lon) else {
+            return refused(400, "lat and lon are needed while on duty");
+        };
+        if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+            return refused(400, format!("{lat}, {lon} is not a latitude and longitude"));
+        }
+        let accuracy_m = p.accuracy.unwrap_or(0.0).max(0.0);
+        self.dispatcher.set_position(who, Some(crate::Position { location: [lon, lat], accuracy_m, at_ms: now }));
+        answer(200, &json!({"ok": true, "sharing": true}))
+    }
+
     /// A data URL's photo, faces pixelated, or the answer that refuses it.
     fn photo_of(&self, data_url: &str) -> Result<Vec<u8>, Reply> {
         use base64::Engine;
@@ -449,8 +487,14 @@ impl InspectorApp {
                     None => refused(401, "this is not an inspector's token; ask the control room for yours"),
                 }
             }
-            ("/api/logout", Some(_)) => answer(200, &json!({"ok": true}))
-                .with_header(header::SET_COOKIE, format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")),
+            ("/api/logout", Some(_)) => {
+                // Signing out ends duty on this phone: the position is forgotten.
+                if let Some(who) = self.who(r.authorization, r.cookie) {
+                    self.dispatcher.set_position(who, None);
+                }
+                let gone = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+                answer(200, &json!({"ok": true})).with_header(header::SET_COOKIE, gone)
+            }
             (api, post) if api.starts_with("/api/") => {
                 let Some(who) = self.who(r.authorization, r.cookie) else {
                     return Some(refused(401, "not signed in (or the token was withdrawn): sign in again"));
@@ -468,6 +512,7 @@ impl InspectorApp {
                     },
                     (["orders", id, what], None) => self.media(who, id, what),
                     (["orders", id, "update"], Some(p)) => self.update(who, id, p.body, now),
+                    (["position"], Some(p)) => self.position(who, p.body, now),
                     _ => refused(404, format!("no such request: {}", r.path)),
                 }
             }

@@ -355,6 +355,44 @@ function smaller(file) {
   });
 }
 
+// --- on duty: the phone's position, for nearest assignment ---------------------------------------
+
+let watch = null, lastSent = null, lastFix = null, beat = null;
+
+async function sharePosition(fix, force) {
+  lastFix = fix;
+  const moved = !lastSent || Math.hypot(fix.lat - lastSent.lat, (fix.lon - lastSent.lon) * Math.cos(fix.lat * Math.PI / 180)) * 111320 > 25;
+  if (!force && !moved && Date.now() - lastSent.t < 15000) return;
+  try {
+    const r = await call("/position", { lat: fix.lat, lon: fix.lon, accuracy: fix.accuracy });
+    if (r.status === 200) { lastSent = { ...fix, t: Date.now() }; $("duty-note").textContent = `Sharing: ±${Math.round(fix.accuracy)} m, sent ${new Date().toLocaleTimeString()}.`; }
+    else problem((r.v && r.v.reason) || `the position was not accepted (status ${r.status})`);
+  } catch (e) { /* offline: sent again with the next fix or beat */ }
+}
+
+function duty(on) {
+  store.set("duty", on);
+  $("duty").checked = on;
+  if (watch !== null) { navigator.geolocation.clearWatch(watch); watch = null; }
+  clearInterval(beat);
+  if (!on) {
+    lastSent = lastFix = null;
+    call("/position", { on_duty: false }).catch(() => {});
+    $("duty-note").textContent = "Not sharing your position.";
+    return;
+  }
+  if (!navigator.geolocation) { problem("this browser cannot share a position"); $("duty").checked = false; return; }
+  watch = navigator.geolocation.watchPosition(
+    (p) => sharePosition({ lat: p.coords.latitude, lon: p.coords.longitude, accuracy: p.coords.accuracy }, false),
+    (err) => { problem(`your position is not available (${err.message}); orders are given by turn instead`); },
+    { enableHighAccuracy: true, maximumAge: 10000, timeout: 30000 },
+  );
+  // A phone that stands still gets no new fix: the last one is sent again every minute.
+  beat = setInterval(() => { if (lastFix) sharePosition(lastFix, true); }, 60000);
+}
+
+$("duty").addEventListener("change", () => duty($("duty").checked));
+
 // --- start --------------------------------------------------------------------------------
 
 function signedOut(why) {
@@ -393,6 +431,7 @@ async function start() {
   connect();
   route();
   flush();
+  if (store.get("duty", false)) duty(true);
 }
 
 $("login-form").addEventListener("submit", async (e) => {
@@ -408,6 +447,7 @@ $("login-form").addEventListener("submit", async (e) => {
   }
 });
 $("logout").addEventListener("click", async () => {
+  duty(false);
   try { await call("/logout", {}); } catch (e) { /* offline: the cookie stays until it expires */ }
   store.set("orders", null);
   signedOut("signed out");
