@@ -35,7 +35,8 @@ def browser():
     opts.binary_location = "/usr/bin/chromium"
     for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
               "--window-size=390,844", "--no-first-run", "--disable-extensions",
-              "--autoplay-policy=no-user-gesture-required"):
+              "--autoplay-policy=no-user-gesture-required",
+              "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"):
         opts.add_argument(a)
     # A phone: small screen, touch, a phone's user agent.
     opts.add_experimental_option("mobileEmulation", {
@@ -189,6 +190,9 @@ def main():
         until(30, "the live picture", lambda: d.execute_script(
             "const i = document.getElementById('o-live'); return i.complete && i.naturalWidth > 0"))
         ok("the live picture shows")
+        until(10, "the camera on the map", lambda: d.find_elements(By.CSS_SELECTOR, "#o-map circle")
+              and "the camera at" in d.find_element(By.ID, "map-cap").text)
+        ok(f"the map: {d.find_element(By.ID, 'map-cap').text!r}")
         t0 = until(a.timeout, "the clip playing", lambda: d.execute_script(
             "const v = document.getElementById('o-clip'); return v.readyState >= 2 && v.currentTime > 0.3 && v.currentTime"),
             every=0.25)
@@ -196,12 +200,28 @@ def main():
             "return document.getElementById('o-clip').currentTime")))
         ok(f"the clip plays ({t0:.2f} s → {t1:.2f} s)")
 
+        # The control room's page, in a second tab, follows each step.
+        app_tab = d.current_window_handle
+        d.switch_to.new_window("tab")
+        d.get(a.url.rstrip("/") + "/")
+        room_tab = d.current_window_handle
+        d.switch_to.window(app_tab)
+
+        def room_state(oid):
+            d.switch_to.window(room_tab)
+            try:
+                return d.find_element(By.CSS_SELECTOR, f'#orders tr[data-order="{oid}"] td:nth-child(2)').text
+            finally:
+                d.switch_to.window(app_tab)
+
         def step(button, state):
             click(d, By.ID, "act-" + button)
             until(10, f"{state} in the app", lambda: d.find_element(By.ID, "o-state").text == state.replace("_", " "))
-            o = until(10, f"{state} in the control room", lambda: (lambda o: o and o["state"] == state and o)(
+            o = until(10, f"{state} in the control room's data", lambda: (lambda o: o and o["state"] == state and o)(
                 api.overview_order(first)))
-            ok(f"{button}: the app and the control room say {o['state']}")
+            shown = until(10, f"{state} on the control room's page", lambda: (lambda t: t == state and t)(room_state(first)),
+                          every=0.5)
+            ok(f"{button}: the app says {state}, the control room's page says {shown}")
 
         step("accept", "accepted")
         step("arrive", "on_site")
@@ -251,6 +271,24 @@ def main():
         result["push_ms"] = round(shown_ms - created_ms)
         assert shown_ms - created_ms <= 2000, f"order {new} listed {shown_ms - created_ms:.0f} ms after its creation"
         ok(f"order {new} listed {shown_ms - created_ms:.0f} ms after its creation")
+
+        # The control room records a voice message for it on its page; the app plays it.
+        d.switch_to.window(room_tab)
+        click(d, By.CSS_SELECTOR, f'#orders tr[data-order="{new}"] button.record', timeout=30)
+        until(10, "recording in the control room", lambda: "recording" in d.find_element(
+            By.CSS_SELECTOR, f'#orders tr[data-order="{new}"] td:last-child').text)
+        time.sleep(2)
+        click(d, By.CSS_SELECTOR, f'#orders tr[data-order="{new}"] button.record')
+        sent = until(15, "the message sent", lambda: (lambda t: "sent" in t and t)(d.find_element(
+            By.CSS_SELECTOR, f'#orders tr[data-order="{new}"] td:last-child').text))
+        ok(f"control room: {sent.strip()!r}")
+        d.switch_to.window(app_tab)
+        until(15, "the app played the voice message", lambda: d.execute_script(
+            "return performance.getEntriesByType('resource').some(e => e.name.endsWith('/orders/' + arguments[0] + '/messages/1'))",
+            new))
+        status, audio = api.get(f"/orders/{new}/messages/1")
+        assert status == 200 and len(audio) > 1000, (status, len(audio))
+        ok(f"the inspector's app played the control room's message ({len(audio)} bytes)")
 
         errors = [e for e in d.get_log("browser") if e["level"] == "SEVERE"
                   and "Failed to load resource" not in e["message"] and "ERR_INTERNET_DISCONNECTED" not in e["message"]]

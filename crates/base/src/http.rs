@@ -223,8 +223,15 @@ async fn guard(
 
 /// Whether the request carries the token, as a bearer token or a basic-auth password.
 fn authorized(headers: &HeaderMap, token: &Secret) -> bool {
-    use base64::Engine;
     let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
+    authorized_by(value, token)
+}
+
+/// Whether an `Authorization` header's value carries the token (bearer, or basic auth's
+/// password): for parts with credentials of their own that also let the listener's
+/// holder in.
+pub fn authorized_by(value: &str, token: &Secret) -> bool {
+    use base64::Engine;
     let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value, ""));
     let given = match scheme.to_ascii_lowercase().as_str() {
         "bearer" => rest.trim().as_bytes().to_vec(),

@@ -823,6 +823,54 @@ impl Dispatcher {
             .optional()?)
     }
 
+    /// Attaches a voice message recorded by `by` (the control room) to an open order;
+    /// returns its number (1, 2, …). The inspector's app plays it when it arrives.
+    pub fn add_message(&self, order: &str, by: &str, audio: &[u8], audio_type: &str, now: i64) -> Result<u32, String> {
+        let found = self.order(order).map_err(|e| e.to_string())?;
+        match found {
+            None => return Err(format!("no order {order}")),
+            Some(o) if o.state.is_closed() => return Err(format!("order {order} is closed")),
+            Some(_) => {}
+        }
+        self.commit(|tx, _| {
+            let seq: u32 = tx.query_row(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM order_messages WHERE order_id = ?1",
+                [order],
+                |r| r.get(0),
+            )?;
+            tx.execute(
+                "INSERT INTO order_messages (order_id, seq, by_who, audio, audio_type, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![order, seq, by, audio, audio_type, now],
+            )?;
+            Ok::<_, DispatchError>(seq)
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    /// An order's voice messages: (number, by, when in ms), oldest first.
+    pub fn messages(&self, order: &str) -> Result<Vec<(u32, String, i64)>, DispatchError> {
+        let store = self.store.locked();
+        let mut stmt = store
+            .connection()
+            .prepare_cached("SELECT seq, by_who, at_ms FROM order_messages WHERE order_id = ?1 ORDER BY seq")?;
+        let rows = stmt.query_map([order], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// One voice message and its content type.
+    pub fn message(&self, order: &str, seq: u32) -> Result<Option<(Vec<u8>, String)>, DispatchError> {
+        Ok(self
+            .store
+            .locked()
+            .connection()
+            .query_row(
+                "SELECT audio, audio_type FROM order_messages WHERE order_id = ?1 AND seq = ?2",
+                params![order, seq],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
     /// The inspectors of the grid (ids and names).
     pub fn grid(&self) -> &Grid {
         &self.grid

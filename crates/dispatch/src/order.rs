@@ -123,11 +123,16 @@ pub struct Order {
 pub const SCHEMA_STEPS: &[&str] = &[SCHEMA_1, super::reports::SCHEMA_2, SCHEMA_3, SCHEMA_4];
 
 /// Step 4: photos of the work sent with an inspector's update (faces pixelated), one per
-/// update id; the clip of an order's first alert; where the order is.
+/// update id; the clip of an order's first alert; where the order is; the control room's
+/// recorded voice messages.
 const SCHEMA_4: &str = "
 ALTER TABLE orders ADD COLUMN clip TEXT;
 ALTER TABLE orders ADD COLUMN lon REAL;
 ALTER TABLE orders ADD COLUMN lat REAL;
+CREATE TABLE IF NOT EXISTS order_messages (
+    order_id TEXT NOT NULL, seq INTEGER NOT NULL, by_who TEXT NOT NULL, audio BLOB NOT NULL,
+    audio_type TEXT NOT NULL, at_ms INTEGER NOT NULL, PRIMARY KEY (order_id, seq)
+);
 CREATE TABLE IF NOT EXISTS order_photos (
     order_id TEXT NOT NULL, update_id TEXT NOT NULL, by_who TEXT NOT NULL, jpeg BLOB NOT NULL,
     at_ms INTEGER NOT NULL, PRIMARY KEY (order_id, update_id)

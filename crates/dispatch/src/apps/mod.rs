@@ -18,6 +18,7 @@
 //! | `POST /inspector/api/orders/<id>/update` `{"id", "action", "reason"?, "note"?, "photo"?}` | accept, reject, arrive, resolve |
 //! | `POST /inspector/api/position` `{"lat", "lon", "accuracy"}` or `{"on_duty": false}` | the phone's position while on duty (nearest assignment) |
 //! | `GET /orders/<id>/voice` | the spoken summary (WAV), for the inspector or the listener's token |
+//! | `POST /orders/<id>/messages` (`audio/*` body), `GET /orders/<id>/messages/<n>` | the control room's recorded voice messages |
 //!
 //! Updates go through [`Dispatcher::handle_update`] exactly as on MQTT: the app makes the
 //! update id when the button is pressed and keeps it while the phone is offline, so a
@@ -52,6 +53,9 @@ const CLOSED_SHOWN_MS: i64 = 24 * 3600 * 1000;
 
 /// The largest photo of the work accepted (before pixelation).
 const MAX_PHOTO: usize = 8 << 20;
+
+/// The largest voice message of the control room.
+const MAX_MESSAGE: usize = 2 << 20;
 
 /// What the node keeps of its cameras and alerts, lent to the dispatcher that runs inside
 /// it (`edge-node run`). A dispatcher on its own has none: the app then says the media
@@ -171,6 +175,17 @@ impl InspectorApp {
         }
         .into();
         v["voice_url"] = format!("{ORDERS}/{}/voice", o.id).into();
+        v["messages"] = self
+            .dispatcher
+            .messages(&o.id)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(seq, by, at)| {
+                json!({"url": format!("{ORDERS}/{}/messages/{seq}", o.id), "by": by,
+                       "at": crate::contract::time::rfc3339_ms(at)})
+            })
+            .collect::<Vec<_>>()
+            .into();
         v
     }
 
@@ -251,15 +266,19 @@ impl InspectorApp {
         v
     }
 
-    /// The outline of the order's micro-grid (x = longitude, y = latitude), for the small map.
+    /// The outline of the order's micro-grid (x = longitude, y = latitude) and where the
+    /// order is (the camera, or the resident's point), for the small map.
     fn map_of(&self, o: &Order) -> Value {
-        let Some(mg) = o.micro_grid.as_deref().and_then(|m| self.grid.micro_grids.iter().find(|g| g.id == m)) else {
+        let mg = o.micro_grid.as_deref().and_then(|m| self.grid.micro_grids.iter().find(|g| g.id == m));
+        if mg.is_none() && o.location.is_none() {
             return Value::Null;
-        };
+        }
         json!({
-            "micro_grid": mg.id,
-            "name": mg.name,
-            "area": mg.area.as_ref().map(|a| a.points().iter().map(|p| [p.x, p.y]).collect::<Vec<_>>()),
+            "micro_grid": mg.map(|m| &m.id),
+            "name": mg.map_or("", |m| m.name.as_str()),
+            "area": mg.and_then(|m| m.area.as_ref()).map(|a| a.points().iter().map(|p| [p.x, p.y]).collect::<Vec<_>>()),
+            "at": o.location,
+            "what": if o.node == crate::reports::RESIDENTS { "the report" } else { "the camera" },
         })
     }
 
@@ -421,23 +440,71 @@ impl InspectorApp {
         }
     }
 
-    /// `GET /orders/<id>/voice`: for its inspector, or with the listener's token.
-    fn voice(&self, r: &Request, id: &str, now: i64) -> Reply {
-        let control_room = self.listener_token.as_ref().is_none_or(|t| {
-            r.authorization
-                .strip_prefix("Bearer ")
-                .is_some_and(|given| crate::http::same(given.trim().as_bytes(), t.expose().as_bytes()))
-        });
-        let order = match self.who(r.authorization, r.cookie) {
+    /// Whether the request carries the listener's token (the control room), or the
+    /// listener has none (loopback only).
+    fn control_room(&self, r: &Request) -> bool {
+        self.listener_token.as_ref().is_none_or(|t| crate::http::authorized_by(r.authorization, t))
+    }
+
+    /// An order for its inspector, or for the control room.
+    fn order_for(&self, r: &Request, id: &str) -> Result<Order, Reply> {
+        match self.who(r.authorization, r.cookie) {
             Some(who) => self.order_of(who, id),
-            None if control_room => match self.dispatcher.order(id) {
+            None if self.control_room(r) => match self.dispatcher.order(id) {
                 Ok(Some(o)) => Ok(o),
                 Ok(None) => Err(refused(404, format!("no order {id}"))),
                 Err(e) => Err(refused(503, e.to_string())),
             },
             None => Err(refused(401, "sign in to the inspector app, or send the listener's token")),
-        };
-        let o = match order {
+        }
+    }
+
+    /// `POST /orders/<id>/messages` (the control room; an `audio/*` body of at most 2 MiB):
+    /// a recorded voice message for the order's inspector.
+    fn add_message(&self, r: &Request, id: &str, content_type: &str, body: &[u8], now: i64) -> Reply {
+        if !self.control_room(r) {
+            return refused(401, "voice messages come from the control room: send the listener's token");
+        }
+        let ctype = content_type.split(';').next().unwrap_or("").trim();
+        if !ctype.starts_with("audio/") || body.is_empty() {
+            return refused(400, format!("send the recording as the body, Content-Type audio/*, not \"{ctype}\""));
+        }
+        if body.len() > MAX_MESSAGE {
+            return refused(413, format!("the recording is over {} MiB", MAX_MESSAGE >> 20));
+        }
+        match self.dispatcher.add_message(id, crate::CONTROL_ROOM, body, ctype, now) {
+            Ok(seq) => {
+                tracing::info!(order = %id, message = seq, bytes = body.len(), "voice message attached");
+                answer(
+                    201,
+                    &json!({"ok": true, "order": id, "message": seq, "url": format!("{ORDERS}/{id}/messages/{seq}")}),
+                )
+            }
+            Err(e) => refused(409, e),
+        }
+    }
+
+    /// `GET /orders/<id>/messages/<n>`: for its inspector, or the control room.
+    fn message(&self, r: &Request, id: &str, n: &str) -> Reply {
+        if let Err(r) = self.order_for(r, id) {
+            return r;
+        }
+        let found = n.parse().ok().and_then(|n| self.dispatcher.message(id, n).ok().flatten());
+        match found {
+            Some((audio, ctype)) => {
+                let ctype = ["audio/webm", "audio/ogg", "audio/mpeg", "audio/mp4", "audio/wav"]
+                    .into_iter()
+                    .find(|t| ctype.starts_with(t))
+                    .unwrap_or("application/octet-stream");
+                Reply::new(200, ctype, audio).with_header(header::CACHE_CONTROL, "private, max-age=86400")
+            }
+            None => refused(404, format!("order {id} has no voice message {n}")),
+        }
+    }
+
+    /// `GET /orders/<id>/voice`: for its inspector, or the control room.
+    fn voice(&self, r: &Request, id: &str, now: i64) -> Reply {
+        let o = match self.order_for(r, id) {
             Ok(o) => o,
             Err(r) => return r,
         };
@@ -457,8 +524,13 @@ impl InspectorApp {
             Reply::new(200, ctype, body).with_header(header::CACHE_CONTROL, "no-cache")
         };
         if let Some(rest) = r.path.strip_prefix(ORDERS) {
-            let id = rest.strip_prefix('/')?.strip_suffix("/voice")?;
-            return Some(self.voice(r, id, now));
+            let parts: Vec<&str> = rest.strip_prefix('/')?.split('/').collect();
+            return Some(match (parts.as_slice(), &r.post) {
+                ([id, "voice"], None) => self.voice(r, id, now),
+                ([id, "messages"], Some(p)) => self.add_message(r, id, p.content_type, p.body, now),
+                ([id, "messages", n], None) => self.message(r, id, n),
+                _ => return None,
+            });
         }
         let rest = r.path.strip_prefix(PREFIX)?;
         let post = r.post.as_ref();

@@ -119,6 +119,10 @@ function announce() {
       heard.add(o.id);
       pendingVoice.push(o.voice_url);
     }
+    // The control room's voice messages, each once.
+    for (const m of o.open ? o.messages || [] : []) {
+      if (!heard.has(m.url)) { heard.add(m.url); pendingVoice.push(m.url); }
+    }
   }
   store.set("heard", [...heard].slice(-500));
   playNext();
@@ -225,18 +229,35 @@ function drawMap(map) {
   svg.replaceChildren();
   if (!map) { $("f-map").hidden = true; return; }
   $("f-map").hidden = false;
-  if (!map.area) { cap.textContent = `micro-grid ${map.name}: no outline in the config`; return; }
-  const xs = map.area.map((p) => p[0]), ys = map.area.map((p) => p[1]);
+  const pts = (map.area || []).concat(map.at ? [map.at] : []);
+  const xs = pts.map((p) => p[0]), ys = pts.map((p) => p[1]);
   const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
-  const k = 90 / Math.max(x1 - x0, y1 - y0, 1e-9);
-  const pts = map.area.map(([x, y]) => `${5 + (x - x0) * k},${95 - (y - y0) * k}`).join(" ");
-  const poly = document.createElementNS("http://www.w3.org/2000/svg", "polygon");
-  poly.setAttribute("points", pts);
-  poly.setAttribute("fill", "rgba(240,160,32,.25)");
-  poly.setAttribute("stroke", "#f0a020");
-  poly.setAttribute("stroke-width", "1");
-  svg.append(poly);
-  cap.textContent = `micro-grid ${map.name}`;
+  // A lone point gets a 300 m square around it.
+  const span = Math.max(x1 - x0, y1 - y0, 0.003);
+  const k = 90 / span, cx = (x0 + x1) / 2, cy = (y0 + y1) / 2;
+  const px = ([x, y]) => [50 + (x - cx) * k, 50 - (y - cy) * k];
+  const ns = "http://www.w3.org/2000/svg";
+  if (map.area) {
+    const poly = document.createElementNS(ns, "polygon");
+    poly.setAttribute("points", map.area.map((p) => px(p).join(",")).join(" "));
+    poly.setAttribute("fill", "rgba(240,160,32,.25)");
+    poly.setAttribute("stroke", "#f0a020");
+    poly.setAttribute("stroke-width", "1");
+    svg.append(poly);
+  }
+  if (map.at) {
+    const [x, y] = px(map.at);
+    const dot = document.createElementNS(ns, "circle");
+    dot.setAttribute("cx", x);
+    dot.setAttribute("cy", y);
+    dot.setAttribute("r", "3");
+    dot.setAttribute("fill", "#e0504a");
+    dot.setAttribute("stroke", "#fff");
+    svg.append(dot);
+  }
+  const where = map.at ? `${map.what} at ${map.at[1].toFixed(5)}, ${map.at[0].toFixed(5)}` : `${map.what}: no position in the config`;
+  const area = map.micro_grid ? `micro-grid ${map.name || map.micro_grid}${map.area ? "" : " (no outline in the config)"}` : "";
+  cap.textContent = [area, where].filter(Boolean).join(" · ");
 }
 
 async function openOrder(id, refresh) {
@@ -273,6 +294,18 @@ function renderOrder(o, offline, refresh) {
   }
   if (!(o.actions || []).includes("resolve")) $("resolve-form").hidden = true;
   if (!(o.actions || []).includes("reject")) $("reject-form").hidden = true;
+  const msgs = $("o-messages");
+  msgs.replaceChildren();
+  for (const m of o.messages || []) {
+    const li = document.createElement("li");
+    li.textContent = `from the control room, ${new Date(m.at).toLocaleTimeString()} `;
+    const a = document.createElement("audio");
+    a.controls = true;
+    a.preload = "none";
+    a.src = m.url;
+    li.append(a);
+    msgs.append(li);
+  }
   const tl = $("o-timeline");
   tl.replaceChildren();
   for (const e of o.timeline || []) {
