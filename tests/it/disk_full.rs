@@ -261,6 +261,7 @@ fn the_demo_on_a_small_disk_keeps_every_alert() {
     let text = demo
         .replace("data_dir = \"../var/demo\"", &format!("data_dir = \"{}\"", fs.0.display()))
         .replace("models_dir = \"../models\"", &format!("models_dir = \"{}\"", root().join("models").display()))
+        .replace("\"../deploy/", &format!("\"{}/", root().join("deploy").display()))
         .replace(
             "[embedded_broker]\nlisten = \"127.0.0.1:18830\"",
             &format!("[mqtt]\nhost = \"127.0.0.1\"\nport = {mqtt}"),

@@ -30,10 +30,14 @@ pub enum Optional {
     ReportPhoto,
     /// A resident's audio clip (the report is stored without it).
     ReportAudio,
+    /// What the apps add to an order: spoken summaries, photos of the work, the control
+    /// room's voice messages (the update or the order stands without them).
+    OrderMedia,
 }
 
 impl Optional {
-    pub const ALL: [Self; 5] = [Self::Snapshot, Self::Clip, Self::Thumbnail, Self::ReportPhoto, Self::ReportAudio];
+    pub const ALL: [Self; 6] =
+        [Self::Snapshot, Self::Clip, Self::Thumbnail, Self::ReportPhoto, Self::ReportAudio, Self::OrderMedia];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -42,6 +46,7 @@ impl Optional {
             Self::Thumbnail => "thumbnail",
             Self::ReportPhoto => "report_photo",
             Self::ReportAudio => "report_audio",
+            Self::OrderMedia => "order_media",
         }
     }
 
@@ -55,10 +60,10 @@ impl Optional {
 struct Ledger {
     /// Folders of optional files, (kind, folder, extension): the oldest go first.
     folders: Mutex<Vec<(Optional, PathBuf, &'static str)>>,
-    skipped: [AtomicU64; 5],
-    deleted: [AtomicU64; 5],
+    skipped: [AtomicU64; 6],
+    deleted: [AtomicU64; 6],
     /// When each kind last said in the log that it skipped (at most once a minute).
-    warned: Mutex<[Option<Instant>; 5]>,
+    warned: Mutex<[Option<Instant>; 6]>,
 }
 
 /// A skip is logged at most this often per kind (the counters count every one).

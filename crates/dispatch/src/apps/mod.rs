@@ -34,6 +34,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::Locked;
 use crate::config::{Config, Grid, Secret};
 use crate::http::{Reply, Request};
 use crate::intake::FaceFilter;
@@ -107,15 +108,22 @@ impl InspectorApp {
         if config.apps.inspector_tokens.is_empty() {
             return None;
         }
+        let disk = dispatcher.store().locked().disk().cloned();
         Some(Self {
-            dispatcher,
             tokens: config.apps.inspector_tokens.clone(),
             listener_token: config.http.token.clone(),
             grid: config.grid.clone(),
-            voice: voice::Voice::new(&config.apps.voice, &config.storage.data_dir),
+            voice: voice::Voice::new(&config.apps.voice, &config.storage.data_dir, disk),
             media,
             faces,
+            dispatcher,
         })
+    }
+
+    /// Whether `bytes` more of order media leave the disk's reserve for alerts.
+    fn room_for(&self, bytes: usize) -> bool {
+        let disk = self.dispatcher.store().locked().disk().cloned();
+        disk.is_none_or(|d| d.admit(crate::outbox::Optional::OrderMedia, bytes as u64 * 3))
     }
 
     /// The inspector a token belongs to (every token compared in full).
@@ -312,6 +320,8 @@ impl InspectorApp {
         }
         let photo = match u.photo.as_deref().map(|p| self.photo_of(p)) {
             None => None,
+            // Under the disk's reserve the update goes ahead without its photo.
+            Some(Ok(jpeg)) if !self.room_for(jpeg.len()) => None,
             Some(Ok(jpeg)) => Some(jpeg),
             Some(Err(r)) => return r,
         };
@@ -471,6 +481,9 @@ impl InspectorApp {
         }
         if body.len() > MAX_MESSAGE {
             return refused(413, format!("the recording is over {} MiB", MAX_MESSAGE >> 20));
+        }
+        if !self.room_for(body.len()) {
+            return refused(507, "the disk is under its reserve (kept for alerts): the message is not kept");
         }
         match self.dispatcher.add_message(id, crate::CONTROL_ROOM, body, ctype, now) {
             Ok(seq) => {

@@ -13,14 +13,27 @@ pub struct Voice {
     /// An espeak-ng voice name (`en`, `cmn`, …), checked by the config.
     voice: String,
     dir: PathBuf,
+    /// The data disk's reserve: a summary is an optional file (`order_media`).
+    disk: Option<crate::outbox::DiskGuard>,
 }
+
+/// Summaries older than this are deleted when a new one is made (orders rarely stay open
+/// longer; a later request makes it again).
+const KEEP: Duration = Duration::from_secs(7 * 86_400);
+
+/// What espeak-ng writes for a summary, at most (22 kHz, 16 bit, about 15 s).
+const WAV_BYTES: u64 = 700 << 10;
 
 /// How long espeak-ng may take for one summary.
 const SPEAK_WITHIN: Duration = Duration::from_secs(20);
 
 impl Voice {
-    pub fn new(voice: &str, data_dir: &std::path::Path) -> Self {
-        Self { voice: voice.to_string(), dir: data_dir.join("voice") }
+    pub fn new(voice: &str, data_dir: &std::path::Path, disk: Option<crate::outbox::DiskGuard>) -> Self {
+        let dir = data_dir.join("voice");
+        if let Some(d) = &disk {
+            d.keep_files(crate::outbox::Optional::OrderMedia, &dir, "wav");
+        }
+        Self { voice: voice.to_string(), dir, disk }
     }
 
     /// What is said of a new order: category, place, the deadline.
@@ -50,6 +63,10 @@ impl Voice {
             return Ok(wav);
         }
         std::fs::create_dir_all(&self.dir).map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
+        self.prune();
+        if self.disk.as_ref().is_some_and(|d| !d.admit(crate::outbox::Optional::OrderMedia, WAV_BYTES)) {
+            return Err("the disk is under its reserve (kept for alerts): no spoken summary".into());
+        }
         let partial = self.dir.join(format!("{id}.wav.part"));
         let mut child = Command::new("espeak-ng")
             .args(["-v", &self.voice, "-s", "150", "-w"])
@@ -83,5 +100,18 @@ impl Voice {
         }
         std::fs::rename(&partial, &file).map_err(|e| format!("cannot keep {}: {e}", file.display()))?;
         std::fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))
+    }
+
+    /// Deletes summaries older than [`KEEP`].
+    fn prune(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        let now = std::time::SystemTime::now();
+        for e in entries.flatten() {
+            let old =
+                e.metadata().and_then(|m| m.modified()).is_ok_and(|t| now.duration_since(t).unwrap_or_default() > KEEP);
+            if old && e.path().extension().is_some_and(|x| x == "wav") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
     }
 }
