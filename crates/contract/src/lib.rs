@@ -544,6 +544,8 @@ schema!(CommandReplySchema, "gridsight.command_reply");
 schema!(OrderSchema, "gridsight.order");
 schema!(OrderReplySchema, "gridsight.order_reply");
 schema!(DispatchStatsSchema, "gridsight.dispatch_stats");
+schema!(ReportStatusSchema, "gridsight.report_status");
+schema!(ReportReplySchema, "gridsight.report_reply");
 
 impl<S> Schema<S> {
     pub fn new() -> Self {
@@ -665,6 +667,87 @@ pub struct OrderUpdate {
     pub to: Option<String>,
 }
 
+/// `gridsight.report_status` version 1: a resident's report as its reporter sees it
+/// (`GET /api/v1/reports/<id>`, and pushed by the residents' app).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportStatus {
+    pub schema: Schema<ReportStatusSchema>,
+    pub version: Version1,
+    pub id: String,
+    /// Always `resident`.
+    pub source: String,
+    pub category: String,
+    pub text: String,
+    pub location: ReportLocation,
+    /// Path of the stored (pixelated) photo, when there is one.
+    pub photo: Option<String>,
+    /// Whether a voice note was kept.
+    pub audio: bool,
+    pub order: Option<String>,
+    /// The order's state (`assigned` … `resolved`), or `not_dispatched`.
+    pub state: String,
+    /// Every step, oldest first; inspectors are not named.
+    pub timeline: Vec<ReportStep>,
+    /// The inspector's note when closing.
+    pub note: Option<String>,
+    pub rating: Option<u8>,
+    pub rating_comment: Option<String>,
+}
+
+/// Where a report is: its point and the micro-grid (and grid) it fell in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportLocation {
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+    pub micro_grid: Option<String>,
+    pub grid: Option<String>,
+}
+
+/// One step of a report's timeline: `reported`, `assigned`, `accepted`, `on_site`,
+/// `resolved` (with the note), `reopened`, `cancelled` (with why), …
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportStep {
+    pub event: String,
+    pub at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// `gridsight.report_reply` version 1, on `<prefix>/dispatch/reports/replies/<gateway>`:
+/// the answer to a report an app's gateway published (`request` is its id). The HTTP API
+/// answers a new report with the same fields (without `schema`, `version`, `request`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportReply {
+    pub schema: Schema<ReportReplySchema>,
+    pub version: Version1,
+    pub request: Option<String>,
+    pub ok: bool,
+    /// The report's id and the reporter's token (the only time it is given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<String>,
+    /// The report joined an open order of the same category nearby.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attached: Option<bool>,
+    /// What was not kept (`photo`, `audio`) because the disk is under its reserve.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Why it was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Refused for now (too many through this gateway): nothing was stored, send it again later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<bool>,
+    /// The same request again: the stored answer, nothing new stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate: Option<bool>,
+}
+
 /// Whether `id` can be a request or update id: 1 to 64 characters, none of them a
 /// control character.
 pub fn valid_id(id: &str) -> bool {
@@ -704,6 +787,12 @@ mod tests {
                     serde_json::to_value(serde_json::from_value::<DispatchStats>(v.clone()).unwrap())
                 }
                 "gridsight.clip" => serde_json::to_value(serde_json::from_value::<ClipReady>(v.clone()).unwrap()),
+                "gridsight.report_status" => {
+                    serde_json::to_value(serde_json::from_value::<ReportStatus>(v.clone()).unwrap())
+                }
+                "gridsight.report_reply" => {
+                    serde_json::to_value(serde_json::from_value::<ReportReply>(v.clone()).unwrap())
+                }
                 // A request without a schema: an order update (a command is parsed in control's tests).
                 "" if v.get("action").is_some() => {
                     let u: OrderUpdate = serde_json::from_value(v.clone()).unwrap();
@@ -725,6 +814,8 @@ mod tests {
             "gridsight.order_reply",
             "gridsight.dispatch_stats",
             "gridsight.clip",
+            "gridsight.report_status",
+            "gridsight.report_reply",
             "",
         ] {
             assert!(seen.contains(want), "the MQTT contract page has no {want} example");

@@ -19,19 +19,21 @@ use crate::page::{camera_problem, problem};
 /// How many alerts the page lists.
 const RECENT: usize = 100;
 
+use crate::contract::{Alert, CameraStatus, NodeStatus};
+
 #[derive(Default)]
 struct Node {
     online: Option<bool>,
-    status: Option<Value>,
+    status: Option<NodeStatus>,
 }
 
 #[derive(Default)]
 struct Inner {
     nodes: BTreeMap<String, Node>,
-    cameras: BTreeMap<(String, String), Value>,
+    cameras: BTreeMap<(String, String), CameraStatus>,
     /// The newest thumbnail of each camera, and when it came.
     thumbnails: BTreeMap<(String, String), (Vec<u8>, std::time::SystemTime)>,
-    alerts: VecDeque<Value>,
+    alerts: VecDeque<Alert>,
 }
 
 pub struct Fleet {
@@ -71,8 +73,9 @@ impl Fleet {
                 true
             }
             [node, "status"] => {
-                if let Ok(v) = serde_json::from_slice::<Value>(payload) {
-                    inner.nodes.entry(node.to_string()).or_default().status = Some(v);
+                match serde_json::from_slice::<NodeStatus>(payload) {
+                    Ok(v) => inner.nodes.entry(node.to_string()).or_default().status = Some(v),
+                    Err(e) => tracing::debug!(node, "a node status not of the contract: {e}"),
                 }
                 true
             }
@@ -87,15 +90,15 @@ impl Fleet {
             }
             [node, "cameras", camera, "status"] => {
                 let key = (node.to_string(), camera.to_string());
-                match serde_json::from_slice::<Value>(payload) {
-                    Ok(v) if v.is_object() => {
+                match serde_json::from_slice::<CameraStatus>(payload) {
+                    Ok(v) => {
                         inner.cameras.insert(key, v);
                     }
                     // An empty retained message clears the camera (it was removed).
                     _ if payload.is_empty() => {
                         inner.cameras.remove(&key);
                     }
-                    _ => {}
+                    Err(e) => tracing::debug!(node, camera, "a camera status not of the contract: {e}"),
                 }
                 inner.nodes.entry(node.to_string()).or_default();
                 true
@@ -111,9 +114,9 @@ impl Fleet {
 
     /// Remembers an alert the dispatcher handled (shown newest first).
     pub fn alert(&self, payload: &[u8]) {
-        let Ok(v) = serde_json::from_slice::<Value>(payload) else { return };
+        let Ok(v) = serde_json::from_slice::<Alert>(payload) else { return };
         let mut inner = self.inner.locked();
-        if inner.alerts.iter().any(|a| a["id"] == v["id"]) {
+        if inner.alerts.iter().any(|a| a.id == v.id) {
             return;
         }
         if inner.alerts.len() == RECENT {
@@ -127,8 +130,8 @@ impl Fleet {
         let inner = self.inner.locked();
         let mut nodes = Vec::new();
         for (id, n) in &inner.nodes {
-            let s = n.status.as_ref();
-            let field = |f: &str| s.map_or(Value::Null, |s| s[f].clone());
+            let s = n.status.as_ref().and_then(|s| serde_json::to_value(s).ok());
+            let field = |f: &str| s.as_ref().map_or(Value::Null, |s| s[f].clone());
             let state = match n.online {
                 Some(true) => "online",
                 Some(false) => "offline",
@@ -156,7 +159,7 @@ impl Fleet {
         }
         let mut cameras = Vec::new();
         for ((node, _), c) in &inner.cameras {
-            let mut c = c.clone();
+            let mut c = serde_json::to_value(c).unwrap_or_default();
             if inner.nodes.get(node).is_some_and(|n| n.online == Some(false)) {
                 c["state"] = "offline".into();
             }
@@ -178,7 +181,7 @@ impl Fleet {
             cameras.push(c);
         }
         // A camera of an offline node is one problem with its node, not one per camera.
-        let alerts = inner.alerts.iter().rev().cloned().collect();
+        let alerts = inner.alerts.iter().rev().filter_map(|a| serde_json::to_value(a).ok()).collect();
         (cameras, nodes, alerts)
     }
 }
@@ -203,15 +206,23 @@ mod tests {
     #[test]
     fn nodes_and_cameras_from_retained_topics() {
         let f = Fleet::new("gridsight");
+        // What a node publishes, as the contract writes it.
         let cam = |state: &str| {
-            serde_json::to_vec(
-                &json!({"node": "edge-0", "camera": "gate", "state": state, "detail": "x", "fps_in": 25.0}),
-            )
+            serde_json::to_vec(&json!({"schema": "gridsight.camera_status", "version": 1, "node": "edge-0",
+                "camera": "gate", "state": state, "detail": "x", "fps_in": 25.0, "fps_decoded": 25.0, "fps_out": 2.0,
+                "decode": "keyframes", "cadence": "key frames", "received": 10, "decoded": 1, "handed_on": 1,
+                "reconnects": 0, "stalls": 0, "last_error": null, "at": "2026-12-05T10:00:00.000Z"}))
             .unwrap()
         };
+        let node = br#"{"schema": "gridsight.node_status", "version": 1, "node": "edge-0", "name": "Edge 0",
+            "cameras": 1, "streaming": 1, "outbox_pending": 500, "outbox_dropped_snapshots": 0,
+            "disk": {"state": "ok", "free_bytes": 1000000000, "reserve_bytes": 67108864},
+            "at": "2026-12-05T10:00:00.000Z"}"#;
         assert!(f.take("gridsight/edge-0/availability", b"online"));
         assert!(f.take("gridsight/edge-0/cameras/gate/status", &cam("streaming")));
-        assert!(f.take("gridsight/edge-0/status", br#"{"node":"edge-0","outbox_pending":500,"disk":{"state":"ok"}}"#));
+        assert!(f.take("gridsight/edge-0/status", node));
+        // Not of the contract: taken (ours) but not kept.
+        assert!(f.take("gridsight/edge-0/status", br#"{"node":"edge-0","outbox_pending":9}"#));
         assert!(!f.take("gridsight/dispatch/orders", b"{}"));
         assert!(!f.take("gridsight/edge-0/alerts", b"{}"));
         assert!(!f.take("other/edge-0/status", b"{}"));
@@ -237,10 +248,19 @@ mod tests {
         f.take("gridsight/edge-0/cameras/gate/status", b"");
         assert!(f.overview(&mut Vec::new()).0.is_empty(), "an empty retained message removes the camera");
 
+        let alert = |id: &str| {
+            serde_json::to_vec(&json!({"schema": "gridsight.alert", "version": 1, "id": id, "type": "new",
+                "incident": "edge-0/gate/r/1", "node": "edge-0", "camera": "gate", "rule": "r", "category": "c",
+                "severity": "medium", "dispatch": true, "label": "person", "score": 0.9, "track": 1, "zone": null,
+                "count": null, "box": null, "micro_grid": null, "grid": null,
+                "started_at": "2026-12-05T10:00:00.000Z", "ended_at": null, "snapshot": null}))
+            .unwrap()
+        };
         for i in 0..150 {
-            f.alert(format!(r#"{{"id":"a{i}"}}"#).as_bytes());
+            f.alert(&alert(&format!("a{i}")));
         }
-        f.alert(br#"{"id":"a149"}"#);
+        f.alert(&alert("a149"));
+        f.alert(br#"{"id":"not-an-alert"}"#);
         let (_, _, alerts) = f.overview(&mut Vec::new());
         assert_eq!(alerts.len(), RECENT);
         assert_eq!(alerts[0]["id"], "a149");

@@ -219,7 +219,7 @@ impl Intake {
                     Ok(false) => error(403, "unknown report, or not its token (send Authorization: Bearer <token>)"),
                     Ok(true) => match (what, post) {
                         ("", None) => match self.dispatcher.report_status(id) {
-                            Ok(Some(v)) => ok(200, v),
+                            Ok(Some(v)) => ok(200, serde_json::to_value(&v).unwrap_or_default()),
                             Ok(None) => error(404, "no such report"),
                             Err(e) => error(500, e.to_string()),
                         },
@@ -296,22 +296,37 @@ impl Intake {
         let v: serde_json::Value = serde_json::from_slice(payload).unwrap_or(serde_json::Value::Null);
         let request = v["id"].as_str().filter(|id| crate::contract::valid_id(id)).map(str::to_string);
         let left_out: std::cell::RefCell<Vec<&'static str>> = Default::default();
-        let reply_of = |request: Option<&str>, r: Result<&super::reports::Accepted, &str>| match r {
-            Ok(a) => {
-                let mut v = json!({"schema": "gridsight.report_reply", "version": 1, "request": request, "ok": true,
-                                   "id": a.id, "token": a.token, "order": a.order, "attached": a.attached});
-                let left_out = left_out.borrow();
-                if !left_out.is_empty() {
-                    v["left_out"] = json!(*left_out);
-                    v["note"] = LEFT_OUT.into();
+        let reply_of = |request: Option<&str>, r: Result<&super::reports::Accepted, &str>| {
+            let mut reply = crate::contract::ReportReply {
+                schema: crate::contract::Schema::new(),
+                version: crate::contract::Version1,
+                request: request.map(str::to_string),
+                ok: r.is_ok(),
+                id: None,
+                token: None,
+                order: None,
+                attached: None,
+                left_out: Vec::new(),
+                note: None,
+                reason: None,
+                retry: None,
+                duplicate: None,
+            };
+            match r {
+                Ok(a) => {
+                    reply.id = Some(a.id.clone());
+                    reply.token = Some(a.token.clone());
+                    reply.order = a.order.clone();
+                    reply.attached = Some(a.attached);
+                    reply.left_out = left_out.borrow().iter().map(|s| s.to_string()).collect();
+                    reply.note = (!reply.left_out.is_empty()).then(|| LEFT_OUT.to_string());
                 }
-                v
+                Err(reason) => reply.reason = Some(reason.to_string()),
             }
-            Err(reason) => json!({"schema": "gridsight.report_reply", "version": 1, "request": request, "ok": false,
-                                  "reason": reason}),
+            reply
         };
         let topic = self.dispatcher.topics().report_replies(gateway);
-        let publish = |reply: &serde_json::Value| {
+        let publish = |reply: &crate::contract::ReportReply| {
             let m = crate::outbox::Message {
                 topic: topic.clone(),
                 payload: serde_json::to_vec(reply).unwrap_or_default(),
@@ -328,7 +343,7 @@ impl Intake {
         if !self.limits.locked().allow(format!("gateway {gateway}"), self.config.per_gateway, Instant::now()) {
             let mut reply =
                 reply_of(Some(&request), Err("too many reports through this gateway; try again in a minute"));
-            reply["retry"] = true.into();
+            reply.retry = Some(true);
             publish(&reply)?;
             return Ok(());
         }
@@ -371,10 +386,12 @@ impl Intake {
             self.config.attach_within_m,
             self.config.attach_for.as_millis() as i64,
             now,
-            &|r| reply_of(Some(&request), r),
+            &|r| serde_json::to_value(reply_of(Some(&request), r)).unwrap_or_default(),
         )?;
-        let mut reply = reply;
-        reply["duplicate"] = duplicate.into();
+        // The answer as stored (the first time, or now), read back with its type.
+        let mut reply: crate::contract::ReportReply = serde_json::from_value(reply)
+            .unwrap_or_else(|e| reply_of(Some(&request), Err(&format!("the stored answer cannot be read: {e}"))));
+        reply.duplicate = Some(duplicate);
         publish(&reply)?;
         Ok(())
     }

@@ -241,7 +241,7 @@ impl Dispatcher {
 
     /// The report's status for its reporter: what was reported, where, the order's state and
     /// timeline, the closing note and the rating.
-    pub fn report_status(&self, id: &str) -> Result<Option<serde_json::Value>, DispatchError> {
+    pub fn report_status(&self, id: &str) -> Result<Option<crate::contract::ReportStatus>, DispatchError> {
         let store = self.store.locked();
         let conn = store.connection();
         let row = conn
@@ -276,7 +276,12 @@ impl Dispatcher {
             None => None,
         };
         let at = |ms: i64| crate::contract::time::rfc3339_ms(ms);
-        let mut timeline = vec![serde_json::json!({"event": "reported", "at": at(created)})];
+        let step = |event: &str, ms: i64, detail: Option<String>| crate::contract::ReportStep {
+            event: event.to_string(),
+            at: at(ms),
+            detail,
+        };
+        let mut timeline = vec![step("reported", created, None)];
         if let Some(o) = &order {
             let events = Order::events(conn, &o.id)?;
             if events.is_empty() {
@@ -288,7 +293,7 @@ impl Dispatcher {
                     ("resolved", o.resolved_ms),
                     ("closed", o.closed_ms),
                 ] {
-                    timeline.extend(ms.map(|ms| serde_json::json!({"event": event, "at": at(ms)})));
+                    timeline.extend(ms.map(|ms| step(event, ms, None)));
                 }
             }
             // Every state change, without who (inspectors are not named to residents);
@@ -297,24 +302,29 @@ impl Dispatcher {
                 if event == "alert_attached" || event == "created" {
                     continue;
                 }
-                let mut e = serde_json::json!({"event": event, "at": at(ms)});
-                if matches!(event.as_str(), "resolved" | "cancelled" | "reopened") {
-                    e["detail"] = detail.into();
-                }
-                timeline.push(e);
+                let shown = matches!(event.as_str(), "resolved" | "cancelled" | "reopened");
+                timeline.push(step(&event, ms, detail.filter(|_| shown)));
             }
             // A report that joined an open order: what happened before it too, in time order.
-            timeline.sort_by(|a, b| a["at"].as_str().cmp(&b["at"].as_str()));
+            timeline.sort_by(|a, b| a.at.cmp(&b.at));
         }
-        Ok(Some(serde_json::json!({
-            "schema": "gridsight.report_status", "version": 1, "id": id, "source": "resident",
-            "category": category, "text": text,
-            "location": {"lat": lat, "lon": lon, "micro_grid": micro_grid, "grid": grid},
-            "photo": photo.then(|| format!("/api/v1/reports/{id}/photo.jpg")), "audio": audio,
-            "order": order_id, "state": order.as_ref().map(|o| o.state.name()).unwrap_or("not_dispatched"),
-            "timeline": timeline, "note": order.as_ref().and_then(|o| o.note.clone()),
-            "rating": rating, "rating_comment": comment,
-        })))
+        Ok(Some(crate::contract::ReportStatus {
+            schema: crate::contract::Schema::new(),
+            version: crate::contract::Version1,
+            id: id.to_string(),
+            source: "resident".into(),
+            category,
+            text,
+            location: crate::contract::ReportLocation { lat, lon, micro_grid, grid },
+            photo: photo.then(|| format!("/api/v1/reports/{id}/photo.jpg")),
+            audio,
+            order: order_id,
+            state: order.as_ref().map_or("not_dispatched", |o| o.state.name()).to_string(),
+            timeline,
+            note: order.as_ref().and_then(|o| o.note.clone()),
+            rating: rating.map(|r| r.clamp(0, 255) as u8),
+            rating_comment: comment,
+        }))
     }
 
     /// The stored (pixelated) photo of a report.

@@ -261,7 +261,7 @@ impl InspectorApp {
         if resident {
             // A report's order: the resident's words, photo and audio.
             if let Ok(Some(r)) = self.dispatcher.report_status(&o.first_alert) {
-                v["report"] = r;
+                v["report"] = serde_json::to_value(&r).unwrap_or_default();
             }
             v["report_photo_url"] =
                 o.snapshot.is_some().then(|| format!("{PREFIX}/api/orders/{}/report.jpg", o.id)).into();

@@ -121,7 +121,7 @@ async fn events(app: Arc<ResidentApp>, id: String, headers: HeaderMap) -> Respon
             let (a, i) = (app.clone(), id.clone());
             let status = tokio::task::spawn_blocking(move || a.dispatcher.report_status(&i)).await.ok()?;
             let Ok(Some(v)) = status else { continue };
-            let text = v.to_string();
+            let text = serde_json::to_string(&v).unwrap_or_default();
             if text != last {
                 last = text.clone();
                 return Some((Event::default().event("report").data(text), (app, id, changes, last, first)));

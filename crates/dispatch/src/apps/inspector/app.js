@@ -10,6 +10,8 @@ const store = {
 };
 
 let me = null;            // {inspector, name}
+const firstSeen = {};     // order id → when this page first had it (ms), for the tests' push delay
+window.gsFirstSeen = firstSeen;
 let orders = [];          // the last list
 let skew = 0;             // server clock minus ours (ms)
 let events = null;        // the EventSource
@@ -104,6 +106,7 @@ function tick() {
 function took(list) {
   skew = list.now_ms - Date.now();
   orders = list.orders;
+  for (const o of orders) if (!(o.id in firstSeen)) firstSeen[o.id] = Date.now();
   store.set("orders", list);
   renderList();
   announce();
