@@ -98,7 +98,7 @@ grid = "g1"
     )
     .unwrap();
     let log = dir.join("node.log");
-    let _node = edge_node("run", &config, &log);
+    let node = edge_node("run", &config, &log);
     let logs = || std::fs::read_to_string(&log).unwrap_or_default();
     let get = |path: &str, headers: &str| http_request(http, "GET", path, headers, b"");
     assert!(wait_until(Duration::from_secs(30), || get("/inspector/", "").0 == 200), "no app\n{}", logs());
@@ -154,4 +154,15 @@ grid = "g1"
     // The listener has no token (loopback): the control room may fetch the voice too.
     let order = result["order"].as_str().unwrap();
     assert_eq!(get(&format!("/orders/{order}/voice"), "").0, 200);
+
+    // A lost phone: the operator removes insp-b's line and reloads; its token stops working
+    // at once, insp-a's goes on.
+    let bearer = |t: &str| format!("Authorization: Bearer {t}\r\n");
+    assert_eq!(get("/inspector/api/me", &bearer(TOKEN_B)).0, 200);
+    std::fs::write(dir.join("inspectors.tokens"), format!("insp-a {TOKEN}\n")).unwrap();
+    let hup = Command::new("kill").args(["-HUP", &node.0.id().to_string()]).status().unwrap();
+    assert!(hup.success());
+    let withdrawn = wait_until(Duration::from_secs(10), || get("/inspector/api/me", &bearer(TOKEN_B)).0 == 401);
+    assert!(withdrawn, "insp-b's token still works after the reload\n{}", logs());
+    assert_eq!(get("/inspector/api/me", &bearer(TOKEN)).0, 200);
 }

@@ -31,7 +31,7 @@ pub mod stats;
 mod tests;
 
 // The shared base under the names the node's modules use (`crate::config`, …).
-use gridsight_base::{Locked, config, geometry, http, localtime, mqtt, outbox, telemetry};
+use gridsight_base::{Locked, RwLocked, config, geometry, http, localtime, mqtt, outbox, telemetry};
 use gridsight_contract as contract;
 use std::sync::{Arc, Mutex};
 

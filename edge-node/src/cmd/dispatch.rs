@@ -12,5 +12,5 @@ pub struct Args {
 
 pub fn main(args: Args) -> Result<(), Failure> {
     let cfg = super::load_daemon(&args.config)?;
-    edge_node::node::run_dispatch(cfg).map_err(|e| Failure::logged(e.exit_code(), e))
+    edge_node::node::run_dispatch(cfg, args.config).map_err(|e| Failure::logged(e.exit_code(), e))
 }

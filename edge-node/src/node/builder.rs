@@ -85,6 +85,8 @@ pub(super) struct Pieces {
     pub ingest: Ingest,
     /// What the HTTP endpoints show of the outbox, refreshed by the runner.
     pub snapshot: Arc<Mutex<Snapshot>>,
+    /// The inspectors' app, when served (a reload gives it the new tokens).
+    pub inspector_app: Option<Arc<crate::dispatch::apps::InspectorApp>>,
 }
 
 /// Builds every piece of the node from `config`, or says why it cannot start.
@@ -264,7 +266,7 @@ pub(super) fn build(config: Config, path: PathBuf) -> Result<Pieces, NodeError> 
 
     // HTTP: metrics, health, status.
     let snapshot: Arc<Mutex<Snapshot>> = Arc::default();
-    {
+    let inspector_app = {
         let (snap, stats, node_id) = (snapshot.clone(), link.stats.clone(), config.node.id.clone());
         let dispatch_metrics =
             dispatch.as_ref().map(|d| Arc::new(crate::dispatch::stats::collector(d.metrics.clone())));
@@ -333,9 +335,9 @@ pub(super) fn build(config: Config, path: PathBuf) -> Result<Pieces, NodeError> 
                 routes = routes.merge(crate::dispatch::apps::resident::routes(Arc::new(residents)));
             }
         }
-        if let Some(app) = app {
+        if let Some(app) = &app {
             info!("inspectors' app: /inspector/");
-            routes = routes.merge(crate::dispatch::apps::routes(app));
+            routes = routes.merge(crate::dispatch::apps::routes(app.clone()));
         }
         let addr = {
             let _entered = rt.enter();
@@ -343,7 +345,8 @@ pub(super) fn build(config: Config, path: PathBuf) -> Result<Pieces, NodeError> 
         }
         .map_err(|source| NodeError::Listen { addr: config.http.listen, source })?;
         info!(listen = %addr, lock = %lock.path().display(), "http: /metrics /healthz /readyz /status");
-    }
+        app
+    };
     Ok(Pieces {
         rt,
         signals,
@@ -365,5 +368,6 @@ pub(super) fn build(config: Config, path: PathBuf) -> Result<Pieces, NodeError> 
         pool,
         ingest,
         snapshot,
+        inspector_app,
     })
 }

@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use tracing::info;
+use tracing::{info, warn};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -113,7 +113,7 @@ fn runtime_with_signals(name: &str) -> Result<(tokio::runtime::Runtime, Signals)
 }
 
 /// `edge-node dispatch`: the dispatcher alone, for every node's alerts, until SIGINT/SIGTERM.
-pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
+pub fn run_dispatch(config: Config, path: PathBuf) -> Result<(), NodeError> {
     let (rt, mut signals) = runtime_with_signals("dispatch")?;
     let lock = crate::datadir::DataDirLock::acquire(&config.storage.data_dir)?;
     let http = bind_http(config.http.listen)?;
@@ -153,8 +153,8 @@ pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
             routes = routes.merge(crate::dispatch::apps::resident::routes(Arc::new(residents)));
         }
     }
-    if let Some(app) = app {
-        routes = routes.merge(crate::dispatch::apps::routes(app));
+    if let Some(app) = &app {
+        routes = routes.merge(crate::dispatch::apps::routes(app.clone()));
     }
     if let Some(fleet) = &service.fleet {
         routes =
@@ -175,7 +175,25 @@ pub fn run_dispatch(config: Config) -> Result<(), NodeError> {
     info!(listen = %addr, lock = %lock.path().display(), "http: /metrics /healthz /readyz");
     info!(node = %config.node.id, inspectors = config.grid.inspectors.len(), grids = config.grid.grids.len(), "dispatcher running");
     crate::systemd::notify("READY=1\nSTATUS=dispatching");
-    let signal = rt.block_on(signals.shutdown());
+    // SIGHUP: the inspectors' tokens are read again (a lost phone's access ends at once);
+    // other changes need a restart of the dispatcher.
+    let signal = rt.block_on(async {
+        loop {
+            tokio::select! {
+                _ = signals.term.recv() => return "SIGTERM",
+                _ = signals.int.recv() => return "SIGINT",
+                _ = signals.hup.recv() => {
+                    crate::systemd::reloading();
+                    match (crate::config::load(&path), &app) {
+                        (Ok(new), Some(app)) => app.set_tokens(new.apps.inspector_tokens),
+                        (Ok(_), None) => info!("SIGHUP: the dispatcher reads only the inspectors' tokens again, and serves no inspectors' app"),
+                        (Err(e), _) => warn!("config reload refused, keeping the running tokens: {e}"),
+                    }
+                    crate::systemd::notify("READY=1");
+                }
+            }
+        }
+    });
     info!(signal, "shutting down");
     crate::systemd::notify("STOPPING=1");
     rt.block_on(service.shutdown(Duration::from_secs(3)));

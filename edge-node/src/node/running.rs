@@ -45,6 +45,7 @@ pub(super) fn run(pieces: Pieces) -> Result<(), NodeError> {
         pool,
         ingest,
         snapshot,
+        inspector_app,
     } = pieces;
     let mut runner = Runner {
         ha_topics: publish_discovery(&config, &[], &outbox),
@@ -63,6 +64,7 @@ pub(super) fn run(pieces: Pieces) -> Result<(), NodeError> {
         pool,
         ingest,
         snapshot,
+        inspector_app,
         ticks: 0,
         thumbnails_busy: Arc::default(),
         last_disk: DiskState::Ok,
@@ -126,6 +128,7 @@ struct Runner {
     pool: Arc<InferencePool>,
     ingest: Ingest,
     snapshot: Arc<Mutex<Snapshot>>,
+    inspector_app: Option<Arc<crate::dispatch::apps::InspectorApp>>,
     /// The shard as last loaded (a reload may change it).
     shard_now: Option<config::Shard>,
     /// The Home Assistant discovery topics published.
@@ -166,6 +169,13 @@ impl Runner {
         let (summary, new) = reload(&self.config, &self.path, &self.graph, &self.pool, &self.ingest, cause)?;
         self.shard_now = new.shard.clone();
         self.ha_topics = publish_discovery(&new, &self.ha_topics, &self.outbox);
+        match &self.inspector_app {
+            Some(app) => app.set_tokens(new.apps.inspector_tokens.clone()),
+            None if !new.apps.inspector_tokens.is_empty() => {
+                warn!("apps.inspector_tokens is new: the inspectors' app starts with the next restart")
+            }
+            None => {}
+        }
         self.latest = Some(new);
         (self.notify)();
         Ok(summary)

@@ -34,12 +34,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::Locked;
 use crate::config::{Config, Grid, Secret};
 use crate::http::{Reply, Request};
 use crate::intake::FaceFilter;
 use crate::order::Order;
 use crate::{Dispatcher, State};
+use crate::{Locked, RwLocked};
 
 /// Where the app is served.
 pub const PREFIX: &str = "/inspector";
@@ -73,7 +73,8 @@ pub trait Media: Send + Sync {
 /// The app's state.
 pub struct InspectorApp {
     dispatcher: Arc<Dispatcher>,
-    tokens: Vec<(String, Secret)>,
+    /// Inspector id → token; replaced on a config reload ([`Self::set_tokens`]).
+    tokens: std::sync::RwLock<Vec<(String, Secret)>>,
     /// The listener's own token: the control room may fetch `/orders/<id>/voice` with it.
     listener_token: Option<Secret>,
     grid: Grid,
@@ -110,7 +111,7 @@ impl InspectorApp {
         }
         let disk = dispatcher.store().locked().disk().cloned();
         Some(Self {
-            tokens: config.apps.inspector_tokens.clone(),
+            tokens: std::sync::RwLock::new(config.apps.inspector_tokens.clone()),
             listener_token: config.http.token.clone(),
             grid: config.grid.clone(),
             voice: voice::Voice::new(&config.apps.voice, &config.storage.data_dir, disk),
@@ -126,19 +127,27 @@ impl InspectorApp {
         disk.is_none_or(|d| d.admit(crate::outbox::Optional::OrderMedia, bytes as u64 * 3))
     }
 
+    /// The inspectors' tokens of a reloaded config: a removed line withdraws that access at
+    /// once (the app asks to sign in again), a new one works at once.
+    pub fn set_tokens(&self, tokens: Vec<(String, Secret)>) {
+        let n = tokens.len();
+        *self.tokens.write_locked() = tokens;
+        tracing::info!(inspectors = n, "inspectors' app: tokens reloaded");
+    }
+
     /// The inspector a token belongs to (every token compared in full).
-    fn inspector_of(&self, token: &str) -> Option<&str> {
+    fn inspector_of(&self, token: &str) -> Option<String> {
         let mut found = None;
-        for (id, t) in &self.tokens {
+        for (id, t) in self.tokens.read_locked().iter() {
             if crate::http::same(token.as_bytes(), t.expose().as_bytes()) {
-                found = Some(id.as_str());
+                found = Some(id.clone());
             }
         }
         found
     }
 
     /// Who sends the request: the cookie, or `Authorization: Bearer <token>`.
-    fn who(&self, authorization: &str, cookie: &str) -> Option<&str> {
+    fn who(&self, authorization: &str, cookie: &str) -> Option<String> {
         let bearer = authorization.strip_prefix("Bearer ").map(str::trim);
         bearer.or_else(|| crate::http::cookie(cookie, COOKIE)).and_then(|t| self.inspector_of(t))
     }
@@ -459,7 +468,7 @@ impl InspectorApp {
     /// An order for its inspector, or for the control room.
     fn order_for(&self, r: &Request, id: &str) -> Result<Order, Reply> {
         match self.who(r.authorization, r.cookie) {
-            Some(who) => self.order_of(who, id),
+            Some(who) => self.order_of(&who, id),
             None if self.control_room(r) => match self.dispatcher.order(id) {
                 Ok(Some(o)) => Ok(o),
                 Ok(None) => Err(refused(404, format!("no order {id}"))),
@@ -564,7 +573,7 @@ impl InspectorApp {
                     return Some(refused(400, "send {\"token\": \"…\"}"));
                 };
                 match self.inspector_of(l.token.trim()) {
-                    Some(who) => answer(200, &json!({"ok": true, "inspector": who, "name": self.name_of(who)}))
+                    Some(who) => answer(200, &json!({"ok": true, "inspector": who, "name": self.name_of(&who)}))
                         .with_header(
                             header::SET_COOKIE,
                             format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age=2592000", l.token.trim()),
@@ -575,7 +584,7 @@ impl InspectorApp {
             ("/api/logout", Some(_)) => {
                 // Signing out ends duty on this phone: the position is forgotten.
                 if let Some(who) = self.who(r.authorization, r.cookie) {
-                    self.dispatcher.set_position(who, None);
+                    self.dispatcher.set_position(&who, None);
                 }
                 let gone = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
                 answer(200, &json!({"ok": true})).with_header(header::SET_COOKIE, gone)
@@ -584,6 +593,7 @@ impl InspectorApp {
                 let Some(who) = self.who(r.authorization, r.cookie) else {
                     return Some(refused(401, "not signed in (or the token was withdrawn): sign in again"));
                 };
+                let who = who.as_str();
                 let parts: Vec<&str> = api["/api/".len()..].split('/').collect();
                 match (parts.as_slice(), post) {
                     (["me"], None) => answer(200, &json!({"inspector": who, "name": self.name_of(who)})),
@@ -613,7 +623,7 @@ async fn events(app: Arc<InspectorApp>, headers: HeaderMap) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
     use futures::StreamExt;
     let text = |h: header::HeaderName| headers.get(h).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let Some(who) = app.who(&text(header::AUTHORIZATION), &text(header::COOKIE)).map(str::to_string) else {
+    let Some(who) = app.who(&text(header::AUTHORIZATION), &text(header::COOKIE)) else {
         return (StatusCode::UNAUTHORIZED, "not signed in\n").into_response();
     };
     let changes = app.dispatcher.watch();
