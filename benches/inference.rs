@@ -290,6 +290,7 @@ fn pipeline() {
                 stall_timeout: Duration::from_secs(10),
                 delta_rules: Vec::new(),
                 demand: Default::default(),
+                place: None,
             }
         })
         .collect();

@@ -98,6 +98,7 @@ fn spec(i: usize, url: &str, decode: DecodeMode) -> CameraSpec {
         stall_timeout: Duration::from_secs(10),
         delta_rules: Vec::new(),
         demand: Default::default(),
+        place: None,
     }
 }
 

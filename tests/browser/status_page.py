@@ -55,6 +55,7 @@ def main():
     ap.add_argument("--orders", action="store_true")
     ap.add_argument("--thumbnails", type=int, default=1, help="how many thumbnails must load")
     ap.add_argument("--timeout", type=float, default=60)
+    ap.add_argument("--map", type=int, default=0, help="cameras expected on the map (0: no map check)")
     a = ap.parse_args()
     want = a.cameras.split(",")
     d = browser()
@@ -115,6 +116,22 @@ def main():
                 print(f"    countdown {t0} -> {t1}")
 
             check("an open order shows its countdown, ticking", ticking)
+
+        if a.map:
+            def on_map():
+                cams = d.find_elements(By.CSS_SELECTOR, "#map g.cam")
+                areas = d.find_elements(By.CSS_SELECTOR, "#map polygon.mg")
+                wedges = d.find_elements(By.CSS_SELECTOR, "#map g.cam path.fov")
+                return len(cams) >= a.map and areas and wedges and (len(cams), len(areas), len(wedges))
+
+            def the_map():
+                n = until(a.timeout, f"{a.map} camera(s) on the map with the micro-grid", on_map)
+                print(f"    map: {n[0]} camera(s), {n[1]} micro-grid(s), {n[2]} field(s) of view")
+                orders = until(a.timeout, "an open order on the map",
+                               lambda: d.find_elements(By.CSS_SELECTOR, "#map circle.order"))
+                print(f"    map: {len(orders)} open order(s) placed")
+
+            check("the map shows the micro-grid, the cameras where they look and the open orders", the_map)
 
         d.save_screenshot(a.screenshot)
         print("    screenshot:", a.screenshot)

@@ -48,6 +48,8 @@ id = "street"
 url = "rtsp://127.0.0.1:RTSP/street"
 models = ["objects"]
 micro_grid = "m1"
+location = [121.4740, 31.2310]
+direction = 135
 [cameras.zones.road]
 polygon = [[0.0, 0.4], [1.0, 0.4], [1.0, 1.0], [0.0, 1.0]]
 [[cameras.rules]]
@@ -113,7 +115,12 @@ fn the_district_page_shows_every_node_its_cameras_alerts_and_orders() {
     });
     assert!(known, "the district does not know the node: {:#}\n{}", overview(), logs());
     assert_eq!(overview()["district"], true);
-    in_chromium(district_http, "status-page-district.png", &["--cameras", "street", "--thumbnails", "1"], &logs);
+    in_chromium(
+        district_http,
+        "status-page-district.png",
+        &["--cameras", "street", "--thumbnails", "1", "--map", "1"],
+        &logs,
+    );
 }
 
 #[test]
@@ -186,7 +193,12 @@ accept_within = "10m"
     });
     assert!(banner, "no problem reported for the dead camera: {:#}", overview()["problems"]);
 
-    in_chromium(http, "status-page-node.png", &["--cameras", "street,cabin,gate-dead", "--thumbnails", "2"], &logs);
+    in_chromium(
+        http,
+        "status-page-node.png",
+        &["--cameras", "street,cabin,gate-dead", "--thumbnails", "2", "--map", "1"],
+        &logs,
+    );
 
     // Alerts on the page link their snapshot, which the node serves; a made-up id is refused.
     let v = overview();

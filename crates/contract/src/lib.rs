@@ -255,6 +255,20 @@ pub struct CameraStatus {
     pub stalls: u64,
     pub last_error: Option<String>,
     pub at: String,
+    /// Where the camera is and where it looks, when its config says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub place: Option<CameraPlace>,
+}
+
+/// A camera on the map: `[longitude, latitude]`, and the way it faces (degrees clockwise
+/// from north) with its field of view (degrees), when known.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CameraPlace {
+    pub location: [f64; 2],
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field_of_view: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

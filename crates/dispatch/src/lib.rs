@@ -158,6 +158,20 @@ impl Dispatcher {
         }
     }
 
+    /// Every inspector's recent position (for the control room's map).
+    pub fn positions(&self, now: i64) -> Vec<(String, Position)> {
+        let max_age = self.config.position_max_age.as_millis() as i64;
+        let mut all: Vec<_> = self
+            .positions
+            .locked()
+            .iter()
+            .filter(|(_, p)| now - p.at_ms <= max_age)
+            .map(|(who, p)| (who.clone(), *p))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
     /// An inspector's position if it is recent enough to assign by.
     pub fn position_of(&self, who: &str, now: i64) -> Option<Position> {
         let max_age = self.config.position_max_age.as_millis() as i64;

@@ -56,6 +56,25 @@ pub fn dispatch_part(
     (serde_json::to_value(&open).unwrap_or_default(), stats)
 }
 
+/// The map's layers the dispatcher knows: the micro-grids' outlines and the inspectors'
+/// recent positions (cameras and orders carry their own places).
+pub fn map_part(dispatcher: Option<&crate::Dispatcher>) -> Value {
+    let Some(d) = dispatcher else { return json!({"micro_grids": [], "inspectors": []}) };
+    let now = crate::service::now_ms();
+    let grid = d.grid();
+    json!({
+        "micro_grids": grid.micro_grids.iter().map(|m| json!({
+            "id": m.id, "name": m.name,
+            "area": m.area.as_ref().map(|a| a.points().iter().map(|p| [p.x, p.y]).collect::<Vec<_>>()),
+        })).collect::<Vec<_>>(),
+        "inspectors": d.positions(now).into_iter().map(|(who, p)| json!({
+            "inspector": who,
+            "name": grid.inspectors.iter().find(|i| i.id == who).map_or(who.as_str(), |i| i.name.as_str()),
+            "location": p.location, "accuracy_m": p.accuracy_m, "at": crate::contract::time::rfc3339_ms(p.at_ms),
+        })).collect::<Vec<_>>(),
+    })
+}
+
 /// The overview of a district (`edge-node dispatch`): the nodes and cameras from their
 /// retained status topics, the alerts the dispatcher saw, every open order.
 pub fn district_overview(
@@ -86,6 +105,7 @@ pub fn district_overview(
         "alerts": alerts,
         "orders": orders,
         "stats": stats,
+        "map": map_part(Some(dispatcher)),
     })
 }
 

@@ -85,6 +85,8 @@ pub struct CameraSpec {
     pub delta_rules: Vec<String>,
     /// Set while those rules want every frame (see [`Demand`]).
     pub demand: Demand,
+    /// Where the camera is on the map (its status says it).
+    pub place: Option<crate::contract::CameraPlace>,
 }
 
 impl CameraSpec {
@@ -111,6 +113,11 @@ impl CameraSpec {
             stall_timeout: cam.stall_timeout,
             delta_rules: delta_rules(cam),
             demand: Demand::default(),
+            place: cam.location.map(|location| crate::contract::CameraPlace {
+                location,
+                direction: cam.direction.map(|d| d.0),
+                field_of_view: cam.direction.map(|d| d.1),
+            }),
         }
     }
 
@@ -267,6 +274,7 @@ struct StatusInner {
     fps_decoded: f64,
     fps_out: f64,
     cadence: String,
+    place: Option<crate::contract::CameraPlace>,
 }
 
 /// Where a camera is in its life.
@@ -344,6 +352,8 @@ pub struct CameraStatus {
     pub decoding_all: bool,
     /// Which frames this camera decodes and why ([`CameraSpec::cadence`]).
     pub cadence: String,
+    /// Where it is on the map, from its config.
+    pub place: Option<crate::contract::CameraPlace>,
     pub source_size: (u32, u32),
     /// CPU seconds of the streaming thread by stage: decode, convert, motion.
     pub cpu: [(&'static str, f64); 3],
@@ -604,6 +614,7 @@ fn status_of(id: &str, s: &CameraShared) -> CameraStatus {
         starts: c.starts.load(Ordering::Relaxed),
         decoding_all: s.decoding_all.load(Ordering::Relaxed),
         cadence: inner.cadence,
+        place: inner.place,
         cpu: c.cpu.seconds(),
         source_size: ((size >> 32) as u32, (size & 0xffff_ffff) as u32),
     }
@@ -762,7 +773,11 @@ impl Supervisor {
         };
         let cadence = spec.cadence();
         info!(camera = %id, url = %spec.location, transport = ?spec.transport, decode = ?spec.decode, cadence = %cadence, "connecting");
-        slot.shared.status.locked().cadence = cadence;
+        {
+            let mut status = slot.shared.status.locked();
+            status.cadence = cadence;
+            status.place = spec.place;
+        }
         let cx = SourceContext {
             shared: slot.shared.clone(),
             generation,

@@ -52,6 +52,7 @@ fn spec(id: &str) -> CameraSpec {
         stall_timeout: Duration::from_secs(5),
         delta_rules: Vec::new(),
         demand: Default::default(),
+        place: None,
     }
 }
 

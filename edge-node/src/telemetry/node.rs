@@ -43,6 +43,7 @@ pub(crate) fn camera_status_json(node: &str, c: &crate::source::CameraStatus, at
         stalls: c.stalls,
         last_error: c.last_error.clone(),
         at: at.to_string(),
+        place: c.place,
     };
     serde_json::to_value(&status).unwrap_or_default()
 }

@@ -108,6 +108,7 @@ impl NodePage {
             "alerts": alerts,
             "orders": orders,
             "stats": stats,
+            "map": gridsight_dispatch::page::map_part(self.dispatch.as_ref().map(|d| d.0.as_ref())),
         })
     }
 }

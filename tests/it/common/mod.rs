@@ -69,6 +69,7 @@ community = "c1"
 [[grid.micro_grids]]
 id = "m1"
 grid = "g1"
+polygon = [[121.470, 31.228], [121.478, 31.228], [121.478, 31.234], [121.470, 31.234]]
 [[grid.inspectors]]
 id = "insp-a"
 name = "Inspector A"
@@ -92,6 +93,7 @@ pub fn camera(id: &str, url: &str, decode: DecodeMode, detect_fps: f64) -> Camer
         stall_timeout: Duration::from_secs(3),
         delta_rules: Vec::new(),
         demand: Default::default(),
+        place: None,
     }
 }
 

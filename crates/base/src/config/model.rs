@@ -387,6 +387,8 @@ pub struct Camera {
     pub micro_grid: Option<String>,
     /// `[longitude, latitude]`.
     pub location: Option<[f64; 2]>,
+    /// Degrees clockwise from north, and the field of view in degrees (map only).
+    pub direction: Option<(f64, f64)>,
     /// The node it is pinned to (`node = "..."`).
     pub node: Option<String>,
     /// Whether this node runs it: enabled, and its shard's (always, without `[shard]`).

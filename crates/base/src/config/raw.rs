@@ -416,6 +416,10 @@ pub struct RawCamera {
     /// Alerts carry it, and the dispatcher gives their orders to the nearest on-duty
     /// inspector. Inside its micro-grid's `polygon` when that has one.
     pub location: Option<[f64; 2]>,
+    /// The way the camera looks, degrees clockwise from north (0-360), for the map. Needs `location`.
+    pub direction: Option<f64>,
+    /// How wide it sees, degrees (1-360), for the map. Default with `direction`: 60.
+    pub field_of_view: Option<f64>,
     /// Pin the camera to one node of the `[shard]` (its id) instead of hashing.
     pub node: Option<String>,
     /// `[defaults]` `stall_timeout`, for this camera.

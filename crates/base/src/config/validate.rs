@@ -1069,6 +1069,28 @@ fn camera(
         }
     }
 
+    let direction = match (c.direction, c.field_of_view, c.location) {
+        (None, None, _) => None,
+        (_, _, None) => {
+            v.err(format!("{at}direction"), "a camera's direction and field of view need its location");
+            None
+        }
+        (dir, fov, Some(_)) => {
+            let dir = dir.unwrap_or(0.0);
+            let fov = fov.unwrap_or(60.0);
+            if !(0.0..=360.0).contains(&dir) {
+                v.err(
+                    format!("{at}direction"),
+                    format!("{dir} is not a bearing: degrees clockwise from north, 0 to 360"),
+                );
+            }
+            if !(1.0..=360.0).contains(&fov) {
+                v.err(format!("{at}field_of_view"), format!("{fov} is not a field of view: 1 to 360 degrees"));
+            }
+            Some((dir, fov))
+        }
+    };
+
     let coordinates = c.coordinates.unwrap_or(d.coordinates);
     let points = |v: &mut Validator, path: &str, raw: &[RawPoint]| -> Vec<Point> {
         for (k, [x, y]) in raw.iter().enumerate() {
@@ -1146,6 +1168,7 @@ fn camera(
         input_size: c.input_size.map(|[w, h]| (w, h)),
         micro_grid: c.micro_grid.clone(),
         location: c.location,
+        direction,
         node: c.node.clone(),
         here: false,
         stall_timeout: v.duration(format!("{at}stall_timeout"), c.stall_timeout.as_ref(), d.stall_timeout),
