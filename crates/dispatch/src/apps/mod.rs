@@ -670,3 +670,34 @@ pub fn routes(app: Arc<InspectorApp>) -> axum::Router {
         .merge(crate::http::with_body(PREFIX, handler.clone()))
         .merge(crate::http::with_body(ORDERS, handler))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both apps are plain files served from the binary: nothing comes from elsewhere (no
+    /// CDN, no map tiles); the SVG namespace is a name, not an address.
+    #[test]
+    fn the_apps_load_nothing_from_elsewhere() {
+        let files = [
+            ("inspector index", INDEX),
+            ("inspector app.js", APP_JS),
+            ("inspector app.css", APP_CSS),
+            ("inspector sw.js", SW_JS),
+            ("inspector manifest", MANIFEST),
+            ("resident index", include_str!("resident/index.html")),
+            ("resident app.js", include_str!("resident/app.js")),
+            ("resident app.css", include_str!("resident/app.css")),
+            ("resident sw.js", include_str!("resident/sw.js")),
+            ("resident manifest", include_str!("resident/manifest.webmanifest")),
+        ];
+        for (name, text) in files {
+            let text = text.replace("\"http://www.w3.org/2000/svg\"", "");
+            assert!(!text.contains("http://") && !text.contains("https://"), "{name} names an address elsewhere");
+        }
+        for manifest in [MANIFEST, include_str!("resident/manifest.webmanifest")] {
+            let m: serde_json::Value = serde_json::from_str(manifest).unwrap();
+            assert!(m["start_url"].is_string() && m["icons"][0]["src"].is_string(), "{m}");
+        }
+    }
+}
