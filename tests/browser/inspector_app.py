@@ -25,50 +25,14 @@ import sys
 import time
 import urllib.request
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-
-def browser():
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = "/usr/bin/chromium"
-    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-              "--window-size=390,844", "--no-first-run", "--disable-extensions",
-              "--autoplay-policy=no-user-gesture-required",
-              "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"):
-        opts.add_argument(a)
-    # A phone: small screen, touch, a phone's user agent.
-    opts.add_experimental_option("mobileEmulation", {
-        "deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 2.0, "touch": True},
-        "userAgent": "Mozilla/5.0 (Linux; Android 13; Pixel 7) AppleWebKit/537.36 (KHTML, like Gecko) "
-                     "Chrome/120.0 Mobile Safari/537.36",
-    })
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(options=opts, service=Service(executable_path="/usr/bin/chromedriver"))
-
-
-def until(timeout, what, check, every=0.1):
-    end = time.time() + timeout
-    last = None
-    while time.time() < end:
-        try:
-            last = check()
-            if last:
-                return last
-        except Exception as e:  # the DOM changes under us while the page updates
-            last = e
-        time.sleep(every)
-    raise AssertionError(f"{what} (last seen: {last!r})")
+from phone import FAKE_MICROPHONE, browser, ok, until
 
 
 def click(d, by, what, timeout=10):
     """Clicks an element the page may redraw under us (the order page is redrawn on every push)."""
     until(timeout, f"to click {what}", lambda: d.find_element(by, what).click() or True)
-
-
-def ok(text):
-    print(f"ok: {text}", flush=True)
 
 
 class Api:
@@ -140,7 +104,7 @@ def main():
     a = ap.parse_args()
     api = Api(a.url, a.token)
     result = {}
-    d = browser()
+    d = browser("--autoplay-policy=no-user-gesture-required", *FAKE_MICROPHONE)
     try:
         d.execute_cdp_cmd("Browser.grantPermissions", {"origin": a.url.rstrip("/"), "permissions": ["geolocation"]})
         d.execute_cdp_cmd("Emulation.setGeolocationOverride", {"latitude": a.lat, "longitude": a.lon, "accuracy": 12})

@@ -20,44 +20,10 @@ import sys
 import time
 import urllib.request
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
-
-def browser():
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = "/usr/bin/chromium"
-    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-              "--window-size=390,844", "--no-first-run", "--disable-extensions",
-              "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"):
-        opts.add_argument(a)
-    opts.add_experimental_option("mobileEmulation", {
-        "deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 2.0, "touch": True},
-        "userAgent": "Mozilla/5.0 (Linux; Android 13; Pixel 7) AppleWebKit/537.36 (KHTML, like Gecko) "
-                     "Chrome/120.0 Mobile Safari/537.36",
-    })
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(options=opts, service=Service(executable_path="/usr/bin/chromedriver"))
-
-
-def until(timeout, what, check, every=0.1):
-    end = time.time() + timeout
-    last = None
-    while time.time() < end:
-        try:
-            last = check()
-            if last:
-                return last
-        except Exception as e:
-            last = e
-        time.sleep(every)
-    raise AssertionError(f"{what} (last seen: {last!r})")
-
-
-def ok(text):
-    print(f"ok: {text}", flush=True)
+from phone import FAKE_MICROPHONE, browser, ok, until
 
 
 def main():
@@ -80,7 +46,7 @@ def main():
             return json.loads(r.read())
 
     result = {}
-    d = browser()
+    d = browser(*FAKE_MICROPHONE)
     try:
         d.execute_cdp_cmd("Browser.grantPermissions", {"origin": base, "permissions": ["geolocation", "audioCapture"]})
         d.execute_cdp_cmd("Emulation.setGeolocationOverride", {"latitude": a.lat, "longitude": a.lon, "accuracy": 8})
