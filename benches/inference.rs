@@ -291,6 +291,7 @@ fn pipeline() {
                 delta_rules: Vec::new(),
                 demand: Default::default(),
                 place: None,
+                micro_grid: None,
             }
         })
         .collect();

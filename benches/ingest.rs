@@ -99,6 +99,7 @@ fn spec(i: usize, url: &str, decode: DecodeMode) -> CameraSpec {
         delta_rules: Vec::new(),
         demand: Default::default(),
         place: None,
+        micro_grid: None,
     }
 }
 

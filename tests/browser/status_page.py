@@ -56,6 +56,8 @@ def main():
     ap.add_argument("--thumbnails", type=int, default=1, help="how many thumbnails must load")
     ap.add_argument("--timeout", type=float, default=60)
     ap.add_argument("--map", type=int, default=0, help="cameras expected on the map (0: no map check)")
+    ap.add_argument("--alert-view", type=int, default=0,
+                    help="camera pictures that must load in an alert's view (0: no check)")
     a = ap.parse_args()
     want = a.cameras.split(",")
     d = browser()
@@ -132,6 +134,20 @@ def main():
                 print(f"    map: {len(orders)} open order(s) placed")
 
             check("the map shows the micro-grid, the cameras where they look and the open orders", the_map)
+
+        if a.alert_view:
+            def alert_view():
+                row = until(a.timeout, "an alert row", lambda: d.find_elements(By.CSS_SELECTOR, "#alerts tbody tr[data-alert]"))[0]
+                d.execute_script("arguments[0].scrollIntoView()", row)
+                row.find_element(By.CSS_SELECTOR, "td").click()
+                until(10, "the alert's view", lambda: d.find_element(By.ID, "alert-view").is_displayed())
+                loaded = until(a.timeout, f"{a.alert_view} camera picture(s) in the alert's view", lambda: (lambda n: n >= a.alert_view and n)(
+                    d.execute_script("return [...document.querySelectorAll('#av-tiles img')].filter(i => i.complete && i.naturalWidth > 0).length")))
+                captions = [c.text for c in d.find_elements(By.CSS_SELECTOR, "#av-tiles figcaption")]
+                print(f"    alert view: {loaded} picture(s) loaded; tiles: {captions}")
+                assert any("its camera" in c for c in captions), captions
+
+            check("an alert's view shows its clip and the cameras around it", alert_view)
 
         d.save_screenshot(a.screenshot)
         print("    screenshot:", a.screenshot)

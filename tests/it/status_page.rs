@@ -118,7 +118,7 @@ fn the_district_page_shows_every_node_its_cameras_alerts_and_orders() {
     in_chromium(
         district_http,
         "status-page-district.png",
-        &["--cameras", "street", "--thumbnails", "1", "--map", "1"],
+        &["--cameras", "street", "--thumbnails", "1", "--map", "1", "--alert-view", "1"],
         &logs,
     );
 }
@@ -196,7 +196,7 @@ accept_within = "10m"
     in_chromium(
         http,
         "status-page-node.png",
-        &["--cameras", "street,cabin,gate-dead", "--thumbnails", "2", "--map", "1"],
+        &["--cameras", "street,cabin,gate-dead", "--thumbnails", "2", "--map", "1", "--alert-view", "2"],
         &logs,
     );
 

@@ -258,6 +258,9 @@ pub struct CameraStatus {
     /// Where the camera is and where it looks, when its config says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub place: Option<CameraPlace>,
+    /// The micro-grid it watches, when its config says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub micro_grid: Option<String>,
 }
 
 /// A camera on the map: `[longitude, latitude]`, and the way it faces (degrees clockwise

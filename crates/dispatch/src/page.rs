@@ -84,6 +84,7 @@ pub fn district_overview(
     latest: &Mutex<Vec<crate::stats::Group>>,
     fleet: &crate::fleet::Fleet,
     window_s: u64,
+    nearby: u32,
 ) -> Value {
     let at = crate::contract::time::now();
     let mut problems = Vec::new();
@@ -106,6 +107,7 @@ pub fn district_overview(
         "orders": orders,
         "stats": stats,
         "map": map_part(Some(dispatcher)),
+        "nearby_cameras": nearby,
     })
 }
 
@@ -139,13 +141,14 @@ pub fn district_routes(
     latest: Arc<Mutex<Vec<crate::stats::Group>>>,
     fleet: Arc<crate::fleet::Fleet>,
     window_s: u64,
+    nearby: u32,
 ) -> axum::Router {
     use crate::http::{Get, get, json};
     axum::Router::new().route("/", get(|_: &Get| crate::http::Reply::new(200, "text/html; charset=utf-8", PAGE))).route(
         "/api/overview",
         get(move |_: &Get| {
             let up = link.connected.load(std::sync::atomic::Ordering::SeqCst);
-            json(&district_overview(&title, up, &dispatcher, &latest, &fleet, window_s))
+            json(&district_overview(&title, up, &dispatcher, &latest, &fleet, window_s, nearby))
         }),
     )
 }

@@ -295,6 +295,7 @@ pub(super) fn build(config: Config, path: PathBuf) -> Result<Pieces, NodeError> 
             dispatch: dispatch
                 .as_ref()
                 .map(|d| (d.dispatcher.clone(), d.metrics.clone(), config.dispatch.retention.as_secs())),
+            nearby: config.http.nearby_cameras,
         };
         let intake = dispatch.as_ref().and_then(|d| d.intake.clone());
         let media: Arc<dyn crate::dispatch::apps::Media> = Arc::new(crate::media::NodeMedia {

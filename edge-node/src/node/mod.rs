@@ -165,6 +165,7 @@ pub fn run_dispatch(config: Config, path: PathBuf) -> Result<(), NodeError> {
                 service.metrics.clone(),
                 fleet.clone(),
                 config.dispatch.retention.as_secs(),
+                config.http.nearby_cameras,
             ));
     }
     let addr = {

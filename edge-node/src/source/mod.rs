@@ -87,6 +87,8 @@ pub struct CameraSpec {
     pub demand: Demand,
     /// Where the camera is on the map (its status says it).
     pub place: Option<crate::contract::CameraPlace>,
+    /// The micro-grid it watches (its status says it).
+    pub micro_grid: Option<String>,
 }
 
 impl CameraSpec {
@@ -118,6 +120,7 @@ impl CameraSpec {
                 direction: cam.direction.map(|d| d.0),
                 field_of_view: cam.direction.map(|d| d.1),
             }),
+            micro_grid: cam.micro_grid.clone(),
         }
     }
 
@@ -275,6 +278,7 @@ struct StatusInner {
     fps_out: f64,
     cadence: String,
     place: Option<crate::contract::CameraPlace>,
+    micro_grid: Option<String>,
 }
 
 /// Where a camera is in its life.
@@ -354,6 +358,7 @@ pub struct CameraStatus {
     pub cadence: String,
     /// Where it is on the map, from its config.
     pub place: Option<crate::contract::CameraPlace>,
+    pub micro_grid: Option<String>,
     pub source_size: (u32, u32),
     /// CPU seconds of the streaming thread by stage: decode, convert, motion.
     pub cpu: [(&'static str, f64); 3],
@@ -615,6 +620,7 @@ fn status_of(id: &str, s: &CameraShared) -> CameraStatus {
         decoding_all: s.decoding_all.load(Ordering::Relaxed),
         cadence: inner.cadence,
         place: inner.place,
+        micro_grid: inner.micro_grid,
         cpu: c.cpu.seconds(),
         source_size: ((size >> 32) as u32, (size & 0xffff_ffff) as u32),
     }
@@ -777,6 +783,7 @@ impl Supervisor {
             let mut status = slot.shared.status.locked();
             status.cadence = cadence;
             status.place = spec.place;
+            status.micro_grid = spec.micro_grid.clone();
         }
         let cx = SourceContext {
             shared: slot.shared.clone(),

@@ -53,6 +53,7 @@ fn spec(id: &str) -> CameraSpec {
         delta_rules: Vec::new(),
         demand: Default::default(),
         place: None,
+        micro_grid: None,
     }
 }
 

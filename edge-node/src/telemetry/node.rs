@@ -44,6 +44,7 @@ pub(crate) fn camera_status_json(node: &str, c: &crate::source::CameraStatus, at
         last_error: c.last_error.clone(),
         at: at.to_string(),
         place: c.place,
+        micro_grid: c.micro_grid.clone(),
     };
     serde_json::to_value(&status).unwrap_or_default()
 }

@@ -21,6 +21,8 @@ pub(crate) struct NodePage {
     pub clips: Arc<crate::clips::Clips>,
     /// The in-process dispatcher, when this node dispatches.
     pub dispatch: Option<InProcess>,
+    /// Cameras shown around an alert (`http.nearby_cameras`).
+    pub nearby: u32,
 }
 
 impl NodePage {
@@ -109,6 +111,7 @@ impl NodePage {
             "orders": orders,
             "stats": stats,
             "map": gridsight_dispatch::page::map_part(self.dispatch.as_ref().map(|d| d.0.as_ref())),
+            "nearby_cameras": self.nearby,
         })
     }
 }

@@ -94,6 +94,7 @@ pub fn camera(id: &str, url: &str, decode: DecodeMode, detect_fps: f64) -> Camer
         delta_rules: Vec::new(),
         demand: Default::default(),
         place: None,
+        micro_grid: None,
     }
 }
 

@@ -342,6 +342,8 @@ pub struct Http {
     pub listen: SocketAddr,
     /// The access token requests must carry (`http.token_file`); `None` on loopback only.
     pub token: Option<Secret>,
+    /// Cameras shown around an alert on the status page.
+    pub nearby_cameras: u32,
 }
 
 #[derive(Debug, Clone)]

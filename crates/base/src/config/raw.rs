@@ -244,6 +244,9 @@ pub struct RawHttp {
     /// `/healthz` and `/readyz` must then carry `Authorization: Bearer <token>` (or basic
     /// auth with the token as password). Required when `listen` is not a loopback address.
     pub token_file: Option<PathBuf>,
+    /// How many cameras around an alert its view on the status page shows beside its own
+    /// (the nearest by `location`, else those of its micro-grid), 0 to 12. Default: 4.
+    pub nearby_cameras: Option<u32>,
 }
 
 /// `[models.<name>]`: one detection model (the YOLOX object or the YuNet face family).

@@ -419,7 +419,11 @@ fn http(v: &mut Validator, h: &RawHttp) -> Http {
             ),
         );
     }
-    Http { listen: addr, token }
+    let nearby_cameras = h.nearby_cameras.unwrap_or(4);
+    if nearby_cameras > 12 {
+        v.err("http.nearby_cameras", format!("{nearby_cameras}: at most 12 cameras beside the alert's own"));
+    }
+    Http { listen: addr, token, nearby_cameras: nearby_cameras.min(12) }
 }
 
 /// A node index from the environment: a number (the StatefulSet pod-index label through
