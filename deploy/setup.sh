@@ -30,6 +30,7 @@ packages=(
   binutils systemd  # objcopy and systemd-analyze: `make deb` and its test
   chromium chromium-driver  # a real headless browser for the status-page and app tests
   espeak-ng  # speaks new orders to inspectors (/orders/<id>/voice)
+  ffmpeg  # ffprobe checks the live video (/cameras/<id>/live.mp4); ffplay plays it
 )
 
 

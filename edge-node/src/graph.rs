@@ -146,6 +146,8 @@ pub struct Graph {
     pub found: Arc<Mutex<HashMap<Arc<str>, Found>>>,
     /// The newest detected frame of each camera (live snapshots).
     pub live: Arc<crate::live::LiveFrames>,
+    /// Each camera's raw live video, repackaged from its access units.
+    pub video: Arc<crate::video::LiveVideo>,
     /// The camera stage's queue (detections in, and the incidents a reload ended).
     to_cameras: SyncSender<ToCameras>,
     stages: Mutex<Option<Stages>>,
@@ -250,7 +252,16 @@ impl Graph {
         let mut threads = vec![camera_stage];
         threads.extend(alert_threads);
         let stages = Stages { to_cameras: to_cameras.clone(), threads };
-        Self { cameras, ids, emitter, found: Arc::default(), live, to_cameras, stages: Mutex::new(Some(stages)) }
+        Self {
+            cameras,
+            ids,
+            emitter,
+            found: Arc::default(),
+            live,
+            video: Arc::default(),
+            to_cameras,
+            stages: Mutex::new(Some(stages)),
+        }
     }
 
     /// The stages' threads, for shutdown ([`Stages::finish`] after the inference pool has
@@ -311,6 +322,7 @@ impl Graph {
     pub fn apply(&self, config: &Config, pool: &InferencePool) {
         let before = self.cameras.ids();
         self.live.configure(config);
+        self.video.configure(config);
         if let Some(c) = &self.emitter.clips {
             c.configure(config);
         }

@@ -64,6 +64,7 @@ pub mod systemd;
 pub mod telemetry;
 pub mod track;
 pub mod types;
+pub mod video;
 
 // The crates below the node, under the names its modules use. Dependencies point one
 // way: contract ← base ← dispatch ← this crate; none of them can call into the node.

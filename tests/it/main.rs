@@ -24,6 +24,7 @@ mod ingest_third_party;
 mod inspector_app;
 mod k8s_manifests;
 mod live_snapshot;
+mod live_video;
 mod mqtt_control;
 mod mqtt_outage;
 mod mqtt_tls;

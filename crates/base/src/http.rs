@@ -171,13 +171,46 @@ const OPEN: [&str; 2] = ["/healthz", "/readyz"];
 pub struct Access {
     /// The listener's token; `None`: anyone (loopback only, the config sees to it).
     pub token: Option<Secret>,
+    /// Named credentials with a role (`http.users_file`), replaced on reload.
+    pub users: Arc<std::sync::RwLock<Vec<crate::config::User>>>,
     /// Path prefixes that take `POST` bodies and carry a credential of their own instead of
     /// the token (residents' reports, read and rated with the reporter's token). `POST`
     /// anywhere else is 405.
     pub own_credentials: Vec<&'static str>,
 }
 
+/// Who asked: put in each request's extensions by the listener's guard. Without any
+/// credential configured (loopback only) the caller is `local`, an admin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub name: String,
+    pub role: crate::config::Role,
+}
+
 impl Access {
+    /// The caller a request's `Authorization` header names; `None`: no credential of this
+    /// listener.
+    pub fn caller(&self, headers: &HeaderMap) -> Option<Caller> {
+        use crate::RwLocked;
+        use crate::config::Role;
+        let users = self.users.read_locked();
+        if self.token.is_none() && users.is_empty() {
+            return Some(Caller { name: "local".into(), role: Role::Admin });
+        }
+        let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())?;
+        if self.token.as_ref().is_some_and(|t| authorized_by(value, t)) {
+            return Some(Caller { name: "admin".into(), role: Role::Admin });
+        }
+        // Every user is compared, so the time taken says nothing of which one matched.
+        let mut found = None;
+        for u in users.iter() {
+            if authorized_by(value, &u.token) {
+                found = Some(Caller { name: u.name.clone(), role: u.role });
+            }
+        }
+        found
+    }
+
     fn own(&self, path: &str) -> bool {
         self.own_credentials.iter().any(|p| path == *p || path.strip_prefix(p).is_some_and(|r| r.starts_with('/')))
     }
@@ -210,21 +243,28 @@ async fn guard(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    let mut request = request;
     let path = request.uri().path();
-    if let Some(t) = &access.token
-        && !OPEN.contains(&path)
-        && !access.own(path)
-        && !authorized(request.headers(), t)
-    {
-        return refused();
+    match access.caller(request.headers()) {
+        Some(caller) => {
+            // Changing things is an admin's; the parts with their own credentials judge
+            // their own requests.
+            if caller.role < crate::config::Role::Admin
+                && !matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD)
+                && !access.own(path)
+            {
+                return (
+                    StatusCode::FORBIDDEN,
+                    format!("{} may look, not change (role {})\n", caller.name, caller.role.name()),
+                )
+                    .into_response();
+            }
+            request.extensions_mut().insert(caller);
+        }
+        None if OPEN.contains(&path) || access.own(path) => {}
+        None => return refused(),
     }
     next.run(request).await
-}
-
-/// Whether the request carries the token, as a bearer token or a basic-auth password.
-fn authorized(headers: &HeaderMap, token: &Secret) -> bool {
-    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
-    authorized_by(value, token)
 }
 
 /// Whether an `Authorization` header's value carries the token (bearer, or basic auth's
@@ -413,14 +453,33 @@ mod tests {
                             r.post.as_ref().map(|p| String::from_utf8_lossy(p.body).to_string()).unwrap_or_default();
                         Some((200, "text/plain", format!("secret of {}{body}\n", r.path)).into())
                     });
+                    let who = axum::routing::get(|axum::Extension(c): axum::Extension<Caller>| async move {
+                        format!("{} {}\n", c.name, c.role.name())
+                    });
                     axum::Router::new()
+                        .route("/whoami", who)
                         .route("/status", secret("/status"))
                         .route("/x.jpg", secret("/x.jpg"))
                         .route("/healthz", secret("/healthz"))
                         .route("/readyz", secret("/readyz"))
                         .merge(with_body("/api/own", own))
                 },
-                Access { token: Some(Secret::new(token)), own_credentials: vec!["/api/own"] },
+                Access {
+                    token: Some(Secret::new(token)),
+                    users: Arc::new(std::sync::RwLock::new(vec![
+                        crate::config::User {
+                            name: "wall".into(),
+                            role: crate::config::Role::Viewer,
+                            token: Secret::new("viewer-token-0123456789"),
+                        },
+                        crate::config::User {
+                            name: "duty-officer".into(),
+                            role: crate::config::Role::Live,
+                            token: Secret::new("live-token-0123456789"),
+                        },
+                    ])),
+                    own_credentials: vec!["/api/own"],
+                },
             )
             .unwrap()
         };
@@ -466,6 +525,17 @@ mod tests {
         };
         assert!(post("/api/own", "").ends_with("secret of /api/ownhi\n"));
         assert!(post("/status", &format!("Authorization: Bearer {token}\r\n")).starts_with("HTTP/1.1 405"));
+        // Named credentials: the handler learns who asked, with which role; only an admin
+        // may send anything but GET outside the parts with credentials of their own.
+        assert!(with("/whoami", &format!("Authorization: Bearer {token}\r\n")).ends_with("admin admin\n"));
+        assert!(with("/whoami", "Authorization: Bearer viewer-token-0123456789\r\n").ends_with("wall viewer\n"));
+        assert!(with("/whoami", &basic("x:live-token-0123456789")).ends_with("duty-officer live\n"));
+        assert!(with("/whoami", "Authorization: Bearer live-token-012345678\r\n").starts_with("HTTP/1.1 401"));
+        let r = post("/status", "Authorization: Bearer live-token-0123456789\r\n");
+        assert!(r.starts_with("HTTP/1.1 403") && r.contains("duty-officer may look, not change"), "{r}");
+        assert!(
+            post("/api/own", "Authorization: Bearer viewer-token-0123456789\r\n").ends_with("secret of /api/ownhi\n")
+        );
     }
 
     #[test]

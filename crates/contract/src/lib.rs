@@ -68,6 +68,11 @@ impl Topics {
         format!("{}/{node}/cameras/{camera}/snapshot", self.prefix)
     }
 
+    /// The audit of raw live views ([`LiveView`]).
+    pub fn live_audit(&self, node: &str) -> String {
+        format!("{}/{node}/audit/live", self.prefix)
+    }
+
     pub fn commands(&self, node: &str) -> String {
         format!("{}/{node}/commands", self.prefix)
     }
@@ -220,6 +225,30 @@ pub struct ClipReady {
     pub frames: u64,
     pub bytes: u64,
     pub at: String,
+}
+
+/// `gridsight.live_view` version 1, on `<prefix>/<node>/audit/live`: somebody watched a
+/// camera's raw live video. Published when the view starts (no `ended_at`) and when it ends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveView {
+    pub schema: Schema<LiveViewSchema>,
+    pub version: Version1,
+    /// Unique per node and view (the start and end messages share it).
+    pub id: String,
+    pub node: String,
+    pub camera: String,
+    /// The credential's name (`http.users_file`; `admin` for `http.token_file`, `local`
+    /// without credentials).
+    pub viewer: String,
+    pub role: String,
+    /// `mp4` (one long HTTP response) or `websocket`.
+    pub transport: String,
+    pub started_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<String>,
+    pub bytes: u64,
+    /// Fragments skipped because the viewer fell behind.
+    pub skipped: u64,
 }
 
 /// What a clip shows of faces.
@@ -563,6 +592,7 @@ schema!(OrderReplySchema, "gridsight.order_reply");
 schema!(DispatchStatsSchema, "gridsight.dispatch_stats");
 schema!(ReportStatusSchema, "gridsight.report_status");
 schema!(ReportReplySchema, "gridsight.report_reply");
+schema!(LiveViewSchema, "gridsight.live_view");
 
 impl<S> Schema<S> {
     pub fn new() -> Self {
@@ -810,6 +840,7 @@ mod tests {
                 "gridsight.report_reply" => {
                     serde_json::to_value(serde_json::from_value::<ReportReply>(v.clone()).unwrap())
                 }
+                "gridsight.live_view" => serde_json::to_value(serde_json::from_value::<LiveView>(v.clone()).unwrap()),
                 // A request without a schema: an order update (a command is parsed in control's tests).
                 "" if v.get("action").is_some() => {
                     let u: OrderUpdate = serde_json::from_value(v.clone()).unwrap();
@@ -833,6 +864,7 @@ mod tests {
             "gridsight.clip",
             "gridsight.report_status",
             "gridsight.report_reply",
+            "gridsight.live_view",
             "",
         ] {
             assert!(seen.contains(want), "the MQTT contract page has no {want} example");

@@ -87,6 +87,8 @@ pub(super) struct Pieces {
     pub snapshot: Arc<Mutex<Snapshot>>,
     /// The inspectors' app, when served (a reload gives it the new tokens).
     pub inspector_app: Option<Arc<crate::dispatch::apps::InspectorApp>>,
+    /// The HTTP listener's named credentials (a reload replaces them).
+    pub users: Arc<std::sync::RwLock<Vec<crate::config::User>>>,
 }
 
 /// Builds every piece of the node from `config`, or says why it cannot start.
@@ -255,9 +257,10 @@ pub(super) fn build(config: Config, path: PathBuf) -> Result<Pieces, NodeError> 
     graph.apply(&config, &pool);
     let on_frame = graph.on_frame(pool.clone());
     let tap = {
-        let clips = clips.clone();
+        let (clips, video) = (clips.clone(), graph.video.clone());
         crate::source::UnitTap(Arc::new(move |camera: &Arc<str>, codec: &'static str, pts, key, data: &[u8]| {
-            clips.unit(camera, codec, pts, key, data)
+            clips.unit(camera, codec, pts, key, data);
+            video.unit(camera, codec, pts, key, data);
         }))
     };
     let options = IngestOptions { on_unit: Some(tap), ..IngestOptions::default() };
@@ -266,6 +269,7 @@ pub(super) fn build(config: Config, path: PathBuf) -> Result<Pieces, NodeError> 
 
     // HTTP: metrics, health, status.
     let snapshot: Arc<Mutex<Snapshot>> = Arc::default();
+    let users = Arc::new(std::sync::RwLock::new(config.http.users.clone()));
     let inspector_app = {
         let (snap, stats, node_id) = (snapshot.clone(), link.stats.clone(), config.node.id.clone());
         let dispatch_metrics =
@@ -310,12 +314,37 @@ pub(super) fn build(config: Config, path: PathBuf) -> Result<Pieces, NodeError> 
         });
         let access = crate::telemetry::http::Access {
             token: config.http.token.clone(),
+            users: users.clone(),
             own_credentials: own_credentials(intake.is_some(), app.is_some()),
+        };
+        // Raw live video, and the audit of every view (to disk and to the district).
+        let audit = {
+            let (outbox, notify, topic) = (outbox.clone(), notify.clone(), topics.live_audit(&config.node.id));
+            Arc::new(crate::video::access::Audit::new(
+                &config.node.id,
+                &config.storage.data_dir,
+                Box::new(move |view: &crate::contract::LiveView| {
+                    let message = Message {
+                        topic: topic.clone(),
+                        payload: serde_json::to_vec(view).unwrap_or_default(),
+                        retain: false,
+                        kind: Kind::Status,
+                    };
+                    if let Err(e) = outbox.locked().push_all(&[message]) {
+                        warn!("cannot store the live-view audit message: {e}");
+                    }
+                    notify();
+                }),
+            ))
+        };
+        let video_collector = {
+            let (video, audit) = (graph.video.clone(), audit.clone());
+            Arc::new(crate::telemetry::ScrapeCollector::new(move |m| crate::video::access::metrics(m, &video, &audit)))
         };
         let mut routes = crate::telemetry::probes(stats, Some(sources.disk.clone()))
             .merge(crate::telemetry::metrics_route(move || {
                 let mut collectors: Vec<Box<dyn prometheus_client::collector::Collector>> =
-                    vec![Box::new(node_collector.clone())];
+                    vec![Box::new(node_collector.clone()), Box::new(video_collector.clone())];
                 if let Some(d) = &dispatch_metrics {
                     collectors.push(Box::new(d.clone()));
                 }
@@ -325,7 +354,8 @@ pub(super) fn build(config: Config, path: PathBuf) -> Result<Pieces, NodeError> 
             .merge(page.routes())
             .merge(crate::clips::routes(clips.clone()))
             .merge(crate::alert::routes(sources.alerts.clone()))
-            .merge(crate::live::routes(live));
+            .merge(crate::live::routes(live))
+            .merge(crate::video::access::routes(graph.video.clone(), audit));
         if let Some(intake) = intake {
             routes = routes.merge(crate::dispatch::intake::routes(intake));
             let residents = dispatch
@@ -370,5 +400,6 @@ pub(super) fn build(config: Config, path: PathBuf) -> Result<Pieces, NodeError> 
         ingest,
         snapshot,
         inspector_app,
+        users,
     })
 }

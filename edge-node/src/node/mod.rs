@@ -131,8 +131,10 @@ pub fn run_dispatch(config: Config, path: PathBuf) -> Result<(), NodeError> {
         Arc::new(crate::telemetry::ScrapeCollector::new(move |m| crate::telemetry::disk_metrics(m, &disk)));
     // The inspectors' app, without the node's pictures (they stay on the nodes).
     let app = crate::dispatch::apps::InspectorApp::new(&config, service.dispatcher.clone(), None, faces).map(Arc::new);
+    let users = Arc::new(std::sync::RwLock::new(config.http.users.clone()));
     let access = crate::telemetry::http::Access {
         token: config.http.token.clone(),
+        users: users.clone(),
         own_credentials: own_credentials(service.intake.is_some(), app.is_some()),
     };
     if config.reports.is_some() {
@@ -177,7 +179,7 @@ pub fn run_dispatch(config: Config, path: PathBuf) -> Result<(), NodeError> {
     info!(node = %config.node.id, inspectors = config.grid.inspectors.len(), grids = config.grid.grids.len(), "dispatcher running");
     crate::systemd::notify("READY=1\nSTATUS=dispatching");
     // SIGHUP: the inspectors' tokens are read again (a lost phone's access ends at once);
-    // other changes need a restart of the dispatcher.
+    // other changes need a restart of the dispatcher (http.users_file is re-read too).
     let signal = rt.block_on(async {
         loop {
             tokio::select! {
@@ -186,8 +188,14 @@ pub fn run_dispatch(config: Config, path: PathBuf) -> Result<(), NodeError> {
                 _ = signals.hup.recv() => {
                     crate::systemd::reloading();
                     match (crate::config::load(&path), &app) {
-                        (Ok(new), Some(app)) => app.set_tokens(new.apps.inspector_tokens),
-                        (Ok(_), None) => info!("SIGHUP: the dispatcher reads only the inspectors' tokens again, and serves no inspectors' app"),
+                        (Ok(new), app) => {
+                            use crate::RwLocked;
+                            *users.write_locked() = new.http.users;
+                            match app {
+                                Some(app) => app.set_tokens(new.apps.inspector_tokens),
+                                None => info!("SIGHUP: the dispatcher re-read http.users_file; it serves no inspectors' app"),
+                            }
+                        }
                         (Err(e), _) => warn!("config reload refused, keeping the running tokens: {e}"),
                     }
                     crate::systemd::notify("READY=1");

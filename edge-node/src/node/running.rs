@@ -3,7 +3,7 @@
 //! the outbox figures and the watchdog; every 30 s the retained status, thumbnails and
 //! retention), then stops everything in order within one deadline.
 
-use crate::Locked;
+use crate::{Locked, RwLocked};
 
 use tracing::{info, warn};
 
@@ -46,6 +46,7 @@ pub(super) fn run(pieces: Pieces) -> Result<(), NodeError> {
         ingest,
         snapshot,
         inspector_app,
+        users,
     } = pieces;
     let mut runner = Runner {
         ha_topics: publish_discovery(&config, &[], &outbox),
@@ -65,6 +66,7 @@ pub(super) fn run(pieces: Pieces) -> Result<(), NodeError> {
         ingest,
         snapshot,
         inspector_app,
+        users,
         ticks: 0,
         thumbnails_busy: Arc::default(),
         last_disk: DiskState::Ok,
@@ -129,6 +131,8 @@ struct Runner {
     ingest: Ingest,
     snapshot: Arc<Mutex<Snapshot>>,
     inspector_app: Option<Arc<crate::dispatch::apps::InspectorApp>>,
+    /// The HTTP listener's named credentials.
+    users: Arc<std::sync::RwLock<Vec<config::User>>>,
     /// The shard as last loaded (a reload may change it).
     shard_now: Option<config::Shard>,
     /// The Home Assistant discovery topics published.
@@ -169,6 +173,9 @@ impl Runner {
         let (summary, new) = reload(&self.config, &self.path, &self.graph, &self.pool, &self.ingest, cause)?;
         self.shard_now = new.shard.clone();
         self.ha_topics = publish_discovery(&new, &self.ha_topics, &self.outbox);
+        // A credential taken out of http.users_file ends at once (its open views go on
+        // until they close; new requests are refused).
+        *self.users.write_locked() = new.http.users.clone();
         match &self.inspector_app {
             Some(app) => app.set_tokens(new.apps.inspector_tokens.clone()),
             None if !new.apps.inspector_tokens.is_empty() => {

@@ -228,6 +228,46 @@ pub enum ClipPolicy {
     Off,
 }
 
+/// Whether a camera's raw live video may be watched (`privacy.live`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LivePolicy {
+    /// By credentials with the `live` right (default).
+    On,
+    /// By nobody: the pixelated live picture instead.
+    Off,
+}
+
+/// What a credential of the HTTP listener may do (`http.users_file`), least first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The pages, pictures and clips (faces pixelated).
+    Viewer,
+    /// Also raw live video.
+    Live,
+    /// Everything.
+    Admin,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Live => "live",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// A named credential of the HTTP listener.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub name: String,
+    pub role: Role,
+    pub token: Secret,
+}
+
 /// `[clips]`: event clips around alerts.
 #[derive(Debug, Clone)]
 pub struct Clips {
@@ -342,6 +382,8 @@ pub struct Http {
     pub listen: SocketAddr,
     /// The access token requests must carry (`http.token_file`); `None` on loopback only.
     pub token: Option<Secret>,
+    /// Named credentials with their roles (`http.users_file`).
+    pub users: Vec<User>,
     /// Cameras shown around an alert on the status page.
     pub nearby_cameras: u32,
 }
@@ -405,6 +447,8 @@ pub struct Camera {
     pub faces: FacePolicy,
     /// Event clips of this camera's alerts.
     pub clips: ClipPolicy,
+    /// Raw live video of this camera.
+    pub live: LivePolicy,
 }
 
 #[derive(Clone)]

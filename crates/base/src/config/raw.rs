@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::model::{
-    ClipPolicy, Coordinates, DecodeMode, Direction, EscalationStep, FacePolicy, HwDecode, Priority, Provider,
-    RtspClient, RuleKindName, Severity, Transport,
+    ClipPolicy, Coordinates, DecodeMode, Direction, EscalationStep, FacePolicy, HwDecode, LivePolicy, Priority,
+    Provider, RtspClient, RuleKindName, Severity, Transport,
 };
 
 /// A point: `[x, y]` in the camera's `coordinates`.
@@ -244,6 +244,11 @@ pub struct RawHttp {
     /// `/healthz` and `/readyz` must then carry `Authorization: Bearer <token>` (or basic
     /// auth with the token as password). Required when `listen` is not a loopback address.
     pub token_file: Option<PathBuf>,
+    /// File of named credentials with a role, one `<name> <role> <token>` per line (`#`
+    /// starts a comment): `viewer` sees the pages and blurred media, `live` also raw live
+    /// video, `admin` everything (the `token_file` token is an admin's). Each raw live view is
+    /// recorded in the audit log under the name. Re-read on reload.
+    pub users_file: Option<PathBuf>,
     /// How many cameras around an alert its view on the status page shows beside its own
     /// (the nearest by `location`, else those of its micro-grid), 0 to 12. Default: 4.
     pub nearby_cameras: Option<u32>,
@@ -327,6 +332,10 @@ pub struct RawPrivacy {
     /// Event clips: `blurred` (default: decoded, faces pixelated, re-encoded at `clips.fps`),
     /// `raw` (the camera's own stream, copied) or `off`.
     pub clips: Option<ClipPolicy>,
+    /// Raw live video (`/cameras/<id>/live.mp4`, the live tiles of the status page and the
+    /// wall) for credentials with the `live` right: `on` (default) or `off` (everyone gets
+    /// the pixelated live picture instead).
+    pub live: Option<LivePolicy>,
 }
 
 #[derive(Debug, Default, Deserialize)]

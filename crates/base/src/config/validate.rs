@@ -410,12 +410,13 @@ fn http(v: &mut Validator, h: &RawHttp) -> Http {
             }
         }
     });
-    if h.token_file.is_none() && !addr.ip().is_loopback() {
+    let users = h.users_file.as_ref().map(|f| users(v, f, token.as_ref())).unwrap_or_default();
+    if h.token_file.is_none() && h.users_file.is_none() && !addr.ip().is_loopback() {
         v.err(
             "http.listen",
             format!(
                 "{addr} is not a loopback address, and the status page, snapshots and clips show people: \
-                 set http.token_file (requests must then carry the token) or listen on 127.0.0.1"
+                 set http.token_file or http.users_file (requests must then carry a token) or listen on 127.0.0.1"
             ),
         );
     }
@@ -423,7 +424,53 @@ fn http(v: &mut Validator, h: &RawHttp) -> Http {
     if nearby_cameras > 12 {
         v.err("http.nearby_cameras", format!("{nearby_cameras}: at most 12 cameras beside the alert's own"));
     }
-    Http { listen: addr, token, nearby_cameras: nearby_cameras.min(12) }
+    Http { listen: addr, token, users, nearby_cameras: nearby_cameras.min(12) }
+}
+
+/// `http.users_file`: `<name> <role> <token>` per line; errors name the file's line.
+fn users(v: &mut Validator, f: &std::path::Path, admin_token: Option<&Secret>) -> Vec<User> {
+    let full = v.path(f);
+    let text = match std::fs::read_to_string(&full) {
+        Ok(t) => t,
+        Err(e) => {
+            v.err("http.users_file", format!("cannot read {}: {e}", full.display()));
+            return Vec::new();
+        }
+    };
+    let mut users: Vec<User> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let at = format!("{} line {}", full.display(), n + 1);
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let [name, role, token] = words[..] else {
+            v.err("http.users_file", format!("{at}: write `<name> <role> <token>` (role: viewer, live or admin)"));
+            continue;
+        };
+        let role = match role {
+            "viewer" => Role::Viewer,
+            "live" => Role::Live,
+            "admin" => Role::Admin,
+            other => {
+                v.err("http.users_file", format!("{at}: \"{other}\" is not a role; use viewer, live or admin"));
+                continue;
+            }
+        };
+        if !name.chars().all(|c| c.is_alphanumeric() || "-_.@".contains(c)) {
+            v.err("http.users_file", format!("{at}: the name \"{name}\" may hold letters, digits and - _ . @ only"));
+        } else if token.len() < 16 {
+            v.err("http.users_file", format!("{at}: the token of {name} is shorter than 16 characters"));
+        } else if users.iter().any(|u| u.name == name) {
+            v.err("http.users_file", format!("{at}: {name} is named twice"));
+        } else if users.iter().any(|u| u.token.expose() == token) || admin_token.is_some_and(|t| t.expose() == token) {
+            v.err("http.users_file", format!("{at}: the token of {name} is someone else's too"));
+        } else {
+            users.push(User { name: name.to_string(), role, token: Secret::new(token) });
+        }
+    }
+    users
 }
 
 /// A node index from the environment: a number (the StatefulSet pod-index label through
@@ -904,6 +951,7 @@ struct CameraDefaults {
     coordinates: Coordinates,
     faces: FacePolicy,
     clips: ClipPolicy,
+    live: LivePolicy,
     severity: Severity,
     min_score: f32,
     cooldown: Duration,
@@ -935,6 +983,7 @@ impl CameraDefaults {
             coordinates: d.coordinates.unwrap_or(Coordinates::Normalized),
             faces: d.privacy.as_ref().and_then(|p| p.faces).unwrap_or(FacePolicy::Blur),
             clips: d.privacy.as_ref().and_then(|p| p.clips).unwrap_or(ClipPolicy::Blurred),
+            live: d.privacy.as_ref().and_then(|p| p.live).unwrap_or(LivePolicy::On),
             severity: rules.and_then(|r| r.severity).unwrap_or(Severity::Medium),
             min_score: v.fraction("defaults.rules.min_score".into(), rules.and_then(|r| r.min_score), 0.5),
             cooldown: v.duration(
@@ -1188,6 +1237,7 @@ fn camera(
         rules,
         faces: c.privacy.as_ref().and_then(|p| p.faces).unwrap_or(d.faces),
         clips: c.privacy.as_ref().and_then(|p| p.clips).unwrap_or(d.clips),
+        live: c.privacy.as_ref().and_then(|p| p.live).unwrap_or(d.live),
     }
 }
 
