@@ -57,7 +57,11 @@ def main():
     ap.add_argument("--timeout", type=float, default=60)
     ap.add_argument("--map", type=int, default=0, help="cameras expected on the map (0: no map check)")
     ap.add_argument("--alert-view", type=int, default=0,
-                    help="camera pictures that must load in an alert's view (0: no check)")
+                    help="camera tiles (pictures or live video) that must show in an alert's view (0: no check)")
+    ap.add_argument("--nearest", type=int, default=0,
+                    help="placed nearby cameras the alert's view must list, nearest first")
+    ap.add_argument("--live", type=int, default=0,
+                    help="live video tiles that must play in the alert's view and the map's camera view (0: no check)")
     a = ap.parse_args()
     want = a.cameras.split(",")
     d = browser()
@@ -141,13 +145,57 @@ def main():
                 d.execute_script("arguments[0].scrollIntoView()", row)
                 row.find_element(By.CSS_SELECTOR, "td").click()
                 until(10, "the alert's view", lambda: d.find_element(By.ID, "alert-view").is_displayed())
-                loaded = until(a.timeout, f"{a.alert_view} camera picture(s) in the alert's view", lambda: (lambda n: n >= a.alert_view and n)(
-                    d.execute_script("return [...document.querySelectorAll('#av-tiles img')].filter(i => i.complete && i.naturalWidth > 0).length")))
+                loaded = until(a.timeout, f"{a.alert_view} camera tile(s) showing in the alert's view", lambda: (lambda n: n >= a.alert_view and n)(
+                    d.execute_script("return [...document.querySelectorAll('#av-tiles img')].filter(i => i.complete && i.naturalWidth > 0).length"
+                                     " + [...document.querySelectorAll('#av-tiles figure.live video')].filter(v => v.readyState >= 2).length")))
                 captions = [c.text for c in d.find_elements(By.CSS_SELECTOR, "#av-tiles figcaption")]
-                print(f"    alert view: {loaded} picture(s) loaded; tiles: {captions}")
+                print(f"    alert view: {loaded} camera tile(s) showing; tiles: {captions}")
                 assert any("its camera" in c for c in captions), captions
+                metres = [int(m) for c in captions for m in re.findall(r"\((\d+) m\)", c)]
+                assert metres == sorted(metres), f"the nearby cameras are not nearest first: {metres}"
+                assert len(metres) >= a.nearest, f"{a.nearest} placed nearby camera(s) expected: {captions}"
+                if metres:
+                    print(f"    nearby cameras, nearest first: {metres} m")
 
             check("an alert's view shows its clip and the cameras around it", alert_view)
+
+        if a.live:
+            def playing(n):
+                # Live tiles whose video advances: currentTime moves by more than 1 s in 2 s.
+                t0 = d.execute_script("return [...document.querySelectorAll('#av-tiles figure.live video')].map(v => v.currentTime)")
+                time.sleep(2)
+                t1 = d.execute_script("return [...document.querySelectorAll('#av-tiles figure.live video')].map(v => v.currentTime)")
+                moving = [b - a for a, b in zip(t0, t1) if b - a > 1.0]
+                return len(moving) >= n and moving
+
+            def live_video():
+                moved = until(a.timeout, f"{a.live} live video tile(s) playing in the alert's view", lambda: playing(a.live))
+                print(f"    live: {len(moved)} tile(s) advancing, {['%.2f s' % m for m in moved]} in 2 s")
+                # The delay from the node receiving a frame to the page showing it, sampled.
+                delays = []
+                for _ in range(10):
+                    delays += [int(x) for x in d.execute_script(
+                        "return [...document.querySelectorAll('#av-tiles figure.live video')].map(v => v.dataset.delayMs).filter(Boolean)")]
+                    time.sleep(0.5)
+                delays.sort()
+                assert delays, "no delay measured"
+                print(f"    live delay (node receipt to display): median {delays[len(delays) // 2]} ms, max {delays[-1]} ms over {len(delays)} samples")
+                assert delays[len(delays) // 2] < 1500, f"the picture is {delays[len(delays) // 2]} ms behind"
+
+            check("live video plays in the alert's view, less than 1.5 s behind", live_video)
+
+            def map_camera():
+                d.find_element(By.ID, "av-close").click()
+                cam = d.find_element(By.CSS_SELECTOR, "#map g.cam")
+                d.execute_script("arguments[0].scrollIntoView()", cam)
+                cam.click()
+                until(10, "the camera's view", lambda: d.find_element(By.ID, "alert-view").is_displayed())
+                title = d.find_element(By.ID, "av-title").text
+                assert title.startswith("camera "), title
+                moved = until(a.timeout, "the clicked camera's live video playing", lambda: playing(1))
+                print(f"    map click: '{title}', {len(moved)} live tile(s) playing")
+
+            check("a camera clicked on the map opens its live video", map_camera)
 
         d.save_screenshot(a.screenshot)
         print("    screenshot:", a.screenshot)

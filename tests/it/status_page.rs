@@ -160,10 +160,12 @@ motion_gate = false
 id = "cabin"
 url = "rtsp://127.0.0.1:{rtsp}/cabin"
 micro_grid = "m1"
+location = [121.4770, 31.2330]
 [[cameras]]
 id = "gate-dead"
 url = "rtsp://127.0.0.1:{dead}/nothing"
 micro_grid = "m1"
+location = [121.4748, 31.2312]
 [[dispatch.routes]]
 category = "intrusion"
 accept_within = "10m"
@@ -196,7 +198,20 @@ accept_within = "10m"
     in_chromium(
         http,
         "status-page-node.png",
-        &["--cameras", "street,cabin,gate-dead", "--thumbnails", "2", "--map", "1", "--alert-view", "2"],
+        &[
+            "--cameras",
+            "street,cabin,gate-dead",
+            "--thumbnails",
+            "2",
+            "--map",
+            "3",
+            "--alert-view",
+            "2",
+            "--nearest",
+            "2",
+            "--live",
+            "2",
+        ],
         &logs,
     );
 

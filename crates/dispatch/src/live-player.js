@@ -3,7 +3,7 @@
 // through Media Source Extensions: the node sends the stream's description (JSON), the init
 // segment, one fMP4 fragment per frame, and with each key frame {time, wall} (the stream's
 // time and when the node received it). The player stays at the live edge (it jumps ahead
-// when more than 1.5 s is buffered), keeps at most 20 s in the buffer (a wall runs for
+// when more than 0.6 s is buffered), keeps at most 20 s in the buffer (a wall runs for
 // days), shows how late the picture is (video.dataset.delayMs: now minus when the node
 // received the frame on screen), and says in words what went wrong.
 // onState(text, ok) is told every change; returns {close()}.
@@ -21,8 +21,9 @@ function livePlayer(video, path, onState) {
     const b = video.buffered;
     if (b.length) {
       const end = b.end(b.length - 1);
-      // Behind the live edge (a hidden tab, a slow machine): jump to it.
-      if (end - video.currentTime > 1.5) video.currentTime = Math.max(b.start(b.length - 1), end - 0.3);
+      // Behind the live edge (the start from the last key frame, a hidden tab, a slow
+      // machine): jump to it, keeping a few frames in hand against the network's jitter.
+      if (end - video.currentTime > 0.6) video.currentTime = Math.max(b.start(b.length - 1), end - 0.15);
       // Keep the buffer short: a tile that plays for days must not grow.
       if (video.currentTime - b.start(0) > 20 && Date.now() - lastTrim > 5000) {
         lastTrim = Date.now();

@@ -15,6 +15,19 @@ use serde_json::{Value, json};
 
 /// The page itself.
 pub const PAGE: &str = include_str!("page.html");
+/// The live video player the pages share (Media Source Extensions over the node's WebSocket).
+pub const LIVE_PLAYER: &str = include_str!("live-player.js");
+
+/// `GET /live-player.js`.
+pub fn player_route() -> axum::Router {
+    axum::Router::new().route(
+        "/live-player.js",
+        crate::http::get(|_| {
+            crate::http::Reply::new(200, "text/javascript; charset=utf-8", LIVE_PLAYER)
+                .with_header(axum::http::header::CACHE_CONTROL, "no-cache")
+        }),
+    )
+}
 
 /// How many open orders the page lists (the oldest deadlines first).
 const ORDERS_SHOWN: usize = 200;
@@ -144,13 +157,16 @@ pub fn district_routes(
     nearby: u32,
 ) -> axum::Router {
     use crate::http::{Get, get, json};
-    axum::Router::new().route("/", get(|_: &Get| crate::http::Reply::new(200, "text/html; charset=utf-8", PAGE))).route(
-        "/api/overview",
-        get(move |_: &Get| {
-            let up = link.connected.load(std::sync::atomic::Ordering::SeqCst);
-            json(&district_overview(&title, up, &dispatcher, &latest, &fleet, window_s, nearby))
-        }),
-    )
+    axum::Router::new()
+        .route("/", get(|_: &Get| crate::http::Reply::new(200, "text/html; charset=utf-8", PAGE)))
+        .route(
+            "/api/overview",
+            get(move |_: &Get| {
+                let up = link.connected.load(std::sync::atomic::Ordering::SeqCst);
+                json(&district_overview(&title, up, &dispatcher, &latest, &fleet, window_s, nearby))
+            }),
+        )
+        .merge(player_route())
 }
 
 #[cfg(test)]

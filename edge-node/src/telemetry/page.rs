@@ -124,5 +124,6 @@ impl NodePage {
         axum::Router::new()
             .route("/", get(|_: &Get| super::http::Reply::new(200, "text/html; charset=utf-8", PAGE)))
             .route("/api/overview", get(move |_: &Get| json(&page.overview())))
+            .merge(gridsight_dispatch::page::player_route())
     }
 }

@@ -335,9 +335,44 @@ async fn recent(State(live): State<Live>, caller: axum::Extension<Caller>) -> Re
     crate::telemetry::http::json(&live.audit.recent()).into_response()
 }
 
-/// The routes of raw live video and its audit.
+/// `GET /api/live`: who the caller is, and for each camera whether the caller may watch its
+/// raw live video now, or why not in words (the pages fall back to the pixelated picture
+/// and say why).
+async fn availability(State(live): State<Live>, caller: axum::Extension<Caller>) -> Response {
+    let may = caller.role >= Role::Live;
+    let cameras: serde_json::Map<String, serde_json::Value> = live
+        .video
+        .availability()
+        .into_iter()
+        .map(|(c, why)| {
+            let why = if may {
+                why
+            } else {
+                Some(format!("{} ({}) has no right to raw live video", caller.name, caller.role.name()))
+            };
+            (c, serde_json::json!({"live": why.is_none(), "why": why}))
+        })
+        .collect();
+    crate::telemetry::http::json(&serde_json::json!({
+        "viewer": caller.name, "role": caller.role.name(), "cameras": cameras,
+    }))
+    .with_header(header::CACHE_CONTROL, "no-store")
+    .into_response()
+}
+
+/// The video wall for the big screen (`GET /wall`; see the page's own notes).
+const WALL: &str = include_str!("wall.html");
+
+/// The routes of raw live video, its audit and the wall.
 pub fn routes(video: Arc<LiveVideo>, audit: Arc<Audit>) -> axum::Router {
     axum::Router::new()
+        .route("/api/live", axum::routing::get(availability))
+        .route(
+            "/wall",
+            axum::routing::get(|| async {
+                ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], WALL)
+            }),
+        )
         .route("/cameras/:camera/live.mp4", axum::routing::get(mp4))
         .route("/cameras/:camera/live.ws", axum::routing::get(websocket))
         .route("/audit/live", axum::routing::get(recent))

@@ -260,6 +260,26 @@ impl LiveVideo {
         })
     }
 
+    /// Whether each camera can be watched raw now: `None` if so, else why not in words.
+    pub fn availability(&self) -> Vec<(String, Option<String>)> {
+        self.feeds
+            .locked()
+            .iter()
+            .map(|(c, f)| {
+                let why = if f.forbidden {
+                    Some(WatchError::Forbidden.to_string())
+                } else if let Some(u) = &f.unsupported {
+                    Some(u.clone())
+                } else if f.track.is_none() || f.gop.is_empty() {
+                    Some(WatchError::NoVideo.to_string())
+                } else {
+                    None
+                };
+                (c.to_string(), why)
+            })
+            .collect()
+    }
+
     /// Viewers per camera now.
     pub fn viewers(&self) -> Vec<(String, usize)> {
         self.feeds
