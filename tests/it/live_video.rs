@@ -111,6 +111,26 @@ fn websocket(port: u16, path: &str, token: &str, seconds: f64) -> (String, usize
     (first_text, binary, frames)
 }
 
+/// Runs tests/browser/wall.py on /wall with `credential` (name:token), the screenshot in
+/// target/test-artifacts/`shot`.
+fn wall(port: u16, credential: &str, args: &[&str], shot: &str, logs: &dyn Fn() -> String) {
+    let python = root().join(".cache/venv/bin/python");
+    assert!(python.exists(), "{} is missing: run `make setup` (it installs Selenium)", python.display());
+    let artifacts = root().join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let out = std::process::Command::new(&python)
+        .arg(root().join("tests/browser/wall.py"))
+        .arg(format!("http://{credential}@127.0.0.1:{port}/wall?layout=2x1&cameras=street,cabin"))
+        .args(args)
+        .arg("--screenshot")
+        .arg(artifacts.join(shot))
+        .output()
+        .unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    eprintln!("{report}");
+    assert!(out.status.success(), "the wall in Chromium:\n{report}\n{}", logs());
+}
+
 #[test]
 fn live_video_is_the_cameras_own_stream_for_those_allowed_and_every_view_is_audited() {
     let _scenario = crate::common::scenario(module_path!());
@@ -138,11 +158,23 @@ data_dir = "{data}"
 models_dir = "{models}"
 [models.objects]
 file = "yolox_nano_dynamic.onnx"
+[models.faces]
+file = "yunet_s_dynamic.onnx"
+input_size = [640, 384]
 [defaults]
 detect_fps = 1.0
 [[cameras]]
 id = "street"
 url = "rtsp://127.0.0.1:{rtsp}/street"
+[cameras.zones.road]
+polygon = [[0.0, 0.3], [1.0, 0.3], [1.0, 1.0], [0.0, 1.0]]
+[[cameras.rules]]
+id = "enter"
+kind = "zone_enter"
+category = "intrusion"
+zone = "road"
+classes = ["person", "bicycle", "car"]
+cooldown = "2s"
 [[cameras]]
 id = "cabin"
 url = "rtsp://127.0.0.1:{rtsp}/cabin"
@@ -257,6 +289,24 @@ privacy = {{ live = "off" }}
     assert!(value("gridsight_live_refused_total") >= 2.0, "{metrics}");
     assert!(value("gridsight_live_sent_bytes_total") >= mp4.len() as f64);
     promtool_check(&metrics).unwrap();
+
+    // The wall in Chromium, as each credential sees it: the duty officer gets the street's
+    // live video and the cabin's picture (its raw video is off), a tile flashes for a new
+    // alert, and it plays 30 s without growing; the wall screen's viewer gets pictures only.
+    wall(
+        http,
+        &format!("duty-officer:{LIVE}"),
+        &["--live", "1", "--pictures", "1", "--reason", "privacy.live", "--flash", "--seconds", "30"],
+        "wall-live.png",
+        &logs,
+    );
+    wall(
+        http,
+        &format!("wall:{VIEWER}"),
+        &["--pictures", "2", "--reason", "no right to raw live video"],
+        "wall-viewer.png",
+        &logs,
+    );
 
     // The duty officer leaves the users file: after a reload, no more live video.
     std::fs::write(dir.join("users"), format!("wall viewer {VIEWER}\n")).unwrap();

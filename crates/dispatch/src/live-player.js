@@ -10,6 +10,8 @@
 function livePlayer(video, path, onState) {
   const url = new URL(path, location.href);
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  // Credentials typed into the address bar stay there: the browser sends its cached ones.
+  url.username = url.password = "";
   let ws = null, ms = null, sb = null, queue = [], mapping = null, closed = false, opened = false, lastTrim = 0;
   const say = (t, ok) => { video.dataset.state = t; if (onState) onState(t, ok); };
   video.muted = true;
