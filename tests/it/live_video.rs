@@ -266,8 +266,16 @@ privacy = {{ live = "off" }}
     let (_, body) = get(http, "/audit/live", Some(ADMIN));
     let views: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
     assert!(audited, "{views:#?}");
-    let long = views.iter().find(|v| v["transport"] == "mp4" && v["bytes"].as_u64() == Some(mp4.len() as u64));
-    let long = long.unwrap_or_else(|| panic!("no audited view of {} bytes: {views:#?}", mp4.len()));
+    // The 5 s view: at least what the reader took (the node may have sent a batch more
+    // before it saw the reader leave).
+    let long = views.iter().filter(|v| v["transport"] == "mp4").max_by_key(|v| v["bytes"].as_u64());
+    let long = long.unwrap_or_else(|| panic!("no audited view of live.mp4: {views:#?}"));
+    let sent = long["bytes"].as_u64().unwrap();
+    assert!(
+        sent >= mp4.len() as u64 && sent < mp4.len() as u64 + 1_000_000,
+        "{sent} bytes audited, {} read",
+        mp4.len()
+    );
     assert_eq!((long["camera"].as_str(), long["role"].as_str()), (Some("street"), Some("live")));
     assert!(views.iter().any(|v| v["transport"] == "websocket"));
     assert!(views.iter().all(|v| v["viewer"] != "wall"), "refused requests are not views");

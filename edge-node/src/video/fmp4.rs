@@ -179,7 +179,7 @@ pub fn init_segment(track: &Track) -> Vec<u8> {
 /// [`TIMESCALE`] ticks; `sequence` numbers the fragments of a stream.
 pub fn fragment(sequence: u32, decode_time: u64, duration: u32, key: bool, annex_b: &[u8]) -> Vec<u8> {
     let nals: Vec<&[u8]> =
-        nal_units(annex_b).into_iter().filter(|n| !matches!(h264_type(n), 7 | 8 | 9) && !n.is_empty()).collect();
+        nal_units(annex_b).into_iter().filter(|n| !matches!(h264_type(n), 7..=9) && !n.is_empty()).collect();
     let size: usize = nals.iter().map(|n| 4 + n.len()).sum();
     // A sync sample depends on nothing; any other depends on others and is not a sync sample.
     let flags: u32 = if key { 0x0200_0000 } else { 0x0101_0000 };

@@ -296,8 +296,27 @@ pub struct Viewer {
     live: broadcast::Receiver<Piece>,
     init: Bytes,
     skipping: bool,
+    /// What ended the last batch: it starts the next.
+    held: Option<Next>,
     /// Fragments skipped because the viewer fell behind.
     pub skipped: u64,
+}
+
+/// Fragments a viewer sends at once.
+pub struct Batch {
+    /// A new init segment to send first (the stream changed).
+    pub init: Option<Bytes>,
+    pub pieces: Vec<Piece>,
+}
+
+impl Batch {
+    /// The fragments as one buffer.
+    pub fn bytes(&self) -> Bytes {
+        match &self.pieces[..] {
+            [one] => one.bytes.clone(),
+            many => Bytes::from(many.iter().flat_map(|p| p.bytes.iter().copied()).collect::<Vec<u8>>()),
+        }
+    }
 }
 
 /// What a viewer sends next.
@@ -313,30 +332,89 @@ impl Viewer {
     /// The viewer, and what it sends first: the init segment and the fragments since the
     /// newest key frame.
     pub fn new(watch: Watch) -> (Self, Vec<Piece>) {
-        (Viewer { live: watch.live, init: watch.init, skipping: false, skipped: 0 }, watch.backlog)
+        (Viewer { live: watch.live, init: watch.init, skipping: false, held: None, skipped: 0 }, watch.backlog)
+    }
+
+    /// The fragments that come within `linger` of the first, sent with one write: a write
+    /// per frame per viewer was most of a viewer's cost. A key frame, a new init segment or
+    /// the end starts the next batch, so every batch a player appends begins where it may
+    /// start. `None`: the camera is gone.
+    pub async fn batch(&mut self, linger: std::time::Duration) -> Option<Batch> {
+        let first = match self.held.take() {
+            Some(n) => n,
+            None => self.next().await,
+        };
+        let (init, first) = match first {
+            Next::End => return None,
+            Next::Init(init, p) => (Some(init), p),
+            Next::Piece(p) => (None, p),
+        };
+        let mut pieces = vec![first];
+        // One wake for the whole batch: sleep, then take what came (waking for each piece
+        // with a timer each was most of the cost left).
+        tokio::time::sleep(linger).await;
+        while let Some(next) = self.next_now() {
+            match next {
+                Next::Piece(p) if !p.key => pieces.push(p),
+                other => {
+                    self.held = Some(other);
+                    break;
+                }
+            }
+        }
+        Some(Batch { init, pieces })
     }
 
     pub async fn next(&mut self) -> Next {
         loop {
-            match self.live.recv().await {
-                Ok(p) => {
-                    if self.skipping && !p.key {
-                        self.skipped += 1;
-                        continue;
-                    }
-                    self.skipping = false;
-                    if p.init != self.init {
-                        self.init = p.init.clone();
-                        return Next::Init(p.init.clone(), p);
-                    }
-                    return Next::Piece(p);
-                }
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    self.skipped += n;
-                    self.skipping = true;
-                }
-                Err(broadcast::error::RecvError::Closed) => return Next::End,
+            let got = match self.live.recv().await {
+                Ok(p) => Ok(p),
+                Err(broadcast::error::RecvError::Lagged(n)) => Err(Some(n)),
+                Err(broadcast::error::RecvError::Closed) => Err(None),
+            };
+            if let Some(next) = self.take(got) {
+                return next;
             }
+        }
+    }
+
+    /// What has come already, without waiting; `None`: nothing yet.
+    fn next_now(&mut self) -> Option<Next> {
+        loop {
+            let got = match self.live.try_recv() {
+                Ok(p) => Ok(p),
+                Err(broadcast::error::TryRecvError::Lagged(n)) => Err(Some(n)),
+                Err(broadcast::error::TryRecvError::Closed) => Err(None),
+                Err(broadcast::error::TryRecvError::Empty) => return None,
+            };
+            if let Some(next) = self.take(got) {
+                return Some(next);
+            }
+        }
+    }
+
+    /// A received piece (or `Err(Some(n))`: `n` lost to lagging, `Err(None)`: closed) as
+    /// what to send; `None`: skipped on the way to a key frame.
+    fn take(&mut self, got: Result<Piece, Option<u64>>) -> Option<Next> {
+        match got {
+            Ok(p) if self.skipping && !p.key => {
+                self.skipped += 1;
+                None
+            }
+            Ok(p) => {
+                self.skipping = false;
+                if p.init != self.init {
+                    self.init = p.init.clone();
+                    return Some(Next::Init(p.init.clone(), p));
+                }
+                Some(Next::Piece(p))
+            }
+            Err(Some(n)) => {
+                self.skipped += n;
+                self.skipping = true;
+                None
+            }
+            Err(None) => Some(Next::End),
         }
     }
 }
@@ -399,6 +477,27 @@ mod tests {
         assert_eq!(video.viewers(), vec![("a".to_string(), 1)]);
         drop(viewer);
         assert_eq!(video.viewers(), vec![("a".to_string(), 0)]);
+    }
+
+    #[tokio::test]
+    async fn fragments_are_sent_in_batches_that_start_at_key_frames() {
+        let video = LiveVideo::default();
+        video.set_cameras([("a".to_string(), true)]);
+        let cam: Arc<str> = Arc::from("a");
+        feed(&video, &cam, 0, 5);
+        let (mut viewer, backlog) = Viewer::new(video.watch("a").unwrap());
+        assert_eq!(backlog.len(), 4);
+        feed(&video, &cam, 5, 16);
+        // Units 4..9 have their successors and come in one batch; 10 is a key frame.
+        let b = viewer.batch(Duration::from_millis(20)).await.unwrap();
+        assert!(b.init.is_none());
+        assert_eq!(b.pieces.len(), 6);
+        assert_eq!(b.bytes().len(), b.pieces.iter().map(|p| p.bytes.len()).sum::<usize>());
+        let b = viewer.batch(Duration::from_millis(20)).await.unwrap();
+        assert!(b.pieces[0].key);
+        assert_eq!(b.pieces.len(), 5, "10..14; 15 waits for its successor");
+        video.set_cameras([]);
+        assert!(viewer.batch(Duration::from_millis(20)).await.is_none());
     }
 
     #[tokio::test]
