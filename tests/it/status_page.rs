@@ -69,9 +69,10 @@ fn the_district_page_shows_every_node_its_cameras_alerts_and_orders() {
     let broker_port = free_port();
     let _broker = Mosquitto::start(broker_port);
     let (node_http, district_http) = (free_port(), free_port());
+    // The node says where its pages are: the district links a camera to its live video there.
     let common = |id: &str, http: u16, data: &str| {
         format!(
-            "version = 1\n[node]\nid = \"{id}\"\n[mqtt]\nhost = \"127.0.0.1\"\nport = {broker_port}\n[http]\nlisten = \"127.0.0.1:{http}\"\n[storage]\ndata_dir = \"{}\"\nmodels_dir = \"{}\"\n",
+            "version = 1\n[node]\nid = \"{id}\"\n[mqtt]\nhost = \"127.0.0.1\"\nport = {broker_port}\n[http]\nlisten = \"127.0.0.1:{http}\"\npublic_url = \"http://127.0.0.1:{http}/\"\n[storage]\ndata_dir = \"{}\"\nmodels_dir = \"{}\"\n",
             dir.join(data).display(),
             root().join("models").display()
         )
@@ -115,6 +116,11 @@ fn the_district_page_shows_every_node_its_cameras_alerts_and_orders() {
     });
     assert!(known, "the district does not know the node: {:#}\n{}", overview(), logs());
     assert_eq!(overview()["district"], true);
+    let street = overview()["cameras"].as_array().unwrap().iter().find(|c| c["camera"] == "street").cloned().unwrap();
+    let live_url = format!("http://127.0.0.1:{node_http}/wall?layout=1x1&cameras=street");
+    assert_eq!(street["live_url"], live_url.as_str(), "{street}");
+    let (code, wall) = get(node_http, "/wall?layout=1x1&cameras=street");
+    assert!(code == 200 && String::from_utf8_lossy(&wall).contains("live-player.js"), "the node's wall");
     in_chromium(
         district_http,
         "status-page-district.png",

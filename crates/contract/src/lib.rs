@@ -336,6 +336,9 @@ pub struct NodeStatus {
     /// This node's share of a district camera list (`[shard]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<ShardStatus>,
+    /// Where operators reach the node's pages and live video (`http.public_url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
     pub at: String,
 }
 

@@ -165,6 +165,10 @@ impl Fleet {
             }
             c["district"] = true.into();
             let camera = c["camera"].as_str().unwrap_or("").to_string();
+            // Live video stays on the node: its wall, one tile, where the node says it is
+            // reached (its own credentials decide what the viewer sees).
+            let public = inner.nodes.get(node).and_then(|n| n.status.as_ref()).and_then(|s| s.http.clone());
+            c["live_url"] = public.map(|u| format!("{u}/wall?layout=1x1&cameras={camera}")).into();
             match inner.thumbnails.get(&(node.clone(), camera.clone())) {
                 Some((_, at)) => {
                     c["thumbnail"] = format!("cameras/{node}/{camera}/thumbnail.jpg").into();

@@ -356,6 +356,7 @@ fn publish_status(
         outbox_dropped_snapshots: out.dropped_snapshots,
         disk: out.disk().map(disk_status),
         shard: shard.map(|s| shard_status(s, &cams)),
+        http: config.http.public_url.clone(),
         at: at.clone(),
     };
     let m = Message {

@@ -184,17 +184,19 @@ fn not_allowed(audit: &Audit, caller: &Caller, camera: &str) -> Option<Response>
         return None;
     }
     audit.refused.fetch_add(1, Ordering::Relaxed);
-    Some((
-        StatusCode::FORBIDDEN,
-        [(header::CACHE_CONTROL, "no-store")],
-        format!(
-            "{} ({}) may not watch raw live video, which shows faces: that needs the live or admin role \
+    Some(
+        (
+            StatusCode::FORBIDDEN,
+            [(header::CACHE_CONTROL, "no-store")],
+            format!(
+                "{} ({}) may not watch raw live video, which shows faces: that needs the live or admin role \
              (http.users_file). The pixelated live picture is at /cameras/{camera}/snapshot.jpg\n",
-            caller.name,
-            caller.role.name()
-        ),
+                caller.name,
+                caller.role.name()
+            ),
+        )
+            .into_response(),
     )
-        .into_response())
 }
 
 fn refusal(audit: &Audit, camera: &str, e: WatchError) -> Response {

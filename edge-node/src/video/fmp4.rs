@@ -1,9 +1,9 @@
-//! fmp4: the camera's own H.264 access units as fragmented MP4 (ISO/IEC 14496-12 and -15),
-//! written by hand: no decoding, no encoding, no GStreamer element per viewer.
+//! fmp4: the camera's own H.264 or H.265 access units as fragmented MP4 (ISO/IEC 14496-12
+//! and -15), written by hand: no decoding, no encoding, no GStreamer element per viewer.
 //!
 //! ```text
-//! key frame (Annex B, SPS + PPS in front) ─► Track (size, codec string, avcC) ─► init segment
-//!                                                         ftyp + moov(mvhd, trak, mvex)
+//! key frame (Annex B, parameter sets in front) ─► Track (size, codec string, avcC or hvcC)
+//!                                                   ─► init segment: ftyp + moov(mvhd, trak, mvex)
 //! every access unit ─► fragment: moof(mfhd, traf(tfhd, tfdt, trun: one sample)) + mdat
 //!                      (its NAL units length-prefixed; parameter sets and delimiters left out)
 //! ```
@@ -15,9 +15,27 @@
 /// The 90 kHz clock of RTP video, used as the track's timescale.
 pub const TIMESCALE: u32 = 90_000;
 
+/// The two codecs cameras send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    H264,
+    H265,
+}
+
+impl Kind {
+    /// Parameter sets and access unit delimiters: in the init segment, not in the samples.
+    fn out_of_band(self, nal: &[u8]) -> bool {
+        match self {
+            Kind::H264 => matches!(h264_type(nal), 7..=9),
+            Kind::H265 => matches!(h265_type(nal), 32..=35),
+        }
+    }
+}
+
 /// A video track as the init segment describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Track {
+    pub kind: Kind,
     pub width: u32,
     pub height: u32,
     /// RFC 6381 codec string, as `MediaSource.isTypeSupported` wants it (`avc1.64001f`).
@@ -57,6 +75,72 @@ fn h264_type(nal: &[u8]) -> u8 {
     nal.first().map_or(0, |b| b & 0x1f)
 }
 
+fn h265_type(nal: &[u8]) -> u8 {
+    nal.first().map_or(0, |b| (b >> 1) & 0x3f)
+}
+
+/// The visual sample entry (`avc1`, `hvc1`) around its configuration box.
+fn sample_entry(kind: &[u8; 4], width: u32, height: u32, config: Vec<u8>) -> Vec<u8> {
+    let mut entry = Vec::with_capacity(86 + config.len());
+    entry.extend_from_slice(&[0; 6]); // reserved
+    entry.extend_from_slice(&1u16.to_be_bytes()); // data reference index
+    entry.extend_from_slice(&[0; 16]); // pre-defined, reserved
+    entry.extend_from_slice(&(width as u16).to_be_bytes());
+    entry.extend_from_slice(&(height as u16).to_be_bytes());
+    entry.extend_from_slice(&0x0048_0000u32.to_be_bytes()); // 72 dpi
+    entry.extend_from_slice(&0x0048_0000u32.to_be_bytes());
+    entry.extend_from_slice(&[0; 4]);
+    entry.extend_from_slice(&1u16.to_be_bytes()); // frame count
+    entry.extend_from_slice(&[0; 32]); // compressor name
+    entry.extend_from_slice(&0x0018u16.to_be_bytes()); // depth
+    entry.extend_from_slice(&(-1i16).to_be_bytes());
+    entry.extend_from_slice(&config);
+    mp4_box(kind, &entry)
+}
+
+/// The track an H.265 key frame describes (its VPS, SPS and PPS), or why not.
+pub fn h265_track(key_frame: &[u8]) -> Result<Track, String> {
+    let nals = nal_units(key_frame);
+    let find = |t: u8, what: &str| {
+        nals.iter().find(|n| h265_type(n) == t).copied().ok_or(format!("no {what} before the key frame"))
+    };
+    let (vps, sps, pps) =
+        (find(32, "video parameter set")?, find(33, "sequence parameter set")?, find(34, "picture parameter set")?);
+    let info = parse_h265_sps(sps)?;
+    let ptl = &info.profile_tier_level;
+    let mut hvcc = vec![1];
+    hvcc.extend_from_slice(ptl); // profile space, tier, profile, compatibility, constraints, level
+    hvcc.extend_from_slice(&[0xf0, 0x00, 0xfc]); // min spatial segmentation 0, parallelism unknown
+    hvcc.push(0xfc | info.chroma_format as u8);
+    hvcc.push(0xf8 | info.bit_depth_luma_minus8 as u8);
+    hvcc.push(0xf8 | info.bit_depth_chroma_minus8 as u8);
+    hvcc.extend_from_slice(&[0, 0]); // average frame rate: unknown
+    hvcc.push(((info.sub_layers as u8) << 3) | (u8::from(info.temporal_id_nested) << 2) | 3);
+    hvcc.push(3);
+    for (t, nal) in [(32u8, vps), (33, sps), (34, pps)] {
+        hvcc.push(0x80 | t); // complete: every set of this type is here
+        hvcc.extend_from_slice(&1u16.to_be_bytes());
+        hvcc.extend_from_slice(&(nal.len() as u16).to_be_bytes());
+        hvcc.extend_from_slice(nal);
+    }
+    // RFC 6381 / ISO 14496-15 annex E: hvc1.<space><profile>.<compatibility, bits reversed>.
+    // <tier><level>.<constraint bytes, trailing zeros left out>
+    let space = ["", "A", "B", "C"][(ptl[0] >> 6) as usize];
+    let compat = u32::from_be_bytes([ptl[1], ptl[2], ptl[3], ptl[4]]).reverse_bits();
+    let tier = if ptl[0] & 0x20 != 0 { "H" } else { "L" };
+    let mut constraints: Vec<String> = ptl[5..11].iter().map(|b| format!("{b:X}")).collect();
+    while constraints.len() > 1 && constraints.last().is_some_and(|c| c == "0") {
+        constraints.pop();
+    }
+    Ok(Track {
+        kind: Kind::H265,
+        width: info.width,
+        height: info.height,
+        codec: format!("hvc1.{space}{}.{compat:X}.{tier}{}.{}", ptl[0] & 0x1f, ptl[11], constraints.join(".")),
+        entry: sample_entry(b"hvc1", info.width, info.height, mp4_box(b"hvcC", &hvcc)),
+    })
+}
+
 /// The track a key frame describes (its SPS and PPS), or why not.
 pub fn h264_track(key_frame: &[u8]) -> Result<Track, String> {
     let nals = nal_units(key_frame);
@@ -80,25 +164,12 @@ pub fn h264_track(key_frame: &[u8]) -> Result<Track, String> {
             0,
         ]);
     }
-    let mut entry = Vec::with_capacity(86 + avcc.len());
-    entry.extend_from_slice(&[0; 6]); // reserved
-    entry.extend_from_slice(&1u16.to_be_bytes()); // data reference index
-    entry.extend_from_slice(&[0; 16]); // pre-defined, reserved
-    entry.extend_from_slice(&(info.width as u16).to_be_bytes());
-    entry.extend_from_slice(&(info.height as u16).to_be_bytes());
-    entry.extend_from_slice(&0x0048_0000u32.to_be_bytes()); // 72 dpi
-    entry.extend_from_slice(&0x0048_0000u32.to_be_bytes());
-    entry.extend_from_slice(&[0; 4]);
-    entry.extend_from_slice(&1u16.to_be_bytes()); // frame count
-    entry.extend_from_slice(&[0; 32]); // compressor name
-    entry.extend_from_slice(&0x0018u16.to_be_bytes()); // depth
-    entry.extend_from_slice(&(-1i16).to_be_bytes());
-    entry.extend_from_slice(&mp4_box(b"avcC", &avcc));
     Ok(Track {
+        kind: Kind::H264,
         width: info.width,
         height: info.height,
         codec: format!("avc1.{:02x}{:02x}{:02x}", sps[1], sps[2], sps[3]),
-        entry: mp4_box(b"avc1", &entry),
+        entry: sample_entry(b"avc1", info.width, info.height, mp4_box(b"avcC", &avcc)),
     })
 }
 
@@ -127,8 +198,9 @@ fn matrix() -> Vec<u8> {
 
 /// `ftyp` + `moov` for one video track (id 1) whose samples all come in fragments.
 pub fn init_segment(track: &Track) -> Vec<u8> {
+    let brand: &[u8] = if track.kind == Kind::H265 { b"hvc1" } else { b"avc1" };
     let ftyp =
-        mp4_box(b"ftyp", &[b"isom".as_slice(), &0x200u32.to_be_bytes(), b"isom", b"iso6", b"avc1", b"mp41"].concat());
+        mp4_box(b"ftyp", &[b"isom".as_slice(), &0x200u32.to_be_bytes(), b"isom", b"iso6", brand, b"mp41"].concat());
     let mut mvhd = vec![0; 8]; // creation, modification
     mvhd.extend_from_slice(&1000u32.to_be_bytes());
     mvhd.extend_from_slice(&0u32.to_be_bytes()); // duration: unknown, it is live
@@ -177,9 +249,8 @@ pub fn init_segment(track: &Track) -> Vec<u8> {
 
 /// One access unit as a fragment: `moof` + `mdat`. `decode_time` and `duration` are in
 /// [`TIMESCALE`] ticks; `sequence` numbers the fragments of a stream.
-pub fn fragment(sequence: u32, decode_time: u64, duration: u32, key: bool, annex_b: &[u8]) -> Vec<u8> {
-    let nals: Vec<&[u8]> =
-        nal_units(annex_b).into_iter().filter(|n| !matches!(h264_type(n), 7..=9) && !n.is_empty()).collect();
+pub fn fragment(kind: Kind, sequence: u32, decode_time: u64, duration: u32, key: bool, annex_b: &[u8]) -> Vec<u8> {
+    let nals: Vec<&[u8]> = nal_units(annex_b).into_iter().filter(|n| !kind.out_of_band(n) && !n.is_empty()).collect();
     let size: usize = nals.iter().map(|n| 4 + n.len()).sum();
     // A sync sample depends on nothing; any other depends on others and is not a sync sample.
     let flags: u32 = if key { 0x0200_0000 } else { 0x0101_0000 };
@@ -272,6 +343,80 @@ impl Bits {
         let v = self.ue()?;
         Ok(if v % 2 == 1 { v.div_ceil(2) as i32 } else { -((v / 2) as i32) })
     }
+}
+
+/// What the init segment needs of an H.265 sequence parameter set.
+struct H265Info {
+    width: u32,
+    height: u32,
+    chroma_format: u32,
+    bit_depth_luma_minus8: u32,
+    bit_depth_chroma_minus8: u32,
+    /// The general profile, tier and level: the 12 bytes hvcC copies.
+    profile_tier_level: [u8; 12],
+    sub_layers: u32,
+    temporal_id_nested: bool,
+}
+
+fn parse_h265_sps(sps: &[u8]) -> Result<H265Info, String> {
+    let mut r = Bits::new(sps);
+    r.bits(16)?; // NAL header
+    r.bits(4)?; // sps_video_parameter_set_id
+    let max_sub_layers_minus1 = r.bits(3)?;
+    let temporal_id_nested = r.bit()? == 1;
+    let mut profile_tier_level = [0u8; 12];
+    for b in &mut profile_tier_level {
+        *b = r.bits(8)? as u8;
+    }
+    let mut present = Vec::new();
+    for _ in 0..max_sub_layers_minus1 {
+        present.push((r.bit()?, r.bit()?));
+    }
+    if max_sub_layers_minus1 > 0 {
+        for _ in max_sub_layers_minus1..8 {
+            r.bits(2)?;
+        }
+    }
+    for (profile, level) in present {
+        if profile == 1 {
+            for _ in 0..11 {
+                r.bits(8)?;
+            }
+        }
+        if level == 1 {
+            r.bits(8)?;
+        }
+    }
+    r.ue()?; // sps_seq_parameter_set_id
+    let chroma_format = r.ue()?;
+    if chroma_format == 3 {
+        r.bit()?;
+    }
+    let (w, h) = (r.ue()?, r.ue()?);
+    let (mut left, mut right, mut top, mut bottom) = (0, 0, 0, 0);
+    if r.bit()? == 1 {
+        (left, right, top, bottom) = (r.ue()?, r.ue()?, r.ue()?, r.ue()?);
+    }
+    let (sub_w, sub_h) = match chroma_format {
+        1 => (2, 2),
+        2 => (2, 1),
+        _ => (1, 1),
+    };
+    let width = w.checked_sub(sub_w * (left + right)).filter(|&v| v > 0 && v < 16384);
+    let height = h.checked_sub(sub_h * (top + bottom)).filter(|&v| v > 0 && v < 16384);
+    let (Some(width), Some(height)) = (width, height) else {
+        return Err("the sequence parameter set gives no sensible picture size".into());
+    };
+    Ok(H265Info {
+        width,
+        height,
+        chroma_format,
+        bit_depth_luma_minus8: r.ue()?,
+        bit_depth_chroma_minus8: r.ue()?,
+        profile_tier_level,
+        sub_layers: max_sub_layers_minus1 + 1,
+        temporal_id_nested,
+    })
 }
 
 fn parse_sps(sps: &[u8]) -> Result<SpsInfo, String> {
@@ -390,10 +535,37 @@ mod tests {
         assert!(h264_track(&unit(&[&[0x65, 0x88]])).unwrap_err().contains("sequence parameter set"));
     }
 
+    // x265, 640x360, Main profile, level 2.1.
+    const VPS: [u8; 24] = [
+        0x40, 0x01, 0x0c, 0x01, 0xff, 0xff, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00, 0x00, 0x03, 0x00, 0x00,
+        0x03, 0x00, 0x3f, 0x95, 0x98, 0x09,
+    ];
+    const SPS_H265: [u8; 49] = [
+        0x42, 0x01, 0x01, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00, 0x00, 0x03, 0x00, 0x00, 0x03, 0x00, 0x3f,
+        0xa0, 0x05, 0x02, 0x01, 0x69, 0x65, 0x95, 0x9a, 0x49, 0x32, 0xbf, 0xfc, 0x00, 0x04, 0x00, 0x05, 0xa8, 0x30,
+        0x30, 0x30, 0x20, 0x00, 0x00, 0x03, 0x00, 0x20, 0x00, 0x00, 0x03, 0x03, 0xc1,
+    ];
+    const PPS_H265: [u8; 7] = [0x44, 0x01, 0xc1, 0x72, 0xb4, 0x62, 0x40];
+
+    #[test]
+    fn an_h265_key_frame_gives_an_hvc1_track() {
+        let key = unit(&[&VPS, &SPS_H265, &PPS_H265, &[0x28, 0x01, 0xaf, 0x2c]]);
+        let track = h265_track(&key).unwrap();
+        assert_eq!((track.width, track.height), (640, 360));
+        assert_eq!(track.codec, "hvc1.1.6.L63.90");
+        let init = init_segment(&track);
+        assert!(init.windows(4).any(|w| w == b"hvcC") && init.windows(4).any(|w| w == b"hvc1"));
+        // The parameter sets live in hvcC; the sample has the picture only.
+        let f = fragment(Kind::H265, 1, 0, 3600, true, &key);
+        let moof = u32::from_be_bytes(f[0..4].try_into().unwrap()) as usize;
+        assert_eq!(&f[moof + 8..], &[0, 0, 0, 4, 0x28, 0x01, 0xaf, 0x2c]);
+        assert!(h265_track(&unit(&[&SPS_H265, &PPS_H265])).unwrap_err().contains("video parameter set"));
+    }
+
     #[test]
     fn a_fragment_carries_the_picture_without_parameter_sets() {
         let key = unit(&[&SPS_640X360, &[0x68, 0xeb], &[0x65, 0x88, 0x84, 0x21]]);
-        let f = fragment(7, 90_000, 3600, true, &key);
+        let f = fragment(Kind::H264, 7, 90_000, 3600, true, &key);
         assert_eq!(&f[4..8], b"moof");
         let moof = u32::from_be_bytes(f[0..4].try_into().unwrap()) as usize;
         assert_eq!(&f[moof + 4..moof + 8], b"mdat");
@@ -403,7 +575,7 @@ mod tests {
         let trun = f.windows(4).position(|w| w == b"trun").unwrap();
         let offset = u32::from_be_bytes(f[trun + 12..trun + 16].try_into().unwrap()) as usize;
         assert_eq!(offset, moof + 8);
-        let delta = fragment(8, 93_600, 3600, false, &unit(&[&[0x41, 0x9a]]));
+        let delta = fragment(Kind::H264, 8, 93_600, 3600, false, &unit(&[&[0x41, 0x9a]]));
         let trun = delta.windows(4).position(|w| w == b"trun").unwrap();
         assert_eq!(&delta[trun + 24..trun + 28], &0x0101_0000u32.to_be_bytes());
     }

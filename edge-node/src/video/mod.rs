@@ -125,8 +125,8 @@ impl Feed {
 
     /// Makes the fragments of the units whose successor has come (all but the newest).
     fn mux(&mut self, made: &AtomicU64) -> Vec<Piece> {
-        let Some((_, init)) = &self.track else { return Vec::new() };
-        let init = init.clone();
+        let Some((track, init)) = &self.track else { return Vec::new() };
+        let (kind, init) = (track.kind, init.clone());
         let mut out = Vec::new();
         while self.muxed.len() + 1 < self.gop.len() {
             let (u, next) = (&self.gop[self.muxed.len()], &self.gop[self.muxed.len() + 1]);
@@ -134,7 +134,7 @@ impl Feed {
             let start = (base + Self::ticks(u.pts.saturating_sub(first_pts))).max(self.end);
             let end = (base + Self::ticks(next.pts.saturating_sub(first_pts))).max(start + 1);
             self.sequence = self.sequence.wrapping_add(1);
-            let bytes = Bytes::from(fmp4::fragment(self.sequence, start, (end - start) as u32, u.key, &u.data));
+            let bytes = Bytes::from(fmp4::fragment(kind, self.sequence, start, (end - start) as u32, u.key, &u.data));
             made.fetch_add(1, Ordering::Relaxed);
             self.end = end;
             let piece = Piece {
@@ -193,8 +193,13 @@ impl LiveVideo {
             feed.codec = codec;
         }
         if key {
-            if codec == "h264" {
-                match fmp4::h264_track(data) {
+            let track = match codec {
+                "h264" => Some(fmp4::h264_track(data)),
+                "h265" => Some(fmp4::h265_track(data)),
+                _ => None,
+            };
+            if let Some(track) = track {
+                match track {
                     Ok(track) => {
                         if feed.track.as_ref().is_none_or(|(t, _)| *t != track) {
                             let init = Bytes::from(fmp4::init_segment(&track));
@@ -209,7 +214,8 @@ impl LiveVideo {
                 }
             } else {
                 feed.track = None;
-                feed.unsupported = Some(format!("live video is repackaged from H.264 only; this camera sends {codec}"));
+                feed.unsupported =
+                    Some(format!("live video is repackaged from H.264 and H.265; this camera sends {codec}"));
             }
         }
         if feed.gop.is_empty() && !key {
@@ -522,9 +528,13 @@ mod tests {
         video.unit(&cam, "h264", Duration::from_millis(40), false, &unit(false, 2));
         let Next::Piece(p) = viewer.next().await else { panic!("a piece") };
         assert!(p.time > last, "{} after {last}", p.time);
-        // H.265 is not repackaged (yet): said, not served.
-        video.unit(&cam, "h265", Duration::ZERO, true, &[0, 0, 0, 1, 0x40, 1]);
-        assert!(matches!(video.watch("a"), Err(WatchError::Unsupported(why)) if why.contains("h265")));
+        // A key frame without its parameter sets cannot start a stream: said, not served.
+        video.unit(&cam, "h265", Duration::ZERO, true, &[0, 0, 0, 1, 0x26, 1, 0xaf]);
+        assert!(
+            matches!(video.watch("a"), Err(WatchError::Unsupported(why)) if why.contains("video parameter set")),
+            "{:?}",
+            video.watch("a").err()
+        );
         // privacy.live = "off": the viewer's stream ends, nothing more is kept or shown.
         video.set_cameras([("a".to_string(), false)]);
         assert!(matches!(viewer.next().await, Next::End));

@@ -386,6 +386,8 @@ pub struct Http {
     pub users: Vec<User>,
     /// Cameras shown around an alert on the status page.
     pub nearby_cameras: u32,
+    /// Where operators reach this node's pages (`http.public_url`), without a trailing `/`.
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Clone)]

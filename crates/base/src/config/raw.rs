@@ -252,6 +252,10 @@ pub struct RawHttp {
     /// How many cameras around an alert its view on the status page shows beside its own
     /// (the nearest by `location`, else those of its micro-grid), 0 to 12. Default: 4.
     pub nearby_cameras: Option<u32>,
+    /// The address operators reach this node's pages at (e.g. `"https://edge-3.district.lan:9443"`),
+    /// published in the node's status so the district page opens a camera's live video on its
+    /// node. Default: none (the district shows pictures only).
+    pub public_url: Option<String>,
 }
 
 /// `[models.<name>]`: one detection model (the YOLOX object or the YuNet face family).

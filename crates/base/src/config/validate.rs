@@ -424,7 +424,16 @@ fn http(v: &mut Validator, h: &RawHttp) -> Http {
     if nearby_cameras > 12 {
         v.err("http.nearby_cameras", format!("{nearby_cameras}: at most 12 cameras beside the alert's own"));
     }
-    Http { listen: addr, token, users, nearby_cameras: nearby_cameras.min(12) }
+    let public_url = h.public_url.as_ref().and_then(|u| {
+        let ok = (u.starts_with("http://") || u.starts_with("https://"))
+            && u.len() > "https://".len()
+            && !u.chars().any(|c| c.is_whitespace() || c == '"' || c == '<' || c == '>');
+        if !ok {
+            v.err("http.public_url", format!("\"{u}\" is not an address such as \"https://edge-3.district.lan:9443\""));
+        }
+        ok.then(|| u.trim_end_matches('/').to_string())
+    });
+    Http { listen: addr, token, users, nearby_cameras: nearby_cameras.min(12), public_url }
 }
 
 /// `http.users_file`: `<name> <role> <token>` per line; errors name the file's line.
