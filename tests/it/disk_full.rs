@@ -73,6 +73,7 @@ fn event(i: u64) -> RuleEvent {
         started_at: Duration::from_secs(i),
         ended_at: None,
         started_wall: SystemTime::now(),
+        last_seen: None,
     }
 }
 

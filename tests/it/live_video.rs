@@ -291,10 +291,8 @@ models = ["objects"]
     assert!(audited, "{views:#?}");
     // The 5 s view: at least what the reader took (the node may have sent a batch more
     // before it saw the reader leave).
-    let long = views
-        .iter()
-        .filter(|v| v["transport"] == "mp4" && v["camera"] == "street")
-        .max_by_key(|v| v["bytes"].as_u64());
+    let long =
+        views.iter().filter(|v| v["transport"] == "mp4" && v["camera"] == "street").max_by_key(|v| v["bytes"].as_u64());
     let long = long.unwrap_or_else(|| panic!("no audited view of live.mp4: {views:#?}"));
     let sent = long["bytes"].as_u64().unwrap();
     assert!(

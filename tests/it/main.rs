@@ -4,6 +4,7 @@
 
 mod common;
 
+mod absence;
 mod alerts_e2e;
 mod bridge_e2e;
 mod cadence;

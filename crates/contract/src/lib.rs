@@ -207,6 +207,10 @@ pub struct Alert {
     /// The camera's `[longitude, latitude]`, when the config gives it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<[f64; 2]>,
+    /// `absence` rules: when somebody the rule watches was last seen in the zone (RFC 3339);
+    /// absent when nobody was seen since the node started watching.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<String>,
 }
 
 /// `gridsight.clip` version 1, on `<prefix>/<node>/clips/<alert id>`: the clip is ready.

@@ -293,6 +293,7 @@ pub fn alert_for(
         snapshot: snapshot.map(str::to_string),
         clip: cam.clip.filter(|_| e.kind == EventKind::New).map(|c| format!("/clips/{c}.mp4")),
         location: cam.location,
+        last_seen: e.last_seen.map(rfc3339),
     }
 }
 

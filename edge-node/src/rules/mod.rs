@@ -48,6 +48,8 @@ pub struct RuleEvent {
     /// When the incident started on the wall clock: computed once, when it opened, so every
     /// event of one incident carries the same start (stream and wall clocks drift apart).
     pub started_wall: SystemTime,
+    /// `absence` rules: when somebody watched was last seen in the zone (wall clock).
+    pub last_seen: Option<SystemTime>,
 }
 
 pub use gridsight_base::localtime::LocalTime;
@@ -94,6 +96,9 @@ struct RuleState {
     above_since: Option<Duration>,
     below_since: Option<Duration>,
     last_face: Option<Duration>,
+    /// Absence: since when nobody has been seen (of active time), and when somebody was.
+    absent_since: Option<Duration>,
+    last_seen: Option<SystemTime>,
 }
 
 pub struct RuleEngine {
@@ -247,6 +252,10 @@ impl RuleEngine {
                     }
                     self.face_rule(i, &rule, scene, zone, &mut events);
                 }
+                RuleKind::Absence { zone, classes, min_duration, schedule } => {
+                    let active = schedule.is_active(scene.local.weekday, scene.local.minute);
+                    self.absence_rule(i, &rule, scene, zone, classes, *min_duration, active, &mut events);
+                }
             }
         }
         // Cooldowns that have run out are forgotten, so the maps stay as small as the
@@ -300,6 +309,7 @@ impl RuleEngine {
             started_at: open.started,
             ended_at: (kind == EventKind::End).then_some(t),
             started_wall: open.started_wall,
+            last_seen: None,
         }
     }
 
@@ -511,13 +521,72 @@ impl RuleEngine {
         }
     }
 
+    /// Nobody of `classes` in the zone for `min_duration` of active time: one incident, which
+    /// ends when somebody is seen there (not when the schedule closes: they are still not
+    /// seen). The clock counts only while the schedule is active, and is checked once more
+    /// on the first frame after a window closed, so `07:00-11:00` with `4h` fires at 11:00
+    /// when nobody came out.
+    #[allow(clippy::too_many_arguments)]
+    fn absence_rule(
+        &mut self,
+        i: usize,
+        rule: &Rule,
+        scene: &Scene,
+        zone: &str,
+        classes: &[String],
+        min_duration: Duration,
+        active: bool,
+        events: &mut Vec<RuleEvent>,
+    ) {
+        let Some(poly) = self.zones.get(zone).cloned() else { return };
+        let t = scene.t;
+        let seen = scene
+            .tracks
+            .iter()
+            .filter(|tr| watches(rule, classes, tr))
+            .find(|tr| inside(&poly, self.point(tr.ground_point(), scene.frame)));
+        let label = classes.join("+");
+        let st = &mut self.state[i];
+        if let Some(tr) = seen {
+            st.last_seen = Some(scene.wall);
+            st.absent_since = None;
+            if let Some(open) = st.open.remove(&0) {
+                st.quiet_until.insert(0, t + rule.cooldown);
+                let mut e = self.event(EventKind::End, rule, &open, &tr.label, Some(tr.id), zone, Some(tr.bbox), t);
+                e.last_seen = self.state[i].last_seen;
+                events.push(e);
+            }
+            return;
+        }
+        let Some(since) = st.absent_since else {
+            if active {
+                st.absent_since = Some(t);
+            }
+            return;
+        };
+        let quiet = st.quiet_until.get(&0).is_some_and(|q| t < *q);
+        if !st.open.contains_key(&0) && !quiet && t.saturating_sub(since) >= min_duration {
+            let last_seen = st.last_seen;
+            let open = self.open_incident(scene, since, 1.0, 0);
+            let mut e = self.event(EventKind::New, rule, &open, &label, None, zone, None, t);
+            e.last_seen = last_seen;
+            events.push(e);
+            self.state[i].open.insert(0, open);
+        }
+        if !active {
+            // The window closed: the next one starts its own count.
+            self.state[i].absent_since = None;
+        }
+    }
+
     /// Ends every open incident of a rule (its schedule closed).
     fn close_all(&mut self, i: usize, rule: &Rule, t: Duration, events: &mut Vec<RuleEvent>) {
         let zone = match &rule.kind {
             RuleKind::ZoneEnter { zone, .. }
             | RuleKind::FaceInZone { zone, .. }
             | RuleKind::ZoneDwell { zone, .. }
-            | RuleKind::Crowd { zone, .. } => zone.clone(),
+            | RuleKind::Crowd { zone, .. }
+            | RuleKind::Absence { zone, .. } => zone.clone(),
             RuleKind::LineCross { line, .. } => line.clone(),
         };
 

@@ -439,3 +439,81 @@ fn tracks_near_a_watched_line_ask_for_a_burst() {
     assert!(!e.near_line(&[at(1, "car", 45., 50., false)], (100, 100)), "not a class the rule watches");
     assert!(!engine(rule(dwell(false, 1.0), 0.0)).near_line(&[at(1, "car", 50., 50., false)], (100, 100)));
 }
+
+#[test]
+fn absence_fires_once_when_nobody_is_seen_and_ends_when_somebody_is() {
+    let kind = RuleKind::Absence {
+        zone: "bay".into(),
+        classes: vec!["person".into()],
+        min_duration: sec(20.0),
+        schedule: Schedule::always(),
+    };
+    let person = || vec![at(1, "person", 50., 50., false)];
+    let outside = || vec![at(2, "person", 90., 90., false)];
+    let frames = vec![
+        (0.0, person(), vec![], NOON),   // seen
+        (5.0, vec![], vec![], NOON),     // the clock starts
+        (15.0, outside(), vec![], NOON), // outside the zone: nobody in it
+        (24.0, vec![], vec![], NOON),    // 19 s
+        (25.0, vec![], vec![], NOON),    // 20 s: fires, once
+        (40.0, vec![], vec![], NOON),
+        (60.0, person(), vec![], NOON), // somebody: it ends
+    ];
+    let mut e = engine(rule(kind, 0.0));
+    assert_eq!(run(&mut e, &frames), ["25:New:-", "60:End:1"]);
+    // The alert says when somebody was last seen.
+    let mut e2 = engine(rule(
+        RuleKind::Absence {
+            zone: "bay".into(),
+            classes: vec!["person".into()],
+            min_duration: sec(20.0),
+            schedule: Schedule::always(),
+        },
+        0.0,
+    ));
+    let mut events = Vec::new();
+    for (t, tracks) in [(0.0, person()), (1.0, vec![]), (21.0, vec![])] {
+        let refs: Vec<&Track> = tracks.iter().collect();
+        let scene = Scene {
+            tracks: &refs,
+            faces: &[],
+            ended: &[],
+            frame: (100, 100),
+            t: sec(t),
+            wall: wall(sec(t)),
+            local: NOON,
+        };
+        events.extend(e2.evaluate(&scene));
+    }
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].last_seen, Some(wall(sec(0.0))));
+    assert_eq!(events[0].started_at, sec(1.0));
+}
+
+#[test]
+fn absence_counts_only_the_schedule_and_checks_when_the_window_closes() {
+    // "No one came out between 07:00 and 11:00."
+    let schedule = Schedule::parse(&["daily 07:00-11:00".to_string()]).unwrap();
+    let kind = RuleKind::Absence {
+        zone: "bay".into(),
+        classes: vec!["person".into()],
+        min_duration: sec(4.0 * 3600.0),
+        schedule,
+    };
+    let local = |h: u16, m: u16| LocalTime { weekday: 2, minute: h * 60 + m };
+    let h = |x: f64| x * 3600.0;
+    // Frames every half hour from 05:00 to 12:00; nobody all morning.
+    let frames: Vec<(f64, Vec<Track>, Vec<Track>, LocalTime)> = (10u16..=24)
+        .map(|k| {
+            let minutes = k * 30;
+            (h(minutes as f64 / 60.0), vec![], vec![], local(minutes / 60, minutes % 60))
+        })
+        .collect();
+    let got = run(&mut engine(rule(kind.clone(), 0.0)), &frames);
+    assert_eq!(got, ["39600:New:-"], "fires at 11:00, the first frame after the window");
+    // Somebody at 09:00: nothing that morning.
+    let mut with_visit = frames.clone();
+    with_visit[8].1 = vec![at(1, "person", 50., 50., false)];
+    assert_eq!(with_visit[8].3, local(9, 0));
+    assert!(run(&mut engine(rule(kind, 0.0)), &with_visit).is_empty());
+}

@@ -160,6 +160,7 @@ pub enum RuleKindName {
     Crowd,
     ZoneEnter,
     FaceInZone,
+    Absence,
 }
 
 impl RuleKindName {
@@ -170,6 +171,7 @@ impl RuleKindName {
             Self::Crowd => "crowd",
             Self::ZoneEnter => "zone_enter",
             Self::FaceInZone => "face_in_zone",
+            Self::Absence => "absence",
         }
     }
 }
@@ -499,11 +501,41 @@ pub struct Rule {
 
 #[derive(Debug, Clone)]
 pub enum RuleKind {
-    ZoneDwell { zone: String, classes: Vec<String>, min_duration: Duration, stationary_only: bool },
-    LineCross { line: String, classes: Vec<String>, direction: Direction },
-    Crowd { zone: String, classes: Vec<String>, min_count: u32, min_duration: Duration },
-    ZoneEnter { zone: String, classes: Vec<String>, schedule: Schedule, shortest_visit: Option<Duration> },
-    FaceInZone { zone: String, schedule: Schedule },
+    ZoneDwell {
+        zone: String,
+        classes: Vec<String>,
+        min_duration: Duration,
+        stationary_only: bool,
+    },
+    LineCross {
+        line: String,
+        classes: Vec<String>,
+        direction: Direction,
+    },
+    Crowd {
+        zone: String,
+        classes: Vec<String>,
+        min_count: u32,
+        min_duration: Duration,
+    },
+    ZoneEnter {
+        zone: String,
+        classes: Vec<String>,
+        schedule: Schedule,
+        shortest_visit: Option<Duration>,
+    },
+    FaceInZone {
+        zone: String,
+        schedule: Schedule,
+    },
+    /// Nobody of `classes` seen in the zone for `min_duration` of the schedule's active time
+    /// (a door of someone who lives alone: "no one came out between 07:00 and 11:00").
+    Absence {
+        zone: String,
+        classes: Vec<String>,
+        min_duration: Duration,
+        schedule: Schedule,
+    },
 }
 
 impl RuleKind {
@@ -514,6 +546,7 @@ impl RuleKind {
             Self::Crowd { .. } => RuleKindName::Crowd,
             Self::ZoneEnter { .. } => RuleKindName::ZoneEnter,
             Self::FaceInZone { .. } => RuleKindName::FaceInZone,
+            Self::Absence { .. } => RuleKindName::Absence,
         }
     }
 }

@@ -481,7 +481,8 @@ pub struct RawLine {
 pub struct RawRule {
     /// Unique per camera.
     pub id: String,
-    /// `zone_dwell`, `line_cross`, `crowd`, `zone_enter` or `face_in_zone`.
+    /// `zone_dwell`, `line_cross`, `crowd`, `zone_enter`, `face_in_zone` or `absence` (nobody
+    /// of `classes` seen in the zone for `min_duration` within the `schedule`).
     pub kind: RuleKindName,
     /// Alert category, snake_case (e.g. `illegal_parking`, `loitering`, `intrusion`); dispatch routes by it.
     pub category: String,
@@ -491,7 +492,8 @@ pub struct RawRule {
     pub line: Option<String>,
     /// Object labels the rule watches (e.g. `["car", "truck"]`). Required except for `face_in_zone`.
     pub classes: Option<Vec<String>>,
-    /// `zone_dwell`, `crowd`: how long the condition must hold, e.g. `"5m"`.
+    /// `zone_dwell`, `crowd`: how long the condition must hold, e.g. `"5m"`; `absence`: how
+    /// long nobody may be seen (of the schedule's active time), e.g. `"4h"`.
     pub min_duration: Option<String>,
     /// `zone_dwell`: count only stationary objects (illegal parking). Default: false.
     pub stationary_only: Option<bool>,
@@ -499,7 +501,9 @@ pub struct RawRule {
     pub direction: Option<Direction>,
     /// `crowd`: at least this many objects, ≥ 1.
     pub min_count: Option<u32>,
-    /// `zone_enter`, `face_in_zone`: active windows, e.g. `["mon-fri 22:00-06:00"]`. Default: always.
+    /// `zone_enter`, `face_in_zone`, `absence`: active windows, e.g. `["mon-fri 22:00-06:00"]`.
+    /// Default: always. An `absence` rule counts only active time, and checks once more when
+    /// a window closes (`["daily 07:00-11:00"]` with `min_duration = "4h"`: nobody between 7 and 11).
     pub schedule: Option<Vec<String>>,
     /// `zone_enter`: the shortest visit the rule must catch, e.g. `"1s"` (a cyclist crossing
     /// the zone). Default: unset, the rule is served by key frames and catches what stays in

@@ -767,6 +767,33 @@ fn models(v: &mut Validator, raw: &BTreeMap<String, RawModel>, dir: &Path) -> BT
     out
 }
 
+/// The label closest to a misspelt one (at most a third of its letters off), for "did you
+/// mean": case and separators aside first (`Traffic-Light` is `traffic light`).
+fn nearest_label<'a>(wrong: &str, labels: &[&'a String]) -> Option<&'a String> {
+    let norm = |s: &str| s.to_lowercase().replace(['_', '-'], " ");
+    let w = norm(wrong);
+    let distance = |a: &str, b: &str| {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for j in 0..b.len() {
+                let cur = row[j + 1];
+                row[j + 1] = (prev + usize::from(ca != b[j])).min(row[j] + 1).min(cur + 1);
+                prev = cur;
+            }
+        }
+        row[b.len()]
+    };
+    labels
+        .iter()
+        .map(|l| (distance(&w, &norm(l)), *l))
+        .filter(|(d, _)| *d <= (w.chars().count() / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, l)| l)
+}
+
 fn label_hint(labels: &[String]) -> String {
     let shown: Vec<&str> = labels.iter().take(12).map(String::as_str).collect();
     let more = if labels.len() > shown.len() { ", ..." } else { "" };
@@ -1202,14 +1229,31 @@ fn camera(
     }
 
     v.duplicates(&format!("{at}rules"), c.rules.iter().map(|r| r.id.as_str()), "rule");
-    let labels: Vec<&String> = camera_models
+    let object_models: Vec<&ModelSpec> =
+        camera_models.iter().filter_map(|n| models.get(n)).filter(|m| m.family != Family::Yunet).collect();
+    let labels: Vec<&String> = object_models.iter().flat_map(|m| &m.labels).collect();
+    // A label the model knows but its `classes` list leaves out is never detected: a rule
+    // naming it would never fire.
+    let filtered: Vec<(&String, &str)> = object_models
         .iter()
-        .filter_map(|n| models.get(n))
-        .filter(|m| m.family != Family::Yunet)
-        .flat_map(|m| &m.labels)
+        .filter(|m| !m.classes.is_empty())
+        .flat_map(|m| {
+            m.labels
+                .iter()
+                .enumerate()
+                .filter(|(id, _)| !m.classes.contains(id))
+                .map(|(_, l)| (l, m.name.as_str()))
+                .collect::<Vec<_>>()
+        })
+        .filter(|(l, _)| {
+            !object_models
+                .iter()
+                .any(|m| m.classes.is_empty() && m.labels.contains(l) || m.classes.iter().any(|&i| m.labels[i] == **l))
+        })
         .collect();
     let has_faces = camera_models.iter().filter_map(|n| models.get(n)).any(|m| m.family == Family::Yunet);
-    let ctx = RuleContext { zones: &c.zones, lines: &c.lines, labels: &labels, has_faces, defaults: d };
+    let ctx =
+        RuleContext { zones: &c.zones, lines: &c.lines, labels: &labels, filtered: &filtered, has_faces, defaults: d };
     let rules = c.rules.iter().enumerate().filter_map(|(j, r)| rule(v, &format!("{at}rules[{j}]"), r, &ctx)).collect();
 
     Camera {
@@ -1254,6 +1298,8 @@ struct RuleContext<'a> {
     zones: &'a BTreeMap<String, RawZone>,
     lines: &'a BTreeMap<String, RawLine>,
     labels: &'a [&'a String],
+    /// Labels a model of the camera knows but its `classes` list leaves out, with the model.
+    filtered: &'a [(&'a String, &'a str)],
     has_faces: bool,
     defaults: &'a CameraDefaults,
 }
@@ -1283,7 +1329,8 @@ fn rule(v: &mut Validator, at: &str, r: &RawRule, ctx: &RuleContext) -> Option<R
     forbid(
         v,
         "min_duration",
-        !matches!(r.kind, RuleKindName::ZoneDwell | RuleKindName::Crowd) && r.min_duration.is_some(),
+        !matches!(r.kind, RuleKindName::ZoneDwell | RuleKindName::Crowd | RuleKindName::Absence)
+            && r.min_duration.is_some(),
     );
     forbid(v, "stationary_only", r.kind != RuleKindName::ZoneDwell && r.stationary_only.is_some());
     forbid(v, "direction", r.kind != RuleKindName::LineCross && r.direction.is_some());
@@ -1291,7 +1338,8 @@ fn rule(v: &mut Validator, at: &str, r: &RawRule, ctx: &RuleContext) -> Option<R
     forbid(
         v,
         "schedule",
-        !matches!(r.kind, RuleKindName::ZoneEnter | RuleKindName::FaceInZone) && r.schedule.is_some(),
+        !matches!(r.kind, RuleKindName::ZoneEnter | RuleKindName::FaceInZone | RuleKindName::Absence)
+            && r.schedule.is_some(),
     );
     forbid(v, "classes", r.kind == RuleKindName::FaceInZone && r.classes.is_some());
     forbid(v, "shortest_visit", r.kind != RuleKindName::ZoneEnter && r.shortest_visit.is_some());
@@ -1336,13 +1384,24 @@ fn rule(v: &mut Validator, at: &str, r: &RawRule, ctx: &RuleContext) -> Option<R
         }
         (Some(list), _) => {
             for (k, c) in list.iter().enumerate() {
-                if !ctx.labels.contains(&c) {
+                if let Some((_, model)) = ctx.filtered.iter().find(|(l, _)| *l == c) {
+                    v.err(
+                        format!("{at}.classes[{k}]"),
+                        format!(
+                            "\"{c}\" is a class of model {model}, but [models.{model}] classes leaves it out, so it \
+                             is never detected: add it there"
+                        ),
+                    );
+                } else if !ctx.labels.contains(&c) {
                     let hint = if ctx.labels.is_empty() {
                         "this camera runs no object model".to_string()
                     } else {
+                        let near =
+                            nearest_label(c, ctx.labels).map(|l| format!("did you mean \"{l}\"? ")).unwrap_or_default();
                         format!(
-                            "not a label of this camera's object models (e.g. {})",
-                            ctx.labels.iter().take(8).map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                            "{near}not a label of this camera's object models ({}: {})",
+                            ctx.labels.len(),
+                            ctx.labels.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
                         )
                     };
                     v.err(format!("{at}.classes[{k}]"), format!("unknown class \"{c}\": {hint}"));
@@ -1400,6 +1459,7 @@ fn rule(v: &mut Validator, at: &str, r: &RawRule, ctx: &RuleContext) -> Option<R
             RuleKind::ZoneEnter { zone, classes, schedule, shortest_visit }
         }
         RuleKindName::FaceInZone => RuleKind::FaceInZone { zone, schedule },
+        RuleKindName::Absence => RuleKind::Absence { zone, classes, min_duration: min_duration(v), schedule },
         RuleKindName::LineCross => {
             let line = match &r.line {
                 None => {
