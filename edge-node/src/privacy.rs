@@ -11,6 +11,8 @@
 //!   ─► pixelate what it found and the faces already known
 //!   ─► verify: the face model on the pixelated picture at 2x, score ≥ 0.5 (the small faces
 //!      1x misses, and anything pixelation left face-like) ─► pixelate those too
+//!   ─► and at 1x, score ≥ 0.5: a face next to pixelated ones can stand out at 1x once its
+//!      neighbours are blocks (seen once in a crowd's live snapshot) ─► pixelate those too
 //! ```
 //!
 //! A low score costs only a few harmless pixelated patches; a missed face is a privacy
@@ -70,12 +72,16 @@ impl FaceSearch {
         self.find(bgr, w, h, 1.0, SEARCH_SCORE)
     }
 
-    /// The verify pass on a picture whose known faces are already pixelated: what is still
-    /// found at 2x is pixelated too; returns those boxes.
+    /// The verify passes on a picture whose known faces are already pixelated: what is still
+    /// found at 2x, then at 1x, is pixelated too; returns those boxes.
     pub fn verify(&mut self, bgr: &mut [u8], w: u32, h: u32) -> Result<Vec<[f32; 4]>, OrtError> {
-        let found = self.find(bgr, w, h, VERIFY_SCALE, VERIFY_SCORE)?;
-        for b in &found {
-            crate::alert::pixelate(bgr, w, h, *b);
+        let mut found = Vec::new();
+        for scale in [VERIFY_SCALE, 1.0] {
+            let more = self.find(bgr, w, h, scale, VERIFY_SCORE)?;
+            for b in &more {
+                crate::alert::pixelate(bgr, w, h, *b);
+            }
+            found.extend(more);
         }
         Ok(found)
     }

@@ -400,6 +400,15 @@ pub fn metrics(m: &mut crate::telemetry::MetricsText, video: &LiveVideo, audit: 
     let samples: Vec<(Vec<(&str, &str)>, f64)> =
         viewers.iter().map(|(c, n)| (vec![("camera", c.as_str())], *n as f64)).collect();
     m.family("gridsight_live_viewers", "Raw live video viewers now.", "gauge", &samples);
+    let held = video.buffered();
+    let held: Vec<(Vec<(&str, &str)>, f64)> =
+        held.iter().map(|(c, b)| (vec![("camera", c.as_str())], *b as f64)).collect();
+    m.family(
+        "gridsight_live_buffer_bytes",
+        "Stream kept since the last key frame so a new viewer starts at once (at most 2 MiB).",
+        "gauge",
+        &held,
+    );
     let counts = audit.counts();
     let views: Vec<(Vec<(&str, &str)>, f64)> =
         counts.iter().map(|((c, r), (n, _))| (vec![("camera", c.as_str()), ("role", r.as_str())], *n as f64)).collect();

@@ -34,6 +34,11 @@ use tokio::sync::broadcast;
 /// at 25 fps).
 pub const BACKLOG: usize = 128;
 
+/// The most a camera keeps of its current group of pictures for new viewers. A long GOP at a
+/// high bitrate (10 s at 4 Mbit/s is 5 MB) would otherwise cost that much per camera: beyond
+/// this, the group is let go and a new viewer waits for the next key frame instead.
+pub const GOP_MAX_BYTES: usize = 2 << 20;
+
 /// One fragment, as every viewer of the camera gets it.
 #[derive(Clone)]
 pub struct Piece {
@@ -56,6 +61,8 @@ pub struct Watch {
     pub height: u32,
     pub init: Bytes,
     pub backlog: Vec<Piece>,
+    /// The group in hand was let go ([`GOP_MAX_BYTES`]): the viewer starts at the next key frame.
+    pub from_next_key: bool,
     pub live: broadcast::Receiver<Piece>,
 }
 
@@ -97,8 +104,13 @@ struct Feed {
     track: Option<(fmp4::Track, Bytes)>,
     unsupported: Option<String>,
     codec: &'static str,
-    /// The units since the newest key frame.
+    /// The units since the newest key frame (or, when `partial`, the newest of them).
     gop: Vec<Unit>,
+    /// Bytes held in `gop`.
+    gop_bytes: usize,
+    /// The group outgrew [`GOP_MAX_BYTES`]: `gop` no longer starts at a key frame, and a new
+    /// viewer starts at the next one.
+    partial: bool,
     /// Fragments of `gop[..muxed.len()]`, made while someone watched.
     muxed: Vec<Piece>,
     /// The stream's first unit, and where its decode times start (continuing across a
@@ -189,6 +201,8 @@ impl LiveVideo {
         if restart {
             feed.gop.clear();
             feed.muxed.clear();
+            feed.gop_bytes = 0;
+            feed.partial = false;
             feed.origin = None;
             feed.codec = codec;
         }
@@ -222,6 +236,7 @@ impl LiveVideo {
             return;
         }
         feed.gop.push(Unit { pts, key, data: data.to_vec(), wall: SystemTime::now() });
+        feed.gop_bytes += data.len();
         let watched = feed.watched();
         if watched {
             let pieces = feed.mux(&self.fragments);
@@ -230,13 +245,26 @@ impl LiveVideo {
                 let _ = tx.send(p);
             }
         }
-        // A new group of pictures: what came before is no use to a new viewer.
-        if key && feed.gop.len() > 1 {
+        // A new group of pictures: what came before is no use to a new viewer. A group over
+        // the cap is let go too (the newest unit stays: its fragment is not made yet).
+        let over = feed.gop_bytes > GOP_MAX_BYTES;
+        if (key || over) && feed.gop.len() > 1 {
             let newest = feed.gop.pop().expect("pushed above");
             feed.gop.clear();
             feed.muxed.clear();
+            feed.gop_bytes = newest.data.len();
             feed.gop.push(newest);
         }
+        if key {
+            feed.partial = false;
+        } else if over {
+            feed.partial = true;
+        }
+    }
+
+    /// Bytes each camera keeps for new viewers (`gridsight_live_buffer_bytes`).
+    pub fn buffered(&self) -> Vec<(String, usize)> {
+        self.feeds.locked().iter().map(|(c, f)| (c.to_string(), f.gop_bytes)).collect()
     }
 
     /// Starts watching `camera`.
@@ -261,7 +289,8 @@ impl LiveVideo {
             width: track.width,
             height: track.height,
             init,
-            backlog: feed.muxed.clone(),
+            backlog: if feed.partial { Vec::new() } else { feed.muxed.clone() },
+            from_next_key: feed.partial,
             live,
         })
     }
@@ -338,7 +367,8 @@ impl Viewer {
     /// The viewer, and what it sends first: the init segment and the fragments since the
     /// newest key frame.
     pub fn new(watch: Watch) -> (Self, Vec<Piece>) {
-        (Viewer { live: watch.live, init: watch.init, skipping: false, held: None, skipped: 0 }, watch.backlog)
+        let skipping = watch.from_next_key;
+        (Viewer { live: watch.live, init: watch.init, skipping, held: None, skipped: 0 }, watch.backlog)
     }
 
     /// The fragments that come within `linger` of the first, sent with one write: a write
@@ -504,6 +534,35 @@ mod tests {
         assert_eq!(b.pieces.len(), 5, "10..14; 15 waits for its successor");
         video.set_cameras([]);
         assert!(viewer.batch(Duration::from_millis(20)).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_group_over_the_cap_is_let_go_and_a_new_viewer_waits_for_a_key_frame() {
+        let video = LiveVideo::default();
+        video.set_cameras([("a".to_string(), true)]);
+        let cam: Arc<str> = Arc::from("a");
+        let big = |key: bool, n: u8| {
+            let mut u = unit(key, n);
+            u.extend(std::iter::repeat_n(0x55u8, 300_000));
+            u
+        };
+        for i in 0..10u64 {
+            video.unit(&cam, "h264", Duration::from_millis(40 * i), i == 0, &big(i == 0, i as u8));
+        }
+        let held: usize = video.buffered().iter().map(|(_, b)| b).sum();
+        assert!(held <= GOP_MAX_BYTES + 310_000, "{held} bytes held");
+        let w = video.watch("a").unwrap();
+        assert!(w.backlog.is_empty() && w.from_next_key);
+        let (mut viewer, _) = Viewer::new(w);
+        for i in 10..12u64 {
+            video.unit(&cam, "h264", Duration::from_millis(40 * i), false, &unit(false, i as u8));
+        }
+        video.unit(&cam, "h264", Duration::from_millis(480), true, &unit(true, 12));
+        video.unit(&cam, "h264", Duration::from_millis(520), false, &unit(false, 13));
+        let Next::Piece(p) = viewer.next().await else { panic!("a piece") };
+        assert!(p.key, "the first fragment a late viewer gets is a key frame");
+        // A key frame gives new viewers a whole group again.
+        assert!(!video.watch("a").unwrap().from_next_key);
     }
 
     #[tokio::test]

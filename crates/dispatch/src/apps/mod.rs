@@ -443,10 +443,7 @@ impl InspectorApp {
             },
             "report-audio" => match self.dispatcher.report_audio(&o.first_alert) {
                 Ok(Some((audio, ctype))) => {
-                    let ctype = ["audio/webm", "audio/ogg", "audio/mpeg", "audio/mp4", "audio/wav"]
-                        .into_iter()
-                        .find(|t| ctype.starts_with(t))
-                        .unwrap_or("application/octet-stream");
+                    let ctype = audio_type(&ctype);
                     Reply::new(200, ctype, audio)
                 }
                 _ => missing("resident's voice note"),
@@ -514,10 +511,7 @@ impl InspectorApp {
         let found = n.parse().ok().and_then(|n| self.dispatcher.message(id, n).ok().flatten());
         match found {
             Some((audio, ctype)) => {
-                let ctype = ["audio/webm", "audio/ogg", "audio/mpeg", "audio/mp4", "audio/wav"]
-                    .into_iter()
-                    .find(|t| ctype.starts_with(t))
-                    .unwrap_or("application/octet-stream");
+                let ctype = audio_type(&ctype);
                 Reply::new(200, ctype, audio).with_header(header::CACHE_CONTROL, "private, max-age=86400")
             }
             None => refused(404, format!("order {id} has no voice message {n}")),
@@ -616,41 +610,60 @@ impl InspectorApp {
     }
 }
 
-/// `GET /inspector/api/events`: the inspector's list, pushed as a server-sent event
-/// (`event: orders`) at once and after every change that alters it; a comment every 15 s
-/// keeps proxies from closing the stream.
-async fn events(app: Arc<InspectorApp>, headers: HeaderMap) -> Response {
+/// The type a stored recording is served as: one of the audio types browsers record and
+/// play, else plain bytes (a stored type is never echoed as it came).
+fn audio_type(stored: &str) -> &'static str {
+    ["audio/webm", "audio/ogg", "audio/mpeg", "audio/mp4", "audio/wav"]
+        .into_iter()
+        .find(|t| stored.starts_with(t))
+        .unwrap_or("application/octet-stream")
+}
+
+/// Server-sent events of `name`: `read()` (on a blocking thread) at once and after every
+/// committed change of the dispatcher; it gives (what decides whether it changed, the
+/// event's data), sent when the first differs from the last sent. A comment every 15 s keeps
+/// proxies from closing the stream. `read` returning `None` sends nothing that time.
+pub(crate) fn push_on_change<F>(dispatcher: &Dispatcher, name: &'static str, read: F) -> Response
+where
+    F: Fn() -> Option<(String, String)> + Send + Sync + 'static,
+{
     use axum::response::sse::{Event, KeepAlive, Sse};
     use futures::StreamExt;
-    let text = |h: header::HeaderName| headers.get(h).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let Some(who) = app.who(&text(header::AUTHORIZATION), &text(header::COOKIE)) else {
-        return (StatusCode::UNAUTHORIZED, "not signed in\n").into_response();
-    };
-    let changes = app.dispatcher.watch();
-    let state = (app, who, changes, String::new(), true);
-    let stream = futures::stream::unfold(state, |(app, who, mut changes, mut last, mut first)| async move {
+    let state = (Arc::new(read), dispatcher.watch(), String::new(), true);
+    let stream = futures::stream::unfold(state, move |(read, mut changes, mut last, mut first)| async move {
         loop {
             if !first && changes.changed().await.is_err() {
                 return None;
             }
             first = false;
             changes.borrow_and_update();
-            let (a, w) = (app.clone(), who.clone());
-            let now = crate::service::now_ms();
-            let list = tokio::task::spawn_blocking(move || a.list(&w, now)).await.ok()?;
-            let Ok(v) = list else { continue };
-            // Unchanged lists are not sent again (`now_ms` aside).
-            let key = v["orders"].to_string();
+            let r = read.clone();
+            let Some((key, data)) = tokio::task::spawn_blocking(move || r()).await.ok()? else { continue };
             if key != last {
                 last = key;
-                let event = Event::default().event("orders").data(v.to_string());
-                return Some((event, (app, who, changes, last, first)));
+                return Some((Event::default().event(name).data(data), (read, changes, last, first)));
             }
         }
     });
     Sse::new(stream.map(Ok::<_, Infallible>))
         .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
         .into_response()
+}
+
+/// `GET /inspector/api/events`: the inspector's list, pushed as a server-sent event
+/// (`event: orders`) at once and after every change that alters it; a comment every 15 s
+/// keeps proxies from closing the stream.
+async fn events(app: Arc<InspectorApp>, headers: HeaderMap) -> Response {
+    let text = |h: header::HeaderName| headers.get(h).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let Some(who) = app.who(&text(header::AUTHORIZATION), &text(header::COOKIE)) else {
+        return (StatusCode::UNAUTHORIZED, "not signed in\n").into_response();
+    };
+    let dispatcher = app.dispatcher.clone();
+    push_on_change(&dispatcher, "orders", move || {
+        let v = app.list(&who, crate::service::now_ms()).ok()?;
+        // Unchanged lists are not sent again (`now_ms` aside).
+        Some((v["orders"].to_string(), v.to_string()))
+    })
 }
 
 /// The app's routes; list [`PREFIX`] and [`ORDERS`] in `http::Access::own_credentials`.

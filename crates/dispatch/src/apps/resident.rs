@@ -13,7 +13,6 @@
 //! (local storage) and sends it as a cookie `gs_r_<id>` for the two report paths above,
 //! which a browser's `EventSource` and `<img>` cannot send as a header.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, StatusCode, header};
@@ -99,8 +98,6 @@ impl ResidentApp {
 
 /// `GET /report/api/reports/<id>/events`: the report's status now and after every change.
 async fn events(app: Arc<ResidentApp>, id: String, headers: HeaderMap) -> Response {
-    use axum::response::sse::{Event, KeepAlive, Sse};
-    use futures::StreamExt;
     let cookie = headers.get(header::COOKIE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let allowed = {
         let (app, id) = (app.clone(), id.clone());
@@ -109,28 +106,12 @@ async fn events(app: Arc<ResidentApp>, id: String, headers: HeaderMap) -> Respon
     if !allowed {
         return (StatusCode::FORBIDDEN, "unknown report, or not its token\n").into_response();
     }
-    let changes = app.dispatcher.watch();
-    let state = (app, id, changes, String::new(), true);
-    let stream = futures::stream::unfold(state, |(app, id, mut changes, mut last, mut first)| async move {
-        loop {
-            if !first && changes.changed().await.is_err() {
-                return None;
-            }
-            first = false;
-            changes.borrow_and_update();
-            let (a, i) = (app.clone(), id.clone());
-            let status = tokio::task::spawn_blocking(move || a.dispatcher.report_status(&i)).await.ok()?;
-            let Ok(Some(v)) = status else { continue };
-            let text = serde_json::to_string(&v).unwrap_or_default();
-            if text != last {
-                last = text.clone();
-                return Some((Event::default().event("report").data(text), (app, id, changes, last, first)));
-            }
-        }
-    });
-    Sse::new(stream.map(Ok::<_, Infallible>))
-        .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
-        .into_response()
+    let dispatcher = app.dispatcher.clone();
+    super::push_on_change(&dispatcher, "report", move || {
+        let v = app.dispatcher.report_status(&id).ok()??;
+        let text = serde_json::to_string(&v).ok()?;
+        Some((text.clone(), text))
+    })
 }
 
 /// The app's routes; list [`PREFIX`] in `http::Access::own_credentials`.
