@@ -25,11 +25,11 @@ use tracing::{info, warn};
 
 use super::{LiveVideo, Viewer, WatchError};
 
-/// How long a viewer's fragments wait for the next ones to go out in one write (10 frames at
-/// 25 fps). A write and a wake per frame per viewer cost about 0.5 ms of CPU per
-/// viewer-second on loopback, 200 ms batches 0.3 ms, 400 ms batches 0.2 ms (`make
+/// How long a viewer's fragments wait for the next ones to go out in one write (15 frames at
+/// 25 fps). A write and a wake per frame per viewer cost about 0.67 ms of CPU per
+/// viewer-second on loopback, 200 ms batches 0.37 ms, 400 ms batches 0.22 ms (`make
 /// bench-live`); the price is up to this much more delay to the screen.
-pub const LINGER: std::time::Duration = std::time::Duration::from_millis(400);
+pub const LINGER: std::time::Duration = std::time::Duration::from_millis(600);
 use crate::config::Role;
 use crate::contract::LiveView;
 use crate::telemetry::http::Caller;
