@@ -11,7 +11,7 @@
 //!   ─► pixelate what it found and the faces already known
 //!   ─► verify: the face model on the pixelated picture at 2x, score ≥ 0.5 (the small faces
 //!      1x misses, and anything pixelation left face-like) ─► pixelate those too
-//!   ─► and at 1x, score ≥ 0.5: a face next to pixelated ones can stand out at 1x once its
+//!   ─► and at 1x, score ≥ 0.3: a face next to pixelated ones can stand out at 1x once its
 //!      neighbours are blocks (seen once in a crowd's live snapshot) ─► pixelate those too
 //! ```
 //!
@@ -76,8 +76,9 @@ impl FaceSearch {
     /// found at 2x, then at 1x, is pixelated too; returns those boxes.
     pub fn verify(&mut self, bgr: &mut [u8], w: u32, h: u32) -> Result<Vec<[f32; 4]>, OrtError> {
         let mut found = Vec::new();
-        for scale in [VERIFY_SCALE, 1.0] {
-            let more = self.find(bgr, w, h, scale, VERIFY_SCORE)?;
+        // At 1x the search's low score: a face the search missed by a little is caught here.
+        for (scale, score) in [(VERIFY_SCALE, VERIFY_SCORE), (1.0, SEARCH_SCORE)] {
+            let more = self.find(bgr, w, h, scale, score)?;
             for b in &more {
                 crate::alert::pixelate(bgr, w, h, *b);
             }
