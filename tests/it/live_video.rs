@@ -24,10 +24,8 @@ fn get(port: u16, path: &str, token: Option<&str>) -> (u16, Vec<u8>) {
     http_request(port, "GET", path, &token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default(), b"")
 }
 
-/// Reads `GET path` for `seconds` and returns (status, the body de-chunked so far).
-fn read_stream(port: u16, path: &str, token: &str, seconds: f64) -> (u16, Vec<u8>) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n").unwrap();
+/// What a socket sends within `seconds` (or until it closes).
+fn read_for(s: &mut std::net::TcpStream, seconds: f64) -> Vec<u8> {
     s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     let until = Instant::now() + Duration::from_secs_f64(seconds);
     let mut raw = Vec::new();
@@ -39,6 +37,14 @@ fn read_stream(port: u16, path: &str, token: &str, seconds: f64) -> (u16, Vec<u8
             Err(_) => {}
         }
     }
+    raw
+}
+
+/// Reads `GET path` for `seconds` and returns (status, the body de-chunked so far).
+fn read_stream(port: u16, path: &str, token: &str, seconds: f64) -> (u16, Vec<u8>) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n").unwrap();
+    let raw = read_for(&mut s, seconds);
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("an answer");
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
@@ -98,17 +104,7 @@ fn websocket(port: u16, path: &str, token: &str, seconds: f64) -> (String, usize
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
     .unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-    let until = Instant::now() + Duration::from_secs_f64(seconds);
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 65536];
-    while Instant::now() < until {
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-            Err(_) => {}
-        }
-    }
+    let raw = read_for(&mut s, seconds);
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("an answer");
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
