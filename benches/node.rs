@@ -487,7 +487,7 @@ fn privacy(media: &std::path::Path) {
                 edge_node::alert::pixelate(&mut safe, 640, 360, *f);
             }
             let t = Instant::now();
-            let more = search.verify(&mut safe, 640, 360).unwrap();
+            let more = search.verify(&mut safe, 640, 360, &found).unwrap();
             v.push(t.elapsed().as_secs_f64() * 1e3);
             faces = found.len() + more.len();
             let job =
@@ -507,7 +507,7 @@ fn privacy(media: &std::path::Path) {
             for f in &found {
                 edge_node::alert::pixelate(&mut safe, 160, 90, *f);
             }
-            search.verify(&mut safe, 160, 90).unwrap();
+            search.verify(&mut safe, 160, 90, &found).unwrap();
             t_small.push(t.elapsed().as_secs_f64() * 1e3);
         }
         thumbs.push(median(t_small));

@@ -584,11 +584,13 @@ impl Worker {
         };
 
         let mut encode: Option<Encoder> = None;
-        // Frame i goes out with the faces the search found in i-1, i and i+1 pixelated (a
-        // face it misses in one frame is still hidden by its neighbours), then verified
-        // ([`FaceSearch::verify`]: what is still found at 2x is pixelated too).
+        // Frame i goes out with the faces the search found in i-1, i and i+1 and those the
+        // verify passes found in i-1 pixelated (a face missed in one frame is still hidden by
+        // its neighbours), then verified ([`FaceSearch::verify`]: what is still found at 2x
+        // or 1x is pixelated too).
         let mut window: VecDeque<Picture> = VecDeque::new();
         let (mut frames, mut faces) = (0u64, 0u64);
+        let mut carried: Vec<[f32; 4]> = Vec::new();
         let mut emit = |encode: &mut Option<Encoder>,
                         search: &mut FaceSearch,
                         window: &VecDeque<Picture>,
@@ -598,12 +600,15 @@ impl Worker {
             let mut bgr = data.clone();
             let lo = i.saturating_sub(1);
             let hi = (i + 1).min(window.len() - 1);
-            for (_, _, _, _, boxes) in window.range(lo..=hi) {
-                for b in boxes {
-                    crate::alert::pixelate(&mut bgr, *w, *h, *b);
-                }
+            // With what the verify passes found on the frame before (a face near a score
+            // threshold is found in one frame and not the next).
+            let mut hidden: Vec<[f32; 4]> = window.range(lo..=hi).flat_map(|p| p.4.iter().copied()).collect();
+            hidden.append(&mut carried);
+            for b in &hidden {
+                crate::alert::pixelate(&mut bgr, *w, *h, *b);
             }
-            faces += search.verify(&mut bgr, *w, *h).map_err(|e| e.to_string())?.len() as u64;
+            carried = search.verify(&mut bgr, *w, *h, &hidden).map_err(|e| e.to_string())?;
+            faces += carried.len() as u64;
             if encode.is_none() {
                 *encode = Some(Self::encoder(*w, *h, fps)?);
             }

@@ -116,11 +116,19 @@ fn a_crowd_snapshot_is_searched_on_the_whole_frame() {
     let without = left(sw, sh, &only_crops);
     let (sw, sh, searched) = decode_image(&snapshot(&f, None, &crop.faces, FacePolicy::Blur, Some(&privacy)).unwrap());
     let with = left(sw, sh, &searched);
-    println!("faces left at 1x, 2x: crops only {without:?}, whole-frame search {with:?}");
-    assert!(
-        without.0 + without.1 > 0,
-        "the crop path alone should leave faces in this crowd (the test would be vacuous)"
+    // The faces a whole-frame detector at 2x sees that no crop found (centre outside every
+    // crop face): what the crop path alone would publish unless its blocks happen to cover them.
+    let missed = faces_at_scale(w, h, &f.data, 2.0)
+        .iter()
+        .filter(|m| {
+            let (cx, cy) = ((m.bbox[0] + m.bbox[2]) / 2.0, (m.bbox[1] + m.bbox[3]) / 2.0);
+            !crop.faces.iter().any(|c| cx >= c.bbox[0] && cx <= c.bbox[2] && cy >= c.bbox[1] && cy <= c.bbox[3])
+        })
+        .count();
+    println!(
+        "{missed} faces no crop found; faces left at 1x, 2x: crops only {without:?}, whole-frame search {with:?}"
     );
+    assert!(missed > 0, "the crop path alone should miss faces in this crowd (the test would be vacuous)");
     assert_eq!(with, (0, 0), "faces left in the published snapshot");
 }
 
