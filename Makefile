@@ -5,7 +5,7 @@ export ORT_DYLIB_PATH ?= $(CURDIR)/.cache/onnxruntime/libonnxruntime.so.1.31.1
 export GRIDSIGHT_SHARED ?= $(abspath $(CURDIR)/../shared)
 export GRIDSIGHT_MEDIA ?= $(CURDIR)/.cache/media
 
-.PHONY: setup build demo test check-config bench bench-node bench-privacy bench-recall bench-page bench-live deb docs fmt lint clean
+.PHONY: setup build demo test check-config bench bench-node bench-privacy bench-recall bench-page bench-live bench-still deb docs fmt lint clean
 
 ## setup: install Debian packages, ONNX Runtime, models and media (idempotent)
 setup:
@@ -40,6 +40,11 @@ bench-node: setup
 ## per alert, per blurred clip, per camera-second of thumbnails)
 bench-privacy: setup
 	$(CARGO) bench --locked --bench node -- privacy
+
+## bench-still: what the dual background of left_object / removed_object rules costs per
+## camera-second on 640x360 key frames, and its memory per camera
+bench-still: setup
+	$(CARGO) bench --locked --bench node -- still
 
 ## bench-recall: the cheap cadence against per-frame detection at 5 fps, on the same streams at the
 ## same time: recall and precision per rule kind and class, first-alert delay, CPU and inferences

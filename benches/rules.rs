@@ -132,6 +132,8 @@ fn track_and_evaluate(
     let wall = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000) + t;
     engine.evaluate(&Scene {
         tracks: &tracks,
+        objects: &[],
+        stills: &[],
         faces: &d.faces,
         ended: &update.ended,
         frame: (1280, 720),

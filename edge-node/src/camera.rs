@@ -22,6 +22,7 @@ use crate::localtime::local_time;
 use crate::motion::{Gate, MotionGate, MotionOptions};
 use crate::rules::{IncidentIds, RuleEngine, RuleEvent, Scene};
 use crate::source::Demand;
+use crate::still::{Still, StillModel};
 use crate::track::{Track, Tracker, TrackerOptions};
 use crate::types::{Detections, Frame};
 
@@ -52,6 +53,8 @@ pub struct CameraCore {
     demand: Demand,
     /// Whether any rule needs more than key frames.
     wants_deltas: bool,
+    /// The dual background, when a `left_object` or `removed_object` rule needs it.
+    still: Option<StillModel>,
 }
 
 /// Motion covering at most this share of the frame (with the live tracks) is detected on a
@@ -75,6 +78,16 @@ impl CameraCore {
         let gate = cam.motion_gate.then(|| {
             MotionGate::new(MotionOptions { full_interval: cam.full_detect_interval, ..MotionOptions::default() })
         });
+        // One model for the camera's still rules; it absorbs at the longest `absorb_after`.
+        let still = cam
+            .rules
+            .iter()
+            .filter_map(|r| match &r.kind {
+                config::RuleKind::LeftObject(s) | config::RuleKind::RemovedObject(s) => Some(s.absorb_after),
+                _ => None,
+            })
+            .max()
+            .map(StillModel::new);
         Self {
             id: Arc::from(cam.id.as_str()),
             placement,
@@ -88,6 +101,7 @@ impl CameraCore {
             out_of_order: 0,
             wants_deltas,
             demand: Demand::default(),
+            still,
         }
     }
 
@@ -107,12 +121,26 @@ impl CameraCore {
     /// a track is live (always, without a motion gate), off when the scene is quiet; and a
     /// burst (detection at [`crate::source::BURST_FPS`]) while a track, confirmed or not, is
     /// within reach of a line a rule watches for its class.
+    ///
+    /// With still rules, the frame also feeds the camera's dual background (at most once a
+    /// second), and while it holds a still region (or one just went) the frame goes to a
+    /// full detection: the rules look at regions only on frames they see, and need the
+    /// objects over a region to tell a parked car or a person standing from a thing left.
     pub fn admit(&mut self, frame: &Frame) -> Gate {
         let live = self.tracker.has_live();
-        let gate = match self.gate.as_mut() {
+        let mut gate = match self.gate.as_mut() {
             Some(gate) => gate.check(&frame.data, frame.width, frame.height, live, frame.stream),
             None => Gate::Run { full: true, regions: Vec::new() },
         };
+        if let Some(still) = self.still.as_mut() {
+            let had = !still.stills().is_empty();
+            if still.update(&frame.data, frame.width, frame.height, frame.stream)
+                && (had || !still.stills().is_empty())
+                && !matches!(gate, Gate::Run { full: true, .. })
+            {
+                gate = Gate::Run { full: true, regions: vec![[0.0, 0.0, 1.0, 1.0]] };
+            }
+        }
         if self.wants_deltas {
             // A full detection forced by the interval (or a first frame) is not motion.
             let moving = matches!(&gate, Gate::Run { full: false, regions } if !regions.is_empty());
@@ -164,11 +192,21 @@ impl CameraCore {
         self.last = Some(t);
         let update = self.tracker.update(d, t);
         let refs: Vec<&Track> = self.tracker.confirmed().collect();
+        let size = (frame.source_width.max(frame.width), frame.source_height.max(frame.height));
+        let stills: Vec<Still> = self.still.as_ref().map_or_else(Vec::new, |m| {
+            let (w, h) = (size.0 as f32, size.1 as f32);
+            m.stills()
+                .iter()
+                .map(|s| Still { bbox: [s.bbox[0] * w, s.bbox[1] * h, s.bbox[2] * w, s.bbox[3] * h], ..s.clone() })
+                .collect()
+        });
         let scene = Scene {
             tracks: &refs,
+            objects: &d.objects,
+            stills: &stills,
             faces: &d.faces,
             ended: &update.ended,
-            frame: (frame.source_width.max(frame.width), frame.source_height.max(frame.height)),
+            frame: size,
             t,
             wall: frame.wall,
             local: local_time(frame.wall),
@@ -204,6 +242,11 @@ impl CameraCore {
 
     pub fn open_incidents(&self) -> usize {
         self.rules.open_incidents()
+    }
+
+    /// The still model's regions (0–1 frame coordinates) and bytes, when the camera has one.
+    pub fn still(&self) -> Option<&StillModel> {
+        self.still.as_ref()
     }
 
     pub fn live_tracks(&self) -> usize {

@@ -60,6 +60,7 @@ pub mod rules;
 pub mod shutdown;
 pub mod sim;
 pub mod source;
+pub mod still;
 pub mod systemd;
 pub mod telemetry;
 pub mod track;

@@ -33,7 +33,13 @@ fn example_merges_defaults_and_hides_passwords() {
     assert_eq!(street.detect_fps, 1.0);
     assert_eq!(street.transport, edge_node::config::Transport::Udp);
     assert_eq!(gate.transport, edge_node::config::Transport::Tcp);
-    assert_eq!(street.rules.len(), 4);
+    assert_eq!(street.rules.len(), 6);
+    // The urban-management rules: a thing left on the pavement (its ignore_classes as
+    // written), a stall of any COCO class.
+    let left = street.rules.iter().find(|r| r.id == "left-on-pavement").unwrap();
+    let edge_node::config::RuleKind::LeftObject(still) = &left.kind else { panic!("{:?}", left.kind) };
+    assert_eq!((still.min_duration.as_secs(), still.absorb_after.as_secs(), still.min_area), (600, 7200, 0.002));
+    assert_eq!(still.ignore_classes, ["person", "car", "truck", "bicycle", "motorcycle"]);
     assert_eq!(cfg.grid_of(street), Some("c1-g1"));
     // The password file was read, and no debug output shows it.
     assert_eq!(gate.credentials.as_ref().unwrap().password.expose(), "change-me-too");

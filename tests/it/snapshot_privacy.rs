@@ -125,9 +125,7 @@ fn a_crowd_snapshot_is_searched_on_the_whole_frame() {
             !crop.faces.iter().any(|c| cx >= c.bbox[0] && cx <= c.bbox[2] && cy >= c.bbox[1] && cy <= c.bbox[3])
         })
         .count();
-    println!(
-        "{missed} faces no crop found; faces left at 1x, 2x: crops only {without:?}, whole-frame search {with:?}"
-    );
+    println!("{missed} faces no crop found; faces left at 1x, 2x: crops only {without:?}, whole-frame search {with:?}");
     assert!(missed > 0, "the crop path alone should miss faces in this crowd (the test would be vacuous)");
     assert_eq!(with, (0, 0), "faces left in the published snapshot");
 }

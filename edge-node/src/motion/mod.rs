@@ -90,20 +90,25 @@ impl MotionGate {
     }
 
     fn downscale(&mut self, bgr: &[u8], w: usize, h: usize, gw: usize, gh: usize) {
-        self.grey.clear();
-        self.grey.resize(gw * gh, 0.0);
-        // Sample a 2x2 grid inside each target pixel: enough to average noise, cheap.
-        for gy in 0..gh {
-            for gx in 0..gw {
-                let mut sum = 0.0;
-                for (fy, fx) in [(0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75)] {
-                    let x = (((gx as f32 + fx) * w as f32 / gw as f32) as usize).min(w - 1);
-                    let y = (((gy as f32 + fy) * h as f32 / gh as f32) as usize).min(h - 1);
-                    let p = &bgr[(y * w + x) * 3..(y * w + x) * 3 + 3];
-                    sum += (p[0] as f32 + 2.0 * p[1] as f32 + p[2] as f32) / 4.0;
-                }
-                self.grey[gy * gw + gx] = sum / 4.0;
+        grey_copy(bgr, w, h, gw, gh, &mut self.grey);
+    }
+}
+
+/// A `gw`×`gh` grey copy of a packed BGR frame into `out`: a 2x2 grid of samples inside
+/// each target pixel, averaged (enough to average noise, cheap). Also used by [`crate::still`].
+pub fn grey_copy(bgr: &[u8], w: usize, h: usize, gw: usize, gh: usize, out: &mut Vec<f32>) {
+    out.clear();
+    out.resize(gw * gh, 0.0);
+    for gy in 0..gh {
+        for gx in 0..gw {
+            let mut sum = 0.0;
+            for (fy, fx) in [(0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75)] {
+                let x = (((gx as f32 + fx) * w as f32 / gw as f32) as usize).min(w - 1);
+                let y = (((gy as f32 + fy) * h as f32 / gh as f32) as usize).min(h - 1);
+                let p = &bgr[(y * w + x) * 3..(y * w + x) * 3 + 3];
+                sum += (p[0] as f32 + 2.0 * p[1] as f32 + p[2] as f32) / 4.0;
             }
+            out[gy * gw + gx] = sum / 4.0;
         }
     }
 }

@@ -11,10 +11,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::config::{Coordinates, Direction, Rule, RuleKind, Severity};
+use crate::config::{Coordinates, Direction, Rule, RuleKind, Severity, StillRule};
 use crate::geometry::{Point, Polygon, Polyline};
+use crate::still::{Change, Still};
 use crate::track::Track;
-use crate::types::Face;
+use crate::types::{Face, Object};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
@@ -57,6 +58,10 @@ pub use gridsight_base::localtime::LocalTime;
 /// What the engine looks at in one frame.
 pub struct Scene<'a> {
     pub tracks: &'a [&'a Track],
+    /// The objects detected in this frame, confirmed or not (what explains a still region).
+    pub objects: &'a [Object],
+    /// The camera's still regions ([`crate::still`]), boxes in camera pixels.
+    pub stills: &'a [Still],
     pub faces: &'a [Face],
     /// Tracks that ended since the last frame.
     pub ended: &'a [Track],
@@ -99,6 +104,8 @@ struct RuleState {
     /// Absence: since when nobody has been seen (of active time), and when somebody was.
     absent_since: Option<Duration>,
     last_seen: Option<SystemTime>,
+    /// Left and removed objects: the still regions already reported and absorbed (never again).
+    absorbed: std::collections::HashSet<u64>,
 }
 
 pub struct RuleEngine {
@@ -179,6 +186,20 @@ fn watches(rule: &Rule, classes: &[String], tr: &Track) -> bool {
     tr.best_score >= rule.min_score && classes.iter().any(|c| c == tr.label.as_ref())
 }
 
+/// Whether an object of `classes` detected in the scene (this frame's detections or a
+/// confirmed track) covers most of box `b` (camera pixels).
+fn explained(b: &[f32; 4], scene: &Scene, classes: &[String], min_score: f32) -> bool {
+    let area = ((b[2] - b[0]) * (b[3] - b[1])).max(1e-6);
+    let covers = |o: &[f32; 4]| {
+        let iw = (b[2].min(o[2]) - b[0].max(o[0])).max(0.0);
+        let ih = (b[3].min(o[3]) - b[1].max(o[1])).max(0.0);
+        iw * ih >= 0.5 * area
+    };
+    let wanted = |label: &str| classes.iter().any(|c| c == label);
+    scene.objects.iter().any(|o| o.score >= min_score && wanted(&o.label) && covers(&o.bbox))
+        || scene.tracks.iter().any(|tr| wanted(&tr.label) && covers(&tr.bbox))
+}
+
 /// Whether the move a→b crosses any segment of the line.
 fn crosses(line: &Polyline, a: Point, b: Point) -> bool {
     line.points().windows(2).any(|w| crate::geometry::segments_intersect(a, b, w[0], w[1]))
@@ -256,6 +277,8 @@ impl RuleEngine {
                     let active = schedule.is_active(scene.local.weekday, scene.local.minute);
                     self.absence_rule(i, &rule, scene, zone, classes, *min_duration, active, &mut events);
                 }
+                RuleKind::LeftObject(still) => self.still_rule(i, &rule, scene, still, Change::Left, &mut events),
+                RuleKind::RemovedObject(still) => self.still_rule(i, &rule, scene, still, Change::Removed, &mut events),
             }
         }
         // Cooldowns that have run out are forgotten, so the maps stay as small as the
@@ -579,6 +602,63 @@ impl RuleEngine {
         }
     }
 
+    /// Something new stays (`Change::Left`) or something stays gone (`Removed`) in the zone:
+    /// a still region of that change whose centre is in the zone, at least `min_area` of the
+    /// frame, with a stable shape, there for `min_duration` since it appeared, and not
+    /// explained by an object of `ignore_classes` detected over it (most of it under the
+    /// object's box). One incident per region; it ends when the region goes (taken away, put
+    /// back), or when it is absorbed into the background after `absorb_after` (then never again).
+    fn still_rule(
+        &mut self,
+        i: usize,
+        rule: &Rule,
+        scene: &Scene,
+        r: &StillRule,
+        change: Change,
+        events: &mut Vec<RuleEvent>,
+    ) {
+        let Some(poly) = self.zones.get(&r.zone).cloned() else { return };
+        let t = scene.t;
+        let label = match change {
+            Change::Left => "left_object",
+            Change::Removed => "removed_object",
+        };
+        let mut present = Vec::new();
+        for s in scene.stills.iter().filter(|s| s.change == change && s.stable >= 2 && s.area >= r.min_area) {
+            let b = s.bbox;
+            if !inside(&poly, self.point([(b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0], scene.frame)) {
+                continue;
+            }
+            let st = &mut self.state[i];
+            if t.saturating_sub(s.since) >= r.absorb_after {
+                st.absorbed.insert(s.id);
+            }
+            if st.absorbed.contains(&s.id) {
+                continue;
+            }
+            present.push(s.id);
+            if st.open.contains_key(&s.id)
+                || t.saturating_sub(s.since) < r.min_duration
+                || st.quiet_until.get(&s.id).is_some_and(|q| t < *q)
+                || explained(&b, scene, &r.ignore_classes, rule.min_score)
+            {
+                continue;
+            }
+            let open = self.open_incident(scene, s.since, 1.0, 0);
+            events.push(self.event(EventKind::New, rule, &open, label, None, &r.zone, Some(b), t));
+            self.state[i].open.insert(s.id, open);
+        }
+        let st = &mut self.state[i];
+        let gone: Vec<u64> = st.open.keys().filter(|id| !present.contains(id)).copied().collect();
+        for id in gone {
+            let open = self.state[i].open.remove(&id).unwrap();
+            events.push(self.event(EventKind::End, rule, &open, label, None, &r.zone, None, t));
+            self.state[i].quiet_until.insert(id, t + rule.cooldown);
+        }
+        // Regions the model no longer has are forgotten.
+        self.state[i].absorbed.retain(|id| scene.stills.iter().any(|s| s.id == *id));
+    }
+
     /// Ends every open incident of a rule (its schedule closed).
     fn close_all(&mut self, i: usize, rule: &Rule, t: Duration, events: &mut Vec<RuleEvent>) {
         let zone = match &rule.kind {
@@ -587,6 +667,7 @@ impl RuleEngine {
             | RuleKind::ZoneDwell { zone, .. }
             | RuleKind::Crowd { zone, .. }
             | RuleKind::Absence { zone, .. } => zone.clone(),
+            RuleKind::LeftObject(s) | RuleKind::RemovedObject(s) => s.zone.clone(),
             RuleKind::LineCross { line, .. } => line.clone(),
         };
 

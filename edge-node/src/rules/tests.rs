@@ -59,6 +59,8 @@ fn run(engine: &mut RuleEngine, frames: &[(f64, Vec<Track>, Vec<Track>, LocalTim
         let refs: Vec<&Track> = tracks.iter().collect();
         let scene = Scene {
             tracks: &refs,
+            objects: &[],
+            stills: &[],
             faces: &[],
             ended,
             frame: (100, 100),
@@ -264,6 +266,8 @@ fn face_in_zone_fires_once_then_ends() {
     {
         let scene = Scene {
             tracks: &[],
+            objects: &[],
+            stills: &[],
             faces: &faces,
             ended: &[],
             frame: (100, 100),
@@ -288,6 +292,8 @@ fn events_carry_rule_data_and_one_incident_id() {
     for t in [0.0, 1.0] {
         all.extend(e.evaluate(&Scene {
             tracks: &refs,
+            objects: &[],
+            stills: &[],
             faces: &[],
             ended: &[],
             frame: (100, 100),
@@ -298,6 +304,8 @@ fn events_carry_rule_data_and_one_incident_id() {
     }
     all.extend(e.evaluate(&Scene {
         tracks: &[],
+        objects: &[],
+        stills: &[],
         faces: &[],
         ended: &car,
         frame: (100, 100),
@@ -366,6 +374,8 @@ fn incident_numbers_are_unique_across_engines_and_runs() {
                 let t = k as f64 * 2.0;
                 for ev in e.evaluate(&Scene {
                     tracks: &car.iter().collect::<Vec<_>>(),
+                    objects: &[],
+                    stills: &[],
                     faces: &[],
                     ended: &[],
                     frame: (100, 100),
@@ -379,6 +389,8 @@ fn incident_numbers_are_unique_across_engines_and_runs() {
                 }
                 e.evaluate(&Scene {
                     tracks: &[],
+                    objects: &[],
+                    stills: &[],
                     faces: &[],
                     ended: &car,
                     frame: (100, 100),
@@ -400,6 +412,8 @@ fn end_all_closes_every_open_incident() {
     let refs: Vec<&Track> = cars.iter().collect();
     let opened = e.evaluate(&Scene {
         tracks: &refs,
+        objects: &[],
+        stills: &[],
         faces: &[],
         ended: &[],
         frame: (100, 100),
@@ -476,6 +490,8 @@ fn absence_fires_once_when_nobody_is_seen_and_ends_when_somebody_is() {
         let refs: Vec<&Track> = tracks.iter().collect();
         let scene = Scene {
             tracks: &refs,
+            objects: &[],
+            stills: &[],
             faces: &[],
             ended: &[],
             frame: (100, 100),
@@ -516,4 +532,85 @@ fn absence_counts_only_the_schedule_and_checks_when_the_window_closes() {
     with_visit[8].1 = vec![at(1, "person", 50., 50., false)];
     assert_eq!(with_visit[8].3, local(9, 0));
     assert!(run(&mut engine(rule(kind, 0.0)), &with_visit).is_empty());
+}
+
+fn still_rule(absorb_after: f64, ignore: &[&str]) -> RuleKind {
+    RuleKind::LeftObject(crate::config::StillRule {
+        zone: "bay".into(),
+        min_area: 0.01,
+        min_duration: sec(20.0),
+        absorb_after: sec(absorb_after),
+        ignore_classes: ignore.iter().map(|s| s.to_string()).collect(),
+    })
+}
+
+/// A still region with its box (camera pixels), first seen `since` seconds in.
+fn still(id: u64, b: [f32; 4], since: f64, change: crate::still::Change) -> crate::still::Still {
+    crate::still::Still { id, bbox: b, area: 0.02, change, since: sec(since), stable: 3, seen: sec(since) }
+}
+
+/// Runs frames of (time, stills, detected objects); returns the events as "t:kind:label".
+fn run_stills(
+    engine: &mut RuleEngine,
+    frames: &[(f64, Vec<crate::still::Still>, Vec<crate::types::Object>)],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (t, stills, objects) in frames {
+        let scene = Scene {
+            tracks: &[],
+            objects,
+            stills,
+            faces: &[],
+            ended: &[],
+            frame: (100, 100),
+            t: sec(*t),
+            wall: wall(sec(*t)),
+            local: NOON,
+        };
+        for e in engine.evaluate(&scene) {
+            assert_eq!(e.started_at, stills.first().map_or(e.started_at, |s| s.since), "starts when it appeared");
+            out.push(format!("{t}:{:?}:{}", e.kind, e.label));
+        }
+    }
+    out
+}
+
+#[test]
+fn left_object_fires_after_min_duration_from_its_appearance_and_ends_when_taken() {
+    use crate::still::Change::{Left, Removed};
+    let mut e = engine(rule(still_rule(600.0, &["person"]), 0.0));
+    let bag = |t: f64| (t, vec![still(7, [40., 50., 50., 60.], 10.0, Left)], vec![]);
+    let frames = vec![
+        bag(12.0),
+        bag(28.0),
+        bag(30.0), // 20 s after it appeared
+        bag(32.0),
+        // A removed region, outside the zone, and one too small: not this rule's.
+        (34.0, vec![still(7, [40., 50., 50., 60.], 10.0, Left), still(8, [40., 50., 50., 60.], 0.0, Removed)], vec![]),
+        (36.0, vec![still(7, [40., 50., 50., 60.], 10.0, Left), still(9, [85., 85., 95., 95.], 0.0, Left)], vec![]),
+        (38.0, vec![], vec![]),
+    ];
+    assert_eq!(run_stills(&mut e, &frames), ["30:New:left_object", "38:End:left_object"]);
+}
+
+#[test]
+fn left_object_skips_what_an_ignored_class_explains_and_what_is_absorbed() {
+    use crate::still::Change::Left;
+    let person = crate::types::Object { bbox: [35., 30., 55., 62.], score: 0.8, class_id: 0, label: "person".into() };
+    let mut e = engine(rule(still_rule(60.0, &["person"]), 0.0));
+    let r = |t: f64, objects: Vec<crate::types::Object>| (t, vec![still(7, [40., 50., 50., 60.], 0.0, Left)], objects);
+    // A person standing there: explained while they are detected over it; then they go,
+    // and what stays is a thing left (fires); after 60 s it is background (ends, never again).
+    let frames = vec![
+        r(20.0, vec![person.clone()]),
+        r(30.0, vec![person]),
+        r(40.0, vec![]),
+        r(50.0, vec![]),
+        r(60.0, vec![]),
+        r(70.0, vec![]),
+    ];
+    assert_eq!(run_stills(&mut e, &frames), ["40:New:left_object", "60:End:left_object"]);
+    // A rule without ignore_classes fires at once.
+    let mut e = engine(rule(still_rule(600.0, &[]), 0.0));
+    assert_eq!(run_stills(&mut e, &[r(20.0, vec![])]), ["20:New:left_object"]);
 }

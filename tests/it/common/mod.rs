@@ -451,12 +451,13 @@ pub fn decode_image(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
     (w, h, img.pixels().flat_map(|p| [p[2], p[1], p[0]]).collect())
 }
 
-/// Decodes an MP4 with GStreamer: its duration (as the demuxer says) and every frame (BGR).
+/// Decodes a clip (MP4, MPEG, what decodebin plays) with GStreamer: its duration (as the
+/// demuxer says) and every frame (BGR).
 pub fn decode_mp4(path: &std::path::Path) -> (Duration, Vec<(u32, u32, Vec<u8>)>) {
     use gstreamer::prelude::*;
     gstreamer::init().unwrap();
     let p = gstreamer::parse::launch(&format!(
-        "filesrc location=\"{}\" ! qtdemux ! h264parse ! avdec_h264 ! videoconvert ! video/x-raw,format=BGR ! appsink name=sink sync=false",
+        "filesrc location=\"{}\" ! decodebin ! videoconvert ! video/x-raw,format=BGR ! appsink name=sink sync=false",
         path.display()
     ))
     .unwrap()

@@ -161,6 +161,8 @@ pub enum RuleKindName {
     ZoneEnter,
     FaceInZone,
     Absence,
+    LeftObject,
+    RemovedObject,
 }
 
 impl RuleKindName {
@@ -172,6 +174,8 @@ impl RuleKindName {
             Self::ZoneEnter => "zone_enter",
             Self::FaceInZone => "face_in_zone",
             Self::Absence => "absence",
+            Self::LeftObject => "left_object",
+            Self::RemovedObject => "removed_object",
         }
     }
 }
@@ -536,6 +540,25 @@ pub enum RuleKind {
         min_duration: Duration,
         schedule: Schedule,
     },
+    /// Something new stays in the zone (goods spread out, piled materials, rubbish, a bag):
+    /// a region of the camera's dual background (`edge_node::still`), no class needed.
+    LeftObject(StillRule),
+    /// Something that was in the zone is gone (a manhole cover, a fire extinguisher).
+    RemovedObject(StillRule),
+}
+
+/// A `left_object` or `removed_object` rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StillRule {
+    pub zone: String,
+    /// Smallest region, as a share of the frame (0–1).
+    pub min_area: f32,
+    /// How long it must stay, counted from when it appeared.
+    pub min_duration: Duration,
+    /// After this long it is background: the incident ends and does not come back.
+    pub absorb_after: Duration,
+    /// A region an object of these classes explains (detected over it) is not reported.
+    pub ignore_classes: Vec<String>,
 }
 
 impl RuleKind {
@@ -547,6 +570,8 @@ impl RuleKind {
             Self::ZoneEnter { .. } => RuleKindName::ZoneEnter,
             Self::FaceInZone { .. } => RuleKindName::FaceInZone,
             Self::Absence { .. } => RuleKindName::Absence,
+            Self::LeftObject(_) => RuleKindName::LeftObject,
+            Self::RemovedObject(_) => RuleKindName::RemovedObject,
         }
     }
 }

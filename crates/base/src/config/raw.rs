@@ -481,8 +481,10 @@ pub struct RawLine {
 pub struct RawRule {
     /// Unique per camera.
     pub id: String,
-    /// `zone_dwell`, `line_cross`, `crowd`, `zone_enter`, `face_in_zone` or `absence` (nobody
-    /// of `classes` seen in the zone for `min_duration` within the `schedule`).
+    /// `zone_dwell`, `line_cross`, `crowd`, `zone_enter`, `face_in_zone`, `absence` (nobody
+    /// of `classes` seen in the zone for `min_duration` within the `schedule`), `left_object`
+    /// (something new stays in the zone for `min_duration`: goods, materials, rubbish, a bag;
+    /// no class needed) or `removed_object` (something that was in the zone stays gone).
     pub kind: RuleKindName,
     /// Alert category, snake_case (e.g. `illegal_parking`, `loitering`, `intrusion`); dispatch routes by it.
     pub category: String,
@@ -490,10 +492,13 @@ pub struct RawRule {
     pub zone: Option<String>,
     /// Line name (`line_cross` only).
     pub line: Option<String>,
-    /// Object labels the rule watches (e.g. `["car", "truck"]`). Required except for `face_in_zone`.
+    /// Object labels the rule watches (e.g. `["car", "truck"]`): any class of the camera's
+    /// object models. Required except for `face_in_zone`, `left_object` and `removed_object`.
     pub classes: Option<Vec<String>>,
     /// `zone_dwell`, `crowd`: how long the condition must hold, e.g. `"5m"`; `absence`: how
-    /// long nobody may be seen (of the schedule's active time), e.g. `"4h"`.
+    /// long nobody may be seen (of the schedule's active time), e.g. `"4h"`; `left_object`,
+    /// `removed_object`: how long the change must stay, from when it appeared, at least 10 s
+    /// (e.g. `"2m"`; the alert comes within one key-frame interval after).
     pub min_duration: Option<String>,
     /// `zone_dwell`: count only stationary objects (illegal parking). Default: false.
     pub stationary_only: Option<bool>,
@@ -512,6 +517,16 @@ pub struct RawRule {
     /// detects at least once per `shortest_visit` while something moves: decoding every frame
     /// of a moving scene is then the camera's cost (≈ 22 ms per camera-second at 360p).
     pub shortest_visit: Option<String>,
+    /// `left_object`, `removed_object`: the smallest change reported, as a share of the
+    /// frame (0–1). Default: 0.002 (a 30×30 pixel patch of a 640×360 frame is 0.004).
+    pub min_area: Option<f64>,
+    /// `left_object`, `removed_object`: after this long a change is background (the incident
+    /// ends, a thing left for good alerts once). Default: `"30m"`; longer than `min_duration`.
+    pub absorb_after: Option<String>,
+    /// `left_object`, `removed_object`: classes whose detection over a change explains it
+    /// (a parked car is `zone_dwell`'s business, a person standing still is not rubbish).
+    /// Default: `["person"]` where the camera's models know people, else none.
+    pub ignore_classes: Option<Vec<String>>,
     /// `[defaults.rules]` `severity`, for this rule.
     pub severity: Option<Severity>,
     /// `[defaults.rules]` `min_score`, for this rule.

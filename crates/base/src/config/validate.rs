@@ -1326,12 +1326,26 @@ fn rule(v: &mut Validator, at: &str, r: &RawRule, ctx: &RuleContext) -> Option<R
     let uses_zone = r.kind != RuleKindName::LineCross;
     forbid(v, "zone", !uses_zone && r.zone.is_some());
     forbid(v, "line", uses_zone && r.line.is_some());
+    let still = matches!(r.kind, RuleKindName::LeftObject | RuleKindName::RemovedObject);
     forbid(
         v,
         "min_duration",
         !matches!(r.kind, RuleKindName::ZoneDwell | RuleKindName::Crowd | RuleKindName::Absence)
+            && !still
             && r.min_duration.is_some(),
     );
+    forbid(v, "min_area", !still && r.min_area.is_some());
+    forbid(v, "absorb_after", !still && r.absorb_after.is_some());
+    forbid(v, "ignore_classes", !still && r.ignore_classes.is_some());
+    if still && r.classes.is_some() {
+        v.err(
+            format!("{at}.classes"),
+            format!(
+                "a {kind_name} rule finds what no class names; remove classes (ignore_classes lists what the object \
+                 model explains, e.g. [\"person\", \"car\"])"
+            ),
+        );
+    }
     forbid(v, "stationary_only", r.kind != RuleKindName::ZoneDwell && r.stationary_only.is_some());
     forbid(v, "direction", r.kind != RuleKindName::LineCross && r.direction.is_some());
     forbid(v, "min_count", r.kind != RuleKindName::Crowd && r.min_count.is_some());
@@ -1370,7 +1384,7 @@ fn rule(v: &mut Validator, at: &str, r: &RawRule, ctx: &RuleContext) -> Option<R
         String::new()
     };
     let classes = match (&r.classes, r.kind) {
-        (_, RuleKindName::FaceInZone) => Vec::new(),
+        (_, RuleKindName::FaceInZone | RuleKindName::LeftObject | RuleKindName::RemovedObject) => Vec::new(),
         (None, _) => {
             v.err(
                 format!("{at}.classes"),
@@ -1383,30 +1397,7 @@ fn rule(v: &mut Validator, at: &str, r: &RawRule, ctx: &RuleContext) -> Option<R
             Vec::new()
         }
         (Some(list), _) => {
-            for (k, c) in list.iter().enumerate() {
-                if let Some((_, model)) = ctx.filtered.iter().find(|(l, _)| *l == c) {
-                    v.err(
-                        format!("{at}.classes[{k}]"),
-                        format!(
-                            "\"{c}\" is a class of model {model}, but [models.{model}] classes leaves it out, so it \
-                             is never detected: add it there"
-                        ),
-                    );
-                } else if !ctx.labels.contains(&c) {
-                    let hint = if ctx.labels.is_empty() {
-                        "this camera runs no object model".to_string()
-                    } else {
-                        let near =
-                            nearest_label(c, ctx.labels).map(|l| format!("did you mean \"{l}\"? ")).unwrap_or_default();
-                        format!(
-                            "{near}not a label of this camera's object models ({}: {})",
-                            ctx.labels.len(),
-                            ctx.labels.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-                        )
-                    };
-                    v.err(format!("{at}.classes[{k}]"), format!("unknown class \"{c}\": {hint}"));
-                }
-            }
+            check_classes(v, &format!("{at}.classes"), list, ctx);
             list.clone()
         }
     };
@@ -1460,6 +1451,15 @@ fn rule(v: &mut Validator, at: &str, r: &RawRule, ctx: &RuleContext) -> Option<R
         }
         RuleKindName::FaceInZone => RuleKind::FaceInZone { zone, schedule },
         RuleKindName::Absence => RuleKind::Absence { zone, classes, min_duration: min_duration(v), schedule },
+        RuleKindName::LeftObject | RuleKindName::RemovedObject => {
+            let least = min_duration(v);
+            let still = still_rule(v, at, r, ctx, zone, least);
+            if r.kind == RuleKindName::LeftObject {
+                RuleKind::LeftObject(still)
+            } else {
+                RuleKind::RemovedObject(still)
+            }
+        }
         RuleKindName::LineCross => {
             let line = match &r.line {
                 None => {
@@ -1493,6 +1493,90 @@ fn rule(v: &mut Validator, at: &str, r: &RawRule, ctx: &RuleContext) -> Option<R
         kind,
     };
     (v.problems.len() == before).then_some(rule)
+}
+
+/// Each of `list` must be a class the camera's object models detect; else an error at
+/// `path[k]` with the nearest label, or the model whose `classes` leaves it out.
+fn check_classes(v: &mut Validator, path: &str, list: &[String], ctx: &RuleContext) {
+    for (k, c) in list.iter().enumerate() {
+        if let Some((_, model)) = ctx.filtered.iter().find(|(l, _)| *l == c) {
+            v.err(
+                format!("{path}[{k}]"),
+                format!(
+                    "\"{c}\" is a class of model {model}, but [models.{model}] classes leaves it out, so it is never \
+                     detected: add it there"
+                ),
+            );
+        } else if !ctx.labels.contains(&c) {
+            let hint = if ctx.labels.is_empty() {
+                "this camera runs no object model".to_string()
+            } else {
+                let near = nearest_label(c, ctx.labels).map(|l| format!("did you mean \"{l}\"? ")).unwrap_or_default();
+                format!(
+                    "{near}not a label of this camera's object models ({}: {})",
+                    ctx.labels.len(),
+                    ctx.labels.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                )
+            };
+            v.err(format!("{path}[{k}]"), format!("unknown class \"{c}\": {hint}"));
+        }
+    }
+}
+
+/// The shortest `min_duration` of a `left_object` or `removed_object` rule: the short-term
+/// background takes a thing in after about 5 s.
+const STILL_MIN_DURATION: Duration = Duration::from_secs(10);
+
+/// The fields of a `left_object` or `removed_object` rule.
+fn still_rule(
+    v: &mut Validator,
+    at: &str,
+    r: &RawRule,
+    ctx: &RuleContext,
+    zone: String,
+    min_duration: Duration,
+) -> StillRule {
+    if r.min_duration.is_some() && min_duration < STILL_MIN_DURATION {
+        v.err(
+            format!("{at}.min_duration"),
+            format!(
+                "min_duration must be at least 10 s for a {}: a change is told from a passer-by after about 5 s",
+                r.kind.as_str()
+            ),
+        );
+    }
+    let absorb_after = v.duration(format!("{at}.absorb_after"), r.absorb_after.as_ref(), Duration::from_secs(1800));
+    if absorb_after <= min_duration {
+        v.err(
+            format!("{at}.absorb_after"),
+            format!(
+                "absorb_after ({} s) must be longer than min_duration ({} s): a change would become background \
+                 before it could alert",
+                absorb_after.as_secs(),
+                min_duration.as_secs()
+            ),
+        );
+    }
+    let min_area = match r.min_area {
+        None => 0.002,
+        Some(a) if a > 0.0 && a <= 0.5 => a as f32,
+        Some(a) => {
+            v.err(
+                format!("{at}.min_area"),
+                format!("{a} is out of range; min_area is a share of the frame above 0 and at most 0.5, e.g. 0.002"),
+            );
+            0.002
+        }
+    };
+    let ignore_classes = match &r.ignore_classes {
+        Some(list) => {
+            check_classes(v, &format!("{at}.ignore_classes"), list, ctx);
+            list.clone()
+        }
+        None if ctx.labels.iter().any(|l| l.as_str() == "person") => vec!["person".to_string()],
+        None => Vec::new(),
+    };
+    StillRule { zone, min_area, min_duration, absorb_after, ignore_classes }
 }
 
 /// A malformed camera address: what is wrong and where (a byte offset into the url).
