@@ -346,6 +346,15 @@ fn run_node(n: usize, secs: u64, media: &std::path::Path, client: Option<&str>) 
     let thread_cpu = |pred: &dyn Fn(&str) -> bool| -> f64 {
         th1.iter().filter(|(k, _)| pred(k)).map(|(k, v)| v.1 - th0.get(k).map_or(0.0, |v| v.1)).sum()
     };
+    if std::env::var_os("GRIDSIGHT_BENCH_THREADS").is_some() {
+        // Where the CPU went, per thread name (digits stripped), most first.
+        let mut by: Vec<(&String, f64)> = th1.iter().map(|(k, v)| (k, v.1 - th0.get(k).map_or(0.0, |v| v.1))).collect();
+        by.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let secs = (t1 - t0).as_secs_f64();
+        for (k, v) in by.iter().take(15) {
+            println!("  thread {k:<20} {:>8.2} ms per camera-second", v * 1e3 / (secs * n as f64));
+        }
+    }
     let decode = d("gridsight_camera_cpu_seconds_total", &["stage=\"decode\""]);
     let convert = d("gridsight_camera_cpu_seconds_total", &["stage=\"convert\""]);
     let motion = d("gridsight_camera_cpu_seconds_total", &["stage=\"motion\""]);
