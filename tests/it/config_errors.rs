@@ -113,6 +113,39 @@ fn missing_file_is_not_a_config_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config /nonexistent/node.toml"));
 }
 
+/// Valid but probably unwanted: a node that publishes pictures of cameras whose faces are to
+/// be blurred, with no face model to find them. `check-config` passes (exit 0) and says why
+/// the pictures are at risk and what to add; with a face model it says nothing.
+#[test]
+fn a_node_without_a_face_model_is_warned() {
+    let _scenario = crate::common::scenario(module_path!());
+    let dir = crate::common::fresh_dir("advice");
+    let write = |faces: &str| {
+        let file = dir.join("node.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "version = 1\n[node]\nid = \"n\"\n[storage]\nmodels_dir = \"{}\"\n[models.objects]\nfile = \"yolox_nano_dynamic.onnx\"\n{faces}[[cameras]]\nid = \"gate\"\nurl = \"rtsp://10.0.0.7/s\"\nmodels = [\"objects\"]\n",
+                crate::common::root().join("models").display()
+            ),
+        )
+        .unwrap();
+        file
+    };
+    let out = edge_node(&["check-config", write("").to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: no face model") && stderr.contains("(gate)") && stderr.contains("[models.faces]"),
+        "{stderr}"
+    );
+    let out =
+        edge_node(&["check-config", write("[models.faces]\nfile = \"yunet_s_dynamic.onnx\"\n").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"), "{}", String::from_utf8_lossy(&out.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The problem is pointed at exactly: the column of the bad character, not just the line.
 #[test]
 fn columns_point_at_the_bad_character() {

@@ -1,4 +1,5 @@
-//! `edge-node check-config FILE`: every problem (exit 64), or a one-line summary.
+//! `edge-node check-config FILE`: every problem (exit 64), or a one-line summary and what is
+//! valid but probably unwanted (warnings, exit 0).
 
 use std::path::PathBuf;
 
@@ -12,5 +13,8 @@ pub struct Args {
 pub fn main(args: Args) -> Result<(), Failure> {
     let cfg = super::load(&args.file)?;
     println!("{}: ok: {}", args.file.display(), cfg.summary());
+    for advice in cfg.advice() {
+        eprintln!("{}: warning: {advice}", args.file.display());
+    }
     Ok(())
 }

@@ -69,5 +69,8 @@ pub fn load_daemon(path: &Path) -> Result<config::Config, Failure> {
         unsafe { edge_node::localtime::apply(tz) };
     }
     telemetry::init_logging();
+    for advice in cfg.advice() {
+        tracing::warn!("{advice}");
+    }
     Ok(cfg)
 }

@@ -645,6 +645,27 @@ impl Config {
             if self.dispatch.enabled { "in-process" } else { "elsewhere" }
         )
     }
+
+    /// What is valid but probably not what the operator wants, one sentence each: printed by
+    /// `check-config` and logged by `run` at start.
+    pub fn advice(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let has_face_model = self.models.values().any(|m| m.family == Family::Yunet);
+        let blurred: Vec<&str> =
+            self.cameras.iter().filter(|c| c.here && c.faces == FacePolicy::Blur).map(|c| c.id.as_str()).collect();
+        if !has_face_model && !blurred.is_empty() {
+            let shown = blurred.iter().take(5).copied().collect::<Vec<_>>().join(", ");
+            let more = if blurred.len() > 5 { format!(" and {} more", blurred.len() - 5) } else { String::new() };
+            out.push(format!(
+                "no face model (family yunet): the pictures this node publishes of cameras with faces = \"blur\" \
+                 ({shown}{more}) are not searched for faces; only the heads of the people the object model finds \
+                 are pixelated, and a face it misses is published. Add [models.faces] file = \"yunet_s_dynamic.onnx\" \
+                 (a camera without `models` runs every model on its frames; `models = [\"objects\"]` keeps the face \
+                 model to published pictures)"
+            ));
+        }
+        out
+    }
 }
 
 /// A rule's severity is the alert's: one type, in the contract.
