@@ -37,11 +37,19 @@ use crate::telemetry::http::Caller;
 /// Views kept in memory for `GET /audit/live`.
 const RECENT: usize = 200;
 
+/// The audit file is rotated at this size: `live.jsonl` becomes `live-<UTC time>-<n>.jsonl`.
+const ROTATE_BYTES: u64 = 16 << 20;
+/// Rotated audit files kept (the oldest beyond are deleted): 8 × 16 MiB, about 400,000 views.
+const KEEP_ROTATED: usize = 8;
+
 /// The audit of raw live views.
 pub struct Audit {
     node: String,
     path: PathBuf,
     file: Mutex<Option<std::fs::File>>,
+    /// Rotation: at what size, and how many rotated files are kept.
+    rotate: (u64, usize),
+    rotations: AtomicU64,
     publish: Box<dyn Fn(&LiveView) + Send + Sync>,
     recent: Mutex<VecDeque<LiveView>>,
     /// Views and watched seconds per (camera, role).
@@ -63,6 +71,8 @@ impl Audit {
             node: node.to_string(),
             path,
             file: Mutex::new(None),
+            rotate: (ROTATE_BYTES, KEEP_ROTATED),
+            rotations: AtomicU64::new(0),
             publish,
             recent: Mutex::default(),
             counts: Mutex::default(),
@@ -110,11 +120,18 @@ impl Audit {
                 Err(e) => warn!(path = %self.path.display(), "cannot open the live-view audit log: {e}"),
             }
         }
-        if let Some(f) = file.as_mut()
-            && let Err(e) = writeln!(f, "{line}").and_then(|_| f.sync_data())
-        {
-            warn!(path = %self.path.display(), "cannot write the live-view audit log: {e}");
-            *file = None;
+        if let Some(f) = file.as_mut() {
+            match writeln!(f, "{line}").and_then(|_| f.sync_data()).and_then(|_| f.metadata()) {
+                Err(e) => {
+                    warn!(path = %self.path.display(), "cannot write the live-view audit log: {e}");
+                    *file = None;
+                }
+                Ok(meta) if meta.len() >= self.rotate.0 => {
+                    *file = None;
+                    self.rotated();
+                }
+                Ok(_) => {}
+            }
         }
         drop(file);
         (self.publish)(r);
@@ -126,6 +143,35 @@ impl Audit {
                 if recent.len() > RECENT {
                     recent.pop_front();
                 }
+            }
+        }
+    }
+
+    /// Renames the full audit file to `live-<UTC time>-<n>.jsonl` (the next record starts a new
+    /// one) and deletes the oldest rotated files beyond the number kept.
+    fn rotated(&self) {
+        let stamp = crate::contract::time::rfc3339(SystemTime::now()).replace([':', '.'], "");
+        let n = self.rotations.fetch_add(1, Ordering::Relaxed);
+        let to = self.path.with_file_name(format!("live-{stamp}-{n:04}.jsonl"));
+        match std::fs::rename(&self.path, &to) {
+            Ok(()) => info!(to = %to.display(), "live-view audit log rotated"),
+            Err(e) => warn!(path = %self.path.display(), "cannot rotate the live-view audit log: {e}"),
+        }
+        let Some(dir) = self.path.parent() else { return };
+        let mut old: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| {
+                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("live-") && n.ends_with(".jsonl"))
+            })
+            .collect();
+        // The names sort by time.
+        old.sort();
+        let excess = old.len().saturating_sub(self.rotate.1);
+        for p in &old[..excess] {
+            if let Err(e) = std::fs::remove_file(p) {
+                warn!(path = %p.display(), "cannot delete an old live-view audit log: {e}");
             }
         }
     }
@@ -441,4 +487,37 @@ pub fn metrics(m: &mut crate::telemetry::MetricsText, video: &LiveVideo, audit: 
         "counter",
         &one(video.fragments.load(Ordering::Relaxed)),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_audit_file_rotates_and_keeps_the_newest() {
+        let dir = std::env::temp_dir().join(format!("gridsight-audit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut audit = Audit::new("n", &dir, Box::new(|_| {}));
+        // Rotate every ~2 records, keep 2 rotated files.
+        audit.rotate = (500, 2);
+        let audit = Arc::new(audit);
+        let caller = Caller { name: "ops".into(), role: Role::Live };
+        for k in 0..12 {
+            let view = audit.start(&caller, &format!("cam-{k}"), "mp4");
+            drop(view);
+        }
+        let mut names: Vec<String> = std::fs::read_dir(dir.join("audit"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        let rotated = names.iter().filter(|n| n.starts_with("live-")).count();
+        assert!((1..=2).contains(&rotated), "two rotated files kept at most: {names:?}");
+        // The newest views are kept, the oldest deleted.
+        let all: String = names.iter().map(|n| std::fs::read_to_string(dir.join("audit").join(n)).unwrap()).collect();
+        assert!(all.contains("\"cam-11\""), "{all}");
+        assert!(!all.contains("\"cam-0\""), "the oldest were deleted: {all}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
