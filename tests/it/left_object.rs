@@ -183,10 +183,9 @@ struct Crosswalk {
 }
 
 fn crosswalk() -> Crosswalk {
-    let photo = image::open(media_dir().join("deface_city.jpg")).unwrap().to_rgb8();
-    let (w, h) = (640, 451);
-    let img = image::imageops::resize(&photo, w, h, image::imageops::FilterType::Triangle);
-    let bgr = img.pixels().flat_map(|p| [p[2], p[1], p[0]]).collect();
+    let photo = photo_frame("deface_city.jpg", 640);
+    let (w, h, bgr) = (photo.width, photo.height, photo.data.to_vec());
+    assert_eq!((w, h), (640, 451));
     let astronaut = image::open(media_dir().join("skimage_astronaut.png")).unwrap().to_rgb8();
     let person = image::imageops::resize(&astronaut, 110, 110, image::imageops::FilterType::Triangle);
     Crosswalk { w, h, bgr, person }

@@ -52,6 +52,21 @@ fn at(id: u64, label: &str, x: f32, y: f32, stationary: bool) -> Track {
 
 const NOON: LocalTime = LocalTime { weekday: 2, minute: 12 * 60 };
 
+/// An empty scene at `t` seconds, noon, on the 100x100 frame: tests fill in what they see.
+fn scene_at<'a>(t: f64) -> Scene<'a> {
+    Scene {
+        tracks: &[],
+        objects: &[],
+        stills: &[],
+        faces: &[],
+        ended: &[],
+        frame: (100, 100),
+        t: sec(t),
+        wall: wall(sec(t)),
+        local: NOON,
+    }
+}
+
 /// Runs frames of (time, tracks, ended, local time); returns the events as "t:kind:track".
 fn run(engine: &mut RuleEngine, frames: &[(f64, Vec<Track>, Vec<Track>, LocalTime)]) -> Vec<String> {
     let mut out = Vec::new();
@@ -264,17 +279,7 @@ fn face_in_zone_fires_once_then_ends() {
     for (t, faces) in
         [(0.0, vec![face.clone()]), (1.0, vec![face.clone()]), (3.0, vec![]), (7.0, vec![]), (8.0, vec![face.clone()])]
     {
-        let scene = Scene {
-            tracks: &[],
-            objects: &[],
-            stills: &[],
-            faces: &faces,
-            ended: &[],
-            frame: (100, 100),
-            t: sec(t),
-            wall: wall(sec(t)),
-            local: NOON,
-        };
+        let scene = Scene { faces: &faces, ..scene_at(t) };
         for ev in e.evaluate(&scene) {
             kinds.push(format!("{t}:{:?}:{}", ev.kind, ev.label));
         }
@@ -290,29 +295,9 @@ fn events_carry_rule_data_and_one_incident_id() {
     let refs: Vec<&Track> = car.iter().collect();
     let mut all = Vec::new();
     for t in [0.0, 1.0] {
-        all.extend(e.evaluate(&Scene {
-            tracks: &refs,
-            objects: &[],
-            stills: &[],
-            faces: &[],
-            ended: &[],
-            frame: (100, 100),
-            t: sec(t),
-            wall: wall(sec(t)),
-            local: NOON,
-        }));
+        all.extend(e.evaluate(&Scene { tracks: &refs, ..scene_at(t) }));
     }
-    all.extend(e.evaluate(&Scene {
-        tracks: &[],
-        objects: &[],
-        stills: &[],
-        faces: &[],
-        ended: &car,
-        frame: (100, 100),
-        t: sec(3.0),
-        wall: wall(sec(3.0)),
-        local: NOON,
-    }));
+    all.extend(e.evaluate(&Scene { ended: &car, ..scene_at(3.0) }));
     assert_eq!(all.len(), 2);
     let (new, end) = (&all[0], &all[1]);
     assert_eq!((new.kind, end.kind), (EventKind::New, EventKind::End));
@@ -372,32 +357,12 @@ fn incident_numbers_are_unique_across_engines_and_runs() {
             for k in 0..20u64 {
                 let car = vec![at(k, "car", 50., 50., true)];
                 let t = k as f64 * 2.0;
-                for ev in e.evaluate(&Scene {
-                    tracks: &car.iter().collect::<Vec<_>>(),
-                    objects: &[],
-                    stills: &[],
-                    faces: &[],
-                    ended: &[],
-                    frame: (100, 100),
-                    t: sec(t),
-                    wall: wall(sec(t)),
-                    local: NOON,
-                }) {
+                for ev in e.evaluate(&Scene { tracks: &car.iter().collect::<Vec<_>>(), ..scene_at(t) }) {
                     if ev.kind == EventKind::New {
                         assert!(seen.insert(ev.incident), "incident {} repeated", ev.incident);
                     }
                 }
-                e.evaluate(&Scene {
-                    tracks: &[],
-                    objects: &[],
-                    stills: &[],
-                    faces: &[],
-                    ended: &car,
-                    frame: (100, 100),
-                    t: sec(t + 1.0),
-                    wall: wall(sec(t + 1.0)),
-                    local: NOON,
-                });
+                e.evaluate(&Scene { ended: &car, ..scene_at(t + 1.0) });
             }
         }
     }
@@ -410,17 +375,7 @@ fn end_all_closes_every_open_incident() {
     let mut e = engine(rule(dwell(false, 0.0), 0.0));
     let cars = [at(1, "car", 50., 50., true), at(2, "car", 40., 40., true)];
     let refs: Vec<&Track> = cars.iter().collect();
-    let opened = e.evaluate(&Scene {
-        tracks: &refs,
-        objects: &[],
-        stills: &[],
-        faces: &[],
-        ended: &[],
-        frame: (100, 100),
-        t: sec(1.0),
-        wall: wall(sec(1.0)),
-        local: NOON,
-    });
+    let opened = e.evaluate(&Scene { tracks: &refs, ..scene_at(1.0) });
     assert_eq!(opened.len(), 2);
     let mut ended = e.end_all(sec(5.0));
     ended.sort_by_key(|ev| ev.track);
@@ -488,17 +443,7 @@ fn absence_fires_once_when_nobody_is_seen_and_ends_when_somebody_is() {
     let mut events = Vec::new();
     for (t, tracks) in [(0.0, person()), (1.0, vec![]), (21.0, vec![])] {
         let refs: Vec<&Track> = tracks.iter().collect();
-        let scene = Scene {
-            tracks: &refs,
-            objects: &[],
-            stills: &[],
-            faces: &[],
-            ended: &[],
-            frame: (100, 100),
-            t: sec(t),
-            wall: wall(sec(t)),
-            local: NOON,
-        };
+        let scene = Scene { tracks: &refs, ..scene_at(t) };
         events.extend(e2.evaluate(&scene));
     }
     assert_eq!(events.len(), 1);
