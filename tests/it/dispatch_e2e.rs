@@ -215,3 +215,63 @@ fn alerts_become_orders_inspectors_close_them_and_downtime_loses_nothing() {
     drop(d);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The dispatcher's timers go by its clock, not by the machine's: with a paused clock an
+/// hour's acceptance deadline passes when the test says so, through the real service
+/// (Mosquitto, the outbox, the one-second timer).
+#[test]
+fn deadlines_fire_by_the_dispatchers_clock() {
+    let _scenario = crate::common::scenario(module_path!());
+    let dir = fresh_dir("dispatch-clock");
+    let port = free_port();
+    let _broker = Mosquitto::start(port);
+    let config = edge_node::config::load(&config(&dir, port, free_port())).unwrap();
+    let (got, subscribed) = subscriber_with_state(port, "gridsight/dispatch/#", "dispatch-clock");
+    assert!(wait_until(Duration::from_secs(30), || subscribed.load(std::sync::atomic::Ordering::SeqCst)));
+
+    let clock = std::sync::Arc::new(edge_node::clock::ManualClock::default());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let service = {
+        let _entered = rt.enter();
+        edge_node::dispatch::service::DispatchService::start(
+            &config,
+            &edge_node::mqtt::LinkOptions::new("127.0.0.1", port, "clock-test", "gridsight/district/availability"),
+            "gridsight/+/alerts",
+            false,
+            edge_node::outbox::DiskGuard::new(&config.storage.data_dir, 0),
+            None,
+            clock.clone(),
+        )
+        .unwrap()
+    };
+    let nodes = crate::common::publisher(rumqttc::MqttOptions::new("clock-nodes", "127.0.0.1", port), 10);
+    let order = "o-n1-alert-001";
+    // Sent again until handled: its first session subscribes just after connecting, and an
+    // alert id already handled is not handled twice.
+    let mut sent = std::time::Instant::now() - Duration::from_secs(10);
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            if sent.elapsed() > Duration::from_secs(2) {
+                nodes.publish("gridsight/n1/alerts", rumqttc::QoS::AtLeastOnce, false, alert("n1", 1, "gate")).unwrap();
+                sent = std::time::Instant::now();
+            }
+            order_events(&got).contains(&("assigned".into(), order.into()))
+        }),
+        "{:?}",
+        order_events(&got)
+    );
+    let late = || {
+        got.lock().unwrap().iter().any(|(t, p)| {
+            t == "gridsight/dispatch/orders" && String::from_utf8_lossy(p).contains("did not accept in time")
+        })
+    };
+    // Three seconds of the machine's time: the paused clock has not moved, nothing is late.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!late(), "{:?}", order_events(&got));
+    // Past `accept_within = "1h"` by the clock: the next tick hands it on.
+    clock.advance(Duration::from_secs(3601));
+    assert!(wait_until(Duration::from_secs(10), late), "{:?}", order_events(&got));
+    let o = service.dispatcher.orders().unwrap().into_iter().find(|o| o.id == order).unwrap();
+    assert_eq!(o.excluded.first().map(String::as_str), Some("a1"), "{o:?}");
+    rt.block_on(service.shutdown(Duration::from_secs(5)));
+}

@@ -2,8 +2,9 @@
 //! share, and nothing that needs GStreamer or ONNX Runtime. Dependencies point down this
 //! list, never up:
 //!
-//! - leaves: [`geometry`] (zones and lines), [`backoff`], [`labels`] (the models' class
-//!   names), [`http`] (axum helpers: replies, bearer tokens, the listener);
+//! - leaves: [`clock`] (the one clock, which tests pause), [`geometry`] (zones and lines),
+//!   [`backoff`], [`labels`] (the models' class names), [`http`] (axum helpers: replies,
+//!   bearer tokens, the listener);
 //! - [`config`] (the TOML file: raw serde types → `validate()` with path, line and column →
 //!   [`config::Config`]), [`localtime`] (the node's calendar for schedules);
 //! - [`outbox`] (SQLite: what must reach the broker, and the disk reserve), [`telemetry`]
@@ -15,6 +16,7 @@
 pub use gridsight_contract as contract;
 
 pub mod backoff;
+pub mod clock;
 pub mod config;
 pub mod geometry;
 pub mod http;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use rumqttc::{Client, Event, Incoming, QoS};
 
-use super::service::now_ms;
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::mqtt::{LinkOptions, mqtt_options};
 
@@ -38,7 +38,7 @@ fn connect(config: &Config, who: &str) -> Result<(Client, rumqttc::Connection, T
 pub fn send(config: &Config, who: &str, req: &Request, timeout: Duration) -> Result<serde_json::Value, String> {
     let (client, mut connection, topics) = connect(config, who)?;
     let reply_topic = topics.replies(who);
-    let id = format!("u-{}-{}", now_ms(), std::process::id());
+    let id = format!("u-{}-{}", SystemClock.unix_ms(), std::process::id());
     // The same type the dispatcher reads; an action it does not know is refused here.
     let action: crate::contract::OrderAction =
         serde_json::from_value(serde_json::Value::String(req.action.to_string())).map_err(|_| {

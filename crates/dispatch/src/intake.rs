@@ -193,10 +193,11 @@ impl Intake {
     /// Answers a request under `/api/v1/reports`, or `None` for other paths.
     pub fn answer(&self, r: &Request) -> Option<Reply> {
         let rest = r.path.strip_prefix(PATH)?;
-        let now = super::service::now_ms();
+        let now = self.dispatcher.now_ms();
+        let at = self.dispatcher.clock().now();
         Some(match (rest, &r.post) {
             ("", Some(post)) => {
-                if !self.limits.locked().allow(format!("ip {}", post.peer), self.config.per_address, Instant::now()) {
+                if !self.limits.locked().allow(format!("ip {}", post.peer), self.config.per_address, at) {
                     return Some(error(429, "too many reports from this address; try again in a minute"));
                 }
                 self.create(post.content_type, post.body, now)
@@ -211,7 +212,7 @@ impl Intake {
                     .or(r.authorization.strip_prefix("bearer "))
                     .unwrap_or("")
                     .trim();
-                if !self.limits.locked().allow(format!("token {token}"), self.config.per_token, Instant::now()) {
+                if !self.limits.locked().allow(format!("token {token}"), self.config.per_token, at) {
                     return Some(error(429, "too many requests with this token; try again in a minute"));
                 }
                 match self.dispatcher.report_token_ok(id, token) {
@@ -340,7 +341,11 @@ impl Intake {
             return Ok(());
         };
         // A flood through one gateway: answered, not stored, so the same request can come again.
-        if !self.limits.locked().allow(format!("gateway {gateway}"), self.config.per_gateway, Instant::now()) {
+        if !self.limits.locked().allow(
+            format!("gateway {gateway}"),
+            self.config.per_gateway,
+            self.dispatcher.clock().now(),
+        ) {
             let mut reply =
                 reply_of(Some(&request), Err("too many reports through this gateway; try again in a minute"));
             reply.retry = Some(true);

@@ -31,7 +31,7 @@ pub mod stats;
 mod tests;
 
 // The shared base under the names the node's modules use (`crate::config`, …).
-use gridsight_base::{Locked, RwLocked, config, geometry, http, localtime, mqtt, outbox, telemetry};
+use gridsight_base::{Locked, RwLocked, clock, config, geometry, http, localtime, mqtt, outbox, telemetry};
 use gridsight_contract as contract;
 use std::sync::{Arc, Mutex};
 
@@ -112,6 +112,9 @@ pub struct Dispatcher {
     /// The latest position each on-duty inspector's app shared (memory only: a restart
     /// forgets them, and the apps send them again within a minute).
     positions: Mutex<std::collections::HashMap<String, Position>>,
+    /// What time it is for the service around the core, the apps and the pages (the core's
+    /// own methods take `now`).
+    clock: Arc<dyn clock::Clock>,
 }
 
 /// Where an inspector's phone was: `[longitude, latitude]`, accuracy in meters, when (ms).
@@ -141,7 +144,24 @@ impl Dispatcher {
             calendar,
             changes,
             positions: Mutex::default(),
+            clock: clock::system(),
         })
+    }
+
+    /// The same dispatcher going by `clock` (tests pass a paused one).
+    pub fn with_clock(mut self, clock: Arc<dyn clock::Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Now, in milliseconds since the epoch, by the dispatcher's clock.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.unix_ms()
+    }
+
+    /// The dispatcher's clock.
+    pub fn clock(&self) -> &Arc<dyn clock::Clock> {
+        &self.clock
     }
 
     /// Keeps the latest position of an on-duty inspector (`Some`), or forgets it when they

@@ -73,7 +73,7 @@ pub fn dispatch_part(
 /// recent positions (cameras and orders carry their own places).
 pub fn map_part(dispatcher: Option<&crate::Dispatcher>) -> Value {
     let Some(d) = dispatcher else { return json!({"micro_grids": [], "inspectors": []}) };
-    let now = crate::service::now_ms();
+    let now = d.now_ms();
     let grid = d.grid();
     json!({
         "micro_grids": grid.micro_grids.iter().map(|m| json!({

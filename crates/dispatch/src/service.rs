@@ -10,7 +10,7 @@
 use crate::Locked;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use tokio::sync::Notify;
 use tracing::{info, warn};
@@ -19,10 +19,6 @@ use super::{AlertOutcome, Dispatcher, stats};
 use crate::config::Config;
 use crate::mqtt::{LinkOptions, MqttLink, RefusalLog};
 use crate::outbox::{DiskGuard, Kind, Message, Outbox};
-
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
 
 pub struct DispatchService {
     pub dispatcher: Arc<Dispatcher>,
@@ -44,7 +40,8 @@ impl DispatchService {
     /// With `fleet`, it also follows every node's status topics (the district page).
     /// `disk` guards the reserve on `data_dir` (shared with the node's outbox when both run
     /// in one process): residents' photos and audio are stored only above it. `faces`
-    /// pixelates residents' photos; reports are off without it.
+    /// pixelates residents' photos; reports are off without it. `clock` is what time it is
+    /// for deadlines, escalations, statistics and pruning ([`crate::clock::system`] but in tests).
     pub fn start(
         config: &Config,
         base: &LinkOptions,
@@ -52,14 +49,17 @@ impl DispatchService {
         fleet: bool,
         disk: DiskGuard,
         faces: Option<Arc<dyn super::intake::FaceFilter>>,
+        clock: Arc<dyn crate::clock::Clock>,
     ) -> Result<Self, super::DispatchError> {
         let prefix = config.mqtt.as_ref().map_or("gridsight", |m| m.topic_prefix.as_str()).to_string();
         let path = config.storage.data_dir.join("dispatch.db");
         let store = Arc::new(Mutex::new(Outbox::open(&path, config.storage.outbox_max_bytes)?.with_disk(disk)));
         let calendar: super::Calendar =
             Arc::new(|ms: i64| crate::localtime::local_time(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)));
-        let dispatcher =
-            Arc::new(Dispatcher::new(store.clone(), config.grid.clone(), config.dispatch.clone(), &prefix, calendar)?);
+        let dispatcher = Arc::new(
+            Dispatcher::new(store.clone(), config.grid.clone(), config.dispatch.clone(), &prefix, calendar)?
+                .with_clock(clock),
+        );
         let open = dispatcher.orders()?.iter().filter(|o| !o.state.is_closed()).count();
         info!(path = %path.display(), open_orders = open, alerts, routes = config.dispatch.routes.len(), "dispatcher starting");
 
@@ -87,7 +87,7 @@ impl DispatchService {
             store.clone(),
             Arc::new(|_| {}),
             Arc::new(move |topic: &str, payload: &[u8]| {
-                let now = now_ms();
+                let now = d.now_ms();
                 if let Some(f) = &seen
                     && f.take(topic, payload)
                 {
@@ -195,13 +195,13 @@ async fn timers(
             return;
         }
         tokio::select! {
-            _ = tick.tick() => match blocking(&d, |d| d.tick(now_ms())).await {
+            _ = tick.tick() => match blocking(&d, |d| d.tick(d.now_ms())).await {
                 Some(Ok(0)) | None => {}
                 Some(Ok(_)) => notify.notify_one(),
                 Some(Err(e)) => warn!("dispatch timers: {e}"),
             },
             _ = stats_tick.tick() => {
-                let now = now_ms();
+                let now = d.now_ms();
                 let since = now - retention.as_millis() as i64;
                 let groups = blocking(&d, move |d| stats::compute(d.store().locked().connection(), since)).await;
                 let Some(groups) = groups else { continue };
@@ -223,7 +223,7 @@ async fn timers(
                     Err(e) => warn!("dispatch statistics: {e}"),
                 }
             }
-            _ = prune_tick.tick() => match blocking(&d, |d| d.prune(now_ms())).await {
+            _ = prune_tick.tick() => match blocking(&d, |d| d.prune(d.now_ms())).await {
                 Some(Ok(n)) if n > 0 => info!(deleted = n, "closed orders past retention deleted"),
                 Some(Err(e)) => warn!("dispatch pruning: {e}"),
                 _ => {}

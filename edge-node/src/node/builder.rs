@@ -207,6 +207,7 @@ pub(super) fn build(config: Config, path: PathBuf) -> Result<Pieces, NodeError> 
             false,
             disk.clone(),
             crate::privacy::face_filter(&privacy),
+            crate::clock::system(),
         )?)
     } else {
         info!("dispatch runs elsewhere ([dispatch] enabled = false)");

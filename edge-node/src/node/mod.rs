@@ -124,7 +124,15 @@ pub fn run_dispatch(config: Config, path: PathBuf) -> Result<(), NodeError> {
     let faces = crate::privacy::face_filter(&Arc::new(crate::privacy::Privacy::from_config(&config)));
     let service = {
         let _entered = rt.enter();
-        DispatchService::start(&config, &base, &topics.all_alerts(), true, disk.clone(), faces.clone())?
+        DispatchService::start(
+            &config,
+            &base,
+            &topics.all_alerts(),
+            true,
+            disk.clone(),
+            faces.clone(),
+            crate::clock::system(),
+        )?
     };
     let stats = Arc::new(crate::dispatch::stats::collector(service.metrics.clone()));
     let disk_metrics =

@@ -406,43 +406,7 @@ impl Default for IngestOptions {
     }
 }
 
-/// Time as the supervisor sees it; tests step it by hand.
-pub trait Clock: Send + Sync {
-    fn now(&self) -> Instant;
-}
-
-/// The machine's monotonic clock.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
-}
-
-/// A clock that moves only when told to (tests).
-pub struct ManualClock {
-    base: Instant,
-    offset: Mutex<Duration>,
-}
-
-impl Default for ManualClock {
-    fn default() -> Self {
-        Self { base: Instant::now(), offset: Mutex::new(Duration::ZERO) }
-    }
-}
-
-impl ManualClock {
-    pub fn advance(&self, by: Duration) {
-        *self.offset.locked() += by;
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> Instant {
-        self.base + *self.offset.locked()
-    }
-}
+pub use crate::clock::{Clock, ManualClock, SystemClock};
 
 /// A running camera source; stopping it may block (it runs on a helper thread).
 pub(crate) trait Source: Send {

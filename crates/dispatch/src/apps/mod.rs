@@ -660,7 +660,7 @@ async fn events(app: Arc<InspectorApp>, headers: HeaderMap) -> Response {
     };
     let dispatcher = app.dispatcher.clone();
     push_on_change(&dispatcher, "orders", move || {
-        let v = app.list(&who, crate::service::now_ms()).ok()?;
+        let v = app.list(&who, app.dispatcher.now_ms()).ok()?;
         // Unchanged lists are not sent again (`now_ms` aside).
         Some((v["orders"].to_string(), v.to_string()))
     })
@@ -670,7 +670,7 @@ async fn events(app: Arc<InspectorApp>, headers: HeaderMap) -> Response {
 pub fn routes(app: Arc<InspectorApp>) -> axum::Router {
     let handler: crate::http::Handler = {
         let app = app.clone();
-        Arc::new(move |r: &Request| app.answer(r, crate::service::now_ms()))
+        Arc::new(move |r: &Request| app.answer(r, app.dispatcher.now_ms()))
     };
     let stream = axum::routing::get(move |headers: HeaderMap| events(app.clone(), headers));
     // `/inspector/*rest` does not match an empty rest: the page itself has its own route.
