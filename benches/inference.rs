@@ -187,6 +187,7 @@ fn pipeline() {
             Arc::new(move |_, _, _| {
                 p2.fetch_add(1, Ordering::Relaxed);
             }),
+            Arc::default(),
         )
         .unwrap();
         let (fw, fh) = edge_node::source::fit_size((w, h), (416, 416));
@@ -269,6 +270,7 @@ fn pipeline() {
             Arc::new(move |_, _, _| {
                 p2.fetch_add(1, Ordering::Relaxed);
             }),
+            Arc::default(),
         )
         .unwrap(),
     );

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::config::{self, Config, FacePolicy};
+use crate::drops::Dropped;
 use crate::localtime::local_time;
 use crate::motion::{Gate, MotionGate, MotionOptions};
 use crate::rules::{IncidentIds, RuleEngine, RuleEvent, Scene};
@@ -47,8 +48,6 @@ pub struct CameraCore {
     tracker: Tracker,
     rules: RuleEngine,
     last: Option<Duration>,
-    /// Frames that arrived older than one already observed (dropped, unintended).
-    pub out_of_order: u64,
     /// Tells ingest when this camera's rules want every frame (`decode = "adaptive"`).
     demand: Demand,
     /// Whether any rule needs more than key frames.
@@ -98,7 +97,6 @@ impl CameraCore {
             ids,
             config: cam,
             last: None,
-            out_of_order: 0,
             wants_deltas,
             demand: Demand::default(),
             still,
@@ -182,12 +180,12 @@ impl CameraCore {
         Some([r[0] as u32, r[1] as u32, r[2].ceil() as u32, r[3].ceil() as u32])
     }
 
-    /// After inference, in capture order: the tracker and the rules on stream time.
-    pub fn observe(&mut self, frame: &Frame, d: &Detections) -> Vec<RuleEvent> {
+    /// After inference, in capture order: the tracker and the rules on stream time. A frame
+    /// older than one already observed goes no further ([`Dropped::OutOfOrder`]).
+    pub fn observe(&mut self, frame: &Frame, d: &Detections) -> Result<Vec<RuleEvent>, Dropped> {
         let t = frame.stream;
         if self.last.is_some_and(|last| t <= last) {
-            self.out_of_order += 1;
-            return Vec::new();
+            return Err(Dropped::OutOfOrder);
         }
         self.last = Some(t);
         let update = self.tracker.update(d, t);
@@ -211,7 +209,7 @@ impl CameraCore {
             wall: frame.wall,
             local: local_time(frame.wall),
         };
-        self.rules.evaluate(&scene)
+        Ok(self.rules.evaluate(&scene))
     }
 
     /// Ends every open incident (the camera changed or went away), at the last stream time.
@@ -429,7 +427,7 @@ classes = ["car"]
             } else {
                 start + Duration::from_secs_f64(s) - Duration::from_secs(3600)
             };
-            for e in c.observe(&frame("yard", s, wall), &parked_car()) {
+            for e in c.observe(&frame("yard", s, wall), &parked_car()).unwrap() {
                 fired.push((s, e.kind));
             }
         }
@@ -471,10 +469,9 @@ classes = ["car"]
         let cfg = config(CONFIG);
         let mut c = core(&cfg, "yard");
         let now = SystemTime::now();
-        c.observe(&frame("yard", 2.0, now), &parked_car());
-        assert!(c.observe(&frame("yard", 1.5, now), &parked_car()).is_empty());
-        assert!(c.observe(&frame("yard", 2.0, now), &parked_car()).is_empty());
-        assert_eq!(c.out_of_order, 2);
+        assert!(c.observe(&frame("yard", 2.0, now), &parked_car()).is_ok());
+        assert_eq!(c.observe(&frame("yard", 1.5, now), &parked_car()), Err(Dropped::OutOfOrder));
+        assert_eq!(c.observe(&frame("yard", 2.0, now), &parked_car()), Err(Dropped::OutOfOrder));
     }
 
     /// Reload: an unchanged camera keeps its tracks and open incident (no second `new`);
@@ -492,7 +489,7 @@ classes = ["car"]
             for id in ["yard", "gate"] {
                 let core = cams.get(id).unwrap();
                 let mut core = core.locked();
-                for e in core.observe(&frame(id, 0.5 * i as f64, now), &parked_car()) {
+                for e in core.observe(&frame(id, 0.5 * i as f64, now), &parked_car()).unwrap() {
                     opened.insert(id, e.incident);
                 }
             }
@@ -506,7 +503,7 @@ classes = ["car"]
             let core = cams.get(id).unwrap();
             let mut core = core.locked();
             assert_eq!((core.open_incidents(), core.live_tracks()), (1, 1), "{id}");
-            let again = core.observe(&frame(id, 50.0, now), &parked_car());
+            let again = core.observe(&frame(id, 50.0, now), &parked_car()).unwrap();
 
             assert!(again.is_empty(), "{id}: no second new for the same incident: {:?}", again.len());
         }

@@ -38,6 +38,7 @@ use tracing::{error, info, warn};
 use crate::alert::{AlertSink, CameraInfo};
 use crate::camera::{Cameras, Placement};
 use crate::config::Config;
+use crate::drops::Dropped;
 use crate::inference::{DetectionCallback, InferencePool};
 use crate::motion::Gate;
 use crate::outbox::Outbox;
@@ -307,7 +308,7 @@ impl Graph {
                 gate
             };
             if gate == Gate::Skip {
-                registry.camera(&frame.camera).skipped_motion.fetch_add(1, Relaxed);
+                registry.drops.camera(&frame.camera).record(Dropped::NoMotion);
                 return;
             }
             if frame.roi.is_some() {
@@ -382,7 +383,11 @@ fn camera_stage(
                     let mut core = core.locked();
                     let observed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core.observe(&frame, &d)));
                     match observed {
-                        Ok(events) => (events, core.placement.clone()),
+                        Ok(Ok(events)) => (events, core.placement.clone()),
+                        Ok(Err(dropped)) => {
+                            registry.drops.camera(&frame.camera).record(dropped);
+                            continue;
+                        }
                         Err(_) => {
                             // One camera's bad frame: its tracker and rules start afresh, the
                             // others never notice.

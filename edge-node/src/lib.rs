@@ -37,7 +37,8 @@
 //! [`graph`] (the stages wired in one place and the config diff of a reload), [`node`] (the
 //! `run` daemon: start-up order and the main loop), [`shutdown`] (the order of stopping,
 //! within one deadline), [`datadir`]
-//! (one process per `data_dir`), [`telemetry`] (logging; axum endpoints `/metrics` via
+//! (one process per `data_dir`), [`drops`] (every dropped frame as a typed event: counted and,
+//! when not intended, logged in one call), [`telemetry`] (logging; axum endpoints `/metrics` via
 //! prometheus-client, `/healthz`, `/readyz`, `/status`), [`sim`] (the RTSP camera simulator)
 //! and [`detect`] (`edge-node detect` on files).
 
@@ -48,6 +49,7 @@ pub mod clips;
 pub mod control;
 pub mod datadir;
 pub mod detect;
+pub mod drops;
 pub mod graph;
 pub mod ha;
 pub mod inference;

@@ -48,6 +48,7 @@ fn run_phase(
                 e.objects += d.objects.len() as u64;
                 e.faces += d.faces.len() as u64;
             }),
+            Arc::default(),
         )
         .unwrap(),
     );
@@ -171,6 +172,7 @@ fn one_camera_in_capture_order_and_panics_isolated() {
             o.lock().unwrap().push(f.seq);
             b.store(false, std::sync::atomic::Ordering::SeqCst);
         }),
+        Arc::default(),
     )
     .unwrap();
     pool.register("fast", vec!["objects".to_string()]);

@@ -145,7 +145,7 @@ fn run(
             detected += 1;
             let job = Job { image: ImageView::packed(&frame.data, w, h), source: (w, h), roi: None };
             let d = detector.detect(&models, &[job]).unwrap().pop().unwrap();
-            events.extend(core.observe(&frame, &d).into_iter().map(|e| (t, e)));
+            events.extend(core.observe(&frame, &d).unwrap().into_iter().map(|e| (t, e)));
         }
     }
     let still = core.still().expect("the camera has a still model");

@@ -307,14 +307,32 @@ pub struct CameraPlace {
     pub field_of_view: Option<f64>,
 }
 
+/// Where a camera is in its life, as the status says it (the supervisor's own state adds
+/// the reason and the retry delay, written in `detail`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CameraState {
     Connecting,
     Streaming,
+    /// Frames stopped; reconnecting.
     Stalled,
+    /// Lost (stream ended, connection dropped, timeout); reconnecting.
     Backoff,
+    /// Refused (unauthorized, no such stream, unsupported codec); still retried.
     Failed,
+}
+
+impl CameraState {
+    /// The name the status carries: `connecting`, `streaming`, `stalled`, `backoff`, `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connecting => "connecting",
+            Self::Streaming => "streaming",
+            Self::Stalled => "stalled",
+            Self::Backoff => "backoff",
+            Self::Failed => "failed",
+        }
+    }
 }
 
 /// What a camera's decoder is being fed now.
@@ -811,6 +829,14 @@ pub fn valid_id(id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_camera_states_name_is_the_one_the_status_carries() {
+        use CameraState::*;
+        for s in [Connecting, Streaming, Stalled, Backoff, Failed] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
 
     /// Every ```json example of the book's MQTT contract page parses as the type its `schema` names, and
     /// serialises back to the same JSON value.

@@ -2,8 +2,8 @@
 //!
 //! Input: frames submitted per camera. Output: each frame with its detections, through
 //! the callback given at start (called on a worker thread). Queues: each camera has its
-//! own queue of `queue_per_camera` frames; a full queue drops its oldest frame, counted
-//! for that camera as `dropped_busy` (unintended: the pool is behind). Workers take frames
+//! own queue of `queue_per_camera` frames; a full queue drops its oldest frame, recorded
+//! for that camera as [`Dropped::InferenceQueueFull`] (unintended: the pool is behind). Workers take frames
 //! round-robin across cameras, one per camera per turn, so a busy camera never starves a
 //! quiet one. A worker takes up to `max_batch` frames at once (waiting at most `max_wait`
 //! for them) and the detector batches those of equal input size where the model allows.
@@ -21,12 +21,13 @@ use tracing::{error, warn};
 use super::detector::{Detector, Job};
 use super::runtime::OrtError;
 use crate::config::{Inference, ModelSpec};
+use crate::drops::{Dropped, Drops, Registry};
 use crate::types::{Detections, Frame};
 
 /// Receives each processed frame, its detections and the time the detector took.
 pub type DetectionCallback = Arc<dyn Fn(&Frame, Detections, Duration) + Send + Sync>;
 
-/// Per-camera pool counters.
+/// Per-camera pool counters (the drops are read from the camera's [`Drops`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PoolStats {
     pub submitted: u64,
@@ -45,6 +46,7 @@ struct CameraQueue {
     models: Vec<String>,
     frames: VecDeque<Frame>,
     stats: PoolStats,
+    drops: Arc<Drops>,
     /// A worker holds frames of this camera: no other worker takes any until it is done,
     /// so a camera's frames are handled one at a time, in the order they were submitted.
     in_flight: bool,
@@ -62,6 +64,7 @@ struct Shared {
     state: Mutex<State>,
     ready: Condvar,
     capacity: usize,
+    drops: Arc<Registry>,
 }
 
 pub struct InferencePool {
@@ -71,15 +74,18 @@ pub struct InferencePool {
 
 impl InferencePool {
     /// Builds every worker's sessions (failing if any model does not load), then starts them.
+    /// Frames it drops are recorded in `drops` under their camera.
     pub fn start(
         models: &BTreeMap<String, ModelSpec>,
         opts: &Inference,
         on_result: DetectionCallback,
+        drops: Arc<Registry>,
     ) -> Result<Self, OrtError> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             ready: Condvar::new(),
             capacity: opts.queue_per_camera.max(1),
+            drops,
         });
         let detectors = (0..opts.workers.max(1))
             .map(|_| Detector::on(models, opts.threads_per_worker, opts.provider))
@@ -101,11 +107,13 @@ impl InferencePool {
 
     /// Makes a camera known, with the models its frames run through.
     pub fn register(&self, camera: &str, models: Vec<String>) {
+        let drops = self.shared.drops.camera(camera);
         let mut st = self.shared.state.locked();
         let q = st.cameras.entry(Arc::from(camera)).or_insert_with(|| CameraQueue {
             models: Vec::new(),
             frames: VecDeque::new(),
             stats: PoolStats::default(),
+            drops,
             in_flight: false,
         });
         q.models = models;
@@ -124,7 +132,7 @@ impl InferencePool {
         let mut kept_all = true;
         if q.frames.len() >= self.shared.capacity {
             q.frames.pop_front();
-            q.stats.dropped_busy += 1;
+            q.drops.record(Dropped::InferenceQueueFull);
             kept_all = false;
         }
         q.frames.push_back(frame);
@@ -134,7 +142,12 @@ impl InferencePool {
     }
 
     pub fn stats(&self, camera: &str) -> Option<PoolStats> {
-        self.shared.state.locked().cameras.get(camera).map(|q| q.stats.clone())
+        self.shared.state.locked().cameras.get(camera).map(|q| PoolStats {
+            dropped_busy: q.drops.count(Dropped::InferenceQueueFull),
+            panics: q.drops.count(Dropped::InferencePanic),
+            errors: q.drops.count(Dropped::InferenceError),
+            ..q.stats.clone()
+        })
     }
 
     pub fn shutdown(mut self, deadline: Duration) -> bool {
@@ -242,7 +255,7 @@ fn work(mut detector: Detector, shared: &Shared, on_result: DetectionCallback, m
             if let Some(q) = st.cameras.get_mut(id) {
                 q.in_flight = false;
                 if outcome.is_err() {
-                    q.stats.panics += 1;
+                    q.drops.record(Dropped::InferencePanic);
                 }
             }
         }
@@ -292,7 +305,7 @@ fn run_batch(
                     let mut st = shared.state.locked();
                     for f in &frames {
                         if let Some(q) = st.cameras.get_mut(&f.camera) {
-                            q.stats.errors += 1;
+                            q.drops.record(Dropped::InferenceError);
                         }
                     }
                     error!(cameras = frames.len(), "inference failed: {e}");
@@ -329,7 +342,13 @@ mod tests {
         for c in cams {
             st.cameras.insert(
                 Arc::from(*c),
-                CameraQueue { models: vec![], frames: VecDeque::new(), stats: PoolStats::default(), in_flight: false },
+                CameraQueue {
+                    models: vec![],
+                    frames: VecDeque::new(),
+                    stats: PoolStats::default(),
+                    drops: Arc::new(Drops::new(c)),
+                    in_flight: false,
+                },
             );
         }
         st
@@ -364,7 +383,13 @@ mod tests {
         for c in ["a", "b"] {
             st.cameras.insert(
                 Arc::from(c),
-                CameraQueue { models: vec![], frames: VecDeque::new(), stats: PoolStats::default(), in_flight: false },
+                CameraQueue {
+                    models: vec![],
+                    frames: VecDeque::new(),
+                    stats: PoolStats::default(),
+                    drops: Arc::new(Drops::new(c)),
+                    in_flight: false,
+                },
             );
         }
         for i in 0..3 {

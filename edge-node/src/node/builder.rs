@@ -254,7 +254,12 @@ pub(super) fn build(config: Config, path: PathBuf) -> Result<Pieces, NodeError> 
             home_assistant: config.home_assistant.is_some().then(|| topics.clone()),
         },
     );
-    let pool = Arc::new(InferencePool::start(&config.models, &config.inference, graph.on_detections())?);
+    let pool = Arc::new(InferencePool::start(
+        &config.models,
+        &config.inference,
+        graph.on_detections(),
+        registry.drops.clone(),
+    )?);
     graph.apply(&config, &pool);
     let on_frame = graph.on_frame(pool.clone());
     let tap = {
@@ -264,7 +269,7 @@ pub(super) fn build(config: Config, path: PathBuf) -> Result<Pieces, NodeError> 
             video.unit(camera, codec, pts, key, data);
         }))
     };
-    let options = IngestOptions { on_unit: Some(tap), ..IngestOptions::default() };
+    let options = IngestOptions { on_unit: Some(tap), drops: registry.drops.clone(), ..IngestOptions::default() };
     let ingest = Ingest::start(camera_specs(&config, &graph.cameras), on_frame, options)
         .map_err(|e| NodeError::Gstreamer(e.to_string()))?;
 
@@ -278,7 +283,6 @@ pub(super) fn build(config: Config, path: PathBuf) -> Result<Pieces, NodeError> 
         let sources = Arc::new(MetricsSources {
             cameras: ingest.status_reader(),
             counters: registry.clone(),
-            graph: graph.cameras.clone(),
             pool: Arc::downgrade(&pool),
             link: link.stats.clone(),
             disk: disk.clone(),

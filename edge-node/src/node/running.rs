@@ -344,7 +344,7 @@ fn publish_status(
             warn!(camera = %c.id, "cannot store camera status: {e}");
         }
     }
-    let streaming = cams.iter().filter(|c| c.state.name() == "streaming").count();
+    let streaming = cams.iter().filter(|c| c.state == crate::source::CameraState::Streaming).count();
     let v = contract::NodeStatus {
         schema: contract::Schema::new(),
         version: contract::Version1,
@@ -455,14 +455,13 @@ fn log_detections(graph: &Graph, registry: &CameraRegistry, pool: &InferencePool
         let frames = f.map_or(0, |f| f.frames);
         let infer_ms = f.filter(|f| f.frames > 0).map_or(0.0, |f| f.infer.as_secs_f64() * 1000.0 / f.frames as f64);
         let stats = pool.stats(&id).unwrap_or_default();
-        let counters = registry.camera(&id);
         info!(
             camera = %id,
             frames,
             objects = if objects.is_empty() { "-" } else { objects.as_str() },
             faces = f.map_or(0, |f| f.faces),
             infer_ms = format!("{infer_ms:.1}"),
-            skipped_motion = counters.skipped_motion.load(std::sync::atomic::Ordering::Relaxed),
+            skipped_motion = registry.drops.count(&id, crate::drops::Dropped::NoMotion),
             dropped_busy = stats.dropped_busy,
             "detections"
         );

@@ -27,6 +27,7 @@ use super::pipeline::{element, fit_size, frame_of};
 use super::reason::FailReason;
 use super::{CameraShared, FrameCallback};
 use crate::Locked;
+use crate::drops::Dropped;
 
 /// Decoders per key: enough for the key frames of hundreds of cameras (one key frame
 /// of 640x360 decodes in ≈ 2 ms), and more than one so a slow picture does not hold up all.
@@ -69,8 +70,6 @@ struct Decoder {
 #[derive(Default)]
 pub struct Pool {
     decoders: Mutex<HashMap<Key, Arc<Vec<Decoder>>>>,
-    /// Key frames not decoded because the decoder queue was full, or never answered.
-    pub dropped: AtomicU64,
 }
 
 /// The process's pool.
@@ -119,8 +118,7 @@ impl Pool {
         // The decoder with the shortest queue.
         let Some(dec) = set.iter().min_by_key(|d| d.appsrc.current_level_buffers()) else { return Ok(()) };
         if dec.appsrc.current_level_buffers() >= QUEUE {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            shared.counters.dropped_decoder.fetch_add(1, Ordering::Relaxed);
+            shared.drops.record(Dropped::DecoderQueueFull);
             return Ok(());
         }
         let token = dec.next_token.fetch_add(1, Ordering::Relaxed) * 1_000_000;
@@ -132,8 +130,7 @@ impl Pool {
             while let Some(entry) = tickets.first_entry()
                 && now.duration_since(entry.get().at) >= TICKET_TTL
             {
-                entry.remove();
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+                entry.remove().shared.drops.record(Dropped::DecoderNoPicture);
             }
             tickets.insert(
                 token,

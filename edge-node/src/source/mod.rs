@@ -46,6 +46,8 @@ pub use reason::FailReason;
 pub use stream_time::StreamClock;
 
 use crate::config::{self, DecodeMode, HwDecode, RtspClient, Secret, Transport};
+use crate::contract;
+use crate::drops::{Dropped, Drops};
 use crate::types::Frame;
 
 /// Receives every frame a camera hands on. Runs on the camera's streaming thread.
@@ -86,7 +88,7 @@ pub struct CameraSpec {
     /// Set while those rules want every frame (see [`Demand`]).
     pub demand: Demand,
     /// Where the camera is on the map (its status says it).
-    pub place: Option<crate::contract::CameraPlace>,
+    pub place: Option<contract::CameraPlace>,
     /// The micro-grid it watches (its status says it).
     pub micro_grid: Option<String>,
 }
@@ -115,7 +117,7 @@ impl CameraSpec {
             stall_timeout: cam.stall_timeout,
             delta_rules: delta_rules(cam),
             demand: Demand::default(),
-            place: cam.location.map(|location| crate::contract::CameraPlace {
+            place: cam.location.map(|location| contract::CameraPlace {
                 location,
                 direction: cam.direction.map(|d| d.0),
                 field_of_view: cam.direction.map(|d| d.1),
@@ -188,12 +190,6 @@ pub struct Counters {
     pub decoded: AtomicU64,
     /// Frames handed to the consumer.
     pub handed_on: AtomicU64,
-    /// Intended: delta frames not decoded (key-frame mode).
-    pub dropped_delta: AtomicU64,
-    /// Intended: frames beyond `detect_fps`.
-    pub dropped_rate: AtomicU64,
-    /// Unintended: key frames the shared decoders had no room for (or never decoded).
-    pub dropped_decoder: AtomicU64,
     pub reconnects: AtomicU64,
     pub stalls: AtomicU64,
     /// Pipelines started (first connection, reconnects and config changes).
@@ -256,9 +252,10 @@ impl StageCpu {
 }
 
 /// Shared between a camera's pipeline callbacks and the supervisor.
-#[derive(Default)]
 pub struct CameraShared {
     pub counters: Counters,
+    /// Frames dropped, by why (the node's registry: kept across reconnects and reloads).
+    pub drops: Arc<Drops>,
     /// Milliseconds after the supervisor's epoch of the last access unit (+1; 0 = none yet).
     last_unit_ms: AtomicU64,
     /// Source width << 32 | height.
@@ -269,6 +266,20 @@ pub struct CameraShared {
     stream_clock: Mutex<StreamClock>,
 }
 
+impl CameraShared {
+    pub fn new(drops: Arc<Drops>) -> Self {
+        Self {
+            counters: Counters::default(),
+            drops,
+            last_unit_ms: AtomicU64::default(),
+            source_size: AtomicU64::default(),
+            decoding_all: AtomicBool::default(),
+            status: Mutex::default(),
+            stream_clock: Mutex::default(),
+        }
+    }
+}
+
 #[derive(Default, Clone)]
 struct StatusInner {
     state: CameraState,
@@ -277,7 +288,7 @@ struct StatusInner {
     fps_decoded: f64,
     fps_out: f64,
     cadence: String,
-    place: Option<crate::contract::CameraPlace>,
+    place: Option<contract::CameraPlace>,
     micro_grid: Option<String>,
 }
 
@@ -304,15 +315,22 @@ pub enum CameraState {
 }
 
 impl CameraState {
+    /// The state the status carries ([`contract::CameraState`]); this one adds why and when
+    /// the next try is, which the status writes in words (`detail`, this type's `Display`).
+    pub fn kind(&self) -> contract::CameraState {
+        use contract::CameraState as S;
+        match self {
+            Self::Connecting => S::Connecting,
+            Self::Streaming => S::Streaming,
+            Self::Stalled { .. } => S::Stalled,
+            Self::Backoff { .. } => S::Backoff,
+            Self::Failed { .. } => S::Failed,
+        }
+    }
+
     /// `connecting`, `streaming`, `stalled`, `backoff`, `failed`.
     pub fn name(&self) -> &'static str {
-        match self {
-            Self::Connecting => "connecting",
-            Self::Streaming => "streaming",
-            Self::Stalled { .. } => "stalled",
-            Self::Backoff { .. } => "backoff",
-            Self::Failed { .. } => "failed",
-        }
+        self.kind().as_str()
     }
 }
 
@@ -357,11 +375,41 @@ pub struct CameraStatus {
     /// Which frames this camera decodes and why ([`CameraSpec::cadence`]).
     pub cadence: String,
     /// Where it is on the map, from its config.
-    pub place: Option<crate::contract::CameraPlace>,
+    pub place: Option<contract::CameraPlace>,
     pub micro_grid: Option<String>,
     pub source_size: (u32, u32),
     /// CPU seconds of the streaming thread by stage: decode, convert, motion.
     pub cpu: [(&'static str, f64); 3],
+}
+
+impl CameraStatus {
+    /// As `gridsight.camera_status` says it (the retained MQTT status and `/status`), from
+    /// `node`, at `at`; rates rounded to hundredths.
+    pub fn to_contract(&self, node: &str, at: &str) -> contract::CameraStatus {
+        let round = |v: f64| (v * 100.0).round() / 100.0;
+        contract::CameraStatus {
+            schema: contract::Schema::new(),
+            version: contract::Version1,
+            node: node.to_string(),
+            camera: self.id.clone(),
+            state: self.state.kind(),
+            detail: self.state.to_string(),
+            fps_in: round(self.fps_in),
+            fps_decoded: round(self.fps_decoded),
+            fps_out: round(self.fps_out),
+            decode: if self.decoding_all { contract::DecodeNow::All } else { contract::DecodeNow::Keyframes },
+            cadence: self.cadence.clone(),
+            received: self.received,
+            decoded: self.decoded,
+            handed_on: self.handed_on,
+            reconnects: self.reconnects,
+            stalls: self.stalls,
+            last_error: self.last_error.clone(),
+            at: at.to_string(),
+            place: self.place,
+            micro_grid: self.micro_grid.clone(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -392,6 +440,8 @@ pub struct IngestOptions {
     pub status_every: Duration,
     /// Every access unit received (event clips); `None`: nobody listens.
     pub on_unit: Option<UnitTap>,
+    /// Where each camera's dropped frames are counted (the node's, shared with inference).
+    pub drops: Arc<crate::drops::Registry>,
 }
 
 impl Default for IngestOptions {
@@ -402,6 +452,7 @@ impl Default for IngestOptions {
             stable_after: Duration::from_secs(10),
             status_every: Duration::from_secs(10),
             on_unit: None,
+            drops: Arc::default(),
         }
     }
 }
@@ -575,9 +626,9 @@ fn status_of(id: &str, s: &CameraShared) -> CameraStatus {
         keyframes: c.keyframes.load(Ordering::Relaxed),
         decoded: c.decoded.load(Ordering::Relaxed),
         handed_on: c.handed_on.load(Ordering::Relaxed),
-        dropped_delta: c.dropped_delta.load(Ordering::Relaxed),
-        dropped_rate: c.dropped_rate.load(Ordering::Relaxed),
-        dropped_decoder: c.dropped_decoder.load(Ordering::Relaxed),
+        dropped_delta: s.drops.count(Dropped::DeltaFrame),
+        dropped_rate: s.drops.count(Dropped::OverDetectFps),
+        dropped_decoder: s.drops.count(Dropped::DecoderQueueFull) + s.drops.count(Dropped::DecoderNoPicture),
         reconnects: c.reconnects.load(Ordering::Relaxed),
         stalls: c.stalls.load(Ordering::Relaxed),
         starts: c.starts.load(Ordering::Relaxed),
@@ -693,7 +744,7 @@ impl Supervisor {
                     self.connect(&id);
                 }
                 None => {
-                    let shared = Arc::new(CameraShared::default());
+                    let shared = Arc::new(CameraShared::new(self.options.drops.camera(&id)));
                     self.cameras.locked().insert(id.clone(), shared.clone());
                     let seed =
                         id.bytes().fold(self.epoch.elapsed().as_nanos() as u64, |h, b| h.rotate_left(5) ^ b as u64);

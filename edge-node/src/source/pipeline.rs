@@ -27,6 +27,7 @@ use super::gate::{BURST_FPS, Demand, KeyframeGate, RateLimiter};
 use super::reason::FailReason;
 use super::{CameraShared, CameraSpec, FrameCallback, Msg, PipelineEvent};
 use crate::config::{HwDecode, Transport};
+use crate::drops::Dropped;
 use crate::types::Frame;
 
 /// Ingest decisions shared by the probes of one pipeline.
@@ -71,13 +72,13 @@ pub(super) fn admit_unit(
     s.last_unit_ms.store(epoch.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
     let mut g = gates.locked();
     if !g.keyframes.admit(pts, keyframe) {
-        c.dropped_delta.fetch_add(1, Ordering::Relaxed);
+        s.drops.record(Dropped::DeltaFrame);
         return false;
     }
     // Key frames only: each is decodable alone, so surplus ones are dropped before decoding.
     if !g.keyframes.decoding_all() && !g.rate.admit(pts) {
         g.keyframes.key_frame_dropped();
-        c.dropped_rate.fetch_add(1, Ordering::Relaxed);
+        s.drops.record(Dropped::OverDetectFps);
         return false;
     }
     s.decoding_all.store(g.keyframes.decoding_all(), Ordering::Relaxed);
@@ -374,7 +375,7 @@ pub(super) fn add_decoder_probe(
             c.decoded.fetch_add(1, Ordering::Relaxed);
             let mut g = gates.locked();
             if g.keyframes.decoding_all() && !g.admit_decoded(buffer.pts().map(|t| t.nseconds())) {
-                c.dropped_rate.fetch_add(1, Ordering::Relaxed);
+                shared.drops.record(Dropped::OverDetectFps);
                 c.cpu.stop();
                 return gst::PadProbeReturn::Drop;
             }

@@ -12,12 +12,11 @@ pub use gridsight_base::telemetry::*;
 use crate::RwLocked;
 
 /// Counters the node keeps per camera beside ingest's own (`source::Counters`) and the
-/// inference pool's: frames the motion gate skipped, alerts stored, refused by the store,
-/// and delivered. Monotonic for the life of the process (a reloaded camera keeps them).
+/// inference pool's: alerts stored, refused by the store, and delivered. Monotonic for the
+/// life of the process (a reloaded camera keeps them). Dropped frames are counted in
+/// [`CameraRegistry::drops`].
 #[derive(Debug, Default)]
 pub struct CameraCounters {
-    /// Intended: frames with no motion and no live track, not sent to inference.
-    pub skipped_motion: std::sync::atomic::AtomicU64,
     pub alerts_stored: std::sync::atomic::AtomicU64,
     /// Unintended: the outbox refused the alert (it is lost; the log says why).
     pub alerts_failed: std::sync::atomic::AtomicU64,
@@ -32,6 +31,8 @@ pub struct CameraCounters {
 /// Every camera's [`CameraCounters`], by camera id.
 #[derive(Debug, Default)]
 pub struct CameraRegistry {
+    /// Every camera's dropped frames, by why (shared with ingest and the inference pool).
+    pub drops: std::sync::Arc<crate::drops::Registry>,
     cameras: std::sync::RwLock<std::collections::BTreeMap<String, std::sync::Arc<CameraCounters>>>,
 }
 

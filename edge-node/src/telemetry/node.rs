@@ -9,44 +9,14 @@ use tracing::{info, warn};
 use crate::Locked;
 use crate::alert::AlertSink;
 use crate::contract;
+use crate::drops::Dropped;
 use crate::inference::InferencePool;
 use crate::outbox::{DiskGuard, DiskState};
 use crate::telemetry::{CameraRegistry, MetricsText};
 
 /// `gridsight.camera_status` JSON (MQTT status topic and `/status`).
 pub(crate) fn camera_status_json(node: &str, c: &crate::source::CameraStatus, at: &str) -> serde_json::Value {
-    use crate::contract::{CameraState as S, DecodeNow};
-    use crate::source::CameraState;
-    let round = |v: f64| (v * 100.0).round() / 100.0;
-    let status = contract::CameraStatus {
-        schema: contract::Schema::new(),
-        version: contract::Version1,
-        node: node.to_string(),
-        camera: c.id.clone(),
-        state: match c.state {
-            CameraState::Connecting => S::Connecting,
-            CameraState::Streaming => S::Streaming,
-            CameraState::Stalled { .. } => S::Stalled,
-            CameraState::Backoff { .. } => S::Backoff,
-            CameraState::Failed { .. } => S::Failed,
-        },
-        detail: c.state.to_string(),
-        fps_in: round(c.fps_in),
-        fps_decoded: round(c.fps_decoded),
-        fps_out: round(c.fps_out),
-        decode: if c.decoding_all { DecodeNow::All } else { DecodeNow::Keyframes },
-        cadence: c.cadence.clone(),
-        received: c.received,
-        decoded: c.decoded,
-        handed_on: c.handed_on,
-        reconnects: c.reconnects,
-        stalls: c.stalls,
-        last_error: c.last_error.clone(),
-        at: at.to_string(),
-        place: c.place,
-        micro_grid: c.micro_grid.clone(),
-    };
-    serde_json::to_value(&status).unwrap_or_default()
+    serde_json::to_value(c.to_contract(node, at)).unwrap_or_default()
 }
 
 /// What the HTTP endpoints show of the outbox; refreshed by the main loop every 10 s
@@ -62,7 +32,6 @@ pub(crate) struct Snapshot {
 pub(crate) struct MetricsSources {
     pub(crate) cameras: crate::source::StatusReader,
     pub(crate) counters: Arc<CameraRegistry>,
-    pub(crate) graph: Arc<crate::camera::Cameras>,
     /// Weak: shutdown takes the pool back whole to stop its workers.
     pub(crate) pool: std::sync::Weak<InferencePool>,
     pub(crate) link: Arc<crate::mqtt::LinkStats>,
@@ -174,22 +143,16 @@ pub(crate) fn node_metrics(m: &mut MetricsText, s: &Snapshot, src: &MetricsSourc
         &pool_stats.iter().map(|(id, p)| (vec![("camera", id.as_str())], p.busy.as_secs_f64())).collect::<Vec<_>>(),
     );
     let mut dropped: Vec<(Vec<(&str, &str)>, f64)> = Vec::new();
-    for (c, (_, p)) in cams.iter().zip(&pool_stats) {
-        let skipped = src.counters.get(&c.id).map_or(0, |n| n.skipped_motion.load(Relaxed));
-        let out_of_order = src.graph.get(&c.id).map_or(0, |core| core.locked().out_of_order);
-        for (stage, reason, intended, n) in [
-            ("ingest", "delta_frame", "true", c.dropped_delta),
-            ("ingest", "over_detect_fps", "true", c.dropped_rate),
-            ("decoder", "queue_full", "false", c.dropped_decoder),
-            ("motion", "no_motion", "true", skipped),
-            ("inference", "queue_full", "false", p.dropped_busy),
-            ("inference", "error", "false", p.errors),
-            ("inference", "panic", "false", p.panics),
-            ("tracker", "out_of_order", "false", out_of_order),
-        ] {
+    for c in &cams {
+        for why in Dropped::ALL {
             dropped.push((
-                vec![("camera", c.id.as_str()), ("stage", stage), ("reason", reason), ("intended", intended)],
-                n as f64,
+                vec![
+                    ("camera", c.id.as_str()),
+                    ("stage", why.stage()),
+                    ("reason", why.reason()),
+                    ("intended", if why.intended() { "true" } else { "false" }),
+                ],
+                src.counters.drops.count(&c.id, why) as f64,
             ));
         }
     }
