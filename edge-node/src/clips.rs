@@ -605,7 +605,7 @@ impl Worker {
             let mut hidden: Vec<[f32; 4]> = window.range(lo..=hi).flat_map(|p| p.4.iter().copied()).collect();
             hidden.append(&mut carried);
             for b in &hidden {
-                crate::alert::pixelate(&mut bgr, *w, *h, *b);
+                crate::privacy::pixelate(&mut bgr, *w, *h, *b);
             }
             carried = search.verify(&mut bgr, *w, *h, &hidden).map_err(|e| e.to_string())?;
             faces += carried.len() as u64;
@@ -696,7 +696,7 @@ pub fn prune(dir: &std::path::Path, max_age: Duration, max_bytes: u64) -> std::i
 
 /// `GET /clips/<alert id>.mp4`: an event clip, as the alert's `clip` field names it.
 pub fn routes(clips: Arc<Clips>) -> axum::Router {
-    use crate::telemetry::http::{Get, Reply, get};
+    use crate::http::{Get, Reply, get};
     axum::Router::new().route(
         "/clips/:file",
         get(move |g: &Get| {

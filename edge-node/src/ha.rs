@@ -19,7 +19,7 @@ use crate::outbox::{Kind, Message};
 
 /// The discovery config topics of a config (to delete those no longer in it).
 pub fn config_topics(config: &Config, ha: &HomeAssistant) -> Vec<String> {
-    configs(config, ha, &crate::node::topics_of(config)).into_iter().map(|(t, _)| t).collect()
+    configs(config, ha, &crate::mqtt::topics_of(config)).into_iter().map(|(t, _)| t).collect()
 }
 
 fn entity(ha: &HomeAssistant, component: &str, node: &str, object: &str) -> String {
@@ -102,7 +102,7 @@ pub fn camera_event_topic(topics: &Topics, node: &str, camera: &str) -> String {
 /// The discovery messages to publish now: every config, and an empty retained message for
 /// each topic of `before` that is no longer one (a removed camera's entities).
 pub fn messages(config: &Config, ha: &HomeAssistant, before: &[String]) -> Vec<Message> {
-    let topics = crate::node::topics_of(config);
+    let topics = crate::mqtt::topics_of(config);
     let now = configs(config, ha, &topics);
     let mut out: Vec<Message> = before
         .iter()

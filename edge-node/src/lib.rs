@@ -71,7 +71,7 @@ pub mod video;
 
 // The crates below the node, under the names its modules use. Dependencies point one
 // way: contract ← base ← dispatch ← this crate; none of them can call into the node.
-pub use gridsight_base::{Locked, RwLocked, clock, config, geometry, localtime, mqtt, outbox};
+pub use gridsight_base::{Locked, RwLocked, clock, config, geometry, http, localtime, mqtt, outbox};
 pub use gridsight_contract as contract;
 pub use gridsight_dispatch as dispatch;
 

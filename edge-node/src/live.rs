@@ -172,7 +172,7 @@ fn downscaled(frame: &Frame, width: u32) -> Option<Frame> {
 /// `GET /cameras/<id>/snapshot.jpg[?width=N]`: the camera's newest detected frame, faces
 /// pixelated, at most `width` (64–1920, default 640) pixels wide.
 pub fn routes(live: Arc<LiveFrames>) -> axum::Router {
-    use crate::telemetry::http::{Get, Reply, get};
+    use crate::http::{Get, Reply, get};
     axum::Router::new().route(
         "/cameras/:camera/snapshot.jpg",
         get(move |g: &Get| {

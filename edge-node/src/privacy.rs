@@ -19,7 +19,7 @@
 //! ```
 //!
 //! Pixelation uses power-of-two blocks on one lattice, so passes over overlapping regions
-//! never cut each other's blocks into finer detail (see [`crate::alert::pixelate_coarser`]).
+//! never cut each other's blocks into finer detail (see [`pixelate_coarser`]).
 //!
 //! A low score costs only a few harmless pixelated patches; a missed face is a privacy
 //! breach. Inputs are capped at [`MAX_INPUT_PIXELS`] (a 1080p picture is verified at about
@@ -87,7 +87,7 @@ impl FaceSearch {
     /// The verify passes on a picture whose `hidden` regions are already pixelated: what is
     /// still found at 2x (score 0.3; small faces, one level coarser) or at 1x (the search's
     /// score) is pixelated too, one level coarser again for each hidden region it falls on
-    /// ([`crate::alert::pixelate_coarser`]);
+    /// ([`pixelate_coarser`]);
     /// the 1x pass again while a round finds a face off every hidden region, at most
     /// [`VERIFY_ROUNDS`] rounds in all. Returns the boxes found.
     pub fn verify(&mut self, bgr: &mut [u8], w: u32, h: u32, hidden: &[[f32; 4]]) -> Result<Vec<[f32; 4]>, OrtError> {
@@ -108,7 +108,7 @@ impl FaceSearch {
                 let base = u32::from(scale > 1.0);
                 for b in &more {
                     let level = base + known.iter().filter(|k| falls_on(b, k)).count() as u32;
-                    crate::alert::pixelate_coarser(bgr, w, h, *b, level);
+                    pixelate_coarser(bgr, w, h, *b, level);
                 }
                 round.extend(more);
             }
@@ -130,7 +130,7 @@ impl FaceSearch {
         let mut hidden = self.search(bgr, w, h)?;
         hidden.extend_from_slice(known);
         for b in &hidden {
-            crate::alert::pixelate(bgr, w, h, *b);
+            pixelate(bgr, w, h, *b);
         }
         let more = self.verify(bgr, w, h, &hidden)?;
         hidden.extend(more);
@@ -138,7 +138,7 @@ impl FaceSearch {
     }
 }
 
-/// Whether box `b`'s centre lies in region `k` (grown as [`crate::alert::pixelate`] grows it).
+/// Whether box `b`'s centre lies in region `k` (grown as [`pixelate`] grows it).
 fn falls_on(b: &[f32; 4], k: &[f32; 4]) -> bool {
     let (cx, cy) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
     let (gw, gh) = ((k[2] - k[0]) * 0.25, (k[3] - k[1]) * 0.25);
@@ -189,7 +189,7 @@ impl Privacy {
     pub fn hide(&self, bgr: &mut [u8], w: u32, h: u32, known: &[[f32; 4]]) -> Result<Vec<[f32; 4]>, OrtError> {
         let Some(spec) = &self.spec else {
             for b in known {
-                crate::alert::pixelate(bgr, w, h, *b);
+                pixelate(bgr, w, h, *b);
             }
             return Ok(known.to_vec());
         };
@@ -220,6 +220,64 @@ pub fn face_model(config: &Config) -> Option<ModelSpec> {
     config.models.values().find(|m| m.family == Family::Yunet).cloned()
 }
 
+/// Replaces a region (grown by 25% each side, so hair line and chin go too) with coarse
+/// blocks: about four across the grown region (under three across the face), too few for a
+/// face detector, let alone a person, to find a face (tested with YuNet). Same as
+/// [`pixelate_coarser`] at level 0.
+pub fn pixelate(rgb: &mut [u8], w: u32, h: u32, b: [f32; 4]) {
+    pixelate_coarser(rgb, w, h, b, 0);
+}
+
+/// [`pixelate`] with blocks `2^level` times larger (level 2 and up: one or two blocks
+/// across the region), for a face found again where one was already hidden.
+///
+/// Blocks are squares of a power-of-two side on a lattice anchored at the picture's
+/// origin, and the region grows out to whole blocks. So pixelating twice never makes
+/// finer detail: a block of one pass is either inside a block of the other (already one
+/// colour) or a union of them (averaged to one colour). Blocks of two sizes laid on
+/// different grids would cut each other into slivers that rebuild a face (seen: a small
+/// face found by the search and again by the verify pass came out detectable at 0.77).
+pub fn pixelate_coarser(rgb: &mut [u8], w: u32, h: u32, b: [f32; 4], level: u32) {
+    let (bw, bh) = (b[2] - b[0], b[3] - b[1]);
+    let x0 = (b[0] - bw * 0.25).max(0.0) as u32;
+    let y0 = (b[1] - bh * 0.25).max(0.0) as u32;
+    let x1 = ((b[2] + bw * 0.25).max(0.0) as u32).min(w);
+    let y1 = ((b[3] + bh * 0.25).max(0.0) as u32).min(h);
+    if x1 <= x0 || y1 <= y0 {
+        return;
+    }
+    let block = (x1 - x0).max(y1 - y0).div_ceil(4).max(4).next_power_of_two() << level.min(8);
+    let (x0, y0) = (x0 / block * block, y0 / block * block);
+    let (x1, y1) = (x1.div_ceil(block).saturating_mul(block).min(w), y1.div_ceil(block).saturating_mul(block).min(h));
+    let mut by = y0;
+    while by < y1 {
+        let ey = (by + block).min(y1);
+        let mut bx = x0;
+        while bx < x1 {
+            let ex = (bx + block).min(x1);
+            let mut sum = [0u64; 3];
+            let n = ((ex - bx) * (ey - by)) as u64;
+            for y in by..ey {
+                for x in bx..ex {
+                    let i = ((y * w + x) * 3) as usize;
+                    for c in 0..3 {
+                        sum[c] += rgb[i + c] as u64;
+                    }
+                }
+            }
+            let avg = sum.map(|s| (s / n) as u8);
+            for y in by..ey {
+                for x in bx..ex {
+                    let i = ((y * w + x) * 3) as usize;
+                    rgb[i..i + 3].copy_from_slice(&avg);
+                }
+            }
+            bx = ex;
+        }
+        by = ey;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,5 +293,49 @@ mod tests {
         assert_eq!(hidden, vec![[8.0, 8.0, 16.0, 16.0]]);
         assert_ne!(bgr, before, "the known region is pixelated");
         assert_eq!(bgr[..3], before[..3], "the rest is not");
+    }
+
+    #[test]
+    fn pixelation_flattens_the_region_only() {
+        let (w, h) = (40u32, 20u32);
+        let mut rgb: Vec<u8> = (0..w * h * 3).map(|i| (i * 37 % 251) as u8).collect();
+        let before = rgb.clone();
+        pixelate(&mut rgb, w, h, [10.0, 5.0, 20.0, 15.0]);
+        let px = |rgb: &[u8], x: u32, y: u32| rgb[((y * w + x) * 3) as usize..((y * w + x) * 3 + 3) as usize].to_vec();
+        // The region grows to x 7..22, y 2..17, then out to whole 4-pixel blocks of the
+        // picture's lattice: x 4..24, y 0..20. Pixels of a block are equal.
+        assert_eq!(px(&rgb, 4, 0), px(&rgb, 7, 3));
+        assert_eq!(px(&rgb, 8, 4), px(&rgb, 11, 7));
+        assert_ne!(px(&rgb, 7, 3), px(&rgb, 8, 3), "two blocks");
+        // Outside it nothing changed.
+        assert_eq!(px(&rgb, 3, 0), px(&before, 3, 0));
+        assert_eq!(px(&rgb, 24, 10), px(&before, 24, 10));
+        assert_eq!(px(&rgb, 30, 19), px(&before, 30, 19));
+    }
+
+    #[test]
+    fn pixelating_again_never_brings_detail_back() {
+        // Two overlapping faces of different sizes, pixelated in either order and again:
+        // no pass cuts another's blocks into finer pieces.
+        let (w, h) = (64u32, 48u32);
+        let picture: Vec<u8> = (0..w * h * 3).map(|i| (i * 37 % 251) as u8).collect();
+        let (a, b) = ([10.0, 6.0, 26.0, 26.0], [17.0, 13.0, 45.0, 41.0]);
+        let mut once = picture.clone();
+        pixelate(&mut once, w, h, a);
+        pixelate(&mut once, w, h, b);
+        let mut again = once.clone();
+        pixelate(&mut again, w, h, a);
+        pixelate(&mut again, w, h, b);
+        pixelate_coarser(&mut again, w, h, a, 0);
+        assert_eq!(again, once, "pixelating the same regions again changes nothing");
+        // Coarser on top of finer: every pixel of a coarse block has one colour.
+        pixelate_coarser(&mut again, w, h, a, 2);
+        let block = 32;
+        for y in 0..block.min(h) {
+            for x in 0..block {
+                let i = ((y * w + x) * 3) as usize;
+                assert_eq!(again[i..i + 3], again[..3], "pixel ({x}, {y}) of the first 32-pixel block");
+            }
+        }
     }
 }

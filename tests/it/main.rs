@@ -24,6 +24,7 @@ mod ingest_recovery;
 mod ingest_third_party;
 mod inspector_app;
 mod k8s_manifests;
+mod layout;
 mod left_object;
 mod live_snapshot;
 mod live_video;

@@ -1,6 +1,25 @@
-//! Class labels of each model family.
+//! The model families and the class labels of each.
 
-use crate::config::Family;
+use std::fmt;
+
+use serde::Deserialize;
+
+/// Model family: decides pre- and post-processing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    Yolox,
+    Yunet,
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Yolox => "yolox",
+            Self::Yunet => "yunet",
+        })
+    }
+}
 
 /// COCO-80 in YOLOX class-id order.
 pub const COCO: [&str; 80] = [

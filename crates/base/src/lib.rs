@@ -3,7 +3,7 @@
 //! list, never up:
 //!
 //! - leaves: [`clock`] (the one clock, which tests pause), [`geometry`] (zones and lines),
-//!   [`backoff`], [`labels`] (the models' class names), [`http`] (axum helpers: replies,
+//!   [`backoff`], [`labels`] (the model families and their class names), [`spelling`], [`http`] (axum helpers: replies,
 //!   bearer tokens, the listener);
 //! - [`config`] (the TOML file: raw serde types → `validate()` with path, line and column →
 //!   [`config::Config`]), [`localtime`] (the node's calendar for schedules);
@@ -24,6 +24,7 @@ pub mod labels;
 pub mod localtime;
 pub mod mqtt;
 pub mod outbox;
+pub mod spelling;
 pub mod telemetry;
 
 /// Locks that outlive a panic elsewhere. A panic is caught where it happens (one camera's

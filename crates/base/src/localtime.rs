@@ -39,7 +39,7 @@ pub fn tz_value(name: &str) -> Result<String, String> {
         .flatten()
         .flatten()
         .filter_map(|e| e.file_name().into_string().ok())
-        .map(|n| (crate::config::edit_distance(leaf, &n), n))
+        .map(|n| (crate::spelling::edit_distance(leaf, &n), n))
         .filter(|(d, _)| *d <= 2)
         .min();
     if let (true, Some((_, n))) = (safe, best) {

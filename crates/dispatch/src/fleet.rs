@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
-use crate::page::{camera_problem, problem};
+use crate::problems::{camera_problem, problem};
 
 /// How many alerts the page lists.
 const RECENT: usize = 100;

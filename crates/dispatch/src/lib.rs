@@ -24,6 +24,7 @@ pub mod inspector;
 pub mod intake;
 pub mod order;
 pub mod page;
+pub mod problems;
 pub mod reports;
 pub mod service;
 pub mod stats;

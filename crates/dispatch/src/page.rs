@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
+pub use crate::problems::{camera_problem, problem};
+
 /// The page itself.
 pub const PAGE: &str = include_str!("page.html");
 /// The live video player the pages share (Media Source Extensions over the node's WebSocket).
@@ -31,11 +33,6 @@ pub fn player_route() -> axum::Router {
 
 /// How many open orders the page lists (the oldest deadlines first).
 const ORDERS_SHOWN: usize = 200;
-
-/// One line of the problems banner: `level` is `error` or `warn`.
-pub fn problem(level: &str, text: impl Into<String>) -> Value {
-    json!({"level": level, "text": text.into()})
-}
 
 /// The dispatcher's part of the overview: open orders (nearest deadline first) and the
 /// latest statistics.
@@ -124,28 +121,6 @@ pub fn district_overview(
     })
 }
 
-/// What a camera's status says is wrong, if anything.
-pub fn camera_problem(c: &Value) -> Option<Value> {
-    let name = match c["node"].as_str() {
-        Some(node) if c["district"] == true => format!("{} on {node}", c["camera"].as_str().unwrap_or("?")),
-        _ => c["camera"].as_str().unwrap_or("?").to_string(),
-    };
-    let detail = c["detail"].as_str().unwrap_or("");
-    match c["state"].as_str()? {
-        "streaming" => None,
-        "connecting" => Some(problem("warn", format!("camera {name}: {detail}"))),
-        "offline" => Some(problem("error", format!("camera {name}: its node is offline"))),
-        _ => {
-            // The error is often in the detail already (the reason of a backoff).
-            let error = c["last_error"].as_str().filter(|e| !detail.contains(e));
-            Some(problem(
-                "error",
-                format!("camera {name}: {detail}{}", error.map(|e| format!(" ({e})")).unwrap_or_default()),
-            ))
-        }
-    }
-}
-
 /// The district page of `edge-node dispatch`: `GET /` and `/api/overview`.
 pub fn district_routes(
     title: String,
@@ -172,18 +147,6 @@ pub fn district_routes(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn camera_problems_name_the_camera_and_the_reason() {
-        let c = |state: &str| json!({"camera": "gate", "state": state, "detail": "retrying in 4 s", "last_error": "401 Unauthorized"});
-        assert!(camera_problem(&c("streaming")).is_none());
-        assert_eq!(camera_problem(&c("connecting")).unwrap()["level"], "warn");
-        let p = camera_problem(&c("backoff")).unwrap();
-        assert_eq!(p["level"], "error");
-        assert_eq!(p["text"], "camera gate: retrying in 4 s (401 Unauthorized)");
-        let d = json!({"camera": "gate", "node": "edge-1", "district": true, "state": "offline"});
-        assert_eq!(camera_problem(&d).unwrap()["text"], "camera gate on edge-1: its node is offline");
-    }
 
     #[test]
     fn the_page_is_plain_html_with_its_script() {

@@ -20,6 +20,7 @@ use crate::contract::{Alert, AlertType, Schema, Version1};
 use crate::config::FacePolicy;
 use crate::outbox::{Kind, Message, Optional, Outbox, OutboxError};
 use crate::privacy::Privacy;
+pub use crate::privacy::{pixelate, pixelate_coarser};
 use crate::rules::{EventKind, RuleEvent};
 use crate::types::{Face, Frame};
 
@@ -378,64 +379,6 @@ pub fn jpeg_of(bgr: &[u8], frame: &Frame, bbox: Option<[f32; 4]>, max_width: u32
     Some(out)
 }
 
-/// Replaces a region (grown by 25% each side, so hair line and chin go too) with coarse
-/// blocks: about four across the grown region (under three across the face), too few for a
-/// face detector, let alone a person, to find a face (tested with YuNet). Same as
-/// [`pixelate_coarser`] at level 0.
-pub fn pixelate(rgb: &mut [u8], w: u32, h: u32, b: [f32; 4]) {
-    pixelate_coarser(rgb, w, h, b, 0);
-}
-
-/// [`pixelate`] with blocks `2^level` times larger (level 2 and up: one or two blocks
-/// across the region), for a face found again where one was already hidden.
-///
-/// Blocks are squares of a power-of-two side on a lattice anchored at the picture's
-/// origin, and the region grows out to whole blocks. So pixelating twice never makes
-/// finer detail: a block of one pass is either inside a block of the other (already one
-/// colour) or a union of them (averaged to one colour). Blocks of two sizes laid on
-/// different grids would cut each other into slivers that rebuild a face (seen: a small
-/// face found by the search and again by the verify pass came out detectable at 0.77).
-pub fn pixelate_coarser(rgb: &mut [u8], w: u32, h: u32, b: [f32; 4], level: u32) {
-    let (bw, bh) = (b[2] - b[0], b[3] - b[1]);
-    let x0 = (b[0] - bw * 0.25).max(0.0) as u32;
-    let y0 = (b[1] - bh * 0.25).max(0.0) as u32;
-    let x1 = ((b[2] + bw * 0.25).max(0.0) as u32).min(w);
-    let y1 = ((b[3] + bh * 0.25).max(0.0) as u32).min(h);
-    if x1 <= x0 || y1 <= y0 {
-        return;
-    }
-    let block = (x1 - x0).max(y1 - y0).div_ceil(4).max(4).next_power_of_two() << level.min(8);
-    let (x0, y0) = (x0 / block * block, y0 / block * block);
-    let (x1, y1) = (x1.div_ceil(block).saturating_mul(block).min(w), y1.div_ceil(block).saturating_mul(block).min(h));
-    let mut by = y0;
-    while by < y1 {
-        let ey = (by + block).min(y1);
-        let mut bx = x0;
-        while bx < x1 {
-            let ex = (bx + block).min(x1);
-            let mut sum = [0u64; 3];
-            let n = ((ex - bx) * (ey - by)) as u64;
-            for y in by..ey {
-                for x in bx..ex {
-                    let i = ((y * w + x) * 3) as usize;
-                    for c in 0..3 {
-                        sum[c] += rgb[i + c] as u64;
-                    }
-                }
-            }
-            let avg = sum.map(|s| (s / n) as u8);
-            for y in by..ey {
-                for x in bx..ex {
-                    let i = ((y * w + x) * 3) as usize;
-                    rgb[i..i + 3].copy_from_slice(&avg);
-                }
-            }
-            bx = ex;
-        }
-        by = ey;
-    }
-}
-
 /// Deletes snapshot files older than `max_age`, then the oldest ones while the folder holds
 /// more than `max_bytes`. Returns (files removed, bytes kept).
 pub fn prune_snapshots(
@@ -473,7 +416,7 @@ pub fn prune_files(
 
 /// `GET /alerts/<alert id>.jpg`: a stored alert snapshot.
 pub fn routes(alerts: Arc<AlertSink>) -> axum::Router {
-    use crate::telemetry::http::{Get, Reply, get};
+    use crate::http::{Get, Reply, get};
     axum::Router::new().route(
         "/alerts/:file",
         get(move |g: &Get| match g.param("file").strip_suffix(".jpg").and_then(|id| alerts.snapshot_file(id)) {
@@ -522,49 +465,5 @@ mod tests {
         sorted.sort();
         sorted.dedup();
         assert_eq!(sorted, ids);
-    }
-
-    #[test]
-    fn pixelation_flattens_the_region_only() {
-        let (w, h) = (40u32, 20u32);
-        let mut rgb: Vec<u8> = (0..w * h * 3).map(|i| (i * 37 % 251) as u8).collect();
-        let before = rgb.clone();
-        pixelate(&mut rgb, w, h, [10.0, 5.0, 20.0, 15.0]);
-        let px = |rgb: &[u8], x: u32, y: u32| rgb[((y * w + x) * 3) as usize..((y * w + x) * 3 + 3) as usize].to_vec();
-        // The region grows to x 7..22, y 2..17, then out to whole 4-pixel blocks of the
-        // picture's lattice: x 4..24, y 0..20. Pixels of a block are equal.
-        assert_eq!(px(&rgb, 4, 0), px(&rgb, 7, 3));
-        assert_eq!(px(&rgb, 8, 4), px(&rgb, 11, 7));
-        assert_ne!(px(&rgb, 7, 3), px(&rgb, 8, 3), "two blocks");
-        // Outside it nothing changed.
-        assert_eq!(px(&rgb, 3, 0), px(&before, 3, 0));
-        assert_eq!(px(&rgb, 24, 10), px(&before, 24, 10));
-        assert_eq!(px(&rgb, 30, 19), px(&before, 30, 19));
-    }
-
-    #[test]
-    fn pixelating_again_never_brings_detail_back() {
-        // Two overlapping faces of different sizes, pixelated in either order and again:
-        // no pass cuts another's blocks into finer pieces.
-        let (w, h) = (64u32, 48u32);
-        let picture: Vec<u8> = (0..w * h * 3).map(|i| (i * 37 % 251) as u8).collect();
-        let (a, b) = ([10.0, 6.0, 26.0, 26.0], [17.0, 13.0, 45.0, 41.0]);
-        let mut once = picture.clone();
-        pixelate(&mut once, w, h, a);
-        pixelate(&mut once, w, h, b);
-        let mut again = once.clone();
-        pixelate(&mut again, w, h, a);
-        pixelate(&mut again, w, h, b);
-        pixelate_coarser(&mut again, w, h, a, 0);
-        assert_eq!(again, once, "pixelating the same regions again changes nothing");
-        // Coarser on top of finer: every pixel of a coarse block has one colour.
-        pixelate_coarser(&mut again, w, h, a, 2);
-        let block = 32;
-        for y in 0..block.min(h) {
-            for x in 0..block {
-                let i = ((y * w + x) * 3) as usize;
-                assert_eq!(again[i..i + 3], again[..3], "pixel ({x}, {y}) of the first 32-pixel block");
-            }
-        }
     }
 }

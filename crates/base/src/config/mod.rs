@@ -144,22 +144,10 @@ fn with_suggestion(message: &str) -> String {
     let quoted: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
     let is_unknown = message.starts_with("unknown field") || message.starts_with("unknown variant");
     let (Some(given), true) = (quoted.first(), is_unknown) else { return message.to_string() };
-    let best = quoted[1..].iter().map(|c| (edit_distance(given, c), *c)).filter(|(d, _)| *d <= 2).min();
+    let best =
+        quoted[1..].iter().map(|c| (crate::spelling::edit_distance(given, c), *c)).filter(|(d, _)| *d <= 2).min();
     match best {
         Some((_, name)) => format!("{message}; did you mean `{name}`?"),
         None => message.to_string(),
     }
-}
-
-pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }

@@ -287,22 +287,7 @@ pub struct Clips {
     pub dir: PathBuf,
 }
 
-/// Model family: decides pre- and post-processing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Family {
-    Yolox,
-    Yunet,
-}
-
-impl fmt::Display for Family {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Yolox => "yolox",
-            Self::Yunet => "yunet",
-        })
-    }
-}
+pub use crate::labels::Family;
 
 #[derive(Debug, Clone)]
 pub struct Config {
