@@ -52,11 +52,18 @@ pub const MAX_INPUT_PIXELS: f32 = 1920.0 * 1088.0;
 /// One face model session that hides faces in pictures (one thread at a time).
 pub struct FaceSearch {
     model: Model,
+    /// Model runs so far (each pass at each scale is one).
+    passes: u64,
 }
 
 impl FaceSearch {
     pub fn new(spec: &ModelSpec) -> Result<Self, OrtError> {
-        Ok(Self { model: Model::load(spec, 1)? })
+        Ok(Self { model: Model::load(spec, 1)?, passes: 0 })
+    }
+
+    /// How many times the face model ran (a search is one run; a verify two or more).
+    pub fn passes(&self) -> u64 {
+        self.passes
     }
 
     /// The faces of a packed BGR picture at `scale` (capped), with scores of at least `score`;
@@ -74,6 +81,7 @@ impl FaceSearch {
         self.model.spec.score_threshold = score;
         let job = Job::whole(ImageView::packed(bgr, w, h), (w, h));
         let mut out = [Detections::default()];
+        self.passes += 1;
         self.model.detect(&[job], &mut out)?;
         let [found] = out;
         Ok(found.faces.into_iter().map(|f| f.bbox).collect())
@@ -90,6 +98,12 @@ impl FaceSearch {
     /// ([`pixelate_coarser`]);
     /// the 1x pass again while a round finds a face off every hidden region, at most
     /// [`VERIFY_ROUNDS`] rounds in all. Returns the boxes found.
+    ///
+    /// `bgr` is the picture the search pass ([`FaceSearch::search`]) ran on, with `hidden`
+    /// pixelated. So when nothing is hidden and the 2x pass finds nothing, the picture is
+    /// the one searched, pixel for pixel, and the first 1x pass (same scale, same score)
+    /// would find what the search found: nothing. It is skipped then (a sixth of the work
+    /// on a picture without faces: most frames of most clips).
     pub fn verify(&mut self, bgr: &mut [u8], w: u32, h: u32, hidden: &[[f32; 4]]) -> Result<Vec<[f32; 4]>, OrtError> {
         let mut known = hidden.to_vec();
         let mut found = Vec::new();
@@ -101,6 +115,10 @@ impl FaceSearch {
             let passes: &[(f32, f32)] =
                 if n == 0 { &[(VERIFY_SCALE, VERIFY_SCORE), (1.0, SEARCH_SCORE)] } else { &[(1.0, SEARCH_SCORE)] };
             for &(scale, score) in passes {
+                if n == 0 && scale == 1.0 && known.is_empty() && round.is_empty() {
+                    // Unchanged since the search, which found nothing.
+                    continue;
+                }
                 let more = self.find(bgr, w, h, scale, score)?;
                 // A face only 2x finds is small: at level 0 its blocks are about its own
                 // size and a detector at 2x can still answer to them (seen on the crowd

@@ -130,6 +130,37 @@ fn a_crowd_snapshot_is_searched_on_the_whole_frame() {
     assert_eq!(with, (0, 0), "faces left in the published snapshot");
 }
 
+/// The verify passes skip a run only where it would repeat the search on the same pixels: a
+/// picture without a face costs two model runs (the search at 1x, the verify at 2x), and a
+/// run at 1x on it would have found nothing; a crowd gets every pass.
+#[test]
+fn a_picture_without_faces_is_verified_in_one_run() {
+    let _scenario = crate::common::scenario(module_path!());
+    let config = edge_node::config::load(&root().join("tests/configs/detect.toml")).unwrap();
+    let spec = edge_node::privacy::face_model(&config).unwrap();
+    let mut search = edge_node::privacy::FaceSearch::new(&spec).unwrap();
+    let (w, h) = (640u32, 360u32);
+    let empty: Vec<u8> = (0..w * h).flat_map(|i| [(i % w * 255 / w) as u8, (i / w * 255 / h) as u8, 90]).collect();
+    let found = search.search(&empty, w, h).unwrap();
+    let mut verified = empty.clone();
+    let more = search.verify(&mut verified, w, h, &found).unwrap();
+    assert!(found.is_empty() && more.is_empty(), "{found:?} {more:?}");
+    assert_eq!(search.passes(), 2, "the search and the 2x pass");
+    assert_eq!(verified, empty);
+    assert!(search.find(&verified, w, h, 1.0, edge_node::privacy::SEARCH_SCORE).unwrap().is_empty());
+
+    let crowd = photo_frame("deface_city.jpg", 640);
+    let before = search.passes();
+    let found = search.search(&crowd.data, crowd.width, crowd.height).unwrap();
+    let mut safe = crowd.data.to_vec();
+    for b in &found {
+        edge_node::privacy::pixelate(&mut safe, crowd.width, crowd.height, *b);
+    }
+    search.verify(&mut safe, crowd.width, crowd.height, &found).unwrap();
+    assert!(!found.is_empty());
+    assert!(search.passes() - before >= 3, "the search, then 2x and 1x: {}", search.passes() - before);
+}
+
 /// A camera looking at a still of the crowd photo: its alert's snapshot, its blurred clip
 /// and its live snapshot show no face to a whole-frame detector at 1x or 2x.
 #[test]
