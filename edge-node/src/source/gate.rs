@@ -172,6 +172,11 @@ impl RateLimiter {
         Self { interval_ns, window_ns, cap, next_due: None, recent: Default::default() }
     }
 
+    /// Whether this limiter lets more frames through than `other`.
+    pub fn faster_than(&self, other: &RateLimiter) -> bool {
+        self.interval_ns < other.interval_ns
+    }
+
     pub fn admit(&mut self, pts_ns: Option<u64>) -> bool {
         let Some(t) = pts_ns else { return true };
         // The schedule tolerates a little jitter so a stream at exactly the target rate is
@@ -195,6 +200,21 @@ impl RateLimiter {
             _ => t + self.interval_ns,
         });
         true
+    }
+
+    /// A frame at `pts_ns` went out through another limiter of the same camera: it counts
+    /// here too, so switching between two limiters never hands on more than the faster one
+    /// allows.
+    pub fn note(&mut self, pts_ns: Option<u64>) {
+        let Some(t) = pts_ns else { return };
+        while self.recent.front().is_some_and(|&r| r + self.window_ns <= t) {
+            self.recent.pop_front();
+        }
+        if self.recent.len() >= self.cap {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(t);
+        self.next_due = Some(self.next_due.map_or(t, |due| due.max(t)).max(t + self.interval_ns));
     }
 }
 
@@ -285,5 +305,42 @@ mod tests {
         // Below 1 fps: one frame per 1/fps.
         let mut r = RateLimiter::new(0.5);
         assert_eq!((0..100).filter(|i| r.admit(Some(i * 200 * MS))).count(), 10);
+    }
+
+    #[test]
+    fn switching_between_two_limiters_never_exceeds_the_faster() {
+        // A burst toggled on and off every few frames (a tentative track near a zone comes
+        // and goes): 1 fps normally, 5 fps in a burst, 25 fps coming in for 10 s.
+        let (mut rate, mut burst) = (RateLimiter::new(1.0), RateLimiter::new(5.0));
+        let mut out = Vec::new();
+        for i in 0..250u64 {
+            let t = Some(i * 40 * MS);
+            let on = (i / 3) % 2 == 0;
+            let (by, other) = if on { (&mut burst, &mut rate) } else { (&mut rate, &mut burst) };
+            if by.admit(t) {
+                other.note(t);
+                out.push(i * 40 * MS);
+            }
+        }
+        assert!(out.len() <= 51, "{} frames in 10 s", out.len());
+        for (i, t) in out.iter().enumerate() {
+            assert!(out[i..].iter().take_while(|u| **u < t + 1000 * MS).count() <= 5, "{out:?}");
+        }
+        assert!(out.len() >= 25, "the bursts still raise the rate: {}", out.len());
+        // Same rate both ways: as one limiter.
+        let (mut a, mut b) = (RateLimiter::new(5.0), RateLimiter::new(5.0));
+        assert!(!a.faster_than(&b) && !b.faster_than(&a));
+        let n = (0..250u64)
+            .filter(|i| {
+                let t = Some(i * 40 * MS);
+                let (by, other) = if i % 2 == 0 { (&mut a, &mut b) } else { (&mut b, &mut a) };
+                let pass = by.admit(t);
+                if pass {
+                    other.note(t);
+                }
+                pass
+            })
+            .count();
+        assert!(n <= 51, "{n}");
     }
 }

@@ -49,9 +49,17 @@ impl Gates {
         }))
     }
 
-    /// Whether a decoded frame of a camera decoding every frame is handed on.
+    /// Whether a decoded frame of a camera decoding every frame is handed on. A burst only
+    /// raises the rate: on a camera detecting at [`BURST_FPS`] or more it changes nothing,
+    /// and a frame handed on through either limiter counts in both.
     fn admit_decoded(&mut self, pts_ns: Option<u64>) -> bool {
-        if self.demand.burst() { self.burst.admit(pts_ns) } else { self.rate.admit(pts_ns) }
+        let burst = self.demand.burst() && self.burst.faster_than(&self.rate);
+        let (by, other) = if burst { (&mut self.burst, &mut self.rate) } else { (&mut self.rate, &mut self.burst) };
+        let pass = by.admit(pts_ns);
+        if pass {
+            other.note(pts_ns);
+        }
+        pass
     }
 }
 
