@@ -118,8 +118,7 @@ impl CameraCore {
     /// For a rule that needs every frame, the demand follows: on while something moved or
     /// a track is live (always, without a motion gate), off when the scene is quiet; and a
     /// burst (detection at [`crate::source::BURST_FPS`]) while a track, confirmed or not, is
-    /// within reach of a line a rule watches for its class, or a track a `zone_enter` rule
-    /// could miss between looks is at its zone ([`RuleEngine::near_zone`]).
+    /// within reach of a line a rule watches for its class.
     ///
     /// With still rules, the frame also feeds the camera's dual background (at most once a
     /// second), and while it holds a still region (or one just went) the frame goes to a
@@ -145,8 +144,7 @@ impl CameraCore {
             let moving = matches!(&gate, Gate::Run { full: false, regions } if !regions.is_empty());
             self.demand.set(self.gate.is_none() || moving || live);
             let size = (frame.source_width.max(frame.width), frame.source_height.max(frame.height));
-            let tracks = self.tracker.tracks();
-            self.demand.set_burst(self.rules.near_line(tracks, size) || self.rules.near_zone(tracks, size));
+            self.demand.set_burst(self.rules.near_line(self.tracker.tracks(), size));
         }
         gate
     }

@@ -703,36 +703,6 @@ impl RuleEngine {
         })
     }
 
-    /// Whether any of `tracks` (camera pixels, in a frame of `frame` size) is where a
-    /// `zone_enter` rule could miss it between two looks at the usual cadence: a tentative
-    /// track of a class the rule watches, in its zone or within reach of it (one more look
-    /// confirms it: a fifth of a second away in a burst instead of a second), or a confirmed
-    /// one outside the zone within reach (it may enter and leave before the next look).
-    /// Reach as for [`RuleEngine::near_line`]. A confirmed track inside the zone wants
-    /// nothing more: the rule has seen it there.
-    pub fn near_zone(&self, tracks: &[Track], frame: (u32, u32)) -> bool {
-        let (sx, sy) = match self.coordinates {
-            Coordinates::Normalized => (frame.0 as f64, frame.1 as f64),
-            Coordinates::Pixel => (1.0, 1.0),
-        };
-        self.rules.iter().any(|rule| {
-            let RuleKind::ZoneEnter { zone, classes, .. } = &rule.kind else { return false };
-            let Some(poly) = self.zones.get(zone) else { return false };
-            tracks.iter().filter(|tr| classes.iter().any(|c| c == tr.label.as_ref())).any(|tr| {
-                let g = tr.ground_point();
-                if inside(poly, self.point(g, frame)) {
-                    return !tr.confirmed;
-                }
-                let p = Point::new(g[0] as f64, g[1] as f64);
-                let b = tr.bbox;
-                let reach = (b[2] - b[0]).max(b[3] - b[1]) as f64 + 0.5 * (tr.velocity[0].hypot(tr.velocity[1])) as f64;
-                let pts = poly.points();
-                let px = |q: &Point| Point::new(q.x * sx, q.y * sy);
-                (0..pts.len()).any(|i| on_segment_dist(p, px(&pts[i]), px(&pts[(i + 1) % pts.len()])) <= reach)
-            })
-        })
-    }
-
     /// Incidents currently open, for status.
     pub fn open_incidents(&self) -> usize {
         self.state.iter().map(|s| s.open.len()).sum()

@@ -410,34 +410,6 @@ fn tracks_near_a_watched_line_ask_for_a_burst() {
 }
 
 #[test]
-fn near_zone_wants_a_burst_for_what_the_zone_could_miss() {
-    let enter = |classes: &[&str]| RuleKind::ZoneEnter {
-        zone: "bay".into(),
-        classes: classes.iter().map(|c| c.to_string()).collect(),
-        schedule: Schedule::always(),
-        shortest_visit: None,
-    };
-    let e = engine(rule(enter(&["person"]), 5.0));
-    let frame = (200, 200);
-    // The zone is the square 20..80; boxes are 10 x 20: the reach is 20 pixels.
-    assert!(e.near_zone(&[at(1, "person", 10., 50., false)], frame), "outside, 10 px from its edge");
-    assert!(!e.near_zone(&[at(1, "person", 150., 50., false)], frame), "70 px away");
-    assert!(!e.near_zone(&[at(1, "person", 50., 50., false)], frame), "confirmed inside: the rule has seen it");
-    let mut tentative = at(1, "person", 50., 50., false);
-    tentative.confirmed = false;
-    assert!(e.near_zone(&[tentative.clone()], frame), "tentative inside: one more look confirms it");
-    tentative.bbox = [145., 30., 155., 50.];
-    assert!(!e.near_zone(&[tentative], frame), "tentative, far away");
-    let mut fast = at(1, "person", 150., 50., false);
-    fast.velocity = [-150.0, 0.0];
-    assert!(e.near_zone(&[fast], frame), "70 px away at 150 px/s: 95 px of reach");
-    assert!(!e.near_zone(&[at(1, "car", 10., 50., false)], frame), "not a class the rule watches");
-    let cross =
-        RuleKind::LineCross { line: "gate".into(), classes: vec!["person".into()], direction: Direction::Either };
-    assert!(!engine(rule(cross, 5.0)).near_zone(&[at(1, "person", 10., 50., false)], frame), "not a zone rule");
-}
-
-#[test]
 fn absence_fires_once_when_nobody_is_seen_and_ends_when_somebody_is() {
     let kind = RuleKind::Absence {
         zone: "bay".into(),
