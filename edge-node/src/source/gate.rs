@@ -309,7 +309,7 @@ mod tests {
 
     #[test]
     fn switching_between_two_limiters_never_exceeds_the_faster() {
-        // A burst toggled on and off every few frames (a tentative track near a zone comes
+        // A burst toggled on and off every few frames (a track near a line comes
         // and goes): 1 fps normally, 5 fps in a burst, 25 fps coming in for 10 s.
         let (mut rate, mut burst) = (RateLimiter::new(1.0), RateLimiter::new(5.0));
         let mut out = Vec::new();
