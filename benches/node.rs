@@ -363,9 +363,11 @@ fn run_node(n: usize, secs: u64, media: &std::path::Path, client: Option<&str>) 
     let gst = thread_cpu(&|k: &str| ["task", "rtp", "rtsp", "retina", "appsrc"].iter().any(|p| k.starts_with(p)));
     let receive = (gst - decode - convert - motion).max(0.0);
     let inference = thread_cpu(&|k: &str| k.starts_with("infer"));
-    // The blurred event clips' worker (decode, face search on every frame, x264 at nice 19):
-    // its cost follows the alerts raised, not the cameras.
-    let clips = thread_cpu(&|k: &str| k == "clips");
+    // The blurred event clips' worker (face search on every kept frame, at nice 19) and the
+    // streaming threads of its pipelines (`clipsrc`: parse and decode; `clipenc`: conversion
+    // and x264; mp4mux) while they run: their cost follows the alerts raised, not the cameras. A clip
+    // pipeline's threads end with the clip, so what they spent before the sample is in the rest.
+    let clips = thread_cpu(&|k: &str| ["clips", "clipsrc", "clipenc", "mp4mux"].iter().any(|p| k.starts_with(p)));
     let total = cpu1 - cpu0;
     let rest = (total - receive - decode - convert - motion - inference - clips).max(0.0);
     let secs = (t1 - t0).as_secs_f64();

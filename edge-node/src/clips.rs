@@ -466,7 +466,15 @@ impl Worker {
             .field("stream-format", "byte-stream")
             .field("alignment", "au")
             .build();
-        gst_app::AppSrc::builder().caps(&caps).format(gst::Format::Time).is_live(false).block(true).build()
+        // Named, so its streaming thread (the clip's parse and decode) reads `clipsrc:src`
+        // in `top -H` and the node benchmark, apart from the cameras' own appsrc threads.
+        gst_app::AppSrc::builder()
+            .name("clipsrc")
+            .caps(&caps)
+            .format(gst::Format::Time)
+            .is_live(false)
+            .block(true)
+            .build()
     }
 
     /// Feeds the units (moved into the buffers, not copied), then the end of stream.
@@ -678,7 +686,14 @@ impl Worker {
             .field("framerate", gst::Fraction::new(fps as i32, 1))
             .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
             .build();
-        let src = gst_app::AppSrc::builder().caps(&caps).format(gst::Format::Time).is_live(false).block(true).build();
+        // Its streaming thread (conversion, x264) reads `clipenc:src`.
+        let src = gst_app::AppSrc::builder()
+            .name("clipenc")
+            .caps(&caps)
+            .format(gst::Format::Time)
+            .is_live(false)
+            .block(true)
+            .build();
         let pipeline = gst::Pipeline::new();
         pipeline
             .add_many([src.upcast_ref::<gst::Element>(), bin.upcast_ref::<gst::Element>()])
