@@ -379,19 +379,7 @@ mod tests {
     /// A camera a worker holds is skipped by the others until it is released.
     #[test]
     fn a_held_camera_is_not_taken_twice() {
-        let mut st = State::default();
-        for c in ["a", "b"] {
-            st.cameras.insert(
-                Arc::from(c),
-                CameraQueue {
-                    models: vec![],
-                    frames: VecDeque::new(),
-                    stats: PoolStats::default(),
-                    drops: Arc::new(Drops::new(c)),
-                    in_flight: false,
-                },
-            );
-        }
+        let mut st = state(&["a", "b"]);
         for i in 0..3 {
             st.cameras.get_mut("a").unwrap().frames.push_back(frame("a", i));
         }
