@@ -21,8 +21,9 @@
 //! An incident of the defaults counts as found when it starts within 3 s of a reference
 //! incident of the same camera, rule and class (one to one). Printed per rule kind and class:
 //! recall, precision, the delay of the first alert (median over matched incidents); per run:
-//! CPU per camera-second (the node process) and inferences per camera-second (the figure that
-//! does not change with the CPU).
+//! CPU per camera-second (the node process, and of it what the alerts' media cost: snapshots,
+//! outbox, clips, which follow the incidents raised rather than the cadence) and inferences per
+//! camera-second (the figure that does not change with the CPU).
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -71,10 +72,50 @@ fn http_get(port: u16, path: &str) -> String {
 
 /// (utime + stime) seconds of a process.
 fn cpu(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    cpu_of(std::path::Path::new(&format!("/proc/{pid}/stat")))
+}
+
+/// (utime + stime) seconds of a process or thread, from its `stat` file.
+fn cpu_of(path: &std::path::Path) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(path) else { return 0.0 };
     let after = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
     let f: Vec<&str> = after.split_whitespace().collect();
     (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / 100.0
+}
+
+/// CPU seconds per live thread of a process (by thread id; the name with its digits stripped).
+fn threads(pid: u32) -> BTreeMap<String, (String, f64)> {
+    let mut out = BTreeMap::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+        let p = t.path();
+        let name = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+        let name = name.trim().trim_end_matches(|c: char| c.is_ascii_digit() || c == '-').to_string();
+        let tid = t.file_name().to_string_lossy().to_string();
+        out.insert(tid, (name, cpu_of(&p.join("stat"))));
+    }
+    out
+}
+
+/// What a process spent between two samples: (total, on the alerts' media). The media are the
+/// alert stage (snapshots, the outbox), the clips' worker and its pipelines' threads, and what
+/// threads that ended between the samples spent (a clip's pipeline threads end with the clip;
+/// the cameras' threads live as long as the node).
+fn split(
+    before: &(f64, BTreeMap<String, (String, f64)>),
+    after: &(f64, BTreeMap<String, (String, f64)>),
+) -> (f64, f64) {
+    const MEDIA: [&str; 5] = ["alert-stage", "clips", "clipsrc", "clipenc", "mp4mux"];
+    let total = after.0 - before.0;
+    let mut live = 0.0;
+    let mut media = 0.0;
+    for (tid, (name, c)) in &after.1 {
+        let spent = c - before.1.get(tid).map_or(0.0, |b| b.1);
+        live += spent;
+        if MEDIA.iter().any(|m| name.starts_with(m)) {
+            media += spent;
+        }
+    }
+    (total, media + (total - live).max(0.0))
 }
 
 /// Sum of a family's samples in a Prometheus page.
@@ -194,6 +235,9 @@ type Row = (usize, usize, usize, Vec<f64>);
 struct Run {
     incidents: Vec<(String, String, String, f64)>,
     cpu_ms: f64,
+    /// Of `cpu_ms`, the alerts' snapshots, outbox and clips (they follow the incidents raised,
+    /// not the cadence).
+    media_ms: f64,
     infer_per_s: f64,
 }
 
@@ -241,8 +285,9 @@ fn main() {
     assert!(wait_port(reference_http, Duration::from_secs(120)) && wait_port(defaults_http, Duration::from_secs(120)));
     std::thread::sleep(Duration::from_secs(10));
     let t0 = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
-    let begin =
-        |pid: u32, http: u16| (cpu(pid), metric(&http_get(http, "/metrics"), "gridsight_camera_frames_detected_total"));
+    let begin = |pid: u32, http: u16| {
+        ((cpu(pid), threads(pid)), metric(&http_get(http, "/metrics"), "gridsight_camera_frames_detected_total"))
+    };
     let (r0, d0) = (begin(reference.0.id(), reference_http), begin(defaults.0.id(), defaults_http));
     println!(
         "recall bench: {} cameras per node, {secs} s, both nodes on the same streams at the same time",
@@ -252,11 +297,14 @@ fn main() {
     let t1 = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
     let (r1, d1) = (begin(reference.0.id(), reference_http), begin(defaults.0.id(), defaults_http));
     let per_cam = |v: f64| v / ((t1 - t0) * SCENES.len() as f64);
-    let run = |name: &str, (c0, i0): (f64, f64), (c1, i1): (f64, f64)| -> Run {
+    type Sample = ((f64, BTreeMap<String, (String, f64)>), f64);
+    let run = |name: &str, (c0, i0): Sample, (c1, i1): Sample| -> Run {
         let log = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
+        let (total, media) = split(&c0, &c1);
         Run {
             incidents: incidents(&log).into_iter().filter(|i| i.3 >= t0 && i.3 <= t1).collect(),
-            cpu_ms: per_cam(c1 - c0) * 1000.0,
+            cpu_ms: per_cam(total) * 1000.0,
+            media_ms: per_cam(media) * 1000.0,
             infer_per_s: per_cam(i1 - i0),
         }
     };
@@ -305,12 +353,19 @@ fn main() {
     }
     for (name, r) in [("reference (all frames, 5 fps)", &reference), ("defaults", &defaults)] {
         println!(
-            "  {name}: {} incidents, {:.2} ms CPU per camera-second, {:.2} inferences per camera-second",
+            "  {name}: {} incidents, {:.2} ms CPU per camera-second (the cameras {:.2}, the alerts' media {:.2}), {:.2} inferences per camera-second",
             r.incidents.len(),
             r.cpu_ms,
+            r.cpu_ms - r.media_ms,
+            r.media_ms,
             r.infer_per_s
         );
     }
+    println!(
+        "  defaults / reference: {:.0} % of the CPU, {:.0} % of the cameras' CPU (receive, decode, detection, tracking, rules)",
+        100.0 * defaults.cpu_ms / reference.cpu_ms.max(1e-9),
+        100.0 * (defaults.cpu_ms - defaults.media_ms) / (reference.cpu_ms - reference.media_ms).max(1e-9)
+    );
     // Per camera: reference incidents / of them found / defaults' incidents, per rule and class.
     let mut cameras: BTreeMap<String, BTreeMap<(String, String), Pair>> = BTreeMap::new();
     for r in &reference.incidents {
