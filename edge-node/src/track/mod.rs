@@ -141,6 +141,18 @@ fn centre(b: &[f32; 4]) -> [f32; 2] {
     [(b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0]
 }
 
+/// The share of a box inside a larger box of its class above which it is taken for a part of
+/// that object.
+const NESTED: f32 = 0.7;
+
+fn area(b: &[f32; 4]) -> f32 {
+    (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0)
+}
+
+fn intersection(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    area(&[a[0].max(b[0]), a[1].max(b[1]), a[2].min(b[2]), a[3].min(b[3])])
+}
+
 /// The longer side of a box.
 fn size(b: &[f32; 4]) -> f32 {
     (b[2] - b[0]).max(b[3] - b[1]).max(1.0)
@@ -201,9 +213,21 @@ impl Tracker {
         self.tracks.iter().any(|t| t.confirmed)
     }
 
-    /// Whether a detection of `score` confirms its track on its own, at this frame gap.
-    fn confirms_alone(&self, score: f32, gap: Option<Duration>) -> bool {
-        score >= self.opts.confirm_score && gap.is_some_and(|g| g >= self.opts.single_frame_gap)
+    /// Whether detection `di` confirms its track on its own, at this frame gap: a confident
+    /// look when looks are far apart, unless it lies inside a larger confident box of its class
+    /// in the same frame (the detector's second box on part of one object: the rear of a car,
+    /// a person's upper body, which at 5 looks a second is not seen twice and never confirms).
+    fn confirms_alone(&self, dets: &Detections, di: usize, gap: Option<Duration>) -> bool {
+        let d = &dets.objects[di];
+        d.score >= self.opts.confirm_score
+            && gap.is_some_and(|g| g >= self.opts.single_frame_gap)
+            && !dets.objects.iter().enumerate().any(|(oi, o)| {
+                oi != di
+                    && o.class_id == d.class_id
+                    && o.score >= self.opts.high_score
+                    && area(&o.bbox) > area(&d.bbox)
+                    && intersection(&o.bbox, &d.bbox) >= NESTED * area(&d.bbox)
+            })
     }
 
     pub fn update(&mut self, dets: &Detections, t: Duration) -> Update {
@@ -240,7 +264,7 @@ impl Tracker {
                 matched_track[ti] = true;
                 used[di] = true;
                 let d = &dets.objects[di];
-                let alone = self.confirms_alone(d.score, gap);
+                let alone = self.confirms_alone(dets, di, gap);
                 let tr = &mut self.tracks[ti];
                 let dt = t.saturating_sub(tr.last_seen).as_secs_f32();
                 if dt > 0.0 {
@@ -293,7 +317,7 @@ impl Tracker {
             let id = self.next_id;
             self.next_id += 1;
             let c = centre(&d.bbox);
-            let confirmed = self.opts.min_hits <= 1 || self.confirms_alone(d.score, gap);
+            let confirmed = self.opts.min_hits <= 1 || self.confirms_alone(dets, di, gap);
             self.tracks.push(Track {
                 id,
                 class_id: d.class_id,
@@ -444,6 +468,33 @@ mod tests {
         tr.update(&dets(vec![]), s(0));
         tr.update(&dets(vec![obj("person", 0, [10.0, 10.0, 40.0, 100.0], 0.55)]), s(1000));
         assert!(!tr.has_live());
+    }
+
+    /// The detector's second box on part of an object (the rear of a car inside the whole
+    /// car) does not confirm on one look: at 5 looks a second it is not seen twice and never
+    /// becomes a track, so at 1 a second it must not alert either. The whole object does.
+    #[test]
+    fn a_box_inside_a_larger_one_of_its_class_needs_a_second_look() {
+        let mut tr = Tracker::new(TrackerOptions::default());
+        tr.update(&dets(vec![]), s(0));
+        let car = obj("car", 2, [100.0, 100.0, 300.0, 200.0], 0.8);
+        let rear = obj("car", 2, [230.0, 120.0, 295.0, 190.0], 0.7);
+        tr.update(&dets(vec![car.clone(), rear.clone()]), s(1000));
+        let live: Vec<_> = tr.confirmed().map(|t| t.bbox).collect();
+        assert_eq!(live, [car.bbox]);
+        assert_eq!(tr.tracks().len(), 2, "the part is a tentative track");
+        // The same box on its own (nothing larger around it) confirms as before.
+        let mut tr = Tracker::new(TrackerOptions::default());
+        tr.update(&dets(vec![]), s(0));
+        tr.update(&dets(vec![rear.clone()]), s(1000));
+        assert_eq!(tr.confirmed().count(), 1);
+        // Another class around it (a person on a bicycle) is no reason to wait.
+        let mut tr = Tracker::new(TrackerOptions::default());
+        tr.update(&dets(vec![]), s(0));
+        let bike = obj("bicycle", 1, [100.0, 100.0, 300.0, 200.0], 0.8);
+        let rider = obj("person", 0, [150.0, 90.0, 250.0, 180.0], 0.8);
+        tr.update(&dets(vec![bike, rider]), s(1000));
+        assert_eq!(tr.confirmed().count(), 2);
     }
 
     /// At 5 frames a second, one look is not enough (a blip of noise would alert), and a
