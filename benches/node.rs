@@ -81,16 +81,28 @@ fn stat_cpu(path: &str) -> f64 {
     (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / 100.0
 }
 
-/// CPU seconds per thread name (names as the kernel keeps them, digits stripped).
-fn threads(pid: u32) -> BTreeMap<String, (usize, f64)> {
-    let mut out: BTreeMap<String, (usize, f64)> = BTreeMap::new();
+/// CPU seconds per live thread: thread id → (name as the kernel keeps it, digits stripped;
+/// seconds).
+type Threads = BTreeMap<String, (String, f64)>;
+
+fn threads(pid: u32) -> Threads {
+    let mut out = Threads::new();
     for t in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
         let p = t.path();
         let name = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
         let name = name.trim().trim_end_matches(|c: char| c.is_ascii_digit() || c == '-').to_string();
-        let e = out.entry(name).or_default();
-        e.0 += 1;
-        e.1 += stat_cpu(&p.join("stat").to_string_lossy());
+        out.insert(t.file_name().to_string_lossy().to_string(), (name, stat_cpu(&p.join("stat").to_string_lossy())));
+    }
+    out
+}
+
+/// What the threads alive at the second sample spent between two samples, per name. Threads
+/// that ended in between (an event clip's pipeline ends with the clip) are not in it: their
+/// share is the process's total less the sum of these.
+fn spent(before: &Threads, after: &Threads) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for (tid, (name, cpu)) in after {
+        *out.entry(name.clone()).or_default() += cpu - before.get(tid).map_or(0.0, |b| b.1);
     }
     out
 }
@@ -343,17 +355,19 @@ fn run_node(n: usize, secs: u64, media: &std::path::Path, client: Option<&str>) 
     let (t1, cpu1, th1, m1, sim1) = sample();
     let held = streaming();
     let d = |family: &str, labels: &[&str]| metric(&m1, family, labels) - metric(&m0, family, labels);
-    let thread_cpu = |pred: &dyn Fn(&str) -> bool| -> f64 {
-        th1.iter().filter(|(k, _)| pred(k)).map(|(k, v)| v.1 - th0.get(k).map_or(0.0, |v| v.1)).sum()
-    };
+    let by_name = spent(&th0, &th1);
+    let ended = (cpu1 - cpu0 - by_name.values().sum::<f64>()).max(0.0);
+    let thread_cpu =
+        |pred: &dyn Fn(&str) -> bool| -> f64 { by_name.iter().filter(|(k, _)| pred(k)).map(|(_, v)| v).sum() };
     if std::env::var_os("GRIDSIGHT_BENCH_THREADS").is_some() {
         // Where the CPU went, per thread name (digits stripped), most first.
-        let mut by: Vec<(&String, f64)> = th1.iter().map(|(k, v)| (k, v.1 - th0.get(k).map_or(0.0, |v| v.1))).collect();
+        let mut by: Vec<(&String, f64)> = by_name.iter().map(|(k, v)| (k, *v)).collect();
         by.sort_by(|a, b| b.1.total_cmp(&a.1));
         let secs = (t1 - t0).as_secs_f64();
         for (k, v) in by.iter().take(15) {
             println!("  thread {k:<20} {:>8.2} ms per camera-second", v * 1e3 / (secs * n as f64));
         }
+        println!("  threads that ended     {:>8.2} ms per camera-second", ended * 1e3 / (secs * n as f64));
     }
     let decode = d("gridsight_camera_cpu_seconds_total", &["stage=\"decode\""]);
     let convert = d("gridsight_camera_cpu_seconds_total", &["stage=\"convert\""]);
@@ -366,8 +380,10 @@ fn run_node(n: usize, secs: u64, media: &std::path::Path, client: Option<&str>) 
     // The blurred event clips' worker (face search on every kept frame, at nice 19) and the
     // streaming threads of its pipelines (`clipsrc`: parse and decode; `clipenc`: conversion
     // and x264; mp4mux) while they run: their cost follows the alerts raised, not the cameras. A clip
-    // pipeline's threads end with the clip, so what they spent before the sample is in the rest.
-    let clips = thread_cpu(&|k: &str| ["clips", "clipsrc", "clipenc", "mp4mux"].iter().any(|p| k.starts_with(p)));
+    // pipeline's threads end with the clip: what threads that ended between the samples spent
+    // is counted here too (the cameras' and the node's own threads live as long as the node).
+    let clips =
+        thread_cpu(&|k: &str| ["clips", "clipsrc", "clipenc", "mp4mux"].iter().any(|p| k.starts_with(p))) + ended;
     let total = cpu1 - cpu0;
     let rest = (total - receive - decode - convert - motion - inference - clips).max(0.0);
     let secs = (t1 - t0).as_secs_f64();
@@ -388,7 +404,7 @@ fn run_node(n: usize, secs: u64, media: &std::path::Path, client: Option<&str>) 
         alerts_per_min: d("gridsight_camera_alerts_stored_total", &[]) * 60.0 / (secs * n as f64),
         rss_mb: rss_mb(pid),
         clip_mb: metric(&m1, "gridsight_camera_clip_buffer_bytes", &[]) / 1e6,
-        threads: th1.values().map(|v| v.0).sum(),
+        threads: th1.len(),
         unintended: d("gridsight_camera_frames_dropped_total", &["intended=\"false\""]),
         streaming: held,
         sim_cpu: sim1 - sim0,
@@ -675,13 +691,9 @@ fn live(n: usize, viewers: usize, secs: u64, media: &std::path::Path) {
         std::thread::sleep(Duration::from_secs(secs));
         let (t1, c1, m1, th1) = sample();
         let s = (t1 - t0).as_secs_f64();
-        let infer: f64 = th1
-            .iter()
-            .filter(|(k, _)| k.starts_with("infer") || k == &"clips")
-            .map(|(k, v)| v.1 - th0.get(k).map_or(0.0, |v| v.1))
-            .sum();
-        let mut groups: Vec<(String, f64)> =
-            th1.iter().map(|(k, v)| (k.clone(), (v.1 - th0.get(k).map_or(0.0, |v| v.1)) * 1000.0 / s)).collect();
+        let by_name = spent(&th0, &th1);
+        let infer: f64 = by_name.iter().filter(|(k, _)| k.starts_with("infer") || k == &"clips").map(|(_, v)| v).sum();
+        let mut groups: Vec<(String, f64)> = by_name.iter().map(|(k, v)| (k.clone(), v * 1000.0 / s)).collect();
         groups.sort_by(|a, b| b.1.total_cmp(&a.1));
         let top: Vec<String> = groups.iter().take(6).map(|(k, ms)| format!("{k} {ms:.1}")).collect();
         println!("  {label}: threads (ms per second): {}", top.join(", "));
