@@ -1,5 +1,5 @@
-"""What the apps' browser tests share: a phone-sized headless Chromium (Debian's chromium
-and chromium-driver, Selenium), waiting for the page, and printing checks."""
+"""What the browser tests share: a headless Chromium (Debian's chromium and chromium-driver,
+Selenium), phone-sized for the apps, waiting for the page, and printing checks."""
 
 import time
 
@@ -7,21 +7,29 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
 
-def browser(*flags):
-    """A 390x844 phone (touch, a phone's user agent) with its console log kept; `flags` are
-    more Chromium switches (a fake microphone, autoplay without a tap)."""
+def chromium(window, *flags, phone=False):
+    """A headless Chromium of `window` ("W,H") with its console log kept; `flags` are more
+    Chromium switches (a fake microphone, autoplay without a tap); `phone` emulates a phone's
+    screen (touch, pixel ratio 2, a phone's user agent)."""
     opts = webdriver.ChromeOptions()
     opts.binary_location = "/usr/bin/chromium"
     for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-              "--window-size=390,844", "--no-first-run", "--disable-extensions", *flags):
+              f"--window-size={window}", "--no-first-run", "--disable-extensions", *flags):
         opts.add_argument(a)
-    opts.add_experimental_option("mobileEmulation", {
-        "deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 2.0, "touch": True},
-        "userAgent": "Mozilla/5.0 (Linux; Android 13; Pixel 7) AppleWebKit/537.36 (KHTML, like Gecko) "
-                     "Chrome/120.0 Mobile Safari/537.36",
-    })
+    if phone:
+        w, h = (int(v) for v in window.split(","))
+        opts.add_experimental_option("mobileEmulation", {
+            "deviceMetrics": {"width": w, "height": h, "pixelRatio": 2.0, "touch": True},
+            "userAgent": "Mozilla/5.0 (Linux; Android 13; Pixel 7) AppleWebKit/537.36 (KHTML, like Gecko) "
+                         "Chrome/120.0 Mobile Safari/537.36",
+        })
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(options=opts, service=Service(executable_path="/usr/bin/chromedriver"))
+
+
+def browser(*flags):
+    """A 390x844 phone (see `chromium`)."""
+    return chromium("390,844", *flags, phone=True)
 
 
 FAKE_MICROPHONE = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream")

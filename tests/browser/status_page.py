@@ -18,33 +18,13 @@ import re
 import sys
 import time
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-
-def browser():
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = "/usr/bin/chromium"
-    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-              "--window-size=1400,1000", "--no-first-run", "--disable-extensions"):
-        opts.add_argument(a)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(options=opts, service=Service(executable_path="/usr/bin/chromedriver"))
+import phone
 
 
 def until(timeout, what, check):
-    end = time.time() + timeout
-    last = None
-    while time.time() < end:
-        try:
-            last = check()
-            if last:
-                return last
-        except Exception as e:  # the DOM changes under us while the page updates
-            last = e
-        time.sleep(0.25)
-    raise AssertionError(f"{what} (last seen: {last!r})")
+    return phone.until(timeout, what, check, every=0.25)
 
 
 def main():
@@ -64,7 +44,7 @@ def main():
                     help="live video tiles that must play in the alert's view and the map's camera view (0: no check)")
     a = ap.parse_args()
     want = a.cameras.split(",")
-    d = browser()
+    d = phone.chromium("1400,1000")
     failures = []
 
     def check(name, fn):

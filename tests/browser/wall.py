@@ -12,23 +12,9 @@ import argparse
 import sys
 import time
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-from phone import until
-
-
-def browser():
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = "/usr/bin/chromium"
-    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-              "--window-size=1600,900", "--no-first-run", "--disable-extensions",
-              "--autoplay-policy=no-user-gesture-required", "--js-flags=--expose-gc",
-              "--enable-precise-memory-info"):
-        opts.add_argument(a)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(options=opts, service=Service(executable_path="/usr/bin/chromedriver"))
+from phone import chromium, until
 
 
 def main():
@@ -42,7 +28,8 @@ def main():
     ap.add_argument("--screenshot", required=True)
     ap.add_argument("--timeout", type=float, default=60)
     a = ap.parse_args()
-    d = browser()
+    d = chromium("1600,900", "--autoplay-policy=no-user-gesture-required", "--js-flags=--expose-gc",
+                 "--enable-precise-memory-info")
     failures = []
 
     def check(name, fn):
