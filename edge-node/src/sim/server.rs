@@ -144,6 +144,12 @@ impl Simulator {
         crate::init_gstreamer().map_err(|e| SimError::Server(e.to_string()))?;
         let context = glib::MainContext::new();
         let server = rtsp::RTSPServer::new();
+        // Clients are served on the simulator's own thread (the pool's default is a thread of
+        // its own that outlives the server): closing them there, and stopping that thread,
+        // leaves nothing behind that could still poll a closed connection.
+        if let Some(pool) = server.thread_pool() {
+            pool.set_max_threads(0);
+        }
         server.set_address(bind);
         server.set_service(&port.to_string());
         let mount_points = server.mount_points().unwrap();
@@ -274,11 +280,30 @@ impl Simulator {
     /// Closes the connections of every client watching `mount` (a camera that reboots).
     pub fn disconnect(&self, mount: &str) {
         let path = format!("/{mount}");
-        self.server.client_filter(Some(&mut |_server: &rtsp::RTSPServer, client: &rtsp::RTSPClient| {
+        self.on_loop(move |server| {
+            Self::close_watching(server, &path);
+        });
+    }
+
+    /// Runs `f` on the thread that serves the clients and waits for it (up to 5 s): a
+    /// connection closed while its watch was being dispatched on another thread kept polling
+    /// it, each poll a GLib critical, as long as that thread ran.
+    fn on_loop(&self, f: impl FnOnce(&rtsp::RTSPServer) + Send + 'static) {
+        let server = self.server.clone();
+        let (done, finished) = std::sync::mpsc::channel();
+        self.context.invoke(move || {
+            f(&server);
+            let _ = done.send(());
+        });
+        let _ = finished.recv_timeout(Duration::from_secs(5));
+    }
+
+    fn close_watching(server: &rtsp::RTSPServer, path: &str) {
+        server.client_filter(Some(&mut |_server: &rtsp::RTSPServer, client: &rtsp::RTSPClient| {
             let mut watching = false;
             client.session_filter(Some(&mut |_c: &rtsp::RTSPClient, session: &rtsp::RTSPSession| {
                 session.filter(Some(&mut |_s: &rtsp::RTSPSession, media: &rtsp::RTSPSessionMedia| {
-                    if media.matches(&path).is_some() {
+                    if media.matches(path).is_some() {
                         watching = true;
                     }
                     rtsp::RTSPFilterResult::Keep
@@ -307,8 +332,10 @@ impl Simulator {
 impl Drop for Simulator {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        self.server
-            .client_filter(Some(&mut |_: &rtsp::RTSPServer, _: &rtsp::RTSPClient| rtsp::RTSPFilterResult::Remove));
+        self.on_loop(|server| {
+            server
+                .client_filter(Some(&mut |_: &rtsp::RTSPServer, _: &rtsp::RTSPClient| rtsp::RTSPFilterResult::Remove));
+        });
         // The server's source lives in our own context, not the default one.
         if let Some(source) = self.source.take().and_then(|id| self.context.find_source_by_id(&id)) {
             source.destroy();
