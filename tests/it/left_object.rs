@@ -252,7 +252,7 @@ fn a_thing_left_on_the_crosswalk_alerts_once_and_ends_when_taken_away() {
     let started = e.started_at.as_secs_f64();
     assert!((appear - 0.01..=appear + INTERVAL + 0.01).contains(&started), "started at {started:.1} s");
     let place = PLACE.map(|v| v as f32);
-    let overlap = edge_node::still::iou(&e.bbox.unwrap(), &place);
+    let overlap = edge_node::inference::nms::iou(&e.bbox.unwrap(), &place);
     assert!(overlap >= 0.5, "box {:?} against {place:?}: IoU {overlap:.2}", e.bbox.unwrap());
     let end = events.iter().find(|(_, x)| x.kind == EventKind::End && x.incident == e.incident);
     let (t_end, _) = end.unwrap_or_else(|| panic!("the incident ends: {:?}", describe(&events)));
@@ -275,7 +275,7 @@ fn a_thing_taken_away_is_a_removed_object() {
     let (t, e) = new[0];
     assert_eq!(e.rule, "gone");
     assert!(*t <= gone + MIN_DURATION + INTERVAL + 0.01, "alerted at {t:.1} s; taken at {gone} s");
-    let overlap = edge_node::still::iou(&e.bbox.unwrap(), &PLACE.map(|v| v as f32));
+    let overlap = edge_node::inference::nms::iou(&e.bbox.unwrap(), &PLACE.map(|v| v as f32));
     assert!(overlap >= 0.5, "box {:?}: IoU {overlap:.2}", e.bbox.unwrap());
     assert!(
         events.iter().any(|(t, x)| x.kind == EventKind::End && x.incident == e.incident && *t <= back + 15.0),
@@ -448,7 +448,7 @@ absorb_after = "10m"
     assert_eq!((a["rule"].as_str(), a["label"].as_str()), (Some("left"), Some("left_object")), "{a}");
     let b: Vec<f64> = a["box"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
     let overlap =
-        edge_node::still::iou(&[b[0] as f32, b[1] as f32, b[2] as f32, b[3] as f32], &place.map(|v| v as f32));
+        edge_node::inference::nms::iou(&[b[0] as f32, b[1] as f32, b[2] as f32, b[3] as f32], &place.map(|v| v as f32));
     assert!(overlap >= 0.5, "box {b:?} against {place:?}: IoU {overlap:.2}");
     assert!(a["snapshot"].is_string(), "a snapshot: {a}");
     let (code, jpeg) = http_request(http, "GET", &format!("/alerts/{}.jpg", a["id"].as_str().unwrap()), "", b"");

@@ -10,11 +10,21 @@ pub struct Candidate {
     pub index: usize,
 }
 
+/// The area of a box `[x1, y1, x2, y2]`; an empty or inverted box has none.
+pub fn area(b: &[f32; 4]) -> f32 {
+    (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0)
+}
+
+/// The area two boxes share.
+pub fn intersection(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    area(&[a[0].max(b[0]), a[1].max(b[1]), a[2].min(b[2]), a[3].min(b[3])])
+}
+
+/// Intersection over union of two boxes: the one definition of box overlap (suppression,
+/// tracking, still objects).
 pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = iw * ih;
-    let union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
+    let inter = intersection(a, b);
+    let union = area(a) + area(b) - inter;
     if union <= 0.0 { 0.0 } else { inter / union }
 }
 

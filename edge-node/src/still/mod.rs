@@ -41,6 +41,8 @@
 
 use std::time::Duration;
 
+use crate::inference::nms::iou;
+
 /// Width of the grey copy the model works on.
 pub const WIDTH: usize = 160;
 /// The model takes a picture at most this often.
@@ -354,15 +356,6 @@ fn view_shift(grey: &[f32], long: &[f32], gain: f32, w: usize, h: usize) -> Opti
         }
     }
     (at != (0, 0) && best < SHIFT_GAIN * still).then_some(at)
-}
-
-/// Intersection over union of two boxes.
-pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = iw * ih;
-    let union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
-    if union > 0.0 { inter / union } else { 0.0 }
 }
 
 /// A one-pixel closing (dilate, then erode) of a mask: joins a region split by a thin line.

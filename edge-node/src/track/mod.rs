@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::inference::nms::iou;
+use crate::inference::nms::{area, intersection, iou};
 use crate::types::{Detections, Face};
 
 #[derive(Debug, Clone)]
@@ -144,14 +144,6 @@ fn centre(b: &[f32; 4]) -> [f32; 2] {
 /// The share of a box inside a larger box of its class above which it is taken for a part of
 /// that object.
 const NESTED: f32 = 0.7;
-
-fn area(b: &[f32; 4]) -> f32 {
-    (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0)
-}
-
-fn intersection(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    area(&[a[0].max(b[0]), a[1].max(b[1]), a[2].min(b[2]), a[3].min(b[3])])
-}
 
 /// The longer side of a box.
 fn size(b: &[f32; 4]) -> f32 {
