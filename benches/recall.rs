@@ -22,8 +22,9 @@
 //! incident of the same camera, rule and class (one to one). Printed per rule kind and class:
 //! recall, precision, the delay of the first alert (median over matched incidents); per run:
 //! CPU per camera-second (the node process, and of it what the alerts' media cost: snapshots,
-//! outbox, clips, which follow the incidents raised rather than the cadence) and inferences per
-//! camera-second (the figure that does not change with the CPU).
+//! outbox, clips, which follow the incidents raised rather than the cadence), inferences and
+//! pictures decoded per camera-second (the figures that do not change with the CPU); per
+//! camera: pictures decoded per second and incidents, both runs.
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -124,6 +125,18 @@ fn metric(page: &str, family: &str) -> f64 {
         .filter(|l| !l.starts_with('#') && l.split(['{', ' ']).next() == Some(family))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// A family's samples per camera (`camera="..."` label) in a Prometheus page.
+fn by_camera(page: &str, family: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for l in page.lines().filter(|l| l.starts_with(&format!("{family}{{"))) {
+        let camera = l.split("camera=\"").nth(1).and_then(|r| r.split('"').next());
+        if let (Some(camera), Some(v)) = (camera, l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok())) {
+            *out.entry(camera.to_string()).or_insert(0.0) += v;
+        }
+    }
+    out
 }
 
 /// Which rules a scene's camera has.
@@ -239,6 +252,10 @@ struct Run {
     /// not the cadence).
     media_ms: f64,
     infer_per_s: f64,
+    /// Pictures out of the decoders per camera-second (as the inferences, the same on any CPU).
+    decoded_per_s: f64,
+    /// The same per camera, per second.
+    decoded: BTreeMap<String, f64>,
 }
 
 fn main() {
@@ -285,9 +302,7 @@ fn main() {
     assert!(wait_port(reference_http, Duration::from_secs(120)) && wait_port(defaults_http, Duration::from_secs(120)));
     std::thread::sleep(Duration::from_secs(10));
     let t0 = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
-    let begin = |pid: u32, http: u16| {
-        ((cpu(pid), threads(pid)), metric(&http_get(http, "/metrics"), "gridsight_camera_frames_detected_total"))
-    };
+    let begin = |pid: u32, http: u16| ((cpu(pid), threads(pid)), http_get(http, "/metrics"));
     let (r0, d0) = (begin(reference.0.id(), reference_http), begin(defaults.0.id(), defaults_http));
     println!(
         "recall bench: {} cameras per node, {secs} s, both nodes on the same streams at the same time",
@@ -297,15 +312,20 @@ fn main() {
     let t1 = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
     let (r1, d1) = (begin(reference.0.id(), reference_http), begin(defaults.0.id(), defaults_http));
     let per_cam = |v: f64| v / ((t1 - t0) * SCENES.len() as f64);
-    type Sample = ((f64, BTreeMap<String, (String, f64)>), f64);
-    let run = |name: &str, (c0, i0): Sample, (c1, i1): Sample| -> Run {
+    type Sample = ((f64, BTreeMap<String, (String, f64)>), String);
+    let run = |name: &str, (c0, p0): Sample, (c1, p1): Sample| -> Run {
+        let grew = |family: &str| metric(&p1, family) - metric(&p0, family);
+        let decoded = |page: &str| by_camera(page, "gridsight_camera_frames_decoded_total");
+        let (d0, d1) = (decoded(&p0), decoded(&p1));
         let log = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
         let (total, media) = split(&c0, &c1);
         Run {
             incidents: incidents(&log).into_iter().filter(|i| i.3 >= t0 && i.3 <= t1).collect(),
             cpu_ms: per_cam(total) * 1000.0,
             media_ms: per_cam(media) * 1000.0,
-            infer_per_s: per_cam(i1 - i0),
+            infer_per_s: per_cam(grew("gridsight_camera_frames_detected_total")),
+            decoded_per_s: per_cam(grew("gridsight_camera_frames_decoded_total")),
+            decoded: d1.iter().map(|(c, v)| (c.clone(), (v - d0.get(c).unwrap_or(&0.0)) / (t1 - t0))).collect(),
         }
     };
     let reference = run("reference", r0, r1);
@@ -353,12 +373,13 @@ fn main() {
     }
     for (name, r) in [("reference (all frames, 5 fps)", &reference), ("defaults", &defaults)] {
         println!(
-            "  {name}: {} incidents, {:.2} ms CPU per camera-second (the cameras {:.2}, the alerts' media {:.2}), {:.2} inferences per camera-second",
+            "  {name}: {} incidents, {:.2} ms CPU per camera-second (the cameras {:.2}, the alerts' media {:.2}), {:.2} inferences and {:.1} pictures decoded per camera-second",
             r.incidents.len(),
             r.cpu_ms,
             r.cpu_ms - r.media_ms,
             r.media_ms,
-            r.infer_per_s
+            r.infer_per_s,
+            r.decoded_per_s
         );
     }
     println!(
@@ -374,9 +395,15 @@ fn main() {
     for d in &defaults.incidents {
         cameras.entry(d.0.clone()).or_default().entry((d.1.clone(), d.2.clone())).or_default().1 += 1;
     }
-    println!("  per camera (reference/defaults incidents):");
-    for (camera, rows) in &cameras {
-        let cells: Vec<String> = rows.iter().map(|((rule, class), (r, d))| format!("{rule} {class} {r}/{d}")).collect();
+    println!("  per camera (reference/defaults: pictures decoded per second; incidents):");
+    for (camera, _, _, _) in SCENES {
+        let rows = cameras.get(camera).cloned().unwrap_or_default();
+        let mut cells = vec![format!(
+            "decoded {:.1}/{:.1}",
+            reference.decoded.get(camera).unwrap_or(&0.0),
+            defaults.decoded.get(camera).unwrap_or(&0.0)
+        )];
+        cells.extend(rows.iter().map(|((rule, class), (r, d))| format!("{rule} {class} {r}/{d}")));
         println!("    {camera:<12} {}", cells.join(", "));
     }
     if std::env::var_os("GRIDSIGHT_BENCH_KEEP").is_some() {

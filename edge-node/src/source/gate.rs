@@ -68,7 +68,9 @@ impl std::fmt::Debug for Demand {
 /// frame are decoded too, from the first one after it (the decoder holds the key frame:
 /// no wait for the next one), until the demand goes off; once one delta frame of a GOP
 /// was not decoded, the rest of that GOP is not either. Without a demand, `adaptive` is
-/// `keyframes`.
+/// `keyframes`. And the rest of a GOP is not decoded once no look falls due before the next
+/// key frame ([`KeyframeGate::rest_unneeded`]): at 1 look a second and a key frame every
+/// 2 s, the decoder stops at the look in the middle of the GOP, half the decoding.
 #[derive(Debug, Clone)]
 pub struct KeyframeGate {
     mode: DecodeMode,
@@ -76,6 +78,9 @@ pub struct KeyframeGate {
     last_key_ns: Option<u64>,
     /// Smoothed key-frame interval in seconds.
     interval_s: Option<f64>,
+    /// The latest two key-frame intervals, seconds, the latest first (the next key frame is
+    /// foreseen only while they agree).
+    intervals_s: [Option<f64>; 2],
     passing_deltas: bool,
     demand: Option<Demand>,
     /// Every frame since the last key frame reached the decoder (a delta frame may follow).
@@ -85,7 +90,16 @@ pub struct KeyframeGate {
 impl KeyframeGate {
     pub fn new(mode: DecodeMode, detect_fps: f64) -> Self {
         let passing_deltas = matches!(mode, DecodeMode::All | DecodeMode::Auto);
-        Self { mode, detect_fps, last_key_ns: None, interval_s: None, passing_deltas, demand: None, chain: false }
+        Self {
+            mode,
+            detect_fps,
+            last_key_ns: None,
+            interval_s: None,
+            intervals_s: [None, None],
+            passing_deltas,
+            demand: None,
+            chain: false,
+        }
     }
 
     /// `adaptive` follows `demand` (see above).
@@ -97,10 +111,22 @@ impl KeyframeGate {
     /// The key frame just admitted was not decoded after all (over the rate): no delta
     /// frame of its GOP can be.
     pub fn key_frame_dropped(&mut self) {
+        self.skip_rest_of_gop();
+    }
+
+    /// No more delta frames until the next key frame.
+    pub fn skip_rest_of_gop(&mut self) {
         self.chain = false;
         if self.mode == DecodeMode::Adaptive {
             self.passing_deltas = false;
         }
+    }
+
+    /// When the next key frame is due, while the stream's key frames come regularly (the
+    /// latest two intervals within a tenth of each other).
+    pub fn next_key_ns(&self) -> Option<u64> {
+        let (last, [Some(latest), Some(before)]) = (self.last_key_ns?, self.intervals_s) else { return None };
+        ((latest - before).abs() <= 0.1 * before).then(|| last + (latest * 1e9) as u64)
     }
 
     /// Returns whether the unit should be decoded.
@@ -110,6 +136,7 @@ impl KeyframeGate {
                 && now > last
             {
                 let dt = (now - last) as f64 / 1e9;
+                self.intervals_s = [Some(dt), self.intervals_s[0]];
                 self.interval_s = Some(match self.interval_s {
                     Some(s) => 0.7 * s + 0.3 * dt,
                     None => dt,
@@ -153,6 +180,128 @@ impl KeyframeGate {
     }
 }
 
+/// What becomes of an access unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Decode,
+    /// A delta frame nothing needs (key-frame cadence, a quiet scene, or the GOP's last look
+    /// was decoded).
+    Delta,
+    /// A key frame beyond `detect_fps` in key-frame cadence.
+    OverRate,
+}
+
+/// One camera's cadence: which access units reach the decoder ([`Gates::unit`]) and which
+/// decoded frames are handed on ([`Gates::decoded`]).
+pub struct Gates {
+    keyframes: KeyframeGate,
+    rate: RateLimiter,
+    /// While the demand asks for a burst (adaptive cameras with a track near a line).
+    burst: RateLimiter,
+    demand: Demand,
+    /// The rest of the current GOP is not decoded: its next key frame is the next look.
+    skipped_rest: bool,
+    /// That key frame (its PTS), handed on whatever the schedule says.
+    key_look: Option<u64>,
+}
+
+impl Gates {
+    pub fn new(mode: DecodeMode, detect_fps: f64, demand: Demand) -> Self {
+        Self {
+            keyframes: KeyframeGate::new(mode, detect_fps).with_demand(demand.clone()),
+            rate: RateLimiter::new(detect_fps),
+            burst: RateLimiter::new(detect_fps.max(BURST_FPS)),
+            demand,
+            skipped_rest: false,
+            key_look: None,
+        }
+    }
+
+    /// Whether delta frames are being decoded right now.
+    pub fn decoding_all(&self) -> bool {
+        self.keyframes.decoding_all()
+    }
+
+    /// An access unit arrived: whether it goes to the decoder.
+    pub fn unit(&mut self, pts_ns: Option<u64>, keyframe: bool) -> Unit {
+        if !self.keyframes.admit(pts_ns, keyframe) {
+            return Unit::Delta;
+        }
+        if keyframe {
+            let after_skip = std::mem::take(&mut self.skipped_rest);
+            if self.keyframes.decoding_all() {
+                // Rate-limited after the decoder with the delta frames (never dropped from
+                // under them); after a skipped GOP end it is the look that was put off.
+                self.key_look = if after_skip { pts_ns } else { None };
+            } else if after_skip {
+                self.handed_on(pts_ns);
+            } else if !self.rate.admit(pts_ns) {
+                // Key frames only: each decodes alone, so surplus ones go before decoding.
+                self.keyframes.key_frame_dropped();
+                return Unit::OverRate;
+            }
+            return Unit::Decode;
+        }
+        if self.rest_unneeded(pts_ns) {
+            self.keyframes.skip_rest_of_gop();
+            self.skipped_rest = true;
+            return Unit::Delta;
+        }
+        Unit::Decode
+    }
+
+    /// Whether the delta frame at `pts_ns` and the rest of its GOP need no decoding on an
+    /// `adaptive` camera decoding delta frames: the next key frame is foreseen, no look can
+    /// fall due before it (the rate's schedule and window), no burst wants every frame,
+    /// and [`GOP_GRACE_NS`] passed since the last look (its burst verdict is in by then).
+    fn rest_unneeded(&self, pts_ns: Option<u64>) -> bool {
+        let (Some(t), Some(next_key), Some(earliest), Some(last)) =
+            (pts_ns, self.keyframes.next_key_ns(), self.rate.earliest(), self.rate.last())
+        else {
+            return false;
+        };
+        self.keyframes.mode == DecodeMode::Adaptive
+            && !self.demand.burst()
+            && t >= last + GOP_GRACE_NS
+            && earliest + self.rate.slack() >= next_key
+    }
+
+    /// A frame came out of the decoder: whether it is handed on. In key-frame cadence the
+    /// rate was applied before the decoder; decoding every frame, here: a burst only raises
+    /// the rate (on a camera detecting at [`BURST_FPS`] or more it changes nothing), and a
+    /// frame handed on through either limiter counts in both.
+    pub fn decoded(&mut self, pts_ns: Option<u64>) -> bool {
+        // Delta frames still on their way to the decoder when the rest of their GOP was
+        // skipped are rate-limited as before.
+        if !self.keyframes.decoding_all() && !self.skipped_rest {
+            return true;
+        }
+        if pts_ns.is_some() && self.key_look == pts_ns {
+            self.key_look = None;
+            self.handed_on(pts_ns);
+            return true;
+        }
+        let burst = self.demand.burst() && self.burst.faster_than(&self.rate);
+        let (by, other) = if burst { (&mut self.burst, &mut self.rate) } else { (&mut self.rate, &mut self.burst) };
+        let pass = by.admit(pts_ns);
+        if pass {
+            other.note(pts_ns);
+        }
+        pass
+    }
+
+    /// A frame handed on outside the limiters' own say: both count it.
+    fn handed_on(&mut self, pts_ns: Option<u64>) {
+        self.rate.note(pts_ns);
+        self.burst.note(pts_ns);
+    }
+}
+
+/// How long after a look an `adaptive` camera keeps decoding the delta frames of its GOP
+/// even when no other look falls due before the next key frame: the look's burst verdict
+/// is set when the frame is handed on, on the streaming thread, a frame or two later.
+pub const GOP_GRACE_NS: u64 = 80_000_000;
+
 /// Hands on at most `fps` frames per second of stream time: never more than ⌈fps⌉ frames
 /// in any one-second span (any 1/fps span below 1 fps), evenly spaced when frames are dense.
 #[derive(Debug, Clone)]
@@ -172,6 +321,25 @@ impl RateLimiter {
         Self { interval_ns, window_ns, cap, next_due: None, recent: Default::default() }
     }
 
+    /// The latest frame handed on (stream time, ns).
+    pub fn last(&self) -> Option<u64> {
+        self.recent.back().copied()
+    }
+
+    /// The earliest stream time at which a frame would be handed on (by the schedule and
+    /// the window), once one was.
+    pub fn earliest(&self) -> Option<u64> {
+        let due = self.next_due?.saturating_sub(self.slack());
+        let window =
+            (self.recent.len() >= self.cap).then(|| self.recent[self.recent.len() - self.cap] + self.window_ns);
+        Some(window.map_or(due, |w| w.max(due)))
+    }
+
+    /// The jitter the schedule tolerates: a frame this early is on time.
+    pub fn slack(&self) -> u64 {
+        self.interval_ns / 10
+    }
+
     /// Whether this limiter lets more frames through than `other`.
     pub fn faster_than(&self, other: &RateLimiter) -> bool {
         self.interval_ns < other.interval_ns
@@ -181,7 +349,7 @@ impl RateLimiter {
         let Some(t) = pts_ns else { return true };
         // The schedule tolerates a little jitter so a stream at exactly the target rate is
         // not halved; the window below keeps the hard limit.
-        let slack = self.interval_ns / 10;
+        let slack = self.slack();
         if let Some(due) = self.next_due
             && t + slack < due
         {
@@ -289,6 +457,72 @@ mod tests {
         // Without a demand, adaptive is keyframes.
         let mut plain = KeyframeGate::new(DecodeMode::Adaptive, 1.0);
         assert_eq!(run(&mut plain, 50, 500).iter().filter(|a| **a).count(), 10);
+    }
+
+    /// An adaptive camera decoding delta frames (25 fps, 1 look a second, motion all the
+    /// time) as the pipeline drives its gates: units in, the decoder `lag` units behind
+    /// (retina's decoder runs on its own thread). Returns (decoded, looks) per GOP.
+    fn decode_gops(burst: bool, key_at: impl Fn(u64) -> bool, n: u64, lag: u64) -> Vec<(u64, u64)> {
+        let demand = Demand::default();
+        demand.set(true);
+        demand.set_burst(burst);
+        let mut g = Gates::new(DecodeMode::Adaptive, 1.0, demand);
+        let mut gops: Vec<(u64, u64)> = Vec::new();
+        // (arrival, GOP, PTS) of the units sent to the decoder.
+        let mut decoding: std::collections::VecDeque<(u64, usize, u64)> = Default::default();
+        let decode = |g: &mut Gates, gops: &mut Vec<(u64, u64)>, gop: usize, t: u64| {
+            gops[gop].0 += 1;
+            if g.decoded(Some(t)) {
+                gops[gop].1 += 1;
+            }
+        };
+        for i in 0..n {
+            // What arrived `lag` units ago is out of the decoder now.
+            while decoding.front().is_some_and(|d| d.0 + lag <= i) {
+                let (_, gop, t) = decoding.pop_front().unwrap();
+                decode(&mut g, &mut gops, gop, t);
+            }
+            let (t, key) = (i * 40 * MS, key_at(i));
+            if key {
+                gops.push((0, 0));
+            }
+            if g.unit(Some(t), key) == Unit::Decode {
+                decoding.push_back((i, gops.len() - 1, t));
+            }
+        }
+        for (_, gop, t) in decoding {
+            decode(&mut g, &mut gops, gop, t);
+        }
+        gops
+    }
+
+    #[test]
+    fn adaptive_stops_decoding_a_gop_after_its_last_look() {
+        let every_2s = |i: u64| i.is_multiple_of(50);
+        for lag in [0, 3] {
+            let gops = decode_gops(false, every_2s, 500, lag);
+            // Until three key frames showed a regular interval, every frame is decoded.
+            assert_eq!(gops[..2], [(50, 2), (50, 2)], "lag {lag}");
+            // Then the decoder stops after the frame that follows the look in the middle (the
+            // grace for its burst verdict): 27 of 50 frames (and the units already on their
+            // way to a decoder that lags), and the same two looks, the key frame one of them.
+            let most = 27 + lag;
+            assert!(
+                gops[2..gops.len() - 1].iter().all(|g| g.0 >= 27 && g.0 <= most && g.1 == 2),
+                "lag {lag}: {gops:?}"
+            );
+        }
+        // In a burst every frame is decoded, and looked at 5 times a second.
+        let gops = decode_gops(true, every_2s, 500, 0);
+        assert!(gops.iter().all(|g| *g == (50, 10)), "{gops:?}");
+        // Key frames at irregular intervals: the next one cannot be foreseen, all decoded.
+        let irregular = |i: u64| [0, 30, 80, 150, 175, 260, 290, 380, 400, 490].contains(&i);
+        let gops = decode_gops(false, irregular, 500, 0);
+        assert_eq!(gops.iter().map(|g| g.0).sum::<u64>(), 500, "{gops:?}");
+        // A 1 s GOP at 1 look a second: key frames are the looks, no delta frame is needed
+        // once the interval is known.
+        let gops = decode_gops(false, |i| i.is_multiple_of(25), 500, 0);
+        assert!(gops[2..].iter().all(|g| g.0 <= 3 && g.1 == 1), "{gops:?}");
     }
 
     #[test]

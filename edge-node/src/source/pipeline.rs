@@ -7,7 +7,8 @@
 //! ```
 //!
 //! The gate drops delta frames before the decoder in `keyframes` mode (a probe after the
-//! parser: `avdec_h264`'s skip-frame does nothing in GStreamer 1.22). In `all` mode the
+//! parser: `avdec_h264`'s skip-frame does nothing in GStreamer 1.22), and in `adaptive` mode
+//! while nothing needs them or once the GOP's last look is decoded. In `all` mode the
 //! decoder sees everything and frames beyond `detect_fps` are dropped right after it, so
 //! scaling and conversion run only for frames that are handed on. Scaling comes before
 //! conversion (converting a full frame first costs more than decoding it).
@@ -23,44 +24,16 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use tracing::{info, warn};
 
-use super::gate::{BURST_FPS, Demand, KeyframeGate, RateLimiter};
+use super::gate::{Gates, Unit};
 use super::reason::FailReason;
 use super::{CameraShared, CameraSpec, FrameCallback, Msg, PipelineEvent};
 use crate::config::{HwDecode, Transport};
 use crate::drops::Dropped;
 use crate::types::Frame;
 
-/// Ingest decisions shared by the probes of one pipeline.
-pub(super) struct Gates {
-    keyframes: KeyframeGate,
-    rate: RateLimiter,
-    /// While the demand asks for a burst (adaptive cameras with a track near a line).
-    burst: RateLimiter,
-    demand: Demand,
-}
-
-impl Gates {
-    pub(super) fn new(spec: &CameraSpec) -> Arc<Mutex<Self>> {
-        Arc::new(Mutex::new(Self {
-            keyframes: KeyframeGate::new(spec.decode, spec.detect_fps).with_demand(spec.demand.clone()),
-            rate: RateLimiter::new(spec.detect_fps),
-            burst: RateLimiter::new(spec.detect_fps.max(BURST_FPS)),
-            demand: spec.demand.clone(),
-        }))
-    }
-
-    /// Whether a decoded frame of a camera decoding every frame is handed on. A burst only
-    /// raises the rate: on a camera detecting at [`BURST_FPS`] or more it changes nothing,
-    /// and a frame handed on through either limiter counts in both.
-    fn admit_decoded(&mut self, pts_ns: Option<u64>) -> bool {
-        let burst = self.demand.burst() && self.burst.faster_than(&self.rate);
-        let (by, other) = if burst { (&mut self.burst, &mut self.rate) } else { (&mut self.rate, &mut self.burst) };
-        let pass = by.admit(pts_ns);
-        if pass {
-            other.note(pts_ns);
-        }
-        pass
-    }
+/// A camera's cadence, shared by the probes of one pipeline.
+pub(super) fn gates(spec: &CameraSpec) -> Arc<Mutex<Gates>> {
+    Arc::new(Mutex::new(Gates::new(spec.decode, spec.detect_fps, spec.demand.clone())))
 }
 
 /// One access unit arrived (after the parser, or from retina): counted, and whether it
@@ -79,17 +52,18 @@ pub(super) fn admit_unit(
     }
     s.last_unit_ms.store(epoch.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
     let mut g = gates.locked();
-    if !g.keyframes.admit(pts, keyframe) {
-        s.drops.record(Dropped::DeltaFrame);
-        return false;
+    match g.unit(pts, keyframe) {
+        Unit::Decode => {}
+        Unit::Delta => {
+            s.drops.record(Dropped::DeltaFrame);
+            return false;
+        }
+        Unit::OverRate => {
+            s.drops.record(Dropped::OverDetectFps);
+            return false;
+        }
     }
-    // Key frames only: each is decodable alone, so surplus ones are dropped before decoding.
-    if !g.keyframes.decoding_all() && !g.rate.admit(pts) {
-        g.keyframes.key_frame_dropped();
-        s.drops.record(Dropped::OverDetectFps);
-        return false;
-    }
-    s.decoding_all.store(g.keyframes.decoding_all(), Ordering::Relaxed);
+    s.decoding_all.store(g.decoding_all(), Ordering::Relaxed);
     true
 }
 
@@ -175,7 +149,7 @@ pub fn build(
 
     pipeline.add(&src).map_err(|e| FailReason::Other(e.to_string()))?;
     let (scale, filter) = tail(&pipeline, &spec.id, shared.clone(), epoch, on_frame)?;
-    let gates = Gates::new(spec);
+    let gates = gates(spec);
 
     let transport = spec.transport;
     report_bus(&pipeline, &spec.id, generation, &events, move |reason| {
@@ -381,8 +355,7 @@ pub(super) fn add_decoder_probe(
             let c = &shared.counters;
             c.cpu.lap(&c.cpu.decode_ns);
             c.decoded.fetch_add(1, Ordering::Relaxed);
-            let mut g = gates.locked();
-            if g.keyframes.decoding_all() && !g.admit_decoded(buffer.pts().map(|t| t.nseconds())) {
+            if !gates.locked().decoded(buffer.pts().map(|t| t.nseconds())) {
                 shared.drops.record(Dropped::OverDetectFps);
                 c.cpu.stop();
                 return gst::PadProbeReturn::Drop;

@@ -28,7 +28,8 @@ use retina::codec::{CodecItem, FrameFormat};
 use tracing::{info, warn};
 
 use super::decoders;
-use super::pipeline::{Gates, add_decoder_probe, admit_unit, decoder, report_bus, tail};
+use super::gate::Gates;
+use super::pipeline::{add_decoder_probe, admit_unit, decoder, gates, report_bus, tail};
 use super::reason::FailReason;
 use super::{CameraSpec, Msg, PipelineEvent, Source, SourceContext};
 use crate::Locked;
@@ -104,7 +105,7 @@ pub(super) fn open(
 ) -> Result<RetinaSource, FailReason> {
     let pipeline = gst::Pipeline::with_name(&format!("camera-{}", spec.id));
     cx.shared.stream_clock.locked().reset();
-    let gates = Gates::new(spec);
+    let gates = gates(spec);
     report_bus(&pipeline, &spec.id, cx.generation, &cx.events, |reason| reason);
     let url = url::Url::parse(&spec.location).map_err(|e| FailReason::Other(format!("url: {e}")))?;
     let creds =
