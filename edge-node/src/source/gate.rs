@@ -79,7 +79,8 @@ pub struct KeyframeGate {
     /// Smoothed key-frame interval in seconds.
     interval_s: Option<f64>,
     /// The latest two key-frame intervals, seconds, the latest first (the next key frame is
-    /// foreseen only while they agree).
+    /// foreseen only while they agree; an extra key frame sooner than half a GOP restarts
+    /// the GOP and is not counted).
     intervals_s: [Option<f64>; 2],
     passing_deltas: bool,
     demand: Option<Demand>,
@@ -136,7 +137,11 @@ impl KeyframeGate {
                 && now > last
             {
                 let dt = (now - last) as f64 / 1e9;
-                self.intervals_s = [Some(dt), self.intervals_s[0]];
+                // A key frame sooner than half a GOP is an extra one (a scene cut, a looped
+                // clip's start): the GOP restarts from it, at its usual length.
+                if self.intervals_s[0].is_none_or(|latest| dt >= 0.5 * latest) {
+                    self.intervals_s = [Some(dt), self.intervals_s[0]];
+                }
                 self.interval_s = Some(match self.interval_s {
                     Some(s) => 0.7 * s + 0.3 * dt,
                     None => dt,
@@ -516,9 +521,15 @@ mod tests {
         let gops = decode_gops(true, every_2s, 500, 0);
         assert!(gops.iter().all(|g| *g == (50, 10)), "{gops:?}");
         // Key frames at irregular intervals: the next one cannot be foreseen, all decoded.
-        let irregular = |i: u64| [0, 30, 80, 150, 175, 260, 290, 380, 400, 490].contains(&i);
+        let irregular = |i: u64| [0, 30, 80, 150, 190, 260, 300, 380, 420, 490].contains(&i);
         let gops = decode_gops(false, irregular, 500, 0);
         assert_eq!(gops.iter().map(|g| g.0).sum::<u64>(), 500, "{gops:?}");
+        // An extra key frame 40 ms after one (a scene cut, a looped clip's start) keeps the
+        // rhythm: the looks at 8, 9 and 10 s, the GOPs cut as before.
+        let extra = |i: u64| i.is_multiple_of(50) || i == 201;
+        let gops = decode_gops(false, extra, 500, 0);
+        assert_eq!((gops[4], gops[5]), ((1, 1), (26, 1)), "{gops:?}");
+        assert!(gops[6..].iter().all(|g| *g == (27, 2)), "{gops:?}");
         // A 1 s GOP at 1 look a second: key frames are the looks, no delta frame is needed
         // once the interval is known.
         let gops = decode_gops(false, |i| i.is_multiple_of(25), 500, 0);
