@@ -117,8 +117,8 @@ impl CameraCore {
     ///
     /// For a rule that needs every frame, the demand follows: on while something moved or
     /// a track is live (always, without a motion gate), off when the scene is quiet; and a
-    /// burst (detection at [`crate::source::BURST_FPS`]) while a track, confirmed or not, is
-    /// within reach of a line a rule watches for its class.
+    /// burst (detection at [`crate::source::BURST_FPS`]) while a track, confirmed or not and
+    /// not stationary, is within reach of a line a rule watches for its class.
     ///
     /// With still rules, the frame also feeds the camera's dual background (at most once a
     /// second), and while it holds a still region (or one just went) the frame goes to a

@@ -682,7 +682,9 @@ impl RuleEngine {
     /// Whether any of `tracks` (camera pixels, in a frame of `frame` size) is within reach of
     /// a line that a rule watches for its class: closer than its box's longer side plus
     /// where its velocity takes it in half a second. Such a track may cross before the next
-    /// look at the usual cadence.
+    /// look at the usual cadence. A stationary track (a car parked by the line, a person
+    /// sitting across it) is not: it is followed from look to look until it moves, and the
+    /// look that sees it move ends its stationary state.
     pub fn near_line(&self, tracks: &[Track], frame: (u32, u32)) -> bool {
         self.rules.iter().any(|rule| {
             let RuleKind::LineCross { line, classes, .. } = &rule.kind else { return false };
@@ -693,7 +695,7 @@ impl RuleEngine {
                 Coordinates::Pixel => (1.0, 1.0),
             };
             let px = |p: &Point| Point::new(p.x * sx, p.y * sy);
-            tracks.iter().filter(|tr| classes.iter().any(|c| c == tr.label.as_ref())).any(|tr| {
+            tracks.iter().filter(|tr| !tr.stationary && classes.iter().any(|c| c == tr.label.as_ref())).any(|tr| {
                 let g = tr.ground_point();
                 let p = Point::new(g[0] as f64, g[1] as f64);
                 let b = tr.bbox;

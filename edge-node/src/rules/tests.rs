@@ -393,7 +393,7 @@ fn end_all_closes_every_open_incident() {
 }
 
 /// A burst near a line: a watched class within its box size (plus half a second of its
-/// speed) of the line; not farther, not another class.
+/// speed) of the line; not farther, not another class, not a stationary track.
 #[test]
 fn tracks_near_a_watched_line_ask_for_a_burst() {
     let cross =
@@ -407,6 +407,8 @@ fn tracks_near_a_watched_line_ask_for_a_burst() {
     assert!(e.near_line(&[fast], (100, 100)), "20 px a half-second away");
     assert!(!e.near_line(&[at(1, "car", 45., 50., false)], (100, 100)), "not a class the rule watches");
     assert!(!engine(rule(dwell(false, 1.0), 0.0)).near_line(&[at(1, "car", 50., 50., false)], (100, 100)));
+    // Standing on the line: followed look to look, no burst.
+    assert!(!e.near_line(&[at(1, "person", 50., 50., true)], (100, 100)));
 }
 
 #[test]
