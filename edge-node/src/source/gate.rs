@@ -68,9 +68,9 @@ impl std::fmt::Debug for Demand {
 /// frame are decoded too, from the first one after it (the decoder holds the key frame:
 /// no wait for the next one), until the demand goes off; once one delta frame of a GOP
 /// was not decoded, the rest of that GOP is not either. Without a demand, `adaptive` is
-/// `keyframes`. And the rest of a GOP is not decoded once no look falls due before the next
-/// key frame ([`KeyframeGate::rest_unneeded`]): at 1 look a second and a key frame every
-/// 2 s, the decoder stops at the look in the middle of the GOP, half the decoding.
+/// `keyframes`. And the rest of a GOP is not decoded once no look can fall due before the
+/// next key frame (see [`Gates::unit`]): at 1 look a second and a key frame every 2 s, the
+/// decoder stops at the look in the middle of the GOP, half the decoding.
 #[derive(Debug, Clone)]
 pub struct KeyframeGate {
     mode: DecodeMode,
@@ -227,7 +227,9 @@ impl Gates {
         self.keyframes.decoding_all()
     }
 
-    /// An access unit arrived: whether it goes to the decoder.
+    /// An access unit arrived: whether it goes to the decoder. On an `adaptive` camera
+    /// decoding delta frames, the rest of a GOP is skipped once its last look was decoded
+    /// (see `rest_unneeded`), and the next key frame is then handed on as the next look.
     pub fn unit(&mut self, pts_ns: Option<u64>, keyframe: bool) -> Unit {
         if !self.keyframes.admit(pts_ns, keyframe) {
             return Unit::Delta;
