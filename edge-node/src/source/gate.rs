@@ -109,13 +109,8 @@ impl KeyframeGate {
         self
     }
 
-    /// The key frame just admitted was not decoded after all (over the rate): no delta
-    /// frame of its GOP can be.
-    pub fn key_frame_dropped(&mut self) {
-        self.skip_rest_of_gop();
-    }
-
-    /// No more delta frames until the next key frame.
+    /// No more delta frames until the next key frame (the key frame just admitted was not
+    /// decoded after all, over the rate, or the GOP's last look was).
     pub fn skip_rest_of_gop(&mut self) {
         self.chain = false;
         if self.mode == DecodeMode::Adaptive {
@@ -244,7 +239,7 @@ impl Gates {
                 self.handed_on(pts_ns);
             } else if !self.rate.admit(pts_ns) {
                 // Key frames only: each decodes alone, so surplus ones go before decoding.
-                self.keyframes.key_frame_dropped();
+                self.keyframes.skip_rest_of_gop();
                 return Unit::OverRate;
             }
             return Unit::Decode;
@@ -459,7 +454,7 @@ mod tests {
         assert!(g.admit(at(76), false));
         // A key frame dropped over the rate takes its GOP with it.
         assert!(g.admit(at(100), true));
-        g.key_frame_dropped();
+        g.skip_rest_of_gop();
         assert!(!g.admit(at(101), false));
         // Without a demand, adaptive is keyframes.
         let mut plain = KeyframeGate::new(DecodeMode::Adaptive, 1.0);
