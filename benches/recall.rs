@@ -21,10 +21,11 @@
 //! An incident of the defaults counts as found when it starts within 3 s of a reference
 //! incident of the same camera, rule and class (one to one). Printed per rule kind and class:
 //! recall, precision, the delay of the first alert (median over matched incidents); per run:
-//! CPU per camera-second (the node process, and of it what the alerts' media cost: snapshots,
-//! outbox, clips, which follow the incidents raised rather than the cadence), inferences and
-//! pictures decoded per camera-second (the figures that do not change with the CPU); per
-//! camera: pictures decoded per second and incidents, both runs.
+//! CPU per camera-second (the node process; of it the decoders, the inference threads, and
+//! what the alerts' media cost: snapshots, outbox, clips, which follow the incidents raised
+//! rather than the cadence), inferences and pictures decoded per camera-second (the figures
+//! that do not change with the CPU); per camera: pictures decoded and inferences per second
+//! and incidents, both runs.
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -121,9 +122,23 @@ fn split(
 
 /// Sum of a family's samples in a Prometheus page.
 fn metric(page: &str, family: &str) -> f64 {
+    metric_with(page, family, "")
+}
+
+/// Sum of a family's samples that carry a label (`stage="decode"`) in a Prometheus page.
+fn metric_with(page: &str, family: &str, label: &str) -> f64 {
     page.lines()
-        .filter(|l| !l.starts_with('#') && l.split(['{', ' ']).next() == Some(family))
+        .filter(|l| l.split(['{', ' ']).next() == Some(family) && l.contains(label))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// CPU seconds a process's inference threads spent between two samples.
+fn inference_cpu(before: &BTreeMap<String, (String, f64)>, after: &BTreeMap<String, (String, f64)>) -> f64 {
+    after
+        .iter()
+        .filter(|(_, (name, _))| name.starts_with("infer"))
+        .map(|(tid, (_, c))| c - before.get(tid).map_or(0.0, |b| b.1))
         .sum()
 }
 
@@ -251,11 +266,16 @@ struct Run {
     /// Of `cpu_ms`, the alerts' snapshots, outbox and clips (they follow the incidents raised,
     /// not the cadence).
     media_ms: f64,
+    /// Of `cpu_ms`, the decoders and the inference threads.
+    decode_ms: f64,
+    inference_ms: f64,
     infer_per_s: f64,
     /// Pictures out of the decoders per camera-second (as the inferences, the same on any CPU).
     decoded_per_s: f64,
     /// The same per camera, per second.
     decoded: BTreeMap<String, f64>,
+    /// Inferences per camera, per second.
+    detected: BTreeMap<String, f64>,
 }
 
 fn main() {
@@ -315,17 +335,33 @@ fn main() {
     type Sample = ((f64, BTreeMap<String, (String, f64)>), String);
     let run = |name: &str, (c0, p0): Sample, (c1, p1): Sample| -> Run {
         let grew = |family: &str| metric(&p1, family) - metric(&p0, family);
-        let decoded = |page: &str| by_camera(page, "gridsight_camera_frames_decoded_total");
-        let (d0, d1) = (decoded(&p0), decoded(&p1));
+        let stage = |label: &str| {
+            let cpu = "gridsight_camera_cpu_seconds_total";
+            metric_with(&p1, cpu, label) - metric_with(&p0, cpu, label)
+        };
+        // A counter's rate per camera, per second.
+        let rates = |family: &str| -> BTreeMap<String, f64> {
+            let before = by_camera(&p0, family);
+            by_camera(&p1, family)
+                .into_iter()
+                .map(|(c, v)| {
+                    let rate = (v - before.get(&c).unwrap_or(&0.0)) / (t1 - t0);
+                    (c, rate)
+                })
+                .collect()
+        };
         let log = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
         let (total, media) = split(&c0, &c1);
         Run {
             incidents: incidents(&log).into_iter().filter(|i| i.3 >= t0 && i.3 <= t1).collect(),
             cpu_ms: per_cam(total) * 1000.0,
             media_ms: per_cam(media) * 1000.0,
+            decode_ms: per_cam(stage("stage=\"decode\"")) * 1000.0,
+            inference_ms: per_cam(inference_cpu(&c0.1, &c1.1)) * 1000.0,
             infer_per_s: per_cam(grew("gridsight_camera_frames_detected_total")),
             decoded_per_s: per_cam(grew("gridsight_camera_frames_decoded_total")),
-            decoded: d1.iter().map(|(c, v)| (c.clone(), (v - d0.get(c).unwrap_or(&0.0)) / (t1 - t0))).collect(),
+            decoded: rates("gridsight_camera_frames_decoded_total"),
+            detected: rates("gridsight_camera_frames_detected_total"),
         }
     };
     let reference = run("reference", r0, r1);
@@ -373,10 +409,12 @@ fn main() {
     }
     for (name, r) in [("reference (all frames, 5 fps)", &reference), ("defaults", &defaults)] {
         println!(
-            "  {name}: {} incidents, {:.2} ms CPU per camera-second (the cameras {:.2}, the alerts' media {:.2}), {:.2} inferences and {:.1} pictures decoded per camera-second",
+            "  {name}: {} incidents, {:.2} ms CPU per camera-second (the cameras {:.2}: decoding {:.2}, inference {:.2}; the alerts' media {:.2}), {:.2} inferences and {:.1} pictures decoded per camera-second",
             r.incidents.len(),
             r.cpu_ms,
             r.cpu_ms - r.media_ms,
+            r.decode_ms,
+            r.inference_ms,
             r.media_ms,
             r.infer_per_s,
             r.decoded_per_s
@@ -395,13 +433,15 @@ fn main() {
     for d in &defaults.incidents {
         cameras.entry(d.0.clone()).or_default().entry((d.1.clone(), d.2.clone())).or_default().1 += 1;
     }
-    println!("  per camera (reference/defaults: pictures decoded per second; incidents):");
+    println!("  per camera (reference/defaults: pictures decoded and inferences per second; incidents):");
     for (camera, _, _, _) in SCENES {
         let rows = cameras.get(camera).cloned().unwrap_or_default();
         let mut cells = vec![format!(
-            "decoded {:.1}/{:.1}",
+            "decoded {:.1}/{:.1}, inferences {:.2}/{:.2}",
             reference.decoded.get(camera).unwrap_or(&0.0),
-            defaults.decoded.get(camera).unwrap_or(&0.0)
+            defaults.decoded.get(camera).unwrap_or(&0.0),
+            reference.detected.get(camera).unwrap_or(&0.0),
+            defaults.detected.get(camera).unwrap_or(&0.0)
         )];
         cells.extend(rows.iter().map(|((rule, class), (r, d))| format!("{rule} {class} {r}/{d}")));
         println!("    {camera:<12} {}", cells.join(", "));
