@@ -32,17 +32,7 @@ min_duration = "20s"
     std::fs::write(
         &config,
         format!(
-            r#"version = 1
-[node]
-id = "abs"
-[embedded_broker]
-listen = "127.0.0.1:{mqtt}"
-[http]
-listen = "127.0.0.1:{http}"
-[storage]
-data_dir = "{data}"
-models_dir = "{models}"
-[models.objects]
+            r#"{head}[models.objects]
 file = "yolox_nano_dynamic.onnx"
 classes = ["person", "bicycle", "car"]
 [[cameras]]
@@ -53,8 +43,7 @@ url = "rtsp://127.0.0.1:{rtsp}/street"
 id = "night"
 url = "rtsp://127.0.0.1:{rtsp}/night"
 {rule}"#,
-            data = dir.join("data").display(),
-            models = root().join("models").display(),
+            head = node_toml("abs", Broker::Embedded(mqtt), http, &dir.join("data")),
             rtsp = sim.port(),
         ),
     )

@@ -16,18 +16,7 @@ use edge_node::inference::{Detector, ImageView, Job};
 
 fn config(dir: &std::path::Path, rtsp: u16, mqtt: u16, http: u16) -> std::path::PathBuf {
     let text = format!(
-        r#"version = 1
-[node]
-id = "e2e"
-[mqtt]
-host = "127.0.0.1"
-port = {mqtt}
-[http]
-listen = "127.0.0.1:{http}"
-[storage]
-data_dir = "{data}"
-models_dir = "{models}"
-[models.objects]
+        r#"{head}[models.objects]
 file = "yolox_nano.onnx"
 classes = ["person", "bicycle", "car"]
 [models.faces]
@@ -85,8 +74,7 @@ id = "insp-a"
 name = "Inspector A"
 grid = "g1"
 "#,
-        data = dir.join("data").display(),
-        models = root().join("models").display(),
+        head = node_toml("e2e", Broker::Mosquitto(mqtt), http, &dir.join("data")),
     );
     let path = dir.join("node.toml");
     std::fs::write(&path, text).unwrap();

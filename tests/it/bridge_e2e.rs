@@ -33,20 +33,9 @@ fn cameras() -> Vec<String> {
 /// One node's file: the district's cameras, its own index, data_dir and ports.
 fn node_config(dir: &Path, index: usize, site_port: u16, http: u16, rtsp: u16) -> PathBuf {
     let mut text = format!(
-        r#"version = 1
-[node]
-id = "edge"
-[shard]
+        r#"{head}[shard]
 count = 2
 index = {index}
-[mqtt]
-host = "127.0.0.1"
-port = {site_port}
-[http]
-listen = "127.0.0.1:{http}"
-[storage]
-data_dir = "{data}"
-models_dir = "{models}"
 [models.objects]
 file = "yolox_nano_dynamic.onnx"
 classes = ["person", "bicycle", "car"]
@@ -56,8 +45,7 @@ motion_gate = false
 [dispatch]
 enabled = false
 "#,
-        data = dir.join(format!("data-{index}")).display(),
-        models = root().join("models").display(),
+        head = node_toml("edge", Broker::Mosquitto(site_port), http, &dir.join(format!("data-{index}"))),
     );
     for (i, cam) in cameras().iter().enumerate() {
         text += &format!(
@@ -86,24 +74,12 @@ cooldown = "2s"
 
 fn dispatch_config(dir: &Path, district: u16, http: u16) -> PathBuf {
     let text = format!(
-        r#"version = 1
-[node]
-id = "district"
-[mqtt]
-host = "127.0.0.1"
-port = {district}
-[http]
-listen = "127.0.0.1:{http}"
-[storage]
-data_dir = "{data}"
-models_dir = "{models}"
-[[dispatch.routes]]
+        r#"{head}[[dispatch.routes]]
 category = "intrusion"
 priority = "high"
 accept_within = "1h"
 {ONE_GRID}"#,
-        data = dir.join("district").display(),
-        models = root().join("models").display(),
+        head = node_toml("district", Broker::Mosquitto(district), http, &dir.join("district")),
     );
     let path = dir.join("dispatch.toml");
     std::fs::write(&path, text).unwrap();

@@ -66,17 +66,7 @@ fn the_default_cadence_follows_the_rules() {
     let still = sim.url("still");
     let cabin = sim.url("cabin");
     let text = format!(
-        r#"version = 1
-[node]
-id = "cadence"
-[embedded_broker]
-listen = "127.0.0.1:{mqtt}"
-[http]
-listen = "127.0.0.1:{http}"
-[storage]
-data_dir = "{data}"
-models_dir = "{models}"
-[models.objects]
+        r#"{head}[models.objects]
 file = "yolox_nano.onnx"
 classes = ["person", "bicycle", "car"]
 
@@ -125,8 +115,7 @@ url = "{street}"
 id = "cabin"
 url = "{cabin}"
 {LINE_RULE}"#,
-        data = dir.join("data").display(),
-        models = root().join("models").display(),
+        head = node_toml("cadence", Broker::Embedded(mqtt), http, &dir.join("data")),
     );
     let config = dir.join("node.toml");
     std::fs::write(&config, text).unwrap();

@@ -59,17 +59,7 @@ cooldown = "10m"
     std::fs::write(
         &config,
         format!(
-            r#"version = 1
-[node]
-id = "clips"
-[embedded_broker]
-listen = "127.0.0.1:{mqtt}"
-[http]
-listen = "127.0.0.1:{http}"
-[storage]
-data_dir = "{data}"
-models_dir = "{models}"
-[clips]
+            r#"{head}[clips]
 max_age = "1d"
 [models.objects]
 file = "yolox_nano_dynamic.onnx"
@@ -80,8 +70,7 @@ input_size = [640, 384]
 detect_fps = 2.0
 motion_gate = false
 "#,
-            data = dir.join("data").display(),
-            models = root().join("models").display(),
+            head = node_toml("clips", Broker::Embedded(mqtt), http, &dir.join("data")),
         ) + &camera("cabin-a", "a", "")
             + &camera("cabin-b", "b", "[cameras.privacy]\nclips = \"raw\"")
             // The gstreamer client records its units the same way.

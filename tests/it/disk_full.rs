@@ -171,21 +171,9 @@ fn alerts_survive_a_full_disk_and_the_space_comes_back() {
 
 fn node_config(dir: &Path, data: &Path, mqtt: u16, http: u16, reserve: &str) -> PathBuf {
     let text = format!(
-        r#"version = 1
-[node]
-id = "disk"
-[mqtt]
-host = "127.0.0.1"
-port = {mqtt}
-[http]
-listen = "127.0.0.1:{http}"
-[storage]
-data_dir = "{data}"
-models_dir = "{models}"
-disk_reserve = "{reserve}"
+        r#"{head}disk_reserve = "{reserve}"
 "#,
-        data = data.display(),
-        models = root().join("models").display()
+        head = node_toml("disk", Broker::Mosquitto(mqtt), http, data),
     );
     let path = dir.join("node.toml");
     std::fs::write(&path, text).unwrap();

@@ -17,18 +17,7 @@ use crate::common::*;
 
 fn config(dir: &std::path::Path, port: u16, http: u16) -> std::path::PathBuf {
     let text = format!(
-        r#"version = 1
-[node]
-id = "district"
-[mqtt]
-host = "127.0.0.1"
-port = {port}
-[http]
-listen = "127.0.0.1:{http}"
-[storage]
-data_dir = "{data}"
-models_dir = "{models}"
-[dispatch]
+        r#"{head}[dispatch]
 stats_interval = "2s"
 [[dispatch.routes]]
 category = "illegal_parking"
@@ -57,8 +46,7 @@ name = "Grid Leader"
 grid = "g1"
 duty = ["sun 03:00-03:01"]
 "#,
-        data = dir.join("data").display(),
-        models = root().join("models").display()
+        head = node_toml("district", Broker::Mosquitto(port), http, &dir.join("data")),
     );
     let path = dir.join("dispatch.toml");
     std::fs::write(&path, text).unwrap();

@@ -21,18 +21,7 @@ fn discovery_configs_describe_what_the_node_publishes() {
     std::fs::write(
         &config,
         format!(
-            r#"version = 1
-[node]
-id = "ha"
-name = "HA test box"
-[embedded_broker]
-listen = "127.0.0.1:{mqtt}"
-[http]
-listen = "127.0.0.1:{http}"
-[storage]
-data_dir = "{data}"
-models_dir = "{models}"
-[home_assistant]
+            r#"{head}[home_assistant]
 enabled = true
 [models.objects]
 file = "yolox_nano_dynamic.onnx"
@@ -57,8 +46,7 @@ cooldown = "2s"
 id = "night"
 url = "rtsp://127.0.0.1:{rtsp}/night"
 "#,
-            data = dir.join("data").display(),
-            models = root().join("models").display(),
+            head = node_toml_with("ha", "name = \"HA test box\"", Broker::Embedded(mqtt), http, "", &dir.join("data")),
             rtsp = sim.port(),
         ),
     )

@@ -31,17 +31,7 @@ fn an_inspector_gets_acts_on_and_resolves_an_order_from_their_phone() {
     std::fs::write(
         &config,
         format!(
-            r#"version = 1
-[node]
-id = "phone"
-[embedded_broker]
-listen = "127.0.0.1:{mqtt}"
-[http]
-listen = "127.0.0.1:{http}"
-[storage]
-data_dir = "{data}"
-models_dir = "{models}"
-[models.objects]
+            r#"{head}[models.objects]
 file = "yolox_nano_dynamic.onnx"
 classes = ["person", "bicycle", "car"]
 [models.faces]
@@ -91,8 +81,7 @@ id = "insp-b"
 name = "Inspector B"
 grid = "g1"
 "#,
-            data = dir.join("data").display(),
-            models = root().join("models").display(),
+            head = node_toml("phone", Broker::Embedded(mqtt), http, &dir.join("data")),
             rtsp = sim.port(),
         ),
     )

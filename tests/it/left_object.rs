@@ -389,17 +389,7 @@ fn a_node_publishes_the_thing_left_with_its_box_and_snapshot() {
     std::fs::write(
         &config,
         format!(
-            r#"version = 1
-[node]
-id = "lo"
-[embedded_broker]
-listen = "127.0.0.1:{mqtt}"
-[http]
-listen = "127.0.0.1:{http}"
-[storage]
-data_dir = "{data}"
-models_dir = "{models}"
-[models.objects]
+            r#"{head}[models.objects]
 file = "yolox_nano_dynamic.onnx"
 [models.faces]
 file = "yunet_s_dynamic.onnx"
@@ -420,8 +410,7 @@ zone = "crossing"
 min_duration = "15s"
 absorb_after = "10m"
 "#,
-            data = dir.join("data").display(),
-            models = root().join("models").display(),
+            head = node_toml("lo", Broker::Embedded(mqtt), http, &dir.join("data")),
             url = sim.url("crosswalk"),
         ),
     )

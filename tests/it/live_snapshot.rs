@@ -33,18 +33,7 @@ fn live_snapshots_hide_faces_and_need_the_token() {
     std::fs::write(
         &config,
         format!(
-            r#"version = 1
-[node]
-id = "live"
-[embedded_broker]
-listen = "127.0.0.1:{mqtt}"
-[http]
-listen = "127.0.0.1:{http}"
-token_file = "http.token"
-[storage]
-data_dir = "{data}"
-models_dir = "{models}"
-[models.objects]
+            r#"{head}[models.objects]
 file = "yolox_nano_dynamic.onnx"
 [models.faces]
 file = "yunet_s_dynamic.onnx"
@@ -60,8 +49,14 @@ id = "street"
 url = "rtsp://127.0.0.1:{rtsp}/street"
 models = ["objects"]
 "#,
-            data = dir.join("data").display(),
-            models = root().join("models").display(),
+            head = node_toml_with(
+                "live",
+                "",
+                Broker::Embedded(mqtt),
+                http,
+                "token_file = \"http.token\"",
+                &dir.join("data")
+            ),
             rtsp = sim.port(),
         ),
     )

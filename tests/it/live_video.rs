@@ -174,19 +174,7 @@ fn live_video_is_the_cameras_own_stream_for_those_allowed_and_every_view_is_audi
     std::fs::write(
         &config,
         format!(
-            r#"version = 1
-[node]
-id = "lv"
-[embedded_broker]
-listen = "127.0.0.1:{mqtt}"
-[http]
-listen = "127.0.0.1:{http}"
-token_file = "http.token"
-users_file = "users"
-[storage]
-data_dir = "{data}"
-models_dir = "{models}"
-[models.objects]
+            r#"{head}[models.objects]
 file = "yolox_nano_dynamic.onnx"
 [models.faces]
 file = "yunet_s_dynamic.onnx"
@@ -214,8 +202,14 @@ id = "hevc"
 url = "rtsp://127.0.0.1:{rtsp}/hevc"
 models = ["objects"]
 "#,
-            data = dir.join("data").display(),
-            models = root().join("models").display(),
+            head = node_toml_with(
+                "lv",
+                "",
+                Broker::Embedded(mqtt),
+                http,
+                "token_file = \"http.token\"\nusers_file = \"users\"",
+                &dir.join("data")
+            ),
             rtsp = sim.port(),
         ),
     )

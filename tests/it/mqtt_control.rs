@@ -17,21 +17,9 @@ use crate::common::*;
 
 fn config(dir: &std::path::Path, port: u16, http: u16, extra: &str) -> String {
     format!(
-        r#"version = 1
-[node]
-id = "ctl"
-time_zone = "UTC+08:00"
-[embedded_broker]
-listen = "127.0.0.1:{port}"
-[http]
-listen = "127.0.0.1:{http}"
-[storage]
-data_dir = "{data}"
-models_dir = "{models}"
-{extra}
+        r#"{head}{extra}
 "#,
-        data = dir.join("data").display(),
-        models = root().join("models").display()
+        head = node_toml_with("ctl", "time_zone = \"UTC+08:00\"", Broker::Embedded(port), http, "", &dir.join("data")),
     )
 }
 

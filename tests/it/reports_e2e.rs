@@ -83,18 +83,7 @@ fn a_report_becomes_an_order_is_resolved_and_rated() {
     std::fs::write(
         &cfg,
         format!(
-            r#"version = 1
-[node]
-id = "district"
-[mqtt]
-host = "127.0.0.1"
-port = {port}
-[http]
-listen = "127.0.0.1:{http_port}"
-[storage]
-data_dir = "{data}"
-models_dir = "{models}"
-[models.faces]
+            r#"{head}[models.faces]
 file = "yunet_s_dynamic.onnx"
 input_size = [640, 640]
 [reports]
@@ -135,8 +124,7 @@ id = "insp-b"
 name = "Inspector B"
 grid = "g2"
 "#,
-            data = dir.join("data").display(),
-            models = root().join("models").display(),
+            head = node_toml("district", Broker::Mosquitto(port), http_port, &dir.join("data")),
         ),
     )
     .unwrap();

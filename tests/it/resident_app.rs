@@ -28,18 +28,7 @@ fn a_resident_reports_with_photo_and_voice_follows_the_order_and_rates_it() {
     std::fs::write(
         &cfg,
         format!(
-            r#"version = 1
-[node]
-id = "district"
-[mqtt]
-host = "127.0.0.1"
-port = {port}
-[http]
-listen = "127.0.0.1:{http}"
-[storage]
-data_dir = "{data}"
-models_dir = "{models}"
-[models.faces]
+            r#"{head}[models.faces]
 file = "yunet_s_dynamic.onnx"
 input_size = [640, 640]
 [reports]
@@ -65,8 +54,7 @@ id = "insp-a"
 name = "Inspector A"
 grid = "g1"
 "#,
-            data = dir.join("data").display(),
-            models = root().join("models").display(),
+            head = node_toml("district", Broker::Mosquitto(port), http, &dir.join("data")),
         ),
     )
     .unwrap();

@@ -173,17 +173,7 @@ fn a_crowd_camera_publishes_no_face() {
     std::fs::write(
         &config,
         format!(
-            r#"version = 1
-[node]
-id = "crowd"
-[embedded_broker]
-listen = "127.0.0.1:{mqtt}"
-[http]
-listen = "127.0.0.1:{http}"
-[storage]
-data_dir = "{data}"
-models_dir = "{models}"
-[models.objects]
+            r#"{head}[models.objects]
 file = "yolox_nano_dynamic.onnx"
 classes = ["person"]
 [models.faces]
@@ -204,8 +194,7 @@ zone = "all"
 classes = ["person"]
 cooldown = "10m"
 "#,
-            data = dir.join("data").display(),
-            models = root().join("models").display(),
+            head = node_toml("crowd", Broker::Embedded(mqtt), http, &dir.join("data")),
             url = sim.url("crowd"),
         ),
     )

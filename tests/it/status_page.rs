@@ -141,18 +141,7 @@ fn the_node_page_shows_cameras_alerts_and_orders_live_in_a_real_browser() {
     std::fs::write(
         &config,
         format!(
-            r#"version = 1
-[node]
-id = "page"
-name = "Page test box"
-[embedded_broker]
-listen = "127.0.0.1:{mqtt}"
-[http]
-listen = "127.0.0.1:{http}"
-[storage]
-data_dir = "{data}"
-models_dir = "{models}"
-[models.objects]
+            r#"{head}[models.objects]
 file = "yolox_nano_dynamic.onnx"
 classes = ["person", "bicycle", "car"]
 [models.faces]
@@ -176,8 +165,8 @@ location = [121.4748, 31.2312]
 category = "intrusion"
 accept_within = "10m"
 {ONE_GRID}"#,
-            data = dir.join("data").display(),
-            models = root().join("models").display(),
+            head =
+                node_toml_with("page", "name = \"Page test box\"", Broker::Embedded(mqtt), http, "", &dir.join("data")),
             street = STREET.trim().replace("RTSP", &sim.port().to_string()),
             rtsp = sim.port(),
             dead = free_port(),

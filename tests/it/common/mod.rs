@@ -19,6 +19,39 @@ pub fn media_dir() -> PathBuf {
     std::env::var_os("GRIDSIGHT_MEDIA").map(PathBuf::from).unwrap_or_else(|| root().join(".cache/media"))
 }
 
+/// Where a scenario's node sends its alerts.
+pub enum Broker {
+    /// The node's own embedded broker, listening on this port of 127.0.0.1.
+    Embedded(u16),
+    /// A broker of the test's (Mosquitto) on this port of 127.0.0.1.
+    Mosquitto(u16),
+}
+
+/// The head of a scenario's node file, the part every scenario shares: `version`, the
+/// node's id, its broker, its HTTP port, its data folder and the project's models. It ends
+/// inside `[storage]`: the scenario's own text follows (its first keys, if it starts with
+/// keys, are more of `[storage]`).
+pub fn node_toml(id: &str, broker: Broker, http: u16, data: &Path) -> String {
+    node_toml_with(id, "", broker, http, "", data)
+}
+
+/// [`node_toml`] with more keys of `[node]` and of `[http]` (lines of TOML, or "").
+pub fn node_toml_with(id: &str, node: &str, broker: Broker, http: u16, http_keys: &str, data: &Path) -> String {
+    let broker = match broker {
+        Broker::Embedded(port) => format!("[embedded_broker]\nlisten = \"127.0.0.1:{port}\"\n"),
+        Broker::Mosquitto(port) => format!("[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\n"),
+    };
+    let line =
+        |keys: &str| if keys.is_empty() || keys.ends_with('\n') { keys.to_string() } else { format!("{keys}\n") };
+    format!(
+        "version = 1\n[node]\nid = \"{id}\"\n{node}{broker}[http]\nlisten = \"127.0.0.1:{http}\"\n{http_keys}[storage]\ndata_dir = \"{data}\"\nmodels_dir = \"{models}\"\n",
+        node = line(node),
+        http_keys = line(http_keys),
+        data = data.display(),
+        models = root().join("models").display()
+    )
+}
+
 /// An empty folder of this test run: `<tmp>/gridsight-<name>-<pid>`.
 pub fn fresh_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("gridsight-{name}-{}", std::process::id()));
