@@ -98,6 +98,16 @@ fn threads(pid: u32) -> BTreeMap<String, (String, f64)> {
     out
 }
 
+/// CPU seconds the live threads of a process whose names `pick` accepts spent between two
+/// samples (a thread's name with its digits stripped).
+fn spent(
+    before: &BTreeMap<String, (String, f64)>,
+    after: &BTreeMap<String, (String, f64)>,
+    pick: impl Fn(&str) -> bool,
+) -> f64 {
+    after.iter().filter(|(_, (name, _))| pick(name)).map(|(tid, (_, c))| c - before.get(tid).map_or(0.0, |b| b.1)).sum()
+}
+
 /// What a process spent between two samples: (total, on the alerts' media). The media are the
 /// alert stage (snapshots, the outbox), the clips' worker and its pipelines' threads, and what
 /// threads that ended between the samples spent (a clip's pipeline threads end with the clip;
@@ -108,21 +118,9 @@ fn split(
 ) -> (f64, f64) {
     const MEDIA: [&str; 5] = ["alert-stage", "clips", "clipsrc", "clipenc", "mp4mux"];
     let total = after.0 - before.0;
-    let mut live = 0.0;
-    let mut media = 0.0;
-    for (tid, (name, c)) in &after.1 {
-        let spent = c - before.1.get(tid).map_or(0.0, |b| b.1);
-        live += spent;
-        if MEDIA.iter().any(|m| name.starts_with(m)) {
-            media += spent;
-        }
-    }
+    let live = spent(&before.1, &after.1, |_| true);
+    let media = spent(&before.1, &after.1, |name| MEDIA.iter().any(|m| name.starts_with(m)));
     (total, media + (total - live).max(0.0))
-}
-
-/// Sum of a family's samples in a Prometheus page.
-fn metric(page: &str, family: &str) -> f64 {
-    metric_with(page, family, "")
 }
 
 /// Sum of a family's samples that carry a label (`stage="decode"`) in a Prometheus page.
@@ -130,15 +128,6 @@ fn metric_with(page: &str, family: &str, label: &str) -> f64 {
     page.lines()
         .filter(|l| l.split(['{', ' ']).next() == Some(family) && l.contains(label))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// CPU seconds a process's inference threads spent between two samples.
-fn inference_cpu(before: &BTreeMap<String, (String, f64)>, after: &BTreeMap<String, (String, f64)>) -> f64 {
-    after
-        .iter()
-        .filter(|(_, (name, _))| name.starts_with("infer"))
-        .map(|(tid, (_, c))| c - before.get(tid).map_or(0.0, |b| b.1))
         .sum()
 }
 
@@ -269,13 +258,15 @@ struct Run {
     /// Of `cpu_ms`, the decoders and the inference threads.
     decode_ms: f64,
     inference_ms: f64,
-    infer_per_s: f64,
-    /// Pictures out of the decoders per camera-second (as the inferences, the same on any CPU).
-    decoded_per_s: f64,
-    /// The same per camera, per second.
+    /// Pictures out of the decoders and inferences, per camera, per second (the figures
+    /// that do not change with the CPU).
     decoded: BTreeMap<String, f64>,
-    /// Inferences per camera, per second.
     detected: BTreeMap<String, f64>,
+}
+
+/// The mean over the scenes' cameras of a per-camera rate.
+fn per_camera(rates: &BTreeMap<String, f64>) -> f64 {
+    rates.values().sum::<f64>() / SCENES.len() as f64
 }
 
 fn main() {
@@ -334,7 +325,6 @@ fn main() {
     let per_cam = |v: f64| v / ((t1 - t0) * SCENES.len() as f64);
     type Sample = ((f64, BTreeMap<String, (String, f64)>), String);
     let run = |name: &str, (c0, p0): Sample, (c1, p1): Sample| -> Run {
-        let grew = |family: &str| metric(&p1, family) - metric(&p0, family);
         let stage = |label: &str| {
             let cpu = "gridsight_camera_cpu_seconds_total";
             metric_with(&p1, cpu, label) - metric_with(&p0, cpu, label)
@@ -357,9 +347,7 @@ fn main() {
             cpu_ms: per_cam(total) * 1000.0,
             media_ms: per_cam(media) * 1000.0,
             decode_ms: per_cam(stage("stage=\"decode\"")) * 1000.0,
-            inference_ms: per_cam(inference_cpu(&c0.1, &c1.1)) * 1000.0,
-            infer_per_s: per_cam(grew("gridsight_camera_frames_detected_total")),
-            decoded_per_s: per_cam(grew("gridsight_camera_frames_decoded_total")),
+            inference_ms: per_cam(spent(&c0.1, &c1.1, |name| name.starts_with("infer"))) * 1000.0,
             decoded: rates("gridsight_camera_frames_decoded_total"),
             detected: rates("gridsight_camera_frames_detected_total"),
         }
@@ -416,8 +404,8 @@ fn main() {
             r.decode_ms,
             r.inference_ms,
             r.media_ms,
-            r.infer_per_s,
-            r.decoded_per_s
+            per_camera(&r.detected),
+            per_camera(&r.decoded)
         );
     }
     println!(

@@ -46,7 +46,13 @@ cooldown = "2s"
 id = "night"
 url = "rtsp://127.0.0.1:{rtsp}/night"
 "#,
-            head = node_toml_with("ha", "name = \"HA test box\"", Broker::Embedded(mqtt), http, "", &dir.join("data")),
+            head = node_toml_with(
+                "ha",
+                Broker::Embedded(mqtt),
+                http,
+                &dir.join("data"),
+                More { node: "name = \"HA test box\"", ..More::default() }
+            ),
             rtsp = sim.port(),
         ),
     )

@@ -51,11 +51,10 @@ models = ["objects"]
 "#,
             head = node_toml_with(
                 "live",
-                "",
                 Broker::Embedded(mqtt),
                 http,
-                "token_file = \"http.token\"",
-                &dir.join("data")
+                &dir.join("data"),
+                More { http: "token_file = \"http.token\"", ..More::default() }
             ),
             rtsp = sim.port(),
         ),

@@ -204,11 +204,10 @@ models = ["objects"]
 "#,
             head = node_toml_with(
                 "lv",
-                "",
                 Broker::Embedded(mqtt),
                 http,
-                "token_file = \"http.token\"\nusers_file = \"users\"",
-                &dir.join("data")
+                &dir.join("data"),
+                More { http: "token_file = \"http.token\"\nusers_file = \"users\"", ..More::default() }
             ),
             rtsp = sim.port(),
         ),

@@ -19,7 +19,13 @@ fn config(dir: &std::path::Path, port: u16, http: u16, extra: &str) -> String {
     format!(
         r#"{head}{extra}
 "#,
-        head = node_toml_with("ctl", "time_zone = \"UTC+08:00\"", Broker::Embedded(port), http, "", &dir.join("data")),
+        head = node_toml_with(
+            "ctl",
+            Broker::Embedded(port),
+            http,
+            &dir.join("data"),
+            More { node: "time_zone = \"UTC+08:00\"", ..More::default() }
+        ),
     )
 }
 

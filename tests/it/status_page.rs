@@ -165,8 +165,13 @@ location = [121.4748, 31.2312]
 category = "intrusion"
 accept_within = "10m"
 {ONE_GRID}"#,
-            head =
-                node_toml_with("page", "name = \"Page test box\"", Broker::Embedded(mqtt), http, "", &dir.join("data")),
+            head = node_toml_with(
+                "page",
+                Broker::Embedded(mqtt),
+                http,
+                &dir.join("data"),
+                More { node: "name = \"Page test box\"", ..More::default() }
+            ),
             street = STREET.trim().replace("RTSP", &sim.port().to_string()),
             rtsp = sim.port(),
             dead = free_port(),

@@ -27,26 +27,33 @@ pub enum Broker {
     Mosquitto(u16),
 }
 
+/// Keys a scenario adds to the head's `[node]` and `[http]` ([`node_toml_with`]): lines of
+/// TOML, "" for none.
+#[derive(Default)]
+pub struct More<'a> {
+    pub node: &'a str,
+    pub http: &'a str,
+}
+
 /// The head of a scenario's node file, the part every scenario shares: `version`, the
 /// node's id, its broker, its HTTP port, its data folder and the project's models. It ends
 /// inside `[storage]`: the scenario's own text follows (its first keys, if it starts with
 /// keys, are more of `[storage]`).
 pub fn node_toml(id: &str, broker: Broker, http: u16, data: &Path) -> String {
-    node_toml_with(id, "", broker, http, "", data)
+    node_toml_with(id, broker, http, data, More::default())
 }
 
-/// [`node_toml`] with more keys of `[node]` and of `[http]` (lines of TOML, or "").
-pub fn node_toml_with(id: &str, node: &str, broker: Broker, http: u16, http_keys: &str, data: &Path) -> String {
+/// [`node_toml`] with more keys of `[node]` and of `[http]`.
+pub fn node_toml_with(id: &str, broker: Broker, http: u16, data: &Path, more: More) -> String {
     let broker = match broker {
         Broker::Embedded(port) => format!("[embedded_broker]\nlisten = \"127.0.0.1:{port}\"\n"),
         Broker::Mosquitto(port) => format!("[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\n"),
     };
-    let line =
-        |keys: &str| if keys.is_empty() || keys.ends_with('\n') { keys.to_string() } else { format!("{keys}\n") };
+    let lines = |keys: &str| if keys.is_empty() { String::new() } else { format!("{keys}\n") };
     format!(
         "version = 1\n[node]\nid = \"{id}\"\n{node}{broker}[http]\nlisten = \"127.0.0.1:{http}\"\n{http_keys}[storage]\ndata_dir = \"{data}\"\nmodels_dir = \"{models}\"\n",
-        node = line(node),
-        http_keys = line(http_keys),
+        node = lines(more.node),
+        http_keys = lines(more.http),
         data = data.display(),
         models = root().join("models").display()
     )
