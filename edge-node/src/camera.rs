@@ -116,9 +116,13 @@ impl CameraCore {
     /// detection running even when little moves).
     ///
     /// For a rule that needs every frame, the demand follows: on while something moved or
-    /// a track is live (always, without a motion gate), off when the scene is quiet; and a
-    /// burst (detection at [`crate::source::BURST_FPS`]) while a track, confirmed or not and
-    /// not stationary, is within reach of a line a rule watches for its class.
+    /// a confirmed track is in view (matched at one of the latest looks, see
+    /// [`crate::track::Tracker::recent`]; always, without a motion gate), off when the scene
+    /// is quiet; and a burst (detection at [`crate::source::BURST_FPS`]) while a track,
+    /// confirmed or not and not stationary, is within reach of a line a rule watches for its
+    /// class. A track that went unseen for a few looks lives on until `max_age` (it
+    /// may come back), but the camera goes back to key frames meanwhile: a key frame that
+    /// sees it again, or motion, turns every frame back on.
     ///
     /// With still rules, the frame also feeds the camera's dual background (at most once a
     /// second), and while it holds a still region (or one just went) the frame goes to a
@@ -140,9 +144,13 @@ impl CameraCore {
             }
         }
         if self.wants_deltas {
-            // A full detection forced by the interval (or a first frame) is not motion.
-            let moving = matches!(&gate, Gate::Run { full: false, regions } if !regions.is_empty());
-            self.demand.set(self.gate.is_none() || moving || live);
+            // A full detection forced by the interval (or a first frame) is not motion, nor is
+            // a change that stopped (the background still learning it): only what changed
+            // since the look before.
+            let moving = matches!(&gate, Gate::Run { full: false, regions } if !regions.is_empty())
+                && self.gate.as_ref().is_some_and(MotionGate::moved);
+            let in_view = self.tracker.recent().any(|t| t.confirmed);
+            self.demand.set(self.gate.is_none() || moving || in_view);
             let size = (frame.source_width.max(frame.width), frame.source_height.max(frame.height));
             self.demand.set_burst(self.rules.near_line(self.tracker.tracks(), size));
         }
@@ -462,6 +470,55 @@ classes = ["car"]
         assert_eq!(core.roi(&Gate::Run { full: false, regions: vec![[0.0, 0.0, 0.9, 0.9]] }, &f), None);
         assert_eq!(core.roi(&Gate::Run { full: true, regions: vec![[0.45, 0.45, 0.55, 0.55]] }, &f), None);
         assert_eq!(core.roi(&Gate::Run { full: false, regions: vec![] }, &f), None);
+    }
+
+    /// A camera whose line rule needs every frame decodes them while something moves from
+    /// look to look or a confirmed track is in view; not while the motion gate's background
+    /// learns a change that stopped, nor for the rest of a vanished track's `max_age`.
+    #[test]
+    fn every_frame_is_wanted_while_something_moves_or_a_track_is_in_view() {
+        let text = CONFIG.replace(
+            "[[cameras]]\nid = \"gate\"\nurl = \"rtsp://127.0.0.1/gate\"\nmotion_gate = false",
+            "[[cameras]]\nid = \"gate\"\nurl = \"rtsp://127.0.0.1/gate\"\n[cameras.lines.middle]\npoints = [[0.5, 0.0], [0.5, 1.0]]\n\
+             [[cameras.rules]]\nid = \"cross\"\nkind = \"line_cross\"\ncategory = \"line_crossing\"\nline = \"middle\"\nclasses = [\"car\"]",
+        );
+        let cfg = config(&text);
+        let demand = Demand::default();
+        let mut c = core(&cfg, "gate").with_demand(demand.clone());
+        let now = SystemTime::now();
+        let picture = |square: Option<usize>| -> Arc<[u8]> {
+            let mut f = vec![60u8; 100 * 100 * 3];
+            if let Some(x) = square {
+                for y in 40..60 {
+                    f[(y * 100 + x) * 3..(y * 100 + x + 20) * 3].fill(230);
+                }
+            }
+            Arc::from(f)
+        };
+        let look = |c: &mut CameraCore, s: f64, data: &Arc<[u8]>, d: &Detections| {
+            let f = Frame { data: data.clone(), ..frame("gate", s, now) };
+            c.admit(&f);
+            let wanted = demand.get();
+            c.observe(&f, d).unwrap();
+            wanted
+        };
+        let none = Detections::default();
+        let (empty, car) = (picture(None), picture(Some(10)));
+        look(&mut c, 0.0, &empty, &none);
+        assert!(!look(&mut c, 1.0, &empty, &none), "a quiet scene: key frames");
+        // A car drives in and stops: it moved on one look; afterwards the motion gate's
+        // background is still learning it, but nothing moves.
+        assert!(look(&mut c, 2.0, &car, &none), "it moved");
+        assert!(!look(&mut c, 3.0, &car, &none), "it stopped, and nothing is tracked");
+        // Tracked: every frame while it is in view, through two missed looks; after three,
+        // key frames again though the track lives on (max_age).
+        look(&mut c, 4.0, &car, &parked_car());
+        look(&mut c, 4.2, &car, &parked_car());
+        for s in [4.4, 4.6, 4.8] {
+            assert!(look(&mut c, s, &car, &none), "{s}: the car is in view");
+        }
+        assert!(!look(&mut c, 5.0, &car, &none), "unseen for three looks");
+        assert_eq!(c.live_tracks(), 1);
     }
 
     #[test]

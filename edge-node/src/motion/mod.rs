@@ -43,6 +43,10 @@ pub struct MotionGate {
     opts: MotionOptions,
     background: Vec<f32>,
     grey: Vec<f32>,
+    /// The grey copy of the frame checked before the latest.
+    previous: Vec<f32>,
+    /// Whether the latest frame differed from the one checked before it ([`MotionGate::moved`]).
+    moved: bool,
     size: (usize, usize),
     last_full: Option<Duration>,
 }
@@ -52,7 +56,24 @@ const CELL: usize = 8;
 
 impl MotionGate {
     pub fn new(opts: MotionOptions) -> Self {
-        Self { opts, background: Vec::new(), grey: Vec::new(), size: (0, 0), last_full: None }
+        Self {
+            opts,
+            background: Vec::new(),
+            grey: Vec::new(),
+            previous: Vec::new(),
+            moved: false,
+            size: (0, 0),
+            last_full: None,
+        }
+    }
+
+    /// Whether the frame checked last differed from the one checked before it (by the same
+    /// measure as motion against the background). Motion against the background lasts while
+    /// the background learns a change (dozens of frames after a car parks, a light goes on
+    /// or the picture cuts to another scene); this lasts one frame: something is moving
+    /// right now. It is what keeps a camera decoding every frame.
+    pub fn moved(&self) -> bool {
+        self.moved
     }
 
     /// Decides for one packed BGR frame at stream time `now`.
@@ -60,22 +81,30 @@ impl MotionGate {
         let (w, h) = (width as usize, height as usize);
         let gw = self.opts.width.min(w).max(1);
         let gh = ((h * gw) as f32 / w as f32).round().max(1.0) as usize;
+        std::mem::swap(&mut self.grey, &mut self.previous);
         self.downscale(bgr, w, h, gw, gh);
         let due = self.last_full.is_none_or(|t| now.saturating_sub(t) >= self.opts.full_interval);
         if self.size != (gw, gh) {
             // First frame (or a new resolution): learn the scene, detect everything.
             self.size = (gw, gh);
             self.background = self.grey.clone();
+            self.moved = false;
             self.last_full = Some(now);
             return Gate::Run { full: true, regions: vec![[0.0, 0.0, 1.0, 1.0]] };
         }
-        let changed: Vec<bool> =
-            self.grey.iter().zip(&self.background).map(|(g, b)| (g - b).abs() > self.opts.threshold).collect();
+        let differs = |other: &[f32]| -> Vec<bool> {
+            self.grey.iter().zip(other).map(|(g, b)| (g - b).abs() > self.opts.threshold).collect()
+        };
+        let enough = |changed: &[bool]| {
+            changed.iter().filter(|c| **c).count() as f32 >= self.opts.min_fraction * changed.len() as f32
+        };
+        let changed = differs(&self.background);
+        self.moved = enough(&differs(&self.previous));
         let a = self.opts.alpha;
         for (b, g) in self.background.iter_mut().zip(&self.grey) {
             *b += a * (g - *b);
         }
-        let moving = changed.iter().filter(|c| **c).count() as f32 >= self.opts.min_fraction * changed.len() as f32;
+        let moving = enough(&changed);
         if due {
             self.last_full = Some(now);
             return Gate::Run { full: true, regions: vec![[0.0, 0.0, 1.0, 1.0]] };
@@ -211,6 +240,29 @@ mod tests {
         // The square covers x 0.75–0.875, y 0.5–0.75 of the frame.
         assert!(r[0] <= 0.75 && r[2] >= 0.87 && r[1] <= 0.5 && r[3] >= 0.74, "{r:?}");
         assert!(r[2] - r[0] < 0.5, "region too wide: {r:?}");
+    }
+
+    /// A change that stopped (a car that parked, a picture that cut to another scene and
+    /// froze) stays motion against the background while it learns the change, but it moved
+    /// only on the frame it happened.
+    #[test]
+    fn a_change_that_stopped_moved_once() {
+        let mut g = MotionGate::new(MotionOptions { full_interval: Duration::from_secs(3600), ..Default::default() });
+        g.check(&frame(256, 128, None), 256, 128, false, at(0));
+        assert!(!g.moved(), "the first frame");
+        let parked = frame(256, 128, Some((64, 32)));
+        assert!(matches!(g.check(&parked, 256, 128, false, at(1)), Gate::Run { full: false, .. }));
+        assert!(g.moved());
+        for s in 2..6 {
+            assert!(
+                matches!(g.check(&parked, 256, 128, false, at(s)), Gate::Run { full: false, .. }),
+                "second {s}: the background is still learning it"
+            );
+            assert!(!g.moved(), "second {s}: nothing changed since the frame before");
+        }
+        // It moves on: moved again.
+        g.check(&frame(256, 128, Some((160, 64))), 256, 128, false, at(6));
+        assert!(g.moved());
     }
 
     #[test]

@@ -176,7 +176,14 @@ pub struct Tracker {
     tracks: Vec<Track>,
     /// Time of the previous update: the gap between frames decides whether one look confirms.
     last_update: Option<Duration>,
+    /// Times of the latest [`RECENT_LOOKS`] updates, the oldest first.
+    looks: std::collections::VecDeque<Duration>,
 }
+
+/// How many looks in a row a track may go unmatched and still count as in view
+/// ([`Tracker::recent`]): one miss is the detector's noise, three are an object that left or
+/// is hidden (it lives on until `max_age`, in case it comes back).
+pub const RECENT_LOOKS: usize = 3;
 
 /// What one update changed.
 #[derive(Debug, Default)]
@@ -187,7 +194,7 @@ pub struct Update {
 
 impl Tracker {
     pub fn new(opts: TrackerOptions) -> Self {
-        Self { opts, next_id: 1, tracks: Vec::new(), last_update: None }
+        Self { opts, next_id: 1, tracks: Vec::new(), last_update: None, looks: Default::default() }
     }
 
     /// Live tracks, confirmed or not.
@@ -203,6 +210,14 @@ impl Tracker {
     /// Whether any confirmed track is alive (keeps the motion gate open).
     pub fn has_live(&self) -> bool {
         self.tracks.iter().any(|t| t.confirmed)
+    }
+
+    /// Live tracks, confirmed or not, matched at one of the latest [`RECENT_LOOKS`] updates:
+    /// the ones still in view. What keeps a camera decoding every frame: looking at every
+    /// frame for the rest of a vanished track's `max_age` finds nothing.
+    pub fn recent(&self) -> impl Iterator<Item = &Track> {
+        let since = self.looks.front().copied().unwrap_or_default();
+        self.tracks.iter().filter(move |t| t.last_seen >= since)
     }
 
     /// Whether detection `di` confirms its track on its own, at this frame gap: a confident
@@ -225,6 +240,10 @@ impl Tracker {
     pub fn update(&mut self, dets: &Detections, t: Duration) -> Update {
         let gap = self.last_update.map(|last| t.saturating_sub(last));
         self.last_update = Some(t);
+        if self.looks.len() == RECENT_LOOKS {
+            self.looks.pop_front();
+        }
+        self.looks.push_back(t);
         let mut matched_track = vec![false; self.tracks.len()];
         let mut used = vec![false; dets.objects.len()];
         // Two passes: confident detections first, then weak ones for leftover tracks.
@@ -382,6 +401,25 @@ mod tests {
         assert_eq!(live.len(), 1);
         assert_eq!(live[0].id, 1);
         assert!(live[0].velocity[0] > 100.0, "{:?}", live[0].velocity);
+    }
+
+    #[test]
+    fn a_track_unseen_for_three_looks_is_out_of_view_but_lives_on() {
+        let mut tr = Tracker::new(TrackerOptions::default());
+        let car = || dets(vec![obj("car", 2, [10.0, 10.0, 70.0, 50.0], 0.9)]);
+        tr.update(&car(), s(0));
+        tr.update(&car(), s(250));
+        assert_eq!(tr.recent().count(), 1);
+        // Missed twice: still in view (a detector misses a look now and then).
+        tr.update(&dets(vec![]), s(500));
+        tr.update(&dets(vec![]), s(750));
+        assert_eq!(tr.recent().count(), 1);
+        // Missed three looks in a row: out of view, alive until max_age, and back in view
+        // when a look finds it again.
+        tr.update(&dets(vec![]), s(1000));
+        assert_eq!((tr.recent().count(), tr.tracks().len()), (0, 1));
+        tr.update(&car(), s(3000));
+        assert_eq!(tr.recent().map(|t| t.id).collect::<Vec<_>>(), [1]);
     }
 
     #[test]
