@@ -36,9 +36,10 @@ pub enum DecodeMode {
     /// The default: follows the camera's rules. Key frames only when every rule is served
     /// by key-frame sampling (dwell, entering a zone, crowding) or nothing moves; a camera
     /// with a rule that needs more (line crossing, faces in a zone) keeps decoding the delta
-    /// frames after a key frame that shows motion or while a track is live, at
-    /// `detect_fps` (5 per second while a track is within reach of a watched line), until
-    /// quiet again.
+    /// frames after a key frame that shows motion, at `detect_fps` (5 per second while a
+    /// track is within reach of a watched line), while something moves from look to look
+    /// or a confirmed track is in view (seen at one of the latest three looks), and goes
+    /// back to key frames when neither holds.
     Adaptive,
 }
 
