@@ -78,10 +78,11 @@ pub struct KeyframeGate {
     last_key_ns: Option<u64>,
     /// Smoothed key-frame interval in seconds.
     interval_s: Option<f64>,
-    /// The latest two key-frame intervals, seconds, the latest first (the next key frame is
-    /// foreseen only while they agree; an extra key frame sooner than half a GOP restarts
-    /// the GOP and is not counted).
+    /// The latest two key-frame intervals, seconds, the latest first (an extra key frame
+    /// sooner than half a GOP restarts the GOP and is not counted).
     intervals_s: [Option<f64>; 2],
+    /// The stream's GOP, seconds: the latest two intervals that agreed (within a tenth).
+    gop_s: Option<f64>,
     passing_deltas: bool,
     demand: Option<Demand>,
     /// Every frame since the last key frame reached the decoder (a delta frame may follow).
@@ -97,6 +98,7 @@ impl KeyframeGate {
             last_key_ns: None,
             interval_s: None,
             intervals_s: [None, None],
+            gop_s: None,
             passing_deltas,
             demand: None,
             chain: false,
@@ -118,11 +120,16 @@ impl KeyframeGate {
         }
     }
 
-    /// When the next key frame is due, while the stream's key frames come regularly (the
-    /// latest two intervals within a tenth of each other).
+    /// When the next key frame is due: one GOP after the last, once two intervals in a row
+    /// agreed on the GOP, while the latest is that GOP or shorter (an extra key frame: a
+    /// scene cut, a looped clip's start, another client's request, after which the encoder
+    /// starts a GOP of its usual length). After a longer one (a key frame lost, or the GOP
+    /// changed), not until two agree again.
     pub fn next_key_ns(&self) -> Option<u64> {
-        let (last, [Some(latest), Some(before)]) = (self.last_key_ns?, self.intervals_s) else { return None };
-        ((latest - before).abs() <= 0.1 * before).then(|| last + (latest * 1e9) as u64)
+        let (last, Some(gop), Some(latest)) = (self.last_key_ns?, self.gop_s, self.intervals_s[0]) else {
+            return None;
+        };
+        (latest <= 1.1 * gop).then(|| last + (gop * 1e9) as u64)
     }
 
     /// Returns whether the unit should be decoded.
@@ -136,6 +143,11 @@ impl KeyframeGate {
                 // clip's start): the GOP restarts from it, at its usual length.
                 if self.intervals_s[0].is_none_or(|latest| dt >= 0.5 * latest) {
                     self.intervals_s = [Some(dt), self.intervals_s[0]];
+                    if let [Some(latest), Some(before)] = self.intervals_s
+                        && (latest - before).abs() <= 0.1 * before
+                    {
+                        self.gop_s = Some(latest);
+                    }
                 }
                 self.interval_s = Some(match self.interval_s {
                     Some(s) => 0.7 * s + 0.3 * dt,
@@ -527,6 +539,13 @@ mod tests {
         let gops = decode_gops(false, extra, 500, 0);
         assert_eq!((gops[4], gops[5]), ((1, 1), (26, 1)), "{gops:?}");
         assert!(gops[6..].iter().all(|g| *g == (27, 2)), "{gops:?}");
+        // A looped clip 7.6 s long with a key frame every 2 s: at each loop's start a key
+        // frame 1.6 s after the one before, and a GOP of the usual length from it. The GOPs
+        // around it are cut as the others (they were decoded whole until two intervals agreed
+        // again).
+        let looped = |i: u64| (i % 190).is_multiple_of(50);
+        let gops = decode_gops(false, looped, 760, 0);
+        assert!(gops[2..].iter().all(|g| *g == (27, 2)), "{gops:?}");
         // A 1 s GOP at 1 look a second: key frames are the looks, no delta frame is needed
         // once the interval is known.
         let gops = decode_gops(false, |i| i.is_multiple_of(25), 500, 0);
