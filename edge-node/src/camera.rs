@@ -115,8 +115,9 @@ impl CameraCore {
     /// Before inference: whether this frame should go to detection (live tracks keep
     /// detection running even when little moves).
     ///
-    /// For a rule that needs every frame, the demand follows: on while something moved or
-    /// a confirmed track is in view (matched at one of the latest looks, see
+    /// For a rule that needs every frame, the demand follows: on while something moved
+    /// since the look before ([`MotionGate::moved`]) or a confirmed track is in view
+    /// (matched at one of the latest looks, see
     /// [`crate::track::Tracker::recent`]; always, without a motion gate), off when the scene
     /// is quiet; and a burst (detection at [`crate::source::BURST_FPS`]) while a track,
     /// confirmed or not and not stationary, is within reach of a line a rule watches for its
