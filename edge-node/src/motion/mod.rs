@@ -92,19 +92,16 @@ impl MotionGate {
             self.last_full = Some(now);
             return Gate::Run { full: true, regions: vec![[0.0, 0.0, 1.0, 1.0]] };
         }
-        let differs = |other: &[f32]| -> Vec<bool> {
-            self.grey.iter().zip(other).map(|(g, b)| (g - b).abs() > self.opts.threshold).collect()
-        };
-        let enough = |changed: &[bool]| {
-            changed.iter().filter(|c| **c).count() as f32 >= self.opts.min_fraction * changed.len() as f32
-        };
-        let changed = differs(&self.background);
-        self.moved = enough(&differs(&self.previous));
+        let threshold = self.opts.threshold;
+        let enough = |n: usize| n as f32 >= self.opts.min_fraction * self.grey.len() as f32;
+        let changed: Vec<bool> =
+            self.grey.iter().zip(&self.background).map(|(g, b)| (g - b).abs() > threshold).collect();
+        self.moved = enough(self.grey.iter().zip(&self.previous).filter(|(g, p)| (*g - *p).abs() > threshold).count());
         let a = self.opts.alpha;
         for (b, g) in self.background.iter_mut().zip(&self.grey) {
             *b += a * (g - *b);
         }
-        let moving = enough(&changed);
+        let moving = enough(changed.iter().filter(|c| **c).count());
         if due {
             self.last_full = Some(now);
             return Gate::Run { full: true, regions: vec![[0.0, 0.0, 1.0, 1.0]] };

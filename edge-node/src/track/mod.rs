@@ -174,9 +174,8 @@ pub struct Tracker {
     opts: TrackerOptions,
     next_id: u64,
     tracks: Vec<Track>,
-    /// Time of the previous update: the gap between frames decides whether one look confirms.
-    last_update: Option<Duration>,
-    /// Times of the latest [`RECENT_LOOKS`] updates, the oldest first.
+    /// Times of the latest [`RECENT_LOOKS`] updates, the oldest first (the gap since the
+    /// latest decides whether one look confirms).
     looks: std::collections::VecDeque<Duration>,
 }
 
@@ -194,7 +193,7 @@ pub struct Update {
 
 impl Tracker {
     pub fn new(opts: TrackerOptions) -> Self {
-        Self { opts, next_id: 1, tracks: Vec::new(), last_update: None, looks: Default::default() }
+        Self { opts, next_id: 1, tracks: Vec::new(), looks: Default::default() }
     }
 
     /// Live tracks, confirmed or not.
@@ -238,8 +237,7 @@ impl Tracker {
     }
 
     pub fn update(&mut self, dets: &Detections, t: Duration) -> Update {
-        let gap = self.last_update.map(|last| t.saturating_sub(last));
-        self.last_update = Some(t);
+        let gap = self.looks.back().map(|last| t.saturating_sub(*last));
         if self.looks.len() == RECENT_LOOKS {
             self.looks.pop_front();
         }
