@@ -54,7 +54,17 @@ pub struct CameraCore {
     wants_deltas: bool,
     /// The dual background, when a `left_object` or `removed_object` rule needs it.
     still: Option<StillModel>,
+    /// Since when (stream time) the looks have seen motion while nothing moving was in
+    /// view (wind, rain, a panning view, the scenery past a car's window): after
+    /// [`FRUITLESS_FOR`] motion alone no longer wants every frame.
+    fruitless_since: Option<Duration>,
 }
+
+/// How long motion keeps a camera decoding every frame while detection finds nothing moving
+/// there; then it goes back to key frames (each one that shows motion is still looked at)
+/// until a look finds something moving, or sees the scene quiet. Longer than the gaps in
+/// which the detector loses a person on a busy street (about a second at 5 looks a second).
+pub const FRUITLESS_FOR: Duration = Duration::from_secs(3);
 
 /// Motion covering at most this share of the frame (with the live tracks) is detected on a
 /// crop around it.
@@ -100,6 +110,7 @@ impl CameraCore {
             wants_deltas,
             demand: Demand::default(),
             still,
+            fruitless_since: None,
         }
     }
 
@@ -116,14 +127,18 @@ impl CameraCore {
     /// detection running even when little moves).
     ///
     /// For a rule that needs every frame, the demand follows: on while something moved
-    /// since the look before ([`MotionGate::moved`]) or a confirmed track is in view
-    /// (matched at one of the latest looks, see
+    /// since the look before ([`MotionGate::moved`]) or a confirmed track that is not
+    /// stationary is in view (matched at one of the latest looks, see
     /// [`crate::track::Tracker::recent`]; always, without a motion gate), off when the scene
-    /// is quiet; and a burst (detection at [`crate::source::BURST_FPS`]) while a track,
-    /// confirmed or not and not stationary, is within reach of a line a rule watches for its
-    /// class. A track that went unseen for a few looks lives on until `max_age` (it
-    /// may come back), but the camera goes back to key frames meanwhile: a key frame that
-    /// sees it again, or motion, turns every frame back on.
+    /// is quiet. Motion in which detection finds nothing moving for [`FRUITLESS_FOR`] (wind
+    /// in trees, rain, a panning view, the scenery past a seated person) no longer counts
+    /// until a look finds a track that moves or sees the scene quiet: the key frames that
+    /// show motion are still looked at, so what enters is found at the next one. And a
+    /// burst (detection at [`crate::source::BURST_FPS`]) while a track, confirmed or not and
+    /// not stationary, is within reach of a line a rule watches for its class. A track that
+    /// went unseen for a few looks lives on until `max_age` (it may come back), but the
+    /// camera goes back to key frames meanwhile: a key frame that sees it again, or motion,
+    /// turns every frame back on.
     ///
     /// With still rules, the frame also feeds the camera's dual background (at most once a
     /// second), and while it holds a still region (or one just went) the frame goes to a
@@ -150,8 +165,13 @@ impl CameraCore {
             // since the look before.
             let moving = matches!(&gate, Gate::Run { full: false, regions } if !regions.is_empty())
                 && self.gate.as_ref().is_some_and(MotionGate::moved);
-            let in_view = self.tracker.recent().any(|t| t.confirmed);
-            self.demand.set(self.gate.is_none() || moving || in_view);
+            // Something moving in view: a track, tentative or not, that is not stationary.
+            let found = self.tracker.recent().any(|t| !t.stationary);
+            self.fruitless_since = (moving && !found).then(|| self.fruitless_since.unwrap_or(frame.stream));
+            let searching =
+                moving && self.fruitless_since.is_none_or(|since| frame.stream.saturating_sub(since) < FRUITLESS_FOR);
+            let in_view = self.tracker.recent().any(|t| t.confirmed && !t.stationary);
+            self.demand.set(self.gate.is_none() || searching || in_view);
             let size = (frame.source_width.max(frame.width), frame.source_height.max(frame.height));
             self.demand.set_burst(self.rules.near_line(self.tracker.tracks(), size));
         }
@@ -415,6 +435,38 @@ classes = ["car"]
         }
     }
 
+    /// [`CONFIG`] with a line rule on "gate" (a rule that needs every frame) and its
+    /// motion gate on.
+    fn line_camera() -> String {
+        CONFIG.replace(
+            "[[cameras]]\nid = \"gate\"\nurl = \"rtsp://127.0.0.1/gate\"\nmotion_gate = false",
+            "[[cameras]]\nid = \"gate\"\nurl = \"rtsp://127.0.0.1/gate\"\n[cameras.lines.middle]\npoints = [[0.5, 0.0], [0.5, 1.0]]\n\
+             [[cameras.rules]]\nid = \"cross\"\nkind = \"line_cross\"\ncategory = \"line_crossing\"\nline = \"middle\"\nclasses = [\"car\"]",
+        )
+    }
+
+    /// A 100x100 picture, dark, with a bright 20-pixel square at `x` (the picture changes
+    /// between two looks when `x` does).
+    fn square_at(x: Option<usize>) -> Arc<[u8]> {
+        let mut f = vec![60u8; 100 * 100 * 3];
+        if let Some(x) = x {
+            for y in 40..60 {
+                f[(y * 100 + x) * 3..(y * 100 + x + 20) * 3].fill(230);
+            }
+        }
+        Arc::from(f)
+    }
+
+    /// One look of camera "gate" at `s` seconds: whether its demand wanted every frame when
+    /// the frame came (before the tracker saw `d`).
+    fn wanted_after(c: &mut CameraCore, demand: &Demand, s: f64, data: &Arc<[u8]>, d: &Detections) -> bool {
+        let f = Frame { data: data.clone(), ..frame("gate", s, SystemTime::now()) };
+        c.admit(&f);
+        let wanted = demand.get();
+        c.observe(&f, d).unwrap();
+        wanted
+    }
+
     fn core(cfg: &Config, id: &str) -> CameraCore {
         let cam = cfg.cameras.iter().find(|c| c.id == id).unwrap();
         CameraCore::new(Arc::new(cam.clone()), None, Arc::new(IncidentIds::new(1)))
@@ -478,33 +530,12 @@ classes = ["car"]
     /// learns a change that stopped, nor for the rest of a vanished track's `max_age`.
     #[test]
     fn every_frame_is_wanted_while_something_moves_or_a_track_is_in_view() {
-        let text = CONFIG.replace(
-            "[[cameras]]\nid = \"gate\"\nurl = \"rtsp://127.0.0.1/gate\"\nmotion_gate = false",
-            "[[cameras]]\nid = \"gate\"\nurl = \"rtsp://127.0.0.1/gate\"\n[cameras.lines.middle]\npoints = [[0.5, 0.0], [0.5, 1.0]]\n\
-             [[cameras.rules]]\nid = \"cross\"\nkind = \"line_cross\"\ncategory = \"line_crossing\"\nline = \"middle\"\nclasses = [\"car\"]",
-        );
-        let cfg = config(&text);
+        let cfg = config(&line_camera());
         let demand = Demand::default();
         let mut c = core(&cfg, "gate").with_demand(demand.clone());
-        let now = SystemTime::now();
-        let picture = |square: Option<usize>| -> Arc<[u8]> {
-            let mut f = vec![60u8; 100 * 100 * 3];
-            if let Some(x) = square {
-                for y in 40..60 {
-                    f[(y * 100 + x) * 3..(y * 100 + x + 20) * 3].fill(230);
-                }
-            }
-            Arc::from(f)
-        };
-        let look = |c: &mut CameraCore, s: f64, data: &Arc<[u8]>, d: &Detections| {
-            let f = Frame { data: data.clone(), ..frame("gate", s, now) };
-            c.admit(&f);
-            let wanted = demand.get();
-            c.observe(&f, d).unwrap();
-            wanted
-        };
+        let look = |c: &mut CameraCore, s: f64, data: &Arc<[u8]>, d: &Detections| wanted_after(c, &demand, s, data, d);
         let none = Detections::default();
-        let (empty, car) = (picture(None), picture(Some(10)));
+        let (empty, car) = (square_at(None), square_at(Some(10)));
         look(&mut c, 0.0, &empty, &none);
         assert!(!look(&mut c, 1.0, &empty, &none), "a quiet scene: key frames");
         // A car drives in and stops: it moved on one look; afterwards the motion gate's
@@ -520,6 +551,49 @@ classes = ["car"]
         }
         assert!(!look(&mut c, 5.0, &car, &none), "unseen for three looks");
         assert_eq!(c.live_tracks(), 1);
+    }
+
+    /// Motion in which detection finds nothing moving (wind, rain, a panning view) wants
+    /// every frame for [`FRUITLESS_FOR`], then key frames until a look finds a
+    /// moving track or sees the scene quiet; a stationary track (a parked car) keeps no
+    /// camera decoding every frame.
+    #[test]
+    fn fruitless_motion_and_stationary_tracks_go_back_to_key_frames() {
+        let cfg = config(&line_camera());
+        let demand = Demand::default();
+        let mut c = core(&cfg, "gate").with_demand(demand.clone());
+        let look = |c: &mut CameraCore, s: f64, data: &Arc<[u8]>, d: &Detections| wanted_after(c, &demand, s, data, d);
+        let car_at = |x: f32| Detections {
+            objects: vec![Object { bbox: [x, 40.0, x + 20.0, 60.0], score: 0.9, class_id: 2, label: Arc::from("car") }],
+            faces: vec![],
+        };
+        let none = Detections::default();
+        let (left, right) = (square_at(Some(10)), square_at(Some(60)));
+        look(&mut c, 0.0, &square_at(None), &none);
+        // Branches swaying: motion at every look, nothing detected.
+        let mut s = 1.0;
+        for n in 0..6 {
+            let wanted = look(&mut c, s, if n % 2 == 0 { &right } else { &left }, &none);
+            assert_eq!(wanted, n < 3, "{s} s: every frame for the first 3 s of fruitless motion");
+            s += 1.0;
+        }
+        // A car drives in (seen at a key frame): the look after is wanted, and the car
+        // confirmed and moving keeps every frame while it is in view.
+        assert!(!look(&mut c, s, &right, &car_at(0.0)), "nothing moving was in view before this look");
+        assert!(look(&mut c, s + 1.0, &left, &car_at(30.0)), "a moving car is in view");
+        assert!(look(&mut c, s + 2.0, &left, &car_at(60.0)), "it moved, and it is in view");
+        // It parks: every frame until it is stationary (5 s in one place), then key frames
+        // though it stays confirmed and in view.
+        let parked = s + 3.0;
+        let mut wanted = Vec::new();
+        for k in 0..8 {
+            wanted.push(look(&mut c, parked + k as f64, &left, &car_at(62.0)));
+        }
+        assert!(wanted[..5].iter().all(|w| *w), "moving until it has stood for 5 s: {wanted:?}");
+        assert!(!wanted[7], "a parked car: key frames: {wanted:?}");
+        assert_eq!(c.live_tracks(), 1);
+        // A look that sees the scene quiet ends the fruitless spell: motion is wanted again.
+        assert!(look(&mut c, parked + 8.0, &right, &car_at(62.0)), "new motion after a quiet look");
     }
 
     #[test]

@@ -38,8 +38,10 @@ pub enum DecodeMode {
     /// with a rule that needs more (line crossing, faces in a zone) keeps decoding the delta
     /// frames after a key frame that shows motion, at `detect_fps` (5 per second while a
     /// track is within reach of a watched line), while something moves from look to look
-    /// or a confirmed track is in view (seen at one of the latest three looks), and goes
-    /// back to key frames when neither holds.
+    /// (for at most 3 s while detection finds nothing moving there: wind, rain, a panning
+    /// view) or a confirmed track that moves is in view (seen at one of the latest three
+    /// looks; a parked car or a seated person is not), and goes back to key frames when
+    /// neither holds.
     Adaptive,
 }
 
