@@ -13,7 +13,8 @@
 //!   where its rules need only key frames;
 //! - between bursts, a camera stops decoding a GOP after its last look (the next look is the
 //!   key frame), and a stationary track by a line (a person sitting in a car across it) asks
-//!   for no burst;
+//!   for no burst, nor for every frame, and neither does the scenery moving past the car's
+//!   window once detection found nothing moving in it for 3 s;
 //! - status says which cadence each camera is in and why.
 
 use std::time::Duration;
@@ -208,5 +209,11 @@ url = "{cabin}"
     let cabin = camera(&s, "cabin");
     let (looked, received) = (n(&cabin, "handed_on"), n(&cabin, "received"));
     assert!(looked * 8 < received, "{looked} looks of {received} frames: {cabin}");
+    // Nor, once he is stationary, does he keep the camera decoding every frame; and the
+    // scenery moving past the window, in which detection finds nothing moving, does so for
+    // 3 s at a time: a look at each key frame and a few seconds more (at a look a second
+    // on every frame, about half the frames would be decoded).
+    let decoded = n(&cabin, "decoded");
+    assert!(decoded * 4 < received, "{decoded} of {received} frames decoded: {cabin}");
     let _ = std::fs::remove_dir_all(&dir);
 }
