@@ -58,6 +58,9 @@ pub struct CameraCore {
     /// view (wind, rain, a panning view, the scenery past a car's window): after
     /// [`FRUITLESS_FOR`] motion alone no longer wants every frame.
     fruitless_since: Option<Duration>,
+    /// Whether the latest look found a face that no tracked person holds (a camera that
+    /// runs only the face model, or a person the object model missed): something moving.
+    loose_face: bool,
 }
 
 /// How long motion keeps a camera decoding every frame while detection finds nothing moving
@@ -111,6 +114,7 @@ impl CameraCore {
             demand: Demand::default(),
             still,
             fruitless_since: None,
+            loose_face: false,
         }
     }
 
@@ -132,9 +136,9 @@ impl CameraCore {
     /// [`crate::track::Tracker::recent`]; always, without a motion gate), off when the scene
     /// is quiet. Motion in which detection finds nothing moving for [`FRUITLESS_FOR`] (wind
     /// in trees, rain, a panning view, the scenery past a seated person) no longer counts
-    /// until a look finds a track that moves or sees the scene quiet: the key frames that
-    /// show motion are still looked at, so what enters is found at the next one. And a
-    /// burst (detection at [`crate::source::BURST_FPS`]) while a track, confirmed or not and
+    /// until a look finds a track that moves (or a face no tracked person holds) or sees
+    /// the scene quiet: the key frames that show motion are still looked at, so what
+    /// enters is found at the next one. And a burst (detection at [`crate::source::BURST_FPS`]) while a track, confirmed or not and
     /// not stationary, is within reach of a line a rule watches for its class. A track that
     /// went unseen for a few looks lives on until `max_age` (it may come back), but the
     /// camera goes back to key frames meanwhile: a key frame that sees it again, or motion,
@@ -165,8 +169,9 @@ impl CameraCore {
             // since the look before.
             let moving = matches!(&gate, Gate::Run { full: false, regions } if !regions.is_empty())
                 && self.gate.as_ref().is_some_and(MotionGate::moved);
-            // Something moving in view: a track, tentative or not, that is not stationary.
-            let found = self.tracker.recent().any(|t| !t.stationary);
+            // Something moving in view: a track, tentative or not, that is not stationary, or
+            // a face nobody tracked holds.
+            let found = self.loose_face || self.tracker.recent().any(|t| !t.stationary);
             self.fruitless_since = (moving && !found).then(|| self.fruitless_since.unwrap_or(frame.stream));
             let searching =
                 moving && self.fruitless_since.is_none_or(|since| frame.stream.saturating_sub(since) < FRUITLESS_FOR);
@@ -218,6 +223,7 @@ impl CameraCore {
         }
         self.last = Some(t);
         let update = self.tracker.update(d, t);
+        self.loose_face = d.faces.len() > self.tracker.tracks().iter().filter(|tr| tr.face.is_some()).count();
         let refs: Vec<&Track> = self.tracker.confirmed().collect();
         let size = (frame.source_width.max(frame.width), frame.source_height.max(frame.height));
         let stills: Vec<Still> = self.still.as_ref().map_or_else(Vec::new, |m| {
@@ -594,6 +600,27 @@ classes = ["car"]
         assert_eq!(c.live_tracks(), 1);
         // A look that sees the scene quiet ends the fruitless spell: motion is wanted again.
         assert!(look(&mut c, parked + 8.0, &right, &car_at(62.0)), "new motion after a quiet look");
+    }
+
+    /// A face that no tracked person holds (a camera that runs only the face model) is
+    /// something moving: motion with faces in it keeps every frame decoded past
+    /// [`FRUITLESS_FOR`].
+    #[test]
+    fn a_face_alone_is_not_fruitless_motion() {
+        let cfg = config(&line_camera());
+        let demand = Demand::default();
+        let mut c = core(&cfg, "gate").with_demand(demand.clone());
+        let look = |c: &mut CameraCore, s: f64, data: &Arc<[u8]>, d: &Detections| wanted_after(c, &demand, s, data, d);
+        let face = Detections {
+            objects: vec![],
+            faces: vec![crate::types::Face { bbox: [40.0, 40.0, 55.0, 58.0], score: 0.9, landmarks: [[0.0; 2]; 5] }],
+        };
+        let (left, right) = (square_at(Some(10)), square_at(Some(60)));
+        look(&mut c, 0.0, &square_at(None), &face);
+        for n in 1..8 {
+            let s = n as f64;
+            assert!(look(&mut c, s, if n % 2 == 0 { &left } else { &right }, &face), "{s} s: a face moves in view");
+        }
     }
 
     #[test]
