@@ -61,6 +61,10 @@ pub struct CameraCore {
     /// Whether the latest look found a face that no tracked person holds (a camera that
     /// runs only the face model, or a person the object model missed): something moving.
     loose_face: bool,
+    /// The frames after this look are decoded only until its verdict is in (a key frame
+    /// that shows motion the looks had found fruitless): off in `observe` when it found
+    /// nothing moving either.
+    provisional: bool,
 }
 
 /// How long motion keeps a camera decoding every frame while detection finds nothing moving
@@ -115,6 +119,7 @@ impl CameraCore {
             still,
             fruitless_since: None,
             loose_face: false,
+            provisional: false,
         }
     }
 
@@ -137,8 +142,9 @@ impl CameraCore {
     /// is quiet. Motion in which detection finds nothing moving for [`FRUITLESS_FOR`] (wind
     /// in trees, rain, a panning view, the scenery past a seated person) no longer counts
     /// until a look finds a track that moves (or a face no tracked person holds) or sees
-    /// the scene quiet: the key frames that show motion are still looked at, so what
-    /// enters is found at the next one. And a burst (detection at [`crate::source::BURST_FPS`]) while a track, confirmed or not and
+    /// the scene quiet: the key frames that show motion are still looked at, and the frames
+    /// after such a key frame are decoded until its look's verdict is in, so that what
+    /// enters is found at the next key frame and followed from there. And a burst (detection at [`crate::source::BURST_FPS`]) while a track, confirmed or not and
     /// not stationary, is within reach of a line a rule watches for its class. A track that
     /// went unseen for a few looks lives on until `max_age` (it may come back), but the
     /// camera goes back to key frames meanwhile: a key frame that sees it again, or motion,
@@ -176,7 +182,11 @@ impl CameraCore {
             let searching =
                 moving && self.fruitless_since.is_none_or(|since| frame.stream.saturating_sub(since) < FRUITLESS_FOR);
             let in_view = self.tracker.recent().any(|t| t.confirmed && !t.stationary);
-            self.demand.set(self.gate.is_none() || searching || in_view);
+            // A key frame that shows fruitless motion: the frames after it are decoded until
+            // this look's verdict is in, so that what it finds is followed from here, not
+            // from the next key frame.
+            self.provisional = moving && !searching && !in_view && frame.keyframe;
+            self.demand.set(self.gate.is_none() || searching || in_view || self.provisional);
             let size = (frame.source_width.max(frame.width), frame.source_height.max(frame.height));
             self.demand.set_burst(self.rules.near_line(self.tracker.tracks(), size));
         }
@@ -224,6 +234,9 @@ impl CameraCore {
         self.last = Some(t);
         let update = self.tracker.update(d, t);
         self.loose_face = d.faces.len() > self.tracker.tracks().iter().filter(|tr| tr.face.is_some()).count();
+        if std::mem::take(&mut self.provisional) && !self.loose_face && !self.tracker.recent().any(|t| !t.stationary) {
+            self.demand.set(false);
+        }
         let refs: Vec<&Track> = self.tracker.confirmed().collect();
         let size = (frame.source_width.max(frame.width), frame.source_height.max(frame.height));
         let stills: Vec<Still> = self.still.as_ref().map_or_else(Vec::new, |m| {
@@ -463,14 +476,13 @@ classes = ["car"]
         Arc::from(f)
     }
 
-    /// One look of camera "gate" at `s` seconds: whether its demand wanted every frame when
-    /// the frame came (before the tracker saw `d`).
+    /// One look of camera "gate" at `s` seconds that found `d`: whether the frames after it
+    /// are decoded (the demand once the look's verdict is in).
     fn wanted_after(c: &mut CameraCore, demand: &Demand, s: f64, data: &Arc<[u8]>, d: &Detections) -> bool {
         let f = Frame { data: data.clone(), ..frame("gate", s, SystemTime::now()) };
         c.admit(&f);
-        let wanted = demand.get();
         c.observe(&f, d).unwrap();
-        wanted
+        demand.get()
     }
 
     fn core(cfg: &Config, id: &str) -> CameraCore {
@@ -583,9 +595,17 @@ classes = ["car"]
             assert_eq!(wanted, n < 3, "{s} s: every frame for the first 3 s of fruitless motion");
             s += 1.0;
         }
-        // A car drives in (seen at a key frame): the look after is wanted, and the car
+        // Meanwhile each key frame that shows motion is looked at, and the frames after it
+        // are decoded until the look's verdict is in.
+        let f = Frame { data: right.clone(), ..frame("gate", s, SystemTime::now()) };
+        c.admit(&f);
+        assert!(demand.get(), "the frames after a moving key frame, until its verdict");
+        c.observe(&f, &none).unwrap();
+        assert!(!demand.get(), "nothing found: key frames");
+        s += 1.0;
+        // A car drives in, found at a key frame: every frame from there, and the car
         // confirmed and moving keeps every frame while it is in view.
-        assert!(!look(&mut c, s, &right, &car_at(0.0)), "nothing moving was in view before this look");
+        assert!(look(&mut c, s, &left, &car_at(0.0)), "a key frame found a car");
         assert!(look(&mut c, s + 1.0, &left, &car_at(30.0)), "a moving car is in view");
         assert!(look(&mut c, s + 2.0, &left, &car_at(60.0)), "it moved, and it is in view");
         // It parks: every frame until it is stationary (5 s in one place), then key frames
