@@ -454,14 +454,16 @@ classes = ["car"]
         }
     }
 
-    /// [`CONFIG`] with a line rule on "gate" (a rule that needs every frame) and its
-    /// motion gate on.
-    fn line_camera() -> String {
-        CONFIG.replace(
+    /// Camera "gate" of [`CONFIG`] with a line rule (a rule that needs every frame) and its
+    /// motion gate on, and the demand it sets.
+    fn line_core() -> (CameraCore, Demand) {
+        let cfg = config(&CONFIG.replace(
             "[[cameras]]\nid = \"gate\"\nurl = \"rtsp://127.0.0.1/gate\"\nmotion_gate = false",
             "[[cameras]]\nid = \"gate\"\nurl = \"rtsp://127.0.0.1/gate\"\n[cameras.lines.middle]\npoints = [[0.5, 0.0], [0.5, 1.0]]\n\
              [[cameras.rules]]\nid = \"cross\"\nkind = \"line_cross\"\ncategory = \"line_crossing\"\nline = \"middle\"\nclasses = [\"car\"]",
-        )
+        ));
+        let demand = Demand::default();
+        (core(&cfg, "gate").with_demand(demand.clone()), demand)
     }
 
     /// A 100x100 picture, dark, with a bright 20-pixel square at `x` (the picture changes
@@ -548,9 +550,7 @@ classes = ["car"]
     /// learns a change that stopped, nor for the rest of a vanished track's `max_age`.
     #[test]
     fn every_frame_is_wanted_while_something_moves_or_a_track_is_in_view() {
-        let cfg = config(&line_camera());
-        let demand = Demand::default();
-        let mut c = core(&cfg, "gate").with_demand(demand.clone());
+        let (mut c, demand) = line_core();
         let look = |c: &mut CameraCore, s: f64, data: &Arc<[u8]>, d: &Detections| wanted_after(c, &demand, s, data, d);
         let none = Detections::default();
         let (empty, car) = (square_at(None), square_at(Some(10)));
@@ -577,9 +577,7 @@ classes = ["car"]
     /// camera decoding every frame.
     #[test]
     fn fruitless_motion_and_stationary_tracks_go_back_to_key_frames() {
-        let cfg = config(&line_camera());
-        let demand = Demand::default();
-        let mut c = core(&cfg, "gate").with_demand(demand.clone());
+        let (mut c, demand) = line_core();
         let look = |c: &mut CameraCore, s: f64, data: &Arc<[u8]>, d: &Detections| wanted_after(c, &demand, s, data, d);
         let car_at = |x: f32| Detections {
             objects: vec![Object { bbox: [x, 40.0, x + 20.0, 60.0], score: 0.9, class_id: 2, label: Arc::from("car") }],
@@ -627,9 +625,7 @@ classes = ["car"]
     /// [`FRUITLESS_FOR`].
     #[test]
     fn a_face_alone_is_not_fruitless_motion() {
-        let cfg = config(&line_camera());
-        let demand = Demand::default();
-        let mut c = core(&cfg, "gate").with_demand(demand.clone());
+        let (mut c, demand) = line_core();
         let look = |c: &mut CameraCore, s: f64, data: &Arc<[u8]>, d: &Detections| wanted_after(c, &demand, s, data, d);
         let face = Detections {
             objects: vec![],
