@@ -144,8 +144,9 @@ impl CameraCore {
     /// until a look finds a track that moves (or a face no tracked person holds) or sees
     /// the scene quiet: the key frames that show motion are still looked at, and the frames
     /// after such a key frame are decoded until its look's verdict is in, so that what
-    /// enters is found at the next key frame and followed from there. And a burst (detection at [`crate::source::BURST_FPS`]) while a track, confirmed or not and
-    /// not stationary, is within reach of a line a rule watches for its class. A track that
+    /// enters is found at the next key frame and followed from there. And a burst
+    /// (detection at [`crate::source::BURST_FPS`]) while a track, confirmed or not and not
+    /// stationary, is within reach of a line a rule watches for its class. A track that
     /// went unseen for a few looks lives on until `max_age` (it may come back), but the
     /// camera goes back to key frames meanwhile: a key frame that sees it again, or motion,
     /// turns every frame back on.
@@ -175,9 +176,7 @@ impl CameraCore {
             // since the look before.
             let moving = matches!(&gate, Gate::Run { full: false, regions } if !regions.is_empty())
                 && self.gate.as_ref().is_some_and(MotionGate::moved);
-            // Something moving in view: a track, tentative or not, that is not stationary, or
-            // a face nobody tracked holds.
-            let found = self.loose_face || self.tracker.recent().any(|t| !t.stationary);
+            let found = self.moving_in_view();
             self.fruitless_since = (moving && !found).then(|| self.fruitless_since.unwrap_or(frame.stream));
             let searching =
                 moving && self.fruitless_since.is_none_or(|since| frame.stream.saturating_sub(since) < FRUITLESS_FOR);
@@ -191,6 +190,12 @@ impl CameraCore {
             self.demand.set_burst(self.rules.near_line(self.tracker.tracks(), size));
         }
         gate
+    }
+
+    /// Whether something that moves is in view: a track, tentative or not, that is not
+    /// stationary (matched at one of the latest looks), or a face no tracked person holds.
+    fn moving_in_view(&self) -> bool {
+        self.loose_face || self.tracker.recent().any(|t| !t.stationary)
     }
 
     /// Where detection should look on a frame the gate let through: around what moved and
@@ -234,7 +239,7 @@ impl CameraCore {
         self.last = Some(t);
         let update = self.tracker.update(d, t);
         self.loose_face = d.faces.len() > self.tracker.tracks().iter().filter(|tr| tr.face.is_some()).count();
-        if std::mem::take(&mut self.provisional) && !self.loose_face && !self.tracker.recent().any(|t| !t.stationary) {
+        if std::mem::take(&mut self.provisional) && !self.moving_in_view() {
             self.demand.set(false);
         }
         let refs: Vec<&Track> = self.tracker.confirmed().collect();

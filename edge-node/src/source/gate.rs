@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::config::DecodeMode;
 
 /// Whether a camera's rules want every frame right now (something moves from look to
-/// look and detection has not found it fruitless, or a confirmed track moves in view), and whether they want a burst (a track near a
-/// line: [`BURST_FPS`] instead of `detect_fps`): set by detection, read by the camera's
-/// gates at each frame. Not a setting: two demands always compare equal, so it never makes
-/// a camera restart.
+/// look and detection has not found it fruitless, or a confirmed track moves in view), and
+/// whether they want a burst (a track near a line: [`BURST_FPS`] instead of `detect_fps`):
+/// set by detection, read by the camera's gates at each frame. Not a setting: two demands
+/// always compare equal, so it never makes a camera restart.
 #[derive(Clone, Default)]
 pub struct Demand(Arc<Wants>);
 

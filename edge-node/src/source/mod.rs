@@ -141,7 +141,8 @@ impl CameraSpec {
                 "key frames only: every rule is served by key-frame sampling".into()
             }
             DecodeMode::Adaptive => format!(
-                "key frames while quiet; every frame at {fps} per second while something moves (until detection finds nothing moving there for 3 s) or a moving track is in view{} ({} needs it)",
+                "key frames while quiet; every frame at {fps} per second while something moves (until detection finds nothing moving there for {} s) or a moving track is in view{} ({} needs it)",
+                crate::camera::FRUITLESS_FOR.as_secs(),
                 if self.delta_rules.iter().any(|r| r.ends_with("(line_cross)")) {
                     format!(", {} per second while a track is near a line", self.detect_fps.max(BURST_FPS))
                 } else {
