@@ -22,7 +22,7 @@ use crate::drops::Dropped;
 use crate::localtime::local_time;
 use crate::motion::{Gate, MotionGate, MotionOptions};
 use crate::rules::{IncidentIds, RuleEngine, RuleEvent, Scene};
-use crate::source::Demand;
+use crate::source::{Demand, FRUITLESS_FOR};
 use crate::still::{Still, StillModel};
 use crate::track::{Track, Tracker, TrackerOptions};
 use crate::types::{Detections, Frame};
@@ -66,12 +66,6 @@ pub struct CameraCore {
     /// nothing moving either.
     provisional: bool,
 }
-
-/// How long motion keeps a camera decoding every frame while detection finds nothing moving
-/// there; then it goes back to key frames (each one that shows motion is still looked at)
-/// until a look finds something moving, or sees the scene quiet. Longer than the gaps in
-/// which the detector loses a person on a busy street (about a second at 5 looks a second).
-pub const FRUITLESS_FOR: Duration = Duration::from_secs(3);
 
 /// Motion covering at most this share of the frame (with the live tracks) is detected on a
 /// crop around it.

@@ -24,6 +24,12 @@ struct Wants {
 /// track on either side, and a cyclist is across a line in well under a second.
 pub const BURST_FPS: f64 = 5.0;
 
+/// How long motion keeps a camera decoding every frame while detection finds nothing moving
+/// there; then it goes back to key frames (each one that shows motion is still looked at)
+/// until a look finds something moving, or sees the scene quiet. Longer than the gaps in
+/// which the detector loses a person on a busy street (about a second at 5 looks a second).
+pub const FRUITLESS_FOR: std::time::Duration = std::time::Duration::from_secs(3);
+
 impl Demand {
     pub fn set(&self, on: bool) {
         self.0.every_frame.store(on, Ordering::Relaxed);

@@ -38,7 +38,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use tracing::{info, warn};
 
-pub use gate::{BURST_FPS, Demand, KeyframeGate, RateLimiter};
+pub use gate::{BURST_FPS, Demand, FRUITLESS_FOR, KeyframeGate, RateLimiter};
 pub use gridsight_base::backoff::Backoff;
 pub use pipeline::fit_size;
 pub use rate::Rates;
@@ -142,7 +142,7 @@ impl CameraSpec {
             }
             DecodeMode::Adaptive => format!(
                 "key frames while quiet; every frame at {fps} per second while something moves (until detection finds nothing moving there for {} s) or a moving track is in view{} ({} needs it)",
-                crate::camera::FRUITLESS_FOR.as_secs(),
+                FRUITLESS_FOR.as_secs(),
                 if self.delta_rules.iter().any(|r| r.ends_with("(line_cross)")) {
                     format!(", {} per second while a track is near a line", self.detect_fps.max(BURST_FPS))
                 } else {
