@@ -52,6 +52,11 @@ pub struct CameraCore {
     demand: Demand,
     /// Whether any rule needs more than key frames.
     wants_deltas: bool,
+    /// A `zone_enter` rule names its `shortest_visit`: the camera looks at `detect_fps` (at
+    /// least once per shortest visit) whether anything moves or not, decoding up to each
+    /// look, since a visit that starts after a quiet key frame and ends before the next
+    /// one is seen by no key frame.
+    looks_always: bool,
     /// The dual background, when a `left_object` or `removed_object` rule needs it.
     still: Option<StillModel>,
     /// Since when (stream time) the looks have seen motion while nothing moving was in
@@ -85,6 +90,8 @@ impl CameraCore {
             Placement { micro_grid: cam.micro_grid.clone(), grid, faces: cam.faces, location: cam.location };
         let setup = setup_of(&cam, &placement);
         let wants_deltas = !crate::source::delta_rules(&cam).is_empty();
+        let looks_always =
+            cam.rules.iter().any(|r| matches!(r.kind, config::RuleKind::ZoneEnter { shortest_visit: Some(_), .. }));
         let gate = cam.motion_gate.then(|| {
             MotionGate::new(MotionOptions { full_interval: cam.full_detect_interval, ..MotionOptions::default() })
         });
@@ -109,6 +116,7 @@ impl CameraCore {
             config: cam,
             last: None,
             wants_deltas,
+            looks_always,
             demand: Demand::default(),
             still,
             fruitless_since: None,
@@ -143,7 +151,10 @@ impl CameraCore {
     /// stationary, is within reach of a line a rule watches for its class. A track that
     /// went unseen for a few looks lives on until `max_age` (it may come back), but the
     /// camera goes back to key frames meanwhile: a key frame that sees it again, or motion,
-    /// turns every frame back on.
+    /// turns every frame back on. A camera whose `zone_enter` rule names its `shortest_visit`
+    /// wants every frame all the time (ingest decodes up to each look at `detect_fps`, at
+    /// least one per shortest visit): a visit that starts after a quiet key frame and ends
+    /// before the next one is seen only so.
     ///
     /// With still rules, the frame also feeds the camera's dual background (at most once a
     /// second), and while it holds a still region (or one just went) the frame goes to a
@@ -178,8 +189,8 @@ impl CameraCore {
             // A key frame that shows fruitless motion: the frames after it are decoded until
             // this look's verdict is in, so that what it finds is followed from here, not
             // from the next key frame.
-            self.provisional = moving && !searching && !in_view && frame.keyframe;
-            self.demand.set(self.gate.is_none() || searching || in_view || self.provisional);
+            self.provisional = !self.looks_always && moving && !searching && !in_view && frame.keyframe;
+            self.demand.set(self.gate.is_none() || self.looks_always || searching || in_view || self.provisional);
             let size = (frame.source_width.max(frame.width), frame.source_height.max(frame.height));
             self.demand.set_burst(self.rules.near_line(self.tracker.tracks(), size));
         }
@@ -622,6 +633,47 @@ classes = ["car"]
     /// A face that no tracked person holds (a camera that runs only the face model) is
     /// something moving: motion with faces in it keeps every frame decoded past
     /// [`FRUITLESS_FOR`].
+    /// A zone rule's `shortest_visit` is a promise about visits that start in a quiet scene
+    /// too: a 1 s visit between two key frames of a quiet scene is seen only by a look in
+    /// between, so the camera keeps its looks going, quiet or fruitless.
+    #[test]
+    fn a_shortest_visit_keeps_the_looks_going_in_a_quiet_scene() {
+        let cfg = config(
+            &CONFIG
+                .replace(
+                    "[[cameras]]\nid = \"gate\"\nurl = \"rtsp://127.0.0.1/gate\"\nmotion_gate = false",
+                    "[[cameras]]\nid = \"gate\"\nurl = \"rtsp://127.0.0.1/gate\"",
+                )
+                .replace(
+                    "zone = \"all\"\nclasses = [\"car\"]",
+                    "zone = \"all\"\nclasses = [\"car\"]\nshortest_visit = \"1s\"",
+                ),
+        );
+        let demand = Demand::default();
+        let mut c = core(&cfg, "gate").with_demand(demand.clone());
+        let quiet = square_at(None);
+        for s in 0..4 {
+            assert!(
+                wanted_after(&mut c, &demand, s as f64, &quiet, &Detections::default()),
+                "{s} s: quiet, still looking"
+            );
+        }
+        // Motion in which detection finds nothing for far longer than `FRUITLESS_FOR`.
+        for s in 4..12 {
+            let swaying = square_at(Some(if s % 2 == 0 { 10 } else { 60 }));
+            assert!(
+                wanted_after(&mut c, &demand, s as f64, &swaying, &Detections::default()),
+                "{s} s: fruitless, still looking"
+            );
+        }
+        // Without `shortest_visit` the same camera goes back to key frames when quiet.
+        let (mut line, demand) = line_core();
+        for s in 0..3 {
+            wanted_after(&mut line, &demand, s as f64, &quiet, &Detections::default());
+        }
+        assert!(!demand.get(), "a quiet line camera waits for a key frame that shows motion");
+    }
+
     #[test]
     fn a_face_alone_is_not_fruitless_motion() {
         let (mut c, demand) = line_core();

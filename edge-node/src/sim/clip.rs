@@ -20,6 +20,13 @@ pub enum Picture {
     Pattern { pattern: String, seconds: u32 },
     /// A photo (JPEG or PNG) held still for the given length.
     Still { path: PathBuf, seconds: u32 },
+    /// A continuous scene with a short event: `background` (a photo, or a clip's first
+    /// frame) held still for `seconds`, and `sprite` (a photo, scaled to half the
+    /// height) crossing it left to right in the lower half, from out of view to out of view,
+    /// in `cross`, from `at` into each loop. The loop starts on a key frame, so the phase
+    /// of the crossing against the GOP is the same in every loop: `at` and `cross` can put
+    /// it wholly between two key frames.
+    Crossing { sprite: PathBuf, background: PathBuf, seconds: u32, at: Duration, cross: Duration },
 }
 
 /// Video codec of a served stream.
@@ -98,9 +105,12 @@ fn au_caps(codec: Codec) -> String {
 
 /// Reads or encodes the stream's access units.
 pub fn load(picture: &Picture, encoding: &Encoding) -> Result<EncodedClip, SimError> {
-    if let Picture::Clip(path) | Picture::Still { path, .. } = picture
-        && !path.is_file()
-    {
+    let paths: Vec<&PathBuf> = match picture {
+        Picture::Clip(path) | Picture::Still { path, .. } => vec![path],
+        Picture::Crossing { sprite, background, .. } => vec![sprite, background],
+        Picture::Pattern { .. } => vec![],
+    };
+    if let Some(path) = paths.into_iter().find(|p| !p.is_file()) {
         return Err(SimError::Media(format!("{} does not exist (run `make setup`)", path.display())));
     }
     if let Picture::Clip(path) = picture {
@@ -126,7 +136,7 @@ pub fn load(picture: &Picture, encoding: &Encoding) -> Result<EncodedClip, SimEr
     }
     let (w, h, fps) = match (picture, encoding.size, encoding.fps) {
         (_, Some((w, h)), Some(f)) => (w, h, f),
-        (Picture::Pattern { .. }, size, fps) => {
+        (Picture::Pattern { .. } | Picture::Crossing { .. }, size, fps) => {
             let (w, h) = size.unwrap_or((640, 360));
             (w, h, fps.unwrap_or(25))
         }
@@ -170,8 +180,99 @@ pub fn load(picture: &Picture, encoding: &Encoding) -> Result<EncodedClip, SimEr
                 escape(path)
             )
         }
+        Picture::Crossing { sprite, background, seconds, at, cross } => {
+            let frames = crossing(sprite, background, (w, h), fps, *seconds, *at, *cross)?;
+            let launch = format!(
+                "appsrc name=src format=time block=true caps=video/x-raw,format=RGBx,width={w},height={h},framerate={fps}/1 \
+                 ! videoconvert ! {raw} ! {encode}"
+            );
+            return collect_fed(&launch, encoding.codec, fps, frames);
+        }
     };
     collect(&launch, true, encoding.codec)
+}
+
+/// The pictures of a [`Picture::Crossing`], RGBx, one loop.
+fn crossing(
+    sprite: &Path,
+    background: &Path,
+    (w, h): (u32, u32),
+    fps: u32,
+    seconds: u32,
+    at: Duration,
+    cross: Duration,
+) -> Result<Vec<Vec<u8>>, SimError> {
+    let back = picture_rgbx(background, (w, h))?;
+    let (nw, nh, _) = probe(sprite)?;
+    let sh = (h / 2) & !1;
+    let sw = ((nw as f64 * sh as f64 / nh.max(1) as f64).round() as u32 & !1).max(2);
+    let front = picture_rgbx(sprite, (sw, sh))?;
+    let (w, h, sw, sh) = (w as i64, h as i64, sw as i64, sh as i64);
+    let top = (h * 55 / 100 - sh / 2).clamp(0, h - sh);
+    let mut out = Vec::with_capacity((seconds * fps) as usize);
+    for i in 0..(seconds * fps) as u64 {
+        let mut pic = back.clone();
+        let t = Duration::from_nanos(i * 1_000_000_000 / fps as u64);
+        if t >= at && t < at + cross {
+            // From wholly left of the picture to wholly right of it.
+            let done = (t - at).as_secs_f64() / cross.as_secs_f64();
+            let left = -sw + ((w + sw) as f64 * done).round() as i64;
+            let (from, to) = (left.max(0), (left + sw).min(w));
+            for y in 0..sh {
+                if from >= to {
+                    break;
+                }
+                let dst = (((top + y) * w + from) * 4) as usize;
+                let src = ((y * sw + from - left) * 4) as usize;
+                let n = ((to - from) * 4) as usize;
+                pic[dst..dst + n].copy_from_slice(&front[src..src + n]);
+            }
+        }
+        out.push(pic);
+    }
+    Ok(out)
+}
+
+/// A photo (or a clip's first frame) scaled to `size`, RGBx.
+fn picture_rgbx(path: &Path, (w, h): (u32, u32)) -> Result<Vec<u8>, SimError> {
+    let launch = format!(
+        "filesrc location=\"{}\" ! decodebin ! videoconvert ! videoscale \
+         ! video/x-raw,format=RGBx,width={w},height={h},pixel-aspect-ratio=1/1 ! appsink name=sink sync=false",
+        escape(path)
+    );
+    let pipeline =
+        gst::parse::launch(&launch).map_err(|e| SimError::Media(e.to_string()))?.downcast::<gst::Pipeline>().unwrap();
+    let sink = pipeline.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    pipeline.set_state(gst::State::Paused).map_err(|e| SimError::Media(format!("{}: {e}", path.display())))?;
+    let sample = sink.try_pull_preroll(gst::ClockTime::from_seconds(10));
+    let _ = pipeline.set_state(gst::State::Null);
+    let buffer = sample
+        .and_then(|s| s.buffer_owned())
+        .ok_or_else(|| SimError::Media(format!("{}: no picture found", path.display())))?;
+    let map = buffer.map_readable().map_err(|e| SimError::Media(e.to_string()))?;
+    if map.len() < (w * h * 4) as usize {
+        return Err(SimError::Media(format!("{}: short picture", path.display())));
+    }
+    Ok(map[..(w * h * 4) as usize].to_vec())
+}
+
+/// [`collect`] on a pipeline that starts with `appsrc name=src`, fed `frames` at `fps`.
+fn collect_fed(launch: &str, codec: Codec, fps: u32, frames: Vec<Vec<u8>>) -> Result<EncodedClip, SimError> {
+    let feed = move |src: gst_app::AppSrc| {
+        for (i, pic) in frames.into_iter().enumerate() {
+            let mut buffer = gst::Buffer::from_mut_slice(pic);
+            {
+                let b = buffer.get_mut().expect("a new buffer is writable");
+                b.set_pts(gst::ClockTime::from_nseconds(i as u64 * 1_000_000_000 / fps as u64));
+                b.set_duration(gst::ClockTime::from_nseconds(1_000_000_000 / fps as u64));
+            }
+            if src.push_buffer(buffer).is_err() {
+                return;
+            }
+        }
+        let _ = src.end_of_stream();
+    };
+    collect_with(launch, true, codec, Some(Box::new(feed)))
 }
 
 fn escape(path: &Path) -> String {
@@ -200,10 +301,21 @@ fn probe(path: &Path) -> Result<(u32, u32, f64), SimError> {
 
 /// Runs a pipeline ending in `appsink name=sink` to EOS and keeps every access unit.
 fn collect(launch: &str, encoded: bool, codec: Codec) -> Result<EncodedClip, SimError> {
+    collect_with(launch, encoded, codec, None)
+}
+
+/// What pushes a pipeline's pictures into its `appsrc name=src` (on a thread of its own).
+type Feed = Box<dyn FnOnce(gst_app::AppSrc) + Send>;
+
+fn collect_with(launch: &str, encoded: bool, codec: Codec, feed: Option<Feed>) -> Result<EncodedClip, SimError> {
     let pipeline =
         gst::parse::launch(launch).map_err(|e| SimError::Media(e.to_string()))?.downcast::<gst::Pipeline>().unwrap();
     let sink = pipeline.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
     pipeline.set_state(gst::State::Playing).map_err(|e| SimError::Media(format!("cannot start: {e}")))?;
+    let feeder = feed.map(|feed| {
+        let src = pipeline.by_name("src").unwrap().downcast::<gst_app::AppSrc>().unwrap();
+        std::thread::spawn(move || feed(src))
+    });
     let bus = pipeline.bus().unwrap();
     let mut samples = Vec::new();
     // A failing pipeline may never reach EOS nor post an error (a demuxer pad nobody can
@@ -225,6 +337,9 @@ fn collect(launch: &str, encoded: bool, codec: Codec) -> Result<EncodedClip, Sim
         }
     };
     let _ = pipeline.set_state(gst::State::Null);
+    if let Some(feeder) = feeder {
+        let _ = feeder.join();
+    }
     if let Some(e) = error {
         return Err(SimError::Media(e));
     }

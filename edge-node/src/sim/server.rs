@@ -41,7 +41,9 @@ pub enum ServedTransport {
 impl StreamSpec {
     /// Parses `MOUNT=SOURCE[,size=WxH][,fps=N][,keyint=DURATION][,bitrate=KBPS][,speed=N][,codec=h265][,transport=udp|tcp]` where SOURCE
     /// is a file (relative to `media_dir`), `still:IMAGE[:SECONDS]` (a photo held still, a
-    /// clip of that length) or `pattern:NAME[:SECONDS]`.
+    /// clip of that length), `pattern:NAME[:SECONDS]`, or `crossing:SPRITE:BACKGROUND[:SECONDS]`
+    /// (a photo crossing a still background once a loop, see [`Picture::Crossing`]; options
+    /// `at=DURATION` into the loop, default `4500ms`, and `cross=DURATION`, default `1200ms`).
     pub fn parse(spec: &str, media_dir: &std::path::Path) -> Result<Self, SimError> {
         let bad = |reason: &str| SimError::Spec { spec: spec.to_string(), reason: reason.to_string() };
         let (mount, rest) = spec.split_once('=').ok_or_else(|| bad("expected MOUNT=SOURCE[,option=value...]"))?;
@@ -59,9 +61,22 @@ impl StreamSpec {
                 path: media_dir.join(file),
                 seconds: seconds.parse().map_err(|_| bad("still length must be whole seconds"))?,
             }
+        } else if let Some(p) = source.strip_prefix("crossing:") {
+            let mut it = p.split(':');
+            let (Some(sprite), Some(background)) = (it.next(), it.next()) else {
+                return Err(bad("crossing is crossing:SPRITE:BACKGROUND[:SECONDS]"));
+            };
+            Picture::Crossing {
+                sprite: media_dir.join(sprite),
+                background: media_dir.join(background),
+                seconds: it.next().unwrap_or("10").parse().map_err(|_| bad("crossing length must be whole seconds"))?,
+                at: Duration::from_millis(4500),
+                cross: Duration::from_millis(1200),
+            }
         } else {
             Picture::Clip(media_dir.join(source))
         };
+        let mut picture = picture;
         let mut encoding = Encoding::default();
         let mut transport = ServedTransport::Any;
         for opt in parts {
@@ -80,6 +95,13 @@ impl StreamSpec {
                         v.parse().ok().filter(|s| *s >= 1).ok_or_else(|| bad("speed is a whole factor, 1 or more"))?,
                     )
                 }
+                "at" | "cross" => {
+                    let Picture::Crossing { at, cross, .. } = &mut picture else {
+                        return Err(bad("at and cross are options of a crossing:SPRITE:BACKGROUND source"));
+                    };
+                    let d = crate::config::parse_duration(v).map_err(|e| bad(&e))?;
+                    *(if k == "at" { at } else { cross }) = d;
+                }
                 "codec" => {
                     encoding.codec = match v {
                         "h264" => Codec::H264,
@@ -95,7 +117,11 @@ impl StreamSpec {
                         _ => return Err(bad("transport is udp, tcp or any")),
                     }
                 }
-                _ => return Err(bad("unknown option; use size, fps, keyint, bitrate, codec or transport")),
+                _ => {
+                    return Err(bad(
+                        "unknown option; use size, fps, keyint, bitrate, speed, codec, transport, at or cross",
+                    ));
+                }
             }
         }
         if mount.is_empty() || mount.contains(['/', ' ']) {
@@ -409,5 +435,34 @@ fn feed(src: &gst_app::AppSrc, clip: &EncodedClip, control: &MountControl, stop:
             }
         }
         cycle += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crossing_names_its_sprite_background_and_timing() {
+        let media = std::path::Path::new("/media");
+        let s = StreamSpec::parse("dash=crossing:a.png:b.mpg:8,keyint=2s,at=4500ms,cross=1200ms", media).unwrap();
+        assert_eq!(
+            s.picture,
+            Picture::Crossing {
+                sprite: media.join("a.png"),
+                background: media.join("b.mpg"),
+                seconds: 8,
+                at: Duration::from_millis(4500),
+                cross: Duration::from_millis(1200),
+            }
+        );
+        assert_eq!(s.encoding.keyframe_interval, Some(Duration::from_secs(2)));
+        let reason = |spec: &str| match StreamSpec::parse(spec, media) {
+            Err(SimError::Spec { reason, .. }) => reason,
+            other => panic!("{spec}: {other:?}"),
+        };
+        assert!(reason("x=crossing:a.png").contains("crossing:SPRITE:BACKGROUND"));
+        assert!(reason("x=bikes.mp4,at=1s").contains("options of a crossing"));
+        assert!(reason("x=crossing:a.png:b.png,cross=soon").contains("duration"));
     }
 }

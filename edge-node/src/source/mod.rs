@@ -140,6 +140,18 @@ impl CameraSpec {
             DecodeMode::Adaptive if self.delta_rules.is_empty() => {
                 "key frames only: every rule is served by key-frame sampling".into()
             }
+            // A `zone_enter` rule is among them only with its `shortest_visit`: the camera
+            // looks whether anything moves or not (see `CameraCore::admit`).
+            DecodeMode::Adaptive if self.delta_rules.iter().any(|r| r.ends_with("(zone_enter)")) => format!(
+                "a look every {} s, quiet or not, each GOP decoded up to its last look{} ({} needs it)",
+                (1000.0 / fps).round() / 1000.0,
+                if self.delta_rules.iter().any(|r| r.ends_with("(line_cross)")) {
+                    format!(", {} per second while a track is near a line", fps.max(BURST_FPS))
+                } else {
+                    String::new()
+                },
+                self.delta_rules.join(", ")
+            ),
             DecodeMode::Adaptive => format!(
                 "key frames while quiet; every frame at {fps} per second while something moves (until detection finds nothing moving there for {} s) or a moving track is in view{} ({} needs it)",
                 FRUITLESS_FOR.as_secs(),

@@ -513,9 +513,11 @@ pub struct RawRule {
     /// `zone_enter`: the shortest visit the rule must catch, e.g. `"1s"` (a cyclist crossing
     /// the zone). Default: unset, the rule is served by key frames and catches what stays in
     /// the zone at least one key-frame interval (2 s on a typical camera). Set, the camera
-    /// decodes the frames after a key frame that shows motion, as for a line crossing, and
-    /// detects at least once per `shortest_visit` while something moves: decoding every frame
-    /// of a moving scene is then the camera's cost (≈ 22 ms per camera-second at 360p).
+    /// looks at least once per `shortest_visit`, quiet scene or not (a visit may start and
+    /// end between two key frames of a still scene), decoding each GOP up to its last look:
+    /// at `"1s"` and a 2 s GOP about half the frames, always; at 250 ms every frame
+    /// (≈ 22 ms per camera-second at 360p in software). Looks at a quiet scene cost no
+    /// detection (the motion gate).
     pub shortest_visit: Option<String>,
     /// `left_object`, `removed_object`: the smallest change reported, as a share of the
     /// frame (0–1). Default: 0.002 (a 30×30 pixel patch of a 640×360 frame is 0.004).
