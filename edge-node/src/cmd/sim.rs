@@ -18,8 +18,10 @@ pub struct Args {
     /// Folder of the clips. Default: $GRIDSIGHT_MEDIA, else .cache/media.
     #[arg(long)]
     media: Option<PathBuf>,
-    /// MOUNT=SOURCE[,size=WxH][,fps=N][,keyint=2s][,bitrate=KBPS][,speed=N (plays N times as fast)]; SOURCE is a clip file or
-    /// still:IMAGE[:SECONDS] or pattern:NAME[:SECONDS]. Repeatable. Default: bikes, carphone, skyline and a pattern.
+    /// MOUNT=SOURCE[,size=WxH][,fps=N][,keyint=2s][,bitrate=KBPS][,speed=N (plays N times as fast)]; SOURCE is a clip file,
+    /// still:IMAGE[:SECONDS], pattern:NAME[:SECONDS] or crossing:SPRITE:BACKGROUND[:SECONDS] (the photo SPRITE crosses the
+    /// still BACKGROUND once a loop; options at=4500ms, cross=1200ms). Repeatable. Default: bikes, carphone, skyline and a
+    /// pattern.
     #[arg(long = "stream")]
     streams: Vec<String>,
     /// Require this user name (with --password).
