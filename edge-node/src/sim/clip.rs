@@ -240,13 +240,7 @@ fn picture_rgbx(path: &Path, (w, h): (u32, u32)) -> Result<Vec<u8>, SimError> {
          ! video/x-raw,format=RGBx,width={w},height={h},pixel-aspect-ratio=1/1 ! appsink name=sink sync=false",
         escape(path)
     );
-    let pipeline =
-        gst::parse::launch(&launch).map_err(|e| SimError::Media(e.to_string()))?.downcast::<gst::Pipeline>().unwrap();
-    let sink = pipeline.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
-    pipeline.set_state(gst::State::Paused).map_err(|e| SimError::Media(format!("{}: {e}", path.display())))?;
-    let sample = sink.try_pull_preroll(gst::ClockTime::from_seconds(10));
-    let _ = pipeline.set_state(gst::State::Null);
-    let buffer = sample
+    let buffer = first_sample(&launch, path)?
         .and_then(|s| s.buffer_owned())
         .ok_or_else(|| SimError::Media(format!("{}: no picture found", path.display())))?;
     let map = buffer.map_readable().map_err(|e| SimError::Media(e.to_string()))?;
@@ -279,17 +273,23 @@ fn escape(path: &Path) -> String {
     path.display().to_string().replace('\\', "\\\\").replace('"', "\\\"")
 }
 
-/// Native width, height and frame rate of a clip's video.
-fn probe(path: &Path) -> Result<(u32, u32, f64), SimError> {
-    let launch =
-        format!("filesrc location=\"{}\" ! decodebin ! videoconvert ! appsink name=sink sync=false", escape(path));
+/// The first picture of a pipeline ending in `appsink name=sink` that reads `path` (its
+/// preroll), if one came within 10 s.
+fn first_sample(launch: &str, path: &Path) -> Result<Option<gst::Sample>, SimError> {
     let pipeline =
-        gst::parse::launch(&launch).map_err(|e| SimError::Media(e.to_string()))?.downcast::<gst::Pipeline>().unwrap();
+        gst::parse::launch(launch).map_err(|e| SimError::Media(e.to_string()))?.downcast::<gst::Pipeline>().unwrap();
     let sink = pipeline.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
     pipeline.set_state(gst::State::Paused).map_err(|e| SimError::Media(format!("{}: {e}", path.display())))?;
     let sample = sink.try_pull_preroll(gst::ClockTime::from_seconds(10));
     let _ = pipeline.set_state(gst::State::Null);
-    let caps = sample
+    Ok(sample)
+}
+
+/// Native width, height and frame rate of a clip's video.
+fn probe(path: &Path) -> Result<(u32, u32, f64), SimError> {
+    let launch =
+        format!("filesrc location=\"{}\" ! decodebin ! videoconvert ! appsink name=sink sync=false", escape(path));
+    let caps = first_sample(&launch, path)?
         .and_then(|s| s.caps_owned())
         .ok_or_else(|| SimError::Media(format!("{}: no video found", path.display())))?;
     let s = caps.structure(0).unwrap();
