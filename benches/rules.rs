@@ -66,7 +66,15 @@ fn rules() -> Vec<Rule> {
                 shortest_visit: None,
             },
         ),
-        r("cross", RuleKind::LineCross { line: "l".into(), classes: cls(), direction: Direction::Either }),
+        r(
+            "cross",
+            RuleKind::LineCross {
+                line: "l".into(),
+                classes: cls(),
+                direction: Direction::Either,
+                shortest_visit: None,
+            },
+        ),
         r(
             "crowd",
             RuleKind::Crowd { zone: "z".into(), classes: cls(), min_count: 3, min_duration: Duration::from_secs(3) },

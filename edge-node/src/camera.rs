@@ -52,10 +52,7 @@ pub struct CameraCore {
     demand: Demand,
     /// Whether any rule needs more than key frames.
     wants_deltas: bool,
-    /// A `zone_enter` rule names its `shortest_visit`: the camera looks at `detect_fps` (at
-    /// least once per shortest visit) whether anything moves or not, decoding up to each
-    /// look, since a visit that starts after a quiet key frame and ends before the next
-    /// one is seen by no key frame.
+    /// A rule names its `shortest_visit` ([`crate::source::looks_always`]).
     looks_always: bool,
     /// The dual background, when a `left_object` or `removed_object` rule needs it.
     still: Option<StillModel>,
@@ -90,8 +87,7 @@ impl CameraCore {
             Placement { micro_grid: cam.micro_grid.clone(), grid, faces: cam.faces, location: cam.location };
         let setup = setup_of(&cam, &placement);
         let wants_deltas = !crate::source::delta_rules(&cam).is_empty();
-        let looks_always =
-            cam.rules.iter().any(|r| matches!(r.kind, config::RuleKind::ZoneEnter { shortest_visit: Some(_), .. }));
+        let looks_always = crate::source::looks_always(&cam);
         let gate = cam.motion_gate.then(|| {
             MotionGate::new(MotionOptions { full_interval: cam.full_detect_interval, ..MotionOptions::default() })
         });
@@ -151,10 +147,10 @@ impl CameraCore {
     /// stationary, is within reach of a line a rule watches for its class. A track that
     /// went unseen for a few looks lives on until `max_age` (it may come back), but the
     /// camera goes back to key frames meanwhile: a key frame that sees it again, or motion,
-    /// turns every frame back on. A camera whose `zone_enter` rule names its `shortest_visit`
-    /// wants every frame all the time (ingest decodes up to each look at `detect_fps`, at
-    /// least one per shortest visit): a visit that starts after a quiet key frame and ends
-    /// before the next one is seen only so.
+    /// turns every frame back on. A camera whose rule names its `shortest_visit` wants every
+    /// frame all the time (ingest decodes up to each look at `detect_fps`, one per shortest
+    /// visit of a zone, two per shortest time in view at a line): a visit or a crossing that
+    /// starts after a quiet key frame and ends before the next one is seen only so.
     ///
     /// With still rules, the frame also feeds the camera's dual background (at most once a
     /// second), and while it holds a still region (or one just went) the frame goes to a
@@ -666,12 +662,29 @@ classes = ["car"]
                 "{s} s: fruitless, still looking"
             );
         }
-        // Without `shortest_visit` the same camera goes back to key frames when quiet.
+        let cam = cfg.cameras.iter().find(|c| c.id == "gate").unwrap();
+        assert_eq!(crate::source::detect_fps(cam), 1.0, "a look per shortest visit of a zone");
+        let spec = crate::source::CameraSpec::from_config(cam, &cfg);
+        assert!(spec.looks_always && spec.cadence().contains("a look every 1 s, quiet or not"), "{}", spec.cadence());
+
+        // Without `shortest_visit` a line camera goes back to key frames when quiet; with it,
+        // it looks twice per that time in view, quiet or not.
         let (mut line, demand) = line_core();
         for s in 0..3 {
             wanted_after(&mut line, &demand, s as f64, &quiet, &Detections::default());
         }
         assert!(!demand.get(), "a quiet line camera waits for a key frame that shows motion");
+        let mut runner = line.config.as_ref().clone();
+        let cross = runner.rules.iter_mut().find(|r| r.id == "cross").unwrap();
+        let config::RuleKind::LineCross { shortest_visit, .. } = &mut cross.kind else { panic!("a line rule") };
+        *shortest_visit = Some(Duration::from_millis(1200));
+        assert!((crate::source::detect_fps(&runner) - 2.0 / 1.2).abs() < 1e-9, "two looks per shortest time in view");
+        let demand = Demand::default();
+        let mut line =
+            CameraCore::new(Arc::new(runner), None, Arc::new(IncidentIds::new(1))).with_demand(demand.clone());
+        for s in 0..3 {
+            assert!(wanted_after(&mut line, &demand, s as f64, &quiet, &Detections::default()), "{s} s: still looking");
+        }
     }
 
     #[test]

@@ -260,7 +260,7 @@ impl RuleEngine {
                     }
                     self.track_rule(i, &rule, scene, zone, classes, false, &mut events, |_, _, _| true);
                 }
-                RuleKind::LineCross { line, classes, direction } => {
+                RuleKind::LineCross { line, classes, direction, .. } => {
                     self.line_rule(i, &rule, scene, line, classes, *direction, &mut events)
                 }
                 RuleKind::Crowd { zone, classes, min_count, min_duration } => {

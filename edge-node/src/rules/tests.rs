@@ -209,7 +209,12 @@ fn zone_enter_cooldown_and_midnight_schedule() {
 
 #[test]
 fn line_cross_directions_and_back_and_forth() {
-    let cross = |d| RuleKind::LineCross { line: "gate".into(), classes: vec!["person".into()], direction: d };
+    let cross = |d| RuleKind::LineCross {
+        line: "gate".into(),
+        classes: vec!["person".into()],
+        direction: d,
+        shortest_visit: None,
+    };
     let walk = |xs: &[f32]| -> Vec<(f64, Vec<Track>, Vec<Track>, LocalTime)> {
         xs.iter().enumerate().map(|(i, x)| (i as f64, vec![at(3, "person", *x, 50., false)], vec![], NOON)).collect()
     };
@@ -241,8 +246,12 @@ fn line_cross_directions_and_back_and_forth() {
 /// one track, whichever frames they came from.
 #[test]
 fn line_cross_counts_the_move_from_the_box_before_the_rules_saw_the_track() {
-    let cross =
-        RuleKind::LineCross { line: "gate".into(), classes: vec!["bicycle".into()], direction: Direction::Either };
+    let cross = RuleKind::LineCross {
+        line: "gate".into(),
+        classes: vec!["bicycle".into()],
+        direction: Direction::Either,
+        shortest_visit: None,
+    };
     let mut seen = at(4, "bicycle", 70., 50., false);
     seen.previous = Some([25.0, 30.0, 35.0, 50.0]);
     assert_eq!(run(&mut engine(rule(cross.clone(), 5.0)), &[(1.0, vec![seen.clone()], vec![], NOON)]), ["1:New:4"]);
@@ -317,7 +326,12 @@ fn events_carry_rule_data_and_one_incident_id() {
 #[test]
 fn per_track_state_stays_bounded() {
     let mut cross = engine(rule(
-        RuleKind::LineCross { line: "gate".into(), classes: vec!["car".into()], direction: Direction::Either },
+        RuleKind::LineCross {
+            line: "gate".into(),
+            classes: vec!["car".into()],
+            direction: Direction::Either,
+            shortest_visit: None,
+        },
         30.0,
     ));
     let mut dwell = engine(rule(dwell(false, 1.0), 30.0));
@@ -396,8 +410,12 @@ fn end_all_closes_every_open_incident() {
 /// speed) of the line; not farther, not another class, not a stationary track.
 #[test]
 fn tracks_near_a_watched_line_ask_for_a_burst() {
-    let cross =
-        RuleKind::LineCross { line: "gate".into(), classes: vec!["person".into()], direction: Direction::Either };
+    let cross = RuleKind::LineCross {
+        line: "gate".into(),
+        classes: vec!["person".into()],
+        direction: Direction::Either,
+        shortest_visit: None,
+    };
     let e = engine(rule(cross, 5.0));
     // Boxes 10 x 20: the reach is 20 pixels from the line at x = 50.
     assert!(e.near_line(&[at(1, "person", 35., 50., false)], (100, 100)));

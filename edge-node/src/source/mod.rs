@@ -85,6 +85,9 @@ pub struct CameraSpec {
     pub stall_timeout: Duration,
     /// The camera's rules that need more than key frames (`adaptive` bursts for them).
     pub delta_rules: Vec<String>,
+    /// A rule names its `shortest_visit`: the camera looks at `detect_fps` whether anything
+    /// moves or not (see [`looks_always`]).
+    pub looks_always: bool,
     /// Set while those rules want every frame (see [`Demand`]).
     pub demand: Demand,
     /// Where the camera is on the map (its status says it).
@@ -116,6 +119,7 @@ impl CameraSpec {
             fit,
             stall_timeout: cam.stall_timeout,
             delta_rules: delta_rules(cam),
+            looks_always: looks_always(cam),
             demand: Demand::default(),
             place: cam.location.map(|location| contract::CameraPlace {
                 location,
@@ -140,9 +144,7 @@ impl CameraSpec {
             DecodeMode::Adaptive if self.delta_rules.is_empty() => {
                 "key frames only: every rule is served by key-frame sampling".into()
             }
-            // A `zone_enter` rule is among them only with its `shortest_visit`: the camera
-            // looks whether anything moves or not (see `CameraCore::admit`).
-            DecodeMode::Adaptive if self.delta_rules.iter().any(|r| r.ends_with("(zone_enter)")) => format!(
+            DecodeMode::Adaptive if self.looks_always => format!(
                 "a look every {} s, quiet or not, each GOP decoded up to its last look{} ({} needs it)",
                 (1000.0 / fps).round() / 1000.0,
                 if self.delta_rules.iter().any(|r| r.ends_with("(line_cross)")) {
@@ -182,15 +184,30 @@ pub fn delta_rules(cam: &config::Camera) -> Vec<String> {
 }
 
 /// Frames per second handed on to detection: the camera's `detect_fps`, or more where a
-/// `zone_enter` rule's `shortest_visit` needs a look at least that often.
+/// rule's `shortest_visit` needs a look at least that often: once per visit of a zone, twice
+/// per time in view of something that crosses a line (a look before the crossing).
 pub fn detect_fps(cam: &config::Camera) -> f64 {
     cam.rules
         .iter()
         .filter_map(|r| match &r.kind {
             config::RuleKind::ZoneEnter { shortest_visit: Some(d), .. } => Some(1.0 / d.as_secs_f64()),
+            config::RuleKind::LineCross { shortest_visit: Some(d), .. } => Some(2.0 / d.as_secs_f64()),
             _ => None,
         })
         .fold(cam.detect_fps, f64::max)
+}
+
+/// Whether a rule names its `shortest_visit`: then the camera looks at [`detect_fps`]
+/// whether anything moves or not, decoding up to each look, since a visit (or a crossing)
+/// that starts after a quiet key frame and ends before the next one is seen by no key frame.
+pub fn looks_always(cam: &config::Camera) -> bool {
+    cam.rules.iter().any(|r| {
+        matches!(
+            r.kind,
+            config::RuleKind::ZoneEnter { shortest_visit: Some(_), .. }
+                | config::RuleKind::LineCross { shortest_visit: Some(_), .. }
+        )
+    })
 }
 
 /// Per-camera counters, monotonic since the camera was added.

@@ -51,6 +51,7 @@ fn spec(id: &str) -> CameraSpec {
         fit: (640, 384),
         stall_timeout: Duration::from_secs(5),
         delta_rules: Vec::new(),
+        looks_always: false,
         demand: Default::default(),
         place: None,
         micro_grid: None,

@@ -132,6 +132,7 @@ pub fn camera(id: &str, url: &str, decode: DecodeMode, detect_fps: f64) -> Camer
         fit: (640, 384),
         stall_timeout: Duration::from_secs(3),
         delta_rules: Vec::new(),
+        looks_always: false,
         demand: Default::default(),
         place: None,
         micro_grid: None,

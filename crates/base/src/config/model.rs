@@ -503,6 +503,9 @@ pub enum RuleKind {
         line: String,
         classes: Vec<String>,
         direction: Direction,
+        /// The shortest time in view of something that crosses, that the rule must catch:
+        /// the camera looks at least twice that often, quiet scene or not.
+        shortest_visit: Option<Duration>,
     },
     Crowd {
         zone: String,

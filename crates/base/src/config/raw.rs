@@ -518,6 +518,12 @@ pub struct RawRule {
     /// at `"1s"` and a 2 s GOP about half the frames, always; at 250 ms every frame
     /// (≈ 22 ms per camera-second at 360p in software). Looks at a quiet scene cost no
     /// detection (the motion gate).
+    /// `line_cross`: the shortest time in view of something that crosses, that the rule must
+    /// catch, e.g. `"2s"` (a runner across the view). Default: unset, a quiet camera sleeps
+    /// on key frames and wakes at the first one that shows motion, so a crossing wholly
+    /// between two key frames of a quiet scene is missed. Set, the camera looks at least
+    /// twice per `shortest_visit`, quiet or not: with the line across the middle of the
+    /// view, a look falls before the crossing, and the burst near the line follows it.
     pub shortest_visit: Option<String>,
     /// `left_object`, `removed_object`: the smallest change reported, as a share of the
     /// frame (0–1). Default: 0.002 (a 30×30 pixel patch of a 640×360 frame is 0.004).

@@ -1356,7 +1356,23 @@ fn rule(v: &mut Validator, at: &str, r: &RawRule, ctx: &RuleContext) -> Option<R
             && r.schedule.is_some(),
     );
     forbid(v, "classes", r.kind == RuleKindName::FaceInZone && r.classes.is_some());
-    forbid(v, "shortest_visit", r.kind != RuleKindName::ZoneEnter && r.shortest_visit.is_some());
+    forbid(
+        v,
+        "shortest_visit",
+        !matches!(r.kind, RuleKindName::ZoneEnter | RuleKindName::LineCross) && r.shortest_visit.is_some(),
+    );
+    let shortest_visit = |v: &mut Validator| {
+        r.shortest_visit.as_ref().map(|_| {
+            let d = v.duration(format!("{at}.shortest_visit"), r.shortest_visit.as_ref(), Duration::from_secs(1));
+            if d < Duration::from_millis(100) {
+                v.err(
+                    format!("{at}.shortest_visit"),
+                    "shortest_visit must be at least 0.1 s (10 detections per second while something moves)",
+                );
+            }
+            d.max(Duration::from_millis(100))
+        })
+    };
 
     let zone = if uses_zone {
         match &r.zone {
@@ -1436,19 +1452,7 @@ fn rule(v: &mut Validator, at: &str, r: &RawRule, ctx: &RuleContext) -> Option<R
             };
             RuleKind::Crowd { zone, classes, min_count, min_duration: min_duration(v) }
         }
-        RuleKindName::ZoneEnter => {
-            let shortest_visit = r.shortest_visit.as_ref().map(|_| {
-                let d = v.duration(format!("{at}.shortest_visit"), r.shortest_visit.as_ref(), Duration::from_secs(1));
-                if d < Duration::from_millis(100) {
-                    v.err(
-                        format!("{at}.shortest_visit"),
-                        "shortest_visit must be at least 0.1 s (10 detections per second while something moves)",
-                    );
-                }
-                d.max(Duration::from_millis(100))
-            });
-            RuleKind::ZoneEnter { zone, classes, schedule, shortest_visit }
-        }
+        RuleKindName::ZoneEnter => RuleKind::ZoneEnter { zone, classes, schedule, shortest_visit: shortest_visit(v) },
         RuleKindName::FaceInZone => RuleKind::FaceInZone { zone, schedule },
         RuleKindName::Absence => RuleKind::Absence { zone, classes, min_duration: min_duration(v), schedule },
         RuleKindName::LeftObject | RuleKindName::RemovedObject => {
@@ -1479,7 +1483,12 @@ fn rule(v: &mut Validator, at: &str, r: &RawRule, ctx: &RuleContext) -> Option<R
                 }
                 Some(l) => l.clone(),
             };
-            RuleKind::LineCross { line, classes, direction: r.direction.unwrap_or(Direction::Either) }
+            RuleKind::LineCross {
+                line,
+                classes,
+                direction: r.direction.unwrap_or(Direction::Either),
+                shortest_visit: shortest_visit(v),
+            }
         }
     };
     let d = ctx.defaults;
