@@ -337,6 +337,12 @@ fn per_camera(rates: &BTreeMap<String, f64>) -> f64 {
     rates.values().sum::<f64>() / SCENES.len() as f64
 }
 
+/// The mean of a per-camera rate over the cameras `pick` accepts.
+fn per_camera_of(rates: &BTreeMap<String, f64>, pick: impl Fn(&str) -> bool) -> f64 {
+    let cameras: Vec<&str> = SCENES.iter().map(|s| s.0).filter(|c| pick(c)).collect();
+    cameras.iter().map(|c| rates.get(*c).unwrap_or(&0.0)).sum::<f64>() / cameras.len().max(1) as f64
+}
+
 fn main() {
     let media =
         std::env::var("GRIDSIGHT_MEDIA").map(std::path::PathBuf::from).unwrap_or_else(|_| root().join(".cache/media"));
@@ -465,6 +471,18 @@ fn main() {
         )];
         cells.extend(rows.iter().map(|((rule, class), (r, d))| format!("{rule} {class} {r}/{d}")));
         println!("    {camera:<12} {}", cells.join(", "));
+    }
+    // The figures that do not change with the CPU, per set of scenes: the montage's eight
+    // cameras are those of earlier sittings.
+    for (set, pick) in [("the shared clips", false), ("the continuous scenes", true)] {
+        let of = |rates: &BTreeMap<String, f64>| per_camera_of(rates, |c| continuous(c) == pick);
+        println!(
+            "  {set}: {:.2} / {:.2} inferences, {:.1} / {:.1} pictures decoded per camera-second (reference / defaults)",
+            of(&reference.detected),
+            of(&defaults.detected),
+            of(&reference.decoded),
+            of(&defaults.decoded)
+        );
     }
     if std::env::var_os("GRIDSIGHT_BENCH_KEEP").is_some() {
         println!("  logs kept in {}", dir.display());
