@@ -626,12 +626,10 @@ classes = ["car"]
         assert!(look(&mut c, parked + 8.0, &right, &car_at(62.0)), "new motion after a quiet look");
     }
 
-    /// A face that no tracked person holds (a camera that runs only the face model) is
-    /// something moving: motion with faces in it keeps every frame decoded past
-    /// [`FRUITLESS_FOR`].
-    /// A zone rule's `shortest_visit` is a promise about visits that start in a quiet scene
-    /// too: a 1 s visit between two key frames of a quiet scene is seen only by a look in
-    /// between, so the camera keeps its looks going, quiet or fruitless.
+    /// A rule's `shortest_visit` is a promise about visits that start in a quiet scene too:
+    /// a 1 s visit between two key frames of a quiet scene is seen only by a look in between,
+    /// so the camera keeps its looks going, quiet or fruitless (a zone's once per visit, a
+    /// line's twice per time in view).
     #[test]
     fn a_shortest_visit_keeps_the_looks_going_in_a_quiet_scene() {
         let cfg = config(
@@ -687,6 +685,9 @@ classes = ["car"]
         }
     }
 
+    /// A face that no tracked person holds (a camera that runs only the face model) is
+    /// something moving: motion with faces in it keeps every frame decoded past
+    /// [`FRUITLESS_FOR`].
     #[test]
     fn a_face_alone_is_not_fruitless_motion() {
         let (mut c, demand) = line_core();
