@@ -181,41 +181,58 @@ pub fn load(picture: &Picture, encoding: &Encoding) -> Result<EncodedClip, SimEr
             )
         }
         Picture::Crossing { sprite, background, seconds, at, cross } => {
-            let frames = crossing(sprite, background, (w, h), fps, *seconds, *at, *cross)?;
+            let scene = Crossing::new(sprite, background, (w, h), fps, *at, *cross)?;
             let launch = format!(
                 "appsrc name=src format=time block=true caps=video/x-raw,format=RGBx,width={w},height={h},framerate={fps}/1 \
                  ! videoconvert ! {raw} ! {encode}"
             );
-            return collect_fed(&launch, encoding.codec, fps, frames);
+            return collect_fed(&launch, encoding.codec, fps, *seconds as u64 * fps as u64, scene);
         }
     };
     collect(&launch, true, encoding.codec)
 }
 
-/// The pictures of a [`Picture::Crossing`], RGBx, one loop.
-fn crossing(
-    sprite: &Path,
-    background: &Path,
-    (w, h): (u32, u32),
+/// The pictures of a [`Picture::Crossing`], RGBx, made one at a time (a loop of 640x360 would
+/// hold about 23 MB a second).
+struct Crossing {
+    back: Vec<u8>,
+    front: Vec<u8>,
+    /// Picture and sprite size, and the sprite's top row.
+    size: (i64, i64),
+    sprite: (i64, i64),
+    top: i64,
     fps: u32,
-    seconds: u32,
     at: Duration,
     cross: Duration,
-) -> Result<Vec<Vec<u8>>, SimError> {
-    let back = picture_rgbx(background, (w, h))?;
-    let (nw, nh, _) = probe(sprite)?;
-    let sh = (h / 2) & !1;
-    let sw = ((nw as f64 * sh as f64 / nh.max(1) as f64).round() as u32 & !1).max(2);
-    let front = picture_rgbx(sprite, (sw, sh))?;
-    let (w, h, sw, sh) = (w as i64, h as i64, sw as i64, sh as i64);
-    let top = (h * 55 / 100 - sh / 2).clamp(0, h - sh);
-    let mut out = Vec::with_capacity((seconds * fps) as usize);
-    for i in 0..(seconds * fps) as u64 {
-        let mut pic = back.clone();
-        let t = Duration::from_nanos(i * 1_000_000_000 / fps as u64);
-        if t >= at && t < at + cross {
+}
+
+impl Crossing {
+    fn new(
+        sprite: &Path,
+        background: &Path,
+        (w, h): (u32, u32),
+        fps: u32,
+        at: Duration,
+        cross: Duration,
+    ) -> Result<Self, SimError> {
+        let back = picture_rgbx(background, (w, h))?;
+        let (nw, nh, _) = probe(sprite)?;
+        let sh = (h / 2) & !1;
+        let sw = ((nw as f64 * sh as f64 / nh.max(1) as f64).round() as u32 & !1).max(2);
+        let front = picture_rgbx(sprite, (sw, sh))?;
+        let (w, h, sw, sh) = (w as i64, h as i64, sw as i64, sh as i64);
+        let top = (h * 55 / 100 - sh / 2).clamp(0, h - sh);
+        Ok(Self { back, front, size: (w, h), sprite: (sw, sh), top, fps, at, cross })
+    }
+
+    /// Picture `i` of the loop.
+    fn picture(&self, i: u64) -> Vec<u8> {
+        let ((w, _), (sw, sh), top) = (self.size, self.sprite, self.top);
+        let mut pic = self.back.clone();
+        let t = Duration::from_nanos(i * 1_000_000_000 / self.fps as u64);
+        if t >= self.at && t < self.at + self.cross {
             // From wholly left of the picture to wholly right of it.
-            let done = (t - at).as_secs_f64() / cross.as_secs_f64();
+            let done = (t - self.at).as_secs_f64() / self.cross.as_secs_f64();
             let left = -sw + ((w + sw) as f64 * done).round() as i64;
             let (from, to) = (left.max(0), (left + sw).min(w));
             for y in 0..sh {
@@ -225,12 +242,11 @@ fn crossing(
                 let dst = (((top + y) * w + from) * 4) as usize;
                 let src = ((y * sw + from - left) * 4) as usize;
                 let n = ((to - from) * 4) as usize;
-                pic[dst..dst + n].copy_from_slice(&front[src..src + n]);
+                pic[dst..dst + n].copy_from_slice(&self.front[src..src + n]);
             }
         }
-        out.push(pic);
+        pic
     }
-    Ok(out)
 }
 
 /// A photo (or a clip's first frame) scaled to `size`, RGBx.
@@ -250,14 +266,15 @@ fn picture_rgbx(path: &Path, (w, h): (u32, u32)) -> Result<Vec<u8>, SimError> {
     Ok(map[..(w * h * 4) as usize].to_vec())
 }
 
-/// [`collect`] on a pipeline that starts with `appsrc name=src`, fed `frames` at `fps`.
-fn collect_fed(launch: &str, codec: Codec, fps: u32, frames: Vec<Vec<u8>>) -> Result<EncodedClip, SimError> {
+/// [`collect`] on a pipeline that starts with `appsrc name=src`, fed the scene's first `n`
+/// pictures at `fps`.
+fn collect_fed(launch: &str, codec: Codec, fps: u32, n: u64, scene: Crossing) -> Result<EncodedClip, SimError> {
     let feed = move |src: gst_app::AppSrc| {
-        for (i, pic) in frames.into_iter().enumerate() {
-            let mut buffer = gst::Buffer::from_mut_slice(pic);
+        for i in 0..n {
+            let mut buffer = gst::Buffer::from_mut_slice(scene.picture(i));
             {
                 let b = buffer.get_mut().expect("a new buffer is writable");
-                b.set_pts(gst::ClockTime::from_nseconds(i as u64 * 1_000_000_000 / fps as u64));
+                b.set_pts(gst::ClockTime::from_nseconds(i * 1_000_000_000 / fps as u64));
                 b.set_duration(gst::ClockTime::from_nseconds(1_000_000_000 / fps as u64));
             }
             if src.push_buffer(buffer).is_err() {
