@@ -664,6 +664,9 @@ classes = ["car"]
         assert_eq!(crate::source::detect_fps(cam), 1.0, "a look per shortest visit of a zone");
         let spec = crate::source::CameraSpec::from_config(cam, &cfg);
         assert!(spec.looks_always && spec.cadence().contains("a look every 1 s, quiet or not"), "{}", spec.cadence());
+        // Forced to key frames, the camera says what that costs the rule.
+        let forced = crate::source::CameraSpec { decode: config::DecodeMode::Keyframes, ..spec };
+        assert!(forced.cadence().contains("although enter (zone_enter) needs more"), "{}", forced.cadence());
 
         // Without `shortest_visit` a line camera goes back to key frames when quiet; with it,
         // it looks twice per that time in view, quiet or not.

@@ -113,6 +113,10 @@ pub(super) fn build(config: Config, path: PathBuf) -> Result<Pieces, NodeError> 
         );
     }
     for cam in &config.cameras {
+        let spec = CameraSpec::from_config(cam, &config);
+        if cam.decode == crate::config::DecodeMode::Keyframes && !spec.delta_rules.is_empty() {
+            warn!(camera = %cam.id, cadence = %spec.cadence(), "decode = \"keyframes\" starves rules that need more than key frames");
+        }
         info!(
             camera = %cam.id,
             url = %cam.url,
@@ -120,7 +124,7 @@ pub(super) fn build(config: Config, path: PathBuf) -> Result<Pieces, NodeError> 
             here = cam.here,
             decode = ?cam.decode,
             detect_fps = cam.detect_fps,
-            cadence = %CameraSpec::from_config(cam, &config).cadence(),
+            cadence = %spec.cadence(),
             zones = cam.zones.len(),
             rules = cam.rules.len(),
             grid = config.grid_of(cam).unwrap_or("-"),

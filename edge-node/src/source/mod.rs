@@ -134,6 +134,10 @@ impl CameraSpec {
     pub fn cadence(&self) -> String {
         let fps = self.detect_fps;
         match self.decode {
+            DecodeMode::Keyframes if !self.delta_rules.is_empty() => format!(
+                "key frames only (decode = \"keyframes\"), although {} needs more: what happens between two key frames is missed (the default, decode = \"adaptive\", follows the rules)",
+                self.delta_rules.join(", ")
+            ),
             DecodeMode::Keyframes => "key frames only (decode = \"keyframes\")".into(),
             DecodeMode::All => format!(
                 "every frame, all the time (decode = \"all\"), {fps} per second handed on: the most CPU a camera can cost (its decoding time is gridsight_camera_cpu_seconds_total{{stage=\"decode\"}})"
