@@ -70,9 +70,28 @@ fn run_phase(
         IngestOptions::default(),
     )
     .unwrap();
-    wait_until(limit, || done(&seen.lock().unwrap()));
+    // The pool's figures count from the moment every camera has had a frame served: a camera
+    // that connects first has the worker to itself until the others stream, which says
+    // nothing about fairness.
+    let start = std::time::Instant::now();
+    let stats = |id: &str| pool.stats(id).unwrap();
+    wait_until(limit, || seen.lock().unwrap().len() == 8);
+    let base: Vec<_> = (0..8).map(|i| stats(&format!("cam-{i}"))).collect();
+    wait_until(limit.saturating_sub(start.elapsed()), || done(&seen.lock().unwrap()));
     ingest.shutdown(Duration::from_secs(5));
-    let stats = (0..8).map(|i| format!("cam-{i}")).map(|id| (id.clone(), pool.stats(&id).unwrap())).collect();
+    let stats = (0..8)
+        .map(|i| {
+            let (id, b) = (format!("cam-{i}"), &base[i]);
+            let s = stats(&id);
+            let since = edge_node::inference::PoolStats {
+                submitted: s.submitted - b.submitted,
+                processed: s.processed - b.processed,
+                dropped_busy: s.dropped_busy - b.dropped_busy,
+                ..s
+            };
+            (id, since)
+        })
+        .collect();
     Arc::try_unwrap(pool).ok().unwrap().shutdown(Duration::from_secs(10));
     let seen = seen.lock().unwrap().clone();
     (seen, stats)
