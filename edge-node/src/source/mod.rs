@@ -133,6 +133,11 @@ impl CameraSpec {
     /// Which frames this camera decodes, and why, for the log and the status.
     pub fn cadence(&self) -> String {
         let fps = self.detect_fps;
+        let near_line = if self.delta_rules.iter().any(|r| r.ends_with("(line_cross)")) {
+            format!(", {} per second while a track is near a line", fps.max(BURST_FPS))
+        } else {
+            String::new()
+        };
         match self.decode {
             DecodeMode::Keyframes if !self.delta_rules.is_empty() => format!(
                 "key frames only (decode = \"keyframes\"), although {} needs more: what happens between two key frames is missed (the default, decode = \"adaptive\", follows the rules)",
@@ -151,21 +156,13 @@ impl CameraSpec {
             DecodeMode::Adaptive if self.looks_always => format!(
                 "a look every {} s, quiet or not, each GOP decoded up to its last look{} ({} needs it)",
                 (1000.0 / fps).round() / 1000.0,
-                if self.delta_rules.iter().any(|r| r.ends_with("(line_cross)")) {
-                    format!(", {} per second while a track is near a line", fps.max(BURST_FPS))
-                } else {
-                    String::new()
-                },
+                near_line,
                 self.delta_rules.join(", ")
             ),
             DecodeMode::Adaptive => format!(
                 "key frames while quiet; every frame at {fps} per second while something moves (until detection finds nothing moving there for {} s) or a moving track is in view{} ({} needs it)",
                 FRUITLESS_FOR.as_secs(),
-                if self.delta_rules.iter().any(|r| r.ends_with("(line_cross)")) {
-                    format!(", {} per second while a track is near a line", self.detect_fps.max(BURST_FPS))
-                } else {
-                    String::new()
-                },
+                near_line,
                 self.delta_rules.join(", ")
             ),
         }
