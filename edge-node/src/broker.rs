@@ -7,7 +7,8 @@
 //! only on PUBACK), not from the broker. It runs on its own threads for the process's life.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
 
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 
@@ -21,6 +22,28 @@ pub enum BrokerError {
     Listen { addr: SocketAddr, reason: String },
 }
 
+/// How long the broker may take to answer its first connection (a loaded machine).
+const READY_WITHIN: Duration = Duration::from_secs(10);
+
+/// Whether an MQTT broker answers on `addr`: an MQTT 3.1.1 CONNECT (clean session) gets an
+/// accepting CONNACK; a DISCONNECT follows.
+fn answers(addr: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    const ID: &[u8] = b"gridsight-ready-probe";
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    // Fixed header, remaining length; protocol name, level 4, clean session, keep-alive 10 s;
+    // the client id.
+    let mut connect =
+        vec![0x10, (12 + ID.len()) as u8, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 10, 0, ID.len() as u8];
+    connect.extend_from_slice(ID);
+    let mut connack = [0u8; 4];
+    let accepted =
+        s.write_all(&connect).is_ok() && s.read_exact(&mut connack).is_ok() && connack[0] == 0x20 && connack[3] == 0;
+    let _ = s.write_all(&[0xE0, 0]);
+    accepted
+}
+
 /// Largest message the embedded broker accepts (snapshots are the big ones).
 const MAX_PAYLOAD: usize = 8 << 20;
 
@@ -29,7 +52,8 @@ pub fn start(addr: SocketAddr) -> Result<(), BrokerError> {
     if !addr.ip().is_loopback() {
         return Err(BrokerError::NotLoopback(addr));
     }
-    // rumqttd logs and retries a failed bind on its own thread; check the port first.
+    // rumqttd's server thread logs a failed bind and ends; check the port first, for a
+    // precise error.
     std::net::TcpListener::bind(addr).map_err(|e| BrokerError::Listen { addr, reason: e.to_string() })?;
     let server = ServerSettings {
         name: "v4-local".into(),
@@ -67,14 +91,51 @@ pub fn start(addr: SocketAddr) -> Result<(), BrokerError> {
             }
         })
         .map_err(|e| BrokerError::Listen { addr, reason: e.to_string() })?;
-    // Listening once the address is taken (a probe connection would log an error there).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while std::net::TcpListener::bind(addr).is_ok() {
-        if std::time::Instant::now() > deadline {
-            return Err(BrokerError::Listen { addr, reason: "not accepting connections after 5 s".into() });
+    // Running once it answers an MQTT connection. Not by binding the port to see whether it
+    // is taken: a probe that held the port while rumqttd bound it made rumqttd's only bind
+    // fail, and the broker never listened (a loaded test run met it).
+    let deadline = Instant::now() + READY_WITHIN;
+    while !answers(addr) {
+        if Instant::now() > deadline {
+            return Err(BrokerError::Listen {
+                addr,
+                reason: format!("not accepting MQTT connections after {} s", READY_WITHIN.as_secs()),
+            });
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(20));
     }
     tracing::info!(listen = %addr, "embedded MQTT broker running (rumqttd, in memory, loopback only)");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn free_addr() -> SocketAddr {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    }
+
+    #[test]
+    fn it_answers_mqtt_once_started_and_refuses_a_taken_port() {
+        let addr = free_addr();
+        assert!(!answers(addr), "nothing listens yet");
+        start(addr).unwrap();
+        assert!(answers(addr));
+        let again = start(addr).unwrap_err().to_string();
+        assert!(again.contains(&format!("cannot listen on {addr}")), "{again}");
+        assert!(start("192.0.2.1:1883".parse().unwrap()).unwrap_err().to_string().contains("not a loopback"));
+    }
+
+    #[test]
+    fn a_listener_that_is_not_mqtt_does_not_answer() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            // Accept one connection and close it without a CONNACK.
+            let _ = listener.accept();
+        });
+        assert!(!answers(addr));
+        server.join().unwrap();
+    }
 }
