@@ -34,8 +34,11 @@
 //! CPU per camera-second (the node process; of it the decoders, the inference threads, and
 //! what the alerts' media cost: snapshots, outbox, clips, which follow the incidents raised
 //! rather than the cadence), inferences and pictures decoded per camera-second (the figures
-//! that do not change with the CPU); per camera: pictures decoded and inferences per second
-//! and incidents, both runs.
+//! that do not change with the CPU); per camera: pictures decoded and inferences per second,
+//! the confirmed tracks that ended seen at one look only (what a camera's status warns of:
+//! it looks about as seldom as its visits last) and incidents, both runs; and the reference
+//! against itself (two cameras on one stream), how far one sample of per-frame detection
+//! agrees with another.
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -143,8 +146,13 @@ fn metric_with(page: &str, family: &str, label: &str) -> f64 {
 
 /// A family's samples per camera (`camera="..."` label) in a Prometheus page.
 fn by_camera(page: &str, family: &str) -> BTreeMap<String, f64> {
+    by_camera_with(page, family, "")
+}
+
+/// [`by_camera`] of the samples that carry a label (`looks="one"`).
+fn by_camera_with(page: &str, family: &str, label: &str) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
-    for l in page.lines().filter(|l| l.starts_with(&format!("{family}{{"))) {
+    for l in page.lines().filter(|l| l.starts_with(&format!("{family}{{")) && l.contains(label)) {
         let camera = l.split("camera=\"").nth(1).and_then(|r| r.split('"').next());
         if let (Some(camera), Some(v)) = (camera, l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok())) {
             *out.entry(camera.to_string()).or_insert(0.0) += v;
@@ -306,6 +314,10 @@ struct Run {
     /// that do not change with the CPU).
     decoded: BTreeMap<String, f64>,
     detected: BTreeMap<String, f64>,
+    /// Confirmed tracks that ended during the run, per camera, and of them those seen at one
+    /// look only (what the camera's status warns of).
+    ended: BTreeMap<String, f64>,
+    seen_once: BTreeMap<String, f64>,
 }
 
 /// Whether a scene's camera watches a continuous scene (the simulator's `crossing:`).
@@ -476,6 +488,14 @@ fn main() {
                 })
                 .collect()
         };
+        let counted = |label: &str| -> BTreeMap<String, f64> {
+            let family = "gridsight_camera_tracks_ended_total";
+            let before = by_camera_with(&p0, family, label);
+            by_camera_with(&p1, family, label)
+                .into_iter()
+                .map(|(c, v)| (c.clone(), v - before.get(&c).unwrap_or(&0.0)))
+                .collect()
+        };
         let log = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
         let (total, media) = split(&c0, &c1);
         Run {
@@ -486,6 +506,8 @@ fn main() {
             inference_ms: per_cam(spent(&c0.1, &c1.1, |name| name.starts_with("infer"))) * 1000.0,
             decoded: rates("gridsight_camera_frames_decoded_total"),
             detected: rates("gridsight_camera_frames_detected_total"),
+            ended: counted(""),
+            seen_once: counted("looks=\"one\""),
         }
     };
     let reference = run("reference", r0, r1);
@@ -543,7 +565,9 @@ fn main() {
     for d in &defaults.incidents {
         cameras.entry(d.0.clone()).or_default().entry((d.1.clone(), d.2.clone())).or_default().1 += 1;
     }
-    println!("  per camera (reference/defaults: pictures decoded and inferences per second; incidents):");
+    println!(
+        "  per camera (reference/defaults: pictures decoded and inferences per second; confirmed tracks that ended seen at one look only, of all; incidents):"
+    );
     for (camera, _, _) in scenes() {
         let rows = cameras.get(camera).cloned().unwrap_or_default();
         let mut cells = vec![format!(
@@ -553,6 +577,10 @@ fn main() {
             reference.detected.get(camera).unwrap_or(&0.0),
             defaults.detected.get(camera).unwrap_or(&0.0)
         )];
+        let tracks = |r: &Run| {
+            format!("{:.0} of {:.0}", r.seen_once.get(camera).unwrap_or(&0.0), r.ended.get(camera).unwrap_or(&0.0))
+        };
+        cells.push(format!("seen once {}/{}", tracks(&reference), tracks(&defaults)));
         cells.extend(rows.iter().map(|((rule, class), (r, d))| format!("{rule} {class} {r}/{d}")));
         println!("    {camera:<12} {}", cells.join(", "));
     }

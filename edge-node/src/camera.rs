@@ -67,6 +67,8 @@ pub struct CameraCore {
     /// that shows motion the looks had found fruitless): off in `observe` when it found
     /// nothing moving either.
     provisional: bool,
+    /// How many looks each confirmed track that ended at the latest `observe` was matched at.
+    ended_looks: Vec<u32>,
 }
 
 /// Motion covering at most this share of the frame (with the live tracks) is detected on a
@@ -118,6 +120,7 @@ impl CameraCore {
             fruitless_since: None,
             loose_face: false,
             provisional: false,
+            ended_looks: Vec::new(),
         }
     }
 
@@ -239,6 +242,7 @@ impl CameraCore {
         }
         self.last = Some(t);
         let update = self.tracker.update(d, t);
+        self.ended_looks = update.ended.iter().map(|tr| tr.hits).collect();
         self.loose_face = d.faces.len() > self.tracker.tracks().iter().filter(|tr| tr.face.is_some()).count();
         if std::mem::take(&mut self.provisional) && !self.moving_in_view() {
             self.demand.set(false);
@@ -299,6 +303,12 @@ impl CameraCore {
     /// The still model's regions (0–1 frame coordinates) and bytes, when the camera has one.
     pub fn still(&self) -> Option<&StillModel> {
         self.still.as_ref()
+    }
+
+    /// How many looks each confirmed track that ended at the latest [`CameraCore::observe`]
+    /// was matched at: one is a visit shorter than the time between two looks, seen by luck.
+    pub fn ended_looks(&self) -> &[u32] {
+        &self.ended_looks
     }
 
     pub fn live_tracks(&self) -> usize {
@@ -496,6 +506,38 @@ classes = ["car"]
     fn core(cfg: &Config, id: &str) -> CameraCore {
         let cam = cfg.cameras.iter().find(|c| c.id == id).unwrap();
         CameraCore::new(Arc::new(cam.clone()), None, Arc::new(IncidentIds::new(1)))
+    }
+
+    /// At key frames 2 s apart, a car seen at one of them and gone at the next ends (after
+    /// `max_age`) as a track of one look; a parked car seen at every look ends with all of
+    /// them: what the status counts as tracks seen once.
+    #[test]
+    fn a_track_that_ends_says_how_many_looks_saw_it() {
+        let cfg = config(CONFIG);
+        let mut c = core(&cfg, "gate");
+        let now = SystemTime::now();
+        let none = Detections::default();
+        let mut ended = Vec::new();
+        let mut look = |s: f64, d: &Detections, ended: &mut Vec<u32>| {
+            c.observe(&frame("gate", s, now), d).unwrap();
+            ended.extend_from_slice(c.ended_looks());
+        };
+        look(0.0, &none, &mut ended);
+        look(2.0, &parked_car(), &mut ended);
+        for s in [4.0, 6.0, 8.0] {
+            look(s, &none, &mut ended);
+        }
+        assert_eq!(ended, [1], "a car seen at one key frame");
+        for s in [10.0, 12.0, 14.0] {
+            look(s, &parked_car(), &mut ended);
+        }
+        for s in [16.0, 18.0, 20.0] {
+            look(s, &none, &mut ended);
+        }
+        assert_eq!(ended, [1, 3], "a car seen at three");
+        let counters = crate::telemetry::CameraCounters::default();
+        ended.iter().for_each(|looks| counters.track_ended(*looks));
+        assert_eq!(counters.recent_tracks.get(), (1, 2));
     }
 
     /// The wall clock steps back an hour in the middle of a 30 s dwell: the alert still

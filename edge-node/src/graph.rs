@@ -383,7 +383,13 @@ fn camera_stage(
                     let mut core = core.locked();
                     let observed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core.observe(&frame, &d)));
                     match observed {
-                        Ok(Ok(events)) => (events, core.placement.clone()),
+                        Ok(Ok(events)) => {
+                            if !core.ended_looks().is_empty() {
+                                let counters = registry.camera(&frame.camera);
+                                core.ended_looks().iter().for_each(|looks| counters.track_ended(*looks));
+                            }
+                            (events, core.placement.clone())
+                        }
                         Ok(Err(dropped)) => {
                             registry.drops.camera(&frame.camera).record(dropped);
                             continue;

@@ -18,7 +18,8 @@
 //! - a `shortest_visit` holds in a quiet scene too: a person who crosses a still view in 1.2 s,
 //!   wholly between two key frames, raises a zone alert and a line-crossing alert in every
 //!   loop where the rule names it;
-//! - status says which cadence each camera is in and why.
+//! - status says which cadence each camera is in and why, and counts the tracks a camera saw
+//!   at one look only.
 
 use std::time::Duration;
 
@@ -251,5 +252,18 @@ url = "{dash}"
     // on every frame, about half the frames would be decoded).
     let decoded = n(&cabin, "decoded");
     assert!(decoded * 4 < received, "{decoded} of {received} frames decoded: {cabin}");
+    // The zone-only camera on the busy street sees its people at one key frame each (they
+    // are on screen for under 2 s): its status counts the tracks seen once, and /metrics too.
+    let zone = camera(&status().unwrap(), "street-zone");
+    let once = zone["tracks_seen_once"]["once"].as_u64().unwrap_or(0);
+    assert!(once >= 1 && zone["tracks_seen_once"]["of"].as_u64().unwrap_or(0) >= once, "{zone}");
+    let metrics = http_body(http, "/metrics");
+    assert!(
+        metrics.lines().any(|l| l.starts_with("gridsight_camera_tracks_ended_total{")
+            && l.contains("camera=\"street-zone\"")
+            && l.contains("looks=\"one\"")
+            && !l.ends_with(" 0")),
+        "{metrics}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

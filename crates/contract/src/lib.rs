@@ -294,6 +294,19 @@ pub struct CameraStatus {
     /// The micro-grid it watches, when its config says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub micro_grid: Option<String>,
+    /// Of the latest confirmed tracks that ended, how many were seen at one look only;
+    /// absent until one has ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracks_seen_once: Option<TracksSeenOnce>,
+}
+
+/// Of the latest `of` confirmed tracks that ended on a camera (20 at most), `once` were
+/// matched at one look only: visits shorter than the time between two of its looks, caught
+/// by where the looks fell; others like them were missed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TracksSeenOnce {
+    pub once: u32,
+    pub of: u32,
 }
 
 /// A camera on the map: `[longitude, latitude]`, and the way it faces (degrees clockwise

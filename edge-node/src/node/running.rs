@@ -197,7 +197,14 @@ impl Runner {
             let result = match req.command {
                 control::Command::Ping => Ok("pong".to_string()),
                 control::Command::Status => {
-                    publish_status(&self.config, self.shard_now.as_ref(), &self.topics, &self.ingest, &self.outbox);
+                    publish_status(
+                        &self.config,
+                        self.shard_now.as_ref(),
+                        &self.topics,
+                        &self.ingest,
+                        &self.outbox,
+                        &self.registry,
+                    );
                     Ok("status published".to_string())
                 }
                 control::Command::Reload => self.reload("command"),
@@ -256,7 +263,7 @@ impl Runner {
             }
             _ => {}
         }
-        publish_status(&self.config, self.shard_now.as_ref(), &self.topics, &self.ingest, &self.outbox);
+        publish_status(&self.config, self.shard_now.as_ref(), &self.topics, &self.ingest, &self.outbox, &self.registry);
         // The face search of each thumbnail takes a while: on a thread of its own, one
         // round at a time, never in this loop.
         if !self.thumbnails_busy.swap(true, std::sync::atomic::Ordering::AcqRel) {
@@ -327,13 +334,14 @@ fn publish_status(
     topics: &Topics,
     ingest: &Ingest,
     outbox: &Mutex<Outbox>,
+    registry: &CameraRegistry,
 ) {
     let node = &config.node.id;
     let at = crate::contract::time::now();
     let cams = ingest.status();
     let mut out = outbox.locked();
     for c in &cams {
-        let v = camera_status_json(node, c, &at);
+        let v = camera_status_json(node, c, &at, registry);
         let m = Message {
             topic: topics.camera_status(node, &c.id),
             payload: serde_json::to_vec(&v).unwrap_or_default(),

@@ -439,6 +439,7 @@ impl CameraStatus {
             at: at.to_string(),
             place: self.place,
             micro_grid: self.micro_grid.clone(),
+            tracks_seen_once: None,
         }
     }
 }

@@ -26,6 +26,49 @@ pub struct CameraCounters {
     pub panics: std::sync::atomic::AtomicU64,
     /// Frames detected on a crop around what moved instead of the whole frame.
     pub cropped: std::sync::atomic::AtomicU64,
+    /// Confirmed tracks that ended, and of them those matched at one look only.
+    pub tracks_ended: std::sync::atomic::AtomicU64,
+    pub tracks_seen_once: std::sync::atomic::AtomicU64,
+    /// The same for the latest tracks that ended ([`SeenOnce`]).
+    pub recent_tracks: SeenOnce,
+}
+
+impl CameraCounters {
+    /// A confirmed track ended after `looks` matches.
+    pub fn track_ended(&self, looks: u32) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.tracks_ended.fetch_add(1, Relaxed);
+        if looks <= 1 {
+            self.tracks_seen_once.fetch_add(1, Relaxed);
+        }
+        self.recent_tracks.record(looks <= 1);
+    }
+}
+
+/// The latest [`SeenOnce::HELD`] confirmed tracks that ended, whether each was matched at one
+/// look only: a visit shorter than the time between two of the camera's looks, caught by the
+/// luck of where its looks fell (others like it are missed). One word: the outcomes as bits
+/// (the newest lowest) and, above them, how many are held.
+#[derive(Debug, Default)]
+pub struct SeenOnce(std::sync::atomic::AtomicU64);
+
+impl SeenOnce {
+    pub const HELD: u32 = 20;
+
+    pub fn record(&self, once: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mask = (1u64 << Self::HELD) - 1;
+        let _ = self.0.fetch_update(Relaxed, Relaxed, |v| {
+            let held = ((v >> 32) as u32 + 1).min(Self::HELD);
+            Some((u64::from(held) << 32) | (((v << 1) | u64::from(once)) & mask))
+        });
+    }
+
+    /// (seen at one look only, of how many held).
+    pub fn get(&self) -> (u32, u32) {
+        let v = self.0.load(std::sync::atomic::Ordering::Relaxed);
+        ((v & ((1u64 << Self::HELD) - 1)).count_ones(), (v >> 32) as u32)
+    }
 }
 
 /// Every camera's [`CameraCounters`], by camera id.
@@ -48,5 +91,29 @@ impl CameraRegistry {
     /// The camera's counters if it has any.
     pub fn get(&self, id: &str) -> Option<std::sync::Arc<CameraCounters>> {
         self.cameras.read_locked().get(id).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seen_once_holds_the_latest_twenty_tracks() {
+        let s = SeenOnce::default();
+        assert_eq!(s.get(), (0, 0));
+        for _ in 0..5 {
+            s.record(true);
+        }
+        assert_eq!(s.get(), (5, 5));
+        for _ in 0..17 {
+            s.record(false);
+        }
+        // The first two of the five have left the window.
+        assert_eq!(s.get(), (3, SeenOnce::HELD));
+        for _ in 0..3 {
+            s.record(false);
+        }
+        assert_eq!(s.get(), (0, SeenOnce::HELD));
     }
 }

@@ -14,9 +14,20 @@ use crate::inference::InferencePool;
 use crate::outbox::{DiskGuard, DiskState};
 use crate::telemetry::{CameraRegistry, MetricsText};
 
-/// `gridsight.camera_status` JSON (MQTT status topic and `/status`).
-pub(crate) fn camera_status_json(node: &str, c: &crate::source::CameraStatus, at: &str) -> serde_json::Value {
-    serde_json::to_value(c.to_contract(node, at)).unwrap_or_default()
+/// `gridsight.camera_status` JSON (MQTT status topic and `/status`), with what the node's
+/// own counters add (the tracks seen at one look only).
+pub(crate) fn camera_status_json(
+    node: &str,
+    c: &crate::source::CameraStatus,
+    at: &str,
+    counters: &CameraRegistry,
+) -> serde_json::Value {
+    let mut status = c.to_contract(node, at);
+    status.tracks_seen_once = counters.get(&c.id).and_then(|n| match n.recent_tracks.get() {
+        (_, 0) => None,
+        (once, of) => Some(contract::TracksSeenOnce { once, of }),
+    });
+    serde_json::to_value(status).unwrap_or_default()
 }
 
 /// What the HTTP endpoints show of the outbox; refreshed by the main loop every 10 s
@@ -135,6 +146,23 @@ pub(crate) fn node_metrics(m: &mut MetricsText, s: &Snapshot, src: &MetricsSourc
         "Frames detected on a crop around what moved (and the live tracks) instead of the whole frame.",
         "counter",
         &node_counter(&|n| n.cropped.load(Relaxed)),
+    );
+    let ended: Vec<(Vec<(&str, &str)>, f64)> = cams
+        .iter()
+        .flat_map(|c| {
+            let n = src.counters.get(&c.id);
+            let (all, once) = n.map_or((0, 0), |n| (n.tracks_ended.load(Relaxed), n.tracks_seen_once.load(Relaxed)));
+            [
+                (vec![("camera", c.id.as_str()), ("looks", "one")], once as f64),
+                (vec![("camera", c.id.as_str()), ("looks", "several")], (all - once) as f64),
+            ]
+        })
+        .collect();
+    m.family(
+        "gridsight_camera_tracks_ended_total",
+        "Confirmed tracks that ended, by whether they were matched at one look only (a visit shorter than the time between two looks, seen by where the looks fell: others like it are missed) or at several.",
+        "counter",
+        &ended,
     );
     m.family(
         "gridsight_camera_inference_seconds_total",
@@ -283,7 +311,7 @@ pub(crate) fn status_route(
                 .status()
                 .iter()
                 .map(|c| {
-                    let mut v = camera_status_json(&node, c, &s.at);
+                    let mut v = camera_status_json(&node, c, &s.at, &sources.counters);
                     v["snapshot_at"] = live.at(&c.id).map(crate::contract::time::rfc3339).into();
                     v
                 })

@@ -52,7 +52,7 @@ impl NodePage {
         let pool = s.pool.upgrade();
         let mut cameras = Vec::new();
         for c in s.cameras.status() {
-            let mut v = super::node::camera_status_json(&self.node, &c, &at);
+            let mut v = super::node::camera_status_json(&self.node, &c, &at, &s.counters);
             let shown = self.live.at(&c.id);
             v["snapshot_at"] = shown.map(crate::contract::time::rfc3339).into();
             // Only a camera with a picture gets an image to load (no 503s for the browser).
