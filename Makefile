@@ -48,6 +48,7 @@ bench-still: setup
 
 ## bench-recall: the cheap cadence against per-frame detection at 5 fps, on the same streams at the
 ## same time: recall and precision per rule kind and class, first-alert delay, CPU and inferences
+## (GRIDSIGHT_BENCH_CADENCE='detect_fps = 2.5; ...' measures other settings, GRIDSIGHT_BENCH_SCENES=a,b fewer cameras)
 bench-recall: setup
 	$(CARGO) bench --locked --bench recall
 
