@@ -306,7 +306,8 @@ impl CameraCore {
     }
 
     /// How many looks each confirmed track that ended at the latest [`CameraCore::observe`]
-    /// was matched at: one is a visit shorter than the time between two looks, seen by luck.
+    /// was matched at: one is a visit about as short as the time between two looks, or
+    /// shorter, seen because a look fell in it.
     pub fn ended_looks(&self) -> &[u32] {
         &self.ended_looks
     }

@@ -301,8 +301,8 @@ pub struct CameraStatus {
 }
 
 /// Of the latest `of` confirmed tracks that ended on a camera (20 at most), `once` were
-/// matched at one look only: visits shorter than the time between two of its looks, caught
-/// by where the looks fell; others like them were missed.
+/// matched at one look only: visits about as short as the time between two of its looks, or
+/// shorter, seen because a look fell in them; one a little shorter falls between two looks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TracksSeenOnce {
     pub once: u32,

@@ -46,8 +46,8 @@ impl CameraCounters {
 }
 
 /// The latest [`SeenOnce::HELD`] confirmed tracks that ended, whether each was matched at one
-/// look only: a visit shorter than the time between two of the camera's looks, caught by the
-/// luck of where its looks fell (others like it are missed). One word: the outcomes as bits
+/// look only: a visit about as short as the time between two of the camera's looks, or
+/// shorter, seen because a look fell in it (one a little shorter falls between two looks). One word: the outcomes as bits
 /// (the newest lowest) and, above them, how many are held.
 #[derive(Debug, Default)]
 pub struct SeenOnce(std::sync::atomic::AtomicU64);

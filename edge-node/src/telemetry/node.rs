@@ -160,7 +160,7 @@ pub(crate) fn node_metrics(m: &mut MetricsText, s: &Snapshot, src: &MetricsSourc
         .collect();
     m.family(
         "gridsight_camera_tracks_ended_total",
-        "Confirmed tracks that ended, by whether they were matched at one look only (a visit shorter than the time between two looks, seen by where the looks fell: others like it are missed) or at several.",
+        "Confirmed tracks that ended, by whether they were matched at one look only (a visit about as short as the time between two looks, or shorter: one a little shorter falls between two looks unseen) or at several.",
         "counter",
         &ended,
     );
