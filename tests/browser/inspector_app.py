@@ -247,7 +247,9 @@ def main():
             By.CSS_SELECTOR, f'#orders tr[data-order="{new}"] td:last-child').text))
         ok(f"control room: {sent.strip()!r}")
         d.switch_to.window(app_tab)
-        until(15, "the app played the voice message", lambda: d.execute_script(
+        # It plays after the announcements queued before it (about 7 s each: this order's,
+        # and any order the street raised meanwhile); a loaded machine stalls them further.
+        until(60, "the app played the voice message", lambda: d.execute_script(
             "return performance.getEntriesByType('resource').some(e => e.name.endsWith('/orders/' + arguments[0] + '/messages/1'))",
             new))
         status, audio = api.get(f"/orders/{new}/messages/1")
