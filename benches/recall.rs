@@ -199,18 +199,21 @@ const SCENES: [(&str, &str, Rules); 13] = [
     ("walk-zone", WALK, Rules::Zone),
 ];
 
-/// The scenes `GRIDSIGHT_BENCH_SCENES` names, or all of them.
-fn scenes() -> Vec<(&'static str, &'static str, Rules)> {
-    let Ok(names) = std::env::var("GRIDSIGHT_BENCH_SCENES") else { return SCENES.to_vec() };
-    let names: Vec<&str> = names.split(',').map(str::trim).filter(|n| !n.is_empty()).collect();
-    for name in &names {
-        assert!(
-            SCENES.iter().any(|s| s.0 == *name),
-            "GRIDSIGHT_BENCH_SCENES: no scene {name:?}; the scenes: {}",
-            SCENES.map(|s| s.0).join(", ")
-        );
-    }
-    SCENES.iter().filter(|s| names.contains(&s.0)).copied().collect()
+/// The scenes `GRIDSIGHT_BENCH_SCENES` names, or all of them (read once).
+fn scenes() -> &'static [(&'static str, &'static str, Rules)] {
+    static CHOSEN: std::sync::OnceLock<Vec<(&str, &str, Rules)>> = std::sync::OnceLock::new();
+    CHOSEN.get_or_init(|| {
+        let Ok(names) = std::env::var("GRIDSIGHT_BENCH_SCENES") else { return SCENES.to_vec() };
+        let names: Vec<&str> = names.split(',').map(str::trim).filter(|n| !n.is_empty()).collect();
+        for name in &names {
+            assert!(
+                SCENES.iter().any(|s| s.0 == *name),
+                "GRIDSIGHT_BENCH_SCENES: no scene {name:?}; the scenes: {}",
+                SCENES.map(|s| s.0).join(", ")
+            );
+        }
+        SCENES.iter().filter(|s| names.contains(&s.0)).copied().collect()
+    })
 }
 
 const DASH: &str = "crossing:skimage_astronaut.png:kivy_cityCC0.mpg:8,at=4500ms,cross=1200ms";
@@ -260,7 +263,7 @@ max_age = "1h"
         data = dir.join(name).display(),
         models = root().join("models").display()
     );
-    for (camera, _, rules) in scenes() {
+    for &(camera, _, rules) in scenes() {
         let rules = match rules {
             Rules::Both => format!("{ZONE_RULE}{LINE_RULE}"),
             Rules::Zone => ZONE_RULE.to_string(),
@@ -383,9 +386,8 @@ fn categories(rules: Rules) -> &'static [&'static str] {
 /// another: the most any cadence can score against it.
 fn print_self_agreement(reference: &[Incident], pick: impl Fn(&str) -> bool) {
     let (mut first, mut second) = (Vec::new(), Vec::new());
-    let scenes = scenes();
-    for (a, source_a, rules_a) in scenes.iter().filter(|s| pick(s.0)) {
-        for (b, _, rules_b) in scenes.iter().filter(|s| s.0 != *a && s.1 == *source_a) {
+    for (a, source_a, rules_a) in scenes().iter().filter(|s| pick(s.0)) {
+        for (b, _, rules_b) in scenes().iter().filter(|s| s.0 != *a && s.1 == *source_a) {
             let shared: Vec<&str> =
                 categories(*rules_a).iter().copied().filter(|c| categories(*rules_b).contains(c)).collect();
             let pair = format!("{a}~{b}");
@@ -430,7 +432,7 @@ fn main() {
     // The simulator is this build's, whichever node build is measured.
     let mut sim = Command::new(env!("CARGO_BIN_EXE_edge-node"));
     sim.args(["sim", "--port", &rtsp.to_string()]);
-    for (mount, source, _) in scenes() {
+    for &(mount, source, _) in scenes() {
         sim.args(["--stream", &format!("{mount}={source},size=640x360,fps=25,keyint=2s,bitrate=1000")]);
     }
     let _sim = Kill(sim.env("GRIDSIGHT_MEDIA", &media).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
@@ -568,7 +570,7 @@ fn main() {
     println!(
         "  per camera (reference/defaults: pictures decoded and inferences per second; confirmed tracks that ended seen at one look only, of all; incidents):"
     );
-    for (camera, _, _) in scenes() {
+    for &(camera, _, _) in scenes() {
         let rows = cameras.get(camera).cloned().unwrap_or_default();
         let mut cells = vec![format!(
             "decoded {:.1}/{:.1}, inferences {:.2}/{:.2}",

@@ -242,7 +242,8 @@ impl CameraCore {
         }
         self.last = Some(t);
         let update = self.tracker.update(d, t);
-        self.ended_looks = update.ended.iter().map(|tr| tr.hits).collect();
+        self.ended_looks.clear();
+        self.ended_looks.extend(update.ended.iter().map(|tr| tr.hits));
         self.loose_face = d.faces.len() > self.tracker.tracks().iter().filter(|tr| tr.face.is_some()).count();
         if std::mem::take(&mut self.provisional) && !self.moving_in_view() {
             self.demand.set(false);

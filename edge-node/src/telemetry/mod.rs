@@ -47,27 +47,28 @@ impl CameraCounters {
 
 /// The latest [`SeenOnce::HELD`] confirmed tracks that ended, whether each was matched at one
 /// look only: a visit about as short as the time between two of the camera's looks, or
-/// shorter, seen because a look fell in it (one a little shorter falls between two looks). One word: the outcomes as bits
-/// (the newest lowest) and, above them, how many are held.
+/// shorter, seen because a look fell in it (one a little shorter falls between two looks).
+/// One word: the outcomes as bits (the newest lowest) and, above them, how many are held.
 #[derive(Debug, Default)]
 pub struct SeenOnce(std::sync::atomic::AtomicU64);
 
 impl SeenOnce {
     pub const HELD: u32 = 20;
+    /// The outcome bits.
+    const BITS: u64 = (1 << Self::HELD) - 1;
 
     pub fn record(&self, once: bool) {
         use std::sync::atomic::Ordering::Relaxed;
-        let mask = (1u64 << Self::HELD) - 1;
         let _ = self.0.fetch_update(Relaxed, Relaxed, |v| {
             let held = ((v >> 32) as u32 + 1).min(Self::HELD);
-            Some((u64::from(held) << 32) | (((v << 1) | u64::from(once)) & mask))
+            Some((u64::from(held) << 32) | (((v << 1) | u64::from(once)) & Self::BITS))
         });
     }
 
     /// (seen at one look only, of how many held).
     pub fn get(&self) -> (u32, u32) {
         let v = self.0.load(std::sync::atomic::Ordering::Relaxed);
-        ((v & ((1u64 << Self::HELD) - 1)).count_ones(), (v >> 32) as u32)
+        ((v & Self::BITS).count_ones(), (v >> 32) as u32)
     }
 }
 
